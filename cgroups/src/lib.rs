@@ -1,0 +1,1 @@
+//! cgroup v1, hybrid and v2 management for KOS.

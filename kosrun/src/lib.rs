@@ -1,0 +1,1 @@
+//! The kosrun container lifecycle.

@@ -1,0 +1,1 @@
+//! Process confinement for KOS: seccomp, capabilities, MAC labels, Landlock, safe paths.
