@@ -1,1 +1,3 @@
 //! Process confinement for KOS: seccomp, capabilities, MAC labels, Landlock, safe paths.
+
+pub mod path;

@@ -1,0 +1,233 @@
+//! Resolution inside a root against real symlinks on the real filesystem, through both the
+//! openat2 path and the component walk.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{symlink, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kos_security::path::{
+    create_file_in_root, mkdir_all_in_root, open_in_root, open_in_root_fd, open_in_root_walk,
+    open_root, proc_fd_path, PathError,
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A temp root with a `marker` file, removed on drop even when the test fails.
+struct TempRoot {
+    path: PathBuf,
+}
+
+impl TempRoot {
+    fn new(tag: &str) -> TempRoot {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("kos-sec-path-{tag}-{}-{n}", std::process::id()));
+        fs::create_dir_all(&path).expect("mkdir temp root");
+        fs::write(path.join("marker"), b"inside").expect("write marker");
+        TempRoot { path }
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// (dev, ino) of what an fd refers to.
+fn ident(fd: &OwnedFd) -> (u64, u64) {
+    let m = fs::metadata(proc_fd_path(fd)).expect("stat via /proc/self/fd");
+    (m.dev(), m.ino())
+}
+
+fn ident_path(p: &Path) -> (u64, u64) {
+    let m = fs::metadata(p).expect("stat path");
+    (m.dev(), m.ino())
+}
+
+type Opener = fn(BorrowedFd<'_>, &Path, i32) -> Result<OwnedFd, PathError>;
+
+/// Run a check with both resolvers so the fallback walk is held to the same results.
+fn both(check: impl Fn(Opener)) {
+    check(open_in_root_fd);
+    check(open_in_root_walk);
+}
+
+const OPATH: i32 = libc::O_PATH | libc::O_CLOEXEC;
+
+#[test]
+fn absolute_symlink_to_etc_stays_inside() {
+    both(|open| {
+        let r = TempRoot::new("abs");
+        fs::create_dir(r.path.join("etc")).unwrap();
+        fs::write(r.path.join("etc/passwd"), b"fake").unwrap();
+        symlink("/etc", r.path.join("a")).unwrap();
+        let root = open_root(&r.path).unwrap();
+        let fd = open(
+            root.as_fd(),
+            Path::new("a/passwd"),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+        .expect("resolve a/passwd");
+        let content = fs::read(proc_fd_path(&fd)).unwrap();
+        assert_eq!(content, b"fake", "a -> /etc must clamp to <root>/etc");
+        assert_ne!(ident(&fd), ident_path(Path::new("/etc/passwd")));
+    });
+}
+
+#[test]
+fn dotdot_symlink_clamps_at_root() {
+    both(|open| {
+        let r = TempRoot::new("dotdot");
+        fs::create_dir_all(r.path.join("x/y")).unwrap();
+        symlink("../../../../../../..", r.path.join("x/y/up")).unwrap();
+        let root = open_root(&r.path).unwrap();
+        let fd = open(root.as_fd(), Path::new("x/y/up"), OPATH | libc::O_DIRECTORY).unwrap();
+        assert_eq!(
+            ident(&fd),
+            ident_path(&r.path),
+            "../.. chain must stop at root"
+        );
+        let fd = open(root.as_fd(), Path::new("x/y/up/marker"), libc::O_RDONLY).unwrap();
+        assert_eq!(fs::read(proc_fd_path(&fd)).unwrap(), b"inside");
+        // Plain `..` in the caller's path clamps too.
+        let fd = open(root.as_fd(), Path::new("/../../../marker"), OPATH).unwrap();
+        assert_eq!(ident(&fd), ident_path(&r.path.join("marker")));
+    });
+}
+
+#[test]
+fn absolute_symlink_chain_and_root_alias() {
+    both(|open| {
+        let r = TempRoot::new("chain");
+        fs::create_dir(r.path.join("real")).unwrap();
+        symlink("/real", r.path.join("l1")).unwrap();
+        symlink("l1", r.path.join("l2")).unwrap();
+        symlink("/", r.path.join("rootlink")).unwrap();
+        let root = open_root(&r.path).unwrap();
+        let fd = open(root.as_fd(), Path::new("/l2"), OPATH).unwrap();
+        assert_eq!(ident(&fd), ident_path(&r.path.join("real")));
+        let fd = open(root.as_fd(), Path::new("rootlink/rootlink/marker"), OPATH).unwrap();
+        assert_eq!(ident(&fd), ident_path(&r.path.join("marker")));
+        let fd = open(root.as_fd(), Path::new(""), OPATH).unwrap();
+        assert_eq!(ident(&fd), ident_path(&r.path));
+    });
+}
+
+#[test]
+fn missing_and_not_a_directory_errors() {
+    both(|open| {
+        let r = TempRoot::new("err");
+        let root = open_root(&r.path).unwrap();
+        let e = open(root.as_fd(), Path::new("nope/x"), OPATH).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        let e = open(root.as_fd(), Path::new("marker/x"), OPATH).unwrap_err();
+        assert_eq!(e.errno(), nix::errno::Errno::ENOTDIR, "{e}");
+        let e = open(root.as_fd(), Path::new("marker"), OPATH | libc::O_DIRECTORY).unwrap_err();
+        assert_eq!(e.errno(), nix::errno::Errno::ENOTDIR, "{e}");
+    });
+}
+
+#[test]
+fn symlink_loop_is_eloop() {
+    both(|open| {
+        let r = TempRoot::new("loop");
+        symlink("b", r.path.join("a")).unwrap();
+        symlink("a", r.path.join("b")).unwrap();
+        let root = open_root(&r.path).unwrap();
+        let e = open(root.as_fd(), Path::new("a"), OPATH).unwrap_err();
+        assert_eq!(e.errno(), nix::errno::Errno::ELOOP, "{e}");
+    });
+}
+
+#[test]
+fn nofollow_opens_the_link_itself() {
+    both(|open| {
+        let r = TempRoot::new("nofollow");
+        symlink("/etc", r.path.join("a")).unwrap();
+        let root = open_root(&r.path).unwrap();
+        let fd = open(root.as_fd(), Path::new("a"), OPATH | libc::O_NOFOLLOW).unwrap();
+        let st = nix::sys::stat::fstat(&fd).unwrap();
+        assert_eq!(
+            st.st_mode & libc::S_IFMT,
+            libc::S_IFLNK,
+            "fd must be the symlink itself"
+        );
+        let lm = fs::symlink_metadata(r.path.join("a")).unwrap();
+        assert_eq!(st.st_ino, lm.ino());
+    });
+}
+
+#[test]
+fn mkdir_all_through_symlinked_parent_stays_inside() {
+    let r = TempRoot::new("mkdir");
+    // A parent that points at the host's /tmp: creation must land in <root>/tmp instead.
+    symlink("/tmp", r.path.join("evil")).unwrap();
+    let unique = format!(
+        "kos-sec-escape-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let rel = PathBuf::from("evil").join(&unique).join("deeper");
+    let fd = mkdir_all_in_root(&r.path, &rel, 0o755).expect("mkdir_all");
+    assert!(
+        !Path::new("/tmp").join(&unique).exists(),
+        "escaped to host /tmp"
+    );
+    let inside = r.path.join("tmp").join(&unique).join("deeper");
+    assert!(inside.is_dir());
+    assert_eq!(ident(&fd), ident_path(&inside));
+    // Idempotent on an existing tree.
+    let again = mkdir_all_in_root(&r.path, &rel, 0o755).unwrap();
+    assert_eq!(ident(&again), ident(&fd));
+    // A file in the way is a clear error.
+    let e = mkdir_all_in_root(&r.path, Path::new("marker/sub"), 0o755).unwrap_err();
+    assert!(e.to_string().contains("not a directory"), "{e}");
+}
+
+#[test]
+fn mkdir_all_through_dotdot_symlink() {
+    let r = TempRoot::new("mkdirup");
+    fs::create_dir(r.path.join("a")).unwrap();
+    symlink("../../../../..", r.path.join("a/up")).unwrap();
+    let fd = mkdir_all_in_root(&r.path, Path::new("a/up/kos-made"), 0o700).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("kos-made")));
+}
+
+#[test]
+fn create_file_through_dangling_absolute_symlink() {
+    let r = TempRoot::new("file");
+    let unique = format!(
+        "kos-sec-file-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let host_target = Path::new("/tmp").join(&unique);
+    symlink(&host_target, r.path.join("target")).unwrap();
+    let fd = create_file_in_root(&r.path, Path::new("target"), 0o644).expect("create file");
+    assert!(!host_target.exists(), "created on the host");
+    let inside = r.path.join("tmp").join(&unique);
+    assert!(inside.is_file());
+    assert_eq!(ident(&fd), ident_path(&inside));
+    // Existing file: same object back. Existing dir: clear error.
+    let again = create_file_in_root(&r.path, Path::new("/target"), 0o644).unwrap();
+    assert_eq!(ident(&again), ident(&fd));
+    let e = create_file_in_root(&r.path, Path::new("tmp"), 0o644).unwrap_err();
+    assert!(e.to_string().contains("a directory"), "{e}");
+    // Nested parents are made.
+    let fd = create_file_in_root(&r.path, Path::new("dev/kos/null"), 0o600).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("dev/kos/null")));
+}
+
+#[test]
+fn open_in_root_by_path() {
+    let r = TempRoot::new("bypath");
+    symlink("/marker", r.path.join("m")).unwrap();
+    let fd = open_in_root(&r.path, Path::new("m"), libc::O_RDONLY | libc::O_CLOEXEC).unwrap();
+    assert_eq!(fs::read(proc_fd_path(&fd)).unwrap(), b"inside");
+    let e = open_in_root(&r.path.join("absent"), Path::new("m"), OPATH).unwrap_err();
+    assert!(e.to_string().contains("cannot open root"), "{e}");
+}
