@@ -1,0 +1,201 @@
+//! Small file helpers for cgroupfs: one open and one write per value, errors that name the file,
+//! and a journal that remembers what a write replaced so a failed update can be undone.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Writes `value` to an existing cgroup file in a single write(2), as the kernel parses each
+/// write on its own.
+pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+pub(crate) fn read_string(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a file holding a single number; "max" reads as `u64::MAX`.
+pub(crate) fn read_u64(path: &Path) -> Result<u64> {
+    let s = read_string(path)?;
+    parse_u64(s.trim()).ok_or_else(|| Error::Parse {
+        path: path.to_path_buf(),
+        reason: format!("expected a number, found {:?}", s.trim()),
+    })
+}
+
+pub(crate) fn parse_u64(s: &str) -> Option<u64> {
+    if s == "max" {
+        return Some(u64::MAX);
+    }
+    s.parse().ok()
+}
+
+/// Parses "key value" lines (memory.stat, cpu.stat, ...) into pairs, skipping malformed lines.
+pub(crate) fn parse_flat_keyed(s: &str) -> Vec<(&str, u64)> {
+    s.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let k = it.next()?;
+            let v = parse_u64(it.next()?)?;
+            Some((k, v))
+        })
+        .collect()
+}
+
+/// Reads a flat-keyed file and returns the value of one key, if present.
+pub(crate) fn read_keyed(path: &Path, key: &str) -> Result<Option<u64>> {
+    let s = read_string(path)?;
+    Ok(parse_flat_keyed(&s)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v))
+}
+
+/// Creates `dir` and any missing parents; returns the directories it made, outermost first,
+/// so a caller can undo exactly what it created.
+pub(crate) fn mkdir_all(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        match fs::symlink_metadata(d) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(d.to_path_buf());
+                cur = d.parent();
+            }
+            Err(source) => {
+                return Err(Error::Dir {
+                    op: "stat",
+                    path: d.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    missing.reverse();
+    let mut made = Vec::new();
+    for d in missing {
+        match fs::create_dir(&d) {
+            Ok(()) => made.push(d),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                for m in made.iter().rev() {
+                    let _ = fs::remove_dir(m);
+                }
+                return Err(Error::Dir {
+                    op: "mkdir",
+                    path: d,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// One undo step: write `value` back to `path`.
+#[derive(Debug, Clone)]
+pub(crate) struct Undo {
+    pub path: PathBuf,
+    pub value: String,
+}
+
+/// Performs the writes of one apply. With journaling on, each write first records what it
+/// replaces; `rollback` replays those records newest first. Journaling is off for a cgroup
+/// made moments ago, where undoing means removing the cgroup and costs no reads.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    journal: Option<Vec<Undo>>,
+}
+
+impl Writer {
+    pub fn new(journal: bool) -> Self {
+        Writer {
+            journal: journal.then(Vec::new),
+        }
+    }
+
+    pub fn journaling(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Records an undo step computed by the caller (for files whose read-back form differs
+    /// from their write form).
+    pub fn remember(&mut self, path: &Path, value: String) {
+        if let Some(j) = self.journal.as_mut() {
+            j.push(Undo {
+                path: path.to_path_buf(),
+                value,
+            });
+        }
+    }
+
+    /// Writes a whole-file value, journaling the previous content when asked to.
+    pub fn write(&mut self, field: &str, path: &Path, value: &str) -> Result<()> {
+        if self.journal.is_some() {
+            if let Ok(old) = fs::read_to_string(path) {
+                let old = old.trim().to_string();
+                if old == value {
+                    return Ok(());
+                }
+                self.remember(path, old);
+            }
+        }
+        self.write_only(field, path, value)
+    }
+
+    /// Writes a line of a keyed file (throttles, io.max, ...). The undo is the old line for
+    /// `key` or, when the key had no line, `key` followed by `unset`.
+    pub fn write_keyed(
+        &mut self,
+        field: &str,
+        path: &Path,
+        key: &str,
+        value: &str,
+        unset: &str,
+    ) -> Result<()> {
+        if self.journal.is_some() {
+            let old = fs::read_to_string(path).unwrap_or_default();
+            let prev = old
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(key))
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{key} {unset}"));
+            self.remember(path, prev);
+        }
+        self.write_only(field, path, value)
+    }
+
+    /// Writes without journaling (write-only files such as devices.allow, whose undo the
+    /// caller records itself).
+    pub fn write_only(&mut self, field: &str, path: &Path, value: &str) -> Result<()> {
+        tracing::trace!(path = %path.display(), value, "cgroup write");
+        write_raw(path, value).map_err(|source| Error::Write {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            value: value.to_string(),
+            source,
+        })
+    }
+
+    /// Undoes every journaled write, newest first. Failures are logged: rollback runs on an
+    /// error path and must try every step.
+    pub fn rollback(self) {
+        for u in self.journal.unwrap_or_default().into_iter().rev() {
+            if let Err(e) = write_raw(&u.path, &u.value) {
+                tracing::warn!(path = %u.path.display(), value = %u.value, error = %e, "cgroup rollback write failed");
+            }
+        }
+    }
+}
