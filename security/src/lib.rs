@@ -1,3 +1,4 @@
 //! Process confinement for KOS: seccomp, capabilities, MAC labels, Landlock, safe paths.
 
 pub mod path;
+pub mod seccomp;
