@@ -1,4 +1,5 @@
 //! Process confinement for KOS: seccomp, capabilities, MAC labels, Landlock, safe paths.
 
+pub mod caps;
 pub mod path;
 pub mod seccomp;
