@@ -1,5 +1,6 @@
 //! Process confinement for KOS: seccomp, capabilities, MAC labels, Landlock, safe paths.
 
 pub mod caps;
+pub mod landlock;
 pub mod path;
 pub mod seccomp;
