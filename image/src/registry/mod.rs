@@ -1,0 +1,71 @@
+//! Talking to OCI distribution registries (through `oci-client`).
+
+pub mod auth;
+pub mod pull;
+pub mod push;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+
+pub use self::auth::Credentials;
+use crate::error::Error;
+use crate::manifest::Platform;
+use crate::reference::ImageRef;
+
+/// Registry settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Registries (`host[:port]`) that may be reached over plain HTTP.
+    /// Loopback registries always may.
+    pub insecure_registries: Vec<String>,
+    /// Layers downloaded at once.
+    pub max_concurrent_downloads: usize,
+    /// The platform to select from an index; the host's when `None`.
+    pub platform: Option<Platform>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            insecure_registries: Vec::new(),
+            max_concurrent_downloads: 4,
+            platform: None,
+        }
+    }
+}
+
+/// A registry client.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub config: RegistryConfig,
+}
+
+impl Registry {
+    pub fn new(config: RegistryConfig) -> Self {
+        Registry { config }
+    }
+
+    pub(crate) fn client(&self, r: &ImageRef) -> oci_client::Client {
+        let protocol = if auth::plain_http_allowed(r, &self.config.insecure_registries) {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        oci_client::Client::new(ClientConfig {
+            protocol,
+            use_monolithic_push: true,
+            max_concurrent_download: self.config.max_concurrent_downloads.max(1),
+            // Platform choice is ours (see manifest::select_platform).
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            ..Default::default()
+        })
+    }
+}
+
+pub(crate) fn reg_err(r: &ImageRef, e: impl std::fmt::Display) -> Error {
+    Error::Registry {
+        reference: r.to_string(),
+        message: e.to_string(),
+    }
+}
