@@ -108,6 +108,11 @@ pub fn tests() -> Vec<TestCase> {
             exec_forwards_exit_code,
         ),
         t("lifecycle::pause_resume", pause_resume),
+        t("lifecycle::delete_force_created", delete_force_created),
+        t("lifecycle::exec_env_cwd_user", exec_env_cwd_user),
+        t("lifecycle::exec_process_json", exec_process_json),
+        t("lifecycle::exec_in_stopped_fails", exec_in_stopped_fails),
+        t("lifecycle::ps_lists_processes", ps_lists_processes),
     ]
 }
 
@@ -763,5 +768,85 @@ fn pause_resume(ctx: &Ctx) -> Result<()> {
     if processes_in_cgroup(cg).is_empty() {
         bail!("no process found in the container cgroup /{cg}");
     }
+    Ok(())
+}
+
+fn delete_force_created(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let mut c = ctx.create(&b)?;
+    let pid = c.pid()?;
+    c.delete_force()?.expect_success()?;
+    ctx.wait_until(WAIT, "the init process to die", || Ok(!process_alive(pid)))?;
+    ctx.assert_gone(&c.id, &b)
+}
+
+fn exec_env_cwd_user(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let out = ctx.rt(&[
+        "exec",
+        "--env",
+        "KOS_EXEC=yes",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        &c.id,
+        "sh",
+        "-c",
+        "echo env=$KOS_EXEC; pwd; id -u; id -g",
+    ])?;
+    out.expect_success()?;
+    let l: Vec<&str> = out.stdout.lines().collect();
+    ensure!(l == ["env=yes", "/tmp", "1000", "1000"], "exec saw {l:?}");
+    Ok(())
+}
+
+fn exec_process_json(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let p = b.dir.join("process.json");
+    let proc_json = json!({
+        "terminal": false, "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "echo from-json $KOS_P; pwd"],
+        "env": ["PATH=/bin", "KOS_P=1"], "cwd": "/etc"
+    });
+    fs::write(&p, proc_json.to_string())?;
+    let ps = p.to_string_lossy().into_owned();
+    let out = ctx.rt(&["exec", "--process", &ps, &c.id])?;
+    out.expect_success()?;
+    ensure!(
+        out.stdout.lines().collect::<Vec<_>>() == ["from-json 1", "/etc"],
+        "exec --process printed {:?}",
+        out.stdout
+    );
+    Ok(())
+}
+
+fn exec_in_stopped_fails(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["true"])?;
+    let c = ctx.create(&b)?;
+    c.start_ok()?;
+    c.wait_status("stopped", WAIT)?;
+    ctx.rt(&["exec", &c.id, "true"])?
+        .expect_failure("exec in a stopped container")?;
+    Ok(())
+}
+
+fn ps_lists_processes(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let pid = c.pid()?;
+    let out = ctx.rt(&["ps", "--format", "json", &c.id])?;
+    out.expect_success()?;
+    let v: Value = serde_json::from_str(&out.stdout).context("ps --format json is not JSON")?;
+    let pids: Vec<i64> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    ensure!(
+        pids.contains(&pid),
+        "ps lists {pids:?}, not the init pid {pid}"
+    );
     Ok(())
 }

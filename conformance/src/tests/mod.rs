@@ -6,6 +6,7 @@ use crate::harness::ctx::Ctx;
 use crate::harness::report::Departure;
 
 mod bad_input;
+mod cgroups;
 mod hooks;
 mod lifecycle;
 mod mounts;
@@ -48,6 +49,7 @@ pub fn all() -> Vec<TestCase> {
     v.extend(namespaces::tests());
     v.extend(mounts::tests());
     v.extend(process::tests());
+    v.extend(cgroups::tests());
     v.extend(hooks::tests());
     v.extend(bad_input::tests());
     v

@@ -66,12 +66,20 @@ fn ns_links_script() -> String {
 }
 
 fn pid_init_is_1(ctx: &Ctx) -> Result<()> {
-    let b = ctx.bundle(&["sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"])?;
+    let b = ctx.bundle(&["sh", "-c", "echo $$; ls -d /proc/[0-9]* | wc -l"])?;
     let out = ctx.run_ok(&b)?;
     let mut lines = out.lines();
     ensure!(
         lines.next() == Some("1"),
         "the container process is not pid 1 in its pid namespace: {out:?}"
+    );
+    let n: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    ensure!(
+        n <= 3,
+        "{n} processes visible in a new pid namespace (want the shell and its children only)"
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::harness::parse::{get, section, sections, status_field};
 pub fn tests() -> Vec<TestCase> {
     vec![
         t("process::args", args),
+        t("process::args_path_lookup", args_path_lookup),
         t("process::env_exact", env_exact),
         t("process::cwd", cwd),
         t("process::cwd_missing_created_or_error", cwd_missing),
@@ -36,6 +37,23 @@ fn args(ctx: &Ctx) -> Result<()> {
     let b = ctx.bundle(&["printf", "[%s]", "a", "b c", "", "$HOME"])?;
     let out = ctx.run_ok(&b)?;
     ensure!(out == "[a][b c][][$HOME]", "args arrived as {out:?}");
+    Ok(())
+}
+
+/// config.md args: execvp semantics, so a bare name is looked up in the process's PATH.
+fn args_path_lookup(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["kos-hello", "arg"])?;
+    fs::create_dir(b.in_rootfs("/kosbin"))?;
+    let script = b.in_rootfs("/kosbin/kos-hello");
+    fs::write(&script, "#!/bin/sh\necho hello-from-path \"$1\"\n")?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    b.config["process"]["env"] = json!(["PATH=/kosbin:/bin"]);
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.trim() == "hello-from-path arg",
+        "PATH lookup ran {out:?}"
+    );
     Ok(())
 }
 
