@@ -254,6 +254,7 @@ fn notify_listener_receives_the_call() {
     let listener = UnixListener::bind(&sock_path).unwrap();
     let json = format!(
         r#"{{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"{}","listenerMetadata":"kos-meta",
+            "flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV","SECCOMP_FILTER_FLAG_TSYNC"],
             "syscalls":[{{"names":["getppid"],"action":"SCMP_ACT_NOTIFY"}}]}}"#,
         sock_path.display()
     );
@@ -300,7 +301,6 @@ fn notify_listener_receives_the_call() {
         assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
         (state, req.data.nr, req.pid)
     });
-    let listener_path = sock_path.clone();
     let report = in_child(|out| {
         set_no_new_privs();
         let fd = prog.install().unwrap().expect("listener fd");
@@ -309,7 +309,7 @@ fn notify_listener_receives_the_call() {
         st.set_id("kos-notify-test".into());
         st.set_pid(Some(std::process::id() as i32));
         st.set_version("1.2.0".into());
-        seccomp::send_listener(fd.as_fd(), &listener_path, prog.listener_metadata(), &st).unwrap();
+        prog.send_listener(fd.as_fd(), &st).unwrap();
         drop(fd);
         let v = unsafe { libc::getppid() };
         say(out, format!("getppid {v}"));

@@ -256,6 +256,11 @@ pub(crate) fn compile(spec: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
             }
         }
     }
+    if !has_notify && flags & FLAG_WAIT_KILLABLE_RECV != 0 {
+        // The kernel refuses this flag without a listener; with no NOTIFY rule it means nothing.
+        tracing::debug!("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV without a NOTIFY rule ignored");
+        flags &= !FLAG_WAIT_KILLABLE_RECV;
+    }
     if has_notify {
         flags |= FLAG_NEW_LISTENER;
         if flags & FLAG_TSYNC != 0 {
@@ -480,6 +485,15 @@ mod tests {
             FLAG_LOG | FLAG_TSYNC | FLAG_NEW_LISTENER | FLAG_TSYNC_ESRCH
         );
         assert_eq!(eval(&c, "getppid", [0; 6]), RET_USER_NOTIF);
+    }
+
+    #[test]
+    fn wait_killable_needs_a_listener() {
+        let c = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}"#,
+        ))
+        .expect("compile");
+        assert_eq!(c.flags, 0);
     }
 
     #[test]

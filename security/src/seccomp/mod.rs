@@ -193,6 +193,19 @@ impl SeccompProgram {
         self.listener_metadata.as_deref()
     }
 
+    /// Hand `listener` to the agent at this profile's `listenerPath` with its
+    /// `listenerMetadata` (see [`send_listener`]).
+    pub fn send_listener(
+        &self,
+        listener: std::os::fd::BorrowedFd<'_>,
+        state: &oci_spec::runtime::State,
+    ) -> Result<(), SeccompError> {
+        let path = self.listener_path.as_deref().ok_or_else(|| {
+            SeccompError::Invalid("SCMP_ACT_NOTIFY is used but listenerPath is not set".into())
+        })?;
+        send_listener(listener, path, self.listener_metadata.as_deref(), state)
+    }
+
     /// Install the filter on the calling thread (all threads with TSYNC). Returns the
     /// notification listener fd when a rule uses NOTIFY. See the module docs for where in the
     /// init this belongs. Needs no_new_privs set or `CAP_SYS_ADMIN`.
