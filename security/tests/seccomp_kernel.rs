@@ -79,21 +79,27 @@ fn trap_action_raises_sigsys() {
 }
 
 #[test]
-fn kill_process_action_kills() {
-    let prog = compile(
-        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
-    );
-    let out = in_child(|out| {
-        set_no_new_privs();
-        prog.install().unwrap();
-        say(out, "installed");
-        unsafe { libc::getppid() };
-        say(out, "survived");
-        0
-    });
-    match out {
-        Outcome::Signaled(Signal::SIGSYS, r) => assert_eq!(r, "installed\n"),
-        other => panic!("expected death by SIGSYS, got {other:?}"),
+fn kill_actions_kill() {
+    for action in [
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_KILL",
+    ] {
+        let prog = compile(&format!(
+            r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["getppid"],"action":"{action}"}}]}}"#
+        ));
+        let out = in_child(|out| {
+            set_no_new_privs();
+            prog.install().unwrap();
+            say(out, "installed");
+            unsafe { libc::getppid() };
+            say(out, "survived");
+            0
+        });
+        match out {
+            Outcome::Signaled(Signal::SIGSYS, r) => assert_eq!(r, "installed\n", "{action}"),
+            other => panic!("{action}: expected death by SIGSYS, got {other:?}"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! # Call order in kosrun
 //!
-//! 1. **Parent, before fork**: [`compile`] the spec's profile (all profile errors surface here,
+//! 1. **Parent, before fork**: [`compile()`] the spec's profile (all profile errors surface here,
 //!    before any container state exists).
 //! 2. **Container init, after mounts, pivot_root, hostname, rlimits**:
 //!    - If `process.noNewPrivileges` is true: set it (`prctl(PR_SET_NO_NEW_PRIVS)`) first, drop
@@ -21,11 +21,11 @@
 //! 3. If `install` returned a listener fd: the init passes it to the runtime parent over its
 //!    already-connected sync socket (SCM_RIGHTS), closes its copy, and execs. The parent calls
 //!    [`send_listener`] with the container state, then closes the fd. NOTIFY is refused on the
-//!    syscalls this hand-over uses ([`compile::NOTIFY_FORBIDDEN`]) and as the default action.
+//!    syscalls this hand-over uses ([`NOTIFY_FORBIDDEN`]) and as the default action.
 
 pub mod arch;
 pub mod bpf;
-pub mod compile;
+mod compile;
 pub mod notify;
 pub mod profile;
 
@@ -37,6 +37,7 @@ use oci_spec::runtime::LinuxSeccomp;
 
 pub use arch::Abi;
 pub use bpf::SockFilter;
+pub use compile::{BAD_ARCH_ACTION, NOTIFY_FORBIDDEN};
 pub use notify::{send_listener, ContainerProcessState};
 pub use profile::{default_profile, default_profile_for};
 
