@@ -137,17 +137,24 @@ impl Capabilities {
         set_keepcaps(true)
     }
 
-    /// Drop from the bounding set every capability not listed. Needs `CAP_SETPCAP`.
+    /// Drop from the bounding set every capability not listed, by number up to the kernel's
+    /// last one, so capabilities newer than this crate's table are dropped too. Needs
+    /// `CAP_SETPCAP`.
     pub fn drop_bounding(&self) -> Result<(), CapsError> {
-        let last = kernel_last_cap();
-        for cap in caps::all() {
-            if cap.index() > last || self.bounding.contains(&cap) {
+        let keep: HashSet<u8> = self.bounding.iter().map(|c| c.index()).collect();
+        for index in 0..=kernel_last_cap() {
+            if keep.contains(&index) {
                 continue;
             }
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| CapsError::Sys {
-                op: format!("drop {cap} from the bounding set"),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            // SAFETY: plain prctl with integer arguments.
+            let r =
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(index), 0, 0, 0) };
+            if r != 0 {
+                return Err(CapsError::Sys {
+                    op: format!("drop capability {index} from the bounding set"),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
         }
         Ok(())
     }
