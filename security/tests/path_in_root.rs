@@ -231,3 +231,49 @@ fn open_in_root_by_path() {
     let e = open_in_root(&r.path.join("absent"), Path::new("m"), OPATH).unwrap_err();
     assert!(e.to_string().contains("cannot open root"), "{e}");
 }
+
+/// A component swapped between a directory and a symlink out of the root while we resolve:
+/// nothing may ever be created or opened outside.
+#[test]
+fn symlink_swap_race_never_escapes() {
+    let r = TempRoot::new("race");
+    let outside = TempRoot::new("race-outside");
+    fs::create_dir(r.path.join("real")).unwrap();
+    fs::write(outside.path.join("secret"), b"host").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        let root = r.path.clone();
+        let out = outside.path.clone();
+        std::thread::spawn(move || {
+            let link = root.join("a");
+            let tmp = root.join("a.tmp");
+            while !stop.load(Ordering::Relaxed) {
+                let _ = symlink(&out, &tmp);
+                let _ = fs::rename(&tmp, &link);
+                let _ = symlink("real", &tmp);
+                let _ = fs::rename(&tmp, &link);
+            }
+        })
+    };
+    let root_fd = open_root(&r.path).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(800);
+    let mut resolved = 0;
+    while std::time::Instant::now() < deadline {
+        if mkdir_all_in_root(&r.path, Path::new("a/kos-made"), 0o755).is_ok() {
+            resolved += 1;
+        }
+        for open in [open_in_root_fd as Opener, open_in_root_walk as Opener] {
+            if let Ok(fd) = open(root_fd.as_fd(), Path::new("a/secret"), libc::O_RDONLY) {
+                assert_ne!(fs::read(proc_fd_path(&fd)).unwrap(), b"host", "escaped");
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    attacker.join().unwrap();
+    assert!(
+        !outside.path.join("kos-made").exists(),
+        "created outside the root"
+    );
+    assert!(resolved > 0, "the race never let a resolution through");
+}
