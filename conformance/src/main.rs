@@ -291,7 +291,18 @@ fn run_one(suite: &Suite, t: &TestCase, identity: &str) -> TestResult {
                     Outcome::Fail(format!("panicked: {msg}"))
                 }
             };
+            let leaks = ctx.sweep_cgroups();
+            let outcome = match outcome {
+                Outcome::Pass if !leaks.is_empty() => Outcome::Fail(format!(
+                    "the runtime left behind after delete: {}",
+                    leaks.join(", ")
+                )),
+                o => o,
+            };
             let mut log = ctx.take_log();
+            if !leaks.is_empty() {
+                log.push(format!("cleanup: removed leftovers {leaks:?}"));
+            }
             if let Err(e) = harness::host::remove_tree_safely(&dir) {
                 log.push(format!("cleanup: {e:#}"));
             }

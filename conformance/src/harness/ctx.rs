@@ -59,6 +59,8 @@ pub struct Ctx<'s> {
     pub dir: PathBuf,
     log: Mutex<Vec<String>>,
     seq: AtomicU64,
+    /// cgroupsPath of every bundle this test made, checked and cleaned after the test.
+    cgroups: Mutex<Vec<String>>,
 }
 
 /// Extra knobs for one runtime invocation.
@@ -80,6 +82,7 @@ impl<'s> Ctx<'s> {
             dir,
             log: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
+            cgroups: Mutex::new(Vec::new()),
         }
     }
 
@@ -121,6 +124,9 @@ impl<'s> Ctx<'s> {
         // The cgroup path is set per bundle so leftover checks know where to look; it is
         // named like the container ids of this run.
         let cg = format!("/kosconf-{}-cg{}", std::process::id(), self.suite.next());
+        if let Ok(mut v) = self.cgroups.lock() {
+            v.push(cg.clone());
+        }
         Ok(Bundle::new(dir, default_config(args, &cg)))
     }
 
@@ -277,6 +283,38 @@ impl<'s> Ctx<'s> {
             }
         }
         Ok(())
+    }
+
+    /// After the test and its guards are done: anything of its containers still on the host
+    /// (processes in their cgroups, cgroup directories) was leaked by the runtime. It is
+    /// removed here so one failure does not spill into the machine, and reported.
+    pub fn sweep_cgroups(&self) -> Vec<String> {
+        let cgs = self.cgroups.lock().map(|v| v.clone()).unwrap_or_default();
+        let mut leaks = Vec::new();
+        for cg in cgs {
+            let cg = cg.trim_start_matches('/');
+            let procs = processes_in_cgroup(cg);
+            if !procs.is_empty() {
+                leaks.push(format!("processes {procs:?} in cgroup /{cg}"));
+                for p in &procs {
+                    // SAFETY: kill(2) of pids found in this test's own cgroup.
+                    unsafe {
+                        libc::kill(*p, libc::SIGKILL);
+                    }
+                }
+                let _ = self.wait_until(Duration::from_secs(5), "leaked processes to die", || {
+                    Ok(processes_in_cgroup(cg).is_empty())
+                });
+            }
+            for dir in cgroup_hierarchies() {
+                let p = dir.join(cg);
+                if p.exists() {
+                    leaks.push(format!("cgroup {}", p.display()));
+                    let _ = fs::remove_dir(&p);
+                }
+            }
+        }
+        leaks
     }
 
     /// Polls `cond` every 20ms until it holds or `limit` passes.

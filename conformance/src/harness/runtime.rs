@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 
 /// Default limit for one runtime command; generous so a slow CI machine is not a failure,
 /// short enough that a hanging runtime cannot stall the suite.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a command is run.
 pub struct RunOpts {

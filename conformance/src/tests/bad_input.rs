@@ -49,6 +49,8 @@ pub fn tests() -> Vec<TestCase> {
         t("bad_input::unknown_mount_type", unknown_mount_type),
         t("bad_input::bind_source_missing", bind_source_missing),
         t("bad_input::missing_process_fails_start", missing_process),
+        t("bad_input::unknown_rlimit_type", unknown_rlimit_type),
+        t("bad_input::unknown_sysctl", unknown_sysctl),
     ]
 }
 
@@ -222,4 +224,18 @@ fn missing_process(ctx: &Ctx) -> Result<()> {
         .expect_failure("start of a container with no process")?;
     let _ = c.delete_force();
     Ok(())
+}
+
+/// config.md rlimits: "the runtime MUST generate an error for any values which cannot be
+/// mapped to a relevant kernel interface".
+fn unknown_rlimit_type(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_KOSBOGUS", "soft": 1, "hard": 1}]);
+    create_must_fail(ctx, &b, "create with rlimit type RLIMIT_KOSBOGUS", true)
+}
+
+fn unknown_sysctl(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["linux"]["sysctl"] = json!({"net.kosbogus.value": "1"});
+    create_must_fail(ctx, &b, "create with an unknown sysctl", true)
 }

@@ -77,6 +77,9 @@ pub fn tests() -> Vec<TestCase> {
         t("lifecycle::kill_signal_number_15", |c| kill_term(c, "15")),
         t("lifecycle::kill_signal_name_KILL", |c| kill_kill(c, "KILL")),
         t("lifecycle::kill_signal_number_9", |c| kill_kill(c, "9")),
+        t("lifecycle::kill_default_signal_is_term", |c| {
+            kill_term(c, "")
+        }),
         t("lifecycle::kill_created_container", kill_created_container),
         t("lifecycle::kill_stopped_fails", kill_stopped_fails),
         t("lifecycle::kill_all_reaches_every_process", kill_all),
@@ -113,6 +116,7 @@ pub fn tests() -> Vec<TestCase> {
         t("lifecycle::exec_process_json", exec_process_json),
         t("lifecycle::exec_in_stopped_fails", exec_in_stopped_fails),
         t("lifecycle::ps_lists_processes", ps_lists_processes),
+        t("lifecycle::events_stats", events_stats),
     ]
 }
 
@@ -336,7 +340,13 @@ fn unknown_id(ctx: &Ctx, op: &str) -> Result<()> {
 fn kill_term(ctx: &Ctx, sig: &str) -> Result<()> {
     let b = ctx.bundle(TRAP_TERM)?;
     let c = started(ctx, &b)?;
-    c.kill(sig)?.expect_success()?;
+    // An empty signal means the runtime's default, which runc-compatible CLIs make SIGTERM.
+    let out = if sig.is_empty() {
+        ctx.rt(&["kill", &c.id])?
+    } else {
+        c.kill(sig)?
+    };
+    out.expect_success()?;
     c.wait_status("stopped", WAIT)?;
     ensure!(
         c.output().contains("got-term"),
@@ -847,6 +857,24 @@ fn ps_lists_processes(ctx: &Ctx) -> Result<()> {
     ensure!(
         pids.contains(&pid),
         "ps lists {pids:?}, not the init pid {pid}"
+    );
+    Ok(())
+}
+
+fn events_stats(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let out = ctx.rt(&["events", "--stats", &c.id])?;
+    out.expect_success()?;
+    let v: Value = serde_json::from_str(out.stdout.trim()).context("events --stats is not JSON")?;
+    ensure!(v["type"] == "stats", "events --stats type is {}", v["type"]);
+    ensure!(v["id"] == c.id.as_str(), "events --stats id is {}", v["id"]);
+    ensure!(
+        v["data"]["pids"]["current"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "events --stats reports no pids: {}",
+        v["data"]["pids"]
     );
     Ok(())
 }

@@ -39,6 +39,12 @@ pub fn tests() -> Vec<TestCase> {
         t("mounts::proc", |c| fs_at(c, "/proc", "proc")),
         t("mounts::sysfs", |c| fs_at(c, "/sys", "sysfs")),
         t("mounts::mqueue", |c| fs_at(c, "/dev/mqueue", "mqueue")),
+        t("mounts::dev_shm", |c| fs_at(c, "/dev/shm", "tmpfs")),
+        t("mounts::bind_file", bind_file),
+        t(
+            "mounts::missing_destination_created",
+            missing_destination_created,
+        ),
         t("mounts::devpts", devpts),
         t("mounts::cgroup", cgroup_mount),
         t("mounts::mount_options_applied", mount_options_applied),
@@ -79,6 +85,10 @@ pub fn tests() -> Vec<TestCase> {
         t("mounts::sysctl_kernel_shm_rmid_forced", |c| {
             sysctl(c, "kernel.shm_rmid_forced", "1")
         }),
+        t(
+            "mounts::sysctl_host_wide_untouched",
+            sysctl_host_wide_untouched,
+        ),
         t("mounts::no_pivot", no_pivot),
     ]
 }
@@ -118,6 +128,38 @@ fn bind(ctx: &Ctx) -> Result<()> {
     ensure!(
         fs::read_to_string(dir.join("written")).is_ok_and(|s| s == "new\n"),
         "write through bind mount not seen on host"
+    );
+    Ok(())
+}
+
+fn bind_file(ctx: &Ctx) -> Result<()> {
+    let dir = ctx.mkdir("host")?;
+    fs::write(dir.join("one"), "kos-single-file\n")?;
+    let mut b = ctx.bundle(&["sh", "-c", "cat /etc/kos-bound; stat -c %F /etc/kos-bound"])?;
+    b.bind(&dir.join("one"), "/etc/kos-bound", &[]);
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.contains("kos-single-file") && out.contains("regular file"),
+        "file bind mount: {out:?}"
+    );
+    Ok(())
+}
+
+fn missing_destination_created(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&[
+        "sh",
+        "-c",
+        "echo x > /kos/deep/dir/f && stat -c %F /kos/deep/dir",
+    ])?;
+    b.add_mount(json!({"destination": "/kos/deep/dir", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.trim() == "directory",
+        "missing mount destination not created as a directory: {out:?}"
+    );
+    ensure!(
+        !b.in_rootfs("/kos/deep/dir/f").exists(),
+        "the write went to the rootfs, not the tmpfs"
     );
     Ok(())
 }
@@ -448,7 +490,8 @@ fn dev_symlinks(ctx: &Ctx) -> Result<()> {
     let b = ctx.bundle(&[
         "sh",
         "-c",
-        "for l in fd stdin stdout stderr ptmx; do echo $l=$(readlink /dev/$l); done",
+        "for l in fd stdin stdout stderr ptmx; do echo $l=$(readlink /dev/$l); done; \
+         [ -e /dev/ptmx ] && echo ptmx-exists",
     ])?;
     let out = ctx.run_ok(&b)?;
     for (l, want) in [
@@ -470,6 +513,10 @@ fn dev_symlinks(ctx: &Ctx) -> Result<()> {
     ensure!(
         ptmx.is_empty() || ptmx == "pts/ptmx" || ptmx == "/dev/pts/ptmx",
         "/dev/ptmx links to {ptmx:?}"
+    );
+    ensure!(
+        out.contains("ptmx-exists"),
+        "/dev/ptmx is missing or dangling: {out:?}"
     );
     Ok(())
 }
@@ -601,6 +648,27 @@ fn sysctl(ctx: &Ctx, key: &str, value: &str) -> Result<()> {
     ensure!(
         fs::read_to_string(&path).unwrap_or_default() == host_before,
         "{key} changed on the host"
+    );
+    Ok(())
+}
+
+/// vm.overcommit_ratio lives in no namespace: a runtime must refuse it or at least never
+/// change the host's value through a container's sysctl.
+fn sysctl_host_wide_untouched(ctx: &Ctx) -> Result<()> {
+    let path = "/proc/sys/vm/overcommit_ratio";
+    let before = fs::read_to_string(path)?;
+    let want: u64 = before.trim().parse::<u64>()? + 1;
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["linux"]["sysctl"] = json!({"vm.overcommit_ratio": want.to_string()});
+    let (_out, _c) = ctx.run(&b)?;
+    let after = fs::read_to_string(path)?;
+    if after != before {
+        // Put the host back before reporting.
+        fs::write(path, &before)?;
+    }
+    ensure!(
+        after == before,
+        "a container sysctl changed the host's vm.overcommit_ratio"
     );
     Ok(())
 }

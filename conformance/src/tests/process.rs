@@ -20,6 +20,7 @@ pub fn tests() -> Vec<TestCase> {
         t("process::user_uid_gid_additional_gids", user_ids),
         t("process::user_umask", umask),
         t("process::rlimit_nofile", rlimit_nofile),
+        t("process::rlimit_core_and_nproc", rlimit_core_and_nproc),
         t("process::rlimit_above_hard_limit_fails", rlimit_too_high),
         t("process::oom_score_adj", oom_score_adj),
         t("process::no_new_privileges_set", |c| nnp(c, true)),
@@ -172,6 +173,44 @@ fn rlimit_nofile(ctx: &Ctx) -> Result<()> {
     ensure!(
         l.first() == Some(&"777") && l.get(1) == Some(&"4096"),
         "RLIMIT_NOFILE inside: {out:?}"
+    );
+    Ok(())
+}
+
+fn rlimit_core_and_nproc(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["cat", "/proc/self/limits"])?;
+    b.config["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+        {"type": "RLIMIT_NPROC", "soft": 300, "hard": 400},
+        {"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}
+    ]);
+    let out = ctx.run_ok(&b)?;
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| {
+                l[name.len()..]
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    ensure!(
+        row("Max core file size") == "0 0",
+        "core limit: {:?}",
+        row("Max core file size")
+    );
+    ensure!(
+        row("Max processes") == "300 400",
+        "nproc limit: {:?}",
+        row("Max processes")
+    );
+    ensure!(
+        row("Max open files") == "512 1024",
+        "nofile limit: {:?}",
+        row("Max open files")
     );
     Ok(())
 }
