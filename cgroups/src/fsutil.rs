@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// Writes `value` to an existing cgroup file in a single write(2), as the kernel parses each
-/// write on its own.
+/// write on its own. O_TRUNC is a no-op on cgroupfs and keeps a plain-file test tree showing
+/// the last value written.
 pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
+        .truncate(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)?;
     f.write_all(value.as_bytes())
@@ -63,45 +65,49 @@ pub(crate) fn read_keyed(path: &Path, key: &str) -> Result<Option<u64>> {
 }
 
 /// Creates `dir` and any missing parents; returns the directories it made, outermost first,
-/// so a caller can undo exactly what it created.
+/// so a caller can undo exactly what it created. The common cases (parent exists, or the
+/// directory already exists) cost one mkdir and nothing else.
 pub(crate) fn mkdir_all(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur {
-        match fs::symlink_metadata(d) {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                missing.push(d.to_path_buf());
-                cur = d.parent();
-            }
-            Err(source) => {
-                return Err(Error::Dir {
-                    op: "stat",
-                    path: d.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    missing.reverse();
     let mut made = Vec::new();
-    for d in missing {
-        match fs::create_dir(&d) {
-            Ok(()) => made.push(d),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                for m in made.iter().rev() {
-                    let _ = fs::remove_dir(m);
-                }
-                return Err(Error::Dir {
-                    op: "mkdir",
-                    path: d,
-                    source,
-                });
+    match mkdir_inner(dir, &mut made) {
+        Ok(()) => Ok(made),
+        Err(e) => {
+            for m in made.iter().rev() {
+                let _ = fs::remove_dir(m);
             }
+            Err(e)
         }
     }
-    Ok(made)
+}
+
+fn mkdir_inner(dir: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
+    let err = |source| Error::Dir {
+        op: "mkdir",
+        path: dir.to_path_buf(),
+        source,
+    };
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            made.push(dir.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some(parent) = dir.parent() else {
+                return Err(err(e));
+            };
+            mkdir_inner(parent, made)?;
+            match fs::create_dir(dir) {
+                Ok(()) => {
+                    made.push(dir.to_path_buf());
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(err(e)),
+            }
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// One undo step: write `value` back to `path`.

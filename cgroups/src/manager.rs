@@ -185,18 +185,19 @@ impl Manager {
 
     /// Creates the container's directory in every hierarchy. Idempotent.
     pub fn create(&self) -> Result<()> {
-        self.create_dirs().map(|_| ())
+        self.create_dirs(true).map(|_| ())
     }
 
-    /// Creates the directories and returns those that did not exist before.
-    fn create_dirs(&self) -> Result<Vec<PathBuf>> {
+    /// Creates the directories and returns those that did not exist before. `seed_cpuset`
+    /// false skips copying the parent's cpus and mems when the caller writes both anyway.
+    fn create_dirs(&self, seed_cpuset: bool) -> Result<Vec<PathBuf>> {
         let mut made_all = Vec::new();
         let res = (|| {
             for h in &self.v1 {
                 let made = fsutil::mkdir_all(&h.dir)?;
                 let fresh = !made.is_empty();
                 made_all.extend(made.iter().cloned());
-                if fresh && h.controllers.iter().any(|c| c == "cpuset") {
+                if fresh && seed_cpuset && h.controllers.iter().any(|c| c == "cpuset") {
                     v1::cpuset::inherit_from_parents(&h.mount_point, &made)?;
                 }
             }
@@ -219,9 +220,9 @@ impl Manager {
         }
     }
 
-    /// Applies the limits of `r` to a cgroup this process has just created. On failure the
-    /// writes are not undone one by one: create `create_with_resources` for that. Use `update`
-    /// on a cgroup that already runs processes.
+    /// Applies the limits of `r` without reading anything first, for a cgroup `create` has
+    /// just made. A failure leaves the earlier writes in place: `create_with_resources` is the
+    /// form that cleans up, and `update` the one for a cgroup that already runs processes.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
         let mut w = Writer::new(false);
         self.apply_with(r, &mut w, false)
@@ -231,7 +232,11 @@ impl Manager {
     /// created is removed again, so no cgroup with half its limits is left behind; a cgroup
     /// that already existed gets its previous values written back (as `update` does).
     pub fn create_with_resources(&self, r: &LinuxResources) -> Result<()> {
-        let made = self.create_dirs()?;
+        let sets_cpuset = r.cpu().as_ref().is_some_and(|c| {
+            c.cpus().as_deref().is_some_and(|s| !s.is_empty())
+                && c.mems().as_deref().is_some_and(|s| !s.is_empty())
+        });
+        let made = self.create_dirs(!sets_cpuset)?;
         let fresh = self.all_dirs().all(|a| made.iter().any(|d| d == a));
         let mut w = Writer::new(!fresh);
         match self.apply_with(r, &mut w, false) {

@@ -16,29 +16,37 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
     let start = Instant::now();
     let mut delay = Duration::from_micros(200);
     loop {
-        match fs::remove_dir(dir) {
+        let err = match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => remove_children(dir)?,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < BUSY_DEADLINE => {
+            Err(e) => e,
+        };
+        let code = err.raw_os_error();
+        // The kernel answers EBUSY both for a cgroup with child cgroups and for one still
+        // releasing exited processes; children are removed first, then the wait.
+        if code == Some(libc::EBUSY) || code == Some(libc::ENOTEMPTY) {
+            if remove_children(dir)? {
+                continue;
+            }
+            if code == Some(libc::EBUSY) && start.elapsed() < BUSY_DEADLINE {
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(50));
-            }
-            Err(source) => {
-                return Err(Error::Dir {
-                    op: "rmdir",
-                    path: dir.to_path_buf(),
-                    source,
-                })
+                continue;
             }
         }
+        return Err(Error::Dir {
+            op: "rmdir",
+            path: dir.to_path_buf(),
+            source: err,
+        });
     }
 }
 
-fn remove_children(dir: &Path) -> Result<()> {
+/// Removes the child cgroups of `dir`; returns whether there were any.
+fn remove_children(dir: &Path) -> Result<bool> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(source) => {
             return Err(Error::Dir {
                 op: "readdir",
@@ -54,16 +62,7 @@ fn remove_children(dir: &Path) -> Result<()> {
             remove_tree(&ent.path())?;
         }
     }
-    if !any {
-        // A cgroupfs directory always reports files; ENOTEMPTY with no subdirectory means
-        // this is not a cgroup filesystem, and looping would never end.
-        return Err(Error::Dir {
-            op: "rmdir",
-            path: dir.to_path_buf(),
-            source: io::Error::from_raw_os_error(libc::ENOTEMPTY),
-        });
-    }
-    Ok(())
+    Ok(any)
 }
 
 /// Best-effort removal of directories a failed create made, innermost first.

@@ -1,5 +1,6 @@
 //! v2 io controller from the spec's blkio fields.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
@@ -58,62 +59,47 @@ pub(crate) fn apply(d: &Path, b: &LinuxBlockIo, w: &mut Writer) -> Result<()> {
             tracing::warn!(device = %key, "linux.resources.blockIO.weightDevice.leafWeight ignored: cgroup v2 has no leaf weights");
         }
     }
-    let p = d.join("io.max");
-    throttle(
-        w,
-        &p,
-        "throttleReadBpsDevice",
-        "rbps",
-        b.throttle_read_bps_device(),
-    )?;
-    throttle(
-        w,
-        &p,
-        "throttleWriteBpsDevice",
-        "wbps",
-        b.throttle_write_bps_device(),
-    )?;
-    throttle(
-        w,
-        &p,
-        "throttleReadIOPSDevice",
-        "riops",
-        b.throttle_read_iops_device(),
-    )?;
-    throttle(
-        w,
-        &p,
-        "throttleWriteIOPSDevice",
-        "wiops",
-        b.throttle_write_iops_device(),
-    )?;
-    Ok(())
+    throttle(d, b, w)
 }
 
-/// One io.max line per device and direction; a rate of 0 (v1's "no limit") becomes "max".
-pub(crate) fn io_max_line(major: i64, minor: i64, key: &str, rate: u64) -> String {
-    if rate == 0 {
-        format!("{major}:{minor} {key}=max")
-    } else {
-        format!("{major}:{minor} {key}={rate}")
+/// One io.max value for one device: "maj:min rbps=.. wbps=.. riops=.. wiops=..". Only the
+/// keys the spec sets appear; a rate of 0 (v1's "no limit") becomes "max".
+pub(crate) fn io_max_line(major: i64, minor: i64, limits: &[(&str, u64)]) -> String {
+    let mut s = format!("{major}:{minor}");
+    for (k, rate) in limits {
+        if *rate == 0 {
+            s.push_str(&format!(" {k}=max"));
+        } else {
+            s.push_str(&format!(" {k}={rate}"));
+        }
     }
+    s
 }
 
-fn throttle(
-    w: &mut Writer,
-    p: &Path,
-    name: &str,
-    key: &str,
-    list: &Option<Vec<LinuxThrottleDevice>>,
-) -> Result<()> {
-    let field = format!("linux.resources.blockIO.{name}");
-    for t in list.iter().flatten() {
-        let dev = format!("{}:{}", t.major(), t.minor());
+/// Gathers the four throttle lists per device so each device costs one write.
+fn throttle(d: &Path, b: &LinuxBlockIo, w: &mut Writer) -> Result<()> {
+    let mut per_dev: BTreeMap<(i64, i64), Vec<(&str, u64)>> = BTreeMap::new();
+    let lists: [(&str, &Option<Vec<LinuxThrottleDevice>>); 4] = [
+        ("rbps", b.throttle_read_bps_device()),
+        ("wbps", b.throttle_write_bps_device()),
+        ("riops", b.throttle_read_iops_device()),
+        ("wiops", b.throttle_write_iops_device()),
+    ];
+    for (key, list) in lists {
+        for t in list.iter().flatten() {
+            per_dev
+                .entry((t.major(), t.minor()))
+                .or_default()
+                .push((key, t.rate()));
+        }
+    }
+    let p = d.join("io.max");
+    for ((major, minor), limits) in per_dev {
         w.write_keyed(
-            &field,
-            p,
-            &dev,
-            &io_max_line(t.major(), t.minor(), key, t.rate()),
+            &format!("linux.resources.blockIO.throttle*Device ({major}:{minor})"),
+            &p,
+            &format!("{major}:{minor}"),
+            &io_max_line(major, minor, &limits),
             "rbps=max wbps=max riops=max wiops=max",
         )?;
     }
@@ -125,9 +111,8 @@ mod tests {
     #[test]
     fn io_max_lines() {
         assert_eq!(
-            super::io_max_line(8, 0, "rbps", 1048576),
-            "8:0 rbps=1048576"
+            super::io_max_line(8, 0, &[("rbps", 1048576), ("wiops", 0)]),
+            "8:0 rbps=1048576 wiops=max"
         );
-        assert_eq!(super::io_max_line(8, 16, "wiops", 0), "8:16 wiops=max");
     }
 }

@@ -120,7 +120,14 @@ pub(crate) fn compile(rules: &[DeviceRule]) -> Vec<Insn> {
         insn(BPF_LDX_MEM_W, R5, R1, 8, 0),
     ];
     for r in rules.iter().rev() {
-        p.extend(rule_block(r));
+        let b = rule_block(r);
+        let unconditional = b.len() == 2;
+        p.extend(b);
+        // A rule that matches everything decides every request; the verifier rejects the
+        // unreachable code that earlier rules would add.
+        if unconditional {
+            return p;
+        }
     }
     p.push(insn(BPF_ALU64_MOV_K, R0, 0, 0, 0));
     p.push(insn(BPF_EXIT, 0, 0, 0, 0));
@@ -189,6 +196,23 @@ mod tests {
             minor,
             access: access.into(),
         }
+    }
+
+    #[test]
+    fn nothing_follows_a_rule_that_matches_everything() {
+        let rules = [
+            rule(true, 'c', Some(1), Some(3), "rwm"),
+            rule(false, 'a', None, None, "rwm"),
+        ];
+        let p = compile(&rules);
+        assert_eq!(p.len(), 6 + 2);
+        assert!(!interpret(&p, 'c', 1, 3, "r"));
+        let p = compile(&[
+            rule(false, 'a', None, None, "rwm"),
+            rule(true, 'c', Some(1), Some(3), "r"),
+        ]);
+        // Prologue, the allow rule (type, access, major, minor, mov, exit), the deny-all.
+        assert_eq!(p.len(), 6 + 6 + 2);
     }
 
     #[test]

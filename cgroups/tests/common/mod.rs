@@ -1,0 +1,110 @@
+//! Shared test helpers: unique kos-named cgroups, guards that always clean up, sleepers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kos_cgroups::Manager;
+use oci_spec::runtime::LinuxResources;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A cgroup path unique to this process and call, containing "kos".
+pub fn unique_path(tag: &str) -> String {
+    format!(
+        "/kos-test-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Kills everything in the cgroup and removes it when dropped, even after a failed assert.
+pub struct CgGuard(pub Manager);
+
+impl Drop for CgGuard {
+    fn drop(&mut self) {
+        let _ = self.0.thaw();
+        let _ = self.0.kill_all(libc::SIGKILL);
+        if let Err(e) = self.0.remove() {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+impl std::ops::Deref for CgGuard {
+    type Target = Manager;
+    fn deref(&self) -> &Manager {
+        &self.0
+    }
+}
+
+/// A child process that is killed and reaped when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn sleeper() -> ChildGuard {
+    ChildGuard(
+        Command::new("/bin/busybox")
+            .args(["sleep", "1000"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn busybox sleep"),
+    )
+}
+
+pub fn resources(json: &str) -> LinuxResources {
+    serde_json::from_str(json).expect("resources json")
+}
+
+pub fn read(p: impl AsRef<Path>) -> String {
+    let p = p.as_ref();
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+/// The state letter of /proc/<pid>/stat ("S", "T", "Z", ...), or None once gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    after.trim_start().chars().next()
+}
+
+/// A block device on this machine as (major, minor), for throttle tests.
+pub fn some_block_device() -> Option<(u64, u64)> {
+    for e in std::fs::read_dir("/sys/block").ok()?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("loop") || name.starts_with("ram") || name.starts_with("zram") {
+            continue;
+        }
+        let dev = std::fs::read_to_string(e.path().join("dev")).ok()?;
+        let (a, b) = dev.trim().split_once(':')?;
+        return Some((a.parse().ok()?, b.parse().ok()?));
+    }
+    None
+}
