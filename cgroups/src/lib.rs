@@ -30,4 +30,4 @@ pub use convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2, weigh
 pub use error::{Error, Result};
 pub use layout::{detect_layout, Layout, CGROUP_ROOT};
 pub use manager::{CgroupMountSource, Hierarchy, Manager};
-pub use stats::Stats;
+pub use stats::{Stats, StatsEvent};

@@ -315,6 +315,11 @@ impl Manager {
             .ok_or_else(|| Error::Layout("no cgroup hierarchy".into()))
     }
 
+    /// Whether the container's cgroup exists (one stat of the directory `pids` reads).
+    pub fn exists(&self) -> bool {
+        self.procs_dir().is_ok_and(|d| d.is_dir())
+    }
+
     /// Every process in the container's cgroup and its descendants.
     pub fn pids(&self) -> Result<Vec<i32>> {
         let mut out = Vec::new();

@@ -5,6 +5,12 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use crate::error::{Error, Result};
 
+/// A byte or time value from the spec, with 0 read as "not set": runtimes built on Go
+/// structs emit 0 for fields the user never gave, and runc ignores them the same way.
+pub(crate) fn set(v: Option<i64>) -> Option<i64> {
+    v.filter(|x| *x != 0)
+}
+
 pub(crate) fn resources(r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
         if let Some(s) = m.swappiness() {

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::*;
-use kos_cgroups::{detect_layout, Layout, Manager};
+use kos_cgroups::{detect_layout, Hierarchy, Layout, Manager};
 
 /// v1 controller tests need v1 hierarchies; on a pure v2 host the v2 tests cover the code.
 fn v1_host() -> bool {
@@ -36,6 +36,7 @@ fn lifecycle_place_list_freeze_kill_remove() {
     let cg = new_cg("life");
     cg.create().unwrap();
     cg.create().unwrap(); // idempotent
+    assert!(cg.exists());
     for s in cg.mount_sources() {
         assert!(s.host_dir.is_dir(), "{} missing", s.host_dir.display());
     }
@@ -83,6 +84,8 @@ fn lifecycle_place_list_freeze_kill_remove() {
         assert!(!s.host_dir.exists(), "{} left behind", s.host_dir.display());
     }
     cg.remove().unwrap(); // absent is fine
+    assert!(!cg.exists());
+    cg.kill_all(libc::SIGKILL).unwrap(); // nothing to kill is fine
 }
 
 #[test]
@@ -165,6 +168,18 @@ fn apply_writes_every_v1_file() {
 
     // Growing memory+swap past the current memsw limit needs memsw written first; the
     // manager works that out from the kernel's refusal.
+    // Zero values are what Go-built runtimes send for fields never set; they change nothing.
+    let zeros = resources(
+        r#"{"memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0, "realtimePeriod": 0},
+            "pids": {"limit": 0}, "blockIO": {"weight": 0}}"#,
+    );
+    cg.update(&zeros).unwrap();
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), "67108864");
+    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(cpu.join("cpu.shares")), "512");
+    assert_eq!(read(pids.join("pids.max")), "32");
+
     let up = resources(r#"{"memory": {"limit": 268435456, "swap": 536870912}}"#);
     cg.update(&up).unwrap();
     assert_eq!(read(mem.join("memory.limit_in_bytes")), "268435456");
@@ -517,4 +532,57 @@ fn create_apply_place_remove_is_cheap() {
     // Generous bound: the machine is shared and the kernel's own mkdir and migration costs
     // dominate; the figure printed above is what the report quotes.
     assert!(median.as_millis() < 20, "{median:?}");
+}
+
+#[test]
+fn hybrid_without_v1_devices_uses_a_device_program_on_the_unified_dir() {
+    if detect_layout().unwrap() != Layout::Hybrid {
+        eprintln!("skipping: not a hybrid host");
+        return;
+    }
+    // The same host seen as if no v1 devices hierarchy were mounted.
+    let path = unique_path("devbpf");
+    let full = Manager::new(Some(&path), "kos-x").unwrap();
+    let hs: Vec<Hierarchy> = full
+        .mount_sources()
+        .into_iter()
+        .filter(|s| s.name != "devices")
+        .map(|s| {
+            let mount_point = s.host_dir.parent().unwrap().to_path_buf();
+            let controllers = if s.v2 {
+                vec![]
+            } else {
+                let name = s
+                    .name
+                    .strip_prefix("systemd")
+                    .map_or(s.name.clone(), |_| "name=systemd".into());
+                name.split(',').map(str::to_string).collect()
+            };
+            Hierarchy {
+                mount_point,
+                controllers,
+                v2: s.v2,
+            }
+        })
+        .collect();
+    let cg = CgGuard(Manager::new_at(Layout::Hybrid, &hs, Some(&path), "kos-x").unwrap());
+    assert!(cg.v1_dir("devices").is_none());
+    let r = resources(
+        r#"{"devices": [{"allow": false, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]}"#,
+    );
+    cg.create_with_resources(&r).unwrap();
+    assert!(cg.exists());
+    let mut kid = Command::new("/bin/busybox")
+        .args(["sh", "-c", "read x; busybox head -c 1 /dev/zero >/dev/zero && echo zero-ok; busybox cat /dev/null 2>/dev/null && echo null-ok; true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cg.add_process(kid.id() as i32).unwrap();
+    kid.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = kid.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("zero-ok"), "{out}");
+    assert!(!out.contains("null-ok"), "{out}");
 }

@@ -158,6 +158,17 @@ fn v2_create_enables_controllers_and_apply_converts() {
         .unwrap();
     assert_eq!(read(d.join("cpu.max")), "30000 200000");
 
+    // Zero values are "not set" and leave the files alone; swap alone counts against the
+    // limit in force.
+    fs::write(d.join("memory.max"), "1000000").unwrap();
+    m.apply(&resources(
+        r#"{"memory": {"limit": 0, "reservation": 0, "swap": 3000000}, "cpu": {"quota": 0, "shares": 0, "period": 0}}"#,
+    ))
+    .unwrap();
+    assert_eq!(read(d.join("memory.max")), "1000000");
+    assert_eq!(read(d.join("memory.swap.max")), "2000000");
+    assert_eq!(read(d.join("cpu.max")), "30000 200000");
+
     // BFQ takes the v1 weight range unconverted.
     fs::write(d.join("io.bfq.weight"), "100").unwrap();
     m.apply(&resources(r#"{"blockIO": {"weight": 500}}"#))

@@ -132,6 +132,25 @@ pub struct Stats {
     pub hugetlb: BTreeMap<String, Hugetlb>,
 }
 
+/// One line of `events --stats` output: `{"type":"stats","id":"<container>","data":{...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsEvent<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub data: &'a Stats,
+}
+
+impl<'a> StatsEvent<'a> {
+    pub fn new(id: &'a str, data: &'a Stats) -> Self {
+        StatsEvent {
+            kind: "stats",
+            id,
+            data,
+        }
+    }
+}
+
 /// Reads a file, treating "absent" (controller not mounted or not enabled) as None.
 pub(crate) fn read_opt(p: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(p) {
@@ -261,5 +280,9 @@ mod tests {
         assert_eq!(v["cpu"]["throttling"]["throttledPeriods"], 2);
         assert_eq!(v["hugetlb"]["2MB"]["failcnt"], 0);
         assert!(v["memory"].get("kernelTCP").is_some());
+        let e = serde_json::to_value(StatsEvent::new("c1", &s)).unwrap();
+        assert_eq!(e["type"], "stats");
+        assert_eq!(e["id"], "c1");
+        assert_eq!(e["data"]["pids"], serde_json::json!({}));
     }
 }

@@ -10,7 +10,7 @@ use crate::manager::Manager;
 
 pub(crate) fn apply(m: &Manager, c: &LinuxCpu, w: &mut Writer) -> Result<()> {
     let wants_cpu = c.shares().is_some_and(|s| s != 0)
-        || c.quota().is_some()
+        || c.quota().is_some_and(|q| q != 0)
         || c.period().is_some_and(|p| p != 0)
         || c.burst().is_some()
         || c.realtime_runtime().is_some_and(|v| v != 0)
@@ -39,8 +39,9 @@ pub(crate) fn write(d: &Path, c: &LinuxCpu, w: &mut Writer) -> Result<()> {
             &p.to_string(),
         )?;
     }
-    if let Some(q) = c.quota() {
-        let v = if q <= 0 {
+    // 0 is the zero value runtimes emit for "not set", as runc reads it.
+    if let Some(q) = c.quota().filter(|q| *q != 0) {
+        let v = if q < 0 {
             "-1".to_string()
         } else {
             q.to_string()

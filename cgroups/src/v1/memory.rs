@@ -8,13 +8,14 @@ use crate::error::{Error, Result};
 use crate::fsutil::{self, Writer};
 use crate::kernel;
 use crate::manager::Manager;
+use crate::validate::set;
 
 fn wants(mem: &LinuxMemory) -> bool {
-    mem.limit().is_some()
-        || mem.reservation().is_some()
-        || mem.swap().is_some_and(|s| s != 0)
-        || mem.kernel().is_some()
-        || mem.kernel_tcp().is_some()
+    set(mem.limit()).is_some()
+        || set(mem.reservation()).is_some()
+        || set(mem.swap()).is_some()
+        || set(mem.kernel()).is_some()
+        || set(mem.kernel_tcp()).is_some()
         || mem.swappiness().is_some()
         || mem.disable_oom_killer().is_some()
         || mem.use_hierarchy().is_some()
@@ -41,14 +42,14 @@ pub(crate) fn write(d: &Path, mem: &LinuxMemory, w: &mut Writer, updating: bool)
         }
     }
     write_limits(d, mem, w)?;
-    if let Some(r) = mem.reservation() {
+    if let Some(r) = set(mem.reservation()) {
         w.write(
             "linux.resources.memory.reservation",
             &d.join("memory.soft_limit_in_bytes"),
             &r.to_string(),
         )?;
     }
-    if let Some(k) = mem.kernel() {
+    if let Some(k) = set(mem.kernel()) {
         if kernel::kmem_limit_works() {
             w.write(
                 "linux.resources.memory.kernel",
@@ -62,7 +63,7 @@ pub(crate) fn write(d: &Path, mem: &LinuxMemory, w: &mut Writer, updating: bool)
             );
         }
     }
-    if let Some(k) = mem.kernel_tcp() {
+    if let Some(k) = set(mem.kernel_tcp()) {
         let p = d.join("memory.kmem.tcp.limit_in_bytes");
         if p.exists() {
             w.write("linux.resources.memory.kernelTCP", &p, &k.to_string())?;
@@ -102,8 +103,8 @@ pub(crate) fn write(d: &Path, mem: &LinuxMemory, w: &mut Writer, updating: bool)
 /// so a raise must go memsw first and a cut limit first. Trying limit first and, on the
 /// kernel's refusal, swap first, gets both right without reading the current values.
 fn write_limits(d: &Path, mem: &LinuxMemory, w: &mut Writer) -> Result<()> {
-    let limit = mem.limit();
-    let swap = mem.swap().filter(|s| *s != 0);
+    let limit = set(mem.limit());
+    let swap = set(mem.swap());
     let lf = "linux.resources.memory.limit";
     let sf = "linux.resources.memory.swap";
     let lp = d.join("memory.limit_in_bytes");

@@ -90,7 +90,18 @@ pub(crate) fn apply(m: &Manager, r: &LinuxResources, w: &mut Writer, updating: b
         }
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        devices::apply(dir(m, "devices", "linux.resources.devices")?, r, w)?;
+        match (m.v1_dir("devices"), m.v2_dir()) {
+            (Some(d), _) => devices::apply(d, r, w)?,
+            // A hybrid host without a v1 devices hierarchy: the processes are also in the
+            // unified directory, and a device program there applies to them.
+            (None, Some(d)) => v2::devices::apply(d, &crate::validate::device_rules(r)?)?,
+            (None, None) => {
+                return Err(Error::unsupported(
+                    "linux.resources.devices",
+                    "the devices cgroup controller is not mounted",
+                ))
+            }
+        }
     }
     Ok(())
 }

@@ -9,9 +9,11 @@ use crate::error::{Error, Result};
 use crate::fsutil::{self, Writer};
 
 /// The cpu.max value for a quota and period; None when neither is set. A quota of 0 or -1
-/// means no limit ("max"). With only a period, the quota in force is kept.
+/// is unset and a negative one means no limit ("max"). With only a period, the quota in force is kept.
 pub(crate) fn cpu_max(d: &Path, quota: Option<i64>, period: Option<u64>) -> Result<Option<String>> {
     let period = period.filter(|p| *p != 0);
+    // 0 is the zero value runtimes emit for "not set", as runc reads it.
+    let quota = quota.filter(|q| *q != 0);
     let q = match quota {
         Some(q) if q > 0 => q.to_string(),
         Some(_) => "max".to_string(),
