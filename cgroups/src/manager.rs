@@ -344,7 +344,9 @@ impl Manager {
 
     /// Sends `signal` to every process in the cgroup. SIGKILL uses cgroup.kill where the
     /// kernel has it; otherwise the cgroup is frozen while the signals go out so no process
-    /// can fork a child that escapes, then thawed.
+    /// can fork a child that escapes, then thawed (a v1-frozen task cannot die until
+    /// thawed, so a paused container ends up thawed; cgroup.kill leaves the v2 freeze
+    /// setting as it was). An absent cgroup has nothing to kill and is not an error.
     pub fn kill_all(&self, signal: i32) -> Result<()> {
         crate::kill::kill_all(self, signal)
     }

@@ -78,6 +78,26 @@ fn lifecycle_place_list_freeze_kill_remove() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
+    {
+        // A frozen process really stops, and runs again once thawed.
+        let mut c = Counter::spawn("freeze");
+        cg.add_process(c.child.pid()).unwrap();
+        assert!(wait_until(|| c.value() > 0));
+        cg.freeze().unwrap();
+        assert!(!c.moving(200), "still counting while frozen");
+        cg.thaw().unwrap();
+        let before = c.value();
+        assert!(
+            wait_until(|| c.value() != before),
+            "not counting after thaw"
+        );
+        let st = cg.stats().unwrap();
+        assert!(st.cpu.usage.total > 0, "{:?}", st.cpu);
+        // Any signal reaches every process.
+        cg.kill_all(libc::SIGTERM).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(c.child.0.wait().unwrap().signal(), Some(libc::SIGTERM));
+    }
     assert!(wait_until(|| cg.pids().unwrap().is_empty()));
     cg.remove().unwrap();
     for s in cg.mount_sources() {

@@ -128,6 +128,29 @@ fn inner_v2_lifecycle() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(k.0.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
+    // cgroup.kill leaves the freeze setting as it was.
+    assert!(cg.is_frozen().unwrap());
+    cg.thaw().unwrap();
+    {
+        // A frozen process really stops, and runs again once thawed.
+        let mut c = Counter::spawn("freeze");
+        cg.add_process(c.child.pid()).unwrap();
+        assert!(wait_until(|| c.value() > 0));
+        cg.freeze().unwrap();
+        assert!(!c.moving(200), "still counting while frozen");
+        cg.thaw().unwrap();
+        let before = c.value();
+        assert!(
+            wait_until(|| c.value() != before),
+            "not counting after thaw"
+        );
+        let st = cg.stats().unwrap();
+        assert!(st.cpu.usage.total > 0, "{:?}", st.cpu);
+        // Any signal reaches every process.
+        cg.kill_all(libc::SIGTERM).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(c.child.0.wait().unwrap().signal(), Some(libc::SIGTERM));
+    }
     assert!(wait_until(|| cg.pids().unwrap().is_empty()));
     std::fs::create_dir(dir.join("kos-sub")).unwrap();
     cg.remove().unwrap();

@@ -108,3 +108,61 @@ pub fn some_block_device() -> Option<(u64, u64)> {
     }
     None
 }
+
+/// A shell that counts as fast as it can into a file, so a test can see it stop and resume.
+pub struct Counter {
+    pub child: ChildGuard,
+    pub file: std::path::PathBuf,
+}
+
+impl Counter {
+    pub fn spawn(tag: &str) -> Counter {
+        let file = std::env::temp_dir().join(format!(
+            "kos-counter-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let script = format!(
+            "i=0; while true; do i=$((i+1)); echo $i > {}; done",
+            file.display()
+        );
+        let child = ChildGuard(
+            Command::new("/bin/busybox")
+                .args(["sh", "-c", &script])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn counter"),
+        );
+        Counter { child, file }
+    }
+
+    /// The current count. The shell truncates before each write, so an empty read is
+    /// retried; a process frozen between truncate and write reads as 0 every time.
+    pub fn value(&self) -> u64 {
+        for _ in 0..100 {
+            if let Some(v) = std::fs::read_to_string(&self.file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return v;
+            }
+        }
+        0
+    }
+
+    /// Whether the count moves within `ms` milliseconds.
+    pub fn moving(&self, ms: u64) -> bool {
+        let a = self.value();
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        self.value() != a
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        // The shell first, or it writes the file again after we remove it.
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
