@@ -316,6 +316,17 @@ fn check_before_update_refuses_limit_below_usage() {
     );
     let st = cg.stats().unwrap();
     assert!(st.memory.usage.usage > 1 << 20, "{:?}", st.memory.usage);
+    assert_eq!(st.memory.usage.limit, 9223372036854771712);
+    assert!(
+        !st.cpuset.cpus.is_empty() && !st.cpuset.mems.is_empty(),
+        "{:?}",
+        st.cpuset
+    );
+    assert!(st.pids.current >= 1);
+    let j = serde_json::to_value(kos_cgroups::StatsEvent::new("c", &st)).unwrap();
+    for key in ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb"] {
+        assert!(j["data"].get(key).is_some(), "{key} missing: {j}");
+    }
     assert!(st.memory.rss > 0 || st.memory.cache > 0);
     drop(stdin);
 }

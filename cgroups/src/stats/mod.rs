@@ -26,6 +26,10 @@ pub struct CpuUsage {
     pub total: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub percpu: Vec<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub percpu_kernel: Vec<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub percpu_user: Vec<u64>,
 }
 
 /// CFS bandwidth throttling.
@@ -44,6 +48,40 @@ pub struct Throttling {
 pub struct Cpu {
     pub usage: CpuUsage,
     pub throttling: Throttling,
+}
+
+/// The cpuset in force. The flags are v1-only and stay 0 on v2.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CpuSet {
+    pub cpus: Vec<u32>,
+    pub cpu_exclusive: u64,
+    pub mems: Vec<u32>,
+    pub mem_hardwall: u64,
+    pub mem_exclusive: u64,
+    pub memory_migrate: u64,
+    pub memory_spread_page: u64,
+    pub memory_spread_slab: u64,
+    pub memory_pressure: u64,
+    pub sched_load_balance: u64,
+    pub sched_relax_domain_level: i64,
+}
+
+/// Expands a kernel list such as "0-2,5" into its members; malformed parts are skipped.
+pub(crate) fn parse_list(s: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    if b >= a && b - a < 65536 {
+                        out.extend(a..=b);
+                    }
+                }
+            }
+            None => out.extend(part.parse::<u32>().ok()),
+        }
+    }
+    out
 }
 
 /// One memory counter; limits read "max" as u64::MAX.
@@ -125,6 +163,7 @@ pub struct Hugetlb {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
     pub cpu: Cpu,
+    pub cpuset: CpuSet,
     pub memory: Memory,
     pub pids: Pids,
     pub blkio: Blkio,
@@ -246,6 +285,14 @@ pub(crate) fn collect(m: &Manager) -> Result<Stats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists() {
+        assert_eq!(parse_list("0-2,5\n"), vec![0, 1, 2, 5]);
+        assert_eq!(parse_list(""), Vec::<u32>::new());
+        assert_eq!(parse_list("3"), vec![3]);
+        assert_eq!(parse_list("x,2-1,4"), vec![4]);
+    }
 
     #[test]
     fn page_size_names() {

@@ -4,7 +4,9 @@ use crate::error::Result;
 use crate::fsutil::parse_flat_keyed;
 use crate::manager::Manager;
 
-use super::{page_sizes, parse_blkio_v1, read_opt, read_u64_opt, Hugetlb, MemoryEntry, Stats};
+use super::{
+    page_sizes, parse_blkio_v1, parse_list, read_opt, read_u64_opt, Hugetlb, MemoryEntry, Stats,
+};
 
 /// USER_HZ, the unit of cpuacct.stat; fixed at 100 on every architecture Linux exports it.
 const USER_HZ: u64 = 100;
@@ -12,11 +14,17 @@ const USER_HZ: u64 = 100;
 pub(super) fn fill(m: &Manager, s: &mut Stats) -> Result<()> {
     if let Some(d) = m.v1_dir("cpuacct") {
         s.cpu.usage.total = read_u64_opt(&d.join("cpuacct.usage"))?;
-        if let Some(p) = read_opt(&d.join("cpuacct.usage_percpu"))? {
-            s.cpu.usage.percpu = p
-                .split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect();
+        for (file, dst) in [
+            ("cpuacct.usage_percpu", &mut s.cpu.usage.percpu),
+            ("cpuacct.usage_percpu_sys", &mut s.cpu.usage.percpu_kernel),
+            ("cpuacct.usage_percpu_user", &mut s.cpu.usage.percpu_user),
+        ] {
+            if let Some(p) = read_opt(&d.join(file))? {
+                *dst = p
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+            }
         }
         if let Some(st) = read_opt(&d.join("cpuacct.stat"))? {
             for (k, v) in parse_flat_keyed(&st) {
@@ -39,6 +47,26 @@ pub(super) fn fill(m: &Manager, s: &mut Stats) -> Result<()> {
                 }
             }
         }
+    }
+    if let Some(d) = m.v1_dir("cpuset") {
+        let c = &mut s.cpuset;
+        c.cpus = parse_list(&read_opt(&d.join("cpuset.cpus"))?.unwrap_or_default());
+        c.mems = parse_list(&read_opt(&d.join("cpuset.mems"))?.unwrap_or_default());
+        for (file, dst) in [
+            ("cpuset.cpu_exclusive", &mut c.cpu_exclusive),
+            ("cpuset.mem_hardwall", &mut c.mem_hardwall),
+            ("cpuset.mem_exclusive", &mut c.mem_exclusive),
+            ("cpuset.memory_migrate", &mut c.memory_migrate),
+            ("cpuset.memory_spread_page", &mut c.memory_spread_page),
+            ("cpuset.memory_spread_slab", &mut c.memory_spread_slab),
+            ("cpuset.memory_pressure", &mut c.memory_pressure),
+            ("cpuset.sched_load_balance", &mut c.sched_load_balance),
+        ] {
+            *dst = read_u64_opt(&d.join(file))?;
+        }
+        c.sched_relax_domain_level = read_opt(&d.join("cpuset.sched_relax_domain_level"))?
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
     }
     if let Some(d) = m.v1_dir("memory") {
         let entry = |prefix: &str| -> Result<MemoryEntry> {

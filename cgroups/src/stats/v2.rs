@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::fsutil::parse_flat_keyed;
 
-use super::{page_sizes, read_opt, read_u64_opt, BlkioEntry, Hugetlb, Stats};
+use super::{page_sizes, parse_list, read_opt, read_u64_opt, BlkioEntry, Hugetlb, Stats};
 
 pub(super) fn fill(d: &Path, s: &mut Stats) -> Result<()> {
     if let Some(st) = read_opt(&d.join("cpu.stat"))? {
@@ -20,6 +20,12 @@ pub(super) fn fill(d: &Path, s: &mut Stats) -> Result<()> {
                 _ => {}
             }
         }
+    }
+    if let Some(c) = read_opt(&d.join("cpuset.cpus.effective"))? {
+        s.cpuset.cpus = parse_list(&c);
+    }
+    if let Some(c) = read_opt(&d.join("cpuset.mems.effective"))? {
+        s.cpuset.mems = parse_list(&c);
     }
     s.memory.usage.usage = read_u64_opt(&d.join("memory.current"))?;
     s.memory.usage.max = read_u64_opt(&d.join("memory.peak"))?;
