@@ -29,6 +29,11 @@ pub(crate) fn kill_all(m: &Manager, signal: i32) -> Result<()> {
                 }
             }
         }
+        // An empty cgroup (the usual case when deleting a stopped container) has nothing
+        // that could fork, so one read settles it without a freeze cycle.
+        if m.pids()?.is_empty() {
+            return Ok(());
+        }
         // Freezing first means no process can fork a child between our reading the list
         // and the signal landing. A frozen task still dies of SIGKILL once thawed.
         let frozen = m.freeze();
