@@ -80,6 +80,15 @@ pub(crate) fn resources(r: &LinuxResources) -> Result<()> {
             }
         }
     }
+    for (k, v) in r.unified().iter().flatten() {
+        crate::v2::unified::check_key(k)?;
+        if v.contains('\0') {
+            return Err(Error::invalid(
+                format!("linux.resources.unified[{k:?}]"),
+                "value contains a NUL byte",
+            ));
+        }
+    }
     if let Some(n) = r.network() {
         for p in n.priorities().iter().flatten() {
             if p.name().is_empty() || p.name().contains(char::is_whitespace) {

@@ -198,6 +198,19 @@ fn v2_update_checks_usage_and_rolls_back() {
     .unwrap();
     assert_eq!(read(d.join("memory.max")), "167108864");
 
+    // A malformed unified key is refused before the memory limit beside it is written.
+    let e = m
+        .update(&resources(
+            r#"{"memory": {"limit": 5000000}, "unified": {"memory.high/..": "1"}}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("linux.resources.unified[\"memory.high/..\"]"),
+        "{e}"
+    );
+    assert_eq!(read(d.join("memory.max")), "167108864");
+
     // A pids.max the write cannot go to: memory and cpu were written first and must be
     // restored.
     fs::remove_file(d.join("pids.max")).unwrap();
