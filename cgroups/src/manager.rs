@@ -188,17 +188,19 @@ impl Manager {
         self.create_dirs(true).map(|_| ())
     }
 
-    /// Creates the directories and returns those that did not exist before. `seed_cpuset`
-    /// false skips copying the parent's cpus and mems when the caller writes both anyway.
-    fn create_dirs(&self, seed_cpuset: bool) -> Result<Vec<PathBuf>> {
+    /// Creates the directories and returns those that did not exist before. `seed_leaf`
+    /// false skips copying the parent's cpus and mems into the container's own cpuset
+    /// directory when the caller writes both anyway (new parents are always seeded).
+    fn create_dirs(&self, seed_leaf: bool) -> Result<Vec<PathBuf>> {
         let mut made_all = Vec::new();
         let res = (|| {
             for h in &self.v1 {
                 let made = fsutil::mkdir_all(&h.dir)?;
                 let fresh = !made.is_empty();
                 made_all.extend(made.iter().cloned());
-                if fresh && seed_cpuset && h.controllers.iter().any(|c| c == "cpuset") {
-                    v1::cpuset::inherit_from_parents(&h.mount_point, &made)?;
+                if fresh && h.controllers.iter().any(|c| c == "cpuset") {
+                    let skip = (!seed_leaf).then_some(h.dir.as_path());
+                    v1::cpuset::inherit_from_parents(&h.mount_point, &made, skip)?;
                 }
             }
             if let (Some(root), Some(dir)) = (&self.v2_root, &self.v2) {
@@ -224,6 +226,7 @@ impl Manager {
     /// just made. A failure leaves the earlier writes in place: `create_with_resources` is the
     /// form that cleans up, and `update` the one for a cgroup that already runs processes.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        crate::validate::resources(r)?;
         let mut w = Writer::new(false);
         self.apply_with(r, &mut w, false)
     }
@@ -232,6 +235,7 @@ impl Manager {
     /// created is removed again, so no cgroup with half its limits is left behind; a cgroup
     /// that already existed gets its previous values written back (as `update` does).
     pub fn create_with_resources(&self, r: &LinuxResources) -> Result<()> {
+        crate::validate::resources(r)?;
         let sets_cpuset = r.cpu().as_ref().is_some_and(|c| {
             c.cpus().as_deref().is_some_and(|s| !s.is_empty())
                 && c.mems().as_deref().is_some_and(|s| !s.is_empty())
@@ -254,6 +258,7 @@ impl Manager {
     /// old limits or the new ones. `memory.checkBeforeUpdate` makes a memory limit below the
     /// current usage an error before anything is written.
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
+        crate::validate::resources(r)?;
         let mut w = Writer::new(true);
         match self.apply_with(r, &mut w, true) {
             Ok(()) => Ok(()),
@@ -264,8 +269,8 @@ impl Manager {
         }
     }
 
+    /// The writes of apply, create_with_resources and update; callers validate `r` first.
     fn apply_with(&self, r: &LinuxResources, w: &mut Writer, updating: bool) -> Result<()> {
-        crate::validate::resources(r)?;
         match self.layout {
             Layout::V2 => {
                 let dir = self.v2_dir_or_err()?;

@@ -213,6 +213,25 @@ fn apply_writes_every_v1_file() {
 }
 
 #[test]
+fn nested_path_seeds_new_parent_cpusets() {
+    if !v1_host() {
+        return;
+    }
+    // Both levels are new: the parent needs cpus and mems before the child can take "0".
+    let parent = unique_path("nest");
+    let child = format!("{parent}/kos-c");
+    let _pg = CgGuard(Manager::new(Some(&parent), "kos-x").unwrap());
+    let cg = CgGuard(Manager::new(Some(&child), "kos-x").unwrap());
+    let r = resources(r#"{"cpu": {"cpus": "0", "mems": "0"}}"#);
+    cg.create_with_resources(&r).unwrap();
+    let d = cg.v1_dir("cpuset").unwrap();
+    assert_eq!(read(d.join("cpuset.cpus")), "0");
+    assert!(!read(d.parent().unwrap().join("cpuset.cpus")).is_empty());
+    let kid = sleeper();
+    cg.add_process(kid.pid()).unwrap();
+}
+
+#[test]
 fn realtime_budget_is_written_when_the_parent_has_one() {
     if !v1_host() {
         return;

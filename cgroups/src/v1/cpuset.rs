@@ -9,11 +9,16 @@ use crate::fsutil::{self, Writer};
 use crate::manager::Manager;
 
 /// A new v1 cpuset cgroup starts with empty cpus and mems and refuses processes until both
-/// are set, so every directory we made gets its parent's values, outermost first.
-pub(crate) fn inherit_from_parents(mount_point: &Path, made: &[PathBuf]) -> Result<()> {
+/// are set, so every directory we made gets its parent's values, outermost first. `skip`
+/// is a directory whose values the caller is about to write itself.
+pub(crate) fn inherit_from_parents(
+    mount_point: &Path,
+    made: &[PathBuf],
+    skip: Option<&Path>,
+) -> Result<()> {
     let mut w = Writer::new(false);
     for d in made {
-        if !d.starts_with(mount_point) {
+        if !d.starts_with(mount_point) || Some(d.as_path()) == skip {
             continue;
         }
         let Some(parent) = d.parent() else { continue };
