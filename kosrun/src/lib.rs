@@ -1,1 +1,13 @@
-//! The kosrun container lifecycle.
+//! The kosrun container lifecycle: a runc-compatible OCI runtime as a library.
+//! The `kosrun` binary is a thin command line over [`ops`].
+
+pub mod config;
+pub mod error;
+pub mod hooks;
+pub mod id;
+pub mod linux;
+pub mod ops;
+pub mod state;
+pub mod time;
+
+pub use error::{Error, Result};

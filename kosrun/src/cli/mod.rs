@@ -1,0 +1,4 @@
+pub mod features;
+pub mod list;
+pub mod log;
+pub mod spec;

@@ -1,0 +1,202 @@
+//! Running OCI hooks: the container state on stdin, the hook's own argv and env,
+//! and a timeout after which the hook is killed and counted as failed.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{Hook, Spec};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+        Kind::Poststart,
+        Kind::Poststop,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Prestart => "prestart",
+            Kind::CreateRuntime => "createRuntime",
+            Kind::CreateContainer => "createContainer",
+            Kind::StartContainer => "startContainer",
+            Kind::Poststart => "poststart",
+            Kind::Poststop => "poststop",
+        }
+    }
+}
+
+pub fn of_kind(spec: &Spec, kind: Kind) -> &[Hook] {
+    let Some(h) = spec.hooks().as_ref() else {
+        return &[];
+    };
+    #[allow(deprecated)]
+    let list = match kind {
+        Kind::Prestart => h.prestart(),
+        Kind::CreateRuntime => h.create_runtime(),
+        Kind::CreateContainer => h.create_container(),
+        Kind::StartContainer => h.start_container(),
+        Kind::Poststart => h.poststart(),
+        Kind::Poststop => h.poststop(),
+    };
+    list.as_deref().unwrap_or(&[])
+}
+
+/// Run every hook of `kind` in order; the first failure stops the rest.
+pub fn run_all(spec: &Spec, kind: Kind, state_json: &str) -> Result<()> {
+    for (i, hook) in of_kind(spec, kind).iter().enumerate() {
+        run_one(hook, state_json).map_err(|e| {
+            Error::Hook(format!(
+                "{}[{i}] {}: {e}",
+                kind.name(),
+                hook.path().display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Run hooks whose failure the spec says must only be logged (poststart, poststop).
+pub fn run_all_warn(spec: &Spec, kind: Kind, state_json: &str) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, hook) in of_kind(spec, kind).iter().enumerate() {
+        if let Err(e) = run_one(hook, state_json) {
+            warnings.push(format!(
+                "{}[{i}] {}: {e}",
+                kind.name(),
+                hook.path().display()
+            ));
+        }
+    }
+    warnings
+}
+
+fn run_one(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        if let Some((argv0, rest)) = args.split_first() {
+            cmd.arg0(argv0).args(rest);
+        }
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    // Output goes to an anonymous file rather than a pipe so a chatty hook
+    // cannot block on a full pipe while we wait for it.
+    let out = memfd("kosrun-hook-output")?;
+    let out_file = std::fs::File::from(out);
+    cmd.stdin(Stdio::piped())
+        .stdout(out_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(out_file.try_clone().map_err(|e| e.to_string())?);
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine: ignore EPIPE.
+        let _ = stdin.write_all(state_json.as_bytes());
+    }
+    let timeout = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t as u64));
+    let status = wait_with_timeout(&mut child, timeout)?;
+    if status.success() {
+        return Ok(());
+    }
+    let mut output = String::new();
+    let mut f = out_file;
+    let _ = f.rewind();
+    let _ = f.take(4096).read_to_string(&mut output);
+    let output = output.trim().replace('\n', "; ");
+    let why = match status.code() {
+        Some(c) => format!("exited with status {c}"),
+        None => "was killed by a signal".to_string(),
+    };
+    if output.is_empty() {
+        Err(why)
+    } else {
+        Err(format!("{why}: {output}"))
+    }
+}
+
+fn wait_with_timeout(
+    child: &mut std::process::Child,
+    timeout: Option<Duration>,
+) -> std::result::Result<std::process::ExitStatus, String> {
+    let Some(timeout) = timeout else {
+        return child.wait().map_err(|e| e.to_string());
+    };
+    // SAFETY: pidfd_open on our own child's pid.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    let deadline = Instant::now() + timeout;
+    if raw >= 0 {
+        // SAFETY: the syscall returned a fresh descriptor we now own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let mut pfd = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as i32;
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, left.min(ms)) };
+            if rc > 0 || Instant::now() >= deadline {
+                break;
+            }
+            if rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    } else {
+        while Instant::now() < deadline {
+            if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    match child.try_wait().map_err(|e| e.to_string())? {
+        Some(st) => Ok(st),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "timed out after {}s and was killed",
+                timeout.as_secs()
+            ))
+        }
+    }
+}
+
+fn memfd(name: &str) -> std::result::Result<OwnedFd, String> {
+    let cname = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+    // SAFETY: valid NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    // SAFETY: fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

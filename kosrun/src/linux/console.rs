@@ -1,0 +1,111 @@
+//! The container's terminal: a pty from the container's own devpts, whose master
+//! goes to the caller over `--console-socket` (runc's protocol: SCM_RIGHTS).
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use kos_security::path as safe;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+use super::rootfs::mount::sys_mount;
+use crate::error::{Error, Result};
+
+/// Open a pty pair in the container (after pivot_root).
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: plain open of a path literal.
+    let m = unsafe {
+        libc::open(
+            c"/dev/ptmx".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if m < 0 {
+        return Err(Error::Setup(format!(
+            "open /dev/ptmx: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: fresh descriptor.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    // SAFETY: valid pty master.
+    if unsafe { libc::unlockpt(master.as_raw_fd()) } != 0 {
+        return Err(Error::Setup(format!(
+            "unlockpt: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // TIOCGPTPEER opens the peer through the master itself, immune to path games in /dev/pts.
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: ioctl on a pty master returning a new descriptor.
+    let s = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER as _,
+            libc::O_RDWR | libc::O_NOCTTY,
+        )
+    };
+    if s < 0 {
+        return Err(Error::Setup(format!(
+            "open pty peer: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: fresh descriptor.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
+}
+
+pub fn set_size(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: valid tty fd and winsize.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// Hand the master to whoever listens on the console socket.
+pub fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
+    let name = b"/dev/ptmx";
+    let iov = [IoSlice::new(name)];
+    let fds = [master.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|e| Error::sys("send pty master over console socket", e))?;
+    Ok(())
+}
+
+/// Make the slave our controlling terminal and stdio, and bind it at /dev/console.
+pub fn become_tty(slave: &OwnedFd) -> Result<()> {
+    // SAFETY: ioctl and dup2 on descriptors we own.
+    unsafe {
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
+            return Err(Error::Setup(format!(
+                "set controlling tty: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                return Err(Error::Setup(format!(
+                    "dup2 tty: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+    }
+    if let Ok(target) = safe::create_file_in_root(Path::new("/"), Path::new("/dev/console"), 0o600)
+    {
+        sys_mount(
+            Some(&safe::proc_fd_path(slave)),
+            &safe::proc_fd_path(&target),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|e| Error::Setup(format!("bind /dev/console: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The container's init, from clone to the user's program. Steps follow the
+//! runtime spec's create and start operations in order.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::unistd::{setresgid, setresuid, Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::namespaces::Plan;
+use super::process::{exec, fds, rlimit, user};
+use super::rootfs::{self, mount::MountCtx};
+use super::sync::{Channel, Msg};
+use super::{console, sysctl};
+use crate::error::{Error, Result, SysContext};
+use crate::hooks;
+
+pub struct InitCtx<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub plan: &'a Plan,
+    pub exec_listener: &'a OwnedFd,
+    pub console_socket: Option<&'a OwnedFd>,
+    pub cgroup_sources: &'a [kos_cgroups::CgroupMountSource],
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub new_keyring: bool,
+    pub id: &'a str,
+    /// Descriptors of kosrun's own the init must not keep (the state lock).
+    pub close_fds: &'a [i32],
+}
+
+/// Runs in the cloned child; never returns.
+pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
+    // Nothing outside the container may open our /proc/<pid>/exe (the runtime
+    // binary) while we are in its namespaces (CVE-2019-5736). execve resets it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    for fd in ctx.close_fds {
+        // SAFETY: closing our copy of a descriptor the parent keeps.
+        unsafe { libc::close(*fd) };
+    }
+    match setup(ctx, chan) {
+        Ok((conn, program)) => start(ctx, conn, program),
+        Err(e) => {
+            let _ = chan.send(&Msg::Error(e.to_string()));
+            // SAFETY: leave without unwinding into the parent's copy of the stack.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+/// Everything `create` does inside the container; returns after `start` connects.
+fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
+    chan.expect("go-ahead from kosrun", |m| matches!(m, Msg::Go))?;
+    let spec = ctx.spec;
+    let plan = ctx.plan;
+    let in_userns = plan.has(LinuxNamespaceType::User);
+    if plan.creates(LinuxNamespaceType::User) {
+        // Become root of the new user namespace (mapped uid 0).
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .ctx(|| "setgid 0 in user namespace".into())?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .ctx(|| "setuid 0 in user namespace".into())?;
+    }
+    if plan.creates(LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace".into())?;
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    reset_signals();
+    if ctx.new_keyring {
+        join_session_keyring(ctx.id);
+    }
+    if plan.creates(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).ctx(|| format!("sethostname {h:?}"))?;
+        }
+        if let Some(d) = spec.domainname() {
+            // SAFETY: pointer and length of a live buffer.
+            if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+                return Err(Error::Setup(format!(
+                    "setdomainname {d:?}: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
+    }
+    let mctx = MountCtx {
+        rootfs: ctx.rootfs,
+        bundle: ctx.bundle,
+        cgroups: ctx.cgroup_sources,
+        cgroup_ns: plan.has(LinuxNamespaceType::Cgroup),
+        mount_label: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref()),
+    };
+    if plan.has(LinuxNamespaceType::Mount) {
+        rootfs::prepare(&mctx, spec, in_userns)?;
+    }
+    for (k, v) in spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.sysctl().iter().flatten())
+    {
+        let p = sysctl::path(k);
+        std::fs::write(&p, v.as_bytes())
+            .map_err(|e| Error::Setup(format!("sysctl {k}={v}: {e}")))?;
+    }
+
+    // prestart and createRuntime hooks run in the runtime namespace: the parent's job.
+    chan.send(&Msg::RunHooks)?;
+    let state = match chan.expect("hooks done", |m| matches!(m, Msg::HooksDone(_)))? {
+        Msg::HooksDone(s) => s,
+        _ => unreachable_msg()?,
+    };
+    hooks::run_all(spec, hooks::Kind::CreateContainer, &state)?;
+
+    if plan.has(LinuxNamespaceType::Mount) {
+        rootfs::finish(ctx.rootfs, spec, ctx.no_pivot)?;
+    } else {
+        nix::unistd::chroot(ctx.rootfs).ctx(|| "chroot".into())?;
+        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    }
+
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process is required".into()))?;
+    if process.terminal().unwrap_or(false) {
+        let sock = ctx.console_socket.ok_or_else(|| {
+            Error::Setup("process.terminal is true but no --console-socket was given".into())
+        })?;
+        let (master, slave) = console::open_pty()?;
+        if let Some(sz) = process.console_size() {
+            console::set_size(&slave, sz.height() as u16, sz.width() as u16);
+        }
+        console::send_master(sock, &master)?;
+        drop(master);
+        console::become_tty(&slave)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Error::Setup(format!("process.oomScoreAdj {adj}: {e}")))?;
+    }
+    rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::Setup(format!(
+                "no_new_privs: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    user::switch(process.user(), true)?;
+    // The cwd is resolved after the root switch, so it can only name a place inside.
+    let cwd = process.cwd();
+    if let Err(e) = nix::unistd::chdir(cwd) {
+        if e == nix::errno::Errno::ENOENT {
+            std::fs::create_dir_all(cwd)
+                .map_err(|e| Error::Setup(format!("process.cwd {}: {e}", cwd.display())))?;
+            nix::unistd::chdir(cwd).ctx(|| format!("chdir {}", cwd.display()))?;
+        } else {
+            return Err(Error::sys(format!("chdir {}", cwd.display()), e));
+        }
+    }
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let program = exec::find_program(&args[0], &env)?;
+    let prepared = exec::prepare(&program, &args, &env)?;
+    for fd in 3..3 + ctx.preserve_fds {
+        // SAFETY: clearing FD_CLOEXEC on an inherited descriptor number.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    fds::cloexec_from(3 + ctx.preserve_fds)
+        .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+
+    chan.send(&Msg::Ready)?;
+    let conn = accept(ctx.exec_listener)?;
+    Ok((conn, prepared))
+}
+
+/// kosrun blocks signals it forwards and Rust ignores SIGPIPE; the user's
+/// program must start with default dispositions and nothing blocked.
+fn reset_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: restoring default disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: empty set, valid out-parameter-free call.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// A session keyring of the container's own, so keys never leak between
+/// containers. Kernels or user namespaces that refuse keyrings are not an error.
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    if let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) {
+        // SAFETY: keyctl with a valid name string.
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    }
+}
+
+fn unreachable_msg<T>() -> Result<T> {
+    Err(Error::Setup("init channel: unexpected message".into()))
+}
+
+fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
+    loop {
+        // SAFETY: accept4 on a listening socket we own.
+        let fd = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: fresh descriptor.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::Setup(format!("wait for start: {e}")));
+        }
+    }
+}
+
+/// The start operation: wait for the go byte, run startContainer hooks, exec.
+fn start(ctx: &InitCtx, conn: OwnedFd, program: exec::Prepared) -> ! {
+    // `start` sends the container state, which startContainer hooks get on stdin.
+    let mut buf = vec![0u8; 256 * 1024];
+    // SAFETY: read into our buffer.
+    let n = unsafe { libc::read(conn.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        // `start` went away without asking; nothing to run.
+        unsafe { libc::_exit(1) };
+    }
+    let fail = |e: Error| -> ! {
+        let mut f = std::fs::File::from(
+            conn.try_clone()
+                .unwrap_or_else(|_| unsafe { libc::_exit(1) }),
+        );
+        let _ = f.write_all(e.to_string().as_bytes());
+        unsafe { libc::_exit(127) }
+    };
+    let state = String::from_utf8_lossy(&buf[..n as usize]).to_string();
+    if let Err(e) = hooks::run_all(ctx.spec, hooks::Kind::StartContainer, &state) {
+        fail(e);
+    }
+    fail(program.exec())
+}

@@ -1,0 +1,10 @@
+//! Linux mechanics of a container: namespaces, rootfs, the init process.
+
+pub mod console;
+pub mod init;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod spawn;
+pub mod sync;
+pub mod sysctl;

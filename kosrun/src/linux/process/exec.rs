@@ -1,0 +1,85 @@
+//! Finding and executing the user's program.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Resolve args[0] against PATH from the process's own environment, as execvp would,
+/// but inside the container's root (we have already pivoted).
+pub fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        return check_exec(&p).map(|_| p);
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(arg0);
+        if check_exec(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Setup(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    )))
+}
+
+fn check_exec(p: &Path) -> Result<()> {
+    let c = CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::Setup(format!("exec: {} contains a NUL", p.display())))?;
+    let md =
+        std::fs::metadata(p).map_err(|e| Error::Setup(format!("exec: {}: {e}", p.display())))?;
+    if md.is_dir() {
+        return Err(Error::Setup(format!(
+            "exec: {}: is a directory",
+            p.display()
+        )));
+    }
+    // SAFETY: valid path.
+    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        return Err(Error::Setup(format!(
+            "exec: {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+pub fn prepare(path: &Path, args: &[String], env: &[String]) -> Result<Prepared> {
+    let c =
+        |s: &str| CString::new(s).map_err(|_| Error::Config(format!("{s:?} contains a NUL byte")));
+    Ok(Prepared {
+        path: CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::Config("program path contains a NUL byte".into()))?,
+        argv: args.iter().map(|a| c(a)).collect::<Result<_>>()?,
+        envp: env.iter().map(|e| c(e)).collect::<Result<_>>()?,
+    })
+}
+
+impl Prepared {
+    /// execve; returns only on failure.
+    pub fn exec(&self) -> Error {
+        let mut argv: Vec<*const libc::c_char> = self.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = self.envp.iter().map(|a| a.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        Error::Setup(format!(
+            "exec {}: {}",
+            self.path.to_string_lossy(),
+            std::io::Error::last_os_error()
+        ))
+    }
+}

@@ -1,0 +1,6 @@
+//! The user's process: ids, limits, descriptors and the final exec.
+
+pub mod exec;
+pub mod fds;
+pub mod rlimit;
+pub mod user;

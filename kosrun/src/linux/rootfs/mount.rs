@@ -1,0 +1,359 @@
+//! Mounting the spec's mounts inside the rootfs. Every target is resolved inside
+//! the rootfs (never through a symlink out of it) and mounted through its
+//! /proc/self/fd path, so the kernel acts on exactly the object we resolved.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use kos_security::path as safe;
+use libc::c_ulong;
+use oci_spec::runtime::Mount;
+
+use super::options::{self, Parsed};
+use crate::error::{Error, Result};
+
+/// Filesystems whose mount point must be a real directory at exactly the named
+/// place: a symlinked /proc could hide masked paths (CVE-2023-27561/28642).
+const NO_SYMLINK_TYPES: [&str; 2] = ["proc", "sysfs"];
+
+pub struct MountCtx<'a> {
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub cgroups: &'a [kos_cgroups::CgroupMountSource],
+    pub cgroup_ns: bool,
+    pub mount_label: Option<&'a str>,
+}
+
+pub fn cstr(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Setup(format!("{s:?} contains a NUL byte")))
+}
+
+/// mount(2) with optional source, type and data.
+pub fn sys_mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: c_ulong,
+    data: Option<&str>,
+) -> std::io::Result<()> {
+    let to_c =
+        |s: &str| CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL));
+    let src = source.map(|s| to_c(&s.to_string_lossy())).transpose()?;
+    let tgt = to_c(&target.to_string_lossy())?;
+    let typ = fstype.map(to_c).transpose()?;
+    let dat = data.map(to_c).transpose()?;
+    // SAFETY: every pointer is a valid NUL-terminated string or null.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            tgt.as_ptr(),
+            typ.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            dat.as_ref().map_or(std::ptr::null(), |c| c.as_ptr().cast()),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount at `fd`, recursively.
+pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Result<()> {
+    let mut a = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr struct of the size we pass.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &mut a as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn mount_err(m: &Mount, what: &str, e: std::io::Error) -> Error {
+    Error::Setup(format!(
+        "mount {} ({}): {what}: {e}",
+        m.destination().display(),
+        m.typ().as_deref().unwrap_or("none")
+    ))
+}
+
+/// Mount every entry of the spec, in order.
+pub fn mount_all(ctx: &MountCtx, mounts: &[Mount]) -> Result<()> {
+    for m in mounts {
+        mount_one(ctx, m)?;
+    }
+    Ok(())
+}
+
+fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, m, &opts);
+    }
+    let dest = m.destination();
+    let is_bind = opts.bind || typ == "bind";
+    if is_bind {
+        let source = bind_source(ctx, m)?;
+        let meta = std::fs::metadata(&source).map_err(|e| mount_err(m, "bind source", e))?;
+        let target = if meta.is_dir() {
+            safe::mkdir_all_in_root(ctx.rootfs, dest, 0o755)?
+        } else {
+            safe::create_file_in_root(ctx.rootfs, dest, 0o644)?
+        };
+        let flags = libc::MS_BIND | if opts.rbind { libc::MS_REC } else { 0 };
+        sys_mount(
+            Some(&source),
+            &safe::proc_fd_path(&target),
+            None,
+            flags,
+            None,
+        )
+        .map_err(|e| mount_err(m, "bind", e))?;
+        let mounted = reopen(ctx, dest)?;
+        let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+        if extra != 0 {
+            remount_bind(&mounted, extra).map_err(|e| mount_err(m, "remount with options", e))?;
+        }
+        finish(m, &opts, &mounted)
+    } else {
+        let target = safe::mkdir_all_in_root(ctx.rootfs, dest, 0o755)?;
+        if NO_SYMLINK_TYPES.contains(&typ) {
+            ensure_exact(ctx.rootfs, dest, &target)?;
+        }
+        let mut data = opts.data_string();
+        if let Some(label) = ctx.mount_label.filter(|l| !l.is_empty()) {
+            if kos_security::label::selinux::takes_context(typ) {
+                let ctx_opt = kos_security::label::selinux::mount_context_option(label)
+                    .map_err(|e| Error::Setup(e.to_string()))?;
+                data = Some(match data {
+                    Some(d) => format!("{d},{ctx_opt}"),
+                    None => ctx_opt,
+                });
+            }
+        }
+        let source = m
+            .source()
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(typ));
+        let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
+            Some(safe::open_in_root(
+                ctx.rootfs,
+                dest,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )?)
+        } else {
+            None
+        };
+        sys_mount(
+            Some(&source),
+            &safe::proc_fd_path(&target),
+            Some(typ),
+            opts.flags & !libc::MS_REMOUNT,
+            data.as_deref(),
+        )
+        .map_err(|e| mount_err(m, "mount", e))?;
+        let mounted = reopen(ctx, dest)?;
+        if let Some(src) = copy_from {
+            super::copyup::copy_dir(&src, &mounted).map_err(|e| mount_err(m, "tmpcopyup", e))?;
+        }
+        finish(m, &opts, &mounted)
+    }
+}
+
+/// Propagation and recursive attributes apply to the mount now at the target.
+fn finish(m: &Mount, opts: &Parsed, mounted: &OwnedFd) -> Result<()> {
+    let p = safe::proc_fd_path(mounted);
+    for prop in &opts.propagation {
+        sys_mount(None, &p, None, *prop, None).map_err(|e| mount_err(m, "propagation", e))?;
+    }
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        set_recursive_attrs(mounted, opts.rec_set, opts.rec_clear)
+            .map_err(|e| mount_err(m, "recursive attributes", e))?;
+    }
+    Ok(())
+}
+
+fn reopen(ctx: &MountCtx, dest: &Path) -> Result<OwnedFd> {
+    Ok(safe::open_in_root(
+        ctx.rootfs,
+        dest,
+        libc::O_PATH | libc::O_CLOEXEC,
+    )?)
+}
+
+/// Remount a bind mount with per-mount flags, keeping the locked flags it already has
+/// (an unprivileged remount that drops nosuid/nodev/noexec is refused by the kernel).
+pub fn remount_bind(mounted: &OwnedFd, flags: c_ulong) -> std::io::Result<()> {
+    let p = safe::proc_fd_path(mounted);
+    let keep = current_flags(mounted)?
+        & (libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | libc::MS_NOATIME
+            | libc::MS_NODIRATIME
+            | libc::MS_RELATIME);
+    let flags = flags | keep | libc::MS_BIND | libc::MS_REMOUNT;
+    sys_mount(None, &p, None, flags, None)
+}
+
+/// The per-mount flags of the mount holding `fd`, as MS_* bits.
+pub fn current_flags(fd: &OwnedFd) -> std::io::Result<c_ulong> {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // O_PATH descriptors cannot be passed to fstatvfs; go through the magic link.
+    let p = CString::new(safe::proc_fd_path(fd).to_string_lossy().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid path and out-parameter.
+    if unsafe { libc::statvfs(p.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // ST_* and MS_* share values for the bits we keep.
+    Ok(st.f_flag as c_ulong)
+}
+
+fn bind_source(ctx: &MountCtx, m: &Mount) -> Result<PathBuf> {
+    let src = m.source().as_ref().ok_or_else(|| {
+        Error::Config(format!(
+            "bind mount {} has no source",
+            m.destination().display()
+        ))
+    })?;
+    Ok(if src.is_absolute() {
+        src.clone()
+    } else {
+        ctx.bundle.join(src)
+    })
+}
+
+/// Fail if resolving `dest` inside the root went through a symlink.
+fn ensure_exact(rootfs: &Path, dest: &Path, fd: &OwnedFd) -> Result<()> {
+    let real = std::fs::read_link(safe::proc_fd_path(fd)).map_err(|e| Error::io(dest, e))?;
+    let want = normalize(&rootfs.join(dest.strip_prefix("/").unwrap_or(dest)));
+    if real != want {
+        return Err(Error::Setup(format!(
+            "mount destination {} resolves to {} through a symlink; refusing to mount there",
+            dest.display(),
+            real.display()
+        )));
+    }
+    Ok(())
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A "cgroup" mount: with a cgroup namespace on a v2 host, a fresh cgroup2 mount;
+/// otherwise a tmpfs holding bind mounts of the container's own cgroup directories.
+fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
+    let dest = m.destination();
+    let target = safe::mkdir_all_in_root(ctx.rootfs, dest, 0o755)?;
+    let ro = opts.flags & libc::MS_RDONLY;
+    let base = opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
+    let all_v2 = !ctx.cgroups.is_empty() && ctx.cgroups.iter().all(|s| s.v2);
+    if all_v2 {
+        let src = &ctx.cgroups[0].host_dir;
+        if ctx.cgroup_ns {
+            sys_mount(
+                Some(Path::new("cgroup2")),
+                &safe::proc_fd_path(&target),
+                Some("cgroup2"),
+                base | ro,
+                None,
+            )
+            .map_err(|e| mount_err(m, "cgroup2", e))?;
+        } else {
+            sys_mount(
+                Some(src),
+                &safe::proc_fd_path(&target),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(|e| mount_err(m, "bind cgroup2", e))?;
+            let mounted = reopen(ctx, dest)?;
+            remount_bind(&mounted, base | ro).map_err(|e| mount_err(m, "remount cgroup2", e))?;
+        }
+        return finish(m, opts, &reopen(ctx, dest)?);
+    }
+    sys_mount(
+        Some(Path::new("tmpfs")),
+        &safe::proc_fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| mount_err(m, "cgroup tmpfs", e))?;
+    for s in ctx.cgroups {
+        let sub = dest.join(if s.v2 { "unified" } else { s.name.as_str() });
+        let t = safe::mkdir_all_in_root(ctx.rootfs, &sub, 0o755)?;
+        sys_mount(
+            Some(&s.host_dir),
+            &safe::proc_fd_path(&t),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| mount_err(m, &format!("bind {}", s.name), e))?;
+        let mounted = reopen(ctx, &sub)?;
+        remount_bind(&mounted, base | ro).map_err(|e| mount_err(m, "remount cgroup", e))?;
+        // Co-mounted controllers ("cpu,cpuacct") are reachable by each name, as on the host.
+        if s.name.contains(',') {
+            for alias in s.name.split(',') {
+                let dir = safe::open_in_root(
+                    ctx.rootfs,
+                    dest,
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )?;
+                let _ = nix::unistd::symlinkat(
+                    s.name.as_str(),
+                    nix::fcntl::AT_FDCWD,
+                    &safe::proc_fd_path(&dir).join(alias),
+                );
+            }
+        }
+    }
+    let mounted = reopen(ctx, dest)?;
+    if ro != 0 {
+        remount_bind(&mounted, ro).map_err(|e| mount_err(m, "remount cgroup ro", e))?;
+    }
+    finish(m, opts, &mounted)
+}

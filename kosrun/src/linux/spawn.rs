@@ -1,0 +1,205 @@
+//! Cloning the container's init into its namespaces, and the parent's half of
+//! the handshake (id maps, cgroup) that must happen before the init goes on.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::init::{self, InitCtx};
+use super::namespaces::{write_id_maps, Plan, TimeNs};
+use super::sync::{Channel, Msg};
+use crate::error::{Error, Result, SysContext};
+
+/// clone(2) without a new stack: like fork, the child returns 0 on a copy of our
+/// stack. kosrun is single-threaded, so nothing is left locked in the child.
+fn raw_clone(flags: libc::c_ulong) -> Result<i32> {
+    // SAFETY: fork-like clone in a single-threaded process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::Setup(format!(
+            "clone: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(rc as i32)
+}
+
+/// Everything the parent needs to finish the init's setup.
+pub struct Parent<'a> {
+    pub spec: &'a Spec,
+    pub cgroup: Option<&'a kos_cgroups::Manager>,
+}
+
+/// Start the init process; returns its pid once it has been told to go on.
+pub fn spawn(ctx: &InitCtx, child_end: Channel, parent: &Parent, chan: &Channel) -> Result<i32> {
+    let timens = if ctx.plan.creates(LinuxNamespaceType::Time) {
+        Some(TimeNs::prepare(ctx.spec)?)
+    } else {
+        None
+    };
+    let result = if ctx.plan.join.is_empty() {
+        direct(ctx, &child_end, parent, chan)
+    } else {
+        via_intermediate(ctx, &child_end, parent, chan)
+    };
+    drop(child_end);
+    if let Some(t) = timens {
+        t.restore()?;
+    }
+    result
+}
+
+/// Flags that must not be passed to clone: the cgroup namespace is entered after
+/// the cgroup is joined, the time namespace was prepared by the parent.
+fn clone_flags(plan: &Plan) -> libc::c_ulong {
+    let skip = CloneFlags::CLONE_NEWCGROUP | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    (plan.new - skip).bits() as libc::c_ulong
+}
+
+fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -> Result<i32> {
+    let pid = raw_clone(clone_flags(ctx.plan))?;
+    if pid == 0 {
+        init::run(ctx, child_end);
+    }
+    finish_parent(
+        pid,
+        ctx.plan.creates(LinuxNamespaceType::User),
+        parent,
+        chan,
+    )?;
+    Ok(pid)
+}
+
+fn via_intermediate(
+    ctx: &InitCtx,
+    child_end: &Channel,
+    parent: &Parent,
+    chan: &Channel,
+) -> Result<i32> {
+    let mid = raw_clone(0)?;
+    if mid == 0 {
+        let r = intermediate(ctx, child_end);
+        if let Err(e) = r {
+            let _ = child_end.send(&Msg::Error(e.to_string()));
+        }
+        // SAFETY: leave without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    let reap = Reap(mid);
+    let pid = loop {
+        match chan.recv()? {
+            Some(Msg::MapUsers) => {
+                write_id_maps(mid, parent.spec)?;
+                chan.send(&Msg::Mapped)?;
+            }
+            Some(Msg::InitPid(p)) => break p,
+            Some(Msg::Error(e)) => return Err(Error::Setup(e)),
+            Some(m) => return Err(Error::Setup(format!("init channel: unexpected {m:?}"))),
+            None => return Err(Error::Setup("container setup process exited early".into())),
+        }
+    };
+    drop(reap);
+    finish_parent(pid, false, parent, chan)?;
+    Ok(pid)
+}
+
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = waitpid(Pid::from_raw(self.0), None);
+    }
+}
+
+/// In the intermediate: join the given namespaces, create the rest, then clone
+/// the init as a sibling (CLONE_PARENT) so it is kosrun's own child.
+fn intermediate(ctx: &InitCtx, chan: &Channel) -> Result<()> {
+    ctx.plan.enter_joined()?;
+    if ctx.plan.creates(LinuxNamespaceType::User) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "unshare user namespace".into())?;
+        chan.send(&Msg::MapUsers)?;
+        chan.expect("id mappings", |m| matches!(m, Msg::Mapped))?;
+    }
+    let rest = clone_flags(ctx.plan) & !(libc::CLONE_NEWUSER as libc::c_ulong);
+    nix::sched::unshare(CloneFlags::from_bits_retain(rest as libc::c_int))
+        .ctx(|| "unshare namespaces".into())?;
+    let pid = raw_clone(libc::CLONE_PARENT as libc::c_ulong)?;
+    if pid == 0 {
+        init::run(ctx, chan);
+    }
+    chan.send(&Msg::InitPid(pid))
+}
+
+fn finish_parent(pid: i32, write_maps: bool, parent: &Parent, chan: &Channel) -> Result<()> {
+    if write_maps {
+        write_id_maps(pid, parent.spec)?;
+    }
+    if let Some(cg) = parent.cgroup {
+        cg.add_process(pid)?;
+    }
+    chan.send(&Msg::Go)
+}
+
+/// Bind the listening socket `start` connects to; the init waits on it.
+pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "exec socket".into())?;
+    let addr = UnixAddr::new(&short_path(dir)?).ctx(|| "exec socket address".into())?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr)
+        .ctx(|| format!("bind {}", dir.join(crate::state::EXEC_SOCKET).display()))?;
+    listen(&sock, Backlog::new(1).map_err(|e| Error::sys("listen", e))?)
+        .ctx(|| "listen on exec socket".into())?;
+    Ok(sock)
+}
+
+/// Connect to a created container's exec socket.
+pub fn exec_connect(dir: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ctx(|| "exec socket".into())?;
+    let addr = UnixAddr::new(&short_path(dir)?).ctx(|| "exec socket address".into())?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr)
+        .ctx(|| "connect to the container's exec socket".into())?;
+    Ok(sock)
+}
+
+/// sun_path holds 108 bytes; long --root paths and ids go through a short
+/// /proc/self/fd alias of the state directory instead.
+fn short_path(dir: &Path) -> Result<std::path::PathBuf> {
+    let full = dir.join(crate::state::EXEC_SOCKET);
+    if full.as_os_str().len() < 100 {
+        return Ok(full);
+    }
+    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
+    let fd: OwnedFd = f.into();
+    let p = kos_security::path::proc_fd_path(&fd).join(crate::state::EXEC_SOCKET);
+    // The descriptor must stay open for the path to resolve during bind/connect.
+    std::mem::forget(fd);
+    Ok(p)
+}

@@ -1,0 +1,202 @@
+//! `create`: build the container and leave its init waiting before the user's program.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxResources, Spec};
+
+use super::StateDoc;
+use crate::config::load_bundle;
+use crate::error::{Error, Result};
+use crate::hooks;
+use crate::linux::init::InitCtx;
+use crate::linux::namespaces::Plan;
+use crate::linux::spawn::{self, Parent};
+use crate::linux::sync::{self, Msg};
+use crate::state::{process_start_time, ContainerDir, Saved, Status};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Undoes a half-made container unless disarmed: init killed, cgroup and state removed.
+struct Cleanup {
+    dir: Option<ContainerDir>,
+    cgroup: Option<kos_cgroups::Manager>,
+    pid: Option<i32>,
+    poststop: Option<(Spec, String)>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let p = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(p, None);
+        }
+        if let Some((spec, state)) = self.poststop.take() {
+            hooks::run_all_warn(&spec, hooks::Kind::Poststop, &state);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.destroy();
+        }
+    }
+}
+
+pub struct Created {
+    pub pid: i32,
+    pub saved: Saved,
+}
+
+pub fn create(opts: &CreateOpts) -> Result<Created> {
+    let bundle = load_bundle(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let plan = Plan::from_spec(spec)?;
+    let console = match &opts.console_socket {
+        Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
+            Error::Setup(format!("console socket {}: {e}", p.display()))
+        })?)),
+        None => None,
+    };
+    if spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+        && console.is_none()
+    {
+        return Err(Error::Setup(
+            "process.terminal is true: a --console-socket is required".into(),
+        ));
+    }
+
+    let dir = ContainerDir::create(&opts.root, &opts.id)?;
+    let mut cleanup = Cleanup {
+        dir: None,
+        cgroup: None,
+        pid: None,
+        poststop: None,
+    };
+    let dir_path = dir.path.clone();
+    let close_fds = [dir.lock_fd()];
+    cleanup.dir = Some(dir);
+
+    let linux = spec.linux().as_ref();
+    let cg_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = kos_cgroups::Manager::new(cg_path.as_deref(), &opts.id)?;
+    let mut resources = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_else(LinuxResources::default);
+    let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    rules.extend(crate::linux::rootfs::devices::default_cgroup_rules(devices));
+    resources.set_devices(Some(rules));
+    cgroup.create_with_resources(&resources)?;
+    cleanup.cgroup = Some(cgroup.clone());
+
+    let listener = spawn::exec_listener(&dir_path)?;
+    let sources = cgroup.mount_sources();
+    let ctx = InitCtx {
+        spec,
+        rootfs: &bundle.rootfs,
+        bundle: &bundle.dir,
+        plan: &plan,
+        exec_listener: &listener,
+        console_socket: console.as_ref(),
+        cgroup_sources: &sources,
+        preserve_fds: opts.preserve_fds,
+        no_pivot: opts.no_pivot,
+        new_keyring: !opts.no_new_keyring,
+        id: &opts.id,
+        close_fds: &close_fds,
+    };
+    let (parent_end, child_end) = sync::pair()?;
+    let parent = Parent {
+        spec,
+        cgroup: Some(&cgroup),
+    };
+    let pid = spawn::spawn(&ctx, child_end, &parent, &parent_end)?;
+    cleanup.pid = Some(pid);
+    drop(listener);
+
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid,
+        pid_start: process_start_time(pid).unwrap_or(0),
+        created: crate::time::now_rfc3339(),
+        owner: String::new(),
+        started: false,
+        cgroup_path: cgroup.resolved_path().to_string(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        config: spec.clone(),
+    };
+    loop {
+        match parent_end.recv()? {
+            Some(Msg::RunHooks) => {
+                let state = StateDoc::new(&saved, Status::Creating).json();
+                cleanup.poststop = Some((spec.clone(), state.clone()));
+                hooks::run_all(spec, hooks::Kind::Prestart, &state)?;
+                hooks::run_all(spec, hooks::Kind::CreateRuntime, &state)?;
+                parent_end.send(&Msg::HooksDone(state))?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => return Err(Error::Setup(e)),
+            Some(m) => return Err(Error::Setup(format!("init channel: unexpected {m:?}"))),
+            None => return Err(Error::Setup("container init exited during setup".into())),
+        }
+    }
+    // The start time is read once the init is surely past clone.
+    saved.pid_start = process_start_time(pid)
+        .ok_or_else(|| Error::Setup("container init exited during setup".into()))?;
+    let dir = cleanup
+        .dir
+        .as_ref()
+        .ok_or_else(|| Error::Setup("state lost".into()))?;
+    dir.save(&saved)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    // Created: keep everything. The directory lock is released when we return.
+    cleanup.pid = None;
+    cleanup.cgroup = None;
+    cleanup.poststop = None;
+    if let Some(d) = cleanup.dir.take() {
+        drop(d);
+    }
+    Ok(Created { pid, saved })
+}
+
+/// Written atomically: whoever watches for it never sees a partial number.
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io(".", e))?
+            .join(path)
+    };
+    let tmp = abs.with_file_name(format!(
+        ".{}.tmp",
+        abs.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &abs).map_err(|e| Error::io(&abs, e))
+}

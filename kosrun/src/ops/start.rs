@@ -1,0 +1,45 @@
+//! `start`: release a created container's init into the user's program.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use super::state::status_of;
+use super::StateDoc;
+use crate::error::{Error, Result};
+use crate::hooks;
+use crate::linux::spawn;
+use crate::state::{ContainerDir, Status};
+
+/// Returns hook warnings (poststart failures are reported, not fatal).
+pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
+    let dir = ContainerDir::open(root, id)?;
+    let mut saved = dir.load()?;
+    let status = status_of(&saved);
+    if status != Status::Created {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: status.to_string(),
+            what: "cannot start a container that is not created",
+        });
+    }
+    let conn = spawn::exec_connect(&dir.path)?;
+    let mut conn = std::fs::File::from(conn);
+    let state = StateDoc::new(&saved, Status::Created).json();
+    conn.write_all(state.as_bytes())
+        .map_err(|e| Error::Setup(format!("release container init: {e}")))?;
+    // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    let _ = std::fs::remove_file(dir.exec_socket());
+    saved.started = true;
+    dir.save(&saved)?;
+    if !reply.is_empty() {
+        return Err(Error::Setup(reply));
+    }
+    let state = StateDoc::new(&saved, Status::Running).json();
+    Ok(hooks::run_all_warn(
+        &saved.config,
+        hooks::Kind::Poststart,
+        &state,
+    ))
+}

@@ -1,0 +1,44 @@
+//! `state` and `list`: what a container is doing now.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::state::{list_ids, read_saved, ContainerDir, Saved, Status};
+
+/// The live status, derived from the init process and the freezer, never trusted from disk.
+pub fn status_of(saved: &Saved) -> Status {
+    if !saved.init_alive() {
+        return Status::Stopped;
+    }
+    if !saved.started {
+        return Status::Created;
+    }
+    let frozen = kos_cgroups::Manager::new(Some(&saved.cgroup_path), &saved.id)
+        .and_then(|m| m.is_frozen())
+        .unwrap_or(false);
+    if frozen {
+        Status::Paused
+    } else {
+        Status::Running
+    }
+}
+
+pub fn state(root: &Path, id: &str) -> Result<(Saved, Status)> {
+    let dir = ContainerDir::open(root, id)?;
+    let saved = dir.load()?;
+    let status = status_of(&saved);
+    Ok((saved, status))
+}
+
+/// Every container under root. Unreadable entries are skipped: one broken
+/// container must not hide the others.
+pub fn list(root: &Path) -> Result<Vec<(Saved, Status)>> {
+    let mut out = Vec::new();
+    for id in list_ids(root)? {
+        if let Ok(saved) = read_saved(&root.join(&id), &id) {
+            let status = status_of(&saved);
+            out.push((saved, status));
+        }
+    }
+    Ok(out)
+}
