@@ -115,13 +115,18 @@ impl Capabilities {
             unsupported,
             ..caps
         };
-        for a in &caps.ambient {
-            if !caps.permitted.contains(a) || !caps.inheritable.contains(a) {
-                return Err(CapsError::Invalid(format!(
-                    "ambient capability {a} must also be in permitted and inheritable"
-                )));
+        // The kernel only raises an ambient capability that is both permitted and
+        // inheritable. runc's own `spec` lists ambient capabilities without inheritable
+        // ones (CVE-2022-29162), and runc skips them with a warning; so do we.
+        let mut caps = caps;
+        let (permitted, inheritable) = (caps.permitted.clone(), caps.inheritable.clone());
+        caps.ambient.retain(|a| {
+            let ok = permitted.contains(a) && inheritable.contains(a);
+            if !ok {
+                tracing::warn!(capability = %a, "ambient capability not in permitted and inheritable; not raised");
             }
-        }
+            ok
+        });
         for e in &caps.effective {
             if !caps.permitted.contains(e) {
                 return Err(CapsError::Invalid(format!(
@@ -277,13 +282,14 @@ mod tests {
     }
 
     #[test]
-    fn ambient_must_be_permitted_and_inheritable() {
+    fn ambient_outside_inheritable_is_dropped_and_effective_outside_permitted_fails() {
         let spec: LinuxCapabilities = serde_json::from_str(
             r#"{"permitted":["CAP_KILL"],"inheritable":[],"ambient":["CAP_KILL"]}"#,
         )
         .expect("json");
-        let e = Capabilities::from_spec(&spec).expect_err("ambient");
-        assert!(e.to_string().contains("ambient"), "{e}");
+        let c = Capabilities::from_spec(&spec).expect("ambient is skipped, as runc does");
+        assert!(c.ambient.is_empty());
+        assert!(c.permitted.contains(&Cap::CAP_KILL));
         let spec: LinuxCapabilities =
             serde_json::from_str(r#"{"effective":["CAP_KILL"],"permitted":[]}"#).expect("json");
         assert!(Capabilities::from_spec(&spec).is_err());

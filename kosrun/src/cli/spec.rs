@@ -38,6 +38,7 @@ pub fn default_spec(rootless: bool) -> Value {
         "namespaces": namespaces,
         "maskedPaths": kos_security::spec_defaults::masked_paths(),
         "readonlyPaths": kos_security::spec_defaults::readonly_paths(),
+        "seccomp": kos_security::seccomp::default_profile(),
     });
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();

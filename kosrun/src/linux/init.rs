@@ -8,6 +8,7 @@ use std::path::Path;
 use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::confine::Confinement;
 use super::namespaces::Plan;
 use super::process::{exec, fds, rlimit, user};
 use super::rootfs::{self, mount::MountCtx};
@@ -30,6 +31,7 @@ pub struct InitCtx<'a> {
     pub id: &'a str,
     /// Descriptors of kosrun's own the init must not keep (the state lock).
     pub close_fds: &'a [i32],
+    pub confinement: &'a Confinement,
 }
 
 /// Runs in the cloned child; never returns.
@@ -147,16 +149,10 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
             .map_err(|e| Error::Setup(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
-    if process.no_new_privileges().unwrap_or(false) {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(Error::Setup(format!(
-                "no_new_privs: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
+    let confine = ctx.confinement;
+    let listener = confine.before_user_switch()?;
     user::switch(process.user(), true)?;
+    confine.after_user_switch()?;
     // The cwd is resolved after the root switch, so it can only name a place inside.
     let cwd = process.cwd();
     if let Err(e) = nix::unistd::chdir(cwd) {
@@ -179,6 +175,9 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
     fds::cloexec_from(3 + ctx.preserve_fds)
         .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
 
+    if let Some(l) = listener {
+        chan.send_fd(&Msg::SeccompListener, &l)?;
+    }
     chan.send(&Msg::Ready)?;
     let conn = accept(ctx.exec_listener)?;
     Ok((conn, prepared))
@@ -258,6 +257,9 @@ fn start(ctx: &InitCtx, conn: OwnedFd, program: exec::Prepared) -> ! {
     };
     let state = String::from_utf8_lossy(&buf[..n as usize]).to_string();
     if let Err(e) = hooks::run_all(ctx.spec, hooks::Kind::StartContainer, &state) {
+        fail(e);
+    }
+    if let Err(e) = ctx.confinement.last() {
         fail(e);
     }
     fail(program.exec())

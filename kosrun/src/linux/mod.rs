@@ -1,5 +1,6 @@
 //! Linux mechanics of a container: namespaces, rootfs, the init process.
 
+pub mod confine;
 pub mod console;
 pub mod init;
 pub mod namespaces;

@@ -24,6 +24,8 @@ pub enum Msg {
     HooksDone(String),
     /// Init -> parent: everything is built; the init now waits for `start`.
     Ready,
+    /// Init -> parent: the seccomp notify listener travels with this message (SCM_RIGHTS).
+    SeccompListener,
     /// Either way: setup failed.
     Error(String),
 }
@@ -64,25 +66,65 @@ impl Channel {
         Ok(())
     }
 
+    /// Send a message with a descriptor attached.
+    pub fn send_fd(&self, msg: &Msg, fd: &OwnedFd) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let data = serde_json::to_vec(msg).map_err(|e| Error::Setup(e.to_string()))?;
+        let iov = [std::io::IoSlice::new(&data)];
+        let fds = [fd.as_raw_fd()];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .ctx(|| "init channel: send descriptor".into())?;
+        Ok(())
+    }
+
     /// The next message, or None when the other side has gone.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.0)
+    }
+
+    /// The next message and the descriptor that came with it, if any.
+    pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::FromRawFd;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         loop {
-            // SAFETY: reading into a buffer we own.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let r = recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let msg = match r {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("init channel", e)),
+                Ok(m) => m,
+            };
+            let mut fd = None;
+            for c in msg.cmsgs().map_err(|e| Error::sys("init channel", e))? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for raw in fds {
+                        // SAFETY: the kernel just gave us this descriptor.
+                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                        if fd.is_none() {
+                            fd = Some(owned);
+                        }
+                    }
                 }
-                return Err(Error::Setup(format!("init channel: {e}")));
             }
+            let n = msg.bytes;
             if n == 0 {
-                return Ok(None);
+                return Ok((None, fd));
             }
-            return serde_json::from_slice(&buf[..n as usize])
-                .map(Some)
+            return serde_json::from_slice(&buf[..n])
+                .map(|m| (Some(m), fd))
                 .map_err(|e| Error::Setup(format!("init channel: bad message: {e}")));
         }
     }

@@ -10,6 +10,7 @@ use super::StateDoc;
 use crate::config::load_bundle;
 use crate::error::{Error, Result};
 use crate::hooks;
+use crate::linux::confine::Confinement;
 use crate::linux::init::InitCtx;
 use crate::linux::namespaces::Plan;
 use crate::linux::spawn::{self, Parent};
@@ -64,6 +65,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     let bundle = load_bundle(&opts.bundle)?;
     let spec = &bundle.spec;
     let plan = Plan::from_spec(spec)?;
+    let confinement = Confinement::prepare(spec, &bundle.rootfs)?;
     let console = match &opts.console_socket {
         Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
             Error::Setup(format!("console socket {}: {e}", p.display()))
@@ -123,6 +125,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         new_keyring: !opts.no_new_keyring,
         id: &opts.id,
         close_fds: &close_fds,
+        confinement: &confinement,
     };
     let (parent_end, child_end) = sync::pair()?;
     let parent = Parent {
@@ -147,7 +150,18 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         config: spec.clone(),
     };
     loop {
-        match parent_end.recv()? {
+        let (msg, fd) = parent_end.recv_with_fd()?;
+        match msg {
+            Some(Msg::SeccompListener) => {
+                let (Some(fd), Some(prog)) = (fd, confinement.seccomp.as_ref()) else {
+                    return Err(Error::Setup(
+                        "seccomp listener message without a descriptor".into(),
+                    ));
+                };
+                let state = oci_state(&saved, "creating")?;
+                prog.send_listener(std::os::fd::AsFd::as_fd(&fd), &state)
+                    .map_err(|e| Error::Setup(format!("seccomp listener: {e}")))?;
+            }
             Some(Msg::RunHooks) => {
                 let state = StateDoc::new(&saved, Status::Creating).json();
                 cleanup.poststop = Some((spec.clone(), state.clone()));
@@ -180,6 +194,14 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         drop(d);
     }
     Ok(Created { pid, saved })
+}
+
+/// The runtime spec's state as oci-spec types, for the seccomp agent.
+fn oci_state(saved: &Saved, status: &str) -> Result<oci_spec::runtime::State> {
+    let doc = StateDoc::new(saved, Status::Creating);
+    let mut v = serde_json::to_value(&doc).map_err(|e| Error::Setup(e.to_string()))?;
+    v["status"] = serde_json::Value::from(status);
+    serde_json::from_value(v).map_err(|e| Error::Setup(format!("state document: {e}")))
 }
 
 /// Written atomically: whoever watches for it never sees a partial number.
