@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::RegistryOperation;
 use tracing::{debug, info};
 
@@ -130,8 +130,12 @@ impl Registry {
             async move { fetch_layer(&client, &r, store, job, unpack, &progress).await }
         }))
         .buffer_unordered(limit)
-        .try_collect::<Vec<()>>()
-        .await?;
+        // Every layer runs to its end (its blocking worker included) before
+        // the pull reports, so no scratch work outlives a failed pull.
+        .collect::<Vec<Result<()>>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
 
         let st = store.clone();
         let name = r.to_string();
@@ -320,7 +324,7 @@ async fn fetch_layer(
             writer: Some(writer),
         };
         if stream_unpack {
-            st.unpack_snapshot_checked(
+            let res = st.unpack_snapshot_checked(
                 &job.chain_id,
                 job.parent.as_ref(),
                 &job.diff_id,
@@ -330,7 +334,18 @@ async fn fetch_layer(
                         .map_err(|e| Error::io("downloading layer", e))?;
                     tee.writer_commit()
                 },
-            )?;
+            );
+            if let Err(e) = res {
+                // A corrupt blob usually breaks decompression first; report
+                // the root cause when the whole blob arrived and is wrong.
+                let _ = io::copy(&mut tee, &mut io::sink());
+                if let Some(w) = tee.writer.as_mut() {
+                    if w.written() == size {
+                        w.verify()?;
+                    }
+                }
+                return Err(e);
+            }
         } else {
             io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::io("downloading layer", e))?;
             tee.writer_commit()?;

@@ -45,19 +45,23 @@ impl Registry {
         let rec = store.image_record(local)?;
         let (top_mt, top_body) = store.manifest(&rec.target)?;
         let (_, doc) = manifest::parse_document(&top_body, Some(&top_mt))?;
+        // An index goes up whole only when every child is here; a pulled
+        // image usually holds just its own platform, which is then pushed alone.
         let mut children: Vec<Digest> = Vec::new();
-        match &doc {
-            Document::Image(_) => {}
-            Document::Index(i) => {
-                for m in &i.manifests {
-                    if store.manifest(&m.digest).is_ok() {
-                        children.push(m.digest.clone());
-                    }
-                }
+        let (mut top_digest, mut top_mt, mut top_body) = (rec.target.clone(), top_mt, top_body);
+        if let Document::Index(i) = &doc {
+            if i.manifests
+                .iter()
+                .all(|m| store.manifest(&m.digest).is_ok())
+            {
+                children = i.manifests.iter().map(|m| m.digest.clone()).collect();
+            } else {
+                (top_mt, top_body) = store.manifest(&rec.manifest)?;
+                top_digest = rec.manifest.clone();
             }
         }
         let images: Vec<Digest> = if children.is_empty() {
-            vec![rec.target.clone()]
+            vec![top_digest.clone()]
         } else {
             children.clone()
         };
@@ -74,8 +78,8 @@ impl Registry {
             }
         }
         push_manifest(&client, &r, &top_mt, top_body).await?;
-        info!(image = local, dest = %r, digest = %rec.target, "pushed");
-        Ok(rec.target)
+        info!(image = local, dest = %r, digest = %top_digest, "pushed");
+        Ok(top_digest)
     }
 }
 

@@ -145,6 +145,29 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Checks what was written against the expected digest and size without
+    /// publishing; a complete but wrong blob is deleted.
+    pub fn verify(&mut self) -> Result<()> {
+        let (digest, n) = (self.out.digest(), self.out.count());
+        if self.size.is_some_and(|s| s != n) {
+            return Err(Error::SizeMismatch {
+                digest: self.expected.to_string(),
+                expected: self.size.unwrap_or(0),
+                actual: n,
+            });
+        }
+        if digest != self.expected {
+            let _ = std::fs::remove_file(&self.partial);
+            self.done = true;
+            return Err(Error::DigestMismatch {
+                what: "blob".into(),
+                expected: self.expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Verifies digest and size, then atomically publishes the blob.
     pub fn commit(mut self) -> Result<Digest> {
         self.done = true;

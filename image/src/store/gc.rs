@@ -65,7 +65,8 @@ impl Store {
             }
         }
         let snaps = self.db().snapshots()?;
-        for lease in self.db().leased_chain_ids()? {
+        let leases = self.db().leased_chain_ids()?;
+        for lease in leases {
             let mut cur = Some(lease);
             while let Some(c) = cur {
                 cur = snaps
@@ -76,7 +77,8 @@ impl Store {
             }
         }
 
-        for (d, _, _) in self.db().all_manifests()? {
+        let manifests = self.db().all_manifests()?;
+        for (d, _, _) in manifests {
             if !live_manifests.contains(&d) {
                 self.db().delete_manifest(&d)?;
                 report.manifests += 1;
