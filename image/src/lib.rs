@@ -20,3 +20,4 @@ pub use registry::{pull::PullOptions, Credentials, Registry, RegistryConfig};
 pub mod snapshot;
 
 pub use snapshot::{Rootfs, RootfsKind, RootfsStrategy};
+pub mod config_to_spec;
