@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `kosrun run` of a busybox `true` container, side by side with runc and crun.
+# crun refuses hybrid cgroup hosts, so a second round runs all three inside a private
+# mount namespace with cgroup2 mounted on /sys/fs/cgroup (a pure v2 view).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/bundle.sh"
+kosrun=${KOSRUN:-$here/../target/release/kosrun}
+runs=${RUNS:-40}
+work=$(mktemp -d /tmp/kos-bench.XXXXXX)
+trap 'for r in kosrun runc crun; do for s in "$work"/state-*; do "$r" --root "$s" delete --force kb-$r >/dev/null 2>&1 || true; done; done; rm -rf "$work"' EXIT
+
+make_bundle "$work/bundle"
+(cd "$work/bundle" && "$kosrun" spec)
+set_args "$work/bundle/config.json" /bin/true
+# crun raises RLIMIT_MEMLOCK to load its device eBPF program whenever device rules are
+# given, which needs CAP_SYS_RESOURCE (absent here): all three run without a resources block.
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["linux"].pop("resources", None)
+json.dump(c, open(sys.argv[1], "w"), indent=1)
+PY
+
+echo "== hybrid cgroups (this host): kosrun vs runc"
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hybrid.json" \
+    -n kosrun "$kosrun --root $work/state-k run -b $work/bundle kb-kosrun" \
+    -n runc "runc --root $work/state-r run -b $work/bundle kb-runc" >/dev/null
+
+echo "== pure cgroup v2 view (private mount namespace): kosrun vs crun vs runc"
+unshare -m -- sh -c "
+    mount --make-rprivate / &&
+    mount -t cgroup2 none /sys/fs/cgroup &&
+    hyperfine -N --warmup 3 --runs $runs --export-json $work/v2.json \
+        -n kosrun '$kosrun --root $work/state-k2 run -b $work/bundle kb-kosrun' \
+        -n crun 'crun --root $work/state-c2 run -b $work/bundle kb-crun' \
+        -n runc 'runc --root $work/state-r2 run -b $work/bundle kb-runc' >/dev/null"
+
+python3 - "$work/hybrid.json" "$work/v2.json" <<'PY'
+import json, sys
+for path, label in zip(sys.argv[1:], ["hybrid", "pure v2"]):
+    res = {r["command"]: r["median"] * 1000 for r in json.load(open(path))["results"]}
+    k = res["kosrun"]
+    line = ", ".join(f"{n} {m:.2f} ms" for n, m in res.items())
+    ratios = ", ".join(f"kosrun/{n} = {k / m:.2f}" for n, m in res.items() if n != "kosrun")
+    print(f"{label:8} medians: {line}; {ratios}")
+PY

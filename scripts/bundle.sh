@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make_bundle DIR: a bundle whose rootfs is Debian's static busybox and its applets.
+make_bundle() {
+    local dir=$1
+    mkdir -p "$dir/rootfs"/{bin,proc,sys,dev,tmp,etc,root}
+    cp /bin/busybox "$dir/rootfs/bin/busybox"
+    for a in $(/bin/busybox --list); do
+        [ "$a" = busybox ] && continue
+        ln -sf busybox "$dir/rootfs/bin/$a"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' > "$dir/rootfs/etc/passwd"
+    echo 'root:x:0:' > "$dir/rootfs/etc/group"
+}
+
+# set_args CONFIG ARG...: replace process.args of a `kosrun spec` config, and run without a tty.
+set_args() {
+    local cfg=$1
+    shift
+    local json="" a
+    for a in "$@"; do
+        a=${a//\\/\\\\}
+        a=${a//\"/\\\"}
+        json+="${json:+, }\"$a\""
+    done
+    sed -i -e "s|^\(\s*\)\"sh\"$|\1$json|" -e 's|"terminal": true|"terminal": false|' "$cfg"
+}

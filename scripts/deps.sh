@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what KOS needs to build, demo and test, only where it is missing.
+set -euo pipefail
+
+pkgs=(busybox-static runc crun containerd podman skopeo docker-registry hyperfine iproute2 nftables criu uidmap)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "deps: installing ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    echo "deps: cargo is missing; install a Rust toolchain (https://rustup.rs) and re-run" >&2
+    exit 1
+fi
