@@ -61,7 +61,7 @@ pub fn default_spec(rootless: bool) -> Value {
         }
     }
     json!({
-        "ociVersion": "1.2.0",
+        "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},
