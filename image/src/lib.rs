@@ -20,4 +20,5 @@ pub use registry::{pull::PullOptions, Credentials, Registry, RegistryConfig};
 pub mod snapshot;
 
 pub use snapshot::{Rootfs, RootfsKind, RootfsStrategy};
+pub mod archive;
 pub mod config_to_spec;

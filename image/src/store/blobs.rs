@@ -256,3 +256,30 @@ pub(crate) fn write_whole(dirs: &BlobDirs, bytes: &[u8]) -> Result<Digest> {
         .map_err(|e| Error::io(format!("writing blob {d}"), e))?;
     w.commit()
 }
+
+/// Streams `r` into a blob named by its own digest (archives whose files are
+/// not named by digest). Returns digest and size.
+pub(crate) fn write_stream(dirs: &BlobDirs, r: &mut dyn Read, max: u64) -> Result<(Digest, u64)> {
+    let tmp = dirs.tmp.join(super::unique_name("ingest"));
+    let file = File::create(&tmp).map_err(|e| Error::path("creating temp blob", &tmp, e))?;
+    let guard = super::RemoveOnDrop(Some(tmp.clone()));
+    let mut out = Hashing::new(file);
+    let n = io::copy(&mut r.take(max.saturating_add(1)), &mut out)
+        .map_err(|e| Error::path("writing temp blob", &tmp, e))?;
+    if n > max {
+        return Err(Error::LimitExceeded {
+            limit: max,
+            unit: "bytes per archive file",
+        });
+    }
+    let (digest, n, file) = out.finish();
+    file.sync_all()
+        .map_err(|e| Error::path("fsync of blob", &tmp, e))?;
+    let dest = dirs.path(&digest);
+    if !dest.exists() {
+        std::fs::rename(&tmp, &dest).map_err(|e| Error::path("publishing blob", &dest, e))?;
+        fsync_dir(&dirs.blobs)?;
+    }
+    drop(guard);
+    Ok((digest, n))
+}

@@ -137,6 +137,24 @@ impl Store {
         blobs::write_whole(&self.dirs, bytes)
     }
 
+    /// Stores a stream as a blob named by its digest, up to `max` bytes.
+    pub fn put_blob_stream(&self, r: &mut dyn Read, max: u64) -> Result<(Digest, u64)> {
+        blobs::write_stream(&self.dirs, r, max)
+    }
+
+    /// Stores a stream that must hash to `expected` and be `size` bytes long.
+    pub fn put_blob_verified(&self, r: &mut dyn Read, expected: &Digest, size: u64) -> Result<()> {
+        if self.has_blob(expected) {
+            return Ok(());
+        }
+        let mut w = self.blob_writer(expected, Some(size))?;
+        if w.written() > 0 {
+            w.restart()?;
+        }
+        std::io::copy(r, &mut w).map_err(|e| Error::io(format!("storing blob {expected}"), e))?;
+        w.commit().map(|_| ())
+    }
+
     pub fn open_blob(&self, d: &Digest) -> Result<File> {
         File::open(self.dirs.path(d)).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::BlobNotFound(d.to_string()),
