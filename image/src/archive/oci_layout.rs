@@ -136,11 +136,15 @@ fn copy_image_blobs(store: &Store, src: &Source, m: &manifest::Manifest) -> Resu
     Ok(())
 }
 
+/// What goes into an OCI layout.
+struct LayoutParts {
+    index: Vec<u8>,
+    blobs: Vec<Digest>,
+    manifests: Vec<(Digest, Vec<u8>)>,
+}
+
 /// What to put in an OCI layout: the stored images and their names.
-fn layout_parts(
-    store: &Store,
-    names: &[&str],
-) -> Result<(Vec<u8>, Vec<Digest>, Vec<(Digest, Vec<u8>)>)> {
+fn layout_parts(store: &Store, names: &[&str]) -> Result<LayoutParts> {
     let mut descs = Vec::new();
     let mut blobs: Vec<Digest> = Vec::new();
     let mut manifests: Vec<(Digest, Vec<u8>)> = Vec::new();
@@ -208,14 +212,22 @@ fn layout_parts(
     let bytes = serde_json::to_vec(&index).map_err(|e| Error::json("index.json", e))?;
     manifests.sort();
     manifests.dedup();
-    Ok((bytes, blobs, manifests))
+    Ok(LayoutParts {
+        index: bytes,
+        blobs,
+        manifests,
+    })
 }
 
 const LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Writes the named images as an OCI layout directory (created if missing).
 pub fn save_dir(store: &Store, names: &[&str], dir: &Path) -> Result<()> {
-    let (index, blobs, manifests) = layout_parts(store, names)?;
+    let LayoutParts {
+        index,
+        blobs,
+        manifests,
+    } = layout_parts(store, names)?;
     let bdir = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&bdir).map_err(|e| Error::path("creating", &bdir, e))?;
     for (d, body) in &manifests {
@@ -238,7 +250,11 @@ pub fn save_dir(store: &Store, names: &[&str], dir: &Path) -> Result<()> {
 
 /// Writes the named images as an OCI layout tar.
 pub fn save_tar<W: Write>(store: &Store, names: &[&str], w: W) -> Result<W> {
-    let (index, blobs, manifests) = layout_parts(store, names)?;
+    let LayoutParts {
+        index,
+        blobs,
+        manifests,
+    } = layout_parts(store, names)?;
     let mut t = TarOut::new(w);
     t.bytes("oci-layout", LAYOUT_FILE)?;
     t.dir("blobs/")?;
