@@ -1,0 +1,50 @@
+//! `pause` and `resume`: freeze and thaw every process of the container through its cgroup.
+
+use std::path::Path;
+
+use super::state::status_of;
+use crate::error::{Error, Result};
+use crate::state::{ContainerDir, Status};
+
+/// Freezes a running (or created) container, as runc allows both. Anything else is
+/// "container not running", runc's wording.
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let dir = ContainerDir::open(root, id)?;
+    let saved = dir.load()?;
+    let status = status_of(&saved);
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(Error::WrongState {
+            id: id.to_string(),
+            status: status.to_string(),
+            what: "container not running",
+        });
+    }
+    let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
+    if let Err(e) = cg.freeze() {
+        // A freeze that timed out may have stopped some tasks: never leave it half done.
+        let _ = cg.thaw();
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Thaws a paused container. The freezer, not the saved status, says whether it is paused:
+/// a created container paused before `start` is also frozen.
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let dir = ContainerDir::open(root, id)?;
+    let saved = dir.load()?;
+    let not_paused = |status: Status| Error::WrongState {
+        id: id.to_string(),
+        status: status.to_string(),
+        what: "container not paused",
+    };
+    if !saved.init_alive() {
+        return Err(not_paused(Status::Stopped));
+    }
+    let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
+    if !cg.is_frozen()? {
+        return Err(not_paused(status_of(&saved)));
+    }
+    cg.thaw()?;
+    Ok(())
+}
