@@ -26,6 +26,8 @@ pub struct InitCtx<'a> {
     pub console_socket: Option<&'a OwnedFd>,
     pub cgroup_sources: &'a [kos_cgroups::CgroupMountSource],
     pub preserve_fds: u32,
+    /// How many of the preserved descriptors came from systemd socket activation.
+    pub listen_fds: u32,
     pub no_pivot: bool,
     pub new_keyring: bool,
     pub id: &'a str,
@@ -164,7 +166,13 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
             return Err(Error::sys(format!("chdir {}", cwd.display()), e));
         }
     }
-    let env = process.env().clone().unwrap_or_default();
+    let mut env = process.env().clone().unwrap_or_default();
+    if ctx.listen_fds > 0 {
+        // Socket activation passes through, addressed to the container's own pid.
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={}", ctx.listen_fds));
+        env.push(format!("LISTEN_PID={}", nix::unistd::getpid()));
+    }
     let args = process.args().clone().unwrap_or_default();
     let program = exec::find_program(&args[0], &env)?;
     let prepared = exec::prepare(&program, &args, &env)?;

@@ -27,6 +27,7 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    pub listen_fds: u32,
 }
 
 /// Undoes a half-made container unless disarmed: init killed, cgroup and state removed.
@@ -120,7 +121,8 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         exec_listener: &listener,
         console_socket: console.as_ref(),
         cgroup_sources: &sources,
-        preserve_fds: opts.preserve_fds,
+        preserve_fds: opts.preserve_fds + opts.listen_fds,
+        listen_fds: opts.listen_fds,
         no_pivot: opts.no_pivot,
         new_keyring: !opts.no_new_keyring,
         id: &opts.id,

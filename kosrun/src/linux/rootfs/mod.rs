@@ -24,8 +24,16 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
     // Nothing we mount may propagate to the host (unless the spec asked for shared).
     sys_mount(None, Path::new("/"), None, prop, None)
         .map_err(|e| Error::Setup(format!("set / propagation: {e}")))?;
-    if prop & libc::MS_SHARED != 0 {
-        make_parent_private(ctx.rootfs)?;
+    // A non-recursive or shared mode can leave the rootfs's parent mount shared,
+    // which pivot_root refuses.
+    let rslave_or_rprivate = prop & libc::MS_REC != 0 && prop & libc::MS_SHARED == 0;
+    if !rslave_or_rprivate {
+        let mode = if prop & libc::MS_SLAVE != 0 {
+            libc::MS_SLAVE
+        } else {
+            libc::MS_PRIVATE
+        };
+        unshare_rootfs_parent(ctx.rootfs, mode)?;
     }
     // pivot_root needs the rootfs to be a mount point of its own.
     sys_mount(
@@ -57,11 +65,12 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
     Ok(())
 }
 
-/// pivot_root refuses a new root whose parent mount is shared.
-fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let mut dir = rootfs.parent();
+/// pivot_root refuses a new root whose parent mount is shared: make the mount
+/// holding the rootfs (which may be the rootfs itself) a slave or private.
+fn unshare_rootfs_parent(rootfs: &Path, mode: libc::c_ulong) -> Result<()> {
+    let mut dir = Some(rootfs);
     while let Some(d) = dir {
-        match sys_mount(None, d, None, libc::MS_PRIVATE, None) {
+        match sys_mount(None, d, None, mode, None) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => dir = d.parent(),
             Err(e) => return Err(Error::Setup(format!("make {} private: {e}", d.display()))),
