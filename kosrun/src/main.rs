@@ -119,6 +119,8 @@ enum Cmd {
     },
     /// Print the runtime's features document
     Features,
+    #[command(flatten)]
+    Cgroup(cli::cgroup_cmds::Cmd),
 }
 
 fn main() -> ExitCode {
@@ -142,8 +144,7 @@ fn create_opts(root: &std::path::Path, a: &CreateArgs) -> CreateOpts {
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds,
-        listen_fds: listen_fds(),
+        preserve_fds: a.preserve_fds + listen_fds(),
     }
 }
 
@@ -188,6 +189,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Delete { id, force } => warn_all(ops::delete::delete(root, id, *force)?),
         Cmd::List { format, quiet } => cli::list::run(root, format, *quiet)?,
         Cmd::Spec { bundle, rootless } => cli::spec::run(bundle, *rootless)?,
+        Cmd::Cgroup(c) => return cli::cgroup_cmds::run(root, c),
         Cmd::Features => println!(
             "{}",
             serde_json::to_string_pretty(&cli::features::document())?

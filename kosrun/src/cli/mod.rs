@@ -1,3 +1,4 @@
+pub mod cgroup_cmds;
 pub mod features;
 pub mod list;
 pub mod log;

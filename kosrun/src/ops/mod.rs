@@ -2,10 +2,14 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod kill;
+pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use std::collections::HashMap;
 
