@@ -144,7 +144,8 @@ fn create_opts(root: &std::path::Path, a: &CreateArgs) -> CreateOpts {
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds + listen_fds(),
+        preserve_fds: a.preserve_fds,
+        listen_fds: listen_fds(),
     }
 }
 
