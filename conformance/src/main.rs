@@ -147,6 +147,7 @@ fn real_main() -> Result<bool> {
         bail!("no test matches the filter(s) {:?}", args.filters);
     }
 
+    harness::runtime::install_signal_handlers();
     let work = std::env::temp_dir().join(format!("kosconf-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let result = run_suite(&args, runtime, &work, &selected);
@@ -190,7 +191,7 @@ fn run_suite(args: &Args, runtime: PathBuf, work: &Path, selected: &[&TestCase])
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(selected.len()) {
             s.spawn(|| loop {
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || harness::runtime::interrupted() {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +238,9 @@ fn run_suite(args: &Args, runtime: PathBuf, work: &Path, selected: &[&TestCase])
             );
         }
     }
-    if sum.not_run > 0 {
+    if harness::runtime::interrupted() {
+        println!("interrupted: {} test(s) not run", sum.not_run);
+    } else if sum.not_run > 0 {
         println!(
             "stopped after the first failure: {} test(s) not run (use --keep-going)",
             sum.not_run
@@ -245,7 +248,7 @@ fn run_suite(args: &Args, runtime: PathBuf, work: &Path, selected: &[&TestCase])
     }
     println!("time: {:.1}s", started.elapsed().as_secs_f64());
     println!("{}", sum.closing_line());
-    Ok(sum.failed == 0)
+    Ok(sum.failed == 0 && !harness::runtime::interrupted())
 }
 
 fn print_result(r: &TestResult, verbose: bool) {
@@ -291,7 +294,11 @@ fn run_one(suite: &Suite, t: &TestCase, identity: &str) -> TestResult {
                     Outcome::Fail(format!("panicked: {msg}"))
                 }
             };
-            let leaks = ctx.sweep_cgroups();
+            let mut leaks = ctx.sweep_cgroups();
+            let mounts = harness::host::detach_mounts_under(&dir);
+            if !mounts.is_empty() {
+                leaks.push(format!("mounts on the host {mounts:?}"));
+            }
             let outcome = match outcome {
                 Outcome::Pass if !leaks.is_empty() => Outcome::Fail(format!(
                     "the runtime left behind after delete: {}",

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::bundle::{default_config, Bundle};
 use super::rootfs::BaseRootfs;
-use super::runtime::{run_command, Output, RunOpts, DEFAULT_TIMEOUT};
+use super::runtime::{default_timeout, run_command, Output, RunOpts};
 
 /// Shared by every test of one run.
 pub struct Suite {
@@ -41,7 +41,7 @@ impl Suite {
             &self.runtime,
             &full,
             &RunOpts {
-                timeout: DEFAULT_TIMEOUT,
+                timeout: default_timeout(),
                 cwd: None,
                 env: vec![],
                 fds: vec![],
@@ -152,7 +152,7 @@ impl<'s> Ctx<'s> {
             }
         };
         let opts = RunOpts {
-            timeout: call.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            timeout: call.timeout.unwrap_or_else(default_timeout),
             cwd: call.cwd,
             env: call.env,
             fds: call.fds,

@@ -96,13 +96,37 @@ impl HostMount {
 
 impl Drop for HostMount {
     fn drop(&mut self) {
-        if let Ok(tgt) = CString::new(self.target.as_os_str().as_bytes()) {
-            // SAFETY: valid string; detach so a busy mount still goes away.
-            unsafe {
-                libc::umount2(tgt.as_ptr(), libc::MNT_DETACH);
-            }
+        // A runtime may have stacked mounts on ours through propagation; they all go.
+        detach_at(&self.target);
+    }
+}
+
+/// Detaches every mount stacked at `path` (bounded, in case detaching keeps failing).
+fn detach_at(path: &Path) {
+    let Ok(tgt) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    for _ in 0..16 {
+        if !mounts_under(path).iter().any(|m| m == path) {
+            break;
+        }
+        // SAFETY: valid string; detach so a busy mount still goes away.
+        if unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) } != 0 {
+            break;
         }
     }
+}
+
+/// Detaches whatever is still mounted at or below `dir` (deepest first) and returns the
+/// mount points found: after a test, those were leaked by the runtime onto the host.
+pub fn detach_mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = mounts_under(dir);
+    found.sort();
+    found.dedup();
+    for m in found.iter().rev() {
+        detach_at(m);
+    }
+    found
 }
 
 /// A named network namespace made with `ip netns add`; deleted on Drop.

@@ -10,13 +10,61 @@ use std::os::unix::io::RawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Default limit for one runtime command; generous so a slow CI machine is not a failure,
-/// short enough that a hanging runtime cannot stall the suite.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default limit for one runtime command; generous so a slow CI machine is not a failure
+/// (runc needs well under a second), short enough that a hanging runtime cannot stall the suite.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Once the runtime has hung this many times, it is taken to be broken and the default limit
+/// drops to [`BROKEN_TIMEOUT`], so a hanging runtime costs minutes, not an hour.
+const HANGS_BEFORE_SHORT_TIMEOUTS: usize = 3;
+const BROKEN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// After SIGINT/SIGTERM, commands still running get this long before they are killed, so
+/// cleanup commands can run but nothing waits long.
+const GRACE_AFTER_INTERRUPT: Duration = Duration::from_secs(5);
+
+static HANGS: AtomicUsize = AtomicUsize::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The limit for a command that does not set its own.
+pub fn default_timeout() -> Duration {
+    if HANGS.load(Ordering::Relaxed) >= HANGS_BEFORE_SHORT_TIMEOUTS {
+        BROKEN_TIMEOUT
+    } else {
+        DEFAULT_TIMEOUT
+    }
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    // A second signal means "stop now", cleanup or not.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// SIGINT and SIGTERM stop the run gracefully: no new tests start, running commands are
+/// cut short, and the guards and the final sweep still clean up.
+pub fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only touches an atomic and calls _exit.
+        unsafe {
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+    }
+}
 
 /// How a command is run.
 pub struct RunOpts {
@@ -129,11 +177,24 @@ pub fn run_command(program: &Path, args: &[OsString], opts: &RunOpts) -> Result<
         .with_context(|| format!("spawning {}", program.display()))?;
     let pgid = child.id() as i32;
     let mut nap = Duration::from_millis(2);
+    let mut interrupt_seen: Option<Instant> = None;
     let status = loop {
         if let Some(st) = child.try_wait().context("waiting for child")? {
             break st;
         }
+        if interrupted() {
+            let since = *interrupt_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() > GRACE_AFTER_INTERRUPT {
+                // SAFETY: plain kill(2) of the process group we created.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+                let _ = child.wait();
+                bail!("`{cmdline}` killed: the run was interrupted");
+            }
+        }
         if start.elapsed() > opts.timeout {
+            HANGS.fetch_add(1, Ordering::Relaxed);
             // SAFETY: plain kill(2) of the process group we created.
             unsafe {
                 libc::kill(-pgid, libc::SIGKILL);
