@@ -22,5 +22,9 @@ set_args() {
         a=${a//\"/\\\"}
         json+="${json:+, }\"$a\""
     done
+    # Escape what sed's replacement text would interpret.
+    json=${json//\\/\\\\}
+    json=${json//|/\\|}
+    json=${json//&/\\&}
     sed -i -e "s|^\(\s*\)\"sh\"$|\1$json|" -e 's|"terminal": true|"terminal": false|' "$cfg"
 }

@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::confine::Confinement;
 use super::namespaces::Plan;
-use super::process::{exec, fds, rlimit, user};
+use super::process::{exec, fds, rlimit, sched, user};
 use super::rootfs::{self, mount::MountCtx};
 use super::sync::{Channel, Msg};
 use super::{console, sysctl};
@@ -151,6 +151,15 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
             .map_err(|e| Error::Setup(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        sched::apply_personality(p)?;
+    }
+    if let Some(io) = process.io_priority() {
+        sched::apply_io_priority(io)?;
+    }
+    if let Some(s) = process.scheduler() {
+        sched::apply_scheduler(s)?;
+    }
     let confine = ctx.confinement;
     let listener = confine.before_user_switch()?;
     user::switch(process.user(), true)?;

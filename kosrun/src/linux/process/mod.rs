@@ -3,4 +3,5 @@
 pub mod exec;
 pub mod fds;
 pub mod rlimit;
+pub mod sched;
 pub mod user;
