@@ -237,9 +237,8 @@ impl<'s> Ctx<'s> {
         let mut args = vec!["create", "--bundle", dir.as_str()];
         args.extend_from_slice(extra);
         args.push(id);
-        let n = self.seq.load(Ordering::Relaxed);
         let out = self.rt_with(&args, call)?;
-        c.out = Some(self.dir.join(format!("io{n}.out")));
+        c.out = Some(out.stdout_path.clone());
         Ok((out, c))
     }
 

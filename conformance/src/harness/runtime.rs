@@ -83,6 +83,9 @@ pub struct RunOpts {
 pub struct Output {
     pub cmdline: String,
     pub status: ExitStatus,
+    /// The file stdout went to: processes that inherited it (a created container) keep
+    /// writing there after the command exits.
+    pub stdout_path: PathBuf,
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
@@ -212,6 +215,7 @@ pub fn run_command(program: &Path, args: &[OsString], opts: &RunOpts) -> Result<
     Ok(Output {
         cmdline,
         status,
+        stdout_path: opts.stdout.clone(),
         stdout: read_lossy(&opts.stdout),
         stderr: read_lossy(&opts.stderr),
         elapsed,

@@ -51,6 +51,12 @@ pub fn tests() -> Vec<TestCase> {
         t("bad_input::missing_process_fails_start", missing_process),
         t("bad_input::unknown_rlimit_type", unknown_rlimit_type),
         t("bad_input::unknown_sysctl", unknown_sysctl),
+        t(
+            "bad_input::unknown_properties_ignored",
+            unknown_properties_ignored,
+        ),
+        t("bad_input::hook_path_missing", hook_path_missing),
+        t("bad_input::seccomp_unknown_action", seccomp_unknown_action),
     ]
 }
 
@@ -238,4 +244,36 @@ fn unknown_sysctl(ctx: &Ctx) -> Result<()> {
     let mut b = ctx.bundle(&["true"])?;
     b.config["linux"]["sysctl"] = json!({"net.kosbogus.value": "1"});
     create_must_fail(ctx, &b, "create with an unknown sysctl", true)
+}
+
+/// config.md: runtimes "MUST NOT generate an error if they encounter an unknown property.
+/// Instead they MUST ignore unknown properties."
+fn unknown_properties_ignored(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["echo", "kos-unknown-ok"])?;
+    b.config["kosUnknownTop"] = json!({"nested": [1, 2, 3]});
+    b.config["process"]["kosUnknownProcess"] = json!("x");
+    b.config["linux"]["kosUnknownLinux"] = json!(true);
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.contains("kos-unknown-ok"),
+        "container did not run: {out:?}"
+    );
+    Ok(())
+}
+
+fn hook_path_missing(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.set_hook("createRuntime", json!([{"path": "/kos-no-such-hook"}]));
+    create_must_fail(
+        ctx,
+        &b,
+        "create with a createRuntime hook that does not exist",
+        true,
+    )
+}
+
+fn seccomp_unknown_action(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_KOSBOGUS"});
+    create_must_fail(ctx, &b, "create with an unknown seccomp action", true)
 }

@@ -43,6 +43,10 @@ pub fn tests() -> Vec<TestCase> {
             delete_removes_container,
         ),
         t("lifecycle::state_json_fields", state_json_fields),
+        t(
+            "lifecycle::relative_bundle_absolute_in_state",
+            relative_bundle_absolute_in_state,
+        ),
         t("lifecycle::start_running_fails", start_running_fails),
         t("lifecycle::start_stopped_fails", start_stopped_fails),
         t(
@@ -875,6 +879,43 @@ fn events_stats(ctx: &Ctx) -> Result<()> {
             .is_some_and(|n| n >= 1),
         "events --stats reports no pids: {}",
         v["data"]["pids"]
+    );
+    Ok(())
+}
+
+/// runtime.md State: bundle "is the absolute path to the container's bundle directory", even
+/// when the caller named it relatively.
+fn relative_bundle_absolute_in_state(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    b.write_config()?;
+    let id = ctx.new_id();
+    let parent = b
+        .dir
+        .parent()
+        .ok_or_else(|| anyhow!("bundle has no parent"))?
+        .to_path_buf();
+    let rel = b
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = ctx.rt_with(
+        &["create", "--bundle", &rel, &id],
+        Call {
+            cwd: Some(parent),
+            ..Call::default()
+        },
+    )?;
+    let state = ctx.rt(&["state", &id]);
+    let _ = ctx.rt(&["delete", "--force", &id]);
+    out.expect_success()?;
+    let st: Value = serde_json::from_str(&state?.stdout).context("state is not JSON")?;
+    let want = fs::canonicalize(&b.dir)?;
+    ensure!(
+        st["bundle"].as_str().map(Path::new) == Some(want.as_path()),
+        "state bundle {} is not the absolute {}",
+        st["bundle"],
+        want.display()
     );
     Ok(())
 }

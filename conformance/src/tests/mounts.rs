@@ -40,6 +40,7 @@ pub fn tests() -> Vec<TestCase> {
         t("mounts::sysfs", |c| fs_at(c, "/sys", "sysfs")),
         t("mounts::mqueue", |c| fs_at(c, "/dev/mqueue", "mqueue")),
         t("mounts::dev_shm", |c| fs_at(c, "/dev/shm", "tmpfs")),
+        t("mounts::sysfs_ro_option", sysfs_ro_option),
         t("mounts::bind_file", bind_file),
         t(
             "mounts::missing_destination_created",
@@ -250,6 +251,29 @@ fn fs_at(ctx: &Ctx, point: &str, fstype: &str) -> Result<()> {
     let mi = mountinfo(&ctx.run_ok(&b)?);
     let m = mount_at(&mi, point).ok_or_else(|| anyhow!("nothing mounted at {point}"))?;
     ensure!(m.fstype == fstype, "{point} is {}, want {fstype}", m.fstype);
+    Ok(())
+}
+
+fn sysfs_ro_option(ctx: &Ctx) -> Result<()> {
+    let script = [
+        section("mi", "cat /proc/self/mountinfo"),
+        section("w", "touch /sys/kos; echo rc=$?"),
+    ]
+    .concat();
+    let b = ctx.bundle(&["sh", "-c", &script])?;
+    let s = sections(&ctx.run_ok(&b)?);
+    let mi = mountinfo(get(&s, "mi")?);
+    let m = mount_at(&mi, "/sys").ok_or_else(|| anyhow!("nothing mounted at /sys"))?;
+    ensure!(
+        m.has_opt("ro") && m.has_opt("nosuid") && m.has_opt("noexec"),
+        "/sys options {:?}",
+        m.mount_opts
+    );
+    ensure!(
+        get(&s, "w")?.contains("rc=1"),
+        "/sys is writable: {:?}",
+        get(&s, "w")?
+    );
     Ok(())
 }
 

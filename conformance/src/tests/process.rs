@@ -26,6 +26,14 @@ pub fn tests() -> Vec<TestCase> {
         t("process::no_new_privileges_set", |c| nnp(c, true)),
         t("process::no_new_privileges_unset", |c| nnp(c, false)),
         t("process::capabilities", capabilities),
+        t(
+            "process::capability_removed_is_enforced",
+            capability_removed_is_enforced,
+        ),
+        t(
+            "process::ambient_capabilities_non_root",
+            ambient_capabilities_non_root,
+        ),
         t("process::seccomp_errno", seccomp_errno),
         t("process::no_host_fds_leaked", no_host_fds_leaked),
         t("process::preserve_fds", preserve_fds),
@@ -317,6 +325,48 @@ fn capabilities(ctx: &Ctx) -> Result<()> {
         status_field(&out, "CapAmb").as_deref() == Some("0000000000000000"),
         "ambient caps not empty"
     );
+    Ok(())
+}
+
+/// Root without CAP_CHOWN cannot chown; with it, it can.
+fn capability_removed_is_enforced(ctx: &Ctx) -> Result<()> {
+    let script = "touch /tmp/f; chown 1000 /tmp/f; echo rc=$?";
+    let mut without = ctx.bundle(&["sh", "-c", script])?;
+    let caps = json!(["CAP_KILL"]);
+    without.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let (out, _c) = ctx.run(&without)?;
+    out.expect_success()?;
+    ensure!(
+        out.stdout.contains("rc=1"),
+        "chown succeeded without CAP_CHOWN: {:?}",
+        out.stdout
+    );
+    let mut with = ctx.bundle(&["sh", "-c", script])?;
+    let caps = json!(["CAP_KILL", "CAP_CHOWN"]);
+    with.config["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    let out = ctx.run_ok(&with)?;
+    ensure!(out.contains("rc=0"), "chown failed with CAP_CHOWN: {out:?}");
+    Ok(())
+}
+
+fn ambient_capabilities_non_root(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["cat", "/proc/self/status"])?;
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let caps = json!(["CAP_NET_BIND_SERVICE"]);
+    b.config["process"]["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps
+    });
+    let out = ctx.run_ok(&b)?;
+    // CAP_NET_BIND_SERVICE is bit 10.
+    for f in ["CapAmb", "CapEff", "CapPrm"] {
+        ensure!(
+            status_field(&out, f).as_deref() == Some("0000000000000400"),
+            "{f} of uid 1000 is {:?}, want NET_BIND_SERVICE (0x400)",
+            status_field(&out, f)
+        );
+    }
     Ok(())
 }
 
