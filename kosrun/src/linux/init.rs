@@ -175,6 +175,22 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
             return Err(Error::sys(format!("chdir {}", cwd.display()), e));
         }
     }
+    // A cwd reached through an inherited descriptor (/proc/self/fd/N) would sit
+    // outside the root (CVE-2024-21626); the kernel then reports it unreachable.
+    // glibc reports such a cwd as ENOENT, the raw syscall as "(unreachable)...".
+    let inside = nix::unistd::getcwd().is_ok_and(|here| {
+        here.is_absolute()
+            && !here
+                .as_os_str()
+                .as_encoded_bytes()
+                .starts_with(b"(unreachable)")
+    });
+    if !inside {
+        return Err(Error::Setup(format!(
+            "process.cwd {} resolves outside the container's root",
+            cwd.display()
+        )));
+    }
     let mut env = process.env().clone().unwrap_or_default();
     if ctx.listen_fds > 0 {
         // Socket activation passes through, addressed to the container's own pid.

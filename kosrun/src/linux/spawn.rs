@@ -1,7 +1,7 @@
 //! Cloning the container's init into its namespaces, and the parent's half of
 //! the handshake (id maps, cgroup) that must happen before the init goes on.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -155,9 +155,7 @@ fn finish_parent(pid: i32, write_maps: bool, parent: &Parent, chan: &Channel) ->
 
 /// Bind the listening socket `start` connects to; the init waits on it.
 pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-    };
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
     let sock = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -165,8 +163,7 @@ pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
         None,
     )
     .ctx(|| "exec socket".into())?;
-    let addr = UnixAddr::new(&short_path(dir)?).ctx(|| "exec socket address".into())?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr)
+    with_socket_addr(dir, |addr| bind(sock.as_raw_fd(), addr))
         .ctx(|| format!("bind {}", dir.join(crate::state::EXEC_SOCKET).display()))?;
     listen(&sock, Backlog::new(1).map_err(|e| Error::sys("listen", e))?)
         .ctx(|| "listen on exec socket".into())?;
@@ -175,7 +172,7 @@ pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
 
 /// Connect to a created container's exec socket.
 pub fn exec_connect(dir: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType};
     let sock = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -183,23 +180,27 @@ pub fn exec_connect(dir: &Path) -> Result<OwnedFd> {
         None,
     )
     .ctx(|| "exec socket".into())?;
-    let addr = UnixAddr::new(&short_path(dir)?).ctx(|| "exec socket address".into())?;
-    connect(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr)
+    with_socket_addr(dir, |addr| connect(sock.as_raw_fd(), addr))
         .ctx(|| "connect to the container's exec socket".into())?;
     Ok(sock)
 }
 
 /// sun_path holds 108 bytes; long --root paths and ids go through a short
-/// /proc/self/fd alias of the state directory instead.
-fn short_path(dir: &Path) -> Result<std::path::PathBuf> {
+/// /proc/self/fd alias of the state directory, open only for the call.
+fn with_socket_addr(
+    dir: &Path,
+    f: impl FnOnce(&nix::sys::socket::UnixAddr) -> nix::Result<()>,
+) -> nix::Result<()> {
+    use nix::sys::socket::UnixAddr;
     let full = dir.join(crate::state::EXEC_SOCKET);
     if full.as_os_str().len() < 100 {
-        return Ok(full);
+        return f(&UnixAddr::new(&full)?);
     }
-    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?;
-    let fd: OwnedFd = f.into();
-    let p = kos_security::path::proc_fd_path(&fd).join(crate::state::EXEC_SOCKET);
-    // The descriptor must stay open for the path to resolve during bind/connect.
-    std::mem::forget(fd);
-    Ok(p)
+    let d = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let p = kos_security::path::proc_fd_path(&d).join(crate::state::EXEC_SOCKET);
+    f(&UnixAddr::new(&p)?)
 }

@@ -119,6 +119,7 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
     }
     let dest = m.destination();
     let is_bind = opts.bind || typ == "bind";
+    check_proc_mount(m, typ, is_bind)?;
     if is_bind {
         let source = bind_source(ctx, m)?;
         let meta = std::fs::metadata(&source).map_err(|e| mount_err(m, "bind source", e))?;
@@ -186,6 +187,54 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
         }
         finish(m, &opts, &mounted)
     }
+}
+
+/// Files under /proc that may be bind-mounted over (lxcfs-style virtualisation).
+const PROC_BIND_ALLOWED: [&str; 10] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Only procfs may sit at /proc, and only a few files under it may be replaced: a fake
+/// /proc would let the container feed the runtime its own /proc/self/attr files and
+/// dodge its LSM label (CVE-2019-16884).
+fn check_proc_mount(m: &Mount, typ: &str, is_bind: bool) -> Result<()> {
+    let dest = normalize(m.destination());
+    if !dest.starts_with("/proc") {
+        return Ok(());
+    }
+    if dest == Path::new("/proc") {
+        if typ == "proc" {
+            return Ok(());
+        }
+        return Err(Error::Config(format!(
+            "mount {}: only a proc filesystem may be mounted at /proc (got {typ})",
+            m.destination().display()
+        )));
+    }
+    let allowed = PROC_BIND_ALLOWED.iter().any(|p| dest == Path::new(p));
+    let from_procfs = is_bind
+        && m.source().as_ref().is_some_and(|src| {
+            nix::sys::statfs::statfs(src.as_path())
+                .map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+                .unwrap_or(false)
+        });
+    if allowed || from_procfs {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "mount {}: mounts over /proc are limited to procfs sources and {}",
+        m.destination().display(),
+        PROC_BIND_ALLOWED.join(", ")
+    )))
 }
 
 /// Propagation and recursive attributes apply to the mount now at the target.
