@@ -257,6 +257,25 @@ impl<'s> Ctx<'s> {
         Some(arr.iter().any(|v| v == value))
     }
 
+    /// Skips the test when the runtime's `features` say it implements a runtime-spec older
+    /// than `version`, the release that introduced `what`. Runtimes without `features`
+    /// are tested anyway.
+    pub fn require_spec(&self, version: &str, what: &str) -> Result<()> {
+        let max = self
+            .suite
+            .features
+            .as_ref()
+            .and_then(|f| f["ociVersionMax"].as_str().map(str::to_string));
+        if let Some(max) = max {
+            if version_triplet(&max) < version_triplet(version) {
+                crate::skip!(
+                    "{what} arrived in runtime-spec {version}; the runtime implements up to {max}"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Asserts the runtime kept nothing of a container that failed or was deleted: no state,
     /// no `list` entry, no cgroup directory and no process in its cgroup.
     pub fn assert_gone(&self, id: &str, b: &Bundle) -> Result<()> {
@@ -507,5 +526,31 @@ pub fn process_alive(pid: i64) -> bool {
             !matches!(state, Some('Z') | Some('X'))
         }
         Err(_) => false,
+    }
+}
+
+/// (major, minor, patch) of a SemVer string; pre-release and build suffixes are ignored,
+/// which is precise enough to gate features by spec release.
+pub fn version_triplet(v: &str) -> (u64, u64, u64) {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let mut it = core.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_triplet;
+
+    #[test]
+    fn version_triplet_orders_releases() {
+        assert_eq!(version_triplet("1.0.2-dev"), (1, 0, 2));
+        assert!(version_triplet("1.0.2-dev") < version_triplet("1.1.0"));
+        assert!(version_triplet("1.2.1") >= version_triplet("1.2.0"));
+        assert_eq!(version_triplet("1.1.0-rc.1+build"), (1, 1, 0));
+        assert_eq!(version_triplet("garbage"), (0, 0, 0));
     }
 }

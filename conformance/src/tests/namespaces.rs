@@ -7,14 +7,8 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Result};
 use serde_json::json;
 
-use super::{departs, t, TestCase};
-use crate::harness::report::Departure;
+use super::{t, TestCase};
 
-const RUNC_DOMAINNAME: &[Departure] = &[Departure {
-    runtime: "runc",
-    clause: "config.md Domainname (runtime-spec 1.1): \"domainname specifies the container's domainname as \
-             seen by processes running inside the container\" (runc 1.1 implements spec 1.0.2 and ignores it)",
-}];
 use crate::harness::ctx::Ctx;
 use crate::harness::host::Netns;
 use crate::harness::parse::{get, section, sections, status_field};
@@ -36,11 +30,7 @@ pub fn tests() -> Vec<TestCase> {
             absent_type_is_inherited,
         ),
         t("namespaces::uts_hostname", uts_hostname),
-        departs(
-            "namespaces::uts_domainname",
-            uts_domainname,
-            RUNC_DOMAINNAME,
-        ),
+        t("namespaces::uts_domainname", uts_domainname),
         t("namespaces::network_only_lo", network_only_lo),
         t("namespaces::cgroup_ns_root_view", cgroup_ns_root_view),
         t("namespaces::ipc_isolated", ipc_isolated),
@@ -140,6 +130,7 @@ fn uts_hostname(ctx: &Ctx) -> Result<()> {
 }
 
 fn uts_domainname(ctx: &Ctx) -> Result<()> {
+    ctx.require_spec("1.1.0", "domainname")?;
     let mut b = ctx.bundle(&["cat", "/proc/sys/kernel/domainname"])?;
     // domainname arrived with runtime-spec 1.1.
     b.config["ociVersion"] = json!("1.1.0");

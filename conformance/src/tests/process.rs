@@ -39,6 +39,9 @@ pub fn tests() -> Vec<TestCase> {
         t("process::preserve_fds", preserve_fds),
         t("process::listen_fds_passed", listen_fds),
         t("process::terminal_false_no_tty", terminal_false),
+        t("process::scheduler_batch", scheduler_batch),
+        t("process::io_priority", io_priority),
+        t("process::personality_linux32", personality_linux32),
     ]
 }
 
@@ -507,6 +510,60 @@ fn terminal_false(ctx: &Ctx) -> Result<()> {
     ensure!(
         out.contains("not a tty"),
         "terminal=false yet stdin is a tty: {out:?}"
+    );
+    Ok(())
+}
+
+/// config.md Scheduler (runtime-spec 1.2).
+fn scheduler_batch(ctx: &Ctx) -> Result<()> {
+    ctx.require_spec("1.2.0", "process.scheduler")?;
+    let mut b = ctx.bundle(&["cat", "/proc/self/sched"])?;
+    b.config["ociVersion"] = json!("1.2.0");
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH"});
+    let out = ctx.run_ok(&b)?;
+    let policy = out
+        .lines()
+        .find(|l| l.starts_with("policy"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("");
+    // SCHED_BATCH is policy 3.
+    ensure!(
+        policy == "3",
+        "scheduling policy inside is {policy:?}, want SCHED_BATCH (3)"
+    );
+    Ok(())
+}
+
+/// config.md IO Priority (runtime-spec 1.2).
+fn io_priority(ctx: &Ctx) -> Result<()> {
+    ctx.require_spec("1.2.0", "process.ioPriority")?;
+    let mut b = ctx.bundle(&["sh", "-c", "ionice -p $$"])?;
+    b.config["ociVersion"] = json!("1.2.0");
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 5});
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.trim() == "best-effort: prio 5",
+        "io priority inside is {:?}",
+        out.trim()
+    );
+    Ok(())
+}
+
+/// config-linux.md Personality (runtime-spec 1.1).
+fn personality_linux32(ctx: &Ctx) -> Result<()> {
+    ctx.require_spec("1.1.0", "linux.personality")?;
+    if std::env::consts::ARCH != "x86_64" {
+        crate::skip!("the LINUX32 check expects an x86_64 host");
+    }
+    let mut b = ctx.bundle(&["uname", "-m"])?;
+    b.config["ociVersion"] = json!("1.1.0");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.trim() == "i686",
+        "uname -m under LINUX32 is {:?}, want i686",
+        out.trim()
     );
     Ok(())
 }
