@@ -129,7 +129,8 @@ struct Recorded {
 }
 
 fn record_lifecycle(ctx: &Ctx) -> Result<Recorded> {
-    let (b, dir) = recording_bundle(ctx, &["sh", "-c", "echo ready; sleep 0.2"])?;
+    let (mut b, dir) = recording_bundle(ctx, &["sh", "-c", "echo ready; sleep 0.2"])?;
+    b.config["annotations"] = json!({"org.kos.hook-test": "kos-annotation"});
     let mut c = ctx.create(&b)?;
     let pid = c.pid()?;
     let container_mnt = fs::read_link(format!("/proc/{pid}/ns/mnt"))?
@@ -191,6 +192,10 @@ fn order(ctx: &Ctx) -> Result<()> {
 fn state_on_stdin(ctx: &Ctx) -> Result<()> {
     let r = record_lifecycle(ctx)?;
     for (k, st) in &r.states {
+        ensure!(
+            st["annotations"]["org.kos.hook-test"] == "kos-annotation",
+            "{k} hook state lacks the config annotations: {st}"
+        );
         ensure!(
             st["id"] == r.id.as_str(),
             "{k} hook state id {} != {}",

@@ -115,6 +115,11 @@ pub fn tests() -> Vec<TestCase> {
             exec_forwards_exit_code,
         ),
         t("lifecycle::pause_resume", pause_resume),
+        t("lifecycle::delete_force_paused", delete_force_paused),
+        t(
+            "lifecycle::run_exit_code_on_signal",
+            run_exit_code_on_signal,
+        ),
         t("lifecycle::delete_force_created", delete_force_created),
         t("lifecycle::exec_env_cwd_user", exec_env_cwd_user),
         t("lifecycle::exec_process_json", exec_process_json),
@@ -916,6 +921,32 @@ fn relative_bundle_absolute_in_state(ctx: &Ctx) -> Result<()> {
         "state bundle {} is not the absolute {}",
         st["bundle"],
         want.display()
+    );
+    Ok(())
+}
+
+fn delete_force_paused(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let mut c = started(ctx, &b)?;
+    let pid = c.pid()?;
+    ctx.rt(&["pause", &c.id])?.expect_success()?;
+    c.delete_force()?.expect_success()?;
+    ctx.wait_until(WAIT, "the paused container's process to die", || {
+        Ok(!process_alive(pid))
+    })?;
+    ctx.assert_gone(&c.id, &b)
+}
+
+/// runc's `run` reports a program killed by signal N as exit 128+N (shells and engines rely on
+/// it); without a pid namespace the shell is not an init and can be killed by its own signal.
+fn run_exit_code_on_signal(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["sh", "-c", "kill -9 $$"])?;
+    b.remove_namespace("pid");
+    let (out, _c) = ctx.run(&b)?;
+    ensure!(
+        out.code() == Some(137),
+        "run exited {:?}, want 128+SIGKILL = 137",
+        out.code()
     );
     Ok(())
 }

@@ -43,6 +43,10 @@ pub fn tests() -> Vec<TestCase> {
         t("mounts::sysfs_ro_option", sysfs_ro_option),
         t("mounts::bind_file", bind_file),
         t(
+            "mounts::bind_source_relative_to_bundle",
+            bind_source_relative_to_bundle,
+        ),
+        t(
             "mounts::missing_destination_created",
             missing_destination_created,
         ),
@@ -78,6 +82,10 @@ pub fn tests() -> Vec<TestCase> {
         t("mounts::default_devices", default_devices),
         t("mounts::dev_symlinks", dev_symlinks),
         t("mounts::linux_devices", linux_devices),
+        t(
+            "mounts::device_path_dotdot_stays_inside",
+            device_path_dotdot_stays_inside,
+        ),
         t("mounts::masked_paths", masked_paths),
         t("mounts::readonly_paths", readonly_paths),
         t("mounts::sysctl_net_ip_forward", |c| {
@@ -142,6 +150,21 @@ fn bind_file(ctx: &Ctx) -> Result<()> {
     ensure!(
         out.contains("kos-single-file") && out.contains("regular file"),
         "file bind mount: {out:?}"
+    );
+    Ok(())
+}
+
+/// config.md Mounts: "Path values for bind mounts are either absolute or relative to the
+/// bundle."
+fn bind_source_relative_to_bundle(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["cat", "/mnt/rel/data"])?;
+    fs::create_dir(b.dir.join("kosdata"))?;
+    fs::write(b.dir.join("kosdata/data"), "kos-relative-source\n")?;
+    b.add_mount(json!({"destination": "/mnt/rel", "type": "bind", "source": "kosdata", "options": ["bind"]}));
+    let out = ctx.run_ok(&b)?;
+    ensure!(
+        out.contains("kos-relative-source"),
+        "relative bind source not resolved in the bundle: {out:?}"
     );
     Ok(())
 }
@@ -575,6 +598,30 @@ fn linux_devices(ctx: &Ctx) -> Result<()> {
         "fifo attributes wrong: {fifo}"
     );
     ensure!(out.contains("write-ok"), "allowed device not writable");
+    Ok(())
+}
+
+/// A device path climbing out with `..` must be resolved inside the rootfs: no node may
+/// appear on the host.
+fn device_path_dotdot_stays_inside(ctx: &Ctx) -> Result<()> {
+    let outside = ctx.mkdir("outside")?;
+    let climb = format!(
+        "/dev/{}{}/kosevil",
+        "../".repeat(12),
+        outside.display().to_string().trim_start_matches('/')
+    );
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["linux"]["devices"] =
+        json!([{"path": climb, "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}]);
+    let (_out, _c) = ctx.run(&b)?;
+    let entries: Vec<_> = fs::read_dir(&outside)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    ensure!(
+        entries.is_empty(),
+        "the device path escaped the rootfs and created {entries:?} on the host"
+    );
     Ok(())
 }
 

@@ -32,6 +32,7 @@ pub fn tests() -> Vec<TestCase> {
         t("namespaces::uts_hostname", uts_hostname),
         t("namespaces::uts_domainname", uts_domainname),
         t("namespaces::network_only_lo", network_only_lo),
+        t("namespaces::network_lo_up", network_lo_up),
         t("namespaces::cgroup_ns_root_view", cgroup_ns_root_view),
         t("namespaces::ipc_isolated", ipc_isolated),
         t("namespaces::user_uid_gid_mappings", user_uid_gid_mappings),
@@ -160,6 +161,17 @@ fn network_only_lo(ctx: &Ctx) -> Result<()> {
         ifs == ["lo"],
         "a new network namespace must hold only lo, found {ifs:?}"
     );
+    Ok(())
+}
+
+/// Not a spec clause but what runc does and workloads assume: the loopback of a new network
+/// namespace is up (IFF_UP is bit 0 of the interface flags).
+fn network_lo_up(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["cat", "/sys/class/net/lo/flags"])?;
+    let out = ctx.run_ok(&b)?;
+    let flags = u32::from_str_radix(out.trim().trim_start_matches("0x"), 16)
+        .map_err(|e| anyhow!("bad lo flags {out:?}: {e}"))?;
+    ensure!(flags & 1 == 1, "lo is down in the new network namespace (flags {flags:#x}); runc brings it up (compatibility, not a spec clause)");
     Ok(())
 }
 
