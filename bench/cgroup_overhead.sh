@@ -9,8 +9,8 @@ set -euo pipefail
 
 KOSRUN=${KOSRUN:?set KOSRUN to a kosrun binary, preferably a release build}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
-RUNS=${RUNS:-20}     # per variant and round
-ROUNDS=${ROUNDS:-6}
+RUNS=${RUNS:-10}     # per variant and round
+ROUNDS=${ROUNDS:-20}
 for tool in hyperfine jq; do
     command -v "$tool" >/dev/null || { echo "cgroup_overhead: $tool is not installed" >&2; exit 1; }
 done
@@ -61,7 +61,7 @@ for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order=(plain limited); else order=(limited plain); fi
     args=()
     for v in "${order[@]}"; do args+=(-n "$v" "$(run "$v")"); done
-    hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/round-$r.json" "${args[@]}" >/dev/null
+    hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$work/round-$r.json" "${args[@]}" >/dev/null
 done
 
 jq -rs '
@@ -78,3 +78,5 @@ jq -rs '
       "CPU time (user+system of kosrun and the container, mean), less disturbed by other load:",
       "  without: \(cpu("plain") | ms) ms, with: \(cpu("limited") | ms) ms, difference: \((cpu("limited") - cpu("plain")) | ms) ms"
 ' "$work"/round-*.json
+read -r load _ < /proc/loadavg
+echo "load average ${load} on $(nproc) CPUs (wall-time medians swing by milliseconds when it is well above the CPU count; CPU time does not)"
