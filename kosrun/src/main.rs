@@ -121,6 +121,8 @@ enum Cmd {
     Features,
     #[command(flatten)]
     Cgroup(cli::cgroup_cmds::Cmd),
+    /// Execute a new process inside a running container
+    Exec(Box<cli::exec::ExecArgs>),
 }
 
 fn main() -> ExitCode {
@@ -190,6 +192,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Delete { id, force } => warn_all(ops::delete::delete(root, id, *force)?),
         Cmd::List { format, quiet } => cli::list::run(root, format, *quiet)?,
         Cmd::Spec { bundle, rootless } => cli::spec::run(bundle, *rootless)?,
+        Cmd::Exec(a) => return cli::exec::run(root, a),
         Cmd::Cgroup(c) => return cli::cgroup_cmds::run(root, c),
         Cmd::Features => println!(
             "{}",

@@ -1,4 +1,5 @@
 pub mod cgroup_cmds;
+pub mod exec;
 pub mod features;
 pub mod list;
 pub mod log;

@@ -79,6 +79,24 @@ pub fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
 
 /// Make the slave our controlling terminal and stdio, and bind it at /dev/console.
 pub fn become_tty(slave: &OwnedFd) -> Result<()> {
+    attach_tty(slave)?;
+    if let Ok(target) = safe::create_file_in_root(Path::new("/"), Path::new("/dev/console"), 0o600)
+    {
+        sys_mount(
+            Some(&safe::proc_fd_path(slave)),
+            &safe::proc_fd_path(&target),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(|e| Error::Setup(format!("bind /dev/console: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Make the slave our controlling terminal and stdio (an exec'd process: the
+/// container's /dev/console stays the init's).
+pub fn attach_tty(slave: &OwnedFd) -> Result<()> {
     // SAFETY: ioctl and dup2 on descriptors we own.
     unsafe {
         if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
@@ -95,17 +113,6 @@ pub fn become_tty(slave: &OwnedFd) -> Result<()> {
                 )));
             }
         }
-    }
-    if let Ok(target) = safe::create_file_in_root(Path::new("/"), Path::new("/dev/console"), 0o600)
-    {
-        sys_mount(
-            Some(&safe::proc_fd_path(slave)),
-            &safe::proc_fd_path(&target),
-            None,
-            libc::MS_BIND,
-            None,
-        )
-        .map_err(|e| Error::Setup(format!("bind /dev/console: {e}")))?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod confine;
 pub mod console;
+pub mod exec;
 pub mod init;
 pub mod namespaces;
 pub mod process;
@@ -9,3 +10,4 @@ pub mod rootfs;
 pub mod spawn;
 pub mod sync;
 pub mod sysctl;
+pub mod tty;

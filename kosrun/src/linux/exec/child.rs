@@ -1,0 +1,123 @@
+//! The forked child of `kosrun exec`: in the container's pid namespace from
+//! birth, it joins the remaining namespaces, waits until kosrun has put it in the
+//! cgroup, then takes the process's terminal, limits, identity and confinement
+//! in the init's order and executes the user's program.
+
+use nix::unistd::chdir;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::{setns_pidfd, signals, ExecCtx, Namespaces};
+use crate::error::{Error, Result, SysContext};
+use crate::linux::console;
+use crate::linux::process::{exec, fds, rlimit, user};
+use crate::linux::sync::{Channel, Msg};
+
+pub fn run(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> ! {
+    // Until execve nothing in the container may open /proc/<pid>/exe (the runtime
+    // binary) or ptrace us (CVE-2019-5736).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let err = match setup(ctx, ns, chan) {
+        Ok(program) => {
+            if let Err(e) = ctx.confinement.last() {
+                e
+            } else {
+                program.exec()
+            }
+        }
+        Err(e) => e,
+    };
+    let _ = chan.send(&Msg::Error(err.to_string()));
+    // SAFETY: leave without unwinding into the parent's copy of the stack.
+    unsafe { libc::_exit(127) }
+}
+
+fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared> {
+    setns_pidfd(ctx.init, ns.in_child)
+        .map_err(|e| Error::Setup(format!("join the container's namespaces: {e}")))?;
+    if !ns.mount {
+        // Without a mount namespace the init chrooted; so do we.
+        nix::unistd::chroot(ctx.rootfs).ctx(|| "chroot".into())?;
+        chdir("/").ctx(|| "chdir /".into())?;
+    }
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    signals::reset();
+    join_session_keyring(ctx.id);
+    chan.expect("cgroup joined", |m| matches!(m, Msg::Go))?;
+
+    let process = ctx.process;
+    if process.terminal().unwrap_or(false) {
+        let sock = ctx.console_socket.ok_or_else(|| {
+            Error::Setup("process.terminal is true but there is no console socket".into())
+        })?;
+        let (master, slave) = console::open_pty()?;
+        if let Some(sz) = process.console_size() {
+            console::set_size(&slave, sz.height() as u16, sz.width() as u16);
+        }
+        console::send_master(sock, &master)?;
+        drop(master);
+        console::attach_tty(&slave)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        set_oom_score_adj(adj)?;
+    }
+    rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    let confine = ctx.confinement;
+    let listener = confine.before_user_switch()?;
+    let in_userns = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|l| l.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+    user::switch(process.user(), !in_userns || setgroups_allowed())?;
+    confine.after_user_switch()?;
+    let cwd = process.cwd();
+    chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .ok_or_else(|| Error::Config("process.args must name a program".into()))?;
+    let program = exec::find_program(arg0, &env)?;
+    let prepared = exec::prepare(&program, &args, &env)?;
+    for fd in 3..3 + ctx.preserve_fds {
+        // SAFETY: clearing FD_CLOEXEC on an inherited descriptor number.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    fds::cloexec_from(3 + ctx.preserve_fds)
+        .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+    if let Some(l) = listener {
+        chan.send_fd(&Msg::SeccompListener, &l)?;
+    }
+    Ok(prepared)
+}
+
+/// The exec'd process inherits kosrun's score; a value the init already has is
+/// no change, anything lower needs CAP_SYS_RESOURCE and says so.
+fn set_oom_score_adj(adj: i32) -> Result<()> {
+    let cur = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+    if cur.trim() == adj.to_string() {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+        Error::Setup(format!(
+            "process.oomScoreAdj {adj} (now {}): {e}",
+            cur.trim()
+        ))
+    })
+}
+
+/// In a user namespace whose setgroups is "deny", supplementary groups stay as they are.
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
+}
+
+/// The container's session keyring (the init's, by name), as runc's exec joins it.
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    if let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) {
+        // SAFETY: keyctl with a valid name string.
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    }
+}

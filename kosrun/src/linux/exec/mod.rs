@@ -1,0 +1,167 @@
+//! A new process in a running container (`kosrun exec`), without re-executing
+//! kosrun: kosrun enters the container's pid (and time) namespace for its
+//! children only, forks once, puts the child in the container's cgroup while the
+//! child joins the other namespaces through the init's pidfd, and the child then
+//! confines itself exactly as the init did and executes the user's program.
+
+mod child;
+mod signals;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use super::confine::Confinement;
+use super::namespaces::flag;
+use super::sync::{self, Channel, Msg};
+use crate::error::{Error, Result};
+
+/// Everything the child needs, prepared before the fork.
+pub struct ExecCtx<'a> {
+    /// The container's config with `process` replaced by the exec'd one.
+    pub spec: &'a Spec,
+    pub process: &'a Process,
+    pub rootfs: &'a Path,
+    pub id: &'a str,
+    /// pidfd of the container's init: the namespaces are joined through it.
+    pub init: &'a OwnedFd,
+    /// Where the pty master goes when the process has a terminal.
+    pub console_socket: Option<&'a OwnedFd>,
+    pub preserve_fds: u32,
+    pub confinement: &'a Confinement,
+}
+
+/// The namespaces of a container's config, split by who joins them: the pid and
+/// time namespaces apply to the children of whoever joins, so kosrun joins
+/// those itself; the child joins the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces {
+    pub for_children: CloneFlags,
+    pub in_child: CloneFlags,
+    pub mount: bool,
+}
+
+impl Namespaces {
+    pub fn of(spec: &Spec) -> Namespaces {
+        let mut ns = Namespaces {
+            for_children: CloneFlags::empty(),
+            in_child: CloneFlags::empty(),
+            mount: false,
+        };
+        let list = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_deref())
+            .unwrap_or(&[]);
+        for n in list {
+            match n.typ() {
+                LinuxNamespaceType::Pid | LinuxNamespaceType::Time => {
+                    ns.for_children |= flag(n.typ())
+                }
+                t => {
+                    ns.mount |= t == LinuxNamespaceType::Mount;
+                    ns.in_child |= flag(t);
+                }
+            }
+        }
+        ns
+    }
+}
+
+/// setns(2) through a pidfd: every namespace in `flags` at once, user first by
+/// the kernel's own ordering, or none if any fails.
+pub(crate) fn setns_pidfd(pidfd: &OwnedFd, flags: CloneFlags) -> std::io::Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: setns on a pidfd we hold, with namespace flags only.
+    if unsafe { libc::setns(pidfd.as_raw_fd(), flags.bits()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// fork(2) as clone without a new stack; kosrun is single-threaded.
+fn fork() -> Result<i32> {
+    // SAFETY: fork-like clone in a single-threaded process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::Setup(format!(
+            "fork: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(rc as i32)
+}
+
+/// Kills and reaps the child unless disarmed, so a failed exec leaves nothing.
+struct Reap(Option<Pid>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(p, None);
+        }
+    }
+}
+
+/// What the parent does while the child sets itself up.
+pub trait Supervisor {
+    /// Put the child in the container's cgroup (before it may exec).
+    fn join_cgroup(&self, pid: i32) -> Result<()>;
+    /// Hand a seccomp notify listener to the container's agent.
+    fn seccomp_listener(&self, fd: OwnedFd) -> Result<()>;
+}
+
+/// Start the process; returns its pid (host view) once it has executed the
+/// user's program. kosrun's own pid namespace for children is changed for good:
+/// call this last, once.
+pub fn spawn(ctx: &ExecCtx, ns: Namespaces, sup: &dyn Supervisor) -> Result<i32> {
+    setns_pidfd(ctx.init, ns.for_children)
+        .map_err(|e| Error::Setup(format!("join the container's pid/time namespace: {e}")))?;
+    let (parent_end, child_end) = sync::pair()?;
+    let pid = fork()?;
+    if pid == 0 {
+        drop(parent_end);
+        child::run(ctx, ns, &child_end);
+    }
+    drop(child_end);
+    let mut reap = Reap(Some(Pid::from_raw(pid)));
+    sup.join_cgroup(pid)?;
+    parent_end.send(&Msg::Go)?;
+    wait_exec(&parent_end, sup)?;
+    reap.0 = None;
+    Ok(pid)
+}
+
+/// The child closes its end by executing (close-on-exec) or says why it could not.
+fn wait_exec(chan: &Channel, sup: &dyn Supervisor) -> Result<()> {
+    loop {
+        let (msg, fd) = chan.recv_with_fd()?;
+        match msg {
+            None => return Ok(()),
+            Some(Msg::Error(e)) => return Err(Error::Setup(e)),
+            Some(Msg::SeccompListener) => {
+                let fd = fd.ok_or_else(|| {
+                    Error::Setup("seccomp listener message without a descriptor".into())
+                })?;
+                sup.seccomp_listener(fd)?;
+            }
+            Some(m) => return Err(Error::Setup(format!("exec channel: unexpected {m:?}"))),
+        }
+    }
+}
