@@ -91,15 +91,15 @@ impl Bundle {
         self.config["process"]["args"] = json!(args);
     }
 
-    /// The `linux.namespaces` array, for tests that edit it.
-    pub fn namespaces_mut(&mut self) -> &mut Vec<Value> {
-        if !self.config["linux"]["namespaces"].is_array() {
-            self.config["linux"]["namespaces"] = json!([]);
-        }
-        match &mut self.config["linux"]["namespaces"] {
+    /// Edits the `linux.namespaces` array (made empty first if it is missing or malformed).
+    fn edit_namespaces(&mut self, f: impl FnOnce(&mut Vec<Value>)) {
+        let slot = &mut self.config["linux"]["namespaces"];
+        let mut list = match slot.take() {
             Value::Array(a) => a,
-            _ => unreachable!("namespaces was just made an array"),
-        }
+            _ => Vec::new(),
+        };
+        f(&mut list);
+        *slot = Value::Array(list);
     }
 
     /// Adds (or replaces) a namespace of `kind`, joining `path` when given.
@@ -109,11 +109,11 @@ impl Bundle {
         if let Some(p) = path {
             ns["path"] = json!(p);
         }
-        self.namespaces_mut().push(ns);
+        self.edit_namespaces(|l| l.push(ns));
     }
 
     pub fn remove_namespace(&mut self, kind: &str) {
-        self.namespaces_mut().retain(|n| n["type"] != kind);
+        self.edit_namespaces(|l| l.retain(|n| n["type"] != kind));
     }
 
     pub fn add_mount(&mut self, mount: Value) {
