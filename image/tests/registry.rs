@@ -168,6 +168,21 @@ fn push_then_pull_gives_identical_rootfs() {
         Path::new("/bin/busybox")
     );
 
+    // Pull by digest, and a digest the registry does not have.
+    let by_digest = format!("{}@{}", reg.reference("app/multi"), multi.target);
+    let rec = rt
+        .block_on(registry.pull(dst.clone(), &by_digest, &pull_opts()))
+        .unwrap();
+    assert_eq!(rec.manifest, multi.manifest);
+    let missing = format!(
+        "{}@{}",
+        reg.reference("app/multi"),
+        kos_image::Digest::of(b"kos")
+    );
+    assert!(rt
+        .block_on(registry.pull(dst.clone(), &missing, &pull_opts()))
+        .is_err());
+
     // A second pull of the same image transfers nothing.
     let skipped = Arc::new(AtomicU64::new(0));
     let s = skipped.clone();

@@ -43,3 +43,39 @@ impl Credentials {
 pub(crate) fn plain_http_allowed(r: &ImageRef, insecure: &[String]) -> bool {
     r.is_loopback() || insecure.iter().any(|h| h == r.registry())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_or_insecure() {
+        let insecure = vec!["reg.internal:5000".to_string()];
+        for (r, ok) in [
+            ("localhost:5000/a", true),
+            ("127.0.0.1:5000/a", true),
+            ("localhost/a", true),
+            ("reg.internal:5000/a", true),
+            ("reg.internal/a", false),
+            ("docker.io/library/busybox", false),
+            ("10.0.0.1:5000/a", false),
+        ] {
+            assert_eq!(
+                plain_http_allowed(&ImageRef::parse(r).unwrap(), &insecure),
+                ok,
+                "{r}"
+            );
+        }
+        assert_eq!(
+            format!(
+                "{:?}",
+                Credentials::Basic {
+                    username: "u".into(),
+                    password: "p4ss".into()
+                }
+            ),
+            "Basic(u, <redacted>)"
+        );
+    }
+}

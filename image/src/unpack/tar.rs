@@ -1,6 +1,6 @@
 //! Streaming, root-confined extraction of one layer tarball.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -95,7 +95,10 @@ pub fn unpack_layer<R: Read + Send>(
         bytes: 0,
         created: HashSet::new(),
         dir_times: Vec::new(),
-        parent_cache: None,
+        parent_cache: HashMap::new(),
+        umask: current_umask(),
+        // SAFETY: no arguments; cannot fail.
+        ids: unsafe { (libc::geteuid(), libc::getegid()) },
         stale: false,
         buf: vec![0u8; 256 * 1024],
     };
@@ -150,7 +153,11 @@ struct Extractor<'a> {
     /// Paths this layer created, which an opaque marker must not remove (Apply mode).
     created: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, i64)>,
-    parent_cache: Option<(PathBuf, OwnedFd)>,
+    /// Resolved parent directories (fd, is setgid). Cleared whenever a
+    /// directory is removed or replaced, so no entry can outlive its path.
+    parent_cache: HashMap<PathBuf, (OwnedFd, bool)>,
+    umask: u32,
+    ids: (u32, u32),
     stale: bool,
     buf: Vec<u8>,
 }
@@ -161,15 +168,29 @@ fn entry_err(path: &Path, what: &str, e: io::Error) -> Error {
 
 impl Extractor<'_> {
     fn parent_fd(&mut self, parent: &Path) -> io::Result<RawFd> {
-        let hit = matches!(&self.parent_cache, Some((p, _)) if p == parent);
-        if !hit {
-            let fd = self.root.mkdir_all(parent)?;
-            self.parent_cache = Some((parent.to_path_buf(), fd));
+        if let Some((fd, _)) = self.parent_cache.get(parent) {
+            return Ok(fd.as_raw_fd());
         }
-        match &self.parent_cache {
-            Some((_, fd)) => Ok(fd.as_raw_fd()),
-            None => Err(io::Error::other("parent cache empty")),
+        if self.parent_cache.len() >= 256 {
+            self.parent_cache.clear();
         }
+        let fd = self.root.mkdir_all(parent)?;
+        // SAFETY: zeroed stat is a valid out-buffer; fd is open.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let setgid =
+            unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 && st.st_mode & libc::S_ISGID != 0;
+        let raw = fd.as_raw_fd();
+        self.parent_cache.insert(parent.to_path_buf(), (fd, setgid));
+        Ok(raw)
+    }
+
+    /// Whether a new file in `parent` already has the owner and mode `meta`
+    /// asks for, so the fchown/fchmod calls can be skipped.
+    fn creation_matches(&self, parent: &Path, meta: &Meta) -> (bool, bool) {
+        let setgid = self.parent_cache.get(parent).is_none_or(|(_, s)| *s);
+        let owner_ok = !setgid && meta.uid == self.ids.0 as u64 && meta.gid == self.ids.1 as u64;
+        let mode_ok = meta.mode & 0o7000 == 0 && meta.mode & 0o777 & self.umask == 0;
+        (owner_ok, mode_ok)
     }
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
@@ -263,7 +284,7 @@ impl Extractor<'_> {
             }
         };
         if self.stale {
-            self.parent_cache = None;
+            self.parent_cache.clear();
             self.stale = false;
         }
         result.map_err(|e| match e {
@@ -303,12 +324,13 @@ impl Extractor<'_> {
     ) -> Result<(), ExtractError> {
         let dirfd = self.parent_fd(parent)?;
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-        let fd = match openat(dirfd, name, flags, 0o600) {
+        let create_mode = meta.mode & 0o777;
+        let fd = match openat(dirfd, name, flags, create_mode) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 self.replace_existing(dirfd, name, false)?;
                 let dirfd = self.parent_fd(parent)?;
-                openat(dirfd, name, flags, 0o600)?
+                openat(dirfd, name, flags, create_mode)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -332,7 +354,16 @@ impl Extractor<'_> {
         }
         self.bytes += written;
         let fd = file.as_raw_fd();
-        set_owner_mode_fd(fd, meta)?;
+        match self.creation_matches(parent, meta) {
+            (true, true) => {}
+            (true, false) => {
+                // SAFETY: fd is open.
+                if unsafe { libc::fchmod(fd, meta.mode & 0o7777) } < 0 {
+                    return Err(io::Error::last_os_error().into());
+                }
+            }
+            _ => set_owner_mode_fd(fd, meta)?,
+        }
         set_xattrs_fd(fd, &meta.xattrs);
         set_times_fd(fd, meta.mtime)?;
         Ok(())
@@ -467,7 +498,7 @@ impl Extractor<'_> {
     }
 
     fn whiteout(&mut self, parent: &Path, target: &OsStr) -> io::Result<()> {
-        self.parent_cache = None;
+        self.parent_cache.clear();
         match self.opts.mode {
             Mode::Apply => {
                 let dir = match self.root.open_in(parent, libc::O_PATH | libc::O_DIRECTORY) {
@@ -497,7 +528,7 @@ impl Extractor<'_> {
         let dirfd = self.parent_fd(parent)?;
         match self.opts.mode {
             Mode::Apply => {
-                self.parent_cache = None;
+                self.parent_cache.clear();
                 let fd = self
                     .root
                     .open_in(parent, libc::O_RDONLY | libc::O_DIRECTORY)?;
@@ -520,7 +551,7 @@ impl Extractor<'_> {
     }
 
     fn finish_dir_times(&mut self) {
-        self.parent_cache = None;
+        self.parent_cache.clear();
         for (path, mtime) in self.dir_times.iter().rev() {
             match self
                 .root
@@ -678,4 +709,18 @@ fn set_times_at(dirfd: RawFd, name: &std::ffi::CStr, mtime: i64) -> io::Result<(
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The process umask, read without changing it (umask(2) cannot query
+/// without setting, which would race other threads creating files).
+fn current_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        // Unknown: assume every bit may be masked, so modes are always set explicitly.
+        .unwrap_or(0o777)
 }

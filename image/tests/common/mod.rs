@@ -84,6 +84,11 @@ impl TestRegistry {
 
     /// Starts on the given storage dir (to restart a killed registry).
     pub fn start_in(dir: Scratch, port: Option<u16>) -> Self {
+        Self::start_with(dir, port, "")
+    }
+
+    /// Starts with extra top-level YAML (e.g. an `auth:` section).
+    pub fn start_with(dir: Scratch, port: Option<u16>, extra: &str) -> Self {
         let port = port.unwrap_or_else(free_port);
         let storage = dir.join("storage");
         std::fs::create_dir_all(&storage).expect("storage");
@@ -91,7 +96,7 @@ impl TestRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
                 storage.display()
             ),
         )
