@@ -74,6 +74,9 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
             .ctx(|| "unshare cgroup namespace".into())?;
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
+    if plan.creates(LinuxNamespaceType::Network) {
+        super::netlo::loopback_up()?;
+    }
     reset_signals();
     if ctx.new_keyring {
         join_session_keyring(ctx.id);

@@ -5,6 +5,7 @@ pub mod console;
 pub mod exec;
 pub mod init;
 pub mod namespaces;
+pub mod netlo;
 pub mod process;
 pub mod rootfs;
 pub mod spawn;
