@@ -438,3 +438,78 @@ fn exec_tty_with_console_socket() {
     assert!(got.contains("/dev/pts/"), "{got:?}");
     assert!(got.contains("kos-console-ok"), "{got:?}");
 }
+
+#[test]
+fn exec_into_a_sub_cgroup() {
+    let c = Container::start(SLEEP, |_| {});
+    let init = c.pid();
+    let cg = std::fs::read_to_string(format!("/proc/{init}/cgroup")).expect("cgroup");
+    let Some(path) = cg
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()))
+    else {
+        println!("skipped: no cgroup v1 pids hierarchy");
+        return;
+    };
+    let sub = std::path::PathBuf::from(format!("/sys/fs/cgroup/pids{path}/kos-sub"));
+    std::fs::create_dir(&sub).expect("mkdir sub-cgroup");
+    struct Rmdir(std::path::PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rmdir(sub);
+    let out = c.exec(&["--cgroup", "pids:kos-sub"], &["cat", "/proc/self/cgroup"]);
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(s.contains(&format!(":pids:{path}/kos-sub")), "{s}");
+    // Other controllers stay at the container's own cgroup.
+    assert!(s.contains(&format!(":memory:{path}\n")), "{s}");
+    let out = c.exec(&["--cgroup", "pids:kos-missing"], &["true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("kos-missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(c.cgroup_pids(), vec![init], "a failed exec left a process");
+}
+
+#[test]
+fn exec_joins_user_and_cgroup_namespaces() {
+    let c = Container::start(SLEEP, |cfg| {
+        let ns = cfg["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces");
+        ns.push(json!({"type": "user"}));
+        ns.push(json!({"type": "cgroup"}));
+        cfg["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        cfg["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    });
+    let init = c.pid().to_string();
+    let out = c.exec(
+        &["-u", "5:5"],
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/user; readlink /proc/self/ns/cgroup; cat /proc/self/uid_map",
+        ],
+    );
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{s}{}", text(&out.stderr));
+    assert!(s.contains(&ns_of(&init, "user")), "{s}");
+    assert!(s.contains(&ns_of(&init, "cgroup")), "{s}");
+    assert!(s.contains("200000"), "{s}");
+    // uid 5 in the container is host uid 200005.
+    let pf = TempDir::new("exec-userns");
+    let pidfile = pf.0.join("pid");
+    let out = c.exec(
+        &["-u", "5:5", "-d", "--pid-file", &pidfile.to_string_lossy()],
+        &["sleep", "30"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = std::fs::read_to_string(&pidfile).expect("pid file");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("status");
+    assert!(status.contains("Uid:\t200005"), "{status}");
+}
