@@ -149,10 +149,6 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
         drop(master);
         console::become_tty(&slave)?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| Error::Setup(format!("process.oomScoreAdj {adj}: {e}")))?;
-    }
     rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
         sched::apply_personality(p)?;

@@ -150,7 +150,34 @@ fn finish_parent(pid: i32, write_maps: bool, parent: &Parent, chan: &Channel) ->
     if let Some(cg) = parent.cgroup {
         cg.add_process(pid)?;
     }
+    if let Some(adj) = parent
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj())
+    {
+        write_oom_score_adj(pid, adj)?;
+    }
     chan.send(&Msg::Go)
+}
+
+/// Written from the runtime's side: the init is non-dumpable, so inside a user
+/// namespace its own /proc files belong to the host's root, not to it.
+pub fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
+    let path = format!("/proc/{pid}/oom_score_adj");
+    std::fs::write(&path, adj.to_string()).map_err(|e| {
+        let lowering = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .is_some_and(|cur| adj < cur);
+        if lowering && matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+            Error::Setup(format!(
+                "process.oomScoreAdj {adj}: lowering the OOM score needs CAP_SYS_RESOURCE, which kosrun does not have here ({e})"
+            ))
+        } else {
+            Error::Setup(format!("process.oomScoreAdj {adj}: {e}"))
+        }
+    })
 }
 
 /// Bind the listening socket `start` connects to; the init waits on it.
