@@ -335,8 +335,10 @@ fn exec_tty_uses_the_callers_terminal() {
         return;
     }
     let c = Container::start(SLEEP, |_| {});
+    // The caller's settings must come back after raw mode.
     let inner = format!(
-        "stty cols 91 rows 33; {} --root {} exec -t {} sh -c 'tty; stty size; exit 5'",
+        "stty cols 91 rows 33; before=$(stty -g); {} --root {} exec -t {} sh -c 'tty; stty size; exit 5'; rc=$?; \
+         [ \"$(stty -g)\" = \"$before\" ] && echo kos-restored; exit $rc",
         kosrun(),
         c.root.0.display(),
         c.id
@@ -350,6 +352,10 @@ fn exec_tty_uses_the_callers_terminal() {
     assert_eq!(out.status.code(), Some(5), "{s}");
     assert!(s.contains("/dev/pts/"), "{s}");
     assert!(s.contains("33 91"), "{s}");
+    assert!(
+        s.contains("kos-restored"),
+        "terminal settings not restored: {s}"
+    );
 }
 
 #[test]
