@@ -169,6 +169,29 @@ fn pause_and_resume_of_a_stopped_container_are_refused() {
     assert!(e.contains("does not exist"), "{e}");
 }
 
+/// A created container is not paused (its init would be frozen under `start`); update
+/// works on it, as runc's does.
+#[test]
+fn created_container_is_not_paused_but_can_be_updated() {
+    let fx = Fixture::new("exec sleep 1000");
+    fx.create();
+    assert_eq!(fx.status(), "created");
+    let e = fx.fails(&["pause", &fx.id]);
+    assert!(e.contains("container not running"), "{e}");
+    let e = fx.fails(&["resume", &fx.id]);
+    assert!(e.contains("container not paused"), "{e}");
+    if host_has("pids") {
+        fx.ok(&["update", "--pids-limit", "42", &fx.id]);
+        assert_eq!(fx.read_cgroup("pids", "pids.max"), "42");
+    }
+    fx.ok(&["start", &fx.id]);
+    assert_eq!(fx.status(), "running");
+    fx.ok(&["pause", &fx.id]);
+    assert_eq!(fx.status(), "paused");
+    fx.ok(&["resume", &fx.id]);
+    assert_eq!(fx.status(), "running");
+}
+
 const DEVICE_PROBE: &str = "\
     if (exec 3</kosdev/tun) 2>/dev/null; then echo tun=ok; else echo tun=denied; fi > /kos/out; \
     if (exec 3</kosdev/fuse) 2>/kos/fuse.err; then echo fuse=ok; else echo fuse=denied; fi >> /kos/out; \

@@ -6,13 +6,14 @@ use super::state::status_of;
 use crate::error::{Error, Result};
 use crate::state::{ContainerDir, Status};
 
-/// Freezes a running (or created) container, as runc allows both. Anything else is
-/// "container not running", runc's wording.
+/// Freezes a running container; anything else is "container not running", runc's wording.
+/// runc also freezes a created container, but here `state` would still call it created and
+/// `start` would wait on a frozen init, so that is refused too.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     let dir = ContainerDir::open(root, id)?;
     let saved = dir.load()?;
     let status = status_of(&saved);
-    if !matches!(status, Status::Running | Status::Created) {
+    if status != Status::Running {
         return Err(Error::WrongState {
             id: id.to_string(),
             status: status.to_string(),
@@ -28,8 +29,8 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Thaws a paused container. The freezer, not the saved status, says whether it is paused:
-/// a created container paused before `start` is also frozen.
+/// Thaws a paused container. The freezer, not the saved status, says whether it is paused,
+/// so a container frozen by another tool before `start` can be thawed too.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
     let dir = ContainerDir::open(root, id)?;
     let saved = dir.load()?;

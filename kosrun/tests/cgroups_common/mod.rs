@@ -95,7 +95,8 @@ impl Fixture {
         &mut self.config["linux"]["resources"]
     }
 
-    /// kosrun with this fixture's --root.
+    /// kosrun with this fixture's --root, output captured: only for commands that start no
+    /// container process (one would keep the pipes open; see `run_detached`).
     pub fn kosrun(&self, args: &[&str]) -> Output {
         Command::new(KOSRUN)
             .arg("--root")
@@ -146,6 +147,15 @@ impl Fixture {
     /// Writes config.json and runs the container detached; its stdout and stderr go to
     /// files in the fixture (a pipe would never reach EOF while the container runs).
     pub fn run_detached(&self) {
+        self.launch(&["run", "-d"]);
+    }
+
+    /// Like `run_detached`, but only `create`.
+    pub fn create(&self) {
+        self.launch(&["create"]);
+    }
+
+    fn launch(&self, cmd: &[&str]) {
         fs::write(
             self.bundle.join("config.json"),
             serde_json::to_vec_pretty(&self.config).unwrap(),
@@ -154,7 +164,8 @@ impl Fixture {
         let out = Command::new(KOSRUN)
             .arg("--root")
             .arg(&self.root)
-            .args(["run", "-d", "--bundle"])
+            .args(cmd)
+            .arg("--bundle")
             .arg(&self.bundle)
             .arg(&self.id)
             .stdin(Stdio::null())
@@ -164,7 +175,7 @@ impl Fixture {
             .unwrap();
         assert!(
             out.success(),
-            "kosrun run -d failed: {}",
+            "kosrun {cmd:?} failed: {}",
             fs::read_to_string(self.base.join("stderr")).unwrap_or_default()
         );
     }
