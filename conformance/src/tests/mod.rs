@@ -7,6 +7,7 @@ use crate::harness::report::Departure;
 
 mod bad_input;
 mod cgroups;
+mod escapes;
 mod hooks;
 mod lifecycle;
 mod mounts;
@@ -52,5 +53,6 @@ pub fn all() -> Vec<TestCase> {
     v.extend(cgroups::tests());
     v.extend(hooks::tests());
     v.extend(bad_input::tests());
+    v.extend(escapes::tests());
     v
 }

@@ -32,8 +32,8 @@ impl Guarded {
 
     /// Fails when the file no longer holds what it held at `take`.
     pub fn check_unchanged(&self) -> Result<()> {
-        let now = fs::read(&self.path)
-            .with_context(|| format!("re-reading {}", self.path.display()))?;
+        let now =
+            fs::read(&self.path).with_context(|| format!("re-reading {}", self.path.display()))?;
         if now != self.before {
             bail!(
                 "host file {} changed: was {:?}, now {:?}",
