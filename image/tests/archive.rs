@@ -7,9 +7,12 @@ use std::path::Path;
 use std::process::Command;
 
 use common::tarw::Entry;
-use common::{Comp, Scratch};
+use std::sync::Arc;
+
+use common::{Comp, Scratch, TestRegistry};
 use kos_image::archive::{docker, oci_layout};
-use kos_image::{Error, RootfsStrategy, Store};
+use kos_image::registry::push::PushOptions;
+use kos_image::{Error, PullOptions, Registry, RootfsStrategy, Store};
 
 fn layers() -> Vec<common::BuiltLayer> {
     vec![
@@ -139,6 +142,31 @@ fn oci_and_docker_archives_interchange_with_skopeo() {
     assert_eq!(recs[0].name, name);
     let recs = oci_layout::load_tar(&s4, std::fs::File::open(&otar).unwrap(), None, None).unwrap();
     assert_eq!(recs[0].name, name);
+
+    // A docker-archive load yields Docker schema 2 manifests: they push and
+    // pull through a registry like OCI ones.
+    let s5 = Arc::new(Store::open(work.join("s5")).unwrap());
+    let rec = docker::load(&s5, std::fs::File::open(&darch).unwrap())
+        .unwrap()
+        .remove(0);
+    let (mt, _) = s5.manifest(&rec.manifest).unwrap();
+    assert_eq!(mt, kos_image::manifest::DOCKER_MANIFEST);
+    let reg = TestRegistry::start();
+    let remote = reg.reference("docker/schema2:1");
+    let rt = common::rt();
+    let registry = Registry::default();
+    rt.block_on(registry.push(s5.clone(), &rec.name, &remote, &PushOptions::default()))
+        .unwrap();
+    let s6 = Arc::new(Store::open(work.join("s6")).unwrap());
+    let opts = PullOptions {
+        unpack: true,
+        ..Default::default()
+    };
+    let pulled = rt
+        .block_on(registry.pull(s6.clone(), &remote, &opts))
+        .unwrap();
+    assert_eq!(pulled.manifest, rec.manifest);
+    assert_same_image(&src, name, &s6, &pulled.name, work.path());
 }
 
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
