@@ -7,7 +7,7 @@ KOSRUN ?= $(CURDIR)/$(RELEASE)/kosrun
 RUNTIME ?= $(KOSRUN)
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install demo test unit conformance lint bench bench-run clean
+.PHONY: all deps build install demo test unit conformance lint bench clean
 
 all: build
 
@@ -39,10 +39,14 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: build bench-run
-
-bench-run:
-	@KOSRUN=$(KOSRUN) bash scripts/bench-run.sh
+# Benchmarks, each side by side with the reference it is measured against:
+# kosrun run vs runc and crun, cgroup cost, kosrun exec vs runc exec, image pull vs containerd.
+bench: build
+	$(CARGO) build --release -p kos-image --examples
+	@KOSRUN=$(KOSRUN) bash bench/run.sh
+	@KOSRUN=$(KOSRUN) bash bench/cgroup_overhead.sh
+	@KOSRUN=$(KOSRUN) bash bench/exec.sh
+	@sh image/bench/run.sh
 
 clean:
 	$(CARGO) clean

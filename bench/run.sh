@@ -4,7 +4,7 @@
 # mount namespace with cgroup2 mounted on /sys/fs/cgroup (a pure v2 view).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-. "$here/bundle.sh"
+. "$here/../scripts/bundle.sh"
 kosrun=${KOSRUN:-$here/../target/release/kosrun}
 runs=${RUNS:-40}
 work=$(mktemp -d /tmp/kos-bench.XXXXXX)
