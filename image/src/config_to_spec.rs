@@ -347,7 +347,21 @@ mod tests {
     use super::*;
     use crate::manifest::RunConfig;
 
-    fn rootfs(tag: &str) -> std::path::PathBuf {
+    /// Removes the test rootfs even when an assertion fails.
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    impl std::ops::Deref for Gone {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    fn rootfs(tag: &str) -> Gone {
         let d = std::env::temp_dir().join(format!("kos-image-cfg-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(d.join("etc")).unwrap();
         std::fs::write(
@@ -360,7 +374,7 @@ mod tests {
             "root:x:0:\napp:x:1001:\nwheel:x:10:app,root\naudio:x:29:app\n",
         )
         .unwrap();
-        d
+        Gone(d)
     }
 
     fn cfg(rc: RunConfig) -> ImageConfig {
@@ -451,7 +465,6 @@ mod tests {
             runtime_config(&c, &root, &ov),
             Err(Error::UnknownGroup(_))
         ));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -472,7 +485,6 @@ mod tests {
         std::os::unix::fs::symlink("../../../../../../kos-nowhere/etc", root.join("etc")).unwrap();
         let r = runtime_config(&c, &root, &Overrides::default());
         assert!(matches!(r, Err(Error::UnknownUser(_))), "{r:?}");
-        std::fs::remove_dir_all(&root).unwrap();
         assert!(
             parse_signal("15").unwrap() == libc::SIGTERM
                 && parse_signal("kill").unwrap() == libc::SIGKILL

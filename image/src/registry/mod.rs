@@ -64,8 +64,14 @@ impl Registry {
 }
 
 pub(crate) fn reg_err(r: &ImageRef, e: impl std::fmt::Display) -> Error {
+    // Registry bodies end in newlines and may span several; errors are one line.
+    let message = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     Error::Registry {
         reference: r.to_string(),
-        message: e.to_string(),
+        message,
     }
 }

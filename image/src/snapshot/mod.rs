@@ -50,6 +50,12 @@ impl Store {
     ) -> Result<Rootfs> {
         let image = self.image(name)?;
         let rootfs = dir.join("rootfs");
+        if overlay::is_mounted(&rootfs) {
+            return Err(Error::InUse(format!(
+                "{} is already a mounted rootfs",
+                rootfs.display()
+            )));
+        }
         std::fs::create_dir_all(&rootfs)
             .map_err(|e| Error::path("creating rootfs directory", &rootfs, e))?;
         let chain = self.ensure_snapshots(&image)?;
