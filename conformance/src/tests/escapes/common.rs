@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::harness::ctx::Ctx;
 use crate::harness::parse::{mountinfo, MountLine};
 
 /// The host sysctl the /dev node attacks aim at: writing it gives code execution on the host
@@ -61,6 +62,20 @@ fn preview(b: &[u8]) -> String {
     } else {
         s
     }
+}
+
+/// The control for tests where a failed create counts as the attack being blocked: a plain
+/// container must run, or the refusal would prove nothing about the attack.
+pub fn require_plain_container_runs(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["true"])?;
+    let (out, _c) = ctx.run(&b)?;
+    if !out.success() {
+        bail!(
+            "control: a plain container fails as well ({}), so a refused attack would prove nothing",
+            out.describe()
+        );
+    }
+    Ok(())
 }
 
 /// Absolute path of a host tool, for hooks (they run with an empty environment).

@@ -17,6 +17,7 @@ use std::os::fd::AsRawFd;
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 
+use super::common::require_plain_container_runs;
 use crate::harness::bundle::Bundle;
 use crate::harness::ctx::{Call, Ctx};
 use crate::harness::parse::{get, sections};
@@ -74,6 +75,7 @@ fn check(
 }
 
 pub fn cve_2024_21626(ctx: &Ctx) -> Result<()> {
+    require_plain_container_runs(ctx)?;
     let mut b = ctx.bundle(&["sh", "-c", SCRIPT])?;
     fs::write(b.in_rootfs(MARKER), "")?;
     let mut refused = Vec::new();

@@ -5,7 +5,7 @@
 //! directories the runtime creates for it) lands on the host side. Here a host thread keeps
 //! exchanging `/kosrace` in the rootfs with a symlink to a host directory (renameat2
 //! RENAME_EXCHANGE, as fast as it can) while the runtime creates containers whose config
-//! mounts tmpfs filesystems at `/kosrace/m0`...`/kosrace/m15`, many times over. The race is
+//! mounts tmpfs filesystems at `/kosrace/m0`...`/kosrace/m39`, many times over. The race is
 //! not deterministic: a vulnerable runtime is caught on most runs, not necessarily on all.
 //!
 //! Blocked means: in every container that was created, a createContainer hook's view of the
@@ -24,11 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 
-use super::common::{create_container_hook, dir_entries, host_tool, mounts_with_source};
+use super::common::{
+    create_container_hook, dir_entries, host_tool, mounts_with_source, require_plain_container_runs,
+};
 use crate::harness::ctx::{Call, Ctx};
 
-const ITERATIONS: usize = 20;
-const MOUNTS: usize = 16;
+const ITERATIONS: usize = 30;
+const MOUNTS: usize = 40;
 const SOURCE: &str = "kos-race-30465";
 
 /// Sets the flag on drop, so the swapping thread stops however the test ends.
@@ -67,6 +69,7 @@ fn exchange_until(a: &Path, b: &Path, stop: &AtomicBool, swaps: &AtomicU64) {
 }
 
 pub fn cve_2021_30465(ctx: &Ctx) -> Result<()> {
+    require_plain_container_runs(ctx)?;
     let victim = ctx.mkdir("kosvictim")?;
     fs::write(victim.join("kos-victim-file"), "kos\n")?;
     let victim_before = dir_entries(&victim)?;

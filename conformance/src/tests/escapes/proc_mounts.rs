@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::common::{
     covering_mount, create_container_hook, dir_entries, host_tool, parse_mountinfo,
-    writable_proc_submounts, Guarded,
+    require_plain_container_runs, writable_proc_submounts, Guarded,
 };
 use crate::harness::bundle::Bundle;
 use crate::harness::ctx::{Call, Ctx};
@@ -65,6 +65,7 @@ fn expect_refused(ctx: &Ctx, b: &Bundle, mark: &std::path::Path, what: &str) -> 
 /// Blocked means: create fails for a tmpfs at /proc, a host directory bound at /proc, and a
 /// host directory bound over /proc/self/attr; the program never runs and nothing is left.
 pub fn cve_2019_16884(ctx: &Ctx) -> Result<()> {
+    require_plain_container_runs(ctx)?;
     let fake = ctx.mkdir("kosfakeproc")?;
     fs::create_dir_all(fake.join("self/attr"))?;
     fs::write(fake.join("self/attr/exec"), "")?;
@@ -112,6 +113,7 @@ const PROC_VIEW: &str = "p=$(readlink -f /proc); echo \"@@real\"; echo \"$p\"; \
 /// read-only and no writable piece of procfs mounted elsewhere; the host directory is
 /// untouched and no mount appears on the host.
 pub fn cve_2023_27561(ctx: &Ctx) -> Result<()> {
+    require_plain_container_runs(ctx)?;
     let victim = ctx.mkdir("kosvictim")?;
     fs::write(victim.join("kos-victim-file"), "kos\n")?;
     let victim_before = dir_entries(&victim)?;
@@ -222,6 +224,7 @@ fn netns_sysctl(pid: i64, file: &str) -> Result<String> {
 /// Blocked means: the host file is unchanged, and either create fails or the container's
 /// own network namespace holds the value the config set; the host's value is unchanged.
 pub fn cve_2025_52881(ctx: &Ctx) -> Result<()> {
+    require_plain_container_runs(ctx)?;
     let host_value = Guarded::take(std::path::Path::new(SYSCTL_FILE))?;
     let decoy_dir = ctx.mkdir("kosdecoy")?;
     let decoy = decoy_dir.join("kos-decoy");
@@ -239,17 +242,24 @@ pub fn cve_2025_52881(ctx: &Ctx) -> Result<()> {
     let mut b = ctx.bundle(&["true"])?;
     b.config["linux"]["sysctl"] = json!({SYSCTL_KEY: SYSCTL_VALUE});
     let target = b.in_rootfs(SYSCTL_FILE);
+    let mark = decoy_dir.join("kos-hook-ran");
     let script = format!(
-        "{} --bind {} {}",
+        "{} --bind {} {}; {} {}",
         host_tool("mount")?.display(),
         decoy.display(),
-        target.display()
+        target.display(),
+        host_tool("touch")?.display(),
+        mark.display()
     );
     b.set_hook("createContainer", create_container_hook(&script));
     let (out, c) = ctx.try_create(&b, &[], Call::default())?;
     let inside = if out.success() {
         Some(netns_sysctl(c.pid()?, SYSCTL_FILE)?)
     } else {
+        ensure!(
+            mark.exists(),
+            "create failed before the hook mounted over the sysctl file, so the attack never ran"
+        );
         ctx.log("create with a mount over the sysctl file failed (refused)");
         None
     };
