@@ -519,3 +519,33 @@ fn exec_joins_user_and_cgroup_namespaces() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("status");
     assert!(status.contains("Uid:\t200005"), "{status}");
 }
+
+#[test]
+fn run_with_terminal_without_a_tty_is_refused_cleanly() {
+    let root = TempDir::new("run-notty-root");
+    let b = TempDir::new("run-notty-bundle");
+    bundle(&b.0, &["true"], |cfg| {
+        cfg["process"]["terminal"] = json!(true)
+    });
+    let id = unique("run-notty");
+    let out = output_via_files(
+        Command::new(kosrun())
+            .arg("--root")
+            .arg(&root.0)
+            .args(["run", "-b"])
+            .arg(&b.0)
+            .arg(&id)
+            .stdin(Stdio::null()),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("stdin is not a terminal"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!root.0.join(&id).exists(), "state left behind");
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/pids/{id}")).exists(),
+        "cgroup left behind"
+    );
+}
