@@ -100,6 +100,15 @@ impl Drop for Containerd {
         let _ = run(self.ctr().args(["namespaces", "rm", &self.ns]));
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Containers got cgroupsPath /<namespace>/<id>: the runtime removes the
+        // leaf, the namespace's directory is ours to remove.
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(&self.ns));
+        }
     }
 }
 
