@@ -148,6 +148,25 @@ fn scenario(runtime: &Path) {
     );
     assert!(text(&out.stdout).contains("kos-hello"));
 
+    // A terminal, through the shim's console socket.
+    if run(Command::new("script").arg("--version"))
+        .status
+        .success()
+    {
+        let id = unique("ctr");
+        let line = format!(
+            "ctr -a {} -n {} run --rm -t --runc-binary {rt} {IMAGE} {id} sh -c 'tty; exit 6'",
+            cd.sock.display(),
+            cd.ns
+        );
+        let out = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(6), "{s}");
+        assert!(s.contains("/dev/pts/"), "{s}");
+    } else {
+        println!("terminal part skipped: util-linux script is not installed");
+    }
+
     // A long-running task: exec, pause/resume, kill.
     let id = unique("ctr");
     ok(cd.ctr().args([
@@ -189,6 +208,20 @@ fn scenario(runtime: &Path) {
         s.contains("sleep"),
         "exec did not see the task's pid 1: {s}"
     );
+    if run(Command::new("script").arg("--version"))
+        .status
+        .success()
+    {
+        let line = format!(
+            "ctr -a {} -n {} task exec -t --exec-id kos-t1 {id} sh -c 'tty; exit 2'",
+            cd.sock.display(),
+            cd.ns
+        );
+        let out = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{s}");
+        assert!(s.contains("/dev/pts/"), "{s}");
+    }
     ok(cd.ctr().args(["task", "pause", &id]));
     assert_eq!(cd.task_status(&id), "PAUSED");
     ok(cd.ctr().args(["task", "resume", &id]));
