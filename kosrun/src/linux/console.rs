@@ -80,18 +80,71 @@ pub fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
 /// Make the slave our controlling terminal and stdio, and bind it at /dev/console.
 pub fn become_tty(slave: &OwnedFd) -> Result<()> {
     attach_tty(slave)?;
-    if let Ok(target) = safe::create_file_in_root(Path::new("/"), Path::new("/dev/console"), 0o600)
-    {
-        sys_mount(
-            Some(&safe::proc_fd_path(slave)),
-            &safe::proc_fd_path(&target),
-            None,
-            libc::MS_BIND,
-            None,
-        )
-        .map_err(|e| Error::Setup(format!("bind /dev/console: {e}")))?;
-    }
+    let target = console_target()?;
+    sys_mount(
+        Some(&safe::proc_fd_path(slave)),
+        &safe::proc_fd_path(&target),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|e| Error::Setup(format!("bind /dev/console: {e}")))?;
     Ok(())
+}
+
+/// The mount point for the pty: /dev/console itself, never what a symlink planted there
+/// names (CVE-2025-52565). Anything but a regular file or a character device is replaced
+/// by an empty regular file.
+fn console_target() -> Result<OwnedFd> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstat, Mode};
+    let dev = safe::open_in_root(
+        Path::new("/"),
+        Path::new("/dev"),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )?;
+    for _ in 0..16 {
+        match openat(
+            &dev,
+            "console",
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(|e| Error::sys("fstat /dev/console", e))?;
+                let kind = st.st_mode & libc::S_IFMT;
+                if kind == libc::S_IFREG || kind == libc::S_IFCHR {
+                    return Ok(fd);
+                }
+                match nix::unistd::unlinkat(
+                    &dev,
+                    "console",
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                ) {
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(e) => return Err(Error::sys("replace /dev/console", e)),
+                }
+            }
+            Err(Errno::ENOENT) => {
+                match openat(
+                    &dev,
+                    "console",
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_RDONLY
+                        | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                ) {
+                    Ok(_) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(Error::sys("create /dev/console", e)),
+                }
+            }
+            Err(e) => return Err(Error::sys("open /dev/console", e)),
+        }
+    }
+    Err(Error::Setup("/dev/console keeps changing under us".into()))
 }
 
 /// Make the slave our controlling terminal and stdio (an exec'd process: the

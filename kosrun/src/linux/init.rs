@@ -62,8 +62,9 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
     let spec = ctx.spec;
     let plan = ctx.plan;
     let in_userns = plan.has(LinuxNamespaceType::User);
-    if plan.creates(LinuxNamespaceType::User) {
-        // Become root of the new user namespace (mapped uid 0).
+    if in_userns {
+        // Become root of the user namespace (mapped uid 0), created or joined: the host
+        // root we were is unmapped there, and files it creates would fail with EOVERFLOW.
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .ctx(|| "setgid 0 in user namespace".into())?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
