@@ -186,8 +186,17 @@ fn exec_keeps_host_descriptors_out_unless_preserved() {
     // SAFETY: dup2 in the child before exec; fd 9 is an inherited, unpreserved one.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 || libc::dup2(raw, 9) < 0 {
-                return Err(std::io::Error::last_os_error());
+            // dup2 onto itself keeps close-on-exec, so a file that already is fd 3
+            // or 9 gets its flag cleared instead.
+            for target in [3, 9] {
+                let rc = if raw == target {
+                    libc::fcntl(target, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, target)
+                };
+                if rc < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

@@ -215,7 +215,9 @@ fn scenario(runtime: &Path) {
         let out = run(Command::new("script").args([
             "-qec",
             &pm.shell(&format!(
-                "run -it --rm {} {IMAGE} sh -c 'tty; exit 6'",
+                // podman's attach races a program that exits at once (runc too):
+                // give it time to attach before the exit status is due.
+                "run -it --rm {} {IMAGE} sh -c 'tty; sleep 0.5; exit 6'",
                 LIMITS.join(" ")
             )),
             "/dev/null",

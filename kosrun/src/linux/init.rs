@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::confine::Confinement;
 use super::namespaces::Plan;
-use super::process::{exec, fds, rlimit, sched, user};
+use super::process::{exec, launch, rlimit, sched, user};
 use super::rootfs::{self, mount::MountCtx};
 use super::sync::{Channel, Msg};
 use super::{console, sysctl};
@@ -165,48 +165,18 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
     user::switch(process.user(), true)?;
     confine.after_user_switch()?;
     // The cwd is resolved after the root switch, so it can only name a place inside.
-    let cwd = process.cwd();
-    if let Err(e) = nix::unistd::chdir(cwd) {
-        if e == nix::errno::Errno::ENOENT {
-            std::fs::create_dir_all(cwd)
-                .map_err(|e| Error::Setup(format!("process.cwd {}: {e}", cwd.display())))?;
-            nix::unistd::chdir(cwd).ctx(|| format!("chdir {}", cwd.display()))?;
-        } else {
-            return Err(Error::sys(format!("chdir {}", cwd.display()), e));
-        }
-    }
-    // A cwd reached through an inherited descriptor (/proc/self/fd/N) would sit
-    // outside the root (CVE-2024-21626); the kernel then reports it unreachable.
-    // glibc reports such a cwd as ENOENT, the raw syscall as "(unreachable)...".
-    let inside = nix::unistd::getcwd().is_ok_and(|here| {
-        here.is_absolute()
-            && !here
-                .as_os_str()
-                .as_encoded_bytes()
-                .starts_with(b"(unreachable)")
-    });
-    if !inside {
-        return Err(Error::Setup(format!(
-            "process.cwd {} resolves outside the container's root",
-            cwd.display()
-        )));
-    }
-    let mut env = process.env().clone().unwrap_or_default();
+    let mut extra_env = Vec::new();
     if ctx.listen_fds > 0 {
         // Socket activation passes through, addressed to the container's own pid.
-        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
-        env.push(format!("LISTEN_FDS={}", ctx.listen_fds));
-        env.push(format!("LISTEN_PID={}", nix::unistd::getpid()));
+        extra_env.push(format!("LISTEN_FDS={}", ctx.listen_fds));
+        extra_env.push(format!("LISTEN_PID={}", nix::unistd::getpid()));
     }
-    let args = process.args().clone().unwrap_or_default();
-    let program = exec::find_program(&args[0], &env)?;
-    let prepared = exec::prepare(&program, &args, &env)?;
-    for fd in 3..3 + ctx.preserve_fds {
-        // SAFETY: clearing FD_CLOEXEC on an inherited descriptor number.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    fds::cloexec_from(3 + ctx.preserve_fds)
-        .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+    let prepared = launch::prepare(launch::Launch {
+        process,
+        create_cwd: true,
+        preserve_fds: ctx.preserve_fds,
+        extra_env,
+    })?;
 
     if let Some(l) = listener {
         chan.send_fd(&Msg::SeccompListener, &l)?;

@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use super::{setns_pidfd, signals, ExecCtx, Namespaces};
 use crate::error::{Error, Result, SysContext};
 use crate::linux::console;
-use crate::linux::process::{exec, fds, rlimit, user};
+use crate::linux::process::{exec, launch, rlimit, user};
 use crate::linux::sync::{Channel, Msg};
 
 pub fn run(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> ! {
@@ -72,21 +72,12 @@ fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared
         .is_some_and(|l| l.iter().any(|n| n.typ() == LinuxNamespaceType::User));
     user::switch(process.user(), !in_userns || setgroups_allowed())?;
     confine.after_user_switch()?;
-    let cwd = process.cwd();
-    chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
-    let env = process.env().clone().unwrap_or_default();
-    let args = process.args().clone().unwrap_or_default();
-    let arg0 = args
-        .first()
-        .ok_or_else(|| Error::Config("process.args must name a program".into()))?;
-    let program = exec::find_program(arg0, &env)?;
-    let prepared = exec::prepare(&program, &args, &env)?;
-    for fd in 3..3 + ctx.preserve_fds {
-        // SAFETY: clearing FD_CLOEXEC on an inherited descriptor number.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    fds::cloexec_from(3 + ctx.preserve_fds)
-        .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+    let prepared = launch::prepare(launch::Launch {
+        process,
+        create_cwd: false,
+        preserve_fds: ctx.preserve_fds,
+        extra_env: Vec::new(),
+    })?;
     if let Some(l) = listener {
         chan.send_fd(&Msg::SeccompListener, &l)?;
     }

@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod fds;
+pub mod launch;
 pub mod rlimit;
 pub mod sched;
 pub mod user;

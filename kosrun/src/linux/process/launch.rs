@@ -1,0 +1,103 @@
+//! The last steps before the user's program, shared by the init and `exec`:
+//! working directory (checked to be inside the root), environment, program
+//! lookup, and which descriptors survive the exec.
+
+use std::path::Path;
+
+use oci_spec::runtime::Process;
+
+use super::{exec, fds};
+use crate::error::{Error, Result, SysContext};
+
+pub struct Launch<'a> {
+    pub process: &'a Process,
+    /// The init creates a missing cwd (as runc does); exec refuses it.
+    pub create_cwd: bool,
+    pub preserve_fds: u32,
+    /// Variables that override the process's own (socket activation).
+    pub extra_env: Vec<String>,
+}
+
+pub fn prepare(l: Launch) -> Result<exec::Prepared> {
+    enter_cwd(l.process.cwd(), l.create_cwd)?;
+    let mut env = l.process.env().clone().unwrap_or_default();
+    for kv in &l.extra_env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(l.process.user().uid())));
+    }
+    let args = l.process.args().clone().unwrap_or_default();
+    let arg0 = args
+        .first()
+        .ok_or_else(|| Error::Config("process.args must name a program".into()))?;
+    let program = exec::find_program(arg0, &env)?;
+    let prepared = exec::prepare(&program, &args, &env)?;
+    for fd in 3..3 + l.preserve_fds {
+        // SAFETY: clearing FD_CLOEXEC on an inherited descriptor number.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    fds::cloexec_from(3 + l.preserve_fds)
+        .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+    Ok(prepared)
+}
+
+fn enter_cwd(cwd: &Path, create: bool) -> Result<()> {
+    match nix::unistd::chdir(cwd) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::ENOENT) if create => {
+            std::fs::create_dir_all(cwd)
+                .map_err(|e| Error::Setup(format!("process.cwd {}: {e}", cwd.display())))?;
+            nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+        }
+        Err(e) => return Err(Error::sys(format!("process.cwd {}", cwd.display()), e)),
+    }
+    // A cwd reached through an inherited descriptor (/proc/self/fd/N) sits outside
+    // the root (CVE-2024-21626). glibc reports it as ENOENT, the raw syscall as
+    // "(unreachable)...".
+    let inside = nix::unistd::getcwd().is_ok_and(|here| {
+        here.is_absolute()
+            && !here
+                .as_os_str()
+                .as_encoded_bytes()
+                .starts_with(b"(unreachable)")
+    });
+    if !inside {
+        return Err(Error::Setup(format!(
+            "process.cwd {} resolves outside the container's root",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
+/// HOME from the container's /etc/passwd when the spec sets none, as runc does.
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| home_in(&text, uid))
+        .unwrap_or_else(|| "/".to_string())
+}
+
+fn home_in(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
+            .then(|| f[5].to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::home_in;
+
+    #[test]
+    fn home_from_passwd() {
+        let p = "root:x:0:0:root:/root:/bin/sh\nbad line\nu:x:1000:1000::/home/u:/bin/sh\n";
+        assert_eq!(home_in(p, 0).as_deref(), Some("/root"));
+        assert_eq!(home_in(p, 1000).as_deref(), Some("/home/u"));
+        assert_eq!(home_in(p, 5), None);
+    }
+}
