@@ -136,6 +136,7 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
         saved: &saved,
         subs: &subs,
         confinement: &confinement,
+        oom_score_adj: process.oom_score_adj(),
     };
     let pid = lx::spawn(&ctx, Namespaces::of(&spec), &sup)?;
     drop(console);
@@ -356,6 +357,7 @@ struct Joiner<'a> {
     saved: &'a Saved,
     subs: &'a [SubCgroup],
     confinement: &'a Confinement,
+    oom_score_adj: Option<i32>,
 }
 
 impl Supervisor for Joiner<'_> {
@@ -387,6 +389,11 @@ impl Supervisor for Joiner<'_> {
                 std::fs::write(&procs, pid.to_string())
                     .map_err(|e| Error::Setup(format!("--cgroup {c}:{}: {e}", s.path)))?;
             }
+        }
+        // From our side, as for the init: the child is non-dumpable, so in a user
+        // namespace its own /proc files are not its to write.
+        if let Some(adj) = self.oom_score_adj {
+            crate::linux::spawn::write_oom_score_adj(pid, adj)?;
         }
         Ok(())
     }

@@ -58,9 +58,6 @@ fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared
         drop(master);
         console::attach_tty(&slave)?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        set_oom_score_adj(adj)?;
-    }
     rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
     let confine = ctx.confinement;
     let listener = confine.before_user_switch()?;
@@ -86,19 +83,6 @@ fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared
 
 /// The exec'd process inherits kosrun's score; a value the init already has is
 /// no change, anything lower needs CAP_SYS_RESOURCE and says so.
-fn set_oom_score_adj(adj: i32) -> Result<()> {
-    let cur = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
-    if cur.trim() == adj.to_string() {
-        return Ok(());
-    }
-    std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
-        Error::Setup(format!(
-            "process.oomScoreAdj {adj} (now {}): {e}",
-            cur.trim()
-        ))
-    })
-}
-
 /// In a user namespace whose setgroups is "deny", supplementary groups stay as they are.
 fn setgroups_allowed() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
