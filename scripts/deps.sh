@@ -2,7 +2,8 @@
 # Install what KOS needs to build, demo and test, only where it is missing.
 set -euo pipefail
 
-pkgs=(busybox-static runc crun containerd podman skopeo docker-registry hyperfine iproute2 nftables criu uidmap jq)
+pkgs=(busybox-static runc crun containerd podman skopeo docker-registry hyperfine iproute2 nftables criu uidmap jq
+      util-linux libssl-dev pkg-config libcrypt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
