@@ -169,3 +169,29 @@ pub fn attach_tty(slave: &OwnedFd) -> Result<()> {
     }
     Ok(())
 }
+
+/// With process.terminal: a pty from the container's devpts, its master sent over
+/// the console socket, the slave made our terminal (and, for the init, /dev/console).
+pub fn setup_terminal(
+    process: &oci_spec::runtime::Process,
+    console_socket: Option<&OwnedFd>,
+    bind_console: bool,
+) -> Result<()> {
+    if !process.terminal().unwrap_or(false) {
+        return Ok(());
+    }
+    let sock = console_socket.ok_or_else(|| {
+        Error::Setup("process.terminal is true but no --console-socket was given".into())
+    })?;
+    let (master, slave) = open_pty()?;
+    if let Some(sz) = process.console_size() {
+        set_size(&slave, sz.height() as u16, sz.width() as u16);
+    }
+    send_master(sock, &master)?;
+    drop(master);
+    if bind_console {
+        become_tty(&slave)
+    } else {
+        attach_tty(&slave)
+    }
+}

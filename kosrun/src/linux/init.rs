@@ -10,7 +10,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::confine::Confinement;
 use super::namespaces::Plan;
-use super::process::{exec, launch, rlimit, sched, user};
+use super::process::{exec, launch, signals, user};
 use super::rootfs::{self, mount::MountCtx};
 use super::sync::{Channel, Msg};
 use super::{console, sysctl};
@@ -78,7 +78,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
     if plan.creates(LinuxNamespaceType::Network) {
         super::netlo::loopback_up()?;
     }
-    reset_signals();
+    signals::reset();
     if ctx.new_keyring {
         join_session_keyring(ctx.id);
     }
@@ -138,28 +138,9 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Config("process is required".into()))?;
-    if process.terminal().unwrap_or(false) {
-        let sock = ctx.console_socket.ok_or_else(|| {
-            Error::Setup("process.terminal is true but no --console-socket was given".into())
-        })?;
-        let (master, slave) = console::open_pty()?;
-        if let Some(sz) = process.console_size() {
-            console::set_size(&slave, sz.height() as u16, sz.width() as u16);
-        }
-        console::send_master(sock, &master)?;
-        drop(master);
-        console::become_tty(&slave)?;
-    }
-    rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
-    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
-        sched::apply_personality(p)?;
-    }
-    if let Some(io) = process.io_priority() {
-        sched::apply_io_priority(io)?;
-    }
-    if let Some(s) = process.scheduler() {
-        sched::apply_scheduler(s)?;
-    }
+    console::setup_terminal(process, ctx.console_socket, true)?;
+    let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
+    super::process::apply_attributes(process, personality)?;
     let confine = ctx.confinement;
     let listener = confine.before_user_switch()?;
     user::switch(process.user(), true)?;
@@ -184,24 +165,6 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
     chan.send(&Msg::Ready)?;
     let conn = accept(ctx.exec_listener)?;
     Ok((conn, prepared))
-}
-
-/// kosrun blocks signals it forwards and Rust ignores SIGPIPE; the user's
-/// program must start with default dispositions and nothing blocked.
-fn reset_signals() {
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: restoring default disposition.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-    // SAFETY: empty set, valid out-parameter-free call.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
 }
 
 /// A session keyring of the container's own, so keys never leak between

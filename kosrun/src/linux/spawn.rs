@@ -16,7 +16,7 @@ use crate::error::{Error, Result, SysContext};
 
 /// clone(2) without a new stack: like fork, the child returns 0 on a copy of our
 /// stack. kosrun is single-threaded, so nothing is left locked in the child.
-fn raw_clone(flags: libc::c_ulong) -> Result<i32> {
+pub(crate) fn raw_clone(flags: libc::c_ulong) -> Result<i32> {
     // SAFETY: fork-like clone in a single-threaded process.
     let rc = unsafe {
         libc::syscall(

@@ -6,10 +6,10 @@
 use nix::unistd::chdir;
 use oci_spec::runtime::LinuxNamespaceType;
 
-use super::{setns_pidfd, signals, ExecCtx, Namespaces};
+use super::{setns_pidfd, ExecCtx, Namespaces};
 use crate::error::{Error, Result, SysContext};
 use crate::linux::console;
-use crate::linux::process::{exec, launch, rlimit, user};
+use crate::linux::process::{exec, launch, signals, user};
 use crate::linux::sync::{Channel, Msg};
 
 pub fn run(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> ! {
@@ -46,19 +46,13 @@ fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared
     chan.expect("cgroup joined", |m| matches!(m, Msg::Go))?;
 
     let process = ctx.process;
-    if process.terminal().unwrap_or(false) {
-        let sock = ctx.console_socket.ok_or_else(|| {
-            Error::Setup("process.terminal is true but there is no console socket".into())
-        })?;
-        let (master, slave) = console::open_pty()?;
-        if let Some(sz) = process.console_size() {
-            console::set_size(&slave, sz.height() as u16, sz.width() as u16);
-        }
-        console::send_master(sock, &master)?;
-        drop(master);
-        console::attach_tty(&slave)?;
-    }
-    rlimit::apply(process.rlimits().as_deref().unwrap_or(&[]))?;
+    console::setup_terminal(process, ctx.console_socket, false)?;
+    let personality = ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref());
+    crate::linux::process::apply_attributes(process, personality)?;
     let confine = ctx.confinement;
     let listener = confine.before_user_switch()?;
     let in_userns = ctx

@@ -5,7 +5,6 @@
 //! confines itself exactly as the init did and executes the user's program.
 
 mod child;
-mod signals;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -85,28 +84,6 @@ pub(crate) fn setns_pidfd(pidfd: &OwnedFd, flags: CloneFlags) -> std::io::Result
     Ok(())
 }
 
-/// fork(2) as clone without a new stack; kosrun is single-threaded.
-fn fork() -> Result<i32> {
-    // SAFETY: fork-like clone in a single-threaded process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if rc < 0 {
-        return Err(Error::Setup(format!(
-            "fork: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(rc as i32)
-}
-
 /// Kills and reaps the child unless disarmed, so a failed exec leaves nothing.
 struct Reap(Option<Pid>);
 
@@ -134,7 +111,7 @@ pub fn spawn(ctx: &ExecCtx, ns: Namespaces, sup: &dyn Supervisor) -> Result<i32>
     setns_pidfd(ctx.init, ns.for_children)
         .map_err(|e| Error::Setup(format!("join the container's pid/time namespace: {e}")))?;
     let (parent_end, child_end) = sync::pair()?;
-    let pid = fork()?;
+    let pid = crate::linux::spawn::raw_clone(0)?;
     if pid == 0 {
         drop(parent_end);
         child::run(ctx, ns, &child_end);
