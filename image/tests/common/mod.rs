@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod tarw;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
