@@ -23,6 +23,7 @@ const RUNC_OCI_VERSION: &[Departure] = &[Departure {
 pub fn tests() -> Vec<TestCase> {
     vec![
         t("bad_input::missing_config", missing_config),
+        t("bad_input::error_logged_as_json", error_logged_as_json),
         t("bad_input::malformed_json", malformed_json),
         departs(
             "bad_input::unsupported_oci_version_0_1_0",
@@ -82,6 +83,43 @@ fn create_must_fail(ctx: &Ctx, b: &Bundle, why: &str, write: bool) -> Result<()>
 fn missing_config(ctx: &Ctx) -> Result<()> {
     let b = ctx.bundle(&["true"])?;
     create_must_fail(ctx, &b, "create without config.json", false)
+}
+
+/// With `--log FILE --log-format json` (how containerd drives runc) the error is a JSON
+/// entry in the log, in runc's shape: {"level":"error","msg":...,"time":...}.
+fn error_logged_as_json(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["true"])?;
+    let log = b.dir.join("runtime-log.json");
+    let id = ctx.new_id();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let log_s = log.to_string_lossy().into_owned();
+    let out = ctx.rt(&[
+        "--log",
+        &log_s,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &dir,
+        &id,
+    ])?;
+    if out.success() {
+        let _ = ctx.rt(&["delete", "--force", &id]);
+    }
+    out.expect_failure("create without config.json")?;
+    let text = fs::read_to_string(&log)?;
+    let entry = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "error")
+        .ok_or_else(|| anyhow::anyhow!("no JSON error entry in the log: {text:?}"))?;
+    let msg = entry["msg"].as_str().unwrap_or_default();
+    ensure!(
+        msg.contains("config.json"),
+        "the logged error does not name config.json: {msg:?}"
+    );
+    ensure!(entry["time"].is_string(), "log entry without time: {entry}");
+    ctx.assert_gone(&id, &b)
 }
 
 fn malformed_json(ctx: &Ctx) -> Result<()> {
