@@ -4,6 +4,7 @@
 //! archive. The same scenario runs with runc, so a failure is kosrun's.
 
 mod dropin_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -188,7 +189,7 @@ fn scenario(runtime: &Path) {
         .unwrap_or_default();
     assert_eq!(
         state.contains("\"pid_start\""),
-        runtime == kosrun(),
+        runtime == Path::new(kosrun()),
         "the shim did not drive {}",
         runtime.display()
     );
@@ -247,7 +248,7 @@ fn scenario(runtime: &Path) {
 
 #[test]
 fn containerd_runc_shim_drives_kosrun() {
-    scenario(&kosrun());
+    scenario(Path::new(kosrun()));
 }
 
 #[test]

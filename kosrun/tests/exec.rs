@@ -2,6 +2,7 @@
 //! confinement, exit status, detach, tty modes and bad input.
 
 mod exec_support;
+mod support;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -7,6 +7,7 @@
 //! and CAP_SYS_RESOURCE is absent, so every container gets explicit --ulimit values.
 
 mod dropin_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,7 +109,7 @@ fn scenario(runtime: &Path) {
         println!("skipped: podman cannot be installed from Debian");
         return;
     }
-    let is_kosrun = runtime == kosrun();
+    let is_kosrun = runtime == Path::new(kosrun());
     let work = TempDir::new("podman-image");
     let archive = busybox_archive(&work.0, IMAGE);
     let pm = Podman::new(runtime);
@@ -243,7 +244,7 @@ fn scenario(runtime: &Path) {
 
 #[test]
 fn podman_runs_kosrun() {
-    scenario(&kosrun());
+    scenario(Path::new(kosrun()));
 }
 
 #[test]

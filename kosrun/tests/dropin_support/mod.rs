@@ -7,12 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
-pub fn kosrun() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kosrun"))
-}
+pub use crate::support::*;
 
 /// runc, for the same tests with runc in kosrun's place.
 pub fn runc() -> Option<PathBuf> {
@@ -20,52 +16,6 @@ pub fn runc() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-pub fn unique(what: &str) -> String {
-    format!(
-        "kos-{what}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// Under /var/tmp: overlay upper directories need a filesystem that takes xattrs.
-    pub fn new(what: &str) -> TempDir {
-        let p = Path::new("/var/tmp").join(unique(what));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Mounts a client left under the directory go first.
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
-            let prefix = self.0.to_string_lossy().into_owned();
-            let mut inside: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(1))
-                .filter(|m| m.starts_with(&prefix))
-                .collect();
-            inside.sort_by_key(|m| std::cmp::Reverse(m.len()));
-            for m in inside {
-                let _ = Command::new("umount").args(["-l", m]).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Whether `bin` runs; if not, `apt-get install -y pkg` once and look again.
@@ -106,10 +56,6 @@ pub fn run(cmd: &mut Command) -> Output {
     }
 }
 
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// Assert success and return stdout.
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
@@ -121,14 +67,6 @@ pub fn ok(cmd: &mut Command) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn sha256(path: &Path) -> String {

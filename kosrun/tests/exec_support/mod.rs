@@ -3,62 +3,12 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
-pub fn kosrun() -> &'static str {
-    env!("CARGO_BIN_EXE_kosrun")
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A name no other test (or test run) uses; contains "kos" for the leak checks.
-pub fn unique(what: &str) -> String {
-    format!(
-        "kos-{what}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(what: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(what));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A rootfs of Debian's static busybox and its applets.
-pub fn busybox_rootfs(dir: &Path) {
-    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
-        std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
-    }
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("copy busybox");
-    let list = Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for a in String::from_utf8_lossy(&list.stdout).lines() {
-        if a != "busybox" && !a.is_empty() {
-            let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(a));
-        }
-    }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-    std::fs::write(dir.join("etc/group"), "root:x:0:\n").expect("group");
-}
+pub use crate::support::*;
 
 /// A bundle from `kosrun spec` running `args`, then changed by `tweak`.
 pub fn bundle(dir: &Path, args: &[&str], tweak: impl FnOnce(&mut Value)) {
@@ -157,26 +107,6 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = self.kosrun(&["delete", "--force", &self.id]);
     }
-}
-
-/// Run to completion with stdout and stderr captured in files.
-pub fn output_via_files(cmd: &mut Command) -> Output {
-    let dir = TempDir::new("out");
-    let (o, e) = (dir.0.join("stdout"), dir.0.join("stderr"));
-    let status = cmd
-        .stdout(std::fs::File::create(&o).expect("stdout file"))
-        .stderr(std::fs::File::create(&e).expect("stderr file"))
-        .status()
-        .expect("run command");
-    Output {
-        status,
-        stdout: std::fs::read(&o).unwrap_or_default(),
-        stderr: std::fs::read(&e).unwrap_or_default(),
-    }
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The namespace identity (e.g. "pid:[4026531836]") of a process.
