@@ -8,6 +8,7 @@ use crate::harness::report::Departure;
 mod bad_input;
 mod cgroups;
 mod escapes;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod mounts;
@@ -47,6 +48,7 @@ pub const fn departs(
 pub fn all() -> Vec<TestCase> {
     let mut v = Vec::new();
     v.extend(lifecycle::tests());
+    v.extend(exec::tests());
     v.extend(namespaces::tests());
     v.extend(mounts::tests());
     v.extend(process::tests());
