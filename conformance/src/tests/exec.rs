@@ -62,6 +62,14 @@ const RUNC_NOFILE_RACE: &[Departure] = &[Departure {
              exec'd process sometimes gets soft = hard",
 }];
 
+const KOSRUN_EXEC_LISTEN_FDS: &[Departure] = &[Departure {
+    runtime: "kosrun",
+    clause: "runc command line: `runc exec` ignores $LISTEN_FDS (only create and run pass \
+             socket-activation fds); kosrun's exec adds $LISTEN_FDS to --preserve-fds, so the \
+             exec'd process receives extra descriptors of the caller, and without LISTEN_FDS \
+             in its environment to announce them",
+}];
+
 pub fn tests() -> Vec<TestCase> {
     vec![
         t("exec::joins_every_namespace", joins_every_namespace),
@@ -91,6 +99,11 @@ pub fn tests() -> Vec<TestCase> {
         t("exec::detach_pid_file", detach_pid_file),
         t("exec::pid_file_relative", pid_file_relative),
         t("exec::preserve_fds", preserve_fds),
+        departs(
+            "exec::listen_fds_not_passed",
+            listen_fds_not_passed,
+            KOSRUN_EXEC_LISTEN_FDS,
+        ),
         t("exec::exit_code_on_signal", exit_code_on_signal),
         t("exec::missing_program_fails", missing_program_fails),
         t("exec::missing_cwd_fails", missing_cwd_fails),
@@ -116,6 +129,7 @@ pub fn tests() -> Vec<TestCase> {
             tty_without_terminal_fails,
         ),
         t("exec::tty_caller_terminal", tty_caller_terminal),
+        t("exec::tty_relays_window_size", tty_relays_window_size),
         departs(
             "exec::console_socket_without_detach_fails",
             console_socket_without_detach_fails,
@@ -1548,6 +1562,110 @@ fn tty_caller_terminal(ctx: &Ctx) -> Result<()> {
     ensure!(
         after == before,
         "the caller's terminal modes were not restored: before {before:x?}, after {after:x?}"
+    );
+    Ok(())
+}
+
+/// Socket activation is for the container's init: `exec` passes only stdio and the
+/// `--preserve-fds` count from 3, whatever $LISTEN_FDS the runtime was started with.
+fn listen_fds_not_passed(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let dir = ctx.mkdir("fds")?;
+    fs::write(dir.join("three"), "kos-fd-three\n")?;
+    fs::write(dir.join("four"), "kos-fd-four\n")?;
+    let f3 = File::open(dir.join("three"))?;
+    let f4 = File::open(dir.join("four"))?;
+    let script = format!("{LIST_FDS}; cat <&3");
+    let out = ctx.rt_with(
+        &["exec", "--preserve-fds", "1", &c.id, "sh", "-c", &script],
+        Call {
+            fds: vec![(f3.as_raw_fd(), 3), (f4.as_raw_fd(), 4)],
+            sh_prefix: Some("LISTEN_FDS=1 LISTEN_PID=$$; export LISTEN_FDS LISTEN_PID;".into()),
+            ..Call::default()
+        },
+    )?;
+    out.expect_success()?;
+    let mut fds: Vec<i32> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    fds.sort();
+    ensure!(
+        fds == [0, 1, 2, 3],
+        "exec'd process holds fds {fds:?}, want 0-2 and the one preserved fd 3"
+    );
+    ensure!(
+        out.stdout.contains("kos-fd-three"),
+        "fd 3 is not the runtime's fd 3: {:?}",
+        out.stdout
+    );
+    Ok(())
+}
+
+fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("TIOCSWINSZ");
+    }
+    Ok(())
+}
+
+/// When the caller's terminal changes size (the terminal sends SIGWINCH), `exec -t` gives
+/// the program's pty the new size, and the program sees its own SIGWINCH.
+fn tty_relays_window_size(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let pty = Pty::open(33, 101)?;
+    let dir = ctx.mkdir("winch")?;
+    let rt_pid_file = dir.join("runtime.pid");
+    let ready = b.in_rootfs("/tmp/kos-winch-ready");
+    let script = "trap 'stty size; exit 0' WINCH; stty size > /tmp/kos-winch-ready; \
+                  while :; do sleep 0.05; done";
+    let prefix = format!("echo $$ > '{}';", rt_pid_file.display());
+    let slave = pty.slave.as_raw_fd();
+    let out = std::thread::scope(|s| -> Result<_> {
+        let h = s.spawn(|| {
+            ctx.rt_with(
+                &["exec", "-t", &c.id, "sh", "-c", script],
+                Call {
+                    fds: vec![(slave, 0)],
+                    sh_prefix: Some(prefix.clone()),
+                    ..Call::default()
+                },
+            )
+        });
+        let waited = ctx.wait_until(WAIT, "the exec'd shell to set its trap", || {
+            Ok(
+                fs::read_to_string(&ready).is_ok_and(|t| t.contains("33 101"))
+                    && read_pid(&rt_pid_file).is_some(),
+            )
+        });
+        let resized = waited.and_then(|()| set_size(slave, 40, 120));
+        // Signalled even after a failure above, so the exec (whose program only ends on
+        // SIGWINCH) cannot hang the test.
+        if let Some(p) = read_pid(&rt_pid_file) {
+            // SAFETY: kill(2) of the runtime process this test started.
+            unsafe {
+                libc::kill(p, libc::SIGWINCH);
+            }
+        }
+        let out = h.join().map_err(|_| anyhow!("exec thread panicked"))?;
+        resized?;
+        out
+    })?;
+    out.expect_success()?;
+    ensure!(
+        out.stdout.lines().any(|l| l.trim() == "40 120"),
+        "after the caller's terminal became 40x120 the program's pty says {:?}",
+        out.stdout
     );
     Ok(())
 }
