@@ -21,8 +21,8 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
     let path = dir.join("config.json");
     let data = fs::read(&path)
         .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    let spec: Spec = serde_json::from_slice(&data)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let spec =
+        parse_spec(&data).map_err(|e| Error::Config(format!("{e} (in {})", path.display())))?;
     validate(&spec)?;
     let root = spec
         .root()
@@ -38,6 +38,28 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         )));
     }
     Ok(Bundle { dir, rootfs, spec })
+}
+
+/// Parse config.json naming the JSON path of a bad value ("linux.seccomp.syscalls[0].action:
+/// unknown variant ..."), with the list of accepted values cut short.
+pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, String> {
+    let de = &mut serde_json::Deserializer::from_slice(data);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = match inner.find(", expected one of") {
+            Some(i) => {
+                let tail = inner.rfind(" at line").map(|j| &inner[j..]).unwrap_or("");
+                format!("{}{tail}", &inner[..i])
+            }
+            None => inner,
+        };
+        if path == "." || path.is_empty() {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
 }
 
 /// The runtime spec versions this runtime implements: 1.0.0 up to 1.2.x.
@@ -184,8 +206,22 @@ mod tests {
     use super::*;
 
     fn spec(json: &str) -> Result<()> {
-        let s: Spec = serde_json::from_str(json).map_err(|e| Error::Config(e.to_string()))?;
+        let s = parse_spec(json.as_bytes()).map_err(Error::Config)?;
         validate(&s)
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let e = parse_spec(
+            br#"{"ociVersion":"1.0.2","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW",
+                "syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_BOGUS"}]}}}"#,
+        )
+        .expect_err("bad action");
+        assert!(
+            e.starts_with("linux.seccomp.syscalls[0].action: unknown variant"),
+            "{e}"
+        );
+        assert!(!e.contains("expected one of"), "{e}");
     }
 
     const BASE: &str =

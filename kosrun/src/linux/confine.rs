@@ -46,12 +46,9 @@ impl Confinement {
             None => None,
         };
         let annotations = spec.annotations().clone().unwrap_or_default();
-        let landlock = Ruleset::from_annotations(&annotations).map_err(|e| {
-            Error::Config(format!(
-                "annotation {}: {e}",
-                kos_security::landlock::ANNOTATION
-            ))
-        })?;
+        // Landlock's errors already name the annotation.
+        let landlock =
+            Ruleset::from_annotations(&annotations).map_err(|e| Error::Config(e.to_string()))?;
         if let Some(rs) = &landlock {
             let dests: Vec<PathBuf> = spec
                 .mounts()
@@ -59,12 +56,8 @@ impl Confinement {
                 .flatten()
                 .map(|m| m.destination().clone())
                 .collect();
-            rs.check_paths_in(rootfs, &dests).map_err(|e| {
-                Error::Config(format!(
-                    "annotation {}: {e}",
-                    kos_security::landlock::ANNOTATION
-                ))
-            })?;
+            rs.check_paths_in(rootfs, &dests)
+                .map_err(|e| Error::Config(e.to_string()))?;
         }
         let selinux = process.selinux_label().clone().filter(|l| !l.is_empty());
         let mount_label = spec
