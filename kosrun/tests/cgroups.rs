@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cgroups_common;
+mod support;
 
 use std::fs;
 use std::path::Path;

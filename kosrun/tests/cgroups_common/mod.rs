@@ -48,10 +48,11 @@ impl Fixture {
         let rootfs = bundle.join("rootfs");
         let shared = base.join("shared");
         let root = base.join("state");
-        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "kos", "kosdev"] {
+        fs::create_dir_all(&shared).unwrap();
+        let mut config = crate::support::spec_config(&bundle, &["sh", "-c", script]);
+        for d in ["kos", "kosdev"] {
             fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        fs::create_dir_all(&shared).unwrap();
         let mut fx = Fixture {
             id: id.clone(),
             base,
@@ -60,17 +61,6 @@ impl Fixture {
             shared: shared.clone(),
             config: Value::Null,
         };
-        install_busybox(&rootfs.join("bin"));
-        let out = Command::new(KOSRUN)
-            .args(["spec", "--bundle"])
-            .arg(&bundle)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kosrun spec: {out:?}");
-        let mut config: Value =
-            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
-        config["process"]["terminal"] = json!(false);
-        config["process"]["args"] = json!(["sh", "-c", script]);
         config["root"]["readonly"] = json!(false);
         config["linux"]["cgroupsPath"] = json!(format!("/{id}"));
         config["mounts"].as_array_mut().unwrap().push(json!({
@@ -253,23 +243,6 @@ impl Drop for Fixture {
         }
         let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.id));
         let _ = fs::remove_dir_all(&self.base);
-    }
-}
-
-/// Copies busybox into `bin` with one symlink per applet.
-fn install_busybox(bin: &Path) {
-    let host = Path::new("/bin/busybox");
-    assert!(
-        host.exists(),
-        "/bin/busybox is missing: apt-get install busybox-static"
-    );
-    fs::copy(host, bin.join("busybox")).unwrap();
-    let list = Command::new(host).arg("--list").output().unwrap();
-    for a in String::from_utf8_lossy(&list.stdout).lines() {
-        if a.is_empty() || a == "busybox" || a.contains('/') {
-            continue;
-        }
-        let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
     }
 }
 

@@ -12,20 +12,9 @@ pub use crate::support::*;
 
 /// A bundle from `kosrun spec` running `args`, then changed by `tweak`.
 pub fn bundle(dir: &Path, args: &[&str], tweak: impl FnOnce(&mut Value)) {
-    busybox_rootfs(&dir.join("rootfs"));
-    let st = Command::new(kosrun())
-        .args(["spec", "-b"])
-        .arg(dir)
-        .status()
-        .expect("kosrun spec");
-    assert!(st.success(), "kosrun spec failed");
-    let path = dir.join("config.json");
-    let mut c: Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("read config")).expect("config");
-    c["process"]["args"] = Value::from(args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    c["process"]["terminal"] = Value::from(false);
+    let mut c = spec_config(dir, args);
     tweak(&mut c);
-    std::fs::write(&path, serde_json::to_vec_pretty(&c).expect("json")).expect("write config");
+    write_config(dir, &c);
 }
 
 /// A detached container with its own state root; deleted (forced) on drop.

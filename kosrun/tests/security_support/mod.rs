@@ -70,17 +70,8 @@ impl Sandbox {
             bundle: bundle.clone(),
             config: Value::Null,
         };
-        busybox_rootfs(&bundle.join("rootfs"));
-        let out = Command::new(KOSRUN)
-            .args(["spec", "-b"])
-            .arg(&bundle)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kosrun spec: {out:?}");
-        let mut c: Value =
-            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
-        c["process"]["args"] = json!(args);
-        c["process"]["terminal"] = json!(false);
+        let mut c = crate::support::spec_config(&bundle, args);
+        add_kos_user(&bundle.join("rootfs"));
         c["root"]["readonly"] = json!(false);
         c["linux"]["cgroupsPath"] = json!(format!("/{id}"));
         sb.config = c;
@@ -200,8 +191,7 @@ impl Drop for Sandbox {
 }
 
 /// The shared busybox rootfs plus an unprivileged user and a world-writable /tmp.
-pub fn busybox_rootfs(dir: &Path) {
-    crate::support::busybox_rootfs(dir);
+fn add_kos_user(dir: &Path) {
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::write(
         dir.join("etc/passwd"),

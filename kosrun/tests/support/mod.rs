@@ -107,3 +107,29 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A busybox rootfs under `dir/rootfs` and the config `kosrun spec` writes, running
+/// `args` without a terminal; the caller changes it and writes it with `write_config`.
+pub fn spec_config(dir: &Path, args: &[&str]) -> serde_json::Value {
+    busybox_rootfs(&dir.join("rootfs"));
+    let st = Command::new(kosrun())
+        .args(["spec", "-b"])
+        .arg(dir)
+        .status()
+        .expect("kosrun spec");
+    assert!(st.success(), "kosrun spec failed");
+    let path = dir.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read config")).expect("config");
+    c["process"]["args"] = serde_json::json!(args);
+    c["process"]["terminal"] = serde_json::Value::from(false);
+    c
+}
+
+pub fn write_config(dir: &Path, config: &serde_json::Value) {
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(config).expect("json"),
+    )
+    .expect("write config");
+}
