@@ -77,6 +77,7 @@ pub fn tests() -> Vec<TestCase> {
             "exec::joins_every_namespace_userns",
             joins_every_namespace_userns,
         ),
+        t("exec::user_in_userns_maps", user_in_userns_maps),
         t("exec::lands_in_init_cgroup", lands_in_init_cgroup),
         t("exec::cgroup_flag_sub_cgroup", cgroup_flag_sub_cgroup),
         t("exec::seccomp_filter_applies", seccomp_filter_applies),
@@ -111,6 +112,11 @@ pub fn tests() -> Vec<TestCase> {
             "exec::cgroup_flag_missing_sub_fails",
             cgroup_flag_missing_sub_fails,
         ),
+        t("exec::concurrent_execs", concurrent_execs),
+        t(
+            "exec::delete_force_kills_exec_without_pidns",
+            delete_force_kills_exec_without_pidns,
+        ),
         t("exec::paused_fails", paused_fails),
         t("exec::unknown_id_fails", unknown_id_fails),
         t("exec::stopped_fails_cleanly", stopped_fails_cleanly),
@@ -124,6 +130,10 @@ pub fn tests() -> Vec<TestCase> {
             forwards_signal(c, "USR1", libc::SIGUSR1)
         }),
         t("exec::tty_console_socket", tty_console_socket),
+        t(
+            "exec::process_json_terminal_console_socket",
+            process_json_terminal_console_socket,
+        ),
         t(
             "exec::tty_without_terminal_fails",
             tty_without_terminal_fails,
@@ -1667,5 +1677,113 @@ fn tty_relays_window_size(ctx: &Ctx) -> Result<()> {
         "after the caller's terminal became 40x120 the program's pty says {:?}",
         out.stdout
     );
+    Ok(())
+}
+
+/// In a user namespace, `-u 1000:1000` is the container's 1000, which the host sees through
+/// the mappings.
+fn user_in_userns_maps(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(LONG)?;
+    b.set_namespace("user", None);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let c = started(ctx, &b)?;
+    let d = exec_detached(ctx, &c, &["-u", "1000:1000"], &["sleep", "1000"])?;
+    let st = fs::read_to_string(format!("/proc/{}/status", d.pid))?;
+    ensure!(
+        status_field(&st, "Uid").as_deref() == Some("101000 101000 101000 101000")
+            && status_field(&st, "Gid").as_deref() == Some("201000 201000 201000 201000"),
+        "the host sees the exec'd uid/gid 1000 as Uid {:?} Gid {:?}, want 101000 and 201000",
+        status_field(&st, "Uid"),
+        status_field(&st, "Gid")
+    );
+    let out = exec_ok(ctx, &c, &["-u", "1000:1000"], &["sh", "-c", "id -u; id -g"])?;
+    ensure!(
+        out.split_whitespace().collect::<Vec<_>>() == ["1000", "1000"],
+        "inside, the exec'd process is {out:?}, want 1000 1000"
+    );
+    Ok(())
+}
+
+/// Several execs at once each get their own process and their own exit code.
+fn concurrent_execs(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let results: Vec<Result<crate::harness::runtime::Output>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let script = format!("sleep 0.2; echo kos-exec-{i}; exit {}", 10 + i);
+                    ctx.rt(&["exec", &c.id, "sh", "-c", &script])
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow!("exec thread panicked"))
+                    .and_then(|r| r)
+            })
+            .collect()
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        let out = r?;
+        ensure!(
+            out.code() == Some(10 + i as i32) && out.stdout.trim() == format!("kos-exec-{i}"),
+            "concurrent exec {i}: want exit {} and kos-exec-{i}, got {}; stdout {:?}",
+            10 + i,
+            out.describe(),
+            out.stdout
+        );
+    }
+    Ok(())
+}
+
+/// Without a pid namespace the init's death does not take exec'd processes along:
+/// `delete --force` must still leave none of them running.
+fn delete_force_kills_exec_without_pidns(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(LONG)?;
+    b.remove_namespace("pid");
+    let mut c = started(ctx, &b)?;
+    let init_pid = c.pid()?;
+    let d = exec_detached(ctx, &c, &[], &["sleep", "1000"])?;
+    ensure!(d.alive(), "the detached process is not running");
+    c.delete_force()?.expect_success()?;
+    ctx.wait_until(WAIT, "the exec'd process to die with the container", || {
+        Ok(!process_alive(d.pid))
+    })?;
+    ensure!(!process_alive(init_pid), "the init survived delete --force");
+    ctx.assert_gone(&c.id, &b)
+}
+
+/// What containerd does: `exec --process` with `terminal: true`, `--detach` and a console
+/// socket; the pty starts at process.consoleSize.
+fn process_json_terminal_console_socket(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let p = ctx.mkdir("proc")?.join("process.json");
+    let proc_json = json!({
+        "terminal": true, "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "tty; stty size; echo kos-json-tty $KOS_P; sleep 1000"],
+        "env": ["PATH=/bin", "KOS_P=from-json"], "cwd": "/",
+        "consoleSize": {"height": 21, "width": 77}
+    });
+    fs::write(&p, proc_json.to_string())?;
+    let ps = p.to_string_lossy().into_owned();
+    let (r, master) = with_console(ctx, |sp| {
+        exec_detached(ctx, &c, &["--process", &ps, "--console-socket", sp], &[])
+    })?;
+    let d = r?;
+    let master = master?;
+    let text = read_pty_until(master.as_raw_fd(), WAIT, |t| {
+        t.contains("kos-json-tty from-json")
+    });
+    check_tty_output(&text, "kos-json-tty from-json")?;
+    ensure!(
+        text.lines().any(|l| l.trim() == "21 77"),
+        "the pty is not process.consoleSize 21x77 (`stty size` said {text:?})"
+    );
+    ensure!(d.alive(), "the exec'd tty process died early");
     Ok(())
 }
