@@ -176,6 +176,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Start { id } => warn_all(ops::start::start(root, id)?),
         Cmd::Run { args, detach, keep } => {
+            if args.console_socket.is_some() && !detach {
+                anyhow::bail!(
+                    "--console-socket needs --detach: without it kosrun relays the terminal itself"
+                );
+            }
             let out = ops::run::run(&create_opts(root, args), *detach, *keep)?;
             warn_all(out.warnings);
             return Ok(ExitCode::from(out.exit_code.clamp(0, 255) as u8));

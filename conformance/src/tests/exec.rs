@@ -30,44 +30,12 @@ const LONG: &[&str] = &["sh", "-c", "echo ready; exec sleep 1000"];
 const NS_KINDS: &[&str] = &["pid", "mnt", "net", "uts", "ipc", "cgroup", "user"];
 const CAP_SYS_ADMIN: u32 = 21;
 
-const KOSRUN_CAP_INHERITABLE: &[Departure] = &[Departure {
-    runtime: "kosrun",
-    clause: "CVE-2022-29162 (runc 1.1.2 fixed `exec --cap` the same way): kosrun's `exec --cap` \
-             adds the capability to the inheritable set too, so a process exec'd with --cap can \
-             pass it on to any binary with inheritable file capabilities, after a change of \
-             user or past the bounding set; runc adds it to bounding, effective and permitted \
-             only (and to ambient only when the config has an inheritable set)",
-}];
-
-const KOSRUN_CONSOLE_SOCKET_FOREGROUND: &[Departure] = &[Departure {
-    runtime: "kosrun",
-    clause: "runc command line: runc refuses `--console-socket` unless it detaches and \
-             allocates a tty (\"cannot use console socket if runc will not detach or allocate \
-             tty\"); kosrun accepts it without --detach, hands the pty master to the socket \
-             and waits for the process",
-}];
-
-const KOSRUN_CONSOLE_SOCKET_UNUSED: &[Departure] = &[Departure {
-    runtime: "kosrun",
-    clause: "runc command line: runc refuses `--console-socket` when no tty is allocated \
-             (\"cannot use console socket if runc will not detach or allocate tty\"); kosrun \
-             ignores the socket and runs the process without a terminal",
-}];
-
 const RUNC_NOFILE_RACE: &[Departure] = &[Departure {
     runtime: "runc",
     clause: "config.md process.rlimits (runc issue #4195, fixed in runc 1.1.13 by PR #4266): \
              runc 1.1.5 built with Go >= 1.19 sets an exec'd process's rlimits with prlimit \
              while its Go init raises the RLIMIT_NOFILE soft limit to the hard one, so the \
              exec'd process sometimes gets soft = hard",
-}];
-
-const KOSRUN_EXEC_LISTEN_FDS: &[Departure] = &[Departure {
-    runtime: "kosrun",
-    clause: "runc command line: `runc exec` ignores $LISTEN_FDS (only create and run pass \
-             socket-activation fds); kosrun's exec adds $LISTEN_FDS to --preserve-fds, so the \
-             exec'd process receives extra descriptors of the caller, and without LISTEN_FDS \
-             in its environment to announce them",
 }];
 
 pub fn tests() -> Vec<TestCase> {
@@ -83,10 +51,9 @@ pub fn tests() -> Vec<TestCase> {
         t("exec::seccomp_filter_applies", seccomp_filter_applies),
         t("exec::capabilities_match_init", capabilities_match_init),
         t("exec::cap_flag_adds_capability", cap_flag_adds_capability),
-        departs(
+        t(
             "exec::cap_flag_leaves_inheritable_alone",
             cap_flag_leaves_inheritable_alone,
-            KOSRUN_CAP_INHERITABLE,
         ),
         departs("exec::rlimits", rlimits, RUNC_NOFILE_RACE),
         t("exec::oom_score_adj", oom_score_adj),
@@ -100,11 +67,7 @@ pub fn tests() -> Vec<TestCase> {
         t("exec::detach_pid_file", detach_pid_file),
         t("exec::pid_file_relative", pid_file_relative),
         t("exec::preserve_fds", preserve_fds),
-        departs(
-            "exec::listen_fds_not_passed",
-            listen_fds_not_passed,
-            KOSRUN_EXEC_LISTEN_FDS,
-        ),
+        t("exec::listen_fds_not_passed", listen_fds_not_passed),
         t("exec::exit_code_on_signal", exit_code_on_signal),
         t("exec::missing_program_fails", missing_program_fails),
         t("exec::missing_cwd_fails", missing_cwd_fails),
@@ -140,29 +103,25 @@ pub fn tests() -> Vec<TestCase> {
         ),
         t("exec::tty_caller_terminal", tty_caller_terminal),
         t("exec::tty_relays_window_size", tty_relays_window_size),
-        departs(
+        t(
             "exec::console_socket_without_detach_fails",
             console_socket_without_detach_fails,
-            KOSRUN_CONSOLE_SOCKET_FOREGROUND,
         ),
-        departs(
+        t(
             "exec::console_socket_without_tty_fails",
             console_socket_without_tty_fails,
-            KOSRUN_CONSOLE_SOCKET_UNUSED,
         ),
         t(
             "terminal::run_detach_console_socket",
             run_detach_console_socket,
         ),
-        departs(
+        t(
             "terminal::run_console_socket_without_detach_fails",
             run_console_socket_without_detach_fails,
-            KOSRUN_CONSOLE_SOCKET_FOREGROUND,
         ),
-        departs(
+        t(
             "terminal::create_console_socket_without_terminal_fails",
             create_console_socket_without_terminal_fails,
-            KOSRUN_CONSOLE_SOCKET_UNUSED,
         ),
     ]
 }

@@ -90,7 +90,8 @@ pub fn run(root: &Path, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         detach: a.detach,
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
-        preserve_fds: a.preserve_fds + crate::listen_fds(),
+        // runc's exec passes only what --preserve-fds names (LISTEN_FDS is create's).
+        preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
     })?;

@@ -31,7 +31,8 @@ pub struct InitCtx<'a> {
     pub no_pivot: bool,
     pub new_keyring: bool,
     pub id: &'a str,
-    /// Descriptors of kosrun's own the init must not keep (the state lock).
+    /// Descriptors of kosrun's own the init must not keep (the state lock, kosrun's
+    /// end of the channel).
     pub close_fds: &'a [i32],
     pub confinement: &'a Confinement,
 }
@@ -42,10 +43,7 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
     // binary) while we are in its namespaces (CVE-2019-5736). execve resets it.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    for fd in ctx.close_fds {
-        // SAFETY: closing our copy of a descriptor the parent keeps.
-        unsafe { libc::close(*fd) };
-    }
+    super::spawn::close_inherited(ctx.close_fds);
     match setup(ctx, chan) {
         Ok((conn, program)) => start(ctx, conn, program),
         Err(e) => {

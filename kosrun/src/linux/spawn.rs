@@ -74,12 +74,14 @@ fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -
     if pid == 0 {
         init::run(ctx, child_end);
     }
+    let guard = KillOnError(pid);
     finish_parent(
         pid,
         ctx.plan.creates(LinuxNamespaceType::User),
         parent,
         chan,
     )?;
+    std::mem::forget(guard);
     Ok(pid)
 }
 
@@ -91,6 +93,7 @@ fn via_intermediate(
 ) -> Result<i32> {
     let mid = raw_clone(0)?;
     if mid == 0 {
+        close_inherited(ctx.close_fds);
         let r = intermediate(ctx, child_end);
         if let Err(e) = r {
             let _ = child_end.send(&Msg::Error(e.to_string()));
@@ -98,7 +101,9 @@ fn via_intermediate(
         // SAFETY: leave without running the parent's exit handlers.
         unsafe { libc::_exit(0) };
     }
-    let reap = Reap(mid);
+    // Until it has told us the init's pid, an error here leaves the intermediate
+    // waiting for us: it is killed before it is reaped.
+    let reap = KillOnError(mid);
     let pid = loop {
         match chan.recv()? {
             Some(Msg::MapUsers) => {
@@ -111,16 +116,32 @@ fn via_intermediate(
             None => return Err(Error::Setup("container setup process exited early".into())),
         }
     };
-    drop(reap);
+    std::mem::forget(reap);
+    let _ = waitpid(Pid::from_raw(mid), None);
+    let guard = KillOnError(pid);
     finish_parent(pid, false, parent, chan)?;
+    std::mem::forget(guard);
     Ok(pid)
 }
 
-struct Reap(i32);
+/// A child that must not outlive a failed setup: killed and reaped on drop
+/// (forgotten once the setup has succeeded).
+struct KillOnError(i32);
 
-impl Drop for Reap {
+impl Drop for KillOnError {
     fn drop(&mut self) {
-        let _ = waitpid(Pid::from_raw(self.0), None);
+        let p = Pid::from_raw(self.0);
+        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(p, None);
+    }
+}
+
+/// Our own descriptors a cloned child must drop at once, so that it sees EOF
+/// on the channel if kosrun goes away (its copy of kosrun's end would hide it).
+pub fn close_inherited(fds: &[i32]) {
+    for fd in fds {
+        // SAFETY: closing the child's copy of a descriptor the parent keeps.
+        unsafe { libc::close(*fd) };
     }
 }
 

@@ -73,13 +73,17 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         })?)),
         None => None,
     };
-    if spec
+    let terminal = spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
-        .unwrap_or(false)
-        && console.is_none()
-    {
+        .unwrap_or(false);
+    if console.is_some() && !terminal {
+        return Err(Error::Setup(
+            "--console-socket was given but process.terminal is false: no pty would be sent".into(),
+        ));
+    }
+    if terminal && console.is_none() {
         return Err(Error::Setup(
             "process.terminal is true: a --console-socket is required".into(),
         ));
@@ -93,7 +97,8 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         poststop: None,
     };
     let dir_path = dir.path.clone();
-    let close_fds = [dir.lock_fd()];
+    let (parent_end, child_end) = sync::pair()?;
+    let close_fds = [dir.lock_fd(), parent_end.raw()];
     cleanup.dir = Some(dir);
 
     let linux = spec.linux().as_ref();
@@ -129,7 +134,6 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         close_fds: &close_fds,
         confinement: &confinement,
     };
-    let (parent_end, child_end) = sync::pair()?;
     let parent = Parent {
         spec,
         cgroup: Some(&cgroup),

@@ -29,7 +29,7 @@ pub struct ProcessFlags {
     pub user: Option<String>,
     pub additional_gids: Vec<u32>,
     pub cwd: Option<PathBuf>,
-    /// Added to the bounding, effective, permitted and inheritable sets.
+    /// Added to the bounding, effective and permitted sets (not inheritable).
     pub caps: Vec<String>,
     pub no_new_privs: bool,
     pub apparmor: Option<String>,
@@ -74,6 +74,13 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
     check_process(&process)?;
     let subs = parse_cgroup_flags(&opts.cgroup)?;
     let terminal = process.terminal().unwrap_or(false);
+    if opts.console_socket.is_some() && !(terminal && opts.detach) {
+        // As runc: a socket that would never get a pty, or whose pty nobody would
+        // relay, is a mistake of the caller's.
+        return Err(Error::Setup(
+            "--console-socket needs both a terminal (-t or process.terminal) and --detach".into(),
+        ));
+    }
     let own_tty = terminal && opts.console_socket.is_none();
     if own_tty {
         if opts.detach {
@@ -264,7 +271,13 @@ pub fn from_flags(config: &Spec, f: &ProcessFlags) -> Result<Process> {
             caps.set_bounding(add(caps.bounding()));
             caps.set_effective(add(caps.effective()));
             caps.set_permitted(add(caps.permitted()));
-            caps.set_inheritable(add(caps.inheritable()));
+            // Never inheritable: a binary with inheritable file capabilities would
+            // gain it (CVE-2022-29162). Ambient only where the config already uses
+            // inheritable capabilities on purpose.
+            if caps.inheritable().as_ref().is_some_and(|i| !i.is_empty()) {
+                caps.set_inheritable(add(caps.inheritable()));
+                caps.set_ambient(add(caps.ambient()));
+            }
         }
         p.set_capabilities(Some(caps));
     }

@@ -33,7 +33,7 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
         LinuxSchedulerPolicy::SchedDeadline => 6,
         LinuxSchedulerPolicy::SchedIso => {
             return Err(Error::Config(
-                "process.scheduler: SCHED_ISO is not implemented by Linux".into(),
+                "process.scheduler: Linux has no SCHED_ISO policy".into(),
             ))
         }
     };
