@@ -42,7 +42,7 @@ pub fn document() -> Value {
             "apparmor": {"enabled": kos_security::label::apparmor::is_enabled()},
             "selinux": {"enabled": kos_security::label::selinux::is_enabled()},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",

@@ -35,6 +35,8 @@ pub struct InitCtx<'a> {
     /// end of the channel).
     pub close_fds: &'a [i32],
     pub confinement: &'a Confinement,
+    /// Per spec mount, an idmapped source tree (made by the runtime) to attach.
+    pub idmap_trees: &'a [Option<OwnedFd>],
 }
 
 /// Runs in the cloned child; never returns.
@@ -103,6 +105,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
             .linux()
             .as_ref()
             .and_then(|l| l.mount_label().as_deref()),
+        idmap_trees: ctx.idmap_trees,
     };
     if plan.has(LinuxNamespaceType::Mount) {
         rootfs::prepare(&mctx, spec, in_userns)?;

@@ -67,6 +67,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     let spec = &bundle.spec;
     let plan = Plan::from_spec(spec)?;
     let confinement = Confinement::prepare(spec, &bundle.rootfs)?;
+    let idmap_trees = crate::linux::rootfs::idmap::prepare_all(spec, &bundle.dir)?;
     let console = match &opts.console_socket {
         Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
             Error::Setup(format!("console socket {}: {e}", p.display()))
@@ -133,6 +134,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         id: &opts.id,
         close_fds: &close_fds,
         confinement: &confinement,
+        idmap_trees: &idmap_trees,
     };
     let parent = Parent {
         spec,

@@ -2,6 +2,7 @@
 
 pub mod copyup;
 pub mod devices;
+pub mod idmap;
 pub mod mount;
 pub mod options;
 pub mod paths;

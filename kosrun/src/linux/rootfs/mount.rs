@@ -23,6 +23,8 @@ pub struct MountCtx<'a> {
     pub cgroups: &'a [kos_cgroups::CgroupMountSource],
     pub cgroup_ns: bool,
     pub mount_label: Option<&'a str>,
+    /// Per spec mount, its idmapped source tree, made by the runtime.
+    pub idmap_trees: &'a [Option<std::os::fd::OwnedFd>],
 }
 
 pub fn cstr(s: &str) -> Result<CString> {
@@ -105,13 +107,14 @@ fn mount_err(m: &Mount, what: &str, e: std::io::Error) -> Error {
 
 /// Mount every entry of the spec, in order.
 pub fn mount_all(ctx: &MountCtx, mounts: &[Mount]) -> Result<()> {
-    for m in mounts {
-        mount_one(ctx, m)?;
+    for (i, m) in mounts.iter().enumerate() {
+        let tree = ctx.idmap_trees.get(i).and_then(|u| u.as_ref());
+        mount_one(ctx, m, tree)?;
     }
     Ok(())
 }
 
-fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
+fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("none");
     let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     if typ == "cgroup" || typ == "cgroup2" {
@@ -128,15 +131,19 @@ fn mount_one(ctx: &MountCtx, m: &Mount) -> Result<()> {
         } else {
             safe::create_file_in_root(ctx.rootfs, dest, 0o644)?
         };
-        let flags = libc::MS_BIND | if opts.rbind { libc::MS_REC } else { 0 };
-        sys_mount(
-            Some(&source),
-            &safe::proc_fd_path(&target),
-            None,
-            flags,
-            None,
-        )
-        .map_err(|e| mount_err(m, "bind", e))?;
+        if let Some(tree) = idmap_tree {
+            super::idmap::attach(tree, &target)?;
+        } else {
+            let flags = libc::MS_BIND | if opts.rbind { libc::MS_REC } else { 0 };
+            sys_mount(
+                Some(&source),
+                &safe::proc_fd_path(&target),
+                None,
+                flags,
+                None,
+            )
+            .map_err(|e| mount_err(m, "bind", e))?;
+        }
         let mounted = reopen(ctx, dest)?;
         let extra = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
         if extra != 0 {

@@ -33,6 +33,9 @@ pub struct Parsed {
     pub bind: bool,
     pub rbind: bool,
     pub tmpcopyup: bool,
+    /// "idmap" / "ridmap": an idmapped bind mount (recursive for ridmap).
+    pub idmap: bool,
+    pub ridmap: bool,
     /// Options the kernel filesystem interprets itself.
     pub data: Vec<String>,
 }
@@ -110,6 +113,15 @@ pub fn parse(options: &[String]) -> Parsed {
             }
             "tmpcopyup" => {
                 p.tmpcopyup = true;
+                (0, 0)
+            }
+            "idmap" => {
+                p.idmap = true;
+                (0, 0)
+            }
+            "ridmap" => {
+                p.idmap = true;
+                p.ridmap = true;
                 (0, 0)
             }
             _ => {

@@ -1,0 +1,178 @@
+//! Idmapped bind mounts (runtime-spec 1.2: a mount's uidMappings/gidMappings, or the
+//! "idmap"/"ridmap" options): the source tree is cloned detached, given the id
+//! mapping of a throwaway user namespace with mount_setattr(MOUNT_ATTR_IDMAP), and
+//! moved onto the target.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use oci_spec::runtime::LinuxIdMapping;
+
+use crate::error::{Error, Result};
+
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn os_err(what: &str) -> Error {
+    Error::Setup(format!("{what}: {}", std::io::Error::last_os_error()))
+}
+
+/// A user namespace holding the mappings, alive as long as the returned fd. Made by
+/// the runtime before the clone: only it sees the helper process in its own /proc.
+pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
+    let pid = crate::linux::spawn::raw_clone(libc::CLONE_NEWUSER as libc::c_ulong)?;
+    if pid == 0 {
+        // Only its namespace is wanted; it waits to be killed.
+        loop {
+            // SAFETY: pause has no arguments.
+            unsafe { libc::pause() };
+        }
+    }
+    let result = (|| {
+        let fmt = |m: &[LinuxIdMapping]| {
+            m.iter()
+                .map(|x| format!("{} {} {}\n", x.container_id(), x.host_id(), x.size()))
+                .collect::<String>()
+        };
+        for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
+            let p = format!("/proc/{pid}/{file}");
+            std::fs::write(&p, fmt(maps))
+                .map_err(|e| Error::Setup(format!("idmapped mount: write {file}: {e}")))?;
+        }
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map_err(|e| Error::Setup(format!("idmapped mount: open user namespace: {e}")))?;
+        Ok(OwnedFd::from(f))
+    })();
+    let p = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(p, None);
+    result
+}
+
+/// For each spec mount that is idmapped (its own uidMappings/gidMappings, or the
+/// container's for a bare "idmap" option), its source tree cloned and mapped, ready
+/// to be attached. Made on the runtime's side: only the host's user namespace may
+/// create idmapped mounts of host filesystems.
+pub fn prepare_all(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<Vec<Option<OwnedFd>>> {
+    let linux = spec.linux().as_ref();
+    let own_uid = linux
+        .and_then(|l| l.uid_mappings().as_deref())
+        .unwrap_or(&[]);
+    let own_gid = linux
+        .and_then(|l| l.gid_mappings().as_deref())
+        .unwrap_or(&[]);
+    let mut out = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        let opts = super::options::parse(m.options().as_deref().unwrap_or(&[]));
+        let uid = m.uid_mappings().as_deref().unwrap_or(&[]);
+        let gid = m.gid_mappings().as_deref().unwrap_or(&[]);
+        let (uid, gid) = if uid.is_empty() && gid.is_empty() {
+            (own_uid, own_gid)
+        } else {
+            (uid, gid)
+        };
+        let wanted = opts.idmap || !m.uid_mappings().as_deref().unwrap_or(&[]).is_empty();
+        if !wanted {
+            out.push(None);
+            continue;
+        }
+        if uid.is_empty() || gid.is_empty() {
+            return Err(Error::Config(format!(
+                "mount {}: an idmapped mount needs both uidMappings and gidMappings",
+                m.destination().display()
+            )));
+        }
+        let userns = userns_with(uid, gid)?;
+        let src = m.source().as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "bind mount {} has no source",
+                m.destination().display()
+            ))
+        })?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            bundle.join(src)
+        };
+        out.push(Some(mapped_tree(&src, opts.rbind || opts.ridmap, &userns)?));
+    }
+    Ok(out)
+}
+
+/// A detached clone of `source` carrying the id mapping of `userns`.
+fn mapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> Result<OwnedFd> {
+    let src = CString::new(source.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Config(format!("{} contains a NUL", source.display())))?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: open_tree with a valid path.
+    let raw = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, src.as_ptr(), flags) };
+    if raw < 0 {
+        return Err(os_err(&format!(
+            "idmapped mount: clone {}",
+            source.display()
+        )));
+    }
+    // SAFETY: fresh descriptor.
+    let tree = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let mut attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        at |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the detached tree's fd, an empty path and a correctly sized attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            at,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(os_err(&format!(
+            "idmapped mount: map {} (the filesystem must support idmapped mounts)",
+            source.display()
+        )));
+    }
+    Ok(tree)
+}
+
+/// Attach a mapped tree onto the already-resolved `target` (in the init).
+pub fn attach(tree: &OwnedFd, target: &OwnedFd) -> Result<()> {
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: moving our detached tree onto the resolved target, both by descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(os_err("idmapped mount: attach"));
+    }
+    Ok(())
+}
