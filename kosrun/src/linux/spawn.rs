@@ -201,16 +201,21 @@ pub fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
     })
 }
 
-/// Bind the listening socket `start` connects to; the init waits on it.
-pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
-    let sock = socket(
+fn seqpacket_socket() -> Result<OwnedFd> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .ctx(|| "exec socket".into())?;
+    .ctx(|| "exec socket".into())
+}
+
+/// Bind the listening socket `start` connects to; the init waits on it.
+pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
+    use nix::sys::socket::{bind, listen, Backlog};
+    let sock = seqpacket_socket()?;
     with_socket_addr(dir, |addr| bind(sock.as_raw_fd(), addr))
         .ctx(|| format!("bind {}", dir.join(crate::state::EXEC_SOCKET).display()))?;
     listen(&sock, Backlog::new(1).map_err(|e| Error::sys("listen", e))?)
@@ -220,16 +225,11 @@ pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
 
 /// Connect to a created container's exec socket.
 pub fn exec_connect(dir: &Path) -> Result<OwnedFd> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType};
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .ctx(|| "exec socket".into())?;
-    with_socket_addr(dir, |addr| connect(sock.as_raw_fd(), addr))
-        .ctx(|| "connect to the container's exec socket".into())?;
+    let sock = seqpacket_socket()?;
+    with_socket_addr(dir, |addr| {
+        nix::sys::socket::connect(sock.as_raw_fd(), addr)
+    })
+    .ctx(|| "connect to the container's exec socket".into())?;
     Ok(sock)
 }
 

@@ -15,9 +15,8 @@ use kos_cgroups::{Layout, Manager, Stats, StatsEvent};
 use serde::Serialize;
 
 use super::kill::open_pidfd;
-use super::state::status_of;
 use crate::error::{Error, Result};
-use crate::state::{ContainerDir, Saved, Status};
+use crate::state::{ContainerDir, Saved};
 
 /// Something `watch` reports.
 #[derive(Debug)]
@@ -50,14 +49,7 @@ pub fn oom_line(id: &str) -> String {
 /// Loads the container without keeping its lock: a stream must not block `delete`.
 fn load_running(root: &Path, id: &str) -> Result<Saved> {
     let saved = ContainerDir::open(root, id)?.load()?;
-    let status = status_of(&saved);
-    if status == Status::Stopped {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            what: "container not running",
-        });
-    }
+    super::state::require_not_stopped(&saved)?;
     Ok(saved)
 }
 

@@ -3,21 +3,13 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use super::state::status_of;
 use crate::error::{Error, Result};
 use crate::state::{process_start_time, ContainerDir, Saved, Status};
 
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let dir = ContainerDir::open(root, id)?;
     let saved = dir.load()?;
-    let status = status_of(&saved);
-    if status == Status::Stopped {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            what: "container not running",
-        });
-    }
+    let status = super::state::require_not_stopped(&saved)?;
     if all {
         let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
         cg.kill_all(signal)?;

@@ -23,6 +23,19 @@ pub fn status_of(saved: &Saved) -> Status {
     }
 }
 
+/// The live status, or runc's "container not running" error once it has stopped.
+pub fn require_not_stopped(saved: &Saved) -> Result<Status> {
+    let status = status_of(saved);
+    if status == Status::Stopped {
+        return Err(crate::error::Error::WrongState {
+            id: saved.id.clone(),
+            status: status.to_string(),
+            what: "container not running",
+        });
+    }
+    Ok(status)
+}
+
 pub fn state(root: &Path, id: &str) -> Result<(Saved, Status)> {
     let dir = ContainerDir::open(root, id)?;
     let saved = dir.load()?;

@@ -5,9 +5,8 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
-use super::state::status_of;
 use crate::error::{Error, Result};
-use crate::state::{ContainerDir, Status};
+use crate::state::ContainerDir;
 
 /// Applies `change` to the container's cgroup and merges it into the saved
 /// `linux.resources`. Fields left out, or set to 0 (runc's "unchanged"), keep their value.
@@ -16,14 +15,7 @@ use crate::state::{ContainerDir, Status};
 pub fn update(root: &Path, id: &str, change: &LinuxResources) -> Result<Vec<String>> {
     let dir = ContainerDir::open(root, id)?;
     let mut saved = dir.load()?;
-    let status = status_of(&saved);
-    if status == Status::Stopped {
-        return Err(Error::WrongState {
-            id: id.to_string(),
-            status: status.to_string(),
-            what: "container not running",
-        });
-    }
+    super::state::require_not_stopped(&saved)?;
     let mut warnings = Vec::new();
     let mut change = change.clone();
     if change.devices().as_ref().is_some_and(|d| !d.is_empty()) {

@@ -15,14 +15,6 @@ const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 fn os_err(what: &str) -> Error {
     Error::Setup(format!("{what}: {}", std::io::Error::last_os_error()))
 }
@@ -127,30 +119,10 @@ fn mapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> Result<Owned
     }
     // SAFETY: fresh descriptor.
     let tree = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    let mut attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        at |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: the detached tree's fd, an empty path and a correctly sized attr.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            at,
-            &mut attr as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(os_err(&format!(
-            "idmapped mount: map {} (the filesystem must support idmapped mounts)",
+    let mapped = super::mount::mount_setattr(&tree, recursive, MOUNT_ATTR_IDMAP, 0, Some(userns));
+    if let Err(e) = mapped {
+        return Err(Error::Setup(format!(
+            "idmapped mount: map {} (the filesystem must support idmapped mounts): {e}",
             source.display()
         )));
     }

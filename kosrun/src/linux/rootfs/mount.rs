@@ -70,22 +70,31 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// mount_setattr(2) on the mount at `fd`, recursively.
-pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Result<()> {
+/// mount_setattr(2) on the mount at `fd` (AT_EMPTY_PATH), recursively or not.
+pub fn mount_setattr(
+    fd: &OwnedFd,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns_fd: Option<&OwnedFd>,
+) -> std::io::Result<()> {
     let mut a = MountAttr {
         attr_set: set,
         attr_clr: clear,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns_fd.map_or(0, |u| u.as_raw_fd() as u64),
     };
-    let empty = c"";
+    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        at |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr struct of the size we pass.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
-            empty.as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            c"".as_ptr(),
+            at,
             &mut a as *mut MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -95,6 +104,11 @@ pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Resul
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The spec's recursive mount attributes ("rro", "rnosuid", ...) on the mount at `fd`.
+pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Result<()> {
+    mount_setattr(fd, true, set, clear, None)
 }
 
 fn mount_err(m: &Mount, what: &str, e: std::io::Error) -> Error {
