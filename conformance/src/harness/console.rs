@@ -67,10 +67,15 @@ fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
 
 /// Reads from `fd` until EOF/EIO (pty closed) or until `limit`, whichever is first.
 pub fn read_until_closed(fd: RawFd, limit: Duration) -> String {
+    read_until(fd, limit, |_| false)
+}
+
+/// Reads from `fd` until `done` holds for what was read, EOF/EIO (pty closed), or `limit`.
+pub fn read_until(fd: RawFd, limit: Duration, done: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
+    while !done(&String::from_utf8_lossy(&out)) {
         let left = limit.saturating_sub(start.elapsed());
         if left.is_zero() {
             break;
@@ -81,7 +86,7 @@ pub fn read_until_closed(fd: RawFd, limit: Duration) -> String {
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(200) as i32) };
         if r < 0 {
             break;
         }

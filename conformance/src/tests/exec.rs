@@ -1034,39 +1034,6 @@ fn forwards_signal(ctx: &Ctx, name: &str, sig: libc::c_int) -> Result<()> {
     Ok(())
 }
 
-/// Reads the pty master until `done` holds for what was read, the pty closes, or `limit`.
-fn read_pty_until(fd: RawFd, limit: Duration, done: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !done(&String::from_utf8_lossy(&out)) {
-        let left = limit.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break;
-        }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(200) as i32) };
-        if r < 0 {
-            break;
-        }
-        if r == 0 {
-            continue;
-        }
-        // SAFETY: buf is writable for its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Runs `f` (which makes the runtime connect to the socket) while a thread receives the
 /// pty master; returns both results.
 fn with_console<T>(
@@ -1113,7 +1080,9 @@ fn tty_console_socket(ctx: &Ctx) -> Result<()> {
     })?;
     let d = r?;
     let master = master?;
-    let text = read_pty_until(master.as_raw_fd(), WAIT, |t| t.contains("kos-exec-tty"));
+    let text = crate::harness::console::read_until(master.as_raw_fd(), WAIT, |t| {
+        t.contains("kos-exec-tty")
+    });
     check_tty_output(&text, "kos-exec-tty")?;
     ensure!(d.alive(), "the exec'd tty process died early");
     let init_pid_ns = host_ns_links(c.pid()?)?["pid"].clone();
@@ -1228,7 +1197,9 @@ fn run_detach_console_socket(ctx: &Ctx) -> Result<()> {
     let (out, c) = r?;
     out.expect_success()?;
     let master = master?;
-    let text = read_pty_until(master.as_raw_fd(), WAIT, |t| t.contains("kos-run-tty"));
+    let text = crate::harness::console::read_until(master.as_raw_fd(), WAIT, |t| {
+        t.contains("kos-run-tty")
+    });
     check_tty_output(&text, "kos-run-tty")?;
     ensure!(
         c.status()? == "running",
@@ -1735,7 +1706,7 @@ fn process_json_terminal_console_socket(ctx: &Ctx) -> Result<()> {
     })?;
     let d = r?;
     let master = master?;
-    let text = read_pty_until(master.as_raw_fd(), WAIT, |t| {
+    let text = crate::harness::console::read_until(master.as_raw_fd(), WAIT, |t| {
         t.contains("kos-json-tty from-json")
     });
     check_tty_output(&text, "kos-json-tty from-json")?;
