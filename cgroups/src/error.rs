@@ -53,6 +53,9 @@ pub enum Error {
         #[source]
         source: nix::errno::Errno,
     },
+    /// The cgroup was removed while being watched.
+    #[error("{path}: cgroup removed")]
+    Gone { path: PathBuf },
     /// The kernel did not reach a state in time.
     #[error("{path}: still not {state} after {waited_ms} ms")]
     Timeout {

@@ -19,6 +19,7 @@ mod kernel;
 mod kill;
 mod layout;
 mod manager;
+mod oom;
 mod path;
 mod remove;
 pub mod stats;
@@ -30,4 +31,5 @@ pub use convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2, weigh
 pub use error::{Error, Result};
 pub use layout::{detect_layout, Layout, CGROUP_ROOT};
 pub use manager::{CgroupMountSource, Hierarchy, Manager};
+pub use oom::OomWatch;
 pub use stats::{Stats, StatsEvent};

@@ -636,3 +636,14 @@ fn hybrid_without_v1_devices_uses_a_device_program_on_the_unified_dir() {
     assert!(out.contains("zero-ok"), "{out}");
     assert!(!out.contains("null-ok"), "{out}");
 }
+
+#[test]
+fn oom_kill_reported_by_the_v1_eventfd() {
+    if !v1_host() {
+        return;
+    }
+    let cg = new_cg("oom");
+    cg.create_with_resources(&resources(r#"{"memory": {"limit": 16777216}}"#))
+        .unwrap();
+    check_oom_watch(&cg);
+}

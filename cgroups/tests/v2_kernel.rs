@@ -320,3 +320,28 @@ fn inner_v2_hugetlb_unified_and_errors() {
         assert!(!cg.v2_dir().unwrap().exists(), "{json}: cgroup left behind");
     }
 }
+
+#[test]
+fn v2_oom_kill_reported_by_memory_events() {
+    run_in_v2_namespace("inner_v2_oom_kill_reported_by_memory_events");
+}
+
+#[test]
+#[ignore = "run inside a private mount namespace by v2_oom_kill_reported_by_memory_events"]
+fn inner_v2_oom_kill_reported_by_memory_events() {
+    if !inner() {
+        return;
+    }
+    if !offered("memory") {
+        // Without the controller there is nothing to watch, and the watch says so.
+        let cg = new_cg("v2nomem");
+        cg.create().unwrap();
+        assert!(kos_cgroups::OomWatch::open(&cg).unwrap().is_none());
+        skip("the kernel binds the memory controller to a v1 hierarchy, so cgroup2 lacks it");
+        return;
+    }
+    let cg = new_cg("v2oom");
+    cg.create_with_resources(&resources(r#"{"memory": {"limit": 16777216}}"#))
+        .unwrap();
+    check_oom_watch(&cg);
+}

@@ -324,3 +324,34 @@ fn v1_writers_for_hierarchies_this_host_lacks() {
         .to_string();
     assert!(e.contains("linux.resources.unified"), "{e}");
 }
+
+/// The v2 OOM counting on a plain file standing in for memory.events: the kernel-side test
+/// in v2_kernel.rs needs a memory controller on cgroup2, which this host binds to v1.
+#[test]
+fn v2_oom_watch_counts_oom_kill_changes() {
+    use std::os::fd::AsFd;
+    let t = TempTree::new("tree-oom");
+    let m = v2_manager(&t.0, "/kos-oom");
+    m.create().unwrap();
+    let d = m.v2_dir().unwrap().to_path_buf();
+    // No memory.events: the memory controller is not enabled there.
+    assert!(kos_cgroups::OomWatch::open(&m).unwrap().is_none());
+    let events = d.join("memory.events");
+    fs::write(&events, "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\n").unwrap();
+    let mut w = kos_cgroups::OomWatch::open(&m).unwrap().unwrap();
+    // Kills from before the watch do not count.
+    assert_eq!(w.read_events().unwrap(), 0);
+    fs::write(&events, "low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n").unwrap();
+    assert!(readable(w.as_fd(), 2000));
+    assert_eq!(w.read_events().unwrap(), 0, "an OOM without a kill");
+    fs::write(&events, "low 0\nhigh 0\nmax 9\noom 4\noom_kill 3\n").unwrap();
+    assert!(readable(w.as_fd(), 2000));
+    assert_eq!(w.read_events().unwrap(), 2);
+    assert!(!readable(w.as_fd(), 0), "drained");
+    fs::remove_dir_all(&d).unwrap();
+    assert!(readable(w.as_fd(), 2000));
+    assert!(matches!(
+        w.read_events(),
+        Err(kos_cgroups::Error::Gone { .. })
+    ));
+}

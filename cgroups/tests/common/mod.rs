@@ -166,3 +166,95 @@ impl Drop for Counter {
         let _ = std::fs::remove_file(&self.file);
     }
 }
+
+/// Records that the calling test cannot run here because the machine lacks a kernel feature
+/// (`reason` names it). A missing tool is never a skip: scripts/deps.sh installs it. `make
+/// test` points KOS_TEST_SKIPS at a directory and counts the lines written there.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", env!("CARGO_PKG_NAME"));
+    eprint!("KOS-SKIP {line}");
+    if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
+        use std::io::Write;
+        let p = Path::new(&dir).join("skips.log");
+        // One O_APPEND write per line: concurrent tests never interleave.
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = res {
+            panic!("recording the skip in {}: {e}", p.display());
+        }
+    }
+}
+
+/// Waits up to `ms` milliseconds for `fd` to become readable.
+pub fn readable(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+/// A process in `cg` that, once told to go, touches 64 MiB: more than the small memory
+/// limits the OOM tests set, with no swap to spill into.
+pub fn memory_hog(cg: &Manager) -> ChildGuard {
+    use std::io::Write;
+    let mut c = ChildGuard(
+        Command::new("/bin/busybox")
+            .args([
+                "sh",
+                "-c",
+                "read go; exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn busybox sh"),
+    );
+    cg.add_process(c.pid()).unwrap();
+    c.0.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    c
+}
+
+/// Runs the OOM scenario on a memory-limited `cg`: no event before, at least one kill seen
+/// through the watch's descriptor, the victim dead of SIGKILL, then `Gone` once removed.
+pub fn check_oom_watch(cg: &Manager) {
+    use std::os::fd::AsFd;
+    use std::os::unix::process::ExitStatusExt;
+    let mut w = kos_cgroups::OomWatch::open(cg)
+        .unwrap()
+        .expect("a memory cgroup to watch");
+    assert_eq!(w.read_events().unwrap(), 0, "no OOM yet");
+    assert!(!readable(w.as_fd(), 0), "readable before any OOM");
+    let mut hog = memory_hog(cg);
+    let mut kills = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while kills == 0 && std::time::Instant::now() < deadline {
+        if readable(w.as_fd(), 1000) {
+            kills += w.read_events().unwrap();
+        }
+    }
+    assert!(kills >= 1, "no OOM kill reported within 20 s");
+    let st = hog.0.wait().unwrap();
+    assert_eq!(st.signal(), Some(libc::SIGKILL), "hog: {st:?}");
+    // Drained: nothing more pending, and a spurious read counts nothing.
+    assert!(!readable(w.as_fd(), 200));
+    assert_eq!(w.read_events().unwrap(), 0);
+    cg.remove().unwrap();
+    assert!(readable(w.as_fd(), 5000), "no wake-up when the cgroup went");
+    match w.read_events() {
+        Err(kos_cgroups::Error::Gone { .. }) => {}
+        other => panic!("after removal: {other:?}"),
+    }
+}
