@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::dirs::Dirs;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Writer};
 use crate::layout::Layout;
-use crate::manager::Manager;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -16,15 +16,15 @@ enum Freezer<'a> {
     V2(&'a Path),
 }
 
-fn freezer(m: &Manager) -> Result<Freezer<'_>> {
-    if m.layout() != Layout::V2 {
-        if let Some(d) = m.v1_dir("freezer") {
+fn freezer(m: &Dirs) -> Result<Freezer<'_>> {
+    if m.layout != Layout::V2 {
+        if let Some(d) = m.v1("freezer") {
             return Ok(Freezer::V1(d));
         }
     }
     // On a hybrid host without a v1 freezer the processes are also in the unified
     // directory (add_process puts them there), so the v2 freezer covers them.
-    match m.v2_dir() {
+    match m.v2() {
         Some(d) => Ok(Freezer::V2(d)),
         None => Err(Error::unsupported(
             "freeze",
@@ -33,14 +33,14 @@ fn freezer(m: &Manager) -> Result<Freezer<'_>> {
     }
 }
 
-pub(crate) fn set(m: &Manager, frozen: bool) -> Result<()> {
+pub(crate) fn set(m: &Dirs, frozen: bool) -> Result<()> {
     match freezer(m)? {
         Freezer::V1(d) => set_v1(d, frozen),
         Freezer::V2(d) => set_v2(d, frozen),
     }
 }
 
-pub(crate) fn is_frozen(m: &Manager) -> Result<bool> {
+pub(crate) fn is_frozen(m: &Dirs) -> Result<bool> {
     match freezer(m)? {
         Freezer::V1(d) => Ok(fsutil::read_string(&d.join("freezer.state"))?.trim() == "FROZEN"),
         Freezer::V2(d) => v2_frozen(d),

@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod convert;
+mod dirs;
 mod error;
 mod freeze;
 mod fsutil;

@@ -1,11 +1,10 @@
 //! The cgroup of one container across every hierarchy of the host.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
+use crate::dirs::{Dirs, V1Dir};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Writer};
 use crate::layout::{self, Layout, CGROUP_ROOT};
@@ -20,14 +19,6 @@ pub struct Hierarchy {
     pub v2: bool,
 }
 
-/// A v1 hierarchy with the container's directory in it.
-#[derive(Debug, Clone)]
-pub(crate) struct V1Dir {
-    pub controllers: Vec<String>,
-    pub mount_point: PathBuf,
-    pub dir: PathBuf,
-}
-
 /// Where a container's "cgroup" filesystem mount inside the container comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupMountSource {
@@ -37,6 +28,8 @@ pub struct CgroupMountSource {
     pub name: String,
     /// The container's cgroup directory on the host.
     pub host_dir: PathBuf,
+    /// The controllers a v1 hierarchy carries ("name=systemd" for a named one); empty for v2.
+    pub controllers: Vec<String>,
     /// Whether this is a cgroup2 hierarchy.
     pub v2: bool,
 }
@@ -47,11 +40,8 @@ pub struct CgroupMountSource {
 /// the container id; nothing else is stored.
 #[derive(Debug, Clone)]
 pub struct Manager {
-    layout: Layout,
     path: String,
-    v1: Vec<V1Dir>,
-    v2_root: Option<PathBuf>,
-    v2: Option<PathBuf>,
+    dirs: Dirs,
 }
 
 fn join_cgroup(root: &Path, abs: &str) -> PathBuf {
@@ -139,17 +129,19 @@ impl Manager {
         }
         let v2 = v2_root.as_deref().map(|r| join_cgroup(r, &path));
         Ok(Manager {
-            layout,
             path,
-            v1,
-            v2_root,
-            v2,
+            dirs: Dirs {
+                layout,
+                v1,
+                v2_root,
+                v2,
+            },
         })
     }
 
     /// The host layout this manager drives.
     pub fn layout(&self) -> Layout {
-        self.layout
+        self.dirs.layout
     }
 
     /// The absolute cgroupsPath this manager resolved to. Passing it back to `new` (with any
@@ -158,29 +150,9 @@ impl Manager {
         &self.path
     }
 
-    /// The container's directory in the v2 hierarchy (the unified mount on a hybrid host).
-    pub fn v2_dir(&self) -> Option<&Path> {
-        self.v2.as_deref()
-    }
-
-    /// The container's directory in the v1 hierarchy carrying `controller`.
-    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
-        self.v1
-            .iter()
-            .find(|h| h.controllers.iter().any(|c| c == controller))
-            .map(|h| h.dir.as_path())
-    }
-
-    pub(crate) fn v2_root(&self) -> Option<&Path> {
-        self.v2_root.as_deref()
-    }
-
-    /// Every directory of this container's cgroup, v1 first.
-    fn all_dirs(&self) -> impl Iterator<Item = &Path> {
-        self.v1
-            .iter()
-            .map(|h| h.dir.as_path())
-            .chain(self.v2.as_deref())
+    /// The container's directory in each hierarchy, for the crate's own modules.
+    pub(crate) fn dirs(&self) -> &Dirs {
+        &self.dirs
     }
 
     /// Creates the container's directory in every hierarchy. Idempotent.
@@ -194,7 +166,7 @@ impl Manager {
     fn create_dirs(&self, seed_leaf: bool) -> Result<Vec<PathBuf>> {
         let mut made_all = Vec::new();
         let res = (|| {
-            for h in &self.v1 {
+            for h in &self.dirs.v1 {
                 let made = fsutil::mkdir_all(&h.dir)?;
                 let fresh = !made.is_empty();
                 made_all.extend(made.iter().cloned());
@@ -203,11 +175,11 @@ impl Manager {
                     v1::cpuset::inherit_from_parents(&h.mount_point, &made, skip)?;
                 }
             }
-            if let (Some(root), Some(dir)) = (&self.v2_root, &self.v2) {
+            if let (Some(root), Some(dir)) = (&self.dirs.v2_root, &self.dirs.v2) {
                 let made = fsutil::mkdir_all(dir)?;
                 let fresh = !made.is_empty();
                 made_all.extend(made);
-                if fresh && self.layout == Layout::V2 {
+                if fresh && self.dirs.layout == Layout::V2 {
                     v2::controllers::enable_all(root, dir);
                 }
             }
@@ -241,7 +213,7 @@ impl Manager {
                 && c.mems().as_deref().is_some_and(|s| !s.is_empty())
         });
         let made = self.create_dirs(!sets_cpuset)?;
-        let fresh = self.all_dirs().all(|a| made.iter().any(|d| d == a));
+        let fresh = self.dirs.all().all(|a| made.iter().any(|d| d == a));
         let mut w = Writer::new(!fresh);
         match self.apply_with(r, &mut w, false) {
             Ok(()) => Ok(()),
@@ -271,80 +243,79 @@ impl Manager {
 
     /// The writes of apply, create_with_resources and update; callers validate `r` first.
     fn apply_with(&self, r: &LinuxResources, w: &mut Writer, updating: bool) -> Result<()> {
-        match self.layout {
+        match self.dirs.layout {
             Layout::V2 => {
-                let dir = self.v2_dir_or_err()?;
-                v2::apply(dir, self.v2_root(), r, w, updating)
+                let dir = self.dirs.v2_or_err()?;
+                v2::apply(dir, self.dirs.v2_root(), r, w, updating)
             }
-            Layout::V1 | Layout::Hybrid => v1::apply(self, r, w, updating),
+            Layout::V1 | Layout::Hybrid => v1::apply(&self.dirs, r, w, updating),
         }
-    }
-
-    fn v2_dir_or_err(&self) -> Result<&Path> {
-        self.v2
-            .as_deref()
-            .ok_or_else(|| Error::Layout("no cgroup2 hierarchy".into()))
     }
 
     /// Moves `pid` into the container's cgroup in every hierarchy.
     pub fn add_process(&self, pid: i32) -> Result<()> {
+        self.add_process_to("", None, pid)
+    }
+
+    /// Moves `pid` into `sub`, a cgroup below the container's own ("" or "/" is the
+    /// container's cgroup itself), as `exec --cgroup [CONTROLLER:]PATH` asks: in every
+    /// hierarchy, or with `controller` only in the v1 hierarchy that carries it.
+    pub fn add_process_to(&self, sub: &str, controller: Option<&str>, pid: i32) -> Result<()> {
         if pid <= 0 {
             return Err(Error::invalid("pid", format!("{pid} is not a process id")));
         }
+        let rel = Path::new(sub.trim_start_matches('/'));
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Error::Path {
+                path: sub.to_string(),
+                reason: "a sub-cgroup must stay below the container's cgroup".into(),
+            });
+        }
         let v = pid.to_string();
-        for d in self.all_dirs() {
-            let p = d.join("cgroup.procs");
+        let write = |d: &Path| {
+            let p = d.join(rel).join("cgroup.procs");
             fsutil::write_raw(&p, &v).map_err(|source| Error::Write {
                 field: "cgroup.procs".into(),
                 path: p,
                 value: v.clone(),
                 source,
-            })?;
+            })
+        };
+        match controller {
+            None => self.dirs.all().try_for_each(write),
+            Some(c) => match self.dirs.v1(c) {
+                Some(d) => write(d),
+                None => Err(Error::unsupported(
+                    format!("cgroup controller {c}"),
+                    "no cgroup v1 hierarchy carries it",
+                )),
+            },
         }
-        Ok(())
-    }
-
-    /// The directory whose cgroup.procs lists the container's processes.
-    pub(crate) fn procs_dir(&self) -> Result<&Path> {
-        if self.layout == Layout::V2 {
-            return self.v2_dir_or_err();
-        }
-        for c in ["pids", "freezer", "memory", "cpu", "devices"] {
-            if let Some(d) = self.v1_dir(c) {
-                return Ok(d);
-            }
-        }
-        self.v1
-            .first()
-            .map(|h| h.dir.as_path())
-            .ok_or_else(|| Error::Layout("no cgroup hierarchy".into()))
     }
 
     /// Whether the container's cgroup exists (one stat of the directory `pids` reads).
     pub fn exists(&self) -> bool {
-        self.procs_dir().is_ok_and(|d| d.is_dir())
+        self.dirs.procs_dir().is_ok_and(|d| d.is_dir())
     }
 
     /// Every process in the container's cgroup and its descendants.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        let mut out = Vec::new();
-        collect_pids(self.procs_dir()?, &mut out)?;
-        Ok(out)
+        self.dirs.pids()
     }
 
     /// Freezes every process and waits until the kernel reports the cgroup frozen.
     pub fn freeze(&self) -> Result<()> {
-        freeze::set(self, true)
+        freeze::set(&self.dirs, true)
     }
 
     /// Thaws the cgroup and waits until the kernel reports it thawed.
     pub fn thaw(&self) -> Result<()> {
-        freeze::set(self, false)
+        freeze::set(&self.dirs, false)
     }
 
     /// Whether the kernel reports the cgroup frozen.
     pub fn is_frozen(&self) -> Result<bool> {
-        freeze::is_frozen(self)
+        freeze::is_frozen(&self.dirs)
     }
 
     /// Sends `signal` to every process in the cgroup. SIGKILL uses cgroup.kill where the
@@ -353,19 +324,19 @@ impl Manager {
     /// thawed, so a paused container ends up thawed; cgroup.kill leaves the v2 freeze
     /// setting as it was). An absent cgroup has nothing to kill and is not an error.
     pub fn kill_all(&self, signal: i32) -> Result<()> {
-        crate::kill::kill_all(self, signal)
+        crate::kill::kill_all(&self.dirs, signal)
     }
 
     /// Current usage figures, shaped as runc's `events --stats` data.
     pub fn stats(&self) -> Result<stats::Stats> {
-        stats::collect(self)
+        stats::collect(&self.dirs)
     }
 
     /// Removes the container's directories (and any child cgroups the container made),
     /// retrying briefly while the kernel still holds an exiting process. Absent is fine.
     pub fn remove(&self) -> Result<()> {
         let mut first_err = None;
-        for d in self.all_dirs() {
+        for d in self.dirs.all() {
             if let Err(e) = remove::remove_tree(d) {
                 first_err.get_or_insert(e);
             }
@@ -376,6 +347,7 @@ impl Manager {
     /// Sources for mounting a "cgroup" filesystem inside the container.
     pub fn mount_sources(&self) -> Vec<CgroupMountSource> {
         let mut out: Vec<CgroupMountSource> = self
+            .dirs
             .v1
             .iter()
             .map(|h| CgroupMountSource {
@@ -385,47 +357,22 @@ impl Manager {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 host_dir: h.dir.clone(),
+                controllers: h.controllers.clone(),
                 v2: false,
             })
             .collect();
-        if let Some(d) = &self.v2 {
+        if let Some(d) = &self.dirs.v2 {
             out.push(CgroupMountSource {
-                name: if self.layout == Layout::V2 {
+                name: if self.dirs.layout == Layout::V2 {
                     String::new()
                 } else {
                     "unified".to_string()
                 },
                 host_dir: d.clone(),
+                controllers: Vec::new(),
                 v2: true,
             });
         }
         out
     }
-}
-
-fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
-    let p = dir.join("cgroup.procs");
-    let s = match fs::read_to_string(&p) {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(Error::Read { path: p, source }),
-    };
-    out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::Dir {
-                op: "readdir",
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    for ent in rd.flatten() {
-        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            collect_pids(&ent.path(), out)?;
-        }
-    }
-    Ok(())
 }

@@ -45,12 +45,13 @@ impl OomWatch {
     /// None when the cgroup has no memory controller (v1 memory hierarchy absent / v2
     /// without memory). The cgroup must exist.
     pub fn open(manager: &Manager) -> Result<Option<OomWatch>> {
-        if manager.layout() != Layout::V2 {
-            if let Some(dir) = manager.v1_dir("memory") {
+        let dirs = manager.dirs();
+        if dirs.layout != Layout::V2 {
+            if let Some(dir) = dirs.v1("memory") {
                 return open_v1(dir).map(Some);
             }
         }
-        match manager.v2_dir() {
+        match dirs.v2() {
             Some(dir) => open_v2(dir),
             None => Ok(None),
         }

@@ -63,7 +63,7 @@ fn lifecycle_place_list_freeze_kill_remove() {
 
     cg.freeze().unwrap();
     assert!(cg.is_frozen().unwrap());
-    let freezer = cg.v1_dir("freezer").unwrap();
+    let freezer = v1_dir(&cg, "freezer").unwrap();
     assert_eq!(read(freezer.join("freezer.state")), "FROZEN");
     cg.thaw().unwrap();
     assert!(!cg.is_frozen().unwrap());
@@ -134,25 +134,25 @@ fn apply_writes_every_v1_file() {
     }}"#
     ));
     cg.create_with_resources(&r).unwrap();
-    let cpu = cg.v1_dir("cpu").unwrap();
+    let cpu = v1_dir(&cg, "cpu").unwrap();
     assert_eq!(read(cpu.join("cpu.shares")), "512");
     assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
     assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
     assert_eq!(read(cpu.join("cpu.cfs_burst_us")), "1000");
     assert_eq!(read(cpu.join("cpu.idle")), "0");
-    let cpuset = cg.v1_dir("cpuset").unwrap();
+    let cpuset = v1_dir(&cg, "cpuset").unwrap();
     assert_eq!(read(cpuset.join("cpuset.cpus")), "0");
     assert_eq!(read(cpuset.join("cpuset.mems")), "0");
-    let mem = cg.v1_dir("memory").unwrap();
+    let mem = v1_dir(&cg, "memory").unwrap();
     assert_eq!(read(mem.join("memory.limit_in_bytes")), "67108864");
     assert_eq!(read(mem.join("memory.soft_limit_in_bytes")), "33554432");
     assert_eq!(read(mem.join("memory.memsw.limit_in_bytes")), "134217728");
     assert_eq!(read(mem.join("memory.swappiness")), "10");
     assert!(read(mem.join("memory.oom_control")).contains("oom_kill_disable 1"));
     assert_eq!(read(mem.join("memory.kmem.tcp.limit_in_bytes")), "16777216");
-    let pids = cg.v1_dir("pids").unwrap();
+    let pids = v1_dir(&cg, "pids").unwrap();
     assert_eq!(read(pids.join("pids.max")), "32");
-    let blkio = cg.v1_dir("blkio").unwrap();
+    let blkio = v1_dir(&cg, "blkio").unwrap();
     let weight_file = if blkio.join("blkio.weight").exists() {
         "blkio.weight"
     } else {
@@ -180,7 +180,7 @@ fn apply_writes_every_v1_file() {
         read(blkio.join("blkio.throttle.write_iops_device")),
         format!("{dev} 200")
     );
-    let devices = cg.v1_dir("devices").unwrap();
+    let devices = v1_dir(&cg, "devices").unwrap();
     let list = read(devices.join("devices.list"));
     let mut lines: Vec<&str> = list.lines().collect();
     lines.sort();
@@ -224,7 +224,7 @@ fn nested_path_seeds_new_parent_cpusets() {
     let cg = CgGuard(Manager::new(Some(&child), "kos-x").unwrap());
     let r = resources(r#"{"cpu": {"cpus": "0", "mems": "0"}}"#);
     cg.create_with_resources(&r).unwrap();
-    let d = cg.v1_dir("cpuset").unwrap();
+    let d = v1_dir(&cg, "cpuset").unwrap();
     assert_eq!(read(d.join("cpuset.cpus")), "0");
     assert!(!read(d.parent().unwrap().join("cpuset.cpus")).is_empty());
     let kid = sleeper();
@@ -240,7 +240,7 @@ fn realtime_budget_is_written_when_the_parent_has_one() {
     let cg = new_cg("rt");
     let r = resources(r#"{"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}}"#);
     cg.create_with_resources(&r).unwrap();
-    let cpu = cg.v1_dir("cpu").unwrap();
+    let cpu = v1_dir(&cg, "cpu").unwrap();
     assert_eq!(read(cpu.join("cpu.rt_runtime_us")), "10000");
     assert_eq!(read(cpu.join("cpu.rt_period_us")), "1000000");
 }
@@ -286,13 +286,13 @@ fn failed_update_restores_previous_limits() {
     let e = cg.update(&bad).unwrap_err().to_string();
     assert!(e.contains("throttleReadBpsDevice"), "{e}");
     assert_eq!(
-        read(cg.v1_dir("memory").unwrap().join("memory.limit_in_bytes")),
+        read(v1_dir(&cg, "memory").unwrap().join("memory.limit_in_bytes")),
         "67108864"
     );
-    assert_eq!(read(cg.v1_dir("cpu").unwrap().join("cpu.shares")), "256");
-    assert_eq!(read(cg.v1_dir("pids").unwrap().join("pids.max")), "10");
+    assert_eq!(read(v1_dir(&cg, "cpu").unwrap().join("cpu.shares")), "256");
+    assert_eq!(read(v1_dir(&cg, "pids").unwrap().join("pids.max")), "10");
     assert_eq!(
-        read(cg.v1_dir("devices").unwrap().join("devices.list")),
+        read(v1_dir(&cg, "devices").unwrap().join("devices.list")),
         "a *:* rwm"
     );
 }
@@ -318,7 +318,7 @@ fn check_before_update_refuses_limit_below_usage() {
     let _g = ChildGuard(kid);
     cg.add_process(pid).unwrap();
     stdin.write_all(b"go\n").unwrap();
-    let mem = cg.v1_dir("memory").unwrap().to_path_buf();
+    let mem = v1_dir(&cg, "memory").unwrap();
     assert!(wait_until(|| read(mem.join("memory.usage_in_bytes"))
         .parse::<u64>()
         .unwrap()
@@ -406,7 +406,7 @@ fn missing_controller_is_a_clear_error() {
     let cg = new_cg("netcls");
     cg.create().unwrap();
     let r = resources(r#"{"network": {"classID": 1048577}}"#);
-    match cg.v1_dir("net_cls") {
+    match v1_dir(&cg, "net_cls") {
         Some(d) => {
             cg.apply(&r).unwrap();
             assert_eq!(read(d.join("net_cls.classid")), "1048577");
@@ -434,18 +434,18 @@ fn hybrid_hugetlb_goes_to_the_unified_mount() {
     let cg = new_cg("huge");
     let r = resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#);
     cg.create_with_resources(&r).unwrap();
-    let d = match cg.v1_dir("hugetlb") {
+    let d = match v1_dir(&cg, "hugetlb") {
         Some(d) => d.join("hugetlb.2MB.limit_in_bytes"),
-        None => cg.v2_dir().unwrap().join("hugetlb.2MB.max"),
+        None => v2_dir(&cg).unwrap().join("hugetlb.2MB.max"),
     };
     assert_eq!(read(d), "4194304");
     assert!(cg.stats().unwrap().hugetlb.contains_key("2MB"));
     // On a hybrid host, a unified key for a controller in the v2 mount works too.
     let u = resources(r#"{"unified": {"hugetlb.2MB.max": "2097152"}}"#);
-    if cg.v1_dir("hugetlb").is_none() {
+    if v1_dir(&cg, "hugetlb").is_none() {
         cg.update(&u).unwrap();
         assert_eq!(
-            read(cg.v2_dir().unwrap().join("hugetlb.2MB.max")),
+            read(v2_dir(&cg).unwrap().join("hugetlb.2MB.max")),
             "2097152"
         );
         let e = cg
@@ -616,7 +616,7 @@ fn hybrid_without_v1_devices_uses_a_device_program_on_the_unified_dir() {
         })
         .collect();
     let cg = CgGuard(Manager::new_at(Layout::Hybrid, &hs, Some(&path), "kos-x").unwrap());
-    assert!(cg.v1_dir("devices").is_none());
+    assert!(v1_dir(&cg, "devices").is_none());
     let r = resources(
         r#"{"devices": [{"allow": false, "access": "rwm"},
                         {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]}"#,
@@ -646,4 +646,58 @@ fn oom_kill_reported_by_the_v1_eventfd() {
     cg.create_with_resources(&resources(r#"{"memory": {"limit": 16777216}}"#))
         .unwrap();
     check_oom_watch(&cg);
+}
+
+/// `exec --cgroup [CONTROLLER:]PATH`: a pid placed in a sub-cgroup of every hierarchy, or of
+/// one controller's, and paths that would leave the container's cgroup refused.
+#[test]
+fn add_process_to_a_sub_cgroup() {
+    if !v1_host() {
+        return;
+    }
+    let cg = new_cg("sub");
+    cg.create().unwrap();
+    let procs = |d: std::path::PathBuf| read(d.join("cgroup.procs"));
+    for s in cg.mount_sources() {
+        std::fs::create_dir(s.host_dir.join("inner")).unwrap();
+    }
+    // A new cpuset cgroup takes no process until it has cpus and mems.
+    let cpuset = v1_dir(&cg, "cpuset").unwrap();
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        std::fs::write(cpuset.join("inner").join(f), read(cpuset.join(f))).unwrap();
+    }
+    let every = sleeper();
+    cg.add_process_to("/inner", None, every.pid()).unwrap();
+    for s in cg.mount_sources() {
+        let listed = procs(s.host_dir.join("inner"));
+        assert!(
+            listed.lines().any(|l| l == every.pid().to_string()),
+            "{}",
+            s.name
+        );
+    }
+    let one = sleeper();
+    cg.add_process(one.pid()).unwrap();
+    cg.add_process_to("inner", Some("pids"), one.pid()).unwrap();
+    let pid = one.pid().to_string();
+    assert!(procs(v1_dir(&cg, "pids").unwrap().join("inner"))
+        .lines()
+        .any(|l| l == pid));
+    assert!(procs(v1_dir(&cg, "memory").unwrap())
+        .lines()
+        .any(|l| l == pid));
+    // "/" is the container's own cgroup.
+    cg.add_process_to("/", Some("pids"), one.pid()).unwrap();
+    assert!(procs(v1_dir(&cg, "pids").unwrap())
+        .lines()
+        .any(|l| l == pid));
+
+    let e = cg.add_process_to("../escape", None, one.pid()).unwrap_err();
+    assert!(matches!(e, kos_cgroups::Error::Path { .. }), "{e}");
+    let e = cg
+        .add_process_to("inner", Some("nosuch"), one.pid())
+        .unwrap_err();
+    assert!(e.to_string().contains("nosuch"), "{e}");
+    let e = cg.add_process_to("missing", None, one.pid()).unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
 }

@@ -101,7 +101,7 @@ fn inner_v2_lifecycle() {
     }
     let cg = new_cg("v2life");
     cg.create().unwrap();
-    let dir = cg.v2_dir().unwrap().to_path_buf();
+    let dir = v2_dir(&cg).unwrap();
     assert!(dir.is_dir());
     assert_eq!(cg.mount_sources().len(), 1);
     let mut kids = vec![sleeper(), sleeper()];
@@ -269,7 +269,7 @@ fn inner_v2_hugetlb_unified_and_errors() {
         let cg = new_cg("v2huge");
         let r = resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#);
         cg.create_with_resources(&r).unwrap();
-        let d = cg.v2_dir().unwrap();
+        let d = v2_dir(&cg).unwrap();
         assert_eq!(read(d.join("hugetlb.2MB.max")), "4194304");
         cg.update(&resources(r#"{"unified": {"hugetlb.2MB.max": "2097152"}}"#))
             .unwrap();
@@ -317,7 +317,7 @@ fn inner_v2_hugetlb_unified_and_errors() {
             .unwrap_err()
             .to_string();
         assert!(e.contains(field), "{json}: {e}");
-        assert!(!cg.v2_dir().unwrap().exists(), "{json}: cgroup left behind");
+        assert!(!v2_dir(&cg).unwrap().exists(), "{json}: cgroup left behind");
     }
 }
 

@@ -91,7 +91,7 @@ fn v2_create_enables_controllers_and_apply_converts() {
     let t = TempTree::new("tree2");
     let m = v2_manager(&t.0, "/kos-c1");
     m.create().unwrap();
-    let d = m.v2_dir().unwrap().to_path_buf();
+    let d = v2_dir(&m).unwrap();
     assert_eq!(d, t.0.join("kos-c1"));
     assert_eq!(
         read(t.0.join("cgroup.subtree_control")),
@@ -181,7 +181,7 @@ fn v2_update_checks_usage_and_rolls_back() {
     let t = TempTree::new("tree2u");
     let m = v2_manager(&t.0, "/kos-c2");
     m.create().unwrap();
-    let d = m.v2_dir().unwrap().to_path_buf();
+    let d = v2_dir(&m).unwrap();
     files(&d, V2_FILES);
     fs::write(d.join("memory.current"), "100000000").unwrap();
     let e = m
@@ -231,7 +231,7 @@ fn v2_stats_from_files() {
     let t = TempTree::new("tree2s");
     let m = v2_manager(&t.0, "/kos-c3");
     m.create().unwrap();
-    let d = m.v2_dir().unwrap().to_path_buf();
+    let d = v2_dir(&m).unwrap();
     files(
         &d,
         &[
@@ -288,15 +288,15 @@ fn v1_writers_for_hierarchies_this_host_lacks() {
     }
     let m = Manager::new_at(Layout::V1, &hs, Some("/kos/c1"), "kos-x").unwrap();
     m.create().unwrap();
-    let net = m.v1_dir("net_prio").unwrap().to_path_buf();
-    assert_eq!(m.v1_dir("net_cls").unwrap(), net.as_path());
+    let net = v1_dir(&m, "net_prio").unwrap();
+    assert_eq!(v1_dir(&m, "net_cls").unwrap(), net.as_path());
     files(
         &net,
         &[("net_cls.classid", "0"), ("net_prio.ifpriomap", "")],
     );
-    let huge = m.v1_dir("hugetlb").unwrap().to_path_buf();
+    let huge = v1_dir(&m, "hugetlb").unwrap();
     files(&huge, &[("hugetlb.2MB.limit_in_bytes", "0")]);
-    let rdma = m.v1_dir("rdma").unwrap().to_path_buf();
+    let rdma = v1_dir(&m, "rdma").unwrap();
     files(&rdma, &[("rdma.max", "")]);
     let r = resources(
         r#"{"network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]},
@@ -333,7 +333,7 @@ fn v2_oom_watch_counts_oom_kill_changes() {
     let t = TempTree::new("tree-oom");
     let m = v2_manager(&t.0, "/kos-oom");
     m.create().unwrap();
-    let d = m.v2_dir().unwrap().to_path_buf();
+    let d = v2_dir(&m).unwrap();
     // No memory.events: the memory controller is not enabled there.
     assert!(kos_cgroups::OomWatch::open(&m).unwrap().is_none());
     let events = d.join("memory.events");

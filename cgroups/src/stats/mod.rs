@@ -9,9 +9,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::dirs::Dirs;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::manager::Manager;
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -262,18 +262,31 @@ pub(crate) fn parse_blkio_v1(s: &str) -> Vec<BlkioEntry> {
     out
 }
 
-pub(crate) fn collect(m: &Manager) -> Result<Stats> {
+pub(crate) fn collect(m: &Dirs) -> Result<Stats> {
     let mut s = Stats::default();
-    match m.layout() {
+    match m.layout {
         Layout::V2 => {
-            if let Some(d) = m.v2_dir() {
+            if let Some(d) = m.v2() {
                 v2::fill(d, &mut s)?;
             }
         }
         Layout::V1 | Layout::Hybrid => {
-            v1::fill(m, &mut s)?;
-            if m.v1_dir("hugetlb").is_none() {
-                if let Some(d) = m.v2_dir() {
+            let readers: [(&str, V1Reader); 7] = [
+                ("cpuacct", v1::cpuacct),
+                ("cpu", v1::cpu),
+                ("cpuset", v1::cpuset),
+                ("memory", v1::memory),
+                ("pids", v1::pids),
+                ("blkio", v1::blkio),
+                ("hugetlb", v1::hugetlb),
+            ];
+            for (controller, read) in readers {
+                if let Some(d) = m.v1(controller) {
+                    read(d, &mut s)?;
+                }
+            }
+            if m.v1("hugetlb").is_none() {
+                if let Some(d) = m.v2() {
                     v2::hugetlb(d, &mut s)?;
                 }
             }
@@ -281,6 +294,9 @@ pub(crate) fn collect(m: &Manager) -> Result<Stats> {
     }
     Ok(s)
 }
+
+/// Fills the figures of one v1 controller from its directory.
+type V1Reader = fn(&Path, &mut Stats) -> Result<()>;
 
 #[cfg(test)]
 mod tests {

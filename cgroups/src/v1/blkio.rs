@@ -6,9 +6,8 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxThrottleDevice};
 
 use crate::error::{Error, Result};
 use crate::fsutil::Writer;
-use crate::manager::Manager;
 
-fn wants(b: &LinuxBlockIo) -> bool {
+pub(crate) fn wants(b: &LinuxBlockIo) -> bool {
     b.weight().is_some_and(|w| w != 0)
         || b.leaf_weight().is_some_and(|w| w != 0)
         || [
@@ -20,13 +19,6 @@ fn wants(b: &LinuxBlockIo) -> bool {
         .iter()
         .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
         || b.weight_device().as_ref().is_some_and(|l| !l.is_empty())
-}
-
-pub(crate) fn apply(m: &Manager, b: &LinuxBlockIo, w: &mut Writer) -> Result<()> {
-    if !wants(b) {
-        return Ok(());
-    }
-    write(super::dir(m, "blkio", "linux.resources.blockIO")?, b, w)
 }
 
 /// Writes a weight to the CFQ-era file when the kernel has it, else to the BFQ one; the two

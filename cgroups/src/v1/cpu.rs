@@ -6,21 +6,16 @@ use oci_spec::runtime::LinuxCpu;
 
 use crate::error::Result;
 use crate::fsutil::Writer;
-use crate::manager::Manager;
 
-pub(crate) fn apply(m: &Manager, c: &LinuxCpu, w: &mut Writer) -> Result<()> {
-    let wants_cpu = c.shares().is_some_and(|s| s != 0)
+/// Whether `c` sets anything the cpu controller holds (0 is "unset", as runc reads it).
+pub(crate) fn wants(c: &LinuxCpu) -> bool {
+    c.shares().is_some_and(|s| s != 0)
         || c.quota().is_some_and(|q| q != 0)
         || c.period().is_some_and(|p| p != 0)
         || c.burst().is_some()
         || c.realtime_runtime().is_some_and(|v| v != 0)
         || c.realtime_period().is_some_and(|v| v != 0)
-        || c.idle().is_some();
-    if !wants_cpu {
-        return Ok(());
-    }
-    let d = super::dir(m, "cpu", "linux.resources.cpu")?;
-    write(d, c, w)
+        || c.idle().is_some()
 }
 
 pub(crate) fn write(d: &Path, c: &LinuxCpu, w: &mut Writer) -> Result<()> {

@@ -6,7 +6,6 @@ use oci_spec::runtime::LinuxCpu;
 
 use crate::error::Result;
 use crate::fsutil::{self, Writer};
-use crate::manager::Manager;
 
 /// A new v1 cpuset cgroup starts with empty cpus and mems and refuses processes until both
 /// are set, so every directory we made gets its parent's values, outermost first. `skip`
@@ -33,14 +32,11 @@ pub(crate) fn inherit_from_parents(
     Ok(())
 }
 
-pub(crate) fn apply(m: &Manager, c: &LinuxCpu, w: &mut Writer) -> Result<()> {
+/// The cpus and mems `c` sets, each None when absent or empty.
+pub(crate) fn wanted(c: &LinuxCpu) -> Option<(Option<&str>, Option<&str>)> {
     let cpus = c.cpus().as_deref().filter(|s| !s.is_empty());
     let mems = c.mems().as_deref().filter(|s| !s.is_empty());
-    if cpus.is_none() && mems.is_none() {
-        return Ok(());
-    }
-    let d = super::dir(m, "cpuset", "linux.resources.cpu.cpus")?;
-    write(d, cpus, mems, w)
+    (cpus.is_some() || mems.is_some()).then_some((cpus, mems))
 }
 
 pub(crate) fn write(

@@ -7,10 +7,9 @@ use oci_spec::runtime::LinuxMemory;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Writer};
 use crate::kernel;
-use crate::manager::Manager;
 use crate::validate::set;
 
-fn wants(mem: &LinuxMemory) -> bool {
+pub(crate) fn wants(mem: &LinuxMemory) -> bool {
     set(mem.limit()).is_some()
         || set(mem.reservation()).is_some()
         || set(mem.swap()).is_some()
@@ -19,14 +18,6 @@ fn wants(mem: &LinuxMemory) -> bool {
         || mem.swappiness().is_some()
         || mem.disable_oom_killer().is_some()
         || mem.use_hierarchy().is_some()
-}
-
-pub(crate) fn apply(m: &Manager, mem: &LinuxMemory, w: &mut Writer, updating: bool) -> Result<()> {
-    if !wants(mem) {
-        return Ok(());
-    }
-    let d = super::dir(m, "memory", "linux.resources.memory")?;
-    write(d, mem, w, updating)
 }
 
 pub(crate) fn write(d: &Path, mem: &LinuxMemory, w: &mut Writer, updating: bool) -> Result<()> {

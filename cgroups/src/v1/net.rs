@@ -1,33 +1,36 @@
 //! v1 net_cls and net_prio controllers.
 
-use oci_spec::runtime::LinuxNetwork;
+use std::path::Path;
+
+use oci_spec::runtime::LinuxInterfacePriority;
 
 use crate::error::Result;
 use crate::fsutil::Writer;
-use crate::manager::Manager;
 
-pub(crate) fn apply(m: &Manager, n: &LinuxNetwork, w: &mut Writer) -> Result<()> {
-    if let Some(id) = n.class_id() {
-        let d = super::dir(m, "net_cls", "linux.resources.network.classID")?;
-        w.write(
-            "linux.resources.network.classID",
-            &d.join("net_cls.classid"),
-            &id.to_string(),
+/// net_cls.classid in the net_cls directory `d`.
+pub(crate) fn write_class_id(d: &Path, id: u32, w: &mut Writer) -> Result<()> {
+    w.write(
+        "linux.resources.network.classID",
+        &d.join("net_cls.classid"),
+        &id.to_string(),
+    )
+}
+
+/// One net_prio.ifpriomap line per interface in the net_prio directory `d`.
+pub(crate) fn write_priorities(
+    d: &Path,
+    prios: &[LinuxInterfacePriority],
+    w: &mut Writer,
+) -> Result<()> {
+    let p = d.join("net_prio.ifpriomap");
+    for pr in prios {
+        w.write_keyed(
+            "linux.resources.network.priorities",
+            &p,
+            pr.name(),
+            &format!("{} {}", pr.name(), pr.priority()),
+            "0",
         )?;
-    }
-    let prios = n.priorities().as_deref().unwrap_or_default();
-    if !prios.is_empty() {
-        let d = super::dir(m, "net_prio", "linux.resources.network.priorities")?;
-        let p = d.join("net_prio.ifpriomap");
-        for pr in prios {
-            w.write_keyed(
-                "linux.resources.network.priorities",
-                &p,
-                pr.name(),
-                &format!("{} {}", pr.name(), pr.priority()),
-                "0",
-            )?;
-        }
     }
     Ok(())
 }

@@ -2,11 +2,8 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::LinuxPids;
-
 use crate::error::Result;
 use crate::fsutil::Writer;
-use crate::manager::Manager;
 
 /// The pids.max value for a spec limit: positive is a count, negative is unlimited, and 0
 /// (the zero value of runtimes that always emit the field) leaves the file alone.
@@ -16,14 +13,6 @@ pub(crate) fn value(limit: i64) -> Option<String> {
         l if l < 0 => Some("max".into()),
         l => Some(l.to_string()),
     }
-}
-
-pub(crate) fn apply(m: &Manager, p: &LinuxPids, w: &mut Writer) -> Result<()> {
-    let Some(v) = value(p.limit()) else {
-        return Ok(());
-    };
-    let d = super::dir(m, "pids", "linux.resources.pids.limit")?;
-    write(d, &v, w)
 }
 
 pub(crate) fn write(d: &Path, v: &str, w: &mut Writer) -> Result<()> {

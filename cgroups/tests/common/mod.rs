@@ -258,3 +258,20 @@ pub fn check_oom_watch(cg: &Manager) {
         other => panic!("after removal: {other:?}"),
     }
 }
+
+/// The container's directory in the v1 hierarchy carrying `controller`, as the manager
+/// reports it for mounting.
+pub fn v1_dir(cg: &Manager, controller: &str) -> Option<std::path::PathBuf> {
+    cg.mount_sources()
+        .into_iter()
+        .find(|s| !s.v2 && s.controllers.iter().any(|c| c == controller))
+        .map(|s| s.host_dir)
+}
+
+/// The container's directory in the v2 hierarchy.
+pub fn v2_dir(cg: &Manager) -> Option<std::path::PathBuf> {
+    cg.mount_sources()
+        .into_iter()
+        .find(|s| s.v2)
+        .map(|s| s.host_dir)
+}

@@ -392,14 +392,7 @@ impl Supervisor for Joiner<'_> {
         }
         for s in self.subs.iter().filter(|s| !s.controllers.is_empty()) {
             for c in &s.controllers {
-                let dir = cg.v1_dir(c).ok_or_else(|| {
-                    Error::Setup(format!(
-                        "--cgroup {c}:{}: no cgroup v1 hierarchy carries {c}",
-                        s.path
-                    ))
-                })?;
-                let procs = dir.join(&s.path).join("cgroup.procs");
-                std::fs::write(&procs, pid.to_string())
+                cg.add_process_to(&s.path, Some(c), pid)
                     .map_err(|e| Error::Setup(format!("--cgroup {c}:{}: {e}", s.path)))?;
             }
         }
