@@ -1,0 +1,98 @@
+//! What the shim knows about each container and process it runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kos_cgroups::OomWatch;
+
+use crate::runtime::Runtime;
+use crate::stdio::ProcessIo;
+use crate::timefmt::Time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+pub struct Process {
+    /// Empty for the container's init process.
+    pub exec_id: String,
+    pub pid: u32,
+    pub status: Status,
+    /// Exit status (128+signal for a signal) and time, kept until Delete.
+    pub exit: Option<(u32, Time)>,
+    pub io: ProcessIo,
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+    /// An exec's process JSON, until it is started.
+    pub spec: Option<Vec<u8>>,
+}
+
+impl Process {
+    pub fn new(exec_id: &str, stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Process {
+        Process {
+            exec_id: exec_id.to_string(),
+            pid: 0,
+            status: Status::Created,
+            exit: None,
+            io: ProcessIo::default(),
+            stdin: stdin.to_string(),
+            stdout: stdout.to_string(),
+            stderr: stderr.to_string(),
+            terminal,
+            spec: None,
+        }
+    }
+
+    pub fn exited(&self) -> bool {
+        self.status == Status::Stopped
+    }
+
+    pub fn set_exited(&mut self, code: u32) {
+        self.status = Status::Stopped;
+        self.exit = Some((code, Time::now()));
+        self.io.drain();
+    }
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub runtime: Runtime,
+    pub init: Process,
+    pub execs: BTreeMap<String, Process>,
+    pub cgroups_path: Option<String>,
+    pub oom: Option<OomWatch>,
+    pub rootfs_mounted: bool,
+}
+
+impl Container {
+    pub fn process(&self, exec_id: &str) -> Option<&Process> {
+        if exec_id.is_empty() {
+            Some(&self.init)
+        } else {
+            self.execs.get(exec_id)
+        }
+    }
+
+    pub fn process_mut(&mut self, exec_id: &str) -> Option<&mut Process> {
+        if exec_id.is_empty() {
+            Some(&mut self.init)
+        } else {
+            self.execs.get_mut(exec_id)
+        }
+    }
+
+    pub fn processes_mut(&mut self) -> impl Iterator<Item = &mut Process> {
+        std::iter::once(&mut self.init).chain(self.execs.values_mut())
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.bundle.join("rootfs")
+    }
+}

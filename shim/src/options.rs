@@ -1,0 +1,115 @@
+//! Runtime options: containerd's runc `Options` message from CreateTaskRequest.options,
+//! kept in the bundle (options.json) so the `delete` action can clean up without the shim.
+
+use std::path::{Path, PathBuf};
+
+use protobuf::well_known_types::any::Any;
+use protobuf::CodedInputStream;
+use serde::{Deserialize, Serialize};
+
+const OPTIONS_FILE: &str = "options.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RuntimeOptions {
+    pub binary_name: String,
+    pub root: String,
+    pub systemd_cgroup: bool,
+    pub no_pivot_root: bool,
+    pub no_new_keyring: bool,
+}
+
+impl RuntimeOptions {
+    /// From the request's options (any message whose type is runc's Options; other types,
+    /// such as the CRI plugin's runtimeoptions, carry nothing the shim uses).
+    pub fn from_any(any: Option<&Any>) -> Result<RuntimeOptions, String> {
+        let mut o = RuntimeOptions::default();
+        if let Some(a) = any {
+            if a.type_url.ends_with("runc.v1.Options") {
+                decode_runc(&a.value, &mut o)
+                    .map_err(|e| format!("runtime options ({}): {e}", a.type_url))?;
+            }
+        }
+        Ok(o)
+    }
+
+    /// Fills in what the caller left empty.
+    pub fn with_defaults(mut self, namespace: &str) -> RuntimeOptions {
+        if self.binary_name.is_empty() {
+            self.binary_name = default_binary();
+        }
+        if self.root.is_empty() {
+            self.root = format!("/run/containerd/kos/{namespace}");
+        }
+        self
+    }
+
+    pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
+        let data = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(bundle.join(OPTIONS_FILE), data)
+    }
+
+    pub fn load(bundle: &Path) -> Option<RuntimeOptions> {
+        let data = crate::spec::read_bounded(&bundle.join(OPTIONS_FILE), 64 * 1024).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+}
+
+/// kosrun next to the shim's own executable when it is there, else `kosrun` from PATH.
+fn default_binary() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("kosrun")))
+        .filter(|p| p.is_file())
+        .map(|p: PathBuf| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kosrun".to_string())
+}
+
+fn decode_runc(bytes: &[u8], o: &mut RuntimeOptions) -> protobuf::Result<()> {
+    let mut is = CodedInputStream::from_bytes(bytes);
+    while let Some(tag) = is.read_raw_tag_or_eof()? {
+        match tag {
+            8 => o.no_pivot_root = is.read_bool()?,
+            16 => o.no_new_keyring = is.read_bool()?,
+            50 => o.binary_name = is.read_string()?,
+            58 => o.root = is.read_string()?,
+            72 => o.systemd_cgroup = is.read_bool()?,
+            _ => {
+                let wire = protobuf::rt::WireType::new(tag & 7)
+                    .ok_or_else(|| protobuf::Error::from(std::io::Error::other("bad wire type")))?;
+                is.skip_field(wire)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protobuf::CodedOutputStream;
+
+    #[test]
+    fn decodes_runc_options_and_skips_unknown_fields() {
+        let mut buf = Vec::new();
+        {
+            let mut os = CodedOutputStream::vec(&mut buf);
+            os.write_bool(1, true).expect("w");
+            os.write_string(3, "/shim-cgroup").expect("w");
+            os.write_uint32(4, 1000).expect("w");
+            os.write_string(6, "/usr/sbin/runc").expect("w");
+            os.write_string(7, "/run/x").expect("w");
+            os.write_bool(9, true).expect("w");
+            os.flush().expect("flush");
+        }
+        let mut any = Any::new();
+        any.type_url = "containerd.runc.v1.Options".into();
+        any.value = buf;
+        let o = RuntimeOptions::from_any(Some(&any)).expect("decode");
+        assert!(o.no_pivot_root && o.systemd_cgroup && !o.no_new_keyring);
+        assert_eq!(o.binary_name, "/usr/sbin/runc");
+        assert_eq!(o.root, "/run/x");
+        let d = RuntimeOptions::default().with_defaults("k8s.io");
+        assert_eq!(d.root, "/run/containerd/kos/k8s.io");
+        assert!(d.binary_name.ends_with("kosrun"));
+    }
+}

@@ -1,0 +1,882 @@
+//! The containerd.task.v2.Task methods over the shim's containers. Runs on the poll loop's
+//! single thread; Wait is answered later, when the process exits.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task as ev;
+use containerd_shim_protos::types::task::ProcessInfo;
+use containerd_shim_protos::types::task::Status as ApiStatus;
+use protobuf::{Message, MessageField};
+
+use crate::container::{Container, Process, Status};
+use crate::events::{Event, Publisher};
+use crate::mount::{self, MountSpec};
+use crate::options::RuntimeOptions;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::spec::Spec;
+use crate::stdio::console::ConsoleSocket;
+use crate::stdio::uri::Target;
+use crate::stdio::{IoRequest, ProcessIo};
+use crate::timefmt::Time;
+use crate::ttrpc::{response_frame, RpcError};
+
+pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum Reply {
+    Now(Result<Vec<u8>, RpcError>),
+    /// Answered later through `Service::take_replies` (Wait).
+    Later,
+}
+
+struct Waiter {
+    conn: u64,
+    stream: u32,
+    container: String,
+    exec_id: String,
+}
+
+pub struct Service {
+    namespace: String,
+    pub containers: BTreeMap<String, Container>,
+    pub events: Publisher,
+    waiters: Vec<Waiter>,
+    replies: Vec<(u64, Vec<u8>)>,
+    pub shutdown: bool,
+    seq: u64,
+}
+
+type R<T> = Result<T, RpcError>;
+
+fn rt_err(e: RuntimeError) -> RpcError {
+    if e.not_found {
+        RpcError::precondition(e.to_string())
+    } else {
+        RpcError::internal(e.to_string())
+    }
+}
+
+fn encode(m: &dyn protobuf::MessageDyn) -> R<Vec<u8>> {
+    m.write_to_bytes_dyn()
+        .map_err(|e| RpcError::internal(format!("encoding the response: {e}")))
+}
+
+fn empty() -> R<Vec<u8>> {
+    Ok(Vec::new())
+}
+
+fn status_of(s: Status) -> ApiStatus {
+    match s {
+        Status::Created => ApiStatus::CREATED,
+        Status::Running => ApiStatus::RUNNING,
+        Status::Paused => ApiStatus::PAUSED,
+        Status::Stopped => ApiStatus::STOPPED,
+    }
+}
+
+fn read_pid(path: &Path) -> R<u32> {
+    let data = crate::spec::read_bounded(path, 64)
+        .map_err(|e| RpcError::internal(format!("pid file {}: {e}", path.display())))?;
+    String::from_utf8_lossy(&data)
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| RpcError::internal(format!("pid file {}: no pid in it", path.display())))
+}
+
+/// Whether `bin` can be run: a path to a file, or a name found on PATH.
+fn binary_exists(bin: &str) -> bool {
+    if bin.contains('/') {
+        return Path::new(bin).is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+impl Service {
+    pub fn new(namespace: &str, events: Publisher) -> Service {
+        Service {
+            namespace: namespace.to_string(),
+            containers: BTreeMap::new(),
+            events,
+            waiters: Vec::new(),
+            replies: Vec::new(),
+            shutdown: false,
+            seq: 0,
+        }
+    }
+
+    pub fn dispatch(&mut self, conn: u64, stream: u32, method: &str, payload: &[u8]) -> Reply {
+        macro_rules! call {
+            ($t:ty, $f:ident) => {
+                match <$t>::parse_from_bytes(payload) {
+                    Ok(req) => Reply::Now(self.$f(req)),
+                    Err(e) => Reply::Now(Err(RpcError::invalid(format!(
+                        "{method}: bad request: {e}"
+                    )))),
+                }
+            };
+        }
+        match method {
+            "Create" => call!(api::CreateTaskRequest, create),
+            "Start" => call!(api::StartRequest, start),
+            "State" => call!(api::StateRequest, state),
+            "Delete" => call!(api::DeleteRequest, delete),
+            "Pids" => call!(api::PidsRequest, pids),
+            "Pause" => call!(api::PauseRequest, pause),
+            "Resume" => call!(api::ResumeRequest, resume),
+            "Checkpoint" => call!(api::CheckpointTaskRequest, checkpoint),
+            "Kill" => call!(api::KillRequest, kill),
+            "Exec" => call!(api::ExecProcessRequest, exec),
+            "ResizePty" => call!(api::ResizePtyRequest, resize_pty),
+            "CloseIO" => call!(api::CloseIORequest, close_io),
+            "Update" => call!(api::UpdateTaskRequest, update),
+            "Stats" => call!(api::StatsRequest, stats),
+            "Connect" => call!(api::ConnectRequest, connect),
+            "Shutdown" => call!(api::ShutdownRequest, shutdown),
+            "Wait" => match api::WaitRequest::parse_from_bytes(payload) {
+                Ok(req) => self.wait(conn, stream, req),
+                Err(e) => Reply::Now(Err(RpcError::invalid(format!("Wait: bad request: {e}")))),
+            },
+            other => Reply::Now(Err(RpcError::new(
+                containerd_shim_protos::ttrpc::Code::UNIMPLEMENTED,
+                format!("{TASK_SERVICE}/{other} is not implemented"),
+            ))),
+        }
+    }
+
+    /// Deferred answers (Wait) ready to go out, by connection.
+    pub fn take_replies(&mut self) -> Vec<(u64, Vec<u8>)> {
+        std::mem::take(&mut self.replies)
+    }
+
+    pub fn connection_closed(&mut self, conn: u64) {
+        self.waiters.retain(|w| w.conn != conn);
+    }
+
+    fn container(&self, id: &str) -> R<&Container> {
+        self.containers
+            .get(id)
+            .ok_or_else(|| RpcError::not_found(format!("container {id} not found")))
+    }
+
+    fn container_mut(&mut self, id: &str) -> R<&mut Container> {
+        self.containers
+            .get_mut(id)
+            .ok_or_else(|| RpcError::not_found(format!("container {id} not found")))
+    }
+
+    fn process(&self, id: &str, exec_id: &str) -> R<&Process> {
+        self.container(id)?
+            .process(exec_id)
+            .ok_or_else(|| RpcError::not_found(format!("exec {exec_id} of {id} not found")))
+    }
+
+    fn process_mut(&mut self, id: &str, exec_id: &str) -> R<&mut Process> {
+        self.container_mut(id)?
+            .process_mut(exec_id)
+            .ok_or_else(|| RpcError::not_found(format!("exec {exec_id} of {id} not found")))
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn create(&mut self, r: api::CreateTaskRequest) -> R<Vec<u8>> {
+        if r.id.is_empty() {
+            return Err(RpcError::invalid("create: empty container id"));
+        }
+        if self.containers.contains_key(&r.id) {
+            return Err(RpcError::exists(format!(
+                "container {}: already exists",
+                r.id
+            )));
+        }
+        if !r.checkpoint.is_empty() {
+            return Err(RpcError::precondition(
+                "create: restoring from a checkpoint is not supported by the kos shim",
+            ));
+        }
+        let bundle = PathBuf::from(&r.bundle);
+        if !bundle.is_absolute() {
+            return Err(RpcError::invalid(format!(
+                "create: bundle {:?} is not an absolute path",
+                r.bundle
+            )));
+        }
+        let spec = Spec::load(&bundle).map_err(RpcError::invalid)?;
+        let opts = RuntimeOptions::from_any(r.options.as_ref())
+            .map_err(RpcError::invalid)?
+            .with_defaults(&self.namespace);
+        if !binary_exists(&opts.binary_name) {
+            return Err(RpcError::precondition(format!(
+                "create: runtime binary {:?} not found",
+                opts.binary_name
+            )));
+        }
+        opts.save(&bundle)
+            .map_err(|e| RpcError::internal(format!("create: saving runtime options: {e}")))?;
+        let runtime = Runtime::new(&opts, &bundle);
+
+        let mut init = Process::new("", &r.stdin, &r.stdout, &r.stderr, r.terminal);
+        let (io, child) = ProcessIo::open(&IoRequest {
+            stdin: &r.stdin,
+            stdout: &r.stdout,
+            stderr: &r.stderr,
+            terminal: r.terminal,
+            container_id: &r.id,
+            namespace: &self.namespace,
+        })
+        .map_err(|e| RpcError::invalid(format!("create: {e}")))?;
+        init.io = io;
+
+        let rootfs = bundle.join("rootfs");
+        let mounts: Vec<MountSpec> = r
+            .rootfs
+            .iter()
+            .map(|m| MountSpec {
+                kind: m.type_.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        if !mounts.is_empty() {
+            std::fs::create_dir_all(&rootfs)
+                .map_err(|e| RpcError::internal(format!("create: {}: {e}", rootfs.display())))?;
+            mount::mount_all(&mounts, &rootfs)
+                .map_err(|e| RpcError::internal(format!("create: {e}")))?;
+        }
+        let undo = |runtime: &Runtime| {
+            let _ = runtime.delete(&r.id, true);
+            if !mounts.is_empty() {
+                mount::unmount_all(&rootfs);
+            }
+        };
+
+        let console = if r.terminal {
+            match ConsoleSocket::new() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    undo(&runtime);
+                    return Err(RpcError::internal(format!("create: console socket: {e}")));
+                }
+            }
+        } else {
+            None
+        };
+        let pid_file = bundle.join("init.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        if let Err(e) = runtime.create(
+            &r.id,
+            &bundle,
+            &pid_file,
+            console.as_ref().map(|c| c.path()),
+            child,
+        ) {
+            undo(&runtime);
+            return Err(rt_err(e));
+        }
+        if let Some(c) = &console {
+            let attached = c
+                .receive(CONSOLE_TIMEOUT)
+                .and_then(|m| init.io.attach_console(m));
+            if let Err(e) = attached {
+                undo(&runtime);
+                return Err(RpcError::internal(format!("create: terminal: {e}")));
+            }
+        }
+        let pid = match read_pid(&pid_file) {
+            Ok(p) => p,
+            Err(e) => {
+                undo(&runtime);
+                return Err(e);
+            }
+        };
+        init.pid = pid;
+
+        let cgroups_path = spec.cgroups_path().map(str::to_string);
+        let oom = kos_cgroups::Manager::new(cgroups_path.as_deref(), &r.id)
+            .and_then(|m| kos_cgroups::OomWatch::open(&m))
+            .unwrap_or_else(|e| {
+                crate::log::warn(&format!("{}: no OOM notifications: {e}", r.id));
+                None
+            });
+        self.containers.insert(
+            r.id.clone(),
+            Container {
+                id: r.id.clone(),
+                bundle: bundle.clone(),
+                runtime,
+                init,
+                execs: BTreeMap::new(),
+                cgroups_path,
+                oom,
+                rootfs_mounted: !mounts.is_empty(),
+            },
+        );
+
+        let mut e = ev::TaskCreate::new();
+        e.container_id = r.id.clone();
+        e.bundle = r.bundle.clone();
+        e.rootfs = r.rootfs.clone();
+        let mut tio = ev::TaskIO::new();
+        tio.stdin = r.stdin.clone();
+        tio.stdout = r.stdout.clone();
+        tio.stderr = r.stderr.clone();
+        tio.terminal = r.terminal;
+        e.io = MessageField::some(tio);
+        e.pid = pid;
+        self.events.push(Event::Create(e));
+
+        let mut resp = api::CreateTaskResponse::new();
+        resp.pid = pid;
+        encode(&resp)
+    }
+
+    fn start(&mut self, r: api::StartRequest) -> R<Vec<u8>> {
+        if r.exec_id.is_empty() {
+            let c = self.container_mut(&r.id)?;
+            if c.init.status != Status::Created {
+                return Err(RpcError::precondition(format!(
+                    "container {} is not in the created state",
+                    r.id
+                )));
+            }
+            c.runtime.start(&r.id).map_err(rt_err)?;
+            if c.init.status == Status::Created {
+                c.init.status = Status::Running;
+            }
+            let pid = c.init.pid;
+            let mut e = ev::TaskStart::new();
+            e.container_id = r.id.clone();
+            e.pid = pid;
+            self.events.push(Event::Start(e));
+            let mut resp = api::StartResponse::new();
+            resp.pid = pid;
+            return encode(&resp);
+        }
+        let seq = self.next_seq();
+        let namespace = self.namespace.clone();
+        let c = self.container_mut(&r.id)?;
+        if c.init.exited() {
+            return Err(RpcError::precondition(format!(
+                "container {} is not running",
+                r.id
+            )));
+        }
+        let bundle = c.bundle.clone();
+        let runtime = c.runtime.clone();
+        let p = c.execs.get_mut(&r.exec_id).ok_or_else(|| {
+            RpcError::not_found(format!("exec {} of {} not found", r.exec_id, r.id))
+        })?;
+        let Some(spec) = p.spec.take() else {
+            return Err(RpcError::precondition(format!(
+                "exec {} of {} was already started",
+                r.exec_id, r.id
+            )));
+        };
+        let res = start_exec(p, &r.id, &namespace, &bundle, &runtime, &spec, seq);
+        if let Err(e) = res {
+            // Failed before running: it counts as exited so that Wait and Delete still work.
+            p.set_exited(255);
+            self.finish_process(&r.id, &r.exec_id, false);
+            return Err(e);
+        }
+        let pid = p.pid;
+        let mut e = ev::TaskExecStarted::new();
+        e.container_id = r.id.clone();
+        e.exec_id = r.exec_id.clone();
+        e.pid = pid;
+        self.events.push(Event::ExecStarted(e));
+        let mut resp = api::StartResponse::new();
+        resp.pid = pid;
+        encode(&resp)
+    }
+
+    fn state(&mut self, r: api::StateRequest) -> R<Vec<u8>> {
+        let c = self.container(&r.id)?;
+        let p = self.process(&r.id, &r.exec_id)?;
+        let mut s = api::StateResponse::new();
+        s.id = if r.exec_id.is_empty() {
+            r.id.clone()
+        } else {
+            r.exec_id.clone()
+        };
+        s.bundle = c.bundle.to_string_lossy().into_owned();
+        s.pid = p.pid;
+        s.status = status_of(p.status).into();
+        s.stdin = p.stdin.clone();
+        s.stdout = p.stdout.clone();
+        s.stderr = p.stderr.clone();
+        s.terminal = p.terminal;
+        if let Some((code, at)) = p.exit {
+            s.exit_status = code;
+            s.exited_at = MessageField::some(at.to_proto());
+        }
+        s.exec_id = r.exec_id.clone();
+        encode(&s)
+    }
+
+    fn delete(&mut self, r: api::DeleteRequest) -> R<Vec<u8>> {
+        let mut resp = api::DeleteResponse::new();
+        if !r.exec_id.is_empty() {
+            let c = self.container_mut(&r.id)?;
+            let p = c.execs.get(&r.exec_id).ok_or_else(|| {
+                RpcError::not_found(format!("exec {} of {} not found", r.exec_id, r.id))
+            })?;
+            if matches!(p.status, Status::Running | Status::Paused) {
+                return Err(RpcError::precondition(format!(
+                    "cannot delete exec {} of {}: it is running",
+                    r.exec_id, r.id
+                )));
+            }
+            let p = c.execs.remove(&r.exec_id).expect("checked above");
+            resp.pid = p.pid;
+            if let Some((code, at)) = p.exit {
+                resp.exit_status = code;
+                resp.exited_at = MessageField::some(at.to_proto());
+            }
+            self.answer_waiters(&r.id, &r.exec_id, true);
+            return encode(&resp);
+        }
+        let c = self.container_mut(&r.id)?;
+        match c.init.status {
+            Status::Running | Status::Paused => {
+                return Err(RpcError::precondition(format!(
+                    "cannot delete container {}: it is running",
+                    r.id
+                )))
+            }
+            Status::Created => {
+                // Never started: the runtime kills the waiting init; collect its status here.
+                c.runtime.delete(&r.id, true).map_err(rt_err)?;
+                let code = reap_now(c.init.pid);
+                c.init.set_exited(code);
+            }
+            Status::Stopped => {
+                if let Err(e) = c.runtime.delete(&r.id, false) {
+                    if let Err(e2) = c.runtime.delete(&r.id, true) {
+                        crate::log::warn(&format!("{}: delete: {e}; forced: {e2}", r.id));
+                    }
+                }
+            }
+        }
+        let mut c = self.containers.remove(&r.id).expect("checked above");
+        if c.rootfs_mounted {
+            mount::unmount_all(&c.rootfs());
+        }
+        let _ = std::fs::remove_file(c.bundle.join("init.pid"));
+        for p in c.processes_mut() {
+            p.io.drain();
+        }
+        resp.pid = c.init.pid;
+        if let Some((code, at)) = c.init.exit {
+            resp.exit_status = code;
+            resp.exited_at = MessageField::some(at.to_proto());
+        }
+        let mut e = ev::TaskDelete::new();
+        e.container_id = r.id.clone();
+        e.id = r.id.clone();
+        e.pid = resp.pid;
+        e.exit_status = resp.exit_status;
+        e.exited_at = resp.exited_at.clone();
+        self.events.push(Event::Delete(e));
+        // Anyone still waiting on this container's processes will never see an exit now.
+        let execs: Vec<String> = c.execs.keys().cloned().collect();
+        for x in execs {
+            self.answer_waiters(&r.id, &x, true);
+        }
+        self.answer_waiters(&r.id, "", true);
+        encode(&resp)
+    }
+
+    fn pids(&mut self, r: api::PidsRequest) -> R<Vec<u8>> {
+        let c = self.container(&r.id)?;
+        let m = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &r.id)
+            .map_err(|e| RpcError::internal(format!("pids: cgroup of {}: {e}", r.id)))?;
+        let pids = m
+            .pids()
+            .map_err(|e| RpcError::internal(format!("pids: {e}")))?;
+        let mut resp = api::PidsResponse::new();
+        for pid in pids {
+            let mut pi = ProcessInfo::new();
+            pi.pid = pid as u32;
+            resp.processes.push(pi);
+        }
+        encode(&resp)
+    }
+
+    fn pause(&mut self, r: api::PauseRequest) -> R<Vec<u8>> {
+        let c = self.container_mut(&r.id)?;
+        if c.init.status != Status::Running {
+            return Err(RpcError::precondition(format!(
+                "container {} is not running",
+                r.id
+            )));
+        }
+        c.runtime.pause(&r.id).map_err(rt_err)?;
+        c.init.status = Status::Paused;
+        let mut e = ev::TaskPaused::new();
+        e.container_id = r.id;
+        self.events.push(Event::Paused(e));
+        empty()
+    }
+
+    fn resume(&mut self, r: api::ResumeRequest) -> R<Vec<u8>> {
+        let c = self.container_mut(&r.id)?;
+        if c.init.status != Status::Paused {
+            return Err(RpcError::precondition(format!(
+                "container {} is not paused",
+                r.id
+            )));
+        }
+        c.runtime.resume(&r.id).map_err(rt_err)?;
+        c.init.status = Status::Running;
+        let mut e = ev::TaskResumed::new();
+        e.container_id = r.id;
+        self.events.push(Event::Resumed(e));
+        empty()
+    }
+
+    fn checkpoint(&mut self, r: api::CheckpointTaskRequest) -> R<Vec<u8>> {
+        let c = self.container(&r.id)?;
+        if r.path.is_empty() {
+            return Err(RpcError::invalid("checkpoint: no image path"));
+        }
+        c.runtime.checkpoint(&r.id, &r.path, "").map_err(|e| {
+            RpcError::precondition(format!(
+                "checkpoint of {} failed (the runtime needs a working CRIU): {e}",
+                r.id
+            ))
+        })?;
+        empty()
+    }
+
+    fn kill(&mut self, r: api::KillRequest) -> R<Vec<u8>> {
+        let c = self.container(&r.id)?;
+        if r.exec_id.is_empty() {
+            if c.init.exited() && !r.all {
+                return Err(RpcError::not_found(format!(
+                    "container {}: process already finished",
+                    r.id
+                )));
+            }
+            return match c.runtime.kill(&r.id, r.signal, r.all) {
+                Ok(()) => empty(),
+                // It exited between our look and the runtime's.
+                Err(_) if r.all || c.init.exited() => empty(),
+                Err(e) => Err(rt_err(e)),
+            };
+        }
+        let p = self.process(&r.id, &r.exec_id)?;
+        if p.exited() {
+            return Err(RpcError::not_found(format!(
+                "exec {} of {}: process already finished",
+                r.exec_id, r.id
+            )));
+        }
+        if p.pid == 0 {
+            return Err(RpcError::precondition(format!(
+                "exec {} of {} was not started",
+                r.exec_id, r.id
+            )));
+        }
+        let sig = nix::sys::signal::Signal::try_from(r.signal as i32)
+            .map_err(|_| RpcError::invalid(format!("kill: bad signal {}", r.signal)))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid as i32), sig)
+            .map_err(|e| RpcError::internal(format!("kill exec {}: {e}", r.exec_id)))?;
+        empty()
+    }
+
+    fn exec(&mut self, r: api::ExecProcessRequest) -> R<Vec<u8>> {
+        let c = self.container_mut(&r.id)?;
+        if r.exec_id.is_empty() {
+            return Err(RpcError::invalid("exec: empty exec id"));
+        }
+        if c.init.exited() {
+            return Err(RpcError::precondition(format!(
+                "container {} is not running",
+                r.id
+            )));
+        }
+        if c.execs.contains_key(&r.exec_id) {
+            return Err(RpcError::exists(format!(
+                "exec {} of {}: already exists",
+                r.exec_id, r.id
+            )));
+        }
+        let spec = r
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| RpcError::invalid(format!("exec {}: no process spec", r.exec_id)))?;
+        serde_json::from_slice::<serde_json::Value>(&spec)
+            .map_err(|e| RpcError::invalid(format!("exec {}: process spec: {e}", r.exec_id)))?;
+        for s in [&r.stdout, &r.stderr] {
+            Target::parse(s).map_err(|e| RpcError::invalid(format!("exec {}: {e}", r.exec_id)))?;
+        }
+        let mut p = Process::new(&r.exec_id, &r.stdin, &r.stdout, &r.stderr, r.terminal);
+        p.spec = Some(spec);
+        c.execs.insert(r.exec_id.clone(), p);
+        let mut e = ev::TaskExecAdded::new();
+        e.container_id = r.id;
+        e.exec_id = r.exec_id;
+        self.events.push(Event::ExecAdded(e));
+        empty()
+    }
+
+    fn resize_pty(&mut self, r: api::ResizePtyRequest) -> R<Vec<u8>> {
+        let p = self.process(&r.id, &r.exec_id)?;
+        p.io.resize(r.width, r.height)
+            .map_err(|e| RpcError::precondition(format!("resize {}: {e}", r.id)))?;
+        empty()
+    }
+
+    fn close_io(&mut self, r: api::CloseIORequest) -> R<Vec<u8>> {
+        let p = self.process_mut(&r.id, &r.exec_id)?;
+        if r.stdin {
+            p.io.close_stdin();
+        }
+        empty()
+    }
+
+    fn update(&mut self, r: api::UpdateTaskRequest) -> R<Vec<u8>> {
+        let c = self.container(&r.id)?;
+        let Some(res) = r.resources.as_ref() else {
+            return Err(RpcError::invalid("update: no resources"));
+        };
+        serde_json::from_slice::<serde_json::Value>(&res.value)
+            .map_err(|e| RpcError::invalid(format!("update: resources: {e}")))?;
+        c.runtime.update(&r.id, &res.value).map_err(rt_err)?;
+        empty()
+    }
+
+    fn stats(&mut self, r: api::StatsRequest) -> R<Vec<u8>> {
+        let c = self.container(&r.id)?;
+        let m = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &r.id)
+            .map_err(|e| RpcError::internal(format!("stats: cgroup of {}: {e}", r.id)))?;
+        let s = m
+            .stats()
+            .map_err(|e| RpcError::internal(format!("stats of {}: {e}", r.id)))?;
+        let any = crate::metrics::to_any(m.layout(), &s)
+            .map_err(|e| RpcError::internal(format!("stats: {e}")))?;
+        let mut resp = api::StatsResponse::new();
+        resp.stats = MessageField::some(any);
+        encode(&resp)
+    }
+
+    fn connect(&mut self, r: api::ConnectRequest) -> R<Vec<u8>> {
+        let mut resp = api::ConnectResponse::new();
+        resp.shim_pid = std::process::id();
+        resp.version = concat!("kos-shim ", env!("CARGO_PKG_VERSION")).to_string();
+        if let Some(c) = self.containers.get(&r.id) {
+            resp.task_pid = c.init.pid;
+        }
+        encode(&resp)
+    }
+
+    fn shutdown(&mut self, _r: api::ShutdownRequest) -> R<Vec<u8>> {
+        // A shim serving a pod stays while any of its containers does.
+        if self.containers.is_empty() {
+            self.shutdown = true;
+        }
+        empty()
+    }
+
+    fn wait(&mut self, conn: u64, stream: u32, r: api::WaitRequest) -> Reply {
+        match self.process(&r.id, &r.exec_id) {
+            Err(e) => Reply::Now(Err(e)),
+            Ok(p) => match p.exit {
+                Some((code, at)) => Reply::Now(wait_response(code, at)),
+                None => {
+                    self.waiters.push(Waiter {
+                        conn,
+                        stream,
+                        container: r.id,
+                        exec_id: r.exec_id,
+                    });
+                    Reply::Later
+                }
+            },
+        }
+    }
+
+    /// Answers Wait calls on a process: with its exit, or NotFound when it went away.
+    fn answer_waiters(&mut self, id: &str, exec_id: &str, gone: bool) {
+        let exit = self
+            .containers
+            .get(id)
+            .and_then(|c| c.process(exec_id))
+            .and_then(|p| p.exit);
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            if w.container != id || w.exec_id != exec_id {
+                keep.push(w);
+                continue;
+            }
+            let res = match exit {
+                Some((code, at)) => wait_response(code, at),
+                None if gone => Err(RpcError::not_found(format!(
+                    "process {exec_id} of {id} was deleted"
+                ))),
+                None => {
+                    keep.push(w);
+                    continue;
+                }
+            };
+            self.replies.push((w.conn, response_frame(w.stream, res)));
+        }
+        self.waiters = keep;
+    }
+
+    /// A child exited (from the reaper). Unknown pids (the runtime's helpers, a logging
+    /// program) are ignored.
+    pub fn process_exited(&mut self, pid: i32, code: u32) {
+        let mut found = None;
+        for (id, c) in self.containers.iter_mut() {
+            for p in c.processes_mut() {
+                if p.pid as i32 == pid && !p.exited() && p.spec.is_none() {
+                    p.set_exited(code);
+                    found = Some((id.clone(), p.exec_id.clone()));
+                }
+            }
+        }
+        if let Some((id, exec_id)) = found {
+            self.finish_process(&id, &exec_id, true);
+        }
+    }
+
+    fn finish_process(&mut self, id: &str, exec_id: &str, publish: bool) {
+        let Some(p) = self.containers.get(id).and_then(|c| c.process(exec_id)) else {
+            return;
+        };
+        if publish {
+            if let Some((code, at)) = p.exit {
+                let mut e = ev::TaskExit::new();
+                e.container_id = id.to_string();
+                e.id = if exec_id.is_empty() {
+                    id.to_string()
+                } else {
+                    exec_id.to_string()
+                };
+                e.pid = p.pid;
+                e.exit_status = code;
+                e.exited_at = MessageField::some(at.to_proto());
+                self.events.push(Event::Exit(e));
+            }
+        }
+        self.answer_waiters(id, exec_id, false);
+    }
+
+    /// An OOM watch of container `id` is readable.
+    pub fn oom_ready(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        let Some(w) = c.oom.as_mut() else {
+            return;
+        };
+        match w.read_events() {
+            Ok(0) => {}
+            Ok(_) => {
+                let mut e = ev::TaskOOM::new();
+                e.container_id = id.to_string();
+                self.events.push(Event::Oom(e));
+            }
+            Err(_) => c.oom = None,
+        }
+    }
+}
+
+fn wait_response(code: u32, at: Time) -> R<Vec<u8>> {
+    let mut w = api::WaitResponse::new();
+    w.exit_status = code;
+    w.exited_at = MessageField::some(at.to_proto());
+    encode(&w)
+}
+
+/// Collects the exit status of a child the runtime has just killed.
+fn reap_now(pid: u32) -> u32 {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    for _ in 0..200 {
+        match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(s) => return crate::reaper::exit_code(s).unwrap_or(137),
+            Err(_) => break,
+        }
+    }
+    137
+}
+
+fn start_exec(
+    p: &mut Process,
+    id: &str,
+    namespace: &str,
+    bundle: &Path,
+    runtime: &Runtime,
+    spec: &[u8],
+    seq: u64,
+) -> R<()> {
+    let (io, child) = ProcessIo::open(&IoRequest {
+        stdin: &p.stdin,
+        stdout: &p.stdout,
+        stderr: &p.stderr,
+        terminal: p.terminal,
+        container_id: id,
+        namespace,
+    })
+    .map_err(|e| RpcError::invalid(format!("exec {}: {e}", p.exec_id)))?;
+    p.io = io;
+    // Exec ids come from the client: file names are the shim's own.
+    let process_file = bundle.join(format!(".kos-exec-{}-{seq}.json", std::process::id()));
+    let pid_file = bundle.join(format!(".kos-exec-{}-{seq}.pid", std::process::id()));
+    let cleanup = || {
+        let _ = std::fs::remove_file(&process_file);
+        let _ = std::fs::remove_file(&pid_file);
+    };
+    std::fs::write(&process_file, spec)
+        .map_err(|e| RpcError::internal(format!("exec: {}: {e}", process_file.display())))?;
+    let console = if p.terminal {
+        Some(ConsoleSocket::new().map_err(|e| {
+            cleanup();
+            RpcError::internal(format!("exec: console socket: {e}"))
+        })?)
+    } else {
+        None
+    };
+    if let Err(e) = runtime.exec(
+        id,
+        &process_file,
+        &pid_file,
+        console.as_ref().map(|c| c.path()),
+        child,
+    ) {
+        cleanup();
+        return Err(rt_err(e));
+    }
+    if let Some(c) = &console {
+        if let Err(e) = c
+            .receive(CONSOLE_TIMEOUT)
+            .and_then(|m| p.io.attach_console(m))
+        {
+            cleanup();
+            return Err(RpcError::internal(format!(
+                "exec {}: terminal: {e}",
+                p.exec_id
+            )));
+        }
+    }
+    let pid = read_pid(&pid_file);
+    cleanup();
+    p.pid = pid?;
+    p.status = Status::Running;
+    Ok(())
+}
