@@ -16,7 +16,7 @@ use kos_cgroups::{detect_layout, Hierarchy, Layout, Manager};
 fn v1_host() -> bool {
     match detect_layout().expect("layout") {
         Layout::V2 => {
-            eprintln!("skipping: this host has no cgroup v1 hierarchies");
+            skip("this host has no cgroup v1 hierarchies");
             false
         }
         _ => true,
@@ -424,11 +424,11 @@ fn missing_controller_is_a_clear_error() {
 #[test]
 fn hybrid_hugetlb_goes_to_the_unified_mount() {
     if detect_layout().unwrap() != Layout::Hybrid {
-        eprintln!("skipping: not a hybrid host");
+        skip("not a hybrid host");
         return;
     }
     if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
-        eprintln!("skipping: no 2MB huge pages");
+        skip("no 2MB huge pages");
         return;
     }
     let cg = new_cg("huge");
@@ -587,7 +587,7 @@ fn create_apply_place_remove_is_cheap() {
 #[test]
 fn hybrid_without_v1_devices_uses_a_device_program_on_the_unified_dir() {
     if detect_layout().unwrap() != Layout::Hybrid {
-        eprintln!("skipping: not a hybrid host");
+        skip("not a hybrid host");
         return;
     }
     // The same host seen as if no v1 devices hierarchy were mounted.

@@ -70,7 +70,7 @@ fn run_in_v2_namespace(inner: &str) {
 /// The inner half only makes sense inside the namespace the outer half sets up.
 fn inner() -> bool {
     if std::env::var_os(INNER_ENV).is_none() {
-        eprintln!("skipping: run by its outer test inside a private mount namespace");
+        eprintln!("not run: the outer test runs this inside a private mount namespace");
         return false;
     }
     assert_eq!(detect_layout().unwrap(), Layout::V2);
@@ -288,7 +288,7 @@ fn inner_v2_hugetlb_unified_and_errors() {
         );
         assert_eq!(read(d.join("hugetlb.2MB.max")), "2097152");
     } else {
-        eprintln!("no hugetlb in this v2 hierarchy; hugetlb part skipped");
+        skip("no hugetlb controller in this cgroup2 hierarchy (hugetlb part)");
     }
     let cases = [
         (r#"{"unified": {"memory/../../x": "1"}}"#, "unified"),

@@ -78,10 +78,7 @@ fn assert_same_image(a: &Store, an: &str, b: &Store, bn: &str, work: &Path) {
 
 #[test]
 fn oci_and_docker_archives_interchange_with_skopeo() {
-    if !common::is_root() {
-        eprintln!("skipping: materialising image trees with their owners needs root");
-        return;
-    }
+    common::require_root("materialising image trees with their owners");
     let work = Scratch::new("archive");
     let src = Store::open(work.join("src")).unwrap();
     let name = "localhost/kos/arch:1";

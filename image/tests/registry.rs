@@ -82,10 +82,7 @@ fn multi_layers() -> Vec<common::BuiltLayer> {
 
 #[test]
 fn push_then_pull_gives_identical_rootfs() {
-    if !common::is_root() {
-        eprintln!("skipping: overlay mounts need root");
-        return;
-    }
+    common::require_root("overlay mounts");
     let reg = TestRegistry::start();
     let work = Scratch::new("roundtrip");
     let src = Arc::new(Store::open(work.join("src")).unwrap());
@@ -555,10 +552,7 @@ fn tag_list_inspect_remove_and_gc() {
 
 #[test]
 fn many_layers_mount_and_copy_fallback_agree() {
-    if !common::is_root() {
-        eprintln!("skipping: overlay mounts need root");
-        return;
-    }
+    common::require_root("overlay mounts");
     let work = Scratch::new("manylayers");
     let store = Store::open(work.join("s")).unwrap();
     // Long lower paths times 90 layers is far past one page of mount options.

@@ -38,10 +38,7 @@ fn rich_entries() -> Vec<Entry> {
 
 #[test]
 fn preserves_metadata_in_every_compression() {
-    if !common::is_root() {
-        eprintln!("skipping: needs root for devices and ownership");
-        return;
-    }
+    common::require_root("devices and ownership");
     for comp in [Comp::None, Comp::Gzip, Comp::Zstd] {
         let dir = Scratch::new("features");
         let l = common::layer(&rich_entries(), comp);
@@ -126,10 +123,7 @@ fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn whiteouts_in_overlay_and_apply_modes() {
-    if !common::is_root() {
-        eprintln!("skipping: needs root for whiteout devices and trusted xattrs");
-        return;
-    }
+    common::require_root("whiteout devices and trusted xattrs");
     let lower = vec![
         Entry::dir("keep"),
         Entry::file("keep/a", b"a"),

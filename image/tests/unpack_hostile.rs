@@ -276,10 +276,7 @@ fn cases(out: &str) -> Vec<(&'static str, Vec<Entry>)> {
 
 #[test]
 fn hostile_corpus_stays_inside_root() {
-    if !common::is_root() {
-        eprintln!("skipping: needs root for device nodes and ownership");
-        return;
-    }
+    common::require_root("device nodes and ownership");
     // The sandbox path is only known once created; build cases per sandbox.
     let probe = Sandbox::new();
     let out = probe.outside();
@@ -315,10 +312,7 @@ fn hostile_corpus_stays_inside_root() {
 
 #[test]
 fn inside_effects_of_hostile_entries() {
-    if !common::is_root() {
-        eprintln!("skipping: needs root");
-        return;
-    }
+    common::require_root("ownership and device entries");
     let sb = Sandbox::new();
     let out = sb.outside();
     let entries = vec![

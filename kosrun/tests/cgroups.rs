@@ -48,7 +48,7 @@ fn memory_limit_file() -> &'static str {
 #[test]
 fn oom_kill_is_reported_by_events_until_the_container_stops() {
     if !host_has("memory") {
-        eprintln!("skipped: no memory controller on this host");
+        support::skip("no memory controller on this host");
         return;
     }
     // dd's 64 MiB buffer is filled from /dev/zero, so it is really touched: over the
@@ -98,7 +98,7 @@ fn oom_kill_is_reported_by_events_until_the_container_stops() {
 #[test]
 fn fork_bomb_stops_at_the_pids_limit() {
     if !host_has("pids") {
-        eprintln!("skipped: no pids controller on this host");
+        support::skip("no pids controller on this host");
         return;
     }
     // Forks in a subshell (a failed fork ends the shell that tried); the outer shell then
@@ -202,7 +202,7 @@ const DEVICE_PROBE: &str = "\
 
 fn device_fixture() -> Option<Fixture> {
     if !Path::new("/dev/net/tun").exists() || !Path::new("/dev/fuse").exists() {
-        eprintln!("skipped: the host has no /dev/net/tun or /dev/fuse to bind");
+        support::skip("the host has no /dev/net/tun or /dev/fuse to bind");
         return None;
     }
     let mut fx = Fixture::new(DEVICE_PROBE);
@@ -236,7 +236,7 @@ fn device_rules_deny_what_they_deny() {
 #[test]
 fn update_changes_the_kernel_limits_and_the_saved_state() {
     if !host_has("memory") || !host_has("pids") {
-        eprintln!("skipped: no memory or pids controller on this host");
+        support::skip("no memory or pids controller on this host");
         return;
     }
     let memsw =
@@ -394,7 +394,7 @@ fn events_stats_prints_one_runc_shaped_line() {
 #[test]
 fn pure_v2_flow_in_a_private_mount_namespace() {
     if pure_v2() {
-        eprintln!("skipped: the host is pure v2 already; the other tests cover it");
+        support::skip("the host is pure v2 already; the other tests cover it");
         return;
     }
     let h = std::thread::spawn(|| {
@@ -415,7 +415,7 @@ fn pure_v2_flow_in_a_private_mount_namespace() {
             MsFlags::empty(),
             None::<&str>,
         ) {
-            eprintln!("skipped: cannot mount cgroup2 in a private namespace: {e}");
+            support::skip(&format!("cannot mount cgroup2 in a private namespace: {e}"));
             return;
         }
         v2_flow();

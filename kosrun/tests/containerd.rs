@@ -116,10 +116,8 @@ impl Drop for Containerd {
 const IMAGE: &str = "localhost/kos-busybox:test";
 
 fn scenario(runtime: &Path) {
-    if !ensure_tool("ctr", "containerd") || !ensure_tool("containerd", "containerd") {
-        println!("skipped: containerd cannot be installed from Debian");
-        return;
-    }
+    require_tool("ctr", "containerd");
+    require_tool("containerd", "containerd");
     let work = TempDir::new("ctr-image");
     let archive = busybox_archive(&work.0, IMAGE);
     let cd = Containerd::start();
@@ -150,23 +148,17 @@ fn scenario(runtime: &Path) {
     assert!(text(&out.stdout).contains("kos-hello"));
 
     // A terminal, through the shim's console socket.
-    if run(Command::new("script").arg("--version"))
-        .status
-        .success()
-    {
-        let id = unique("ctr");
-        let line = format!(
-            "ctr -a {} -n {} run --rm -t --runc-binary {rt} {IMAGE} {id} sh -c 'tty; exit 6'",
-            cd.sock.display(),
-            cd.ns
-        );
-        let out = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
-        let s = text(&out.stdout);
-        assert_eq!(out.status.code(), Some(6), "{s}");
-        assert!(s.contains("/dev/pts/"), "{s}");
-    } else {
-        println!("terminal part skipped: util-linux script is not installed");
-    }
+    require_tool("script", "bsdutils");
+    let id = unique("ctr");
+    let line = format!(
+        "ctr -a {} -n {} run --rm -t --runc-binary {rt} {IMAGE} {id} sh -c 'tty; exit 6'",
+        cd.sock.display(),
+        cd.ns
+    );
+    let out = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{s}");
+    assert!(s.contains("/dev/pts/"), "{s}");
 
     // A long-running task: exec, pause/resume, kill.
     let id = unique("ctr");
@@ -209,20 +201,15 @@ fn scenario(runtime: &Path) {
         s.contains("sleep"),
         "exec did not see the task's pid 1: {s}"
     );
-    if run(Command::new("script").arg("--version"))
-        .status
-        .success()
-    {
-        let line = format!(
-            "ctr -a {} -n {} task exec -t --exec-id kos-t1 {id} sh -c 'tty; exit 2'",
-            cd.sock.display(),
-            cd.ns
-        );
-        let out = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
-        let s = text(&out.stdout);
-        assert_eq!(out.status.code(), Some(2), "{s}");
-        assert!(s.contains("/dev/pts/"), "{s}");
-    }
+    let line = format!(
+        "ctr -a {} -n {} task exec -t --exec-id kos-t1 {id} sh -c 'tty; exit 2'",
+        cd.sock.display(),
+        cd.ns
+    );
+    let out = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{s}");
+    assert!(s.contains("/dev/pts/"), "{s}");
     ok(cd.ctr().args(["task", "pause", &id]));
     assert_eq!(cd.task_status(&id), "PAUSED");
     ok(cd.ctr().args(["task", "resume", &id]));
@@ -253,8 +240,5 @@ fn containerd_runc_shim_drives_kosrun() {
 
 #[test]
 fn containerd_runc_shim_drives_runc() {
-    match runc() {
-        Some(r) => scenario(&r),
-        None => println!("skipped: runc is not installed"),
-    }
+    scenario(&require_tool("runc", "runc"));
 }

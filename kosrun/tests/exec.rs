@@ -340,10 +340,7 @@ fn exec_refuses_stopped_unknown_paused_and_bad_input() {
 
 #[test]
 fn exec_tty_uses_the_callers_terminal() {
-    if !have_script() {
-        println!("skipped: util-linux script is not installed");
-        return;
-    }
+    require_tool("script", "bsdutils");
     let c = Container::start(SLEEP, |_| {});
     // The caller's settings must come back after raw mode.
     let inner = format!(
@@ -370,10 +367,7 @@ fn exec_tty_uses_the_callers_terminal() {
 
 #[test]
 fn run_with_terminal_uses_the_callers_terminal() {
-    if !have_script() {
-        println!("skipped: util-linux script is not installed");
-        return;
-    }
+    require_tool("script", "bsdutils");
     let root = TempDir::new("run-tty-root");
     let b = TempDir::new("run-tty-bundle");
     bundle(&b.0, &["sh", "-c", "tty; stty size; exit 4"], |cfg| {
@@ -464,7 +458,7 @@ fn exec_into_a_sub_cgroup() {
         .lines()
         .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()))
     else {
-        println!("skipped: no cgroup v1 pids hierarchy");
+        skip("no cgroup v1 pids hierarchy on this host");
         return;
     };
     let sub = std::path::PathBuf::from(format!("/sys/fs/cgroup/pids{path}/kos-sub"));

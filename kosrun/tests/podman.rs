@@ -105,10 +105,8 @@ fn cgroup_file(pid: &str, controller: &str, file: &str) -> String {
 }
 
 fn scenario(runtime: &Path) {
-    if !ensure_tool("podman", "podman") || !ensure_tool("conmon", "conmon") {
-        println!("skipped: podman cannot be installed from Debian");
-        return;
-    }
+    require_tool("podman", "podman");
+    require_tool("conmon", "conmon");
     let is_kosrun = runtime == Path::new(kosrun());
     let work = TempDir::new("podman-image");
     let archive = busybox_archive(&work.0, IMAGE);
@@ -201,37 +199,34 @@ fn scenario(runtime: &Path) {
     assert!(text(&out.stdout).contains("sleep"));
 
     // Terminal sessions, through conmon's console socket.
-    if Command::new("script").arg("--version").output().is_ok() {
-        let out = run(Command::new("script").args([
-            "-qec",
-            &pm.shell(&format!("exec -it {name} sh -c 'tty; exit 2'")),
-            "/dev/null",
-        ]));
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-        assert!(
-            text(&out.stdout).contains("/dev/pts/"),
-            "{}",
-            text(&out.stdout)
-        );
-        let out = run(Command::new("script").args([
-            "-qec",
-            &pm.shell(&format!(
-                // podman's attach races a program that exits at once (runc too):
-                // give it time to attach before the exit status is due.
-                "run -it --rm {} {IMAGE} sh -c 'tty; sleep 0.5; exit 6'",
-                LIMITS.join(" ")
-            )),
-            "/dev/null",
-        ]));
-        assert_eq!(out.status.code(), Some(6), "{}", text(&out.stdout));
-        assert!(
-            text(&out.stdout).contains("/dev/pts/"),
-            "{}",
-            text(&out.stdout)
-        );
-    } else {
-        println!("terminal part skipped: util-linux script is not installed");
-    }
+    require_tool("script", "bsdutils");
+    let out = run(Command::new("script").args([
+        "-qec",
+        &pm.shell(&format!("exec -it {name} sh -c 'tty; exit 2'")),
+        "/dev/null",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(Command::new("script").args([
+        "-qec",
+        &pm.shell(&format!(
+            // podman's attach races a program that exits at once (runc too):
+            // give it time to attach before the exit status is due.
+            "run -it --rm {} {IMAGE} sh -c 'tty; sleep 0.5; exit 6'",
+            LIMITS.join(" ")
+        )),
+        "/dev/null",
+    ]));
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // stop (TERM, then KILL after the timeout: sleep as pid 1 ignores TERM) and rm.
     ok(pm.cmd().args(["stop", "-t", "1", &name]));
@@ -249,8 +244,5 @@ fn podman_runs_kosrun() {
 
 #[test]
 fn podman_runs_runc() {
-    match runc() {
-        Some(r) => scenario(&r),
-        None => println!("skipped: runc is not installed"),
-    }
+    scenario(&require_tool("runc", "runc"));
 }

@@ -104,10 +104,7 @@ fn sets_kept_across_user_switch_and_used() {
 
 #[test]
 fn ambient_survives_exec_for_non_root() {
-    if !std::path::Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: /bin/busybox not installed");
-        return;
-    }
+    common::require_busybox();
     let caps = spec(
         r#"{"bounding":["CAP_NET_BIND_SERVICE"],"effective":["CAP_NET_BIND_SERVICE"],
             "permitted":["CAP_NET_BIND_SERVICE"],"inheritable":["CAP_NET_BIND_SERVICE"],

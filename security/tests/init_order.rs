@@ -52,8 +52,9 @@ fn field<'a>(report: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn with_no_new_privs_everything_after_the_drop() {
-    if !std::path::Path::new("/bin/busybox").exists() || kernel_abi() == 0 {
-        eprintln!("skipping: needs /bin/busybox and Landlock");
+    common::require_busybox();
+    if kernel_abi() == 0 {
+        common::skip("Landlock is not enabled in this kernel");
         return;
     }
     let spec: LinuxCapabilities = serde_json::from_str(CAPS).unwrap();
@@ -86,10 +87,7 @@ fn with_no_new_privs_everything_after_the_drop() {
 
 #[test]
 fn without_no_new_privs_seccomp_goes_first() {
-    if !std::path::Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: needs /bin/busybox");
-        return;
-    }
+    common::require_busybox();
     let spec: LinuxCapabilities = serde_json::from_str(CAPS).unwrap();
     let caps = Capabilities::from_spec(&spec).unwrap();
     let prog = seccomp::compile(&seccomp::default_profile()).unwrap();

@@ -24,7 +24,7 @@ fn selinux_exec_label() {
     if !selinux::is_enabled() {
         let e = selinux::set_exec_label("system_u:system_r:container_t:s0:c1,c2").unwrap_err();
         assert!(e.to_string().contains("SELinux is not enabled"), "{e}");
-        eprintln!("skipping kernel path: SELinux is not enabled on this host");
+        common::skip("SELinux is not enabled in this kernel (kernel path)");
         return;
     }
     let current = std::fs::read_to_string("/proc/self/attr/current").unwrap();
@@ -43,7 +43,7 @@ fn apparmor_exec_profile() {
     if !apparmor::is_enabled() {
         assert!(apparmor::apply("kos-missing-profile").is_err());
         assert!(apparmor::apply(apparmor::UNCONFINED).is_ok());
-        eprintln!("skipping kernel path: AppArmor is not enabled on this host");
+        common::skip("AppArmor is not enabled in this kernel (kernel path)");
         return;
     }
     let report = in_child(|out| {

@@ -13,7 +13,7 @@ use kos_security::landlock::{kernel_abi, Ruleset};
 fn denied_write_and_connect() {
     let abi = kernel_abi();
     if abi == 0 {
-        eprintln!("skipping: Landlock not enabled on this kernel");
+        common::skip("Landlock is not enabled in this kernel");
         return;
     }
     let allowed_dir = unique("ll-rw");
@@ -72,7 +72,7 @@ fn denied_write_and_connect() {
 #[test]
 fn net_only_ruleset_leaves_fs_alone_and_denies_bind() {
     if kernel_abi() < 4 {
-        eprintln!("skipping: Landlock network rules need ABI 4");
+        common::skip("Landlock network rules need ABI 4");
         return;
     }
     let dir = unique("ll-net");
@@ -103,7 +103,7 @@ fn net_only_ruleset_leaves_fs_alone_and_denies_bind() {
 #[test]
 fn without_no_new_privs_or_sys_admin_apply_is_a_clear_error() {
     if kernel_abi() == 0 {
-        eprintln!("skipping: Landlock not enabled");
+        common::skip("Landlock is not enabled in this kernel");
         return;
     }
     let rs = Ruleset::parse(r#"{"fs":[{"path":"/","access":["read"]}]}"#).unwrap();

@@ -192,7 +192,7 @@ fn foreign_abi_denied_unless_listed() {
         0
     });
     if !matches!(&probe, Outcome::Exited(0, r) if r == "true\n") {
-        eprintln!("skipping: kernel has no IA-32 emulation ({probe:?})");
+        common::skip(&format!("the kernel has no IA-32 emulation ({probe:?})"));
         return;
     }
     let native_only = compile(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);

@@ -375,3 +375,35 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Records that the calling test cannot run here because the machine lacks a kernel feature
+/// (`reason` names it). A missing tool is never a skip: scripts/deps.sh installs it. `make
+/// test` points KOS_TEST_SKIPS at a directory and counts the lines written there.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", env!("CARGO_PKG_NAME"));
+    eprint!("KOS-SKIP {line}");
+    if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
+        let p = std::path::Path::new(&dir).join("skips.log");
+        // One O_APPEND write per line: concurrent tests never interleave.
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = res {
+            panic!("recording the skip in {}: {e}", p.display());
+        }
+    }
+}
+
+/// Fails the test unless it runs as root (`make test` does): `why` says what needs it.
+pub fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "this test needs root ({why}): run it as root, as make test does"
+    );
+}

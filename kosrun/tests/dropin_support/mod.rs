@@ -1,7 +1,6 @@
-//! Helpers for the drop-in tests under containerd and podman: installing a
-//! client from Debian when absent, a busybox-static image as a docker-archive
-//! tarball built locally (no registry is ever contacted), and commands whose
-//! output is captured through files.
+//! Helpers for the drop-in tests under containerd and podman: a busybox-static
+//! image as a docker-archive tarball built locally (no registry is ever
+//! contacted), and commands whose output is captured through files.
 
 #![allow(dead_code)]
 
@@ -9,35 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub use crate::support::*;
-
-/// runc, for the same tests with runc in kosrun's place.
-pub fn runc() -> Option<PathBuf> {
-    ["/usr/sbin/runc", "/usr/bin/runc"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// Whether `bin` runs; if not, `apt-get install -y pkg` once and look again.
-pub fn ensure_tool(bin: &str, pkg: &str) -> bool {
-    let present = || {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {bin}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present() {
-        return true;
-    }
-    let _ = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends", pkg])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    present()
-}
 
 /// Run with stdout/stderr in files (a detached process may hold pipes forever).
 pub fn run(cmd: &mut Command) -> Output {

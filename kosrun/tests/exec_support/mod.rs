@@ -104,11 +104,3 @@ pub fn ns_of(pid: &str, ns: &str) -> String {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
-
-/// Whether `script` (util-linux) is there to give a command a terminal.
-pub fn have_script() -> bool {
-    Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}

@@ -133,3 +133,42 @@ pub fn write_config(dir: &Path, config: &serde_json::Value) {
     )
     .expect("write config");
 }
+
+/// Records that the calling test cannot run here because the machine lacks a kernel feature
+/// (`reason` names it). A missing tool is never a skip: `require_tool` fails instead, and
+/// scripts/deps.sh installs it. `make test` points KOS_TEST_SKIPS at a directory and counts
+/// the lines written there.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", env!("CARGO_PKG_NAME"));
+    eprint!("KOS-SKIP {line}");
+    if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
+        use std::io::Write;
+        let p = Path::new(&dir).join("skips.log");
+        // One O_APPEND write per line: concurrent tests never interleave.
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = res {
+            panic!("recording the skip in {}: {e}", p.display());
+        }
+    }
+}
+
+/// The path of `bin` on PATH; fails the test when it is missing, naming the Debian package
+/// that scripts/deps.sh installs it from.
+pub fn require_tool(bin: &str, pkg: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{bin} is not installed: run scripts/deps.sh (Debian package {pkg})")
+        })
+}

@@ -126,3 +126,35 @@ pub fn say(out: &mut std::fs::File, line: impl AsRef<str>) {
 pub unsafe fn owned(fd: i32) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Records that the calling test cannot run here because the machine lacks a kernel feature
+/// (`reason` names it). A missing tool is never a skip: scripts/deps.sh installs it. `make
+/// test` points KOS_TEST_SKIPS at a directory and counts the lines written there.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", env!("CARGO_PKG_NAME"));
+    eprint!("KOS-SKIP {line}");
+    if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
+        let p = std::path::Path::new(&dir).join("skips.log");
+        // One O_APPEND write per line: concurrent tests never interleave.
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = res {
+            panic!("recording the skip in {}: {e}", p.display());
+        }
+    }
+}
+
+/// Fails the test unless busybox-static is installed (scripts/deps.sh installs it).
+pub fn require_busybox() {
+    assert!(
+        std::path::Path::new("/bin/busybox").exists(),
+        "/bin/busybox is not installed: run scripts/deps.sh (Debian package busybox-static)"
+    );
+}
