@@ -15,29 +15,134 @@ pub struct Bundle {
     pub spec: Spec,
 }
 
+/// The largest config.json read: far above any real one (1 MiB of annotations fits many
+/// times), small enough that a hostile file cannot exhaust memory.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 pub fn load_bundle(dir: &Path) -> Result<Bundle> {
     let dir = fs::canonicalize(dir)
         .map_err(|e| Error::Config(format!("bundle {}: {e}", dir.display())))?;
     let path = dir.join("config.json");
-    let data = fs::read(&path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let data = read_bounded(&path, MAX_CONFIG_BYTES)?;
     let spec =
         parse_spec(&data).map_err(|e| Error::Config(format!("{e} (in {})", path.display())))?;
     validate(&spec)?;
+    check_rlimits_present(&spec, &data)?;
     let root = spec
         .root()
         .as_ref()
         .ok_or_else(|| Error::Config("root.path is required".into()))?;
     let rootfs = dir.join(root.path());
-    let rootfs = fs::canonicalize(&rootfs)
+    let resolved = fs::canonicalize(&rootfs)
         .map_err(|e| Error::Config(format!("root.path {}: {e}", rootfs.display())))?;
-    if !rootfs.is_dir() {
+    // As runc: the rootfs must be named by its real path. A symlink (or a `..` through
+    // one) would make every later check of "inside the rootfs" about another place.
+    if resolved != lexical_clean(&rootfs) {
         return Err(Error::Config(format!(
-            "root.path {} is not a directory",
-            rootfs.display()
+            "root.path {} is a symlink (to {}): name the directory itself",
+            rootfs.display(),
+            resolved.display()
         )));
     }
-    Ok(Bundle { dir, rootfs, spec })
+    if !resolved.is_dir() {
+        return Err(Error::Config(format!(
+            "root.path {} is not a directory",
+            resolved.display()
+        )));
+    }
+    Ok(Bundle {
+        dir,
+        rootfs: resolved,
+        spec,
+    })
+}
+
+/// `.` and `..` removed without following anything (the bundle dir is already canonical).
+fn lexical_clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Read a regular file of at most `max` bytes. Opened non-blocking so a FIFO put in its
+/// place cannot hang us before the type check refuses it.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let md = f
+        .metadata()
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    if !md.is_file() {
+        return Err(Error::Config(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    if md.len() > max {
+        return Err(Error::Config(format!(
+            "{} is {} bytes, more than the {max} kosrun reads",
+            path.display(),
+            md.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(md.len() as usize);
+    f.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    if data.len() as u64 > max {
+        return Err(Error::Config(format!(
+            "{} grew past the {max} bytes kosrun reads",
+            path.display()
+        )));
+    }
+    Ok(data)
+}
+
+/// The parsed spec defaults a missing rlimit value to 0, which would silently starve the
+/// container (RLIMIT_NOFILE 0 leaves it unable to open its program). Both values are
+/// REQUIRED by the spec; a limit of 0/0 is checked against the raw JSON, so the common
+/// case costs nothing.
+fn check_rlimits_present(spec: &Spec, data: &[u8]) -> Result<()> {
+    let limits = spec.process().as_ref().and_then(|p| p.rlimits().as_ref());
+    if !limits
+        .into_iter()
+        .flatten()
+        .any(|l| l.soft() == 0 || l.hard() == 0)
+    {
+        return Ok(());
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| Error::Config(e.to_string()))?;
+    for (i, l) in v["process"]["rlimits"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for field in ["soft", "hard"] {
+            if l.get(field).is_none_or(|x| x.is_null()) {
+                return Err(Error::Config(format!(
+                    "process.rlimits[{i}] ({}): {field} is required",
+                    l["type"].as_str().unwrap_or("?")
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parse config.json naming the JSON path of a bad value ("linux.seccomp.syscalls[0].action:
@@ -62,17 +167,43 @@ pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, String> {
     })
 }
 
-/// The runtime spec versions this runtime implements: 1.0.0 up to 1.2.x.
+/// Every 1.x config is accepted: later minors only add optional properties, which are
+/// ignored as the spec asks of unknown ones. Another major is another format.
 pub fn check_version(v: &str) -> Result<()> {
     let mut parts = v.split(['.', '-', '+']);
     let major: Option<u32> = parts.next().and_then(|s| s.parse().ok());
     let minor: Option<u32> = parts.next().and_then(|s| s.parse().ok());
     match (major, minor) {
-        (Some(1), Some(m)) if m <= 2 => Ok(()),
+        (Some(1), Some(_)) => Ok(()),
         _ => Err(Error::Config(format!(
-            "unsupported ociVersion {v:?}: kosrun implements 1.0.0 to 1.2.x"
+            "unsupported ociVersion {v:?}: kosrun reads runtime-spec 1.x configs"
         ))),
     }
+}
+
+/// The largest id the kernel maps to a user: (uid_t)-1 means "no change" to setresuid,
+/// and runc refuses everything above INT32_MAX too.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Refuse uids and gids the kernel cannot make the process's own.
+pub fn check_user(u: &oci_spec::runtime::User, field: &str) -> Result<()> {
+    let bad = |what: &str, id: u32| {
+        Error::Config(format!(
+            "{field}.{what} {id} is out of range (at most {MAX_ID})"
+        ))
+    };
+    if u.uid() > MAX_ID {
+        return Err(bad("uid", u.uid()));
+    }
+    if u.gid() > MAX_ID {
+        return Err(bad("gid", u.gid()));
+    }
+    for g in u.additional_gids().iter().flatten() {
+        if *g > MAX_ID {
+            return Err(bad("additionalGids", *g));
+        }
+    }
+    Ok(())
 }
 
 pub fn validate(spec: &Spec) -> Result<()> {
@@ -90,6 +221,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             process.cwd().display()
         )));
     }
+    check_user(process.user(), "process.user")?;
     let linux = spec.linux().as_ref();
     let namespaces = linux.and_then(|l| l.namespaces().as_ref());
     let mut seen = HashSet::new();
@@ -155,8 +287,23 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 )));
             }
         }
+        // A namespace joined by path is the container's own unless it is the runtime's
+        // (the host's): runc refuses net.* there, and the same holds for UTS and IPC keys.
+        let owns = |t: LinuxNamespaceType| {
+            namespaces
+                .into_iter()
+                .flatten()
+                .find(|n| n.typ() == t)
+                .is_some_and(|n| match n.path() {
+                    None => true,
+                    Some(p) => !crate::linux::sysctl::is_runtime_ns(t, p),
+                })
+        };
         for (key, _) in linux.sysctl().iter().flatten() {
-            crate::linux::sysctl::check(key, &|t| has_ns(t))?;
+            crate::linux::sysctl::check(key, &owns)?;
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(Error::Config(crate::linux::rdt::unsupported()));
         }
         if let Some(p) = linux.rootfs_propagation() {
             if crate::linux::rootfs::options::propagation(p).is_none() {
@@ -179,6 +326,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
             if !h.path().is_absolute() {
                 return Err(Error::Config(format!(
                     "hooks.{}: path {} must be absolute",
+                    kind.name(),
+                    h.path().display()
+                )));
+            }
+            if let Some(t) = h.timeout().filter(|t| *t <= 0) {
+                return Err(Error::Config(format!(
+                    "hooks.{}: timeout {t} of {} must be greater than zero",
                     kind.name(),
                     h.path().display()
                 )));
@@ -235,7 +389,9 @@ mod tests {
         assert!(check_version("0.1.0").is_err());
         assert!(check_version("2.0.0").is_err());
         assert!(check_version("").is_err());
-        assert!(check_version("1.9.0").is_err());
+        assert!(check_version("1.3.0").is_ok());
+        assert!(check_version("1.9.0").is_ok());
+        assert!(check_version("1").is_err());
     }
 
     #[test]

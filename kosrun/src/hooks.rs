@@ -95,10 +95,14 @@ fn run_one(hook: &Hook, state_json: &str) -> std::result::Result<(), String> {
             cmd.arg0(argv0).args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // A hook without `env` gets the runtime's environment (runc and youki do the same, and
+    // hook authors rely on PATH); an `env` list, even an empty one, is the whole of it.
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     // Output goes to an anonymous file rather than a pipe so a chatty hook

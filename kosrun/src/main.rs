@@ -148,6 +148,11 @@ fn create_opts(root: &std::path::Path, a: &CreateArgs) -> CreateOpts {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         listen_fds: listen_fds(),
+        // Taken before kosrun opens anything of its own.
+        inherited_fds: kosrun::linux::process::fds::open_among(
+            3,
+            a.preserve_fds.saturating_add(listen_fds()),
+        ),
     }
 }
 

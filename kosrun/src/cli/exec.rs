@@ -63,6 +63,8 @@ pub struct ExecArgs {
 }
 
 pub fn run(root: &Path, a: &ExecArgs) -> anyhow::Result<ExitCode> {
+    // Before kosrun opens anything of its own.
+    let inherited_fds = kosrun::linux::process::fds::open_among(3, a.preserve_fds);
     let process = match &a.process {
         Some(p) => ProcessSource::File(p.clone()),
         None => {
@@ -92,6 +94,7 @@ pub fn run(root: &Path, a: &ExecArgs) -> anyhow::Result<ExitCode> {
         console_socket: a.console_socket.clone(),
         // runc's exec passes only what --preserve-fds names (LISTEN_FDS is create's).
         preserve_fds: a.preserve_fds,
+        inherited_fds,
         ignore_paused: a.ignore_paused,
         cgroup: a.cgroup.clone(),
     })?;

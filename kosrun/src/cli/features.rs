@@ -8,7 +8,7 @@ pub fn document() -> Value {
     caps.sort();
     json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": "1.2.0",
+        "ociVersionMax": "1.3.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": kosrun::linux::rootfs::options::KNOWN,
         "linux": {
@@ -47,6 +47,8 @@ pub fn document() -> Value {
         "annotations": {
             "org.opencontainers.runc.checkpoint.enabled": "false",
             "org.kos.runtime.version": env!("CARGO_PKG_VERSION"),
+            // Configs of any 1.x minor are run; properties newer than ociVersionMax are ignored.
+            "org.kos.ociVersion.accepted": "1.x",
             "org.kos.landlock.abi": kos_security::landlock::kernel_abi().to_string()
         }
     })

@@ -81,36 +81,50 @@ impl Confinement {
         })
     }
 
-    /// A NOTIFY filter must exist before `create` returns, so its listener can be
-    /// handed to the agent; other filters wait until just before exec.
-    pub fn seccomp_early(&self) -> bool {
-        self.seccomp.as_ref().is_some_and(|s| s.has_notify())
-            || (self.seccomp.is_some() && !self.nnp)
+    /// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user switch
+    /// or the spec's capability sets may have taken away by then.
+    fn seccomp_needs_admin(&self) -> bool {
+        self.seccomp.is_some() && !self.nnp
     }
 
-    /// Before the user switch. Returns a seccomp listener if the filter went in now.
-    pub fn before_user_switch(&self) -> Result<Option<OwnedFd>> {
-        let mut listener = None;
+    /// Before the user switch: no_new_privs, the bounding set, and keep-caps so the
+    /// permitted set survives the switch (the capability sets, and loading seccomp
+    /// without no_new_privs, need it afterwards).
+    pub fn before_user_switch(&self) -> Result<()> {
         if self.nnp {
             spec_defaults::set_no_new_privileges().map_err(sec)?;
-        }
-        if self.seccomp_early() {
-            // Without no_new_privs the filter needs CAP_SYS_ADMIN, which the switch drops.
-            if let Some(s) = &self.seccomp {
-                listener = s.install().map_err(sec)?;
-            }
         }
         if let Some(c) = &self.caps {
             c.drop_bounding().map_err(sec)?;
             c.keep_across_setuid().map_err(sec)?;
+        } else if self.seccomp_needs_admin() {
+            set_keepcaps(true)?;
         }
-        Ok(listener)
+        Ok(())
     }
 
-    /// Right after the user switch: capability sets, then the LSM labels for exec.
+    /// After the user switch and the launch checks: capability sets, then the LSM labels
+    /// for exec. When seccomp must still be loaded without no_new_privs, CAP_SYS_ADMIN is
+    /// kept in effective and permitted on top of the spec's sets: execve recomputes
+    /// permitted and effective from the inheritable, ambient and bounding sets alone, so
+    /// the extra capability never reaches the program.
     pub fn after_user_switch(&self) -> Result<()> {
-        if let Some(c) = &self.caps {
-            c.apply_after_setuid().map_err(sec)?;
+        let admin = caps::Capability::CAP_SYS_ADMIN;
+        match &self.caps {
+            Some(c) if self.seccomp_needs_admin() && !c.effective.contains(&admin) => {
+                let mut c = c.clone();
+                c.effective.insert(admin);
+                c.permitted.insert(admin);
+                c.apply_after_setuid().map_err(sec)?;
+            }
+            Some(c) => c.apply_after_setuid().map_err(sec)?,
+            None if self.seccomp_needs_admin() => {
+                // Permitted was kept across the switch; without it the filter cannot load
+                // for a non-root user, and the error then says why.
+                let _ = caps::raise(None, caps::CapSet::Effective, admin);
+                set_keepcaps(false)?;
+            }
+            None => {}
         }
         if let Some(p) = &self.apparmor {
             label::apparmor::apply(p).map_err(sec)?;
@@ -121,17 +135,36 @@ impl Confinement {
         Ok(())
     }
 
-    /// The last steps before exec: Landlock, then (with no_new_privs) seccomp.
+    /// A NOTIFY filter goes in now, once every check is done, so its listener can reach
+    /// the agent before `create` returns; the program's own syscalls are what it is for.
+    pub fn install_notify(&self) -> Result<Option<OwnedFd>> {
+        match &self.seccomp {
+            Some(s) if s.has_notify() => s.install().map_err(sec),
+            _ => Ok(None),
+        }
+    }
+
+    /// The last steps before exec: Landlock, then any other seccomp filter. Nothing
+    /// but the exec follows, so a profile cannot trap or deny the runtime's own steps.
     pub fn last(&self) -> Result<()> {
         if let Some(rs) = &self.landlock {
             rs.apply()
                 .map_err(|e| Error::Setup(format!("landlock: {e}")))?;
         }
-        if !self.seccomp_early() {
-            if let Some(s) = &self.seccomp {
-                s.install().map_err(sec)?;
-            }
+        if let Some(s) = self.seccomp.as_ref().filter(|s| !s.has_notify()) {
+            s.install().map_err(sec)?;
         }
         Ok(())
     }
+}
+
+fn set_keepcaps(on: bool) -> Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0, 0, 0) } != 0 {
+        return Err(Error::Setup(format!(
+            "prctl(PR_SET_KEEPCAPS): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
 }

@@ -1,7 +1,6 @@
 //! The container's init, from clone to the user's program. Steps follow the
 //! runtime spec's create and start operations in order.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -10,7 +9,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::confine::Confinement;
 use super::namespaces::Plan;
-use super::process::{exec, launch, signals, user};
+use super::process::{exec, launch, signals};
 use super::rootfs::{self, mount::MountCtx};
 use super::sync::{Channel, Msg};
 use super::{console, sysctl};
@@ -25,7 +24,8 @@ pub struct InitCtx<'a> {
     pub exec_listener: &'a OwnedFd,
     pub console_socket: Option<&'a OwnedFd>,
     pub cgroup_sources: &'a [kos_cgroups::CgroupMountSource],
-    pub preserve_fds: u32,
+    /// The caller's descriptors the program gets (--preserve-fds and LISTEN_FDS).
+    pub preserved: &'a [i32],
     /// How many of the preserved descriptors came from systemd socket activation.
     pub listen_fds: u32,
     pub no_pivot: bool,
@@ -47,7 +47,7 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     super::spawn::close_inherited(ctx.close_fds);
     match setup(ctx, chan) {
-        Ok((conn, program)) => start(ctx, conn, program),
+        Ok(ready) => start(ctx, ready),
         Err(e) => {
             let _ = chan.send(&Msg::Error(e.to_string()));
             // SAFETY: leave without unwinding into the parent's copy of the stack.
@@ -57,7 +57,7 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
 }
 
 /// Everything `create` does inside the container; returns after `start` connects.
-fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
+fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     chan.expect("go-ahead from kosrun", |m| matches!(m, Msg::Go))?;
     let spec = ctx.spec;
     let plan = ctx.plan;
@@ -141,11 +141,6 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
         .ok_or_else(|| Error::Config("process is required".into()))?;
     console::setup_terminal(process, ctx.console_socket, true)?;
     let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
-    super::process::apply_attributes(process, personality)?;
-    let confine = ctx.confinement;
-    let listener = confine.before_user_switch()?;
-    user::switch(process.user(), true)?;
-    confine.after_user_switch()?;
     // The cwd is resolved after the root switch, so it can only name a place inside.
     let mut extra_env = Vec::new();
     if ctx.listen_fds > 0 {
@@ -153,19 +148,48 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<(OwnedFd, exec::Prepared)> {
         extra_env.push(format!("LISTEN_FDS={}", ctx.listen_fds));
         extra_env.push(format!("LISTEN_PID={}", nix::unistd::getpid()));
     }
-    let prepared = launch::prepare(launch::Launch {
-        process,
-        create_cwd: true,
-        preserve_fds: ctx.preserve_fds,
-        extra_env,
-    })?;
-
+    // startContainer hooks see the state as `start` leaves it; made now, while nothing
+    // can deny the allocations.
+    let start_state = started_state(&state);
+    let (prepared, listener) = launch::confine(
+        launch::Launch {
+            process,
+            create_cwd: true,
+            preserved: ctx.preserved,
+            extra_env,
+        },
+        personality,
+        ctx.confinement,
+        in_userns,
+    )?;
     if let Some(l) = listener {
         chan.send_fd(&Msg::SeccompListener, &l)?;
     }
     chan.send(&Msg::Ready)?;
     let conn = accept(ctx.exec_listener)?;
-    Ok((conn, prepared))
+    Ok(Ready {
+        conn,
+        program: prepared,
+        start_state,
+    })
+}
+
+/// What the init holds while it waits for `start`.
+struct Ready {
+    conn: OwnedFd,
+    program: exec::Prepared,
+    start_state: String,
+}
+
+/// The state document of `create` with the status `start` gives it.
+fn started_state(state: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["status"] = serde_json::Value::from("created");
+            v.to_string()
+        }
+        Err(_) => state.to_string(),
+    }
 }
 
 /// A session keyring of the container's own, so keys never leak between
@@ -204,30 +228,35 @@ fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
     }
 }
 
-/// The start operation: wait for the go byte, run startContainer hooks, exec.
-fn start(ctx: &InitCtx, conn: OwnedFd, program: exec::Prepared) -> ! {
-    // `start` sends the container state, which startContainer hooks get on stdin.
-    let mut buf = vec![0u8; 256 * 1024];
+/// The start operation: wait for `start`'s byte, run startContainer hooks, exec.
+fn start(ctx: &InitCtx, ready: Ready) -> ! {
+    let conn = ready.conn;
+    let mut go = [0u8; 1];
     // SAFETY: read into our buffer.
-    let n = unsafe { libc::read(conn.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = unsafe { libc::read(conn.as_raw_fd(), go.as_mut_ptr().cast(), go.len()) };
     if n <= 0 {
         // `start` went away without asking; nothing to run.
         unsafe { libc::_exit(1) };
     }
     let fail = |e: Error| -> ! {
-        let mut f = std::fs::File::from(
-            conn.try_clone()
-                .unwrap_or_else(|_| unsafe { libc::_exit(1) }),
-        );
-        let _ = f.write_all(e.to_string().as_bytes());
+        let mut msg = e.to_string();
+        // One datagram carries it: keep it well under the socket's buffer.
+        if msg.len() > 32 * 1024 {
+            let mut cut = 32 * 1024;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+        }
+        // SAFETY: writing our own buffer to the connection `start` reads.
+        unsafe { libc::write(conn.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
         unsafe { libc::_exit(127) }
     };
-    let state = String::from_utf8_lossy(&buf[..n as usize]).to_string();
-    if let Err(e) = hooks::run_all(ctx.spec, hooks::Kind::StartContainer, &state) {
+    if let Err(e) = hooks::run_all(ctx.spec, hooks::Kind::StartContainer, &ready.start_state) {
         fail(e);
     }
     if let Err(e) = ctx.confinement.last() {
         fail(e);
     }
-    fail(program.exec())
+    fail(ready.program.exec())
 }

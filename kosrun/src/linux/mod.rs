@@ -7,6 +7,7 @@ pub mod init;
 pub mod namespaces;
 pub mod netlo;
 pub mod process;
+pub mod rdt;
 pub mod rootfs;
 pub mod spawn;
 pub mod sync;

@@ -1,5 +1,7 @@
 //! The message channel between kosrun and the container's init during create.
-//! A SOCK_SEQPACKET pair keeps message boundaries, so each message is one datagram.
+//! A stream socket pair carrying length-prefixed JSON messages: no datagram size limit,
+//! so a config with 1 MiB of annotations (runc takes that much) or a long error from the
+//! init gets through whole. Received messages are bounded by [`MAX_MSG`].
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -7,6 +9,10 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SysContext};
+
+/// The largest message either side accepts: the state document with its annotations,
+/// and config.json itself is bounded well below this.
+pub const MAX_MSG: usize = 32 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
@@ -37,7 +43,7 @@ pub struct Channel {
 pub fn pair() -> Result<(Channel, Channel)> {
     let (a, b) = socketpair(
         AddressFamily::Unix,
-        SockType::SeqPacket,
+        SockType::Stream,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
@@ -47,39 +53,47 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
-        let data = serde_json::to_vec(msg).map_err(|e| Error::Setup(e.to_string()))?;
-        // SAFETY: writing a buffer we own to a descriptor we own.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_NOSIGNAL,
-            )
-        };
-        if n < 0 {
-            return Err(Error::Setup(format!(
-                "init channel: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        Ok(())
+        self.send_framed(msg, None)
     }
 
     /// Send a message with a descriptor attached.
     pub fn send_fd(&self, msg: &Msg, fd: &OwnedFd) -> Result<()> {
+        self.send_framed(msg, Some(fd.as_raw_fd()))
+    }
+
+    /// A 4-byte length, then the JSON. The descriptor rides with the first bytes.
+    fn send_framed(&self, msg: &Msg, fd: Option<i32>) -> Result<()> {
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-        let data = serde_json::to_vec(msg).map_err(|e| Error::Setup(e.to_string()))?;
-        let iov = [std::io::IoSlice::new(&data)];
-        let fds = [fd.as_raw_fd()];
-        sendmsg::<()>(
-            self.fd.as_raw_fd(),
-            &iov,
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .ctx(|| "init channel: send descriptor".into())?;
+        let body = serde_json::to_vec(msg).map_err(|e| Error::Setup(e.to_string()))?;
+        if body.len() > MAX_MSG {
+            return Err(Error::Setup(format!(
+                "init channel: message of {} bytes is over the {MAX_MSG} limit",
+                body.len()
+            )));
+        }
+        let mut data = Vec::with_capacity(body.len() + 4);
+        data.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        data.extend_from_slice(&body);
+        let fds = fd.map(|f| [f]);
+        let mut off = 0;
+        while off < data.len() {
+            let iov = [std::io::IoSlice::new(&data[off..])];
+            let cmsg: Vec<ControlMessage> = match (&fds, off) {
+                (Some(f), 0) => vec![ControlMessage::ScmRights(f)],
+                _ => Vec::new(),
+            };
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(n) => off += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::sys("init channel: send", e)),
+            }
+        }
         Ok(())
     }
 
@@ -90,12 +104,32 @@ impl Channel {
 
     /// The next message and the descriptor that came with it, if any.
     pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>)> {
+        let mut head = [0u8; 4];
+        let mut fd = None;
+        if !self.read_full(&mut head, &mut fd, true)? {
+            return Ok((None, fd));
+        }
+        let len = u32::from_le_bytes(head) as usize;
+        if len > MAX_MSG {
+            return Err(Error::Setup(format!(
+                "init channel: message of {len} bytes is over the {MAX_MSG} limit"
+            )));
+        }
+        let mut body = vec![0u8; len];
+        self.read_full(&mut body, &mut fd, false)?;
+        serde_json::from_slice(&body)
+            .map(|m| (Some(m), fd))
+            .map_err(|e| Error::Setup(format!("init channel: bad message: {e}")))
+    }
+
+    /// Fill `buf`; false on a clean EOF before the first byte when `eof_ok`.
+    fn read_full(&self, buf: &mut [u8], fd: &mut Option<OwnedFd>, eof_ok: bool) -> Result<bool> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::FromRawFd;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        loop {
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut off = 0;
+        while off < buf.len() {
+            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf[off..])];
             let r = recvmsg::<()>(
                 self.fd.as_raw_fd(),
                 &mut iov,
@@ -107,26 +141,29 @@ impl Channel {
                 Err(e) => return Err(Error::sys("init channel", e)),
                 Ok(m) => m,
             };
-            let mut fd = None;
             for c in msg.cmsgs().map_err(|e| Error::sys("init channel", e))? {
                 if let ControlMessageOwned::ScmRights(fds) = c {
                     for raw in fds {
                         // SAFETY: the kernel just gave us this descriptor.
                         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
                         if fd.is_none() {
-                            fd = Some(owned);
+                            *fd = Some(owned);
                         }
                     }
                 }
             }
             let n = msg.bytes;
             if n == 0 {
-                return Ok((None, fd));
+                if off == 0 && eof_ok {
+                    return Ok(false);
+                }
+                return Err(Error::Setup(
+                    "init channel: the other side went away mid-message".into(),
+                ));
             }
-            return serde_json::from_slice(&buf[..n])
-                .map(|m| (Some(m), fd))
-                .map_err(|e| Error::Setup(format!("init channel: bad message: {e}")));
+            off += n;
         }
+        Ok(true)
     }
 
     /// Receive and insist on one kind of message.

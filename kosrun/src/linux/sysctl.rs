@@ -42,8 +42,25 @@ fn require(key: &str, ok: bool, ns: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Config(format!(
-            "linux.sysctl: {key} needs {ns} namespace of the container's own"
+            "linux.sysctl: {key} needs {ns} namespace of the container's own, not the host's"
         )))
+    }
+}
+
+/// Whether the namespace file at `path` is the one kosrun itself runs in (the host's, for
+/// a container that joins it by path). Unreadable paths are not ours: create fails on
+/// them later with a precise error.
+pub fn is_runtime_ns(t: LinuxNamespaceType, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = match t {
+        LinuxNamespaceType::Network => "/proc/self/ns/net",
+        LinuxNamespaceType::Uts => "/proc/self/ns/uts",
+        LinuxNamespaceType::Ipc => "/proc/self/ns/ipc",
+        _ => return false,
+    };
+    match (std::fs::metadata(path), std::fs::metadata(own)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 

@@ -28,6 +28,10 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub listen_fds: u32,
+    /// The descriptors from 3 on that were open when kosrun started (see
+    /// [`crate::linux::process::fds::open_among`]): of the preserve_fds + listen_fds
+    /// range, only these reach the container, never a descriptor of kosrun's own.
+    pub inherited_fds: Vec<i32>,
 }
 
 /// Undoes a half-made container unless disarmed: init killed, cgroup and state removed.
@@ -45,14 +49,15 @@ impl Drop for Cleanup {
             let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(p, None);
         }
-        if let Some((spec, state)) = self.poststop.take() {
-            hooks::run_all_warn(&spec, hooks::Kind::Poststop, &state);
-        }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
         }
         if let Some(d) = self.dir.take() {
             let _ = d.destroy();
+        }
+        // Last, as in delete: a poststop hook cannot strand what is already gone.
+        if let Some((spec, state)) = self.poststop.take() {
+            hooks::run_all_warn(&spec, hooks::Kind::Poststop, &state);
         }
     }
 }
@@ -118,6 +123,13 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     cleanup.cgroup = Some(cgroup.clone());
 
     let listener = spawn::exec_listener(&dir_path)?;
+    let last = 3 + opts.preserve_fds.saturating_add(opts.listen_fds) as i64;
+    let preserved: Vec<i32> = opts
+        .inherited_fds
+        .iter()
+        .copied()
+        .filter(|fd| (*fd as i64) < last)
+        .collect();
     let sources = cgroup.mount_sources();
     let ctx = InitCtx {
         spec,
@@ -127,7 +139,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         exec_listener: &listener,
         console_socket: console.as_ref(),
         cgroup_sources: &sources,
-        preserve_fds: opts.preserve_fds + opts.listen_fds,
+        preserved: &preserved,
         listen_fds: opts.listen_fds,
         no_pivot: opts.no_pivot,
         new_keyring: !opts.no_new_keyring,

@@ -36,10 +36,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     // Stray processes (the init gone, children left) go too.
     let _ = cg.kill_all(libc::SIGKILL);
     cg.remove()?;
-    let state = StateDoc::new(&saved, Status::Stopped).json();
-    let warnings = hooks::run_all_warn(&saved.config, hooks::Kind::Poststop, &state);
+    // The state goes before the poststop hooks run (the spec calls them after the
+    // container is deleted): a hook that hangs or kills us cannot strand the id.
     dir.destroy()?;
-    Ok(warnings)
+    let state = StateDoc::new(&saved, Status::Stopped).json();
+    Ok(hooks::run_all_warn(
+        &saved.config,
+        hooks::Kind::Poststop,
+        &state,
+    ))
 }
 
 fn stop(saved: &crate::state::Saved, cg: &kos_cgroups::Manager) -> Result<()> {

@@ -53,6 +53,10 @@ pub struct ExecOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// The descriptors from 3 on that were open when kosrun started
+    /// ([`crate::linux::process::fds::open_among`]); only these of the preserved range
+    /// reach the process.
+    pub inherited_fds: Vec<i32>,
     pub ignore_paused: bool,
     /// runc's `--cgroup [controller[,controller]:]path`: a sub-cgroup of the container's.
     pub cgroup: Vec<String>,
@@ -129,6 +133,12 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
         set.thread_block()
             .map_err(|e| Error::sys("block signals", e))?;
     }
+    let preserved: Vec<i32> = opts
+        .inherited_fds
+        .iter()
+        .copied()
+        .filter(|fd| (*fd as i64) < 3 + opts.preserve_fds as i64)
+        .collect();
     let ctx = ExecCtx {
         spec: &spec,
         process,
@@ -136,7 +146,7 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
         id: &saved.id,
         init: &init,
         console_socket: console.as_ref(),
-        preserve_fds: opts.preserve_fds,
+        preserved: &preserved,
         confinement: &confinement,
     };
     let sup = Joiner {
@@ -229,7 +239,7 @@ fn check_process(p: &Process) -> Result<()> {
             p.cwd().display()
         )));
     }
-    Ok(())
+    crate::config::check_user(p.user(), "exec: user")
 }
 
 /// runc's exec flags over a copy of the container's process.
@@ -351,8 +361,11 @@ pub fn parse_cgroup_flags(values: &[String]) -> Result<Vec<SubCgroup>> {
             ),
             None => (Vec::new(), v.as_str()),
         };
+        // "/" is the container's own cgroup (runc and youki accept it); an empty path is
+        // a mistake.
+        let raw = path;
         let path = path.trim_matches('/');
-        if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".") {
+        if raw.is_empty() || path.split('/').any(|c| c == ".." || c == ".") {
             return Err(Error::Setup(format!(
                 "--cgroup {v:?}: expected [controller[,controller]:]path, a path below the container's cgroup"
             )));
@@ -378,7 +391,7 @@ impl Supervisor for Joiner<'_> {
         let cg = kos_cgroups::Manager::new(Some(&self.saved.cgroup_path), &self.saved.id)?;
         let all = self.subs.iter().find(|s| s.controllers.is_empty());
         match all {
-            Some(s) => {
+            Some(s) if !s.path.is_empty() => {
                 let sub = format!(
                     "{}/{}",
                     self.saved.cgroup_path.trim_end_matches('/'),
@@ -388,7 +401,7 @@ impl Supervisor for Joiner<'_> {
                     .add_process(pid)
                     .map_err(|e| Error::Setup(format!("--cgroup {}: {e}", s.path)))?;
             }
-            None => cg.add_process(pid)?,
+            _ => cg.add_process(pid)?,
         }
         for s in self.subs.iter().filter(|s| !s.controllers.is_empty()) {
             for c in &s.controllers {
@@ -447,6 +460,8 @@ mod tests {
         assert_eq!(v[1].path, "a/b");
         assert!(parse_cgroup_flags(&["../x".into()]).is_err());
         assert!(parse_cgroup_flags(&["cpu:".into()]).is_err());
+        let own = parse_cgroup_flags(&["/".into(), "cpu:/".into()]).expect("own cgroup");
+        assert!(own.iter().all(|s| s.path.is_empty()));
     }
 
     #[test]

@@ -24,12 +24,12 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     }
     let conn = spawn::exec_connect(&dir.path)?;
     let mut conn = std::fs::File::from(conn);
-    let state = StateDoc::new(&saved, Status::Created).json();
-    conn.write_all(state.as_bytes())
+    // One byte releases the init; it already holds the state for startContainer hooks.
+    conn.write_all(b"s")
         .map_err(|e| Error::Setup(format!("release container init: {e}")))?;
     // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
     let mut reply = String::new();
-    let _ = conn.read_to_string(&mut reply);
+    let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);
     let _ = std::fs::remove_file(dir.exec_socket());
     saved.started = true;
     dir.save(&saved)?;

@@ -9,7 +9,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 use super::{setns_pidfd, ExecCtx, Namespaces};
 use crate::error::{Error, Result, SysContext};
 use crate::linux::console;
-use crate::linux::process::{exec, launch, signals, user};
+use crate::linux::process::{exec, launch, signals};
 use crate::linux::sync::{Channel, Msg};
 
 pub fn run(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> ! {
@@ -52,34 +52,27 @@ fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared
         .linux()
         .as_ref()
         .and_then(|l| l.personality().as_ref());
-    crate::linux::process::apply_attributes(process, personality)?;
-    let confine = ctx.confinement;
-    let listener = confine.before_user_switch()?;
     let in_userns = ctx
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|l| l.iter().any(|n| n.typ() == LinuxNamespaceType::User));
-    user::switch(process.user(), !in_userns || setgroups_allowed())?;
-    confine.after_user_switch()?;
-    let prepared = launch::prepare(launch::Launch {
-        process,
-        create_cwd: false,
-        preserve_fds: ctx.preserve_fds,
-        extra_env: Vec::new(),
-    })?;
+    let (prepared, listener) = launch::confine(
+        launch::Launch {
+            process,
+            create_cwd: false,
+            preserved: ctx.preserved,
+            extra_env: Vec::new(),
+        },
+        personality,
+        ctx.confinement,
+        in_userns,
+    )?;
     if let Some(l) = listener {
         chan.send_fd(&Msg::SeccompListener, &l)?;
     }
     Ok(prepared)
-}
-
-/// The exec'd process inherits kosrun's score; a value the init already has is
-/// no change, anything lower needs CAP_SYS_RESOURCE and says so.
-/// In a user namespace whose setgroups is "deny", supplementary groups stay as they are.
-fn setgroups_allowed() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
 }
 
 /// The container's session keyring (the init's, by name), as runc's exec joins it.

@@ -30,7 +30,8 @@ pub struct ExecCtx<'a> {
     pub init: &'a OwnedFd,
     /// Where the pty master goes when the process has a terminal.
     pub console_socket: Option<&'a OwnedFd>,
-    pub preserve_fds: u32,
+    /// The caller's descriptors the process gets.
+    pub preserved: &'a [i32],
     pub confinement: &'a Confinement,
 }
 

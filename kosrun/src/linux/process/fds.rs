@@ -1,7 +1,8 @@
 //! Keeping host descriptors out of the container (CVE-2024-21626 class).
 
 /// Mark every descriptor from `first` up close-on-exec, so only stdio and the
-/// preserved ones survive into the user's program.
+/// preserved ones survive into the user's program. Needs no /proc: close_range, or
+/// else every number up to the descriptor limit.
 pub fn cloexec_from(first: u32) -> std::io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags.
@@ -9,15 +10,35 @@ pub fn cloexec_from(first: u32) -> std::io::Result<()> {
     if rc == 0 {
         return Ok(());
     }
-    // Older kernels: walk /proc/self/fd.
-    for e in std::fs::read_dir("/proc/self/fd")? {
-        let Ok(e) = e else { continue };
-        if let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-            if fd as u32 >= first {
-                // SAFETY: setting FD_CLOEXEC on a descriptor number is harmless even if stale.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
+    // Kernels before 5.11: /proc/self/fd when the root has it, else every number below
+    // the hard limit (a descriptor cannot be numbered above the table, which the limit
+    // bounds unless it was lowered after opening; the larger of soft and hard covers that).
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        for fd in fds.into_iter().filter(|fd| *fd as u32 >= first) {
+            // SAFETY: setting FD_CLOEXEC on a descriptor number is harmless even if stale.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
+        return Ok(());
+    }
+    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_err(std::io::Error::from)?;
+    let top = soft.max(hard).min(1 << 20) as u32;
+    for fd in first..top {
+        // SAFETY: as above; EBADF for numbers not in use.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
+}
+
+/// Which of the descriptors `first..first+count` are open now. Called before kosrun
+/// opens anything of its own, it names the caller's descriptors that --preserve-fds and
+/// LISTEN_FDS may pass on; a number kosrun later takes for itself is never among them.
+pub fn open_among(first: i32, count: u32) -> Vec<i32> {
+    (first..first.saturating_add(count.min(1 << 20) as i32))
+        // SAFETY: F_GETFD only reads descriptor flags.
+        .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
+        .collect()
 }

@@ -1,21 +1,52 @@
 //! The last steps before the user's program, shared by the init and `exec`:
 //! working directory (checked to be inside the root), environment, program
-//! lookup, and which descriptors survive the exec.
+//! lookup, and which descriptors survive the exec; and the one confinement
+//! sequence both take around them.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxPersonality, Process};
 
-use super::{exec, fds};
+use super::{exec, fds, user};
 use crate::error::{Error, Result, SysContext};
+use crate::linux::confine::Confinement;
 
 pub struct Launch<'a> {
     pub process: &'a Process,
     /// The init creates a missing cwd (as runc does); exec refuses it.
     pub create_cwd: bool,
-    pub preserve_fds: u32,
+    /// The caller's descriptors (from 3) that the program gets: only those that were open
+    /// when kosrun started, never one of kosrun's own.
+    pub preserved: &'a [i32],
     /// Variables that override the process's own (socket activation).
     pub extra_env: Vec<String>,
+}
+
+/// From the process's limits to the moment before exec, for the init and `exec` alike:
+/// limits and scheduling, the user switch, the launch checks (cwd, program, descriptors),
+/// then capabilities and labels, and a NOTIFY filter last of all. Everything that can fail
+/// is checked before any seccomp filter is loaded; the other filters wait for
+/// [`Confinement::last`], right before the exec. Returns the program and the notify
+/// listener, if any, for the caller to hand to the agent.
+pub fn confine(
+    l: Launch,
+    personality: Option<&LinuxPersonality>,
+    confinement: &Confinement,
+    in_userns: bool,
+) -> Result<(exec::Prepared, Option<OwnedFd>)> {
+    super::apply_attributes(l.process, personality)?;
+    confinement.before_user_switch()?;
+    // In a user namespace whose setgroups is "deny", supplementary groups stay as they are.
+    user::switch(l.process.user(), !in_userns || setgroups_allowed())?;
+    let prepared = prepare(l)?;
+    confinement.after_user_switch()?;
+    let listener = confinement.install_notify()?;
+    Ok((prepared, listener))
+}
+
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
 }
 
 pub fn prepare(l: Launch) -> Result<exec::Prepared> {
@@ -35,12 +66,11 @@ pub fn prepare(l: Launch) -> Result<exec::Prepared> {
         .ok_or_else(|| Error::Config("process.args must name a program".into()))?;
     let program = exec::find_program(arg0, &env)?;
     let prepared = exec::prepare(&program, &args, &env)?;
-    for fd in 3..3 + l.preserve_fds {
-        // SAFETY: clearing FD_CLOEXEC on an inherited descriptor number.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    fds::cloexec_from(3).map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+    for fd in l.preserved {
+        // SAFETY: clearing FD_CLOEXEC on a descriptor the caller handed to kosrun.
+        unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) };
     }
-    fds::cloexec_from(3 + l.preserve_fds)
-        .map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
     Ok(prepared)
 }
 

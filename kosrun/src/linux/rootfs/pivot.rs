@@ -49,14 +49,23 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
     chdir("/").ctx(|| "chdir /".into())
 }
 
-/// Remount / read-only, keeping the per-mount flags it has.
+/// Remount / read-only, keeping the per-mount flags it has. Done by path ("/" is the
+/// rootfs by now), so it needs no /proc inside the container.
 pub fn readonly_root() -> Result<()> {
-    let fd = open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+    let st = nix::sys::statvfs::statvfs("/").ctx(|| "statvfs /".into())?;
+    let keep = st.flags().bits() as libc::c_ulong
+        & (libc::MS_NOSUID
+            | libc::MS_NODEV
+            | libc::MS_NOEXEC
+            | libc::MS_NOATIME
+            | libc::MS_NODIRATIME
+            | libc::MS_RELATIME);
+    sys_mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+        None,
     )
-    .ctx(|| "open /".into())?;
-    super::mount::remount_bind(&fd, libc::MS_RDONLY)
-        .map_err(|e| Error::Setup(format!("remount / read-only: {e}")))
+    .map_err(|e| Error::Setup(format!("remount / read-only: {e}")))
 }
