@@ -1,0 +1,182 @@
+//! The result cache: what each successful ADD returned, with the config and arguments it ran
+//! with, so CHECK, DEL and GC work after a restart and even after the config file is gone
+//! (the same role as libcni's /var/lib/cni/results).
+//!
+//! One file per attachment, `results/<network>+<container id>+<ifname>`: network names and
+//! container ids cannot hold `+`, so the name is unambiguous. Files are written atomically.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Default cache directory. KOS keeps its own (libcni's /var/lib/cni holds containerd's and
+/// CRI-O's entries, in their format).
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/kos/cni";
+const KIND: &str = "kosCniCacheV1";
+const MAX_ENTRY_BYTES: u64 = 4 << 20;
+
+/// One cached attachment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub kind: String,
+    pub container_id: String,
+    pub network_name: String,
+    pub if_name: String,
+    pub netns: PathBuf,
+    #[serde(default)]
+    pub cni_args: Vec<(String, String)>,
+    #[serde(default)]
+    pub capability_args: Map<String, Value>,
+    /// The network config list the attachment was made with.
+    pub config: Value,
+    pub result: Value,
+}
+
+impl Entry {
+    pub fn new(
+        rt: &crate::runner::RuntimeConf,
+        network: &str,
+        config: Value,
+        result: Value,
+    ) -> Entry {
+        Entry {
+            kind: KIND.to_owned(),
+            container_id: rt.container_id.clone(),
+            network_name: network.to_owned(),
+            if_name: rt.ifname.clone(),
+            netns: rt.netns.clone(),
+            cni_args: rt.args.clone(),
+            capability_args: rt.capability_args.clone(),
+            config,
+            result,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub fn new(dir: impl Into<PathBuf>) -> Cache {
+        Cache { dir: dir.into() }
+    }
+
+    fn results(&self) -> PathBuf {
+        self.dir.join("results")
+    }
+
+    fn path(&self, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+        self.results()
+            .join(format!("{network}+{container_id}+{ifname}"))
+    }
+
+    fn err(path: &Path, step: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.to_owned();
+        move |source| Error::Cache { path, step, source }
+    }
+
+    pub fn save(&self, entry: &Entry) -> Result<()> {
+        let dir = self.results();
+        std::fs::create_dir_all(&dir).map_err(Self::err(&dir, "create directory"))?;
+        let path = self.path(&entry.network_name, &entry.container_id, &entry.if_name);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let data = serde_json::to_vec(entry)
+            .map_err(|e| Self::err(&path, "serialise")(std::io::Error::other(e)))?;
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(Self::err(&path, "create temp file"))?;
+            f.write_all(&data).map_err(Self::err(&path, "write"))?;
+            f.sync_all().map_err(Self::err(&path, "fsync"))?;
+            std::fs::rename(&tmp, &path).map_err(Self::err(&path, "rename into place"))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// The entry of one attachment; None when there is none.
+    pub fn load(&self, network: &str, container_id: &str, ifname: &str) -> Result<Option<Entry>> {
+        let path = self.path(network, container_id, ifname);
+        match std::fs::File::open(&path) {
+            Ok(f) => read_entry(f, &path).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::err(&path, "open")(e)),
+        }
+    }
+
+    /// Removes one attachment's entry (absent is fine).
+    pub fn remove(&self, network: &str, container_id: &str, ifname: &str) -> Result<()> {
+        let path = self.path(network, container_id, ifname);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Self::err(&path, "remove")(e)),
+        }
+    }
+
+    /// Every readable entry of `network` (unreadable files are logged and skipped).
+    pub fn list(&self, network: &str) -> Result<Vec<Entry>> {
+        let dir = self.results();
+        let iter = match std::fs::read_dir(&dir) {
+            Ok(i) => i,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::err(&dir, "list")(e)),
+        };
+        let prefix = format!("{network}+");
+        let mut out = Vec::new();
+        for entry in iter {
+            let entry = entry.map_err(Self::err(&dir, "list"))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with(&prefix) || name.contains(".tmp") {
+                continue;
+            }
+            let path = entry.path();
+            let parsed = std::fs::File::open(&path)
+                .map_err(Self::err(&path, "open"))
+                .and_then(|f| read_entry(f, &path));
+            match parsed {
+                Ok(e) if e.network_name == network => out.push(e),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable CNI cache entry"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_entry(f: std::fs::File, path: &Path) -> Result<Entry> {
+    let mut buf = Vec::new();
+    f.take(MAX_ENTRY_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(Cache::err(path, "read"))?;
+    if buf.len() as u64 > MAX_ENTRY_BYTES {
+        return Err(Cache::err(path, "read")(std::io::Error::other(
+            "entry too large",
+        )));
+    }
+    let entry: Entry = serde_json::from_slice(&buf)
+        .map_err(|e| Cache::err(path, "parse")(std::io::Error::other(e)))?;
+    if entry.kind != KIND {
+        return Err(Cache::err(path, "parse")(std::io::Error::other(format!(
+            "unknown kind {:?}",
+            entry.kind
+        ))));
+    }
+    Ok(entry)
+}
