@@ -1,5 +1,5 @@
-# KOS: build, demo, test, conformance and benchmarks.
-# `make demo` and `make test` install what is missing (apt) first.
+# KOS: build, demo, test, conformance, lint, benchmarks and install.
+# `make build`, `make demo` and `make test` install what is missing (apt) first.
 
 CARGO ?= cargo
 RELEASE := target/release
@@ -17,20 +17,30 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --bins
 
+# Every binary the workspace defines that the build produced (kosrun, kosd, kos,
+# containerd-shim-kos-v2, kos-dns, ... as their crates land).
 install: build
-	install -m 0755 $(RELEASE)/kosrun $(PREFIX)/bin/kosrun
+	@bins=$$($(CARGO) metadata --no-deps --format-version 1 | python3 -c 'import json,sys; \
+		print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] \
+		for t in p["targets"] if "bin" in t["kind"]))'); \
+	for b in $$bins; do \
+		if [ -x $(RELEASE)/$$b ]; then \
+			install -D -m 0755 $(RELEASE)/$$b $(DESTDIR)$(PREFIX)/bin/$$b && echo "installed $(DESTDIR)$(PREFIX)/bin/$$b"; \
+		fi; \
+	done
 
 demo: build
 	@KOSRUN=$(KOSRUN) bash scripts/demo.sh
 
-# Every test: unit and integration tests of all crates, then the conformance suite
-# against kosrun.
-test: build
-	$(CARGO) test --workspace --no-fail-fast
-	$(MAKE) --no-print-directory conformance
+# Every test of every crate in the workspace (found by cargo, so new crates are included),
+# the doc tests and the conformance suite against the release kosrun; independent suites
+# run side by side. Ends with one line "N passed, N failed, N skipped" and fails if any
+# test failed. See scripts/run_tests.py for KOS_TEST_JOBS, KOS_TEST_ONLY and the skip record.
+test: deps
+	@python3 scripts/run_tests.py
 
 unit:
-	$(CARGO) test --workspace --lib
+	$(CARGO) test --workspace --lib --bins
 
 conformance: build
 	$(RELEASE)/kos-conformance --runtime $(RUNTIME) --keep-going --skip-known-departures
@@ -39,14 +49,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks, each side by side with the reference it is measured against:
-# kosrun run vs runc and crun, cgroup cost, kosrun exec vs runc exec, image pull vs containerd.
+# Benchmarks, each side by side with the reference it is measured against: every
+# bench/*.sh (kosrun run vs crun, runc and the kernel's floor, cgroup cost, exec vs runc,
+# and whatever lands there later), then image pull vs containerd.
 bench: build
-	$(CARGO) build --release -p kos-image --examples
-	@KOSRUN=$(KOSRUN) bash bench/run.sh
-	@KOSRUN=$(KOSRUN) bash bench/cgroup_overhead.sh
-	@KOSRUN=$(KOSRUN) bash bench/exec.sh
-	@sh image/bench/run.sh
+	@rc=0; for b in bench/*.sh image/bench/run.sh; do \
+		echo "### $$b"; KOSRUN=$(KOSRUN) bash $$b || { echo "### $$b FAILED"; rc=1; }; echo; \
+	done; exit $$rc
 
 clean:
 	$(CARGO) clean

@@ -2,8 +2,11 @@
 # Install what KOS needs to build, demo and test, only where it is missing.
 set -euo pipefail
 
-pkgs=(busybox-static runc crun containerd podman skopeo docker-registry hyperfine iproute2 nftables criu uidmap jq
-      util-linux libssl-dev pkg-config libcrypt-dev)
+# One line per purpose; tests fail (never skip) when a tool listed here is missing.
+pkgs=(busybox-static runc crun containerd podman conmon skopeo docker-registry criu uidmap
+      netavark containernetworking-plugins docker.io docker-compose python3-docker
+      iproute2 nftables util-linux bsdutils tmux sqlite3 jq python3 hyperfine
+      protobuf-compiler libssl-dev pkg-config libcrypt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
