@@ -58,7 +58,187 @@ pub fn tests() -> Vec<TestCase> {
         ),
         t("bad_input::hook_path_missing", hook_path_missing),
         t("bad_input::seccomp_unknown_action", seccomp_unknown_action),
+        t("bad_input::uid_no_change_refused", |c| {
+            user_id(c, "uid", 4_294_967_295)
+        }),
+        t("bad_input::gid_no_change_refused", |c| {
+            user_id(c, "gid", 4_294_967_295)
+        }),
+        t("bad_input::uid_above_int32_refused", |c| {
+            user_id(c, "uid", 2_147_483_648)
+        }),
+        t(
+            "bad_input::exec_user_no_change_refused",
+            exec_user_no_change,
+        ),
+        departs(
+            "bad_input::hook_timeout_zero",
+            |c| hook_timeout(c, 0),
+            RUNC_HOOK_TIMEOUT,
+        ),
+        departs(
+            "bad_input::hook_timeout_negative",
+            |c| hook_timeout(c, -1),
+            RUNC_HOOK_TIMEOUT,
+        ),
+        t("bad_input::config_json_fifo", config_fifo),
+        t("bad_input::config_json_dev_zero", config_dev_zero),
+        departs(
+            "bad_input::rlimit_without_values",
+            rlimit_without_values,
+            RUNC_RLIMIT_VALUES,
+        ),
+        t("bad_input::rootfs_symlink", rootfs_symlink),
+        t("bad_input::intel_rdt_without_rdt", intel_rdt),
+        t("bad_input::sysctl_net_in_host_netns", |c| {
+            host_ns_sysctl(c, "network", "net", "net.ipv4.ip_forward")
+        }),
+        departs(
+            "bad_input::sysctl_domainname_in_host_uts",
+            |c| host_ns_sysctl(c, "uts", "uts", "kernel.domainname"),
+            RUNC_HOST_NS_SYSCTL,
+        ),
+        departs(
+            "bad_input::sysctl_msgmax_in_host_ipc",
+            |c| host_ns_sysctl(c, "ipc", "ipc", "kernel.msgmax"),
+            RUNC_HOST_NS_SYSCTL,
+        ),
     ]
+}
+
+const RUNC_HOOK_TIMEOUT: &[Departure] = &[Departure {
+    runtime: "runc",
+    clause: "config.md POSIX-platform Hooks: \"timeout ... MUST be greater than zero\"; runc \
+             takes 0 or less as no timeout",
+}];
+
+const RUNC_RLIMIT_VALUES: &[Departure] = &[Departure {
+    runtime: "runc",
+    clause: "config.md POSIX process rlimits: soft and hard are REQUIRED; runc takes a missing \
+             value as 0",
+}];
+
+const RUNC_HOST_NS_SYSCTL: &[Departure] = &[Departure {
+    runtime: "runc",
+    clause: "config-linux.md Sysctl and runtime.md Errors: a sysctl of a namespace the container \
+             joined from the host changes the host; runc checks this for net.* only",
+}];
+
+/// config.md User: ids the kernel cannot make a process's own ((uid_t)-1 is setresuid's
+/// "no change", so the container would stay root); runc refuses above 2147483647.
+fn user_id(ctx: &Ctx, field: &str, id: u64) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["process"]["user"][field] = json!(id);
+    create_must_fail(
+        ctx,
+        &b,
+        &format!("create with process.user.{field} {id}"),
+        true,
+    )
+}
+
+fn exec_user_no_change(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["sleep", "1000"])?;
+    let c = ctx.create(&b)?;
+    c.start_ok()?;
+    let out = ctx.rt(&[
+        "exec",
+        "--user",
+        "4294967295:4294967295",
+        &c.id,
+        "sh",
+        "-c",
+        "id -u > /tmp/kos-exec-ran",
+    ])?;
+    out.expect_failure("exec --user 4294967295:4294967295")?;
+    ensure!(
+        !b.in_rootfs("/tmp/kos-exec-ran").exists(),
+        "the process ran"
+    );
+    Ok(())
+}
+
+fn hook_timeout(ctx: &Ctx, timeout: i64) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.set_hook(
+        "prestart",
+        json!([{"path": "/bin/true", "timeout": timeout}]),
+    );
+    create_must_fail(
+        ctx,
+        &b,
+        &format!("create with hook timeout {timeout}"),
+        true,
+    )
+}
+
+/// config.json must be a regular file: a FIFO in its place must not hang the runtime.
+fn config_fifo(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["true"])?;
+    let p = std::ffi::CString::new(b.dir.join("config.json").to_string_lossy().as_bytes())?;
+    // SAFETY: valid path.
+    ensure!(
+        unsafe { libc::mkfifo(p.as_ptr(), 0o600) } == 0,
+        "mkfifo: {}",
+        std::io::Error::last_os_error()
+    );
+    create_must_fail(ctx, &b, "create with config.json a FIFO", false)
+}
+
+/// An endless config.json (a link to /dev/zero) is refused, not read until memory runs out.
+fn config_dev_zero(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["true"])?;
+    std::os::unix::fs::symlink("/dev/zero", b.dir.join("config.json"))?;
+    create_must_fail(ctx, &b, "create with config.json -> /dev/zero", false)
+}
+
+fn rlimit_without_values(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE"}]);
+    create_must_fail(
+        ctx,
+        &b,
+        "create with an rlimit of neither soft nor hard",
+        true,
+    )
+}
+
+/// runc refuses a rootfs that is a symlink ("not an absolute path, or a symlink").
+fn rootfs_symlink(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["true"])?;
+    std::os::unix::fs::symlink("rootfs", b.dir.join("rootfs-link"))?;
+    b.config["root"]["path"] = json!("rootfs-link");
+    create_must_fail(ctx, &b, "create with a symlinked rootfs", true)
+}
+
+/// config-linux.md IntelRdt: "If intelRdt is set, the runtime MUST ... or generate an error".
+fn intel_rdt(ctx: &Ctx) -> Result<()> {
+    if std::path::Path::new("/sys/fs/resctrl/schemata").exists() {
+        crate::skip!("this host has Intel RDT (resctrl mounted)");
+    }
+    let mut b = ctx.bundle(&["true"])?;
+    b.config["linux"]["intelRdt"] = json!({"closID": "kosconf", "l3CacheSchema": "L3:0=f"});
+    create_must_fail(ctx, &b, "create with intelRdt on a host without RDT", true)
+}
+
+/// A sysctl for a namespace the container joined from the host would change the host.
+/// The value written is the host's own, so a runtime that wrongly writes it changes nothing.
+fn host_ns_sysctl(ctx: &Ctx, ns: &str, link: &str, key: &str) -> Result<()> {
+    let current = fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/")))?;
+    let mut b = ctx.bundle(&["true"])?;
+    b.set_namespace(ns, Some(&format!("/proc/1/ns/{link}")));
+    if ns == "uts" {
+        if let Some(o) = b.config.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    b.config["linux"]["sysctl"] = json!({key: current.trim()});
+    create_must_fail(
+        ctx,
+        &b,
+        &format!("create with {key} in the host's {ns} namespace"),
+        true,
+    )
 }
 
 /// Runs `create` on `b` and checks it failed cleanly.

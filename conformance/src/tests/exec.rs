@@ -48,6 +48,7 @@ pub fn tests() -> Vec<TestCase> {
         t("exec::user_in_userns_maps", user_in_userns_maps),
         t("exec::lands_in_init_cgroup", lands_in_init_cgroup),
         t("exec::cgroup_flag_sub_cgroup", cgroup_flag_sub_cgroup),
+        t("exec::cgroup_flag_root_is_own", cgroup_flag_root),
         t("exec::seccomp_filter_applies", seccomp_filter_applies),
         t("exec::capabilities_match_init", capabilities_match_init),
         t("exec::cap_flag_adds_capability", cap_flag_adds_capability),
@@ -366,6 +367,20 @@ fn controller_dir(pid: i64, controller: &str) -> Result<Option<(PathBuf, bool)>>
         return Ok(None);
     };
     Ok(Some((root.join(path.trim_start_matches('/')), false)))
+}
+
+/// `--cgroup /` names the container's own cgroup (runc and youki accept it).
+fn cgroup_flag_root(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(LONG)?;
+    let c = started(ctx, &b)?;
+    let init = cgroup_map(c.pid()?)?;
+    let d = exec_detached(ctx, &c, &["--cgroup", "/"], &["sleep", "1000"])?;
+    let mine = cgroup_map(d.pid)?;
+    ensure!(
+        mine == init,
+        "with --cgroup /, the exec'd process's cgroups are {mine:?}, the init's {init:?}"
+    );
+    Ok(())
 }
 
 fn cgroup_flag_sub_cgroup(ctx: &Ctx) -> Result<()> {

@@ -7,6 +7,7 @@ use crate::harness::report::Departure;
 
 mod bad_input;
 mod cgroups;
+mod compat;
 mod escapes;
 mod exec;
 mod hooks;
@@ -55,6 +56,7 @@ pub fn all() -> Vec<TestCase> {
     v.extend(cgroups::tests());
     v.extend(hooks::tests());
     v.extend(bad_input::tests());
+    v.extend(compat::tests());
     v.extend(escapes::tests());
     v
 }

@@ -115,26 +115,7 @@ fn copy_entry(src: i32, dst: i32, name: &std::ffi::CStr, depth: u32) -> io::Resu
                 )
             })?;
             let d = unsafe { OwnedFd::from_raw_fd(d) };
-            let mut left = st.st_size as usize;
-            while left > 0 {
-                let n = unsafe {
-                    libc::copy_file_range(
-                        s.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        d.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        left,
-                        0,
-                    )
-                };
-                if n < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if n == 0 {
-                    break;
-                }
-                left -= n as usize;
-            }
+            copy_contents(&s, &d, st.st_size as usize)?;
         }
         libc::S_IFLNK => {
             let mut buf = vec![0u8; libc::PATH_MAX as usize];
@@ -162,4 +143,45 @@ fn copy_entry(src: i32, dst: i32, name: &std::ffi::CStr, depth: u32) -> io::Resu
         )
     })?;
     Ok(())
+}
+
+/// copy_file_range, or a plain read/write loop where the kernel will not copy between
+/// these two filesystems (EXDEV across mounts on older kernels, EINVAL/EOPNOTSUPP for
+/// filesystems without the operation).
+fn copy_contents(s: &OwnedFd, d: &OwnedFd, size: usize) -> io::Result<()> {
+    let mut left = size;
+    while left > 0 {
+        // SAFETY: two descriptors we own, no offsets (the file positions advance).
+        let n = unsafe {
+            libc::copy_file_range(
+                s.as_raw_fd(),
+                std::ptr::null_mut(),
+                d.as_raw_fd(),
+                std::ptr::null_mut(),
+                left,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) => {
+                    copy_by_reading(s, d)
+                }
+                _ => Err(e),
+            };
+        }
+        if n == 0 {
+            break;
+        }
+        left -= n as usize;
+    }
+    Ok(())
+}
+
+/// The rest of `s` (from its current position) appended to `d`.
+fn copy_by_reading(s: &OwnedFd, d: &OwnedFd) -> io::Result<()> {
+    let mut src = std::fs::File::from(s.try_clone()?);
+    let mut dst = std::fs::File::from(d.try_clone()?);
+    io::copy(&mut src, &mut dst).map(|_| ())
 }

@@ -52,10 +52,19 @@ const DEFAULTS: [Dev; 6] = [
 ];
 
 /// Create the defaults and `linux.devices`. In a user namespace mknod is not
-/// permitted, so the host's node is bind-mounted instead (as runc does).
-pub fn create_all(rootfs: &Path, devices: &[LinuxDevice], in_userns: bool) -> Result<()> {
+/// permitted, so the host's node is bind-mounted instead (as runc does). A path that
+/// is also a mount destination of the config was mounted already and stays as mounted
+/// (a bind of the host's /dev/null or /dev/fuse over it, as runc allows).
+pub fn create_all(
+    rootfs: &Path,
+    devices: &[LinuxDevice],
+    in_userns: bool,
+    mounted: &[&Path],
+) -> Result<()> {
     for d in DEFAULTS.iter() {
-        if devices.iter().any(|x| x.path() == Path::new(d.path)) {
+        if devices.iter().any(|x| x.path() == Path::new(d.path))
+            || mounted.contains(&Path::new(d.path))
+        {
             continue;
         }
         make(
@@ -87,6 +96,9 @@ pub fn create_all(rootfs: &Path, devices: &[LinuxDevice], in_userns: bool) -> Re
                 "linux.devices {}: devices must live under /dev",
                 d.path().display()
             )));
+        }
+        if mounted.contains(&d.path().as_path()) {
+            continue;
         }
         let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
         make(

@@ -18,9 +18,12 @@ use crate::error::{Error, Result};
 /// Everything between entering the mount namespace and the createContainer hooks.
 pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
     let linux = spec.linux().as_ref();
+    // An unbindable / would refuse the bind of the rootfs below: that mode is set on the
+    // new root after the switch, and until then nothing propagates out (rslave).
     let prop = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(options::propagation)
+        .filter(|p| p & libc::MS_UNBINDABLE == 0)
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     // Nothing we mount may propagate to the host (unless the spec asked for shared).
     sys_mount(None, Path::new("/"), None, prop, None)
@@ -57,7 +60,8 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
     });
     if !dev_bound {
         let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
-        devices::create_all(ctx.rootfs, devices, in_userns)?;
+        let mounted: Vec<&Path> = mounts.iter().map(|m| m.destination().as_path()).collect();
+        devices::create_all(ctx.rootfs, devices, in_userns, &mounted)?;
         let has_devpts = mounts
             .iter()
             .any(|m| m.destination() == Path::new("/dev/pts"));
@@ -101,7 +105,7 @@ pub fn finish(rootfs: &Path, spec: &Spec, no_pivot: bool) -> Result<()> {
         .as_ref()
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(options::propagation);
-    if let Some(p) = prop.filter(|p| p & libc::MS_SHARED != 0) {
+    if let Some(p) = prop.filter(|p| p & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0) {
         sys_mount(None, Path::new("/"), None, p, None)
             .map_err(|e| Error::Setup(format!("set / propagation: {e}")))?;
     }
