@@ -1,0 +1,290 @@
+//! `bridge`: a Linux bridge per network with the gateway addresses on it; each container gets
+//! a veth pair with the host end in the bridge and the other end, under its final name, in the
+//! container's namespace. Addresses, routes and links are made over netlink.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsFd;
+
+use ipnet::IpNet;
+
+use super::{Context, NetworkDriver, Plan};
+use crate::error::{Error, Result};
+use crate::firewall::{NetworkRules, PortRule};
+use crate::fsutil;
+use crate::mac;
+use crate::netconf::Network;
+use crate::netlink::{Netlink, PeerSpec};
+use crate::netns;
+use crate::record::Attachment;
+use crate::sysctl;
+
+pub struct BridgeDriver;
+
+fn firewall_view(net: &Network) -> NetworkRules {
+    NetworkRules {
+        bridge: net.bridge.clone(),
+        subnets: net.subnets.iter().map(|s| s.subnet).collect(),
+        internal: net.internal,
+    }
+}
+
+/// DNAT entries for the reserved ports: one per address family the container has, unless
+/// the host IP names a family.
+pub fn port_rules(rec: &Attachment) -> Result<Vec<PortRule>> {
+    let mut out = Vec::new();
+    for p in &rec.ports {
+        let mut made = false;
+        for addr in &rec.addresses {
+            let ip = addr.addr();
+            if p.host_ip.is_some_and(|h| h.is_ipv4() != ip.is_ipv4()) {
+                continue;
+            }
+            out.push(PortRule {
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                protocol: p.protocol,
+                container_ip: ip,
+                container_port: p.container_port,
+            });
+            made = true;
+        }
+        if !made {
+            return Err(Error::InvalidPort {
+                spec: format!(
+                    "{}:{}",
+                    p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    p.host_port
+                ),
+                reason: format!(
+                    "the container has no address of that family on network {:?}",
+                    rec.network
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl BridgeDriver {
+    fn marker(ctx: &Context<'_>, net: &Network) -> std::path::PathBuf {
+        ctx.up_dir.join(&net.name)
+    }
+}
+
+impl NetworkDriver for BridgeDriver {
+    fn bring_up(&self, ctx: &Context<'_>, net: &Network) -> Result<()> {
+        let mut nl = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
+        let marker = Self::marker(ctx, net);
+        let existing = nl
+            .link_by_name(&net.bridge)
+            .map_err(|e| Error::netlink(format!("look up bridge {}", net.bridge), e))?;
+        if existing.is_some() && marker.exists() {
+            return Ok(());
+        }
+        let index = match existing {
+            Some(link) if link.kind.as_deref() == Some("bridge") => link.index,
+            Some(_) => {
+                return Err(Error::BridgeInUse {
+                    name: net.bridge.clone(),
+                    owner: "a non-bridge link on the host".to_string(),
+                })
+            }
+            None => {
+                let gw = net
+                    .subnets
+                    .first()
+                    .map(|s| s.gateway)
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                match nl.create_bridge(&net.bridge, net.mtu, mac::from_ip(gw)) {
+                    Ok(i) => i,
+                    // Another attachment made it at the same moment.
+                    Err(e) if crate::netlink::is_exists(&e) => nl
+                        .link_by_name(&net.bridge)
+                        .map_err(|e| Error::netlink(format!("look up bridge {}", net.bridge), e))?
+                        .map(|l| l.index)
+                        .ok_or_else(|| {
+                            Error::netlink(format!("create bridge {}", net.bridge), e)
+                        })?,
+                    Err(e) => {
+                        return Err(Error::netlink(format!("create bridge {}", net.bridge), e))
+                    }
+                }
+            }
+        };
+        for s in &net.subnets {
+            nl.add_address(index, s.gateway_net()).map_err(|e| {
+                Error::netlink(
+                    format!("add {} to bridge {}", s.gateway_net(), net.bridge),
+                    e,
+                )
+            })?;
+        }
+        nl.set_up(index)
+            .map_err(|e| Error::netlink(format!("set bridge {} up", net.bridge), e))?;
+
+        if !net.internal {
+            // Per-bridge switches: packets from the bridge may be routed (hairpin, outbound),
+            // and 127.0.0.1-sourced packets may leave through it after a published port's DNAT.
+            sysctl::ensure(
+                &sysctl::ipv4_conf(&net.bridge, "forwarding"),
+                "1",
+                "route traffic of the network",
+            )?;
+            sysctl::ensure(
+                &sysctl::ipv4_conf(&net.bridge, "route_localnet"),
+                "1",
+                "published ports reachable through 127.0.0.1",
+            )?;
+            if ctx.manage_ip_forward {
+                sysctl::ensure("net.ipv4.ip_forward", "1", "containers reach other hosts")?;
+                if net.has_ipv6() && sysctl::has_ipv6() {
+                    sysctl::ensure(
+                        "net.ipv6.conf.all.forwarding",
+                        "1",
+                        "containers reach other hosts over IPv6",
+                    )?;
+                }
+            }
+        }
+        ctx.firewall.setup_network(&firewall_view(net))?;
+        fsutil::write_json(&marker, &net.bridge)?;
+        tracing::info!(network = %net.name, bridge = %net.bridge, "network up");
+        Ok(())
+    }
+
+    fn bring_down(&self, ctx: &Context<'_>, net: &Network) -> Result<()> {
+        // Every step is tried even when an earlier one fails; the first failure is returned.
+        let marker = fsutil::remove(&Self::marker(ctx, net));
+        let rules = ctx.firewall.teardown_network(&firewall_view(net));
+        let link = Netlink::open()
+            .and_then(|mut nl| nl.delete_link_by_name(&net.bridge))
+            .map_err(|e| Error::netlink(format!("delete bridge {}", net.bridge), e));
+        marker.and(rules).and(link.map(drop))?;
+        tracing::info!(network = %net.name, bridge = %net.bridge, "network down");
+        Ok(())
+    }
+
+    fn attach(&self, ctx: &Context<'_>, plan: &Plan<'_>, rec: &mut Attachment) -> Result<()> {
+        let net = plan
+            .network
+            .ok_or_else(|| Error::NetworkNotFound(rec.network.clone()))?;
+        let netns_path = rec
+            .netns
+            .clone()
+            .ok_or_else(|| Error::NoNetnsToJoin(rec.container_id.clone()))?;
+        let ns_fd = netns::open(&netns_path)?;
+
+        self.bring_up(ctx, net)?;
+
+        // Addresses first: the record then lists everything the later steps make.
+        rec.addresses = ctx.ipam.allocate(net, &rec.owner(), plan.static_ips)?;
+        rec.gateways = if net.internal {
+            Vec::new()
+        } else {
+            net.subnets.iter().map(|s| s.gateway).collect()
+        };
+        let primary = rec
+            .addresses
+            .iter()
+            .find(|a| a.addr().is_ipv4())
+            .or(rec.addresses.first())
+            .map(|a| a.addr());
+        let mac = plan
+            .mac
+            .unwrap_or_else(|| mac::from_ip(primary.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))));
+        rec.mac = Some(mac::format(&mac));
+        rec.port_rules = port_rules(rec)?;
+        ctx.records.write(rec)?;
+
+        let mut host = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
+        let bridge = host
+            .link_by_name(&net.bridge)
+            .map_err(|e| Error::netlink(format!("look up bridge {}", net.bridge), e))?
+            .ok_or_else(|| {
+                Error::netlink(
+                    format!("look up bridge {}", net.bridge),
+                    std::io::Error::from_raw_os_error(libc::ENODEV),
+                )
+            })?;
+        host.create_veth(
+            &rec.host_veth,
+            bridge.index,
+            net.mtu,
+            &PeerSpec {
+                name: &rec.ifname,
+                netns: ns_fd.as_fd(),
+                mac,
+            },
+        )
+        .map_err(|e| {
+            Error::netlink(
+                format!(
+                    "create veth {} / {} in {}",
+                    rec.host_veth,
+                    rec.ifname,
+                    netns_path.display()
+                ),
+                e,
+            )
+        })?;
+        let host_index = host
+            .set_up_by_name(&rec.host_veth)
+            .map_err(|e| Error::netlink(format!("set {} up", rec.host_veth), e))?;
+        if !net.enable_icc {
+            host.set_port_isolated(host_index)
+                .map_err(|e| Error::netlink(format!("isolate bridge port {}", rec.host_veth), e))?;
+        }
+
+        let mut inner = Netlink::open_in(ns_fd.as_fd())
+            .map_err(|e| Error::netlink("open socket in container namespace", e))?;
+        let index = inner
+            .link_by_name(&rec.ifname)
+            .map_err(|e| Error::netlink(format!("look up {}", rec.ifname), e))?
+            .ok_or_else(|| {
+                Error::netlink(
+                    format!("look up {}", rec.ifname),
+                    std::io::Error::from_raw_os_error(libc::ENODEV),
+                )
+            })?
+            .index;
+        for addr in &rec.addresses {
+            inner
+                .add_address(index, *addr)
+                .map_err(|e| Error::netlink(format!("add {addr} to {}", rec.ifname), e))?;
+        }
+        inner
+            .set_up(index)
+            .map_err(|e| Error::netlink(format!("set {} up", rec.ifname), e))?;
+        inner
+            .set_up_by_name("lo")
+            .map_err(|e| Error::netlink("set loopback up", e))?;
+        for gw in &rec.gateways {
+            let default = match gw {
+                IpAddr::V4(_) => IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                IpAddr::V6(_) => IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            }
+            .unwrap_or_default();
+            inner
+                .add_route(default, Some(*gw), index)
+                .map_err(|e| Error::netlink(format!("add default route via {gw}"), e))?;
+        }
+
+        ctx.firewall.add_ports(&rec.port_rules)?;
+        Ok(())
+    }
+
+    fn detach(&self, ctx: &Context<'_>, rec: &Attachment) -> Result<()> {
+        // Every step is tried even when an earlier one fails; the first failure is returned.
+        let rules = ctx.firewall.remove_ports(&rec.port_rules);
+        let link = if rec.host_veth.is_empty() {
+            Ok(())
+        } else {
+            Netlink::open()
+                .and_then(|mut nl| nl.delete_link_by_name(&rec.host_veth))
+                .map(drop)
+                .map_err(|e| Error::netlink(format!("delete veth {}", rec.host_veth), e))
+        };
+        let addrs = ctx.ipam.release(&rec.network, &rec.owner()).map(drop);
+        rules.and(link).and(addrs)
+    }
+}

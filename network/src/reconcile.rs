@@ -1,0 +1,93 @@
+//! Reconcile: remove what a crash left half made. Runs when nothing else attaches (at daemon
+//! start): an attachment still being made by another process would look abandoned.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, Result};
+use crate::firewall::PortRule;
+use crate::manager::{Networks, ReconcileReport};
+use crate::names::VETH_PREFIX;
+use crate::netlink::Netlink;
+use crate::record::AttachState;
+
+pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<ReconcileReport> {
+    let (records, ipam, ports, pins) = nw.parts();
+    let mut report = ReconcileReport::default();
+
+    // 1. Attachments that never completed, or whose container is gone.
+    for rec in records.all()? {
+        if rec.state != AttachState::Attached || !live(&rec.container_id) {
+            nw.teardown_record(&rec)?;
+            tracing::info!(container = %rec.container_id, network = %rec.network, state = ?rec.state, "reconcile: removed attachment");
+            report.attachments.push(rec.owner());
+        }
+    }
+    let remaining = records.all()?;
+    let owners: HashSet<String> = remaining.iter().map(|r| r.owner()).collect();
+    let veths: HashSet<&str> = remaining.iter().map(|r| r.host_veth.as_str()).collect();
+
+    // 2. Host veth ends on KOS bridges that no record accounts for.
+    let networks = nw.list()?;
+    let bridges: HashSet<&str> = networks.iter().map(|n| n.bridge.as_str()).collect();
+    let mut nl = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
+    let links = nl.links().map_err(|e| Error::netlink("list links", e))?;
+    let bridge_index: HashMap<u32, &str> = links
+        .iter()
+        .filter(|l| bridges.contains(l.name.as_str()))
+        .map(|l| (l.index, l.name.as_str()))
+        .collect();
+    for link in &links {
+        let ours = link.name.starts_with(VETH_PREFIX)
+            && link.kind.as_deref() == Some("veth")
+            && link.master.is_some_and(|m| bridge_index.contains_key(&m));
+        if ours && !veths.contains(link.name.as_str()) {
+            nl.delete_link_by_name(&link.name)
+                .map_err(|e| Error::netlink(format!("delete orphaned veth {}", link.name), e))?;
+            tracing::info!(veth = %link.name, "reconcile: removed orphaned veth");
+            report.veths.push(link.name.clone());
+        }
+    }
+
+    // 3. DNAT entries of no remaining attachment.
+    let table = &nw.options().nft_table;
+    let wanted: HashSet<PortRule> = remaining
+        .iter()
+        .filter(|r| &r.table == table)
+        .flat_map(|r| r.port_rules.iter().copied())
+        .collect();
+    let stale: Vec<PortRule> = nw
+        .firewall()
+        .list_ports()?
+        .into_iter()
+        .filter(|r| !wanted.contains(r))
+        .collect();
+    if !stale.is_empty() {
+        nw.firewall().remove_ports(&stale)?;
+        tracing::info!(
+            count = stale.len(),
+            "reconcile: removed orphaned published ports"
+        );
+        report.port_rules = stale.len();
+    }
+
+    // 4. Address and port reservations of no remaining attachment.
+    for net in &networks {
+        let gone = ipam.release_unless(&net.name, |o| owners.contains(o))?;
+        if !gone.is_empty() {
+            tracing::info!(network = %net.name, count = gone.len(), "reconcile: released orphaned addresses");
+        }
+        report.addresses += gone.len();
+    }
+    report.port_reservations = ports.release_unless(|o| owners.contains(o))?;
+
+    // 5. Pins of containers that are gone.
+    let pinned_by_records: HashSet<_> = remaining.iter().filter_map(|r| r.netns.clone()).collect();
+    for name in pins.list()? {
+        if !live(&name) && !pinned_by_records.contains(&pins.path(&name)) {
+            pins.remove(&name)?;
+            tracing::info!(pin = %name, "reconcile: removed orphaned netns pin");
+            report.pins.push(name);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,249 @@
+//! Bridge networks against the real kernel: containers are namespaces made by the test.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::net::IpAddr;
+
+use kos_network::{AttachRequest, Error};
+use support::*;
+
+#[test]
+fn two_containers_on_one_network_reach_each_other_but_not_across_networks() {
+    let env = Env::new();
+    let a_net = env.bridge_network("a", |_| {});
+    let b_net = env.bridge_network("b", |_| {});
+
+    let a1 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("a1"), &a_net.name))
+        .unwrap();
+    let a2 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("a2"), &a_net.name))
+        .unwrap();
+    let b1 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("b1"), &b_net.name))
+        .unwrap();
+
+    let ip = |a: &kos_network::Attachment| a.addresses[0].addr();
+    assert_ne!(ip(&a1), ip(&a2));
+    assert!(a_net.subnets[0].subnet.contains(&ip(&a1)));
+
+    let pin_a1 = env.pin_path(&a1.container_id);
+    let pin_a2 = env.pin_path(&a2.container_id);
+    let pin_b1 = env.pin_path(&b1.container_id);
+    let _srv = Server::tcp(Some(&pin_a2), sock(ip(&a2), 8080), "a2");
+    let _srv_b = Server::tcp(Some(&pin_b1), sock(ip(&b1), 8080), "b1");
+
+    assert_eq!(fetch(Some(&pin_a1), sock(ip(&a2), 8080)).unwrap(), "a2");
+    // busybox as a real client too.
+    let out = busybox_in(&pin_a1, &["nc", "-w", "2", &ip(&a2).to_string(), "8080"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "a2");
+
+    // Across networks: b1 is routed through the host, and the firewall drops it.
+    assert!(fetch(Some(&pin_a1), sock(ip(&b1), 8080)).is_err());
+    assert!(fetch(Some(&pin_b1), sock(ip(&a2), 8080)).is_err());
+
+    // Inside: eth0 with the derived MAC, loopback up, default route via the gateway.
+    let out = busybox_in(&pin_a1, &["ip", "-o", "link", "show", "eth0"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(a1.mac.as_deref().unwrap()), "{text}");
+    assert!(a1.mac.as_deref().unwrap().starts_with("02:4b:"));
+    let out = busybox_in(&pin_a1, &["ip", "route"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("default via {}", a_net.subnets[0].gateway)),
+        "{text}"
+    );
+    let out = busybox_in(&pin_a1, &["ip", "-o", "link", "show", "lo"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("UP"));
+
+    // Detach removes the host veth and releases the address.
+    env.nets.detach(&a1.container_id, &a_net.name).unwrap();
+    assert!(!host_links().contains(&a1.host_veth));
+    assert!(env
+        .nets
+        .attachment(&a1.container_id, &a_net.name)
+        .unwrap()
+        .is_none());
+    let out = busybox_in(&pin_a1, &["ip", "-o", "link"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("eth0"));
+}
+
+#[test]
+fn static_ip_mac_ifname_and_disabled_icc() {
+    let env = Env::new();
+    let net = env.bridge_network("s", |s| s.enable_icc = false);
+    let subnet = net.subnets[0].subnet;
+    let want: IpAddr = match subnet.addr() {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + 77).into()),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let mut req = AttachRequest::new(&env.id("s1"), &net.name);
+    req.ips = vec![want];
+    req.mac = Some("02:aa:bb:cc:dd:01".into());
+    req.ifname = Some("net0".into());
+    let s1 = env.nets.attach(&req).unwrap();
+    assert_eq!(s1.addresses[0].addr(), want);
+    let pin = env.pin_path(&s1.container_id);
+    let out = busybox_in(&pin, &["ip", "-o", "addr", "show", "net0"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{want}/24")), "{text}");
+    let out = busybox_in(&pin, &["ip", "-o", "link", "show", "net0"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("02:aa:bb:cc:dd:01"));
+
+    // The same address again is refused, naming the owner, and leaves nothing.
+    let mut again = AttachRequest::new(&env.id("s2"), &net.name);
+    again.ips = vec![want];
+    let err = env.nets.attach(&again).unwrap_err();
+    assert!(matches!(err, Error::IpTaken { .. }), "{err}");
+    assert!(err.to_string().contains(&s1.container_id), "{err}");
+    let veth = kos_network::names::host_veth_name(&env.id("s2"), &net.name);
+    assert!(!host_links().contains(&veth));
+    assert!(env
+        .nets
+        .attachment(&env.id("s2"), &net.name)
+        .unwrap()
+        .is_none());
+    assert!(!env.pin_path(&env.id("s2")).exists());
+
+    // enable_icc = false: two containers of the network cannot talk, but reach the gateway.
+    let s2 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("s2"), &net.name))
+        .unwrap();
+    let pin2 = env.pin_path(&s2.container_id);
+    let _srv = Server::tcp(Some(&pin), std::net::SocketAddr::new(want, 80), "s1");
+    assert!(fetch(Some(&pin2), sock(want, 80)).is_err());
+    let _host = Server::tcp(None, sock(net.subnets[0].gateway, 0), "host");
+    assert_eq!(fetch(Some(&pin2), _host.addr).unwrap(), "host");
+}
+
+#[test]
+fn ipv6_between_containers() {
+    let env = Env::new();
+    let net = env.bridge_network("6", |s| s.ipv6 = true);
+    assert!(net.has_ipv6());
+    let c1 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("v1"), &net.name))
+        .unwrap();
+    let c2 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("v2"), &net.name))
+        .unwrap();
+    let v6 = |a: &kos_network::Attachment| {
+        a.addresses
+            .iter()
+            .find(|a| a.addr().is_ipv6())
+            .unwrap()
+            .addr()
+    };
+    assert_ne!(v6(&c1), v6(&c2));
+    let pin1 = env.pin_path(&c1.container_id);
+    let pin2 = env.pin_path(&c2.container_id);
+    let _srv = Server::tcp(Some(&pin2), sock(v6(&c2), 9000), "v6-ok");
+    assert_eq!(fetch(Some(&pin1), sock(v6(&c2), 9000)).unwrap(), "v6-ok");
+    // And the host reaches the container over IPv6 through the bridge's gateway address.
+    assert_eq!(fetch(None, sock(v6(&c2), 9000)).unwrap(), "v6-ok");
+}
+
+#[test]
+fn bad_input_makes_nothing() {
+    let env = Env::new();
+    let net = env.bridge_network("x", |_| {});
+    let mut spec = kos_network::NetworkSpec::bridge(&format!("n{}y", env.sfx))
+        .with_subnet(&net.subnets[0].subnet.to_string());
+    spec.bridge_name = Some(env.ifname("y"));
+    assert!(matches!(
+        env.nets.create(&spec),
+        Err(Error::SubnetOverlap { .. })
+    ));
+    spec.subnets.clear();
+    let spec2 = spec.clone().with_subnet("10.1.2.3/33");
+    assert!(matches!(
+        env.nets.create(&spec2),
+        Err(Error::InvalidCidr { .. })
+    ));
+    let mut spec3 = spec.clone();
+    spec3.driver = "overlay".into();
+    assert!(matches!(
+        env.nets.create(&spec3),
+        Err(Error::UnknownDriver(_))
+    ));
+    let mut dup = spec.clone();
+    dup.name = net.name.clone();
+    assert!(matches!(
+        env.nets.create(&dup),
+        Err(Error::DuplicateNetwork(_))
+    ));
+    assert!(!host_links().contains(&env.ifname("y")));
+    assert_eq!(env.nets.list().unwrap().len(), 1);
+
+    // An address outside the pool, a bad MAC, an unknown network: refused, nothing made.
+    let mut req = AttachRequest::new(&env.id("z"), &net.name);
+    req.ips = vec!["192.0.2.200".parse().unwrap()];
+    assert!(matches!(
+        env.nets.attach(&req),
+        Err(Error::IpOutsidePool { .. })
+    ));
+    let mut req = AttachRequest::new(&env.id("z"), &net.name);
+    req.mac = Some("01:00:5e:00:00:01".into());
+    assert!(matches!(env.nets.attach(&req), Err(Error::InvalidMac(_))));
+    let req = AttachRequest::new(&env.id("z"), "no-such-net");
+    assert!(matches!(
+        env.nets.attach(&req),
+        Err(Error::NetworkNotFound(_))
+    ));
+    let veth = kos_network::names::host_veth_name(&env.id("z"), &net.name);
+    assert!(!host_links().contains(&veth));
+    assert!(env.nets.attachments().unwrap().is_empty());
+    assert!(env.nets.pins().list().unwrap().is_empty());
+}
+
+#[test]
+fn host_none_and_container_modes() {
+    let env = Env::new();
+    let net = env.bridge_network("m", |_| {});
+    let owner = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("o"), &net.name))
+        .unwrap();
+
+    let mut joiner = AttachRequest::new(&env.id("j"), "");
+    joiner.mode = format!("container:{}", owner.container_id).parse().unwrap();
+    let j = env.nets.attach(&joiner).unwrap();
+    assert_eq!(j.netns, owner.netns);
+
+    let mut none = AttachRequest::new(&env.id("n"), "");
+    none.mode = "none".parse().unwrap();
+    let n = env.nets.attach(&none).unwrap();
+    let pin = n.netns.clone().unwrap();
+    let out = busybox_in(&pin, &["ip", "-o", "link"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("lo:") && text.contains("UP") && !text.contains("eth0"),
+        "{text}"
+    );
+
+    let mut host = AttachRequest::new(&env.id("h"), "");
+    host.mode = "host".parse().unwrap();
+    assert_eq!(env.nets.attach(&host).unwrap().netns, None);
+
+    let mut bad = AttachRequest::new(&env.id("b"), "");
+    bad.mode = "container:nobody".parse().unwrap();
+    assert!(matches!(
+        env.nets.attach(&bad),
+        Err(Error::NoNetnsToJoin(_))
+    ));
+    let mut ports_on_host = AttachRequest::new(&env.id("p"), "");
+    ports_on_host.mode = "host".parse().unwrap();
+    ports_on_host.ports = vec![kos_network::PortMapping::tcp(8080, 80)];
+    assert!(matches!(
+        env.nets.attach(&ports_on_host),
+        Err(Error::InvalidOption { .. })
+    ));
+}
