@@ -61,7 +61,7 @@ fn bridge_host_local_portmap_loopback_end_to_end() {
     let bridge = format!("kosc{sfx}");
     assert!(bridge.len() <= 15);
     let network = format!("koscni-{sfx}");
-    let guard = HostGuard::new(&bridge, &network);
+    let guard = HostGuard::with_portmap(&bridge, &network);
     let tmp = TempDir::new(&sfx);
     let conf_dir = tmp.0.join("net.d");
     let ipam_dir = tmp.0.join("ipam");

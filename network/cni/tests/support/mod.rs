@@ -120,6 +120,9 @@ const HOSTPORT_CHAINS: &[&str] = &[
 pub struct HostGuard {
     pub bridge: String,
     pub network: String,
+    /// Only guards of tests that run portmap touch iptables: a guard of another test running
+    /// at the same time must not take portmap's shared chains from under it.
+    iptables: bool,
     ip_forward: String,
     chains_before: Vec<(String, bool)>,
     dn_chains_before: Vec<String>,
@@ -127,7 +130,15 @@ pub struct HostGuard {
 }
 
 impl HostGuard {
+    /// For tests that run bridge and host-local only.
     pub fn new(bridge: &str, network: &str) -> HostGuard {
+        let mut guard = Self::with_portmap(bridge, network);
+        guard.iptables = false;
+        guard
+    }
+
+    /// For a test that also runs portmap (one at a time per test binary).
+    pub fn with_portmap(bridge: &str, network: &str) -> HostGuard {
         let mut chains_before = Vec::new();
         let mut dn_chains_before = Vec::new();
         for ipt in ["iptables", "ip6tables"] {
@@ -146,6 +157,7 @@ impl HostGuard {
         HostGuard {
             bridge: bridge.to_owned(),
             network: network.to_owned(),
+            iptables: true,
             ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
                 .unwrap_or_default(),
             chains_before,
@@ -173,6 +185,13 @@ impl Drop for HostGuard {
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
+        let now = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+        if !self.ip_forward.is_empty() && now != self.ip_forward {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
+        }
+        if !self.iptables {
+            return;
+        }
         for ipt in ["iptables", "ip6tables"] {
             // Our per-container rules (tagged with the network name) and the chains they jump
             // to, if a DEL did not remove them.
@@ -242,10 +261,6 @@ impl Drop for HostGuard {
                     .args(["delete", "table", family, "nat"])
                     .status();
             }
-        }
-        let now = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
-        if !self.ip_forward.is_empty() && now != self.ip_forward {
-            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
         }
     }
 }
