@@ -230,9 +230,14 @@ impl NetworkDriver for BridgeDriver {
         let host_index = host
             .set_up_by_name(&rec.host_veth)
             .map_err(|e| Error::netlink(format!("set {} up", rec.host_veth), e))?;
-        if !net.enable_icc {
-            host.set_port_isolated(host_index)
-                .map_err(|e| Error::netlink(format!("isolate bridge port {}", rec.host_veth), e))?;
+        // Hairpin only with published ports (the container reaching its own port through the
+        // host): it also reflects the container's broadcasts, which fails IPv6 DAD.
+        let hairpin = !rec.ports.is_empty();
+        if hairpin || !net.enable_icc {
+            host.set_port_flags(host_index, hairpin, !net.enable_icc)
+                .map_err(|e| {
+                    Error::netlink(format!("set bridge port flags of {}", rec.host_veth), e)
+                })?;
         }
 
         let mut inner = Netlink::open_in(ns_fd.as_fd())

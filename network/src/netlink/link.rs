@@ -175,16 +175,19 @@ impl Netlink {
         }
     }
 
-    /// Marks a bridge port isolated: isolated ports cannot talk to each other, only to the
-    /// bridge itself. This is how `enable_icc = false` works without br_netfilter.
-    pub fn set_port_isolated(&mut self, index: u32) -> io::Result<()> {
+    /// Sets a bridge port's flags. Hairpin lets a frame leave through the port it came in
+    /// on: a container reaching its own published port through the host needs it. Isolated
+    /// ports cannot talk to each other, only to the bridge itself: this is how
+    /// `enable_icc = false` works without br_netfilter.
+    pub fn set_port_flags(&mut self, index: u32, hairpin: bool, isolated: bool) -> io::Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             NlLinkInfo::PortKind(InfoPortKind::Bridge),
-            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
-                true,
-            )])),
+            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![
+                InfoBridgePort::HairpinMode(hairpin),
+                InfoBridgePort::Isolated(isolated),
+            ])),
         ]));
         self.request(RouteNetlinkMessage::NewLink(msg), 0)?;
         Ok(())

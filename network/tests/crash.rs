@@ -1,0 +1,209 @@
+//! Crash safety: a helper process is killed (SIGKILL) between the steps of an attachment, and
+//! reconcile removes everything it left; also 50 concurrent attachments.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use kos_network::{AttachRequest, PortMapping};
+use support::*;
+
+fn kosnet() -> PathBuf {
+    // Examples are built by `cargo test` next to the deps directory of this test binary.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("kosnet");
+    if !path.exists() {
+        // `cargo test --test crash` does not build examples; a full `cargo test` does.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "kosnet", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the kosnet example failed");
+    }
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// A helper process killed on drop if still running.
+struct Helper(Child);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kosnet attach` pausing at `step`, waits until it says so, and kills it with SIGKILL.
+fn attach_and_crash(env: &Env, id: &str, network: &str, step: &str) {
+    let mut child = Helper(
+        Command::new(kosnet())
+            .args([
+                "--root",
+                env.root.path().to_str().unwrap(),
+                "--table",
+                env.table(),
+                "--no-ip-forward",
+            ])
+            .args(["attach", id, network, "--port", "0:80", "--pause-at", step])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "paused", "helper did not reach {step}");
+    // std's Child::kill sends SIGKILL.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+}
+
+/// Ports of the bridge: links whose master is the bridge.
+fn bridge_ports(bridge: &str) -> Vec<String> {
+    let links = kos_network::netlink::Netlink::open()
+        .unwrap()
+        .links()
+        .unwrap();
+    let Some(br) = links.iter().find(|l| l.name == bridge) else {
+        return Vec::new();
+    };
+    links
+        .iter()
+        .filter(|l| l.master == Some(br.index))
+        .map(|l| l.name.clone())
+        .collect()
+}
+
+#[test]
+fn reconcile_cleans_up_after_a_crash_between_steps() {
+    let env = Env::new();
+    let net = env.bridge_network("k", |_| {});
+
+    // Killed after the record and the port reservation, before anything in the kernel.
+    attach_and_crash(&env, &env.id("r1"), &net.name, "recorded");
+    // Killed with veth, addresses and DNAT entries made, record not yet marked complete.
+    attach_and_crash(&env, &env.id("r2"), &net.name, "connected");
+    assert_eq!(bridge_ports(&net.bridge).len(), 1);
+    assert_eq!(env.nets.firewall().list_ports().unwrap().len(), 1);
+    // Killed after everything was made, and then its record lost: only scans can find it.
+    attach_and_crash(&env, &env.id("r3"), &net.name, "connected");
+    let r3 = env
+        .nets
+        .attachment(&env.id("r3"), &net.name)
+        .unwrap()
+        .unwrap();
+    std::fs::remove_file(
+        env.root
+            .path()
+            .join("run/attachments")
+            .join(format!("{}@{}.json", r3.container_id, net.name)),
+    )
+    .unwrap();
+    // A complete attachment of a container that is still alive survives reconcile.
+    let alive = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("ok"), &net.name))
+        .unwrap();
+
+    let live_id = alive.container_id.clone();
+    let report = env.nets.reconcile(&|id| id == live_id).unwrap();
+    assert_eq!(report.attachments.len(), 2, "{report:?}");
+    assert_eq!(report.veths, vec![r3.host_veth.clone()], "{report:?}");
+    assert_eq!(report.port_rules, 1, "{report:?}");
+    assert!(report.addresses >= 1, "{report:?}");
+    let mut pins = report.pins.clone();
+    pins.sort();
+    assert_eq!(pins, vec![env.id("r1"), env.id("r2"), env.id("r3")]);
+
+    // Only the live container is left, everywhere.
+    assert_eq!(bridge_ports(&net.bridge), vec![alive.host_veth.clone()]);
+    assert!(env.nets.firewall().list_ports().unwrap().is_empty());
+    let recs = env.nets.attachments().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        env.nets.pins().list().unwrap(),
+        vec![alive.container_id.clone()]
+    );
+    let ipam = kos_network::ipam::Ipam::new(env.root.path().join("run/ipam"));
+    let owners: BTreeSet<String> = ipam.allocations(&net.name).unwrap().into_values().collect();
+    assert_eq!(owners, BTreeSet::from([alive.owner()]));
+    // The released port can be published again.
+    let mut again = AttachRequest::new(&env.id("r4"), &net.name);
+    again.ports = vec![PortMapping::tcp(0, 80)];
+    env.nets.attach(&again).unwrap();
+
+    // A second reconcile finds nothing more.
+    let live: BTreeSet<String> = env
+        .nets
+        .attachments()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.container_id)
+        .collect();
+    assert!(env
+        .nets
+        .reconcile(&|id| live.contains(id))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn fifty_concurrent_attachments_get_distinct_addresses_and_detach_leaves_nothing() {
+    let env = Env::new();
+    let net = env.bridge_network("c", |_| {});
+    let ids: Vec<String> = (0..50).map(|i| env.id(&format!("x{i}"))).collect();
+    let results: Vec<kos_network::Attachment> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let env = &env;
+                let net = &net;
+                s.spawn(move || {
+                    let mut req = AttachRequest::new(id, &net.name);
+                    req.ports = vec![PortMapping::tcp(0, 80)];
+                    env.nets.attach(&req)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    let addrs: BTreeSet<_> = results.iter().map(|r| r.addresses[0].addr()).collect();
+    assert_eq!(addrs.len(), 50);
+    let ports: BTreeSet<_> = results.iter().map(|r| r.ports[0].host_port).collect();
+    assert_eq!(ports.len(), 50);
+    assert_eq!(bridge_ports(&net.bridge).len(), 50);
+    assert_eq!(env.nets.firewall().list_ports().unwrap().len(), 50);
+    // Each one has exactly its address inside its namespace.
+    for r in results.iter().take(5) {
+        let out = busybox_in(
+            &env.pin_path(&r.container_id),
+            &["ip", "-o", "-4", "addr", "show", "eth0"],
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&r.addresses[0].to_string()));
+    }
+
+    std::thread::scope(|s| {
+        for id in &ids {
+            let env = &env;
+            let net = &net;
+            s.spawn(move || env.nets.detach(id, &net.name).unwrap());
+        }
+    });
+    assert!(bridge_ports(&net.bridge).is_empty());
+    assert!(env.nets.firewall().list_ports().unwrap().is_empty());
+    assert!(env.nets.attachments().unwrap().is_empty());
+    let ipam = kos_network::ipam::Ipam::new(env.root.path().join("run/ipam"));
+    assert!(ipam.allocations(&net.name).unwrap().is_empty());
+}
