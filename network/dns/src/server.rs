@@ -37,6 +37,9 @@ pub struct Config {
     pub table: PathBuf,
     pub port: u16,
     pub upstreams: Upstreams,
+    /// When the upstreams came from a resolv.conf: re-read it on every reload, so a host whose
+    /// resolvers change (DHCP, VPN) needs only a SIGHUP.
+    pub upstreams_from: Option<PathBuf>,
     /// How often the table file is checked for changes (and failed binds retried).
     pub poll_interval: Duration,
 }
@@ -70,7 +73,13 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
     })
 }
 
-type Shared = Arc<RwLock<Arc<Index>>>;
+/// What one query is answered with; replaced as a whole on reload.
+struct State {
+    index: Index,
+    upstreams: Upstreams,
+}
+
+type Shared = Arc<RwLock<Arc<State>>>;
 
 struct Listener {
     udp: JoinHandle<()>,
@@ -86,7 +95,7 @@ impl Drop for Listener {
 
 struct Server {
     config: Config,
-    index: Shared,
+    state: Shared,
     listeners: HashMap<IpAddr, Listener>,
     forwards: Arc<Semaphore>,
     tcp_conns: Arc<Semaphore>,
@@ -105,7 +114,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
     let stamp0 = stamp(&config.table);
     let table = Table::load_or_empty(&config.table)?;
     let mut server = Server {
-        index: Arc::new(RwLock::new(Arc::new(Index::build(&table)))),
+        state: Arc::new(RwLock::new(Arc::new(State {
+            index: Index::build(&table),
+            upstreams: config.upstreams.clone(),
+        }))),
         config,
         listeners: HashMap::new(),
         forwards: Arc::new(Semaphore::new(MAX_INFLIGHT_FORWARDS)),
@@ -168,11 +180,23 @@ pub async fn run(config: Config) -> Result<(), Error> {
 impl Server {
     async fn reload(&mut self) {
         self.stamp = stamp(&self.config.table);
+        let mut upstreams = current(&self.state).upstreams.clone();
+        if let Some(path) = &self.config.upstreams_from {
+            match crate::resolvconf::host_upstreams(path) {
+                Ok(ips) => {
+                    upstreams.servers = ips.into_iter().map(|ip| SocketAddr::new(ip, 53)).collect();
+                }
+                Err(e) => tracing::warn!(error = %e, "keeping the previous upstreams"),
+            }
+        }
         match Table::load_or_empty(&self.config.table) {
             Ok(table) => {
-                let index = Arc::new(Index::build(&table));
-                if let Ok(mut slot) = self.index.write() {
-                    *slot = index;
+                let state = Arc::new(State {
+                    index: Index::build(&table),
+                    upstreams,
+                });
+                if let Ok(mut slot) = self.state.write() {
+                    *slot = state;
                 }
                 tracing::info!(networks = table.networks.len(), "table loaded");
                 self.sync_listeners().await;
@@ -181,13 +205,9 @@ impl Server {
         }
     }
 
-    fn current(&self) -> Arc<Index> {
-        current(&self.index)
-    }
-
     /// Opens listeners for new gateways and closes those of gateways no longer in the table.
     async fn sync_listeners(&mut self) {
-        let wanted: Vec<IpAddr> = self.current().gateways().to_vec();
+        let wanted: Vec<IpAddr> = current(&self.state).index.gateways().to_vec();
         self.listeners.retain(|ip, _| {
             let keep = wanted.contains(ip);
             if !keep {
@@ -203,18 +223,10 @@ impl Server {
             match bind_pair(addr) {
                 Ok((udp, tcp)) => {
                     tracing::info!(%addr, "listening (udp, tcp)");
-                    let udp = tokio::spawn(serve_udp(
-                        udp,
-                        self.index.clone(),
-                        self.config.upstreams.clone(),
-                        self.forwards.clone(),
-                    ));
-                    let tcp = tokio::spawn(serve_tcp(
-                        tcp,
-                        self.index.clone(),
-                        self.config.upstreams.clone(),
-                        self.tcp_conns.clone(),
-                    ));
+                    let udp =
+                        tokio::spawn(serve_udp(udp, self.state.clone(), self.forwards.clone()));
+                    let tcp =
+                        tokio::spawn(serve_tcp(tcp, self.state.clone(), self.tcp_conns.clone()));
                     self.listeners.insert(ip, Listener { udp, tcp });
                 }
                 Err(e) => tracing::warn!(%addr, error = %e, "cannot listen yet; will retry"),
@@ -223,8 +235,8 @@ impl Server {
     }
 }
 
-fn current(index: &Shared) -> Arc<Index> {
-    match index.read() {
+fn current(state: &Shared) -> Arc<State> {
+    match state.read() {
         Ok(g) => g.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
     }
@@ -255,7 +267,7 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     ))
 }
 
-async fn serve_udp(sock: UdpSocket, index: Shared, up: Upstreams, forwards: Arc<Semaphore>) {
+async fn serve_udp(sock: UdpSocket, shared: Shared, forwards: Arc<Semaphore>) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; MAX_UDP_QUERY];
     loop {
@@ -268,7 +280,8 @@ async fn serve_udp(sock: UdpSocket, index: Shared, up: Upstreams, forwards: Arc<
             }
         };
         let request = &buf[..n];
-        match answer::decide(&current(&index), peer.ip(), request, MAX_UDP_PAYLOAD) {
+        let state = current(&shared);
+        match answer::decide(&state.index, peer.ip(), request, MAX_UDP_PAYLOAD) {
             Outcome::Reply(bytes) => {
                 let _ = sock.send_to(&bytes, peer).await;
             }
@@ -283,10 +296,9 @@ async fn serve_udp(sock: UdpSocket, index: Shared, up: Upstreams, forwards: Arc<
                 };
                 let request = request.to_vec();
                 let sock = sock.clone();
-                let up = up.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let reply = match up.forward_udp(&request).await {
+                    let reply = match state.upstreams.forward_udp(&request).await {
                         Ok(answer) => Some(fit_udp(&request, answer)),
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "forwarding failed: SERVFAIL");
@@ -315,7 +327,7 @@ fn fit_udp(request: &[u8], answer: Vec<u8>) -> Vec<u8> {
     forward::truncated(&answer).unwrap_or_default()
 }
 
-async fn serve_tcp(listener: TcpListener, index: Shared, up: Upstreams, conns: Arc<Semaphore>) {
+async fn serve_tcp(listener: TcpListener, shared: Shared, conns: Arc<Semaphore>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -330,11 +342,10 @@ async fn serve_tcp(listener: TcpListener, index: Shared, up: Upstreams, conns: A
             tracing::warn!(%peer, "too many TCP connections: closing");
             continue;
         };
-        let index = index.clone();
-        let up = up.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = tcp_connection(stream, peer, index, up).await {
+            if let Err(e) = tcp_connection(stream, peer, shared).await {
                 tracing::debug!(%peer, error = %e, "tcp connection ended");
             }
         });
@@ -344,8 +355,7 @@ async fn serve_tcp(listener: TcpListener, index: Shared, up: Upstreams, conns: A
 async fn tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    index: Shared,
-    up: Upstreams,
+    shared: Shared,
 ) -> std::io::Result<()> {
     loop {
         let request =
@@ -355,10 +365,11 @@ async fn tcp_connection(
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(()),
             };
-        let reply = match answer::decide(&current(&index), peer.ip(), &request, MAX_TCP_MESSAGE) {
+        let state = current(&shared);
+        let reply = match answer::decide(&state.index, peer.ip(), &request, MAX_TCP_MESSAGE) {
             Outcome::Reply(b) => b,
             Outcome::Drop => return Ok(()),
-            Outcome::Forward => match up.forward_tcp(&request).await {
+            Outcome::Forward => match state.upstreams.forward_tcp(&request).await {
                 Ok(answer) => answer,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "forwarding failed: SERVFAIL");

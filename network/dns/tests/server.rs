@@ -206,6 +206,40 @@ fn unreachable_upstream_gives_servfail() {
 }
 
 #[test]
+fn upstreams_from_resolv_conf_skip_loopback_and_follow_reloads() {
+    let link = Link::new();
+    link.server
+        .ip(&["addr", "add", "10.99.0.53/32", "dev", "lo"]);
+    link.server
+        .ip(&["addr", "add", "10.99.0.54/32", "dev", "lo"]);
+    let upstream = FakeUpstream::start_at(&link.server, "10.99.0.53:53");
+    let dir = TempDir::new();
+    let table = dir.0.join("dns.json");
+    std::fs::write(&table, front_table()).unwrap();
+    let resolv = dir.0.join("resolv.conf");
+    // Nobody answers on .54; the loopback stub is never used from another namespace.
+    std::fs::write(&resolv, "nameserver 127.0.0.53\nnameserver 10.99.0.54\n").unwrap();
+    let resolv_arg = resolv.to_str().unwrap().to_owned();
+    let dns = KosDns::start(
+        &link.server,
+        &table,
+        &["--resolv-conf", &resolv_arg, "--upstream-timeout-ms", "300"],
+        &[],
+    );
+    dns.wait_log("upstreams=[10.99.0.54:53]");
+    let sock = udp_client(&link.client, CLIENT4);
+    let r = ask_udp(&sock, GW4, &query(60, "outside.example.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+
+    std::fs::write(&resolv, "nameserver 127.0.0.53\nnameserver 10.99.0.53\n").unwrap();
+    dns.signal(Signal::SIGHUP);
+    dns.wait_log("table loaded");
+    let r = ask_udp(&sock, GW4, &query(61, "outside.example.", RecordType::A));
+    assert_eq!(a_records(&r), vec!["192.0.2.77"]);
+    assert_eq!(upstream.queries.load(Ordering::SeqCst), 1);
+}
+
+#[test]
 fn sighup_and_file_changes_reload_the_table() {
     // File polling off (an hour): only SIGHUP can load the change.
     let mut s = setup(&["--poll-ms", "3600000"]);

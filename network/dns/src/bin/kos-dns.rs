@@ -22,7 +22,7 @@ struct Args {
     /// from --resolv-conf, without loopback ones.
     #[arg(long = "upstream", value_name = "IP[:PORT]")]
     upstreams: Vec<String>,
-    /// Where the host's resolvers are read when no --upstream is given.
+    /// Where the host's resolvers are read when no --upstream is given (again on every reload).
     #[arg(long, default_value = resolvconf::HOST_RESOLV_CONF)]
     resolv_conf: PathBuf,
     /// Port to listen on at every gateway address (UDP and TCP).
@@ -63,6 +63,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    let upstreams_from = args.upstreams.is_empty().then(|| args.resolv_conf.clone());
     let servers = if args.upstreams.is_empty() {
         let ips = resolvconf::host_upstreams(&args.resolv_conf)?;
         if ips.is_empty() {
@@ -88,6 +89,7 @@ fn run(args: Args) -> Result<()> {
             servers,
             attempt_timeout: Duration::from_millis(args.upstream_timeout_ms),
         },
+        upstreams_from,
         poll_interval: Duration::from_millis(args.poll_ms),
     };
     tracing::info!(upstreams = ?config.upstreams.servers, table = %config.table.display(), "starting");

@@ -233,10 +233,16 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     pub fn start(ns: &Netns) -> FakeUpstream {
-        let (udp, tcp) = ns.run_in(|| {
-            let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        Self::start_at(ns, "127.0.0.1:0")
+    }
+
+    /// On `addr` (an address of `ns`; port 0 picks one).
+    pub fn start_at(ns: &Netns, addr: &str) -> FakeUpstream {
+        let addr: SocketAddr = addr.parse().expect("addr");
+        let (udp, tcp) = ns.run_in(move || {
+            let udp = UdpSocket::bind(addr).expect("bind udp");
             let port = udp.local_addr().expect("addr").port();
-            let tcp = TcpListener::bind(("127.0.0.1", port)).expect("bind tcp");
+            let tcp = TcpListener::bind((addr.ip(), port)).expect("bind tcp");
             (udp, tcp)
         });
         let port = udp.local_addr().expect("addr").port();
