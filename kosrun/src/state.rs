@@ -60,6 +60,21 @@ pub struct Saved {
     pub cgroup_path: String,
     pub annotations: HashMap<String, String>,
     pub config: Spec,
+    /// False from the moment the id is taken until `create` has finished: a container
+    /// whose `create` died half-way shows as creating (or stopped) and `delete --force`
+    /// removes what was made. States written before this field existed were complete.
+    #[serde(default = "yes")]
+    pub create_done: bool,
+    /// Device and inode of the init's executable before its exec (the runtime binary that
+    /// cloned it). Once /proc/<pid>/exe names another file, the init has exec'd the user's
+    /// program, whatever `started` says: the kernel's word, not a step that may not have
+    /// been recorded.
+    #[serde(default)]
+    pub init_exe: Option<(u64, u64)>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An open, locked container directory.
@@ -70,8 +85,10 @@ pub struct ContainerDir {
 }
 
 impl ContainerDir {
-    /// Make the directory for a new container; fails if the id is taken.
-    pub fn create(root: &Path, id: &str) -> Result<ContainerDir> {
+    /// Take the id: the directory appears under `root` already holding `initial` (made
+    /// under a temporary name, then renamed without replacing), so whoever sees the id
+    /// also sees its state, and of racing creates exactly one wins.
+    pub fn create(root: &Path, id: &str, initial: &Saved) -> Result<ContainerDir> {
         id::validate(id)?;
         fs::DirBuilder::new()
             .recursive(true)
@@ -79,19 +96,46 @@ impl ContainerDir {
             .create(root)
             .map_err(|e| Error::io(root, e))?;
         let path = root.join(id);
-        match fs::DirBuilder::new().mode(0o700).create(&path) {
+        // '~' is not allowed in ids: a temporary name never collides with a container.
+        let tmp = root.join(format!("{TMP_PREFIX}{id}.{}", std::process::id()));
+        match fs::DirBuilder::new().mode(0o700).create(&tmp) {
             Ok(()) => {}
+            // Left by an earlier process of ours with this pid, killed before the rename.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::Exists(id.to_string()))
+                let _ = fs::remove_dir_all(&tmp);
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&tmp)
+                    .map_err(|e| Error::io(&tmp, e))?;
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) => return Err(Error::io(&tmp, e)),
         }
-        let lock = lock_dir(&path)?;
-        Ok(ContainerDir {
-            id: id.to_string(),
-            path,
-            lock,
-        })
+        let made = (|| {
+            let lock = lock_dir(&tmp)?;
+            let staged = ContainerDir {
+                id: id.to_string(),
+                path: tmp.clone(),
+                lock,
+            };
+            staged.write_state(initial, false)?;
+            match rename_noreplace(&tmp, &path) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && abandoned(&path) => {
+                    let _ = fs::remove_dir_all(&path);
+                    rename_noreplace(&tmp, &path).map_err(|e| exists_or(id, &path, e))?;
+                }
+                Err(e) => return Err(exists_or(id, &path, e)),
+            }
+            Ok(ContainerDir {
+                id: staged.id,
+                path: path.clone(),
+                lock: staged.lock,
+            })
+        })();
+        if made.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        made
     }
 
     /// Open and lock an existing container's directory.
@@ -124,7 +168,15 @@ impl ContainerDir {
 
     /// Replace state.json atomically: readers see the old or the new file, never a torn one.
     pub fn save(&self, saved: &Saved) -> Result<()> {
-        let tmp = self.path.join(".state.json.tmp");
+        self.write_state(saved, true)
+    }
+
+    fn write_state(&self, saved: &Saved, atomic: bool) -> Result<()> {
+        let tmp = if atomic {
+            self.path.join(".state.json.tmp")
+        } else {
+            self.path.join(STATE_FILE)
+        };
         let data = serde_json::to_vec(saved).map_err(|e| Error::BadState {
             id: self.id.clone(),
             reason: e.to_string(),
@@ -138,6 +190,9 @@ impl ContainerDir {
             .map_err(|e| Error::io(&tmp, e))?;
         f.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
         drop(f);
+        if !atomic {
+            return Ok(());
+        }
         let dst = self.path.join(STATE_FILE);
         fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
     }
@@ -157,6 +212,65 @@ impl ContainerDir {
 
     pub fn lock_fd(&self) -> i32 {
         self.lock.as_raw_fd()
+    }
+}
+
+/// Temporary directories of creates in progress start with this (not allowed in ids).
+pub const TMP_PREFIX: &str = "~";
+
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        from,
+        nix::fcntl::AT_FDCWD,
+        to,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(std::io::Error::from)
+}
+
+fn exists_or(id: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::EEXIST) {
+        Error::Exists(id.to_string())
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// A container directory without state that nobody holds: left by a runtime that died
+/// between making the directory and writing its state (kosrun before the staged create).
+fn abandoned(path: &Path) -> bool {
+    if path.join(STATE_FILE).exists() {
+        return false;
+    }
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; released when it closes.
+    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    free && !path.join(STATE_FILE).exists()
+}
+
+/// Remove what creates of `id` killed before they took the id left in `root`: staged
+/// directories nobody holds.
+pub fn sweep_staged(root: &Path, id: &str) {
+    let prefix = format!("{TMP_PREFIX}{id}.");
+    let Ok(rd) = fs::read_dir(root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let p = e.path();
+        let Ok(f) = fs::File::open(&p) else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            let _ = fs::remove_dir_all(&p);
+        }
     }
 }
 
@@ -195,8 +309,8 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     };
     let mut ids: Vec<String> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(STATE_FILE).exists())
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with(TMP_PREFIX) && root.join(n).join(STATE_FILE).exists())
         .collect();
     ids.sort();
     Ok(ids)
@@ -224,6 +338,24 @@ impl Saved {
     pub fn init_alive(&self) -> bool {
         self.pid > 0 && process_start_time(self.pid) == Some(self.pid_start)
     }
+
+    /// Whether the (live) init has exec'd the user's program, from the kernel: its
+    /// executable is no longer the runtime binary that cloned it.
+    pub fn init_execed(&self) -> bool {
+        if self.started {
+            return true;
+        }
+        let Some(before) = self.init_exe else {
+            return false;
+        };
+        file_id(Path::new(&format!("/proc/{}/exe", self.pid))).is_some_and(|now| now != before)
+    }
+}
+
+/// Device and inode of a file, following links (so of /proc/<pid>/exe's target).
+pub fn file_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]
@@ -243,17 +375,41 @@ mod tests {
     #[test]
     fn create_twice_is_refused_and_destroy_cleans() {
         let root = std::env::temp_dir().join(format!("kosrun-state-test-{}", std::process::id()));
-        let d = ContainerDir::create(&root, "c1").expect("create");
+        let spec: Spec = serde_json::from_str(r#"{"ociVersion":"1.0.2"}"#).expect("spec");
+        let s = Saved {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            pid: 0,
+            pid_start: 0,
+            created: String::new(),
+            owner: String::new(),
+            started: false,
+            cgroup_path: "/x".into(),
+            annotations: HashMap::new(),
+            config: spec,
+            create_done: false,
+            init_exe: None,
+        };
+        let d = ContainerDir::create(&root, "c1", &s).expect("create");
+        assert!(!d.load().expect("state is there at once").create_done);
         assert!(matches!(
-            ContainerDir::create(&root, "c1"),
+            ContainerDir::create(&root, "c1", &s),
             Err(Error::Exists(_))
         ));
         assert!(matches!(
-            ContainerDir::create(&root, "../x"),
+            ContainerDir::create(&root, "../x", &s),
             Err(Error::InvalidId(_))
         ));
+        assert_eq!(list_ids(&root).expect("list"), vec!["c1".to_string()]);
         d.destroy().expect("destroy");
         assert!(!root.join("c1").exists());
+        // A directory without state that nobody holds is taken over.
+        fs::create_dir(root.join("c2")).expect("mkdir");
+        let d = ContainerDir::create(&root, "c2", &s).expect("abandoned dir taken over");
+        d.destroy().expect("destroy");
+        let left: Vec<_> = fs::read_dir(&root).expect("read").collect();
+        assert!(left.is_empty(), "staging left {left:?}");
         fs::remove_dir_all(&root).expect("cleanup");
     }
 }

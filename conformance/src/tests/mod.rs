@@ -8,6 +8,7 @@ use crate::harness::report::Departure;
 mod bad_input;
 mod cgroups;
 mod compat;
+mod crash;
 mod escapes;
 mod exec;
 mod hooks;
@@ -57,6 +58,7 @@ pub fn all() -> Vec<TestCase> {
     v.extend(hooks::tests());
     v.extend(bad_input::tests());
     v.extend(compat::tests());
+    v.extend(crash::tests());
     v.extend(escapes::tests());
     v
 }

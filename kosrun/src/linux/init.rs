@@ -109,6 +109,8 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     };
     if plan.has(LinuxNamespaceType::Mount) {
         rootfs::prepare(&mctx, spec, in_userns)?;
+    } else {
+        rootfs::prepare_in_host_ns(&mctx, spec, in_userns)?;
     }
     for (k, v) in spec
         .linux()

@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxResources, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use super::StateDoc;
 use crate::config::load_bundle;
@@ -40,6 +40,8 @@ struct Cleanup {
     cgroup: Option<kos_cgroups::Manager>,
     pid: Option<i32>,
     poststop: Option<(Spec, String)>,
+    /// The rootfs of a container without a mount namespace: its mounts are the host's.
+    host_mounts: Option<PathBuf>,
 }
 
 impl Drop for Cleanup {
@@ -51,6 +53,9 @@ impl Drop for Cleanup {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
+        }
+        if let Some(r) = self.host_mounts.take() {
+            let _ = crate::linux::rootfs::unmount_host_mounts(&r);
         }
         if let Some(d) = self.dir.take() {
             let _ = d.destroy();
@@ -95,23 +100,43 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         ));
     }
 
-    let dir = ContainerDir::create(&opts.root, &opts.id)?;
+    let linux = spec.linux().as_ref();
+    let cg_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
+    let cgroup = kos_cgroups::Manager::new(cg_path.as_deref(), &opts.id)?;
+    refuse_owned_cgroup(&cgroup)?;
+
+    // The id is taken with the state already in it, so a create killed at any later
+    // moment leaves a container that `state` and `list` show and `delete --force` removes.
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: 0,
+        pid_start: 0,
+        created: crate::time::now_rfc3339(),
+        owner: String::new(),
+        started: false,
+        cgroup_path: cgroup.resolved_path().to_string(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        config: spec.clone(),
+        create_done: false,
+        init_exe: crate::state::file_id(Path::new("/proc/self/exe")),
+    };
+    let dir = ContainerDir::create(&opts.root, &opts.id, &saved)?;
     let mut cleanup = Cleanup {
         dir: None,
         cgroup: None,
         pid: None,
         poststop: None,
+        host_mounts: None,
     };
     let dir_path = dir.path.clone();
     let (parent_end, child_end) = sync::pair()?;
     let close_fds = [dir.lock_fd(), parent_end.raw()];
     cleanup.dir = Some(dir);
 
-    let linux = spec.linux().as_ref();
-    let cg_path = linux
-        .and_then(|l| l.cgroups_path().as_ref())
-        .map(|p| p.to_string_lossy().into_owned());
-    let cgroup = kos_cgroups::Manager::new(cg_path.as_deref(), &opts.id)?;
     let mut resources = linux
         .and_then(|l| l.resources().clone())
         .unwrap_or_else(LinuxResources::default);
@@ -121,6 +146,9 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     resources.set_devices(Some(rules));
     cgroup.create_with_resources(&resources)?;
     cleanup.cgroup = Some(cgroup.clone());
+    if !plan.has(LinuxNamespaceType::Mount) {
+        cleanup.host_mounts = Some(bundle.rootfs.clone());
+    }
 
     let listener = spawn::exec_listener(&dir_path)?;
     let last = 3 + opts.preserve_fds.saturating_add(opts.listen_fds) as i64;
@@ -156,19 +184,14 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     cleanup.pid = Some(pid);
     drop(listener);
 
-    let mut saved = Saved {
-        id: opts.id.clone(),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        pid,
-        pid_start: process_start_time(pid).unwrap_or(0),
-        created: crate::time::now_rfc3339(),
-        owner: String::new(),
-        started: false,
-        cgroup_path: cgroup.resolved_path().to_string(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        config: spec.clone(),
-    };
+    saved.pid = pid;
+    saved.pid_start = process_start_time(pid)
+        .ok_or_else(|| Error::Setup("container init exited during setup".into()))?;
+    cleanup
+        .dir
+        .as_ref()
+        .ok_or_else(|| Error::Setup("state lost".into()))?
+        .save(&saved)?;
     loop {
         let (msg, fd) = parent_end.recv_with_fd()?;
         match msg {
@@ -195,9 +218,10 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
             None => return Err(Error::Setup("container init exited during setup".into())),
         }
     }
-    // The start time is read once the init is surely past clone.
-    saved.pid_start = process_start_time(pid)
-        .ok_or_else(|| Error::Setup("container init exited during setup".into()))?;
+    if !saved.init_alive() {
+        return Err(Error::Setup("container init exited during setup".into()));
+    }
+    saved.create_done = true;
     let dir = cleanup
         .dir
         .as_ref()
@@ -210,6 +234,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     cleanup.pid = None;
     cleanup.cgroup = None;
     cleanup.poststop = None;
+    cleanup.host_mounts = None;
     if let Some(d) = cleanup.dir.take() {
         drop(d);
     }
@@ -241,4 +266,21 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &abs).map_err(|e| Error::io(&abs, e))
+}
+
+/// A cgroup that already holds processes belongs to a live container (or to something
+/// else): sharing it would let one container's delete kill the other (runc refuses too).
+fn refuse_owned_cgroup(cgroup: &kos_cgroups::Manager) -> Result<()> {
+    if !cgroup.exists() {
+        return Ok(());
+    }
+    let pids = cgroup.pids().unwrap_or_default();
+    if pids.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Setup(format!(
+        "linux.cgroupsPath {}: the cgroup already holds processes {:?} of another container",
+        cgroup.resolved_path(),
+        &pids[..pids.len().min(8)]
+    )))
 }

@@ -13,8 +13,12 @@ use crate::state::{ContainerDir, Status};
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     let dir = match ContainerDir::open(root, id) {
         Ok(d) => d,
-        // runc treats a forced delete of a missing container as done.
-        Err(Error::NotFound(_)) if force => return Ok(Vec::new()),
+        // runc treats a forced delete of a missing container as done; a create of this id
+        // killed before it took the id may have left its staging directory.
+        Err(Error::NotFound(_)) if force => {
+            crate::state::sweep_staged(root, id);
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(e),
     };
     let saved = dir.load()?;
@@ -22,8 +26,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
     match status {
         Status::Stopped => {}
-        // A created container has run nothing of the user's: runc deletes it without --force.
-        Status::Created => stop(&saved, &cg)?,
+        // A created container has run nothing of the user's: runc deletes it without
+        // --force; nor has one whose create died half-way.
+        Status::Created | Status::Creating => stop(&saved, &cg)?,
         _ if force => stop(&saved, &cg)?,
         _ => {
             return Err(Error::WrongState {
@@ -36,6 +41,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     // Stray processes (the init gone, children left) go too.
     let _ = cg.kill_all(libc::SIGKILL);
     cg.remove()?;
+    if !has_mount_ns(&saved.config) {
+        crate::linux::rootfs::unmount_host_mounts(&saved.rootfs)?;
+    }
     // The state goes before the poststop hooks run (the spec calls them after the
     // container is deleted): a hook that hangs or kills us cannot strand the id.
     dir.destroy()?;
@@ -71,4 +79,14 @@ fn stop(saved: &crate::state::Saved, cg: &kos_cgroups::Manager) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn has_mount_ns(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| {
+            n.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+        })
 }

@@ -31,15 +31,21 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     let mut reply = String::new();
     let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);
     let _ = std::fs::remove_file(dir.exec_socket());
-    saved.started = true;
-    dir.save(&saved)?;
     if !reply.is_empty() {
         return Err(Error::Setup(reply));
     }
+    // Only a shortcut for later commands: the status comes from the init's executable,
+    // so a full or read-only --root (or our death right here) cannot make it wrong.
+    saved.started = true;
+    let mut warnings = Vec::new();
+    if let Err(e) = dir.save(&saved) {
+        warnings.push(format!("container started; its state was not updated: {e}"));
+    }
     let state = StateDoc::new(&saved, Status::Running).json();
-    Ok(hooks::run_all_warn(
+    warnings.extend(hooks::run_all_warn(
         &saved.config,
         hooks::Kind::Poststart,
         &state,
-    ))
+    ));
+    Ok(warnings)
 }

@@ -5,12 +5,18 @@ use std::path::Path;
 use crate::error::Result;
 use crate::state::{list_ids, read_saved, ContainerDir, Saved, Status};
 
-/// The live status, derived from the init process and the freezer, never trusted from disk.
+/// The live status, derived from the kernel (the init's start time and executable, the
+/// freezer), never from a step that may not have been recorded: a `create` that died
+/// half-way leaves a container that is creating (its init still alive) or stopped; a
+/// `start` that died after releasing the init leaves it running.
 pub fn status_of(saved: &Saved) -> Status {
     if !saved.init_alive() {
         return Status::Stopped;
     }
-    if !saved.started {
+    if !saved.create_done {
+        return Status::Creating;
+    }
+    if !saved.init_execed() {
         return Status::Created;
     }
     let frozen = kos_cgroups::Manager::new(Some(&saved.cgroup_path), &saved.id)

@@ -48,6 +48,18 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
         None,
     )
     .map_err(|e| Error::Setup(format!("bind rootfs {}: {e}", ctx.rootfs.display())))?;
+    mount_and_devices(ctx, spec, in_userns)
+}
+
+/// Without a mount namespace the config's mounts are still made, as runc does; they land
+/// in the host's namespace, so [`unmount_host_mounts`] takes them away on delete. The
+/// propagation of the host's / and the rootfs are left alone: they are the host's.
+pub fn prepare_in_host_ns(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
+    mount_and_devices(ctx, spec, in_userns)
+}
+
+fn mount_and_devices(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     mount::mount_all(ctx, mounts)?;
     let dev_bound = mounts.iter().any(|m| {
@@ -118,4 +130,71 @@ pub fn finish(rootfs: &Path, spec: &Spec, no_pivot: bool) -> Result<()> {
         pivot::readonly_root()?;
     }
     Ok(())
+}
+
+/// Detach every mount strictly below `rootfs` in our mount namespace, deepest first:
+/// what a container without a mount namespace of its own mounted in the host's. The
+/// rootfs itself (perhaps an engine's overlay) is not ours and stays.
+pub fn unmount_host_mounts(rootfs: &Path) -> Result<()> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("/proc/self/mountinfo", e))?;
+    let mut points: Vec<std::path::PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_octal(p)))
+        .filter(|p| p.starts_with(rootfs) && p != rootfs)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    let mut first_err = None;
+    for p in points {
+        // Stacked mounts at one point come off one by one; EINVAL once none is left.
+        while let Ok(()) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {}
+        if is_mount_point_in(&p) {
+            first_err.get_or_insert_with(|| {
+                Error::Setup(format!("unmount {}: still mounted", p.display()))
+            });
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn is_mount_point_in(p: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|t| {
+        t.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|m| Path::new(&unescape_octal(m)) == p)
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_octal;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_octal("/a\\040b"), "/a b");
+        assert_eq!(unescape_octal("/plain"), "/plain");
+        assert_eq!(unescape_octal("/x\\134y"), "/x\\y");
+    }
 }
