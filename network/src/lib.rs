@@ -6,8 +6,10 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod dns;
 pub mod driver;
 pub mod error;
+pub mod etc;
 pub mod firewall;
 mod fsutil;
 pub mod ipam;
@@ -22,7 +24,9 @@ mod reconcile;
 pub mod record;
 pub mod sysctl;
 
+pub use dns::DnsOptions;
 pub use error::{Error, Result};
+pub use etc::EtcSpec;
 pub use manager::{AttachRequest, AttachStep, NetworkMode, Networks, Options, ReconcileReport};
 pub use netconf::{DriverKind, Network, NetworkSpec, SubnetSpec};
 pub use ports::{PortMapping, Protocol, PublishedPort};

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dns::{self, DnsOptions};
 use crate::driver::{
     BridgeDriver, ContainerDriver, Context, HostDriver, NetworkDriver, NoneDriver, Plan,
 };
@@ -39,6 +40,8 @@ pub struct Options {
     /// Turn on IPv4 (and IPv6) forwarding when a network with a way out is set up, as dockerd
     /// does by default. Per-bridge forwarding is always set; this is the host-wide switch.
     pub manage_ip_forward: bool,
+    /// Container names for kos-dns (None: no DNS registration).
+    pub dns: Option<DnsOptions>,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             default_network: "kos0".to_string(),
             default_bridge: "kos0".to_string(),
             manage_ip_forward: true,
+            dns: Some(DnsOptions::default()),
         }
     }
 }
@@ -62,6 +66,11 @@ impl Options {
             data_dir: root.join("data"),
             run_dir: root.join("run"),
             netns_dir: root.join("netns"),
+            dns: Some(DnsOptions {
+                table: root.join("run").join("dns.json"),
+                pid_file: None,
+                domain: None,
+            }),
             ..Options::default()
         }
     }
@@ -155,6 +164,7 @@ pub struct ReconcileReport {
     pub port_rules: usize,
     pub addresses: usize,
     pub port_reservations: usize,
+    pub dns_entries: usize,
     pub pins: Vec<String>,
 }
 
@@ -210,6 +220,7 @@ impl Networks {
             pins: &self.pins,
             up_dir: self.opts.run_dir.join("up"),
             manage_ip_forward: self.opts.manage_ip_forward,
+            dns: self.opts.dns.as_ref(),
         }
     }
 
@@ -346,6 +357,9 @@ impl Networks {
             });
         }
         Self::driver(net.driver).bring_down(&self.ctx(), &net)?;
+        if let Some(d) = &self.opts.dns {
+            dns::remove_network(d, name)?;
+        }
         self.ipam.remove_network(name)?;
         fsutil::remove(&self.network_path(name))?;
         tracing::info!(network = %name, "network removed");
@@ -482,6 +496,7 @@ impl Networks {
             ports,
             port_rules: Vec::new(),
             names: req.name.iter().chain(&req.aliases).cloned().collect(),
+            dns_table: None,
         };
         if let Err(e) = self.records.write(&rec) {
             let _ = self.ports.release(&owner);
@@ -594,6 +609,17 @@ impl Networks {
     /// entries, address and port reservations that no remaining record accounts for.
     pub fn reconcile(&self, live: &dyn Fn(&str) -> bool) -> Result<ReconcileReport> {
         crate::reconcile::run(self, live)
+    }
+
+    /// Writes the container's resolv.conf, hosts and hostname into `dir` (to be bind-mounted
+    /// over the container's /etc files) from its attachments.
+    pub fn write_etc_files(
+        &self,
+        container: &str,
+        dir: &Path,
+        spec: &crate::etc::EtcSpec<'_>,
+    ) -> Result<()> {
+        crate::etc::write(self, container, dir, spec)
     }
 
     pub(crate) fn parts(&self) -> (&Records, &Ipam, &PortRegistry, &NetnsDir) {

@@ -80,7 +80,18 @@ pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<Reconcil
     }
     report.port_reservations = ports.release_unless(|o| owners.contains(o))?;
 
-    // 5. Pins of containers that are gone.
+    // 5. DNS names of no remaining attachment.
+    if let Some(d) = &nw.options().dns {
+        let keep: HashSet<(String, String)> = remaining
+            .iter()
+            .map(|r| (r.network.clone(), r.container_id.clone()))
+            .collect();
+        report.dns_entries = crate::dns::prune(d, |net, id| {
+            keep.contains(&(net.to_string(), id.to_string()))
+        })?;
+    }
+
+    // 6. Pins of containers that are gone.
     let pinned_by_records: HashSet<_> = remaining.iter().filter_map(|r| r.netns.clone()).collect();
     for name in pins.list()? {
         if !live(&name) && !pinned_by_records.contains(&pins.path(&name)) {

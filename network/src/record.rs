@@ -64,6 +64,9 @@ pub struct Attachment {
     /// DNS names: the container's name and its aliases on this network.
     #[serde(default)]
     pub names: Vec<String>,
+    /// The DNS table the names were registered in.
+    #[serde(default)]
+    pub dns_table: Option<PathBuf>,
 }
 
 impl Attachment {

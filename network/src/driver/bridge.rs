@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use ipnet::IpNet;
 
 use super::{Context, NetworkDriver, Plan};
+use crate::dns;
 use crate::error::{Error, Result};
 use crate::firewall::{NetworkRules, PortRule};
 use crate::fsutil;
@@ -275,11 +276,37 @@ impl NetworkDriver for BridgeDriver {
         }
 
         ctx.firewall.add_ports(&rec.port_rules)?;
+
+        if let Some(d) = ctx.dns {
+            rec.dns_table = Some(d.table.clone());
+            ctx.records.write(rec)?;
+            dns::register(d, net, rec)?;
+        }
         Ok(())
     }
 
     fn detach(&self, ctx: &Context<'_>, rec: &Attachment) -> Result<()> {
         // Every step is tried even when an earlier one fails; the first failure is returned.
+        // Names go first, so nobody resolves an address that is about to be reused.
+        let names = match (&rec.dns_table, ctx.dns) {
+            (Some(table), Some(d)) => {
+                let opts = dns::DnsOptions {
+                    table: table.clone(),
+                    ..d.clone()
+                };
+                dns::unregister(&opts, &rec.network, &rec.container_id)
+            }
+            (Some(table), None) => dns::unregister(
+                &dns::DnsOptions {
+                    table: table.clone(),
+                    pid_file: None,
+                    domain: None,
+                },
+                &rec.network,
+                &rec.container_id,
+            ),
+            (None, _) => Ok(()),
+        };
         let rules = ctx.firewall.remove_ports(&rec.port_rules);
         let link = if rec.host_veth.is_empty() {
             Ok(())
@@ -290,6 +317,6 @@ impl NetworkDriver for BridgeDriver {
                 .map_err(|e| Error::netlink(format!("delete veth {}", rec.host_veth), e))
         };
         let addrs = ctx.ipam.release(&rec.network, &rec.owner()).map(drop);
-        rules.and(link).and(addrs)
+        names.and(rules).and(link).and(addrs)
     }
 }

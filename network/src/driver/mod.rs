@@ -30,6 +30,8 @@ pub struct Context<'a> {
     pub up_dir: PathBuf,
     /// Enable net.ipv4.ip_forward (and IPv6 forwarding) for networks with a way out.
     pub manage_ip_forward: bool,
+    /// Container-name registration (None: no DNS).
+    pub dns: Option<&'a crate::dns::DnsOptions>,
 }
 
 /// A validated request of one container on one network, as drivers see it.

@@ -64,6 +64,11 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        Self::with(|_, _| {})
+    }
+
+    /// An environment whose options `edit` adjusts (paths are under the test's root).
+    pub fn with(edit: impl FnOnce(&mut Options, &Path)) -> Env {
         let sfx = unique();
         let root = tempfile::Builder::new()
             .prefix("kosnet")
@@ -76,6 +81,7 @@ impl Env {
         // Tests never flip host-wide forwarding; per-bridge forwarding is enough for traffic
         // between the test's own namespaces.
         opts.manage_ip_forward = false;
+        edit(&mut opts, root.path());
         Env {
             nets: Networks::new(opts),
             root,
