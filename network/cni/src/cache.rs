@@ -87,7 +87,12 @@ impl Cache {
         let dir = self.results();
         std::fs::create_dir_all(&dir).map_err(Self::err(&dir, "create directory"))?;
         let path = self.path(&entry.network_name, &entry.container_id, &entry.if_name);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // Beside the target, hidden, whole name kept (names may hold dots).
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
         let data = serde_json::to_vec(entry)
             .map_err(|e| Self::err(&path, "serialise")(std::io::Error::other(e)))?;
         let result = (|| {
@@ -143,7 +148,7 @@ impl Cache {
             let entry = entry.map_err(Self::err(&dir, "list"))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.starts_with(&prefix) || name.contains(".tmp") {
+            if !name.starts_with(&prefix) {
                 continue;
             }
             let path = entry.path();
@@ -179,4 +184,62 @@ fn read_entry(f: std::fs::File, path: &Path) -> Result<Entry> {
         ))));
     }
     Ok(entry)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::runner::RuntimeConf;
+
+    fn entry(net: &str, id: &str, ifname: &str) -> Entry {
+        let rt = RuntimeConf {
+            container_id: id.into(),
+            netns: "/run/netns/x".into(),
+            ifname: ifname.into(),
+            ..RuntimeConf::default()
+        };
+        Entry::new(
+            &rt,
+            net,
+            serde_json::json!({"name": net}),
+            serde_json::json!({"cniVersion": "1.0.0"}),
+        )
+    }
+
+    #[test]
+    fn save_load_list_remove_with_dotted_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let a = entry("net.one", "c.1", "eth0");
+        let b = entry("net.one", "c.2", "eth0");
+        let other = entry("net.one-x", "c.1", "eth0");
+        for e in [&a, &b, &other] {
+            cache.save(e).unwrap();
+        }
+        assert_eq!(cache.load("net.one", "c.1", "eth0").unwrap().unwrap(), a);
+        assert!(cache.load("net.one", "c.3", "eth0").unwrap().is_none());
+        let mut ids: Vec<String> = cache
+            .list("net.one")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.container_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec!["c.1", "c.2"]);
+        cache.remove("net.one", "c.1", "eth0").unwrap();
+        cache.remove("net.one", "c.1", "eth0").unwrap();
+        assert_eq!(cache.list("net.one").unwrap().len(), 1);
+        // Only the entries themselves are in the directory (no temp files).
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("results"))
+                .unwrap()
+                .count(),
+            2
+        );
+        // A corrupt entry is an error for load and skipped by list.
+        std::fs::write(dir.path().join("results/net.one+bad+eth0"), "{").unwrap();
+        assert!(cache.load("net.one", "bad", "eth0").is_err());
+        assert_eq!(cache.list("net.one").unwrap().len(), 1);
+    }
 }

@@ -6,10 +6,7 @@
 //! entry. Files are replaced atomically, so a container starting concurrently never reads a
 //! half-written file.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::resolvconf::{self, ResolvConf};
@@ -205,35 +202,12 @@ fn invalid(what: &'static str, value: &str, why: &'static str) -> Error {
     }
 }
 
-/// Temp file beside the target, fsync, rename over: readers see the old or the new file.
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    let err = |step: &'static str| {
-        let path = path.to_owned();
-        move |source| Error::Write { path, step, source }
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp.{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(err("create temp file"))?;
-        f.write_all(data).map_err(err("write"))?;
-        f.sync_all().map_err(err("fsync"))?;
-        std::fs::rename(&tmp, path).map_err(err("rename into place"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::replace(path, data, 0o644).map_err(|(step, source)| Error::Write {
+        path: path.to_owned(),
+        step,
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 #[cfg(feature = "server")]
 pub mod answer;
+mod atomic_file;
 pub mod etc_files;
 #[cfg(feature = "server")]
 pub mod forward;

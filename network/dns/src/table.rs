@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -229,35 +229,7 @@ impl Table {
         };
         let data = serde_json::to_vec_pretty(self)
             .map_err(|e| err("serialise")(std::io::Error::other(e)))?;
-        let dir = parent_dir(path);
-        let file_name = path.file_name().ok_or_else(|| {
-            Error::Invalid(format!("table path {} has no file name", path.display()))
-        })?;
-        let tmp = dir.join(format!(
-            ".{}.tmp.{}",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&tmp)
-                .map_err(err("create temp file"))?;
-            f.write_all(&data).map_err(err("write temp file"))?;
-            f.sync_all().map_err(err("fsync temp file"))?;
-            std::fs::rename(&tmp, path).map_err(err("rename into place"))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(err("fsync directory"))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        crate::atomic_file::replace(path, &data, 0o644).map_err(|(step, e)| err(step)(e))
     }
 
     /// Adds or replaces (same container id) `entry` on `net`, creating the network when new and
@@ -340,13 +312,6 @@ pub fn check_dns_name(name: &str) -> std::result::Result<(), &'static str> {
         }
     }
     Ok(())
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// An exclusive `flock` on `<table>.lock`, held while a writer loads, edits and replaces the
