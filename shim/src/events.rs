@@ -34,10 +34,12 @@ pub enum Event {
 
 impl Event {
     fn topic_and_any(&self) -> (&'static str, Any) {
-        fn any(name: &str, m: &dyn protobuf::MessageDyn) -> Any {
+        // Generic, not `dyn MessageDyn`: the dyn encoder loads protobuf reflection
+        // descriptors, half a megabyte of heap an idle shim has no use for.
+        fn any<M: Message>(name: &str, m: &M) -> Any {
             let mut a = Any::new();
             a.type_url = format!("containerd.events.{name}");
-            a.value = m.write_to_bytes_dyn().unwrap_or_default();
+            a.value = m.write_to_bytes().unwrap_or_default();
             a
         }
         match self {

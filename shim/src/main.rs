@@ -159,6 +159,7 @@ fn daemon(args: &Args, listener: UnixListener, socket: &Path, bundle: &Path) -> 
     }
     drop(log);
     drop(null);
+    close_inherited(listener.as_raw_fd());
     let reaper = reaper::Reaper::new().context("SIGCHLD signalfd and subreaper")?;
     let publisher = events::Publisher::new(std::env::var("TTRPC_ADDRESS").ok(), &args.namespace);
     let service = service::Service::new(&args.namespace, publisher);
@@ -166,6 +167,23 @@ fn daemon(args: &Args, listener: UnixListener, socket: &Path, bundle: &Path) -> 
     log::info(&format!("serving {} for {}", socket.display(), args.id));
     server.run();
     Ok(())
+}
+
+/// Closes every descriptor the shim inherited beyond stdio, except `keep`: whatever the
+/// caller leaked must not live on in a long-running daemon or reach a container.
+fn close_inherited(keep: i32) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2 && fd != keep)
+        .collect();
+    for fd in fds {
+        // SAFETY: closing descriptors this process owns no Rust object for (the read_dir
+        // handle is already closed; a stale number just fails with EBADF).
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// `delete`: clean up a bundle whose shim is gone, and say how the task ended.

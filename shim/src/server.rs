@@ -105,6 +105,7 @@ impl Server {
                 crate::log::warn(&format!("poll: {e}"));
                 return;
             }
+            let mut handled_request = false;
             for (pfd, tok) in fds.iter().zip(tokens.iter()) {
                 if pfd.revents == 0 {
                     continue;
@@ -117,7 +118,10 @@ impl Server {
                             self.service.process_exited(pid, code);
                         }
                     }
-                    Token::Conn(i) => self.conn_ready(*i, pfd.revents),
+                    Token::Conn(i) => {
+                        self.conn_ready(*i, pfd.revents);
+                        handled_request = true;
+                    }
                     Token::Io(id, exec_id, idx) => {
                         if let Some(p) = self
                             .service
@@ -145,6 +149,12 @@ impl Server {
             // Events go out after the answers, so a caller never sees an event for a
             // request it has no reply to yet.
             self.service.events.flush();
+            if handled_request {
+                // Requests (Create above all) allocate transiently; give the pages back so an
+                // idle shim stays small.
+                // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+                unsafe { libc::malloc_trim(0) };
+            }
             if self.service.shutdown && self.conns.iter().all(|c| c.wbuf.is_empty()) {
                 return;
             }

@@ -59,8 +59,9 @@ fn rt_err(e: RuntimeError) -> RpcError {
     }
 }
 
-fn encode(m: &dyn protobuf::MessageDyn) -> R<Vec<u8>> {
-    m.write_to_bytes_dyn()
+/// Generic rather than `dyn MessageDyn`, which would load the reflection descriptors.
+fn encode<M: Message>(m: &M) -> R<Vec<u8>> {
+    m.write_to_bytes()
         .map_err(|e| RpcError::internal(format!("encoding the response: {e}")))
 }
 
