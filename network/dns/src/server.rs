@@ -42,6 +42,9 @@ pub struct Config {
     pub upstreams_from: Option<PathBuf>,
     /// How often the table file is checked for changes (and failed binds retried).
     pub poll_interval: Duration,
+    /// Written with our pid once serving (writers of the table send SIGHUP to it), removed on
+    /// exit.
+    pub pid_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,12 @@ pub enum Error {
     Signals(std::io::Error),
     #[error("notifying the service manager: {0}")]
     Notify(std::io::Error),
+    #[error("writing pid file {path}: {step}: {source}")]
+    PidFile {
+        path: PathBuf,
+        step: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// The table file's identity: a rename over it or a rewrite changes one of these.
@@ -125,11 +134,10 @@ pub async fn run(config: Config) -> Result<(), Error> {
         stamp: stamp0,
     };
     server.sync_listeners().await;
-    tracing::info!(
-        networks = table.networks.len(),
-        listeners = server.listeners.len(),
-        "kos-dns ready"
-    );
+    let _pid_file = match &server.config.pid_file {
+        Some(path) => Some(PidFile::write(path)?),
+        None => None,
+    };
     if let Some(n) = &notifier {
         n.send(&format!(
             "READY=1\nSTATUS=serving {} network(s)",
@@ -137,6 +145,11 @@ pub async fn run(config: Config) -> Result<(), Error> {
         ))
         .map_err(Error::Notify)?;
     }
+    tracing::info!(
+        networks = table.networks.len(),
+        listeners = server.listeners.len(),
+        "kos-dns ready"
+    );
 
     let mut tick_every = server.config.poll_interval;
     if let Some(w) = notifier.as_ref().and_then(|n| n.watchdog_interval()) {
@@ -175,6 +188,38 @@ pub async fn run(config: Config) -> Result<(), Error> {
     }
     tracing::info!("kos-dns stopping");
     Ok(())
+}
+
+/// Our pid in a file for as long as we serve; removed on drop unless someone else's pid has
+/// replaced it meanwhile.
+struct PidFile {
+    path: PathBuf,
+    pid: String,
+}
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, Error> {
+        let pid = format!("{}\n", std::process::id());
+        crate::atomic_file::replace(path, pid.as_bytes(), 0o644).map_err(|(step, source)| {
+            Error::PidFile {
+                path: path.to_owned(),
+                step,
+                source,
+            }
+        })?;
+        Ok(PidFile {
+            path: path.to_owned(),
+            pid,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|p| p == self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Server {

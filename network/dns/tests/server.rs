@@ -356,11 +356,13 @@ fn malformed_packets_do_not_stop_the_server() {
 }
 
 #[test]
-fn notifies_readiness_and_watchdog() {
+fn notifies_readiness_and_watchdog_and_keeps_a_pid_file() {
     let link = Link::new();
     let dir = TempDir::new();
     let table = dir.0.join("dns.json");
     std::fs::write(&table, front_table()).unwrap();
+    let pid_file = dir.0.join("kos-dns.pid");
+    let pid_arg = pid_file.to_str().unwrap().to_owned();
     let notify_path = dir.0.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify
@@ -370,8 +372,13 @@ fn notifies_readiness_and_watchdog() {
     let mut dns = KosDns::start(
         &link.server,
         &table,
-        &["--upstream", "127.0.0.1:9"],
+        &["--upstream", "127.0.0.1:9", "--pid-file", &pid_arg],
         &[("NOTIFY_SOCKET", path), ("WATCHDOG_USEC", "200000")],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        dns.child.id().to_string(),
+        "pid file written before READY"
     );
     let mut buf = [0u8; 512];
     let n = notify.recv(&mut buf).unwrap();
@@ -398,6 +405,7 @@ fn notifies_readiness_and_watchdog() {
     assert!(stopping);
     let status = dns.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+    assert!(!pid_file.exists(), "pid file removed on exit");
 }
 
 #[test]

@@ -34,6 +34,9 @@ struct Args {
     /// How often the table file is checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     poll_ms: u64,
+    /// Write our pid here once serving (table writers send SIGHUP to it); removed on exit.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
     /// Log filter (tracing-subscriber syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -90,6 +93,7 @@ fn run(args: Args) -> Result<()> {
             attempt_timeout: Duration::from_millis(args.upstream_timeout_ms),
         },
         upstreams_from,
+        pid_file: args.pid_file,
         poll_interval: Duration::from_millis(args.poll_ms),
     };
     tracing::info!(upstreams = ?config.upstreams.servers, table = %config.table.display(), "starting");
