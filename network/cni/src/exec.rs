@@ -124,8 +124,13 @@ pub fn run(
     }
     drop(tx);
     if let Some(mut input) = child.stdin.take() {
-        // A plugin may exit without reading stdin (VERSION, early errors): EPIPE is fine.
-        let _ = input.write_all(stdin);
+        // On its own thread: a plugin that never reads a large config must still meet the
+        // deadline. A plugin may exit without reading stdin (VERSION, early errors): EPIPE is
+        // fine.
+        let data = stdin.to_vec();
+        std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
     }
 
     let deadline = Instant::now() + timeout;

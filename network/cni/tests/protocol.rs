@@ -345,6 +345,17 @@ echo '{"cniVersion":"1.0.0","interfaces":[],"ips":[{"address":"10.0.0.2/8","inte
     assert!(start.elapsed() < Duration::from_secs(10));
     let msg = err.to_string();
     assert!(msg.contains("did not finish within 1s"), "{msg}");
+    // A hanging plugin that never reads a config larger than a pipe holds.
+    let big = NetworkConfigList::from_bytes(
+        json!({"cniVersion": "1.0.0", "name": "bad", "type": "hang", "pad": "x".repeat(300_000)})
+            .to_string()
+            .as_bytes(),
+        Path::new("t"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    assert!(quick.add(&big, &rt).is_err());
+    assert!(start.elapsed() < Duration::from_secs(10));
 
     for missing in ["notexec", "nosuch"] {
         let err = f.cni.add(&one(missing), &rt).unwrap_err();
