@@ -3,7 +3,11 @@
 //! One `Manager` per container: it resolves the container's cgroupsPath to a directory in
 //! every hierarchy of the host (v1, hybrid with v1 controllers plus a v2 mount, or pure v2),
 //! applies `linux.resources` with the documented v1/v2 conversions, places processes,
-//! freezes, kills, reports stats and removes.
+//! freezes, kills, reports stats and removes. `OomWatch` turns the kernel's OOM notifications
+//! for the container's memory cgroup into a pollable descriptor.
+//!
+//! The controller writers, freezing, killing and stats take the container's directories
+//! (`dirs::Dirs`), never the `Manager`, which sits above them all.
 //!
 //! Writes never read first on the create path: `create_with_resources` undoes a failed apply
 //! by removing the directories it made. `update` journals the previous value of each file it
