@@ -25,6 +25,8 @@ use crate::table::{self, Table};
 
 /// Largest UDP datagram read from an asker; a longer one is cut and fails to parse (FORMERR).
 const MAX_UDP_QUERY: usize = 4096;
+/// Receive buffer asked for each UDP listener.
+const UDP_RECV_BUFFER: usize = 1 << 20;
 /// Forwarded queries in flight at once; past this, askers get SERVFAIL rather than queueing.
 const MAX_INFLIGHT_FORWARDS: usize = 512;
 /// Open TCP connections at once; past this, new ones are closed at once.
@@ -304,6 +306,19 @@ fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
         Ok(s)
     };
     let udp = prepare(Type::DGRAM, Protocol::UDP)?;
+    // Queries arrive in bursts (a container starting resolves many names at once); the default
+    // buffer holds a couple of hundred datagrams. With CAP_NET_ADMIN the size is forced past
+    // net.core.rmem_max; without it the kernel caps it there.
+    let forced = nix::sys::socket::setsockopt(
+        &udp,
+        nix::sys::socket::sockopt::RcvBufForce,
+        &UDP_RECV_BUFFER,
+    );
+    if forced.is_err() {
+        if let Err(e) = udp.set_recv_buffer_size(UDP_RECV_BUFFER) {
+            tracing::debug!(%addr, error = %e, "cannot enlarge the receive buffer");
+        }
+    }
     let tcp = prepare(Type::STREAM, Protocol::TCP)?;
     tcp.listen(128)?;
     Ok((

@@ -438,3 +438,39 @@ fn bad_table_or_flags_fail_at_start_with_one_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream \"not-an-ip\""));
 }
+
+#[test]
+fn a_burst_of_local_and_forwarded_queries_is_all_answered() {
+    let s = setup(&[]);
+    let sock = udp_client(&s.link.client, CLIENT4);
+    let gw: std::net::SocketAddr = format!("{GW4}:53").parse().unwrap();
+    let n: u16 = 300;
+    for id in 0..n {
+        let name = if id.is_multiple_of(2) {
+            "web."
+        } else {
+            "outside.example."
+        };
+        sock.send_to(&query(id, name, RecordType::A), gw).unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = [0u8; 4096];
+    while seen.len() < usize::from(n) {
+        let Ok((len, _)) = sock.recv_from(&mut buf) else {
+            let missing: Vec<u16> = (0..n).filter(|i| !seen.contains(i)).collect();
+            panic!("no answer for {} queries: {missing:?}", missing.len());
+        };
+        let m = Message::from_vec(&buf[..len]).unwrap();
+        let want = if m.metadata.id.is_multiple_of(2) {
+            "10.77.0.10"
+        } else {
+            "192.0.2.77"
+        };
+        assert_eq!(a_records(&m), vec![want], "id {}", m.metadata.id);
+        assert!(
+            seen.insert(m.metadata.id),
+            "duplicate answer {}",
+            m.metadata.id
+        );
+    }
+}
