@@ -1,6 +1,6 @@
 //! A small CLI over kos-network for tests and benchmarks (kosd is the real user).
 //!
-//! kosnet [--root DIR] [--table NAME] [--no-ip-forward] COMMAND ...
+//! kosnet [--root DIR] [--table NAME] [--no-ip-forward] [--dns-pid-file PATH] COMMAND ...
 //!   create NAME [--subnet CIDR] [--bridge NAME] [--internal] [--ipv6]
 //!   remove NAME
 //!   pin ID                       make the netns pin of ID
@@ -9,6 +9,8 @@
 //!   detach ID NETWORK
 //!   cycle ID NETWORK [--netns PATH] [--port SPEC]... [--name NAME] [--count N]
 //!                                attach and detach N times in this process
+//!   fill N NETWORK [--port SPEC] attach N containers (pins made first) one after another,
+//!                                print the time of the first and last ten, detach them all
 //!   reconcile                    treat every container as gone
 //!
 //! `--pause-at` prints "paused" after the step and waits forever (for crash tests).
@@ -87,6 +89,11 @@ fn run() -> Res<()> {
     if args.flag("--no-ip-forward") {
         opts.manage_ip_forward = false;
     }
+    if let Some(pid_file) = args.value("--dns-pid-file")? {
+        if let Some(d) = opts.dns.as_mut() {
+            d.pid_file = Some(PathBuf::from(pid_file));
+        }
+    }
     let nets = Networks::new(opts);
     let command = args.positional("command")?;
     let mut out = std::io::stdout().lock();
@@ -158,6 +165,45 @@ fn run() -> Res<()> {
                     total.as_secs_f64() * 1e3 / f64::from(count)
                 )?;
             }
+        }
+        "fill" => {
+            let count: usize = args.positional("count")?.parse()?;
+            let network = args.positional("network")?;
+            let ports = args
+                .values("--port")?
+                .iter()
+                .map(|p| PortMapping::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids: Vec<String> = (0..count).map(|i| format!("fill{i}")).collect();
+            for id in &ids {
+                nets.pins().create(id)?;
+            }
+            let mut times = Vec::new();
+            let total = Instant::now();
+            let result = (|| -> Res<()> {
+                for id in &ids {
+                    let mut req = AttachRequest::new(id, &network);
+                    req.name = Some(id.clone());
+                    req.ports = ports.clone();
+                    let start = Instant::now();
+                    nets.attach(&req)?;
+                    times.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+                Ok(())
+            })();
+            let total = total.elapsed().as_secs_f64() * 1e3;
+            for id in &ids {
+                let _ = nets.release_container(id);
+            }
+            result?;
+            let avg = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
+            let k = times.len().min(10);
+            writeln!(
+                out,
+                "{count} attachments in a row: {total:.1} ms in all; first {k}: {:.2} ms each, last {k}: {:.2} ms each",
+                avg(&times[..k]),
+                avg(&times[times.len() - k..])
+            )?;
         }
         "reconcile" => {
             let report = nets.reconcile(&|_| false)?;

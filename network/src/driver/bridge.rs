@@ -195,91 +195,21 @@ impl NetworkDriver for BridgeDriver {
             .unwrap_or_else(|| mac::from_ip(primary.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))));
         rec.mac = Some(mac::format(&mac));
         rec.port_rules = port_rules(rec)?;
+        rec.dns_table = ctx.dns.map(|d| d.table.clone());
         ctx.records.write(rec)?;
 
-        let mut host = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
-        let bridge = host
-            .link_by_name(&net.bridge)
-            .map_err(|e| Error::netlink(format!("look up bridge {}", net.bridge), e))?
-            .ok_or_else(|| {
-                Error::netlink(
-                    format!("look up bridge {}", net.bridge),
-                    std::io::Error::from_raw_os_error(libc::ENODEV),
-                )
-            })?;
-        host.create_veth(
-            &rec.host_veth,
-            bridge.index,
-            net.mtu,
-            &PeerSpec {
-                name: &rec.ifname,
-                netns: ns_fd.as_fd(),
-                mac,
-            },
-        )
-        .map_err(|e| {
-            Error::netlink(
-                format!(
-                    "create veth {} / {} in {}",
-                    rec.host_veth,
-                    rec.ifname,
-                    netns_path.display()
-                ),
-                e,
-            )
-        })?;
-        let host_index = host
-            .set_up_by_name(&rec.host_veth)
-            .map_err(|e| Error::netlink(format!("set {} up", rec.host_veth), e))?;
-        // Hairpin only with published ports (the container reaching its own port through the
-        // host): it also reflects the container's broadcasts, which fails IPv6 DAD.
-        let hairpin = !rec.ports.is_empty();
-        if hairpin || !net.enable_icc {
-            host.set_port_flags(host_index, hairpin, !net.enable_icc)
-                .map_err(|e| {
-                    Error::netlink(format!("set bridge port flags of {}", rec.host_veth), e)
-                })?;
-        }
-
-        let mut inner = Netlink::open_in(ns_fd.as_fd())
-            .map_err(|e| Error::netlink("open socket in container namespace", e))?;
-        let index = inner
-            .link_by_name(&rec.ifname)
-            .map_err(|e| Error::netlink(format!("look up {}", rec.ifname), e))?
-            .ok_or_else(|| {
-                Error::netlink(
-                    format!("look up {}", rec.ifname),
-                    std::io::Error::from_raw_os_error(libc::ENODEV),
-                )
-            })?
-            .index;
-        for addr in &rec.addresses {
-            inner
-                .add_address(index, *addr)
-                .map_err(|e| Error::netlink(format!("add {addr} to {}", rec.ifname), e))?;
-        }
-        inner
-            .set_up(index)
-            .map_err(|e| Error::netlink(format!("set {} up", rec.ifname), e))?;
-        inner
-            .set_up_by_name("lo")
-            .map_err(|e| Error::netlink("set loopback up", e))?;
-        for gw in &rec.gateways {
-            let default = match gw {
-                IpAddr::V4(_) => IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-                IpAddr::V6(_) => IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-            }
-            .unwrap_or_default();
-            inner
-                .add_route(default, Some(*gw), index)
-                .map_err(|e| Error::netlink(format!("add default route via {gw}"), e))?;
-        }
-
-        ctx.firewall.add_ports(&rec.port_rules)?;
+        // The DNAT entries (an `nft` run) and the links (netlink) do not depend on each
+        // other: they are made at the same time.
+        let rules = rec.port_rules.clone();
+        let (links, ports) = std::thread::scope(|scope| {
+            let ports = (!rules.is_empty()).then(|| scope.spawn(|| ctx.firewall.add_ports(&rules)));
+            let links = connect(net, rec, mac, ns_fd.as_fd(), &netns_path);
+            (links, ports.map(join).unwrap_or(Ok(())))
+        });
+        links?;
+        ports?;
 
         if let Some(d) = ctx.dns {
-            rec.dns_table = Some(d.table.clone());
-            ctx.records.write(rec)?;
             dns::register(d, net, rec)?;
         }
         Ok(())
@@ -307,16 +237,122 @@ impl NetworkDriver for BridgeDriver {
             ),
             (None, _) => Ok(()),
         };
-        let rules = ctx.firewall.remove_ports(&rec.port_rules);
-        let link = if rec.host_veth.is_empty() {
-            Ok(())
-        } else {
-            Netlink::open()
-                .and_then(|mut nl| nl.delete_link_by_name(&rec.host_veth))
-                .map(drop)
-                .map_err(|e| Error::netlink(format!("delete veth {}", rec.host_veth), e))
-        };
+        // The DNAT entries and the veth go at the same time: deleting a link waits for RCU
+        // grace periods, removing entries waits for an `nft` run.
+        let (rules, link) = std::thread::scope(|scope| {
+            let rules = (!rec.port_rules.is_empty())
+                .then(|| scope.spawn(|| ctx.firewall.remove_ports(&rec.port_rules)));
+            let link = if rec.host_veth.is_empty() {
+                Ok(())
+            } else {
+                Netlink::open()
+                    .and_then(|mut nl| nl.delete_link_by_name(&rec.host_veth))
+                    .map(drop)
+                    .map_err(|e| Error::netlink(format!("delete veth {}", rec.host_veth), e))
+            };
+            (rules.map(join).unwrap_or(Ok(())), link)
+        });
         let addrs = ctx.ipam.release(&rec.network, &rec.owner()).map(drop);
         names.and(rules).and(link).and(addrs)
     }
+}
+
+/// Waits for a helper thread; a panic there is reported as an error of its step.
+fn join(handle: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
+    handle.join().unwrap_or_else(|_| {
+        Err(Error::io(
+            "firewall step",
+            std::io::Error::other("thread panicked"),
+        ))
+    })
+}
+
+/// The links of one attachment: the veth pair (container end made inside the namespace under
+/// its final name), addresses, routes, loopback.
+fn connect(
+    net: &Network,
+    rec: &Attachment,
+    mac: [u8; 6],
+    ns_fd: std::os::fd::BorrowedFd<'_>,
+    netns_path: &std::path::Path,
+) -> Result<()> {
+    let mut host = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
+    let bridge = host
+        .link_by_name(&net.bridge)
+        .map_err(|e| Error::netlink(format!("look up bridge {}", net.bridge), e))?
+        .ok_or_else(|| {
+            Error::netlink(
+                format!("look up bridge {}", net.bridge),
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )
+        })?;
+    host.create_veth(
+        &rec.host_veth,
+        bridge.index,
+        net.mtu,
+        &PeerSpec {
+            name: &rec.ifname,
+            netns: ns_fd,
+            mac,
+        },
+    )
+    .map_err(|e| {
+        Error::netlink(
+            format!(
+                "create veth {} / {} in {}",
+                rec.host_veth,
+                rec.ifname,
+                netns_path.display()
+            ),
+            e,
+        )
+    })?;
+    let host_index = host
+        .set_up_by_name(&rec.host_veth)
+        .map_err(|e| Error::netlink(format!("set {} up", rec.host_veth), e))?;
+    // Hairpin only with published ports (the container reaching its own port through the
+    // host): it also reflects the container's broadcasts, which fails IPv6 DAD.
+    let hairpin = !rec.ports.is_empty();
+    if hairpin || !net.enable_icc {
+        host.set_port_flags(host_index, hairpin, !net.enable_icc)
+            .map_err(|e| {
+                Error::netlink(format!("set bridge port flags of {}", rec.host_veth), e)
+            })?;
+    }
+
+    let mut inner = Netlink::open_in(ns_fd)
+        .map_err(|e| Error::netlink("open socket in container namespace", e))?;
+    let index = inner
+        .link_by_name(&rec.ifname)
+        .map_err(|e| Error::netlink(format!("look up {}", rec.ifname), e))?
+        .ok_or_else(|| {
+            Error::netlink(
+                format!("look up {}", rec.ifname),
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )
+        })?
+        .index;
+    for addr in &rec.addresses {
+        inner
+            .add_address(index, *addr)
+            .map_err(|e| Error::netlink(format!("add {addr} to {}", rec.ifname), e))?;
+    }
+    inner
+        .set_up(index)
+        .map_err(|e| Error::netlink(format!("set {} up", rec.ifname), e))?;
+    inner
+        .set_up_by_name("lo")
+        .map_err(|e| Error::netlink("set loopback up", e))?;
+    for gw in &rec.gateways {
+        let default = match gw {
+            IpAddr::V4(_) => IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            IpAddr::V6(_) => IpNet::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        }
+        .unwrap_or_default();
+        inner
+            .add_route(default, Some(*gw), index)
+            .map_err(|e| Error::netlink(format!("add default route via {gw}"), e))?;
+    }
+
+    Ok(())
 }

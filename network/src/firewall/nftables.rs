@@ -25,8 +25,19 @@ use nftables::expr::{
     Expression, Fib, FibFlag, FibResult, Map as MapExpr, Meta, MetaKey, NamedExpression, Payload,
     PayloadField, Prefix, CT,
 };
-/// nft from PATH.
-const NFT: &str = "nft";
+/// nft, found on PATH once per process (an exec through PATH tries every directory).
+fn nft_program() -> &'static std::path::Path {
+    static NFT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    NFT.get_or_init(|| {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|dir| dir.join("nft"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| "nft".into())
+    })
+}
 use nftables::schema::{
     Chain, Element, FlushObject, Map, NfCmd, NfListObject, Rule, Set, SetFlag, SetType,
     SetTypeValue, Table,
@@ -143,7 +154,7 @@ impl NftFailure {
 
 /// Runs `nft ARGS`, feeding `stdin`; returns stdout (bounded).
 fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> std::result::Result<String, NftFailure> {
-    let mut child = Command::new(NFT)
+    let mut child = Command::new(nft_program())
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -153,7 +164,7 @@ fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> std::result::Result<String, N
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NftFailure::Other(format!("run {}: {e}", NFT)))?;
+        .map_err(|e| NftFailure::Other(format!("run {}: {e}", nft_program().display())))?;
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(data)
             .map_err(|e| NftFailure::Other(format!("write to nft: {e}")))?;
