@@ -149,6 +149,30 @@ fn ipv6_between_containers() {
     assert_eq!(fetch(Some(&pin1), sock(v6(&c2), 9000)).unwrap(), "v6-ok");
     // And the host reaches the container over IPv6 through the bridge's gateway address.
     assert_eq!(fetch(None, sock(v6(&c2), 9000)).unwrap(), "v6-ok");
+
+    // A published port answers over IPv6 too, on the bridge's IPv6 address.
+    let mut req = AttachRequest::new(&env.id("v3"), &net.name);
+    req.ports = vec![kos_network::PortMapping::tcp(0, 9001)];
+    let c3 = env.nets.attach(&req).unwrap();
+    let _srv3 = Server::tcp(
+        Some(&env.pin_path(&c3.container_id)),
+        sock(std::net::Ipv6Addr::UNSPECIFIED.into(), 9001),
+        "v6-port",
+    );
+    let gw6 = net
+        .subnets
+        .iter()
+        .find(|s| s.subnet.addr().is_ipv6())
+        .unwrap()
+        .gateway;
+    assert_eq!(
+        fetch(None, sock(gw6, c3.ports[0].host_port)).unwrap(),
+        "v6-port"
+    );
+    assert_eq!(
+        fetch(Some(&pin1), sock(gw6, c3.ports[0].host_port)).unwrap(),
+        "v6-port"
+    );
 }
 
 #[test]
@@ -246,4 +270,80 @@ fn host_none_and_container_modes() {
         env.nets.attach(&ports_on_host),
         Err(Error::InvalidOption { .. })
     ));
+}
+
+#[test]
+fn default_network_mtu_labels_pins_and_removal() {
+    let env = Env::new();
+    // The default network is made on first use, with a subnet no host route covers.
+    let routes = kos_network::netlink::Netlink::open()
+        .unwrap()
+        .route_destinations()
+        .unwrap();
+    let mut req = AttachRequest::new(&env.id("d1"), "default");
+    req.mode = "default".parse().unwrap();
+    let d1 = env.nets.attach(&req).unwrap();
+    let default = env.nets.get(&env.nets.options().default_network).unwrap();
+    assert_eq!(d1.network, default.name);
+    assert_eq!(default.bridge, env.nets.options().default_bridge);
+    let subnet = default.subnets[0].subnet;
+    assert!(
+        !routes
+            .iter()
+            .any(|r| kos_network::netconf::overlaps(r, &subnet)),
+        "{subnet} overlaps a host route"
+    );
+    assert!(host_links().contains(&default.bridge));
+
+    // MTU and labels.
+    let net = env.bridge_network("t", |s| {
+        s.mtu = Some(1400);
+        s.labels.insert("com.example.team".into(), "net".into());
+    });
+    assert_eq!(
+        env.nets
+            .get(&net.name)
+            .unwrap()
+            .labels
+            .get("com.example.team")
+            .map(String::as_str),
+        Some("net")
+    );
+    let c = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("t1"), &net.name))
+        .unwrap();
+    let out = busybox_in(
+        &env.pin_path(&c.container_id),
+        &["ip", "-o", "link", "show", "eth0"],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("mtu 1400"));
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", c.host_veth)).unwrap();
+    assert_eq!(mtu.trim(), "1400");
+
+    // A network in use is not removed; after detach it is, with its bridge.
+    assert!(matches!(
+        env.nets.remove(&net.name),
+        Err(Error::NetworkInUse { count: 1, .. })
+    ));
+    env.nets.release_container(&c.container_id).unwrap();
+    assert!(!env.pin_path(&c.container_id).exists());
+    env.nets.remove(&net.name).unwrap();
+    assert!(!host_links().contains(&net.bridge));
+    assert!(matches!(
+        env.nets.get(&net.name),
+        Err(Error::NetworkNotFound(_))
+    ));
+
+    // Pins: a namespace exists before any process, and removal is idempotent.
+    let pin = env.nets.pins().create(&env.id("p")).unwrap();
+    let out = busybox_in(&pin, &["ip", "-o", "link"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lo:"));
+    assert!(matches!(
+        env.nets.pins().create(&env.id("p")),
+        Err(Error::Netns { .. })
+    ));
+    env.nets.pins().remove(&env.id("p")).unwrap();
+    env.nets.pins().remove(&env.id("p")).unwrap();
+    assert!(!pin.exists());
 }
