@@ -36,4 +36,7 @@ pub mod snapshot;
 
 pub use snapshot::{Rootfs, RootfsKind, RootfsStrategy};
 pub mod archive;
+pub mod build;
 pub mod config_to_spec;
+
+pub use build::{BuildError, BuildEvent, BuildOptions, BuildResult, Builder};

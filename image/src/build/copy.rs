@@ -1,0 +1,529 @@
+//! COPY and ADD on the filesystem: sources resolved beneath their root (the
+//! context or another stage's tree, never outside it), destinations resolved
+//! inside the image's root (symlinks in the image cannot lead out), content
+//! hashing for the build cache, and local tar extraction for ADD.
+
+use std::ffi::{CString, OsStr};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::ignore::{clean, glob_match, has_meta};
+use crate::unpack::safe_path::{openat2, Root};
+
+const RESOLVE_BENEATH: u64 = 0x08;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+
+/// Owner and mode applied to what is copied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attrs {
+    pub uid: u32,
+    pub gid: u32,
+    pub chmod: Option<u32>,
+}
+
+/// One resolved source: its path inside the root and on the host.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub rel: String,
+    pub host: PathBuf,
+}
+
+fn cstr(b: &[u8]) -> io::Result<CString> {
+    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Resolves one source word of COPY/ADD inside `root`. `what` names the
+/// root in errors ("build context", "stage builder").
+pub fn resolve(root: &Path, word: &str, what: &str) -> Result<Vec<Source>, String> {
+    let rel = clean(word);
+    if rel == ".." || rel.starts_with("../") {
+        return Err(format!("forbidden path outside the {what}: {word}"));
+    }
+    if has_meta(&rel) {
+        let pattern: Vec<&str> = rel.split('/').collect();
+        let mut out = Vec::new();
+        glob_walk(root, "", &pattern, &mut out).map_err(|e| format!("{word}: {e}"))?;
+        out.sort();
+        if out.is_empty() {
+            return Err(format!(
+                "no source files were specified: nothing in the {what} matches {word}"
+            ));
+        }
+        return out
+            .into_iter()
+            .map(|r| beneath(root, &r, word, what).map(|host| Source { rel: r, host }))
+            .collect();
+    }
+    let host = beneath(root, &rel, word, what)?;
+    Ok(vec![Source { rel, host }])
+}
+
+fn glob_walk(root: &Path, prefix: &str, pattern: &[&str], out: &mut Vec<String>) -> io::Result<()> {
+    let Some((first, rest)) = pattern.split_first() else {
+        return Ok(());
+    };
+    let dir = root.join(prefix);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    for ent in rd {
+        let ent = ent?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ok = glob_match(first, name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        if !ok {
+            continue;
+        }
+        let p = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if rest.is_empty() {
+            out.push(p);
+        } else if ent.file_type()?.is_dir() {
+            glob_walk(root, &p, rest, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The host path of `rel` inside `root`, refusing symlinks that lead out.
+fn beneath(root: &Path, rel: &str, word: &str, what: &str) -> Result<PathBuf, String> {
+    if rel.is_empty() {
+        return Ok(root.to_path_buf());
+    }
+    let dir = Root::open(root).map_err(|e| format!("opening the {what}: {e}"))?;
+    match openat2(
+        dir.fd(),
+        Path::new(rel),
+        libc::O_PATH | libc::O_CLOEXEC,
+        RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => {
+            // The real path of what was opened: symlinks inside the root resolved.
+            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map_err(|e| format!("{word}: {e}"))
+        }
+        Err(e)
+            if e.raw_os_error() == Some(libc::EXDEV) || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            Err(format!("{word}: a symlink leads outside the {what}"))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+            "file not found in {what}{}: {word}",
+            if what == "build context" {
+                " or excluded by .dockerignore"
+            } else {
+                ""
+            }
+        )),
+        Err(e) => Err(format!("{word}: {e}")),
+    }
+}
+
+/// Content hash of sources (names, types, modes, sizes, bytes, link
+/// targets), for the build cache.
+pub fn hash_sources(sources: &[Source]) -> io::Result<String> {
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update(s.rel.as_bytes());
+        h.update([0]);
+        hash_tree(&s.host, Path::new(""), &mut h)?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn hash_tree(path: &Path, rel: &Path, h: &mut Sha256) -> io::Result<()> {
+    // The top of a source follows a symlink (it was resolved beneath the root).
+    let meta = if rel.as_os_str().is_empty() {
+        std::fs::metadata(path)?
+    } else {
+        std::fs::symlink_metadata(path)?
+    };
+    h.update(rel.as_os_str().as_bytes());
+    h.update(format!("\0{:o}\0{}\0", meta.mode(), meta.len()).as_bytes());
+    let ft = meta.file_type();
+    if ft.is_file() {
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    } else if ft.is_symlink() {
+        h.update(std::fs::read_link(path)?.as_os_str().as_bytes());
+    } else if ft.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for n in names {
+            hash_tree(&path.join(&n), &rel.join(&n), h)?;
+        }
+    } else {
+        h.update(meta.rdev().to_le_bytes());
+    }
+    h.update([0xff]);
+    Ok(())
+}
+
+/// Opens (creating with mode 0755) the directory `rel` inside the image root.
+pub fn mkdir_in(root: &Root, rel: &str) -> io::Result<OwnedFd> {
+    root.mkdir_all(Path::new(&clean(rel)))
+}
+
+/// Reopens an O_PATH directory fd for use with *at calls.
+fn dir_fd(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    let p = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
+    // SAFETY: valid C string.
+    let r = cvt(unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// What exists at `name` in `dirfd` (not following a symlink).
+fn lstat_at(dirfd: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, C string and buffer.
+    let r = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::NotFound {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    Ok(Some(st))
+}
+
+fn remove_at(dirfd: RawFd, name: &CString, is_dir: bool) -> io::Result<()> {
+    if is_dir {
+        let sub = openat2(
+            dirfd,
+            Path::new(OsStr::from_bytes(name.as_bytes())),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            RESOLVE_BENEATH,
+        )?;
+        for n in std::fs::read_dir(format!("/proc/self/fd/{}", sub.as_raw_fd()))? {
+            let n = n?;
+            let c = cstr(n.file_name().as_bytes())?;
+            let d = n.file_type()?.is_dir();
+            remove_at(sub.as_raw_fd(), &c, d)?;
+        }
+        // SAFETY: valid fd and C string.
+        cvt(unsafe { libc::unlinkat(dirfd, name.as_ptr(), libc::AT_REMOVEDIR) })?;
+    } else {
+        // SAFETY: valid fd and C string.
+        cvt(unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) })?;
+    }
+    Ok(())
+}
+
+fn set_times(dirfd: RawFd, name: &CString, meta: &std::fs::Metadata) -> io::Result<()> {
+    let ts = [
+        libc::timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    ];
+    // SAFETY: valid fd, C string and times.
+    cvt(unsafe { libc::utimensat(dirfd, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
+    Ok(())
+}
+
+/// Copies the host entry `src` to `name` in the directory `dirfd`; a
+/// directory's contents are merged into an existing directory there.
+/// `follow` follows `src` itself when it is a symlink (a top-level source).
+pub fn copy_entry(
+    src: &Path,
+    dirfd: RawFd,
+    name: &OsStr,
+    attrs: &Attrs,
+    follow: bool,
+) -> io::Result<u64> {
+    let meta = if follow {
+        std::fs::metadata(src)?
+    } else {
+        std::fs::symlink_metadata(src)?
+    };
+    let cname = cstr(name.as_bytes())?;
+    let ft = meta.file_type();
+    let existing = lstat_at(dirfd, &cname)?;
+    let existing_dir = existing.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    let mode = attrs.chmod.unwrap_or(meta.mode() & 0o7777);
+    let mut copied = 0;
+    if ft.is_dir() {
+        if existing.is_some() && !existing_dir {
+            remove_at(dirfd, &cname, false)?;
+        }
+        if !existing_dir {
+            // SAFETY: valid fd and C string.
+            cvt(unsafe { libc::mkdirat(dirfd, cname.as_ptr(), 0o700) })?;
+        }
+        let sub = openat2(
+            dirfd,
+            Path::new(name),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            RESOLVE_BENEATH,
+        )?;
+        let mut names: Vec<_> = std::fs::read_dir(src)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for n in names {
+            copied += copy_entry(&src.join(&n), sub.as_raw_fd(), &n, attrs, false)?;
+        }
+        // SAFETY: valid fd.
+        cvt(unsafe { libc::fchown(sub.as_raw_fd(), attrs.uid, attrs.gid) })?;
+        // SAFETY: valid fd.
+        cvt(unsafe { libc::fchmod(sub.as_raw_fd(), mode) })?;
+        set_times(dirfd, &cname, &meta)?;
+        return Ok(copied + 1);
+    }
+    if let Some(st) = existing {
+        remove_at(dirfd, &cname, st.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
+    }
+    if ft.is_file() {
+        let mut from = std::fs::File::open(src)?;
+        // SAFETY: valid fd and C string.
+        let fd = cvt(unsafe {
+            libc::openat(
+                dirfd,
+                cname.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        })?;
+        // SAFETY: fresh fd.
+        let mut to = unsafe { std::fs::File::from_raw_fd(fd) };
+        io::copy(&mut from, &mut to)?;
+        // SAFETY: valid fd.
+        cvt(unsafe { libc::fchown(to.as_raw_fd(), attrs.uid, attrs.gid) })?;
+        // SAFETY: valid fd.
+        cvt(unsafe { libc::fchmod(to.as_raw_fd(), mode) })?;
+        drop(to);
+        set_times(dirfd, &cname, &meta)?;
+    } else if ft.is_symlink() {
+        let target = cstr(std::fs::read_link(src)?.as_os_str().as_bytes())?;
+        // SAFETY: valid C strings and fd.
+        cvt(unsafe { libc::symlinkat(target.as_ptr(), dirfd, cname.as_ptr()) })?;
+        // SAFETY: valid fd and C string.
+        cvt(unsafe {
+            libc::fchownat(
+                dirfd,
+                cname.as_ptr(),
+                attrs.uid,
+                attrs.gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+        set_times(dirfd, &cname, &meta)?;
+    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        if ft.is_char_device() && meta.rdev() == 0 {
+            // A whiteout of a single-layer stage tree: nothing to copy.
+            return Ok(0);
+        }
+        let kind = if ft.is_fifo() {
+            libc::S_IFIFO
+        } else if ft.is_char_device() {
+            libc::S_IFCHR
+        } else {
+            libc::S_IFBLK
+        };
+        // SAFETY: valid fd and C string.
+        cvt(unsafe { libc::mknodat(dirfd, cname.as_ptr(), kind | mode, meta.rdev()) })?;
+        // SAFETY: valid fd and C string.
+        cvt(unsafe {
+            libc::fchownat(
+                dirfd,
+                cname.as_ptr(),
+                attrs.uid,
+                attrs.gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+    }
+    Ok(1)
+}
+
+/// Writes `content` as the file `name` in the directory `dirfd` (heredoc COPY).
+pub fn write_file(dirfd: RawFd, name: &OsStr, content: &[u8], attrs: &Attrs) -> io::Result<()> {
+    let cname = cstr(name.as_bytes())?;
+    if let Some(st) = lstat_at(dirfd, &cname)? {
+        remove_at(dirfd, &cname, st.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
+    }
+    // SAFETY: valid fd and C string.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dirfd,
+            cname.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    })?;
+    // SAFETY: fresh fd.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    io::Write::write_all(&mut f, content)?;
+    // SAFETY: valid fd.
+    cvt(unsafe { libc::fchown(f.as_raw_fd(), attrs.uid, attrs.gid) })?;
+    // SAFETY: valid fd.
+    cvt(unsafe { libc::fchmod(f.as_raw_fd(), attrs.chmod.unwrap_or(0o644)) })?;
+    Ok(())
+}
+
+/// Where a source lands: the directory to write in and the entry name there.
+pub enum Dest {
+    /// Into this directory, keeping the source's own name (or merging a directory's contents).
+    Into(OwnedFd),
+    /// As this name in this directory.
+    As(OwnedFd, std::ffi::OsString),
+}
+
+/// Resolves the destination of a COPY/ADD inside the image root.
+/// `dest` is absolute (WORKDIR already applied); `many` is true when several
+/// sources (or a wildcard) are copied, which requires a directory.
+pub fn dest_for(root: &Root, dest: &str, src_is_dir: bool, many: bool) -> io::Result<Dest> {
+    let rel = clean(dest);
+    let ends_with_slash = dest.ends_with('/') || dest.ends_with("/.") || rel.is_empty();
+    if ends_with_slash || many || src_is_dir {
+        let fd = mkdir_in(root, &rel)?;
+        return Ok(Dest::Into(dir_fd(&fd)?));
+    }
+    // An existing directory at the destination takes the file inside it.
+    if let Ok(fd) = root.open_in(Path::new(&rel), libc::O_PATH | libc::O_DIRECTORY) {
+        return Ok(Dest::Into(dir_fd(&fd)?));
+    }
+    let (parent, name) = match rel.rsplit_once('/') {
+        Some((p, n)) => (p.to_string(), n.to_string()),
+        None => (String::new(), rel.clone()),
+    };
+    let fd = mkdir_in(root, &parent)?;
+    Ok(Dest::As(dir_fd(&fd)?, std::ffi::OsString::from(name)))
+}
+
+/// How a local ADD source is packed, by its first bytes.
+pub fn tar_kind(path: &Path) -> io::Result<bool> {
+    let mut f = std::fs::File::open(path)?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        let r = f.read(&mut head[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let mut d = flate2::read::GzDecoder::new(std::fs::File::open(path)?);
+        return is_tar_stream(&mut d);
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let Ok(mut d) = zstd::stream::read::Decoder::new(std::fs::File::open(path)?) else {
+            return Ok(false);
+        };
+        return is_tar_stream(&mut d);
+    }
+    Ok(n >= 262 && &head[257..262] == b"ustar")
+}
+
+fn is_tar_stream(r: &mut dyn Read) -> io::Result<bool> {
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(n >= 262 && &head[257..262] == b"ustar")
+}
+
+/// The host path of an O_PATH/dir fd, for APIs that take a path (tar extraction).
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Looks a user (and optional group) up in the image's /etc/passwd and
+/// /etc/group: `name`, `uid`, `name:group`, `uid:gid`.
+pub fn resolve_owner(root: &Root, spec: &str) -> Result<(u32, u32), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read_small(root, "etc/passwd");
+    let (uid, primary_gid) = match user.parse::<u32>() {
+        Ok(n) => (n, lookup(&passwd, user, 2, 3).map(|(_, g)| g).unwrap_or(n)),
+        Err(_) => lookup(&passwd, user, 2, 3).ok_or_else(|| {
+            format!("unable to find user {user}: no matching entries in passwd file")
+        })?,
+    };
+    let gid = match group {
+        None => primary_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let groups = read_small(root, "etc/group");
+                lookup(&groups, g, 2, 2).map(|(id, _)| id).ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
+fn read_small(root: &Root, rel: &str) -> String {
+    let Ok(fd) = root.open_in(Path::new(rel), libc::O_RDONLY | libc::O_CLOEXEC) else {
+        return String::new();
+    };
+    let mut s = String::new();
+    let _ = std::fs::File::from(fd).take(4 << 20).read_to_string(&mut s);
+    s
+}
+
+/// Finds `name` in a colon-separated account file: (field a, field b) as numbers.
+fn lookup(text: &str, name: &str, a: usize, b: usize) -> Option<(u32, u32)> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.first() != Some(&name) {
+            return None;
+        }
+        Some((f.get(a)?.parse().ok()?, f.get(b)?.parse().ok()?))
+    })
+}

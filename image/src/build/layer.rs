@@ -1,0 +1,260 @@
+//! A build step's overlay upper directory -> an OCI layer: whiteout devices
+//! become `.wh.` files, opaque directories get `.wh..wh..opq`, hard links
+//! inside the layer stay links. The blob is stored while it is written, and
+//! the upper directory itself becomes the layer's snapshot (it already has
+//! the overlay form that snapshots use).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hashing};
+use crate::error::{Error, Result};
+use crate::manifest::Descriptor;
+use crate::store::{SnapshotRecord, Store};
+use crate::unpack::whiteout;
+
+pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// A committed layer.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let Ok(name) = CString::new(whiteout::OVERLAY_OPAQUE_XATTR) else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    // SAFETY: valid C strings and buffer.
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
+struct TarWriter<W: Write> {
+    b: tar::Builder<W>,
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> TarWriter<W> {
+    fn header(meta: &std::fs::Metadata, kind: tar::EntryType) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(meta.mode() & 0o7777);
+        h.set_uid(meta.uid() as u64);
+        h.set_gid(meta.gid() as u64);
+        h.set_mtime(meta.mtime().max(0) as u64);
+        h.set_size(0);
+        h
+    }
+
+    fn walk(&mut self, root: &Path, rel: &Path) -> io::Result<()> {
+        let dir = root.join(rel);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let rp = rel.join(&name);
+            let meta = std::fs::symlink_metadata(&path)?;
+            let ft = meta.file_type();
+            if ft.is_char_device() && meta.rdev() == 0 {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0);
+                h.set_size(0);
+                h.set_mtime(meta.mtime().max(0) as u64);
+                let mut wh = std::ffi::OsString::from(whiteout::PREFIX);
+                wh.push(&name);
+                self.b.append_data(&mut h, rel.join(wh), io::empty())?;
+            } else if ft.is_dir() {
+                let mut h = Self::header(&meta, tar::EntryType::Directory);
+                self.b.append_data(&mut h, &rp, io::empty())?;
+                if is_opaque(&path) {
+                    let mut o = tar::Header::new_gnu();
+                    o.set_entry_type(tar::EntryType::Regular);
+                    o.set_mode(0);
+                    o.set_size(0);
+                    self.b
+                        .append_data(&mut o, rp.join(whiteout::OPAQUE), io::empty())?;
+                }
+                self.walk(root, &rp)?;
+            } else if ft.is_file() {
+                if meta.nlink() > 1 {
+                    let key = (meta.dev(), meta.ino());
+                    if let Some(first) = self.links.get(&key) {
+                        let mut h = Self::header(&meta, tar::EntryType::Link);
+                        self.b.append_link(&mut h, &rp, first)?;
+                        continue;
+                    }
+                    self.links.insert(key, rp.clone());
+                }
+                let mut h = Self::header(&meta, tar::EntryType::Regular);
+                h.set_size(meta.len());
+                let f = std::fs::File::open(&path)?;
+                // A file that changes size under us must not yield a broken tar.
+                let mut limited = io::Read::take(f, meta.len());
+                let mut counted = CountReader {
+                    inner: &mut limited,
+                    n: 0,
+                };
+                self.b.append_data(&mut h, &rp, &mut counted)?;
+                if counted.n != meta.len() {
+                    return Err(io::Error::other(format!(
+                        "{} changed size while the layer was written",
+                        rp.display()
+                    )));
+                }
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&path)?;
+                let mut h = Self::header(&meta, tar::EntryType::Symlink);
+                self.b.append_link(&mut h, &rp, &target)?;
+            } else {
+                let kind = if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else if ft.is_block_device() {
+                    tar::EntryType::Block
+                } else if ft.is_fifo() {
+                    tar::EntryType::Fifo
+                } else {
+                    // Sockets have no tar form; Docker drops them too.
+                    continue;
+                };
+                let mut h = Self::header(&meta, kind);
+                let rdev = meta.rdev();
+                h.set_device_major(libc::major(rdev))?;
+                h.set_device_minor(libc::minor(rdev))?;
+                self.b.append_data(&mut h, &rp, io::empty())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct CountReader<'a, R: io::Read> {
+    inner: &'a mut R,
+    n: u64,
+}
+
+impl<R: io::Read> io::Read for CountReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes the layer tar of `upper` into the store as a blob; returns its
+/// descriptor and diff id. `gzip` compresses it (fast level).
+pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
+    let (reader, writer) = io::pipe().map_err(|e| Error::io("creating layer pipe", e))?;
+    let root = upper.to_path_buf();
+    let producer = std::thread::spawn(move || -> io::Result<Digest> {
+        let hashing = Hashing::new(writer);
+        let out: Box<dyn Write> = if gzip {
+            Box::new(flate2::write::GzEncoder::new(
+                hashing,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Box::new(hashing)
+        };
+        // The diff id covers the uncompressed stream.
+        let mut diff = Hashing::new(out);
+        {
+            let mut tw = TarWriter {
+                b: tar::Builder::new(&mut diff),
+                links: HashMap::new(),
+            };
+            tw.walk(&root, Path::new(""))?;
+            tw.b.finish()?;
+        }
+        let (diff_id, _, mut out) = diff.finish();
+        out.flush()?;
+        drop(out);
+        Ok(diff_id)
+    });
+    let mut reader = reader;
+    let stored = store.put_blob_stream(&mut reader, u64::MAX);
+    drop(reader);
+    let diff_id = producer
+        .join()
+        .map_err(|_| Error::io("writing layer", io::Error::other("layer writer panicked")))?
+        .map_err(|e| Error::path("writing layer from", upper, e))?;
+    let (digest, size) = stored?;
+    Ok(Layer {
+        descriptor: Descriptor {
+            media_type: if gzip { LAYER_GZIP } else { LAYER_TAR }.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: None,
+        },
+        diff_id,
+    })
+}
+
+impl Store {
+    /// Makes `upper` (an overlay upper dir on the store's filesystem) the
+    /// snapshot for `chain_id`, unless that snapshot exists already.
+    pub(crate) fn adopt_snapshot(
+        &self,
+        upper: &Path,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+    ) -> Result<()> {
+        if self.has_snapshot(chain_id)? {
+            return Ok(());
+        }
+        let scratch = self.snapshots_dir().join(crate::store::unique_name("tmp"));
+        std::fs::create_dir(&scratch)
+            .map_err(|e| Error::path("creating snapshot scratch", &scratch, e))?;
+        let guard = crate::store::RemoveOnDrop(Some(scratch.clone()));
+        std::fs::rename(upper, scratch.join("fs"))
+            .map_err(|e| Error::path("moving layer into the snapshots", upper, e))?;
+        let dest = self.snapshots_dir().join(chain_id.hex());
+        match std::fs::rename(&scratch, &dest) {
+            Ok(()) => {}
+            Err(_) if dest.is_dir() => {}
+            Err(e) => return Err(Error::path("publishing snapshot", &dest, e)),
+        }
+        drop(guard);
+        let size = du(&dest.join("fs"));
+        self.db().put_snapshot(&SnapshotRecord {
+            chain_id: chain_id.clone(),
+            diff_id: diff_id.clone(),
+            parent: parent.cloned(),
+            size,
+        })
+    }
+}
+
+fn du(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
+        .unwrap_or(0)
+}

@@ -1,0 +1,240 @@
+//! RUN steps: a bundle over the step's overlay rootfs, executed with
+//! `kosrun run`, its output streamed line by line. The container is deleted
+//! when it exits, and by a guard when the build is interrupted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use tracing::debug;
+
+/// Docker's default capability set for containers (and build steps).
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// How the step's container reaches the network.
+#[derive(Debug, Clone)]
+pub enum Net {
+    /// Its own network namespace with only loopback.
+    None,
+    /// The host's network namespace.
+    Host,
+    /// A namespace the caller prepared (bridge), with its resolv.conf/hosts.
+    Netns {
+        path: PathBuf,
+        resolv_conf: Option<PathBuf>,
+        hosts: Option<PathBuf>,
+    },
+}
+
+/// What to run.
+pub struct Spec<'a> {
+    pub id: &'a str,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub rootfs: &'a Path,
+    pub net: Net,
+}
+
+/// The exit of a step's process.
+pub struct Outcome {
+    pub code: i32,
+    /// The last lines of output, for the error message.
+    pub tail: String,
+}
+
+/// Mount destinations the runtime creates when missing; a step that did not
+/// have them must not commit them.
+pub fn mount_points(net: &Net) -> Vec<&'static str> {
+    let mut v = vec!["proc", "dev", "sys"];
+    if !matches!(net, Net::None) {
+        v.extend(["etc/resolv.conf", "etc/hosts"]);
+    }
+    v
+}
+
+fn config(spec: &Spec) -> serde_json::Value {
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    let bind = |dest: &str, src: &Path| json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]});
+    match &spec.net {
+        Net::None => namespaces.push(json!({"type": "network"})),
+        Net::Host => {
+            for f in ["/etc/resolv.conf", "/etc/hosts"] {
+                if Path::new(f).is_file() {
+                    mounts.push(bind(f, Path::new(f)));
+                }
+            }
+        }
+        Net::Netns {
+            path,
+            resolv_conf,
+            hosts,
+        } => {
+            namespaces.push(json!({"type": "network", "path": path}));
+            if let Some(r) = resolv_conf {
+                mounts.push(bind("/etc/resolv.conf", r));
+            }
+            if let Some(h) = hosts {
+                mounts.push(bind("/etc/hosts", h));
+            }
+        }
+    }
+    let hostname: String = spec
+        .id
+        .chars()
+        .rev()
+        .take(12)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
+            "args": spec.args,
+            "env": spec.env,
+            "cwd": spec.cwd,
+            "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
+            "noNewPrivileges": false,
+        },
+        "root": {"path": spec.rootfs, "readonly": false},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": format!("/kos/{}", spec.id),
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "maskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    })
+}
+
+/// Deletes the container on drop unless it is known to be gone.
+struct ContainerGuard<'a> {
+    kosrun: &'a Path,
+    state: &'a Path,
+    id: &'a str,
+}
+
+impl Drop for ContainerGuard<'_> {
+    fn drop(&mut self) {
+        let r = Command::new(self.kosrun)
+            .arg("--root")
+            .arg(self.state)
+            .args(["delete", "--force", self.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        debug!(id = self.id, ?r, "build container removed");
+    }
+}
+
+const TAIL_LINES: usize = 20;
+
+/// Runs the step; every output line goes to `line` (with its newline).
+pub fn run(
+    kosrun: &Path,
+    state: &Path,
+    bundle: &Path,
+    spec: &Spec,
+    line: &mut dyn FnMut(&str),
+) -> std::io::Result<Outcome> {
+    std::fs::create_dir_all(bundle)?;
+    std::fs::create_dir_all(state)?;
+    let cfg = serde_json::to_vec(&config(spec)).map_err(std::io::Error::other)?;
+    std::fs::write(bundle.join("config.json"), cfg)?;
+    let (reader, writer) = std::io::pipe()?;
+    let writer2 = writer.try_clone()?;
+    let _guard = ContainerGuard {
+        kosrun,
+        state,
+        id: spec.id,
+    };
+    let mut child = Command::new(kosrun)
+        .arg("--root")
+        .arg(state)
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(spec.id)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .spawn()
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("starting {}: {e}", kosrun.display()))
+        })?;
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut r = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // Bound one line: a step printing without newlines still streams.
+        let n = (&mut r).take(64 * 1024).read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let mut s = String::from_utf8_lossy(&buf).into_owned();
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        line(&s);
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(s);
+    }
+    let status = child.wait()?;
+    let code = match status.code() {
+        Some(c) => c,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }
+    };
+    Ok(Outcome {
+        code,
+        tail: tail.into_iter().collect(),
+    })
+}
+
+use std::io::Read as _;
