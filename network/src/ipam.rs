@@ -73,25 +73,7 @@ impl Ipam {
     /// the subnet it belongs to; every request must belong to some subnet. All or nothing.
     pub fn allocate(&self, net: &Network, owner: &str, requests: &[IpAddr]) -> Result<Vec<IpNet>> {
         for ip in requests {
-            let Some(subnet) = net.subnets.iter().find(|s| s.subnet.contains(ip)) else {
-                let subnet = net
-                    .subnets
-                    .iter()
-                    .find(|s| s.subnet.addr().is_ipv4() == ip.is_ipv4())
-                    .map(|s| s.subnet)
-                    .unwrap_or_else(|| IpNet::from(*ip));
-                return Err(Error::IpOutsidePool {
-                    ip: *ip,
-                    subnet,
-                    network: net.name.clone(),
-                });
-            };
-            if subnet.is_reserved(*ip) {
-                return Err(Error::IpReserved {
-                    ip: *ip,
-                    network: net.name.clone(),
-                });
-            }
+            check_request(net, *ip)?;
         }
         self.locked(&net.name, |state| {
             let mut got = Vec::new();
@@ -161,6 +143,31 @@ impl Ipam {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Whether `ip` may be requested on `net` at all: inside a subnet, and neither its network,
+/// gateway nor broadcast address. (Whether it is free is known only under the pool's lock.)
+pub fn check_request(net: &Network, ip: IpAddr) -> Result<()> {
+    let Some(subnet) = net.subnets.iter().find(|s| s.subnet.contains(&ip)) else {
+        let subnet = net
+            .subnets
+            .iter()
+            .find(|s| s.subnet.addr().is_ipv4() == ip.is_ipv4())
+            .map(|s| s.subnet)
+            .unwrap_or_else(|| IpNet::from(ip));
+        return Err(Error::IpOutsidePool {
+            ip,
+            subnet,
+            network: net.name.clone(),
+        });
+    };
+    if subnet.is_reserved(ip) {
+        return Err(Error::IpReserved {
+            ip,
+            network: net.name.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Next free dynamic address of `subnet`, starting at its cursor and wrapping around.

@@ -23,6 +23,16 @@ use crate::netns::NetnsDir;
 use crate::ports::{PortMapping, PortRegistry};
 use crate::record::{owner_key, AttachKind, AttachState, Attachment, Records};
 
+/// The driver that makes (and unmakes) one kind of attachment.
+fn driver_for(kind: &AttachKind) -> &'static dyn NetworkDriver {
+    match kind {
+        AttachKind::Bridge => &BridgeDriver,
+        AttachKind::Host => &HostDriver,
+        AttachKind::None => &NoneDriver,
+        AttachKind::Container(_) => &ContainerDriver,
+    }
+}
+
 /// Where KOS keeps network state and how it names things.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -160,6 +170,7 @@ pub enum AttachStep {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub attachments: Vec<String>,
+    pub bridges: Vec<String>,
     pub veths: Vec<String>,
     pub port_rules: usize,
     pub addresses: usize,
@@ -412,8 +423,13 @@ impl Networks {
             return Err(Error::InvalidIfName(ifname));
         }
         let mac = req.mac.as_deref().map(mac::parse).transpose()?;
-        for alias in req.name.iter().chain(&req.aliases) {
-            crate::names::check_network_name(alias)?;
+        // Names are checked here, as kos-dns will check them, so that a bad one is refused
+        // before anything is made.
+        for name in req.name.iter().chain(&req.aliases) {
+            kos_dns::table::check_dns_name(name).map_err(|why| Error::InvalidOption {
+                network: format!("{:?}", req.mode),
+                reason: format!("DNS name {name:?}: {why}"),
+            })?;
         }
         let (network, kind, net) = self.resolve(&req.mode)?;
         let bridged = kind == AttachKind::Bridge;
@@ -432,24 +448,7 @@ impl Networks {
             }
             // Static addresses are checked against the pool before anything is reserved.
             for ip in &req.ips {
-                match net.subnets.iter().find(|s| s.subnet.contains(ip)) {
-                    None => {
-                        return Err(Error::IpOutsidePool {
-                            ip: *ip,
-                            subnet: net
-                                .subnets
-                                .iter()
-                                .find(|s| s.subnet.addr().is_ipv4() == ip.is_ipv4())
-                                .map(|s| s.subnet)
-                                .unwrap_or_else(|| ipnet::IpNet::from(*ip)),
-                            network,
-                        })
-                    }
-                    Some(s) if s.is_reserved(*ip) => {
-                        return Err(Error::IpReserved { ip: *ip, network })
-                    }
-                    Some(_) => {}
-                }
+                crate::ipam::check_request(net, *ip)?;
             }
         }
 
@@ -510,12 +509,7 @@ impl Networks {
         }
         observe(AttachStep::Recorded);
 
-        let driver: &dyn NetworkDriver = match &kind {
-            AttachKind::Bridge => &BridgeDriver,
-            AttachKind::Host => &HostDriver,
-            AttachKind::None => &NoneDriver,
-            AttachKind::Container(_) => &ContainerDriver,
-        };
+        let driver = driver_for(&kind);
         let plan = Plan {
             network: net.as_ref(),
             static_ips: &req.ips,
@@ -541,12 +535,7 @@ impl Networks {
 
     /// Undoes an attachment from its record alone; every step is idempotent.
     fn teardown(&self, rec: &Attachment) -> Result<()> {
-        let driver: &dyn NetworkDriver = match &rec.kind {
-            AttachKind::Bridge => &BridgeDriver,
-            AttachKind::Host => &HostDriver,
-            AttachKind::None => &NoneDriver,
-            AttachKind::Container(_) => &ContainerDriver,
-        };
+        let driver = driver_for(&rec.kind);
         let made = if rec.table == self.opts.nft_table {
             driver.detach(&self.ctx(), rec)
         } else {

@@ -29,11 +29,18 @@ pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<Reconcil
     // 2. Host veth ends on KOS bridges that no record accounts for.
     let networks = nw.list()?;
     let bridges: HashSet<&str> = networks.iter().map(|n| n.bridge.as_str()).collect();
+    // Bridges in the firewall's set but of no defined network: left by a crash while a
+    // network was created or removed (removed in 2b, after their ports).
+    let fw_bridges = nw.firewall().list_bridges()?;
+    let orphan_bridges: Vec<&String> = fw_bridges
+        .iter()
+        .filter(|b| !bridges.contains(b.as_str()))
+        .collect();
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
     let links = nl.links().map_err(|e| Error::netlink("list links", e))?;
     let bridge_index: HashMap<u32, &str> = links
         .iter()
-        .filter(|l| bridges.contains(l.name.as_str()))
+        .filter(|l| bridges.contains(l.name.as_str()) || orphan_bridges.contains(&&l.name))
         .map(|l| (l.index, l.name.as_str()))
         .collect();
     for link in &links {
@@ -46,6 +53,36 @@ pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<Reconcil
             tracing::info!(veth = %link.name, "reconcile: removed orphaned veth");
             report.veths.push(link.name.clone());
         }
+    }
+
+    // 2b. Bridges KOS made for networks that are no longer defined (a crash while a network
+    // was created or removed): the link and its firewall elements.
+    for name in orphan_bridges {
+        let link = links.iter().find(|l| &l.name == name);
+        let subnets = match link {
+            Some(l) => nl
+                .addresses(l.index)
+                .map_err(|e| Error::netlink(format!("list addresses of {name}"), e))?
+                .into_iter()
+                .filter(|a| !matches!(a.addr(), std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+                .map(|a| a.trunc())
+                .collect(),
+            None => Vec::new(),
+        };
+        for internal in [true, false] {
+            nw.firewall()
+                .teardown_network(&crate::firewall::NetworkRules {
+                    bridge: name.clone(),
+                    subnets: subnets.clone(),
+                    internal,
+                })?;
+        }
+        if link.is_some_and(|l| l.kind.as_deref() == Some("bridge")) {
+            nl.delete_link_by_name(name)
+                .map_err(|e| Error::netlink(format!("delete orphaned bridge {name}"), e))?;
+        }
+        tracing::info!(bridge = %name, "reconcile: removed orphaned bridge");
+        report.bridges.push(name.clone());
     }
 
     // 3. DNAT entries of no remaining attachment.

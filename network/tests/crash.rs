@@ -207,3 +207,37 @@ fn fifty_concurrent_attachments_get_distinct_addresses_and_detach_leaves_nothing
     let ipam = kos_network::ipam::Ipam::new(env.root.path().join("run/ipam"));
     assert!(ipam.allocations(&net.name).unwrap().is_empty());
 }
+
+#[test]
+fn reconcile_removes_a_bridge_whose_network_was_never_saved() {
+    let env = Env::new();
+    let kept = env.bridge_network("s", |_| {});
+    let lost = env.bridge_network("l", |_| {});
+    // As if the process died after making the bridge and its rules, before saving the network.
+    std::fs::remove_file(
+        env.root
+            .path()
+            .join("data/networks")
+            .join(format!("{}.json", lost.name)),
+    )
+    .unwrap();
+    let mut bridges = env.nets.firewall().list_bridges().unwrap();
+    bridges.sort();
+    let mut both = vec![kept.bridge.clone(), lost.bridge.clone()];
+    both.sort();
+    assert_eq!(bridges, both);
+
+    let report = env.nets.reconcile(&|_| true).unwrap();
+    assert_eq!(report.bridges, vec![lost.bridge.clone()]);
+    assert!(!host_links().contains(&lost.bridge));
+    assert!(host_links().contains(&kept.bridge));
+    assert_eq!(
+        env.nets.firewall().list_bridges().unwrap(),
+        vec![kept.bridge.clone()]
+    );
+    // The name can be used again.
+    let mut spec = kos_network::NetworkSpec::bridge(&lost.name)
+        .with_subnet(&lost.subnets[0].subnet.to_string());
+    spec.bridge_name = Some(lost.bridge.clone());
+    env.nets.create(&spec).unwrap();
+}

@@ -4,7 +4,7 @@ use std::io;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
@@ -49,5 +49,28 @@ impl Netlink {
             Err(e) if super::is_exists(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Addresses (with prefix length) of link `index`.
+    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<IpNet>> {
+        let answer = self.request(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        let mut out = Vec::new();
+        for m in answer {
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
+            if a.header.index != index {
+                continue;
+            }
+            for attr in &a.attributes {
+                if let AddressAttribute::Address(ip) = attr {
+                    out.extend(IpNet::new(*ip, a.header.prefix_len).ok());
+                }
+            }
+        }
+        Ok(out)
     }
 }
