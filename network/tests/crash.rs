@@ -17,16 +17,20 @@ fn kosnet() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join("examples").join("kosnet");
-    if !path.exists() {
-        // `cargo test --test crash` does not build examples; a full `cargo test` does.
-        let status = Command::new(env!("CARGO"))
+    // `cargo test --test crash` neither builds examples nor rebuilds a stale one: build it
+    // once per test process (a no-op when it is up to date).
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--example", "kosnet", "--manifest-path"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .status()
-            .unwrap();
-        assert!(status.success(), "building the kosnet example failed");
-    }
-    assert!(path.exists(), "{} missing", path.display());
+            .is_ok_and(|s| s.success())
+    });
+    assert!(
+        *built && path.exists(),
+        "building the kosnet example failed"
+    );
     path
 }
 
@@ -240,4 +244,51 @@ fn reconcile_removes_a_bridge_whose_network_was_never_saved() {
         .with_subnet(&lost.subnets[0].subnet.to_string());
     spec.bridge_name = Some(lost.bridge.clone());
     env.nets.create(&spec).unwrap();
+}
+
+#[test]
+fn concurrent_processes_never_share_an_address() {
+    let env = Env::new();
+    let net = env.bridge_network("m", |_| {});
+    let children: Vec<Helper> = (0..12)
+        .map(|i| {
+            Helper(
+                Command::new(kosnet())
+                    .args([
+                        "--root",
+                        env.root.path().to_str().unwrap(),
+                        "--table",
+                        env.table(),
+                        "--no-ip-forward",
+                    ])
+                    .args([
+                        "attach",
+                        &env.id(&format!("p{i}")),
+                        &net.name,
+                        "--port",
+                        "0:80",
+                    ])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut addrs = BTreeSet::new();
+    for mut child in children {
+        let out = std::mem::replace(&mut child.0, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rec: kos_network::Attachment = serde_json::from_slice(&out.stdout).unwrap();
+        addrs.insert(rec.addresses[0].addr());
+    }
+    assert_eq!(addrs.len(), 12);
+    assert_eq!(bridge_ports(&net.bridge).len(), 12);
+    assert_eq!(env.nets.firewall().list_ports().unwrap().len(), 12);
 }

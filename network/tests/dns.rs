@@ -15,14 +15,14 @@ use support::*;
 fn kos_dns() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("kos-dns");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--bin", "kos-dns", "--manifest-path"])
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dns/Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building kos-dns failed");
-    }
+    // Built here so that a stale or missing binary is never what is tested (a no-op when it
+    // is up to date).
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--bin", "kos-dns", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dns/Cargo.toml"))
+        .status()
+        .unwrap();
+    assert!(status.success() && path.exists(), "building kos-dns failed");
     path
 }
 
