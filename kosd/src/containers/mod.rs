@@ -1,0 +1,116 @@
+//! Containers: the record kept in the state database and the queries other
+//! parts of the engine make about them.
+
+pub mod exec;
+pub mod fifo;
+pub mod files;
+pub mod health;
+pub mod logs;
+pub mod mounts;
+pub mod netmode;
+pub mod record;
+pub mod runtime;
+pub mod shim;
+pub mod spec;
+pub mod stats;
+pub mod view;
+
+use std::collections::HashMap;
+
+pub use record::{Container, Status};
+
+use crate::engine::Engine;
+use crate::state::Table;
+
+/// Every container record.
+pub fn all(e: &Engine) -> Vec<Container> {
+    match e.db().all::<Container>(Table::Containers) {
+        Ok(v) => v,
+        Err(err) => {
+            tracing::error!(error = %err, "reading containers");
+            Vec::new()
+        }
+    }
+}
+
+/// Container totals for /info.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub total: usize,
+    pub running: usize,
+    pub paused: usize,
+    pub stopped: usize,
+}
+
+pub fn counts(e: &Engine) -> Counts {
+    let mut c = Counts::default();
+    for k in all(e) {
+        c.total += 1;
+        match k.state.status {
+            Status::Running | Status::Restarting => c.running += 1,
+            Status::Paused => c.paused += 1,
+            _ => c.stopped += 1,
+        }
+    }
+    c
+}
+
+/// Image id -> number of containers created from it.
+pub fn image_users(e: &Engine) -> HashMap<String, i64> {
+    let mut m = HashMap::new();
+    for c in all(e) {
+        *m.entry(c.image_id.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// (container id, running) of every container of image `id`.
+pub fn users_of_image(e: &Engine, id: &str) -> Vec<(String, bool)> {
+    all(e)
+        .into_iter()
+        .filter(|c| c.image_id == id)
+        .map(|c| (c.id.clone(), c.state.status.is_live()))
+        .collect()
+}
+
+/// The containers part of /system/df.
+pub fn df(e: &Engine) -> serde_json::Value {
+    let v: Vec<serde_json::Value> = all(e)
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "Id": c.id,
+                "Names": [format!("/{}", c.name)],
+                "Image": c.image,
+                "ImageID": c.image_id,
+                "Command": c.command_line(),
+                "Created": c.created / 1_000_000_000,
+                "State": c.state.status.as_str(),
+                "Status": c.status_text(),
+                "SizeRw": c.size_rw(),
+                "SizeRootFs": 0,
+                "Labels": c.config.labels.clone().unwrap_or_default(),
+                "Mounts": [],
+            })
+        })
+        .collect();
+    serde_json::Value::Array(v)
+}
+
+/// Whether the kernel killed the container for memory (the v1 memory
+/// controller's oom_control or v2 memory.events, read before the cgroup goes).
+pub fn oom_killed(c: &Container) -> bool {
+    let v1 = format!("/sys/fs/cgroup/memory/kos/{}/memory.oom_control", c.id);
+    if let Ok(s) = std::fs::read_to_string(v1) {
+        return s
+            .lines()
+            .any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0"));
+    }
+    let v2 = format!("/sys/fs/cgroup/kos/{}/memory.events", c.id);
+    std::fs::read_to_string(v2)
+        .map(|s| {
+            s.lines()
+                .any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,1260 @@
+//! Running containers: create, start through the shim, the exit monitor with
+//! restart policies and auto-remove, stop, kill, pause, remove, and what the
+//! daemon does about them at start and shutdown.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard_stubs::models::{ContainerConfig, HostConfig, RestartPolicyNameEnum};
+use kos_image::config_to_spec::{self, Overrides};
+use kos_image::RootfsStrategy;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use super::netmode::NetMode;
+use super::record::{Container, State, Status};
+use super::shim::{self, Shim, Stdio};
+use super::spec::{self, SpecInput};
+use crate::engine::Engine;
+use crate::error::{ApiError, Result};
+use crate::state::Table;
+use crate::timefmt;
+
+/// The live side of containers: shim connections, per-container operation
+/// locks, and state-change notifications for waiters.
+pub struct Runtime {
+    shims: Mutex<HashMap<String, Shim>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub changed: broadcast::Sender<String>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            shims: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            changed: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl Runtime {
+    pub fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+    pub fn shim(&self, id: &str) -> Option<Shim> {
+        self.shims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+    fn set_shim(&self, id: &str, s: Option<Shim>) {
+        let mut m = self.shims.lock().unwrap_or_else(|p| p.into_inner());
+        match s {
+            Some(s) => m.insert(id.to_string(), s),
+            None => m.remove(id),
+        };
+    }
+    fn forget(&self, id: &str) {
+        self.set_shim(id, None);
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+}
+
+/// The body of `POST /containers/create`.
+#[derive(Debug, Deserialize)]
+pub struct CreateBody {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: Option<HostConfig>,
+    #[serde(rename = "NetworkingConfig", default)]
+    pub networking_config: Option<serde_json::Value>,
+}
+
+pub fn save(e: &Engine, c: &Container) -> Result<()> {
+    e.db().put(Table::Containers, &c.id, &c.name, c)?;
+    let _ = e.rt.changed.send(c.id.clone());
+    Ok(())
+}
+
+pub fn load(e: &Engine, id: &str) -> Result<Container> {
+    e.db()
+        .get::<Container>(Table::Containers, id)?
+        .ok_or_else(|| ApiError::NotFound(format!("No such container: {id}")))
+}
+
+/// Finds a container by full id, name (with or without `/`) or unique id prefix.
+pub fn find(e: &Engine, key: &str) -> Result<Container> {
+    if key.is_empty() {
+        return Err(ApiError::NotFound("No such container: ".into()));
+    }
+    let all = super::all(e);
+    if let Some(c) = all.iter().find(|c| c.id == key) {
+        return Ok(c.clone());
+    }
+    let name = key.strip_prefix('/').unwrap_or(key);
+    if let Some(c) = all.iter().find(|c| c.name == name) {
+        return Ok(c.clone());
+    }
+    let hits: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(key)).collect();
+    match hits.len() {
+        1 => Ok(hits[0].clone()),
+        0 => Err(ApiError::NotFound(format!("No such container: {key}"))),
+        _ => Err(ApiError::bad(format!(
+            "multiple IDs found with provided prefix: {key}"
+        ))),
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut ch = n.chars();
+    ch.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.len() >= 2
+        && n.len() <= 255
+        && ch.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nifty", "proud", "quick", "silly", "tender", "vivid", "witty", "zen", "bold", "cool",
+];
+const NOUNS: &[&str] = &[
+    "turing", "hopper", "lovelace", "ritchie", "thompson", "knuth", "dijkstra", "torvalds",
+    "hamilton", "liskov", "kay", "backus", "shannon", "noether", "curie", "euler", "gauss",
+    "fermat", "babbage", "wozniak",
+];
+
+fn random_name(id: &str, taken: &dyn Fn(&str) -> bool) -> String {
+    let b = id.as_bytes();
+    for i in 0..b.len().saturating_sub(4) {
+        let a = ADJECTIVES[(b[i] as usize * 7 + b[i + 1] as usize) % ADJECTIVES.len()];
+        let n = NOUNS[(b[i + 2] as usize * 13 + b[i + 3] as usize) % NOUNS.len()];
+        let name = if i == 0 {
+            format!("{a}_{n}")
+        } else {
+            format!("{a}_{n}{i}")
+        };
+        if !taken(&name) {
+            return name;
+        }
+    }
+    format!("kos_{}", &id[..12])
+}
+
+/// `max-size` as Docker writes it (`10m`, `1g`, `500k`, bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+fn log_uri(c: &Container) -> Result<String> {
+    let lc = c.host_config.log_config.clone().unwrap_or_default();
+    let kind = lc.typ.clone().unwrap_or_default();
+    if !kind.is_empty() && kind != "json-file" {
+        return Err(ApiError::bad(format!(
+            "logging driver {kind:?} is not supported by kosd (json-file only)"
+        )));
+    }
+    let cfg = lc.config.unwrap_or_default();
+    let mut q = Vec::new();
+    for (k, v) in &cfg {
+        match k.as_str() {
+            "max-size" => q.push(format!(
+                "max-size={}",
+                parse_size(v).ok_or_else(|| ApiError::bad(format!("invalid max-size {v:?}")))?
+            )),
+            "max-file" => {
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| ApiError::bad(format!("invalid max-file {v:?}")))?;
+                q.push(format!("max-file={n}"));
+            }
+            "compress" | "labels" | "env" | "tag" => {}
+            other => {
+                return Err(ApiError::bad(format!(
+                    "unknown log opt '{other}' for json-file log driver"
+                )))
+            }
+        }
+    }
+    let mut uri = format!("json-file://{}", c.log_path.display());
+    if !q.is_empty() {
+        uri.push('?');
+        uri.push_str(&q.join("&"));
+    }
+    Ok(uri)
+}
+
+/// `POST /containers/create`.
+pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<Container> {
+    let mut config = body.config;
+    let hc = body.host_config.unwrap_or_default();
+    if let Some(nc) = &body.networking_config {
+        // Endpoint settings need the network integration; an empty map is what the CLI sends.
+        let eps = nc
+            .get("EndpointsConfig")
+            .and_then(|v| v.as_object())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if eps > 0 && matches!(NetMode::parse(&hc), NetMode::None | NetMode::Host) {
+            tracing::debug!("endpoint settings ignored for network mode none/host");
+        }
+    }
+    let image = config
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| ApiError::bad("Config.Image is required"))?;
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        let n = n.strip_prefix('/').unwrap_or(n);
+        if !valid_name(n) {
+            return Err(ApiError::bad(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+    }
+    let resolved = crate::images::resolve(&e.store, &image)?;
+    let img = e.store.image(&resolved.any().name)?;
+    // Validate everything that can be checked now, so nothing is made for a bad request.
+    let net = NetMode::parse(&hc);
+    net.check()?;
+    spec::capabilities(&hc)?;
+    spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
+    let rc = img.config.config.clone().unwrap_or_default();
+    let entry = config
+        .entrypoint
+        .clone()
+        .filter(|v| !(v.len() == 1 && v[0].is_empty()));
+    let reset_entry = config
+        .entrypoint
+        .as_ref()
+        .is_some_and(|v| v.len() == 1 && v[0].is_empty());
+    let (ep, cmd) = match (&entry, &config.cmd, reset_entry) {
+        (Some(ep), c, _) => (ep.clone(), c.clone().unwrap_or_default()),
+        (None, c, true) => (Vec::new(), c.clone().unwrap_or_default()),
+        (None, Some(c), false) => (rc.entrypoint.clone().unwrap_or_default(), c.clone()),
+        (None, None, false) => (
+            rc.entrypoint.clone().unwrap_or_default(),
+            rc.cmd.clone().unwrap_or_default(),
+        ),
+    };
+    let mut argv: Vec<String> = ep.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(ApiError::bad("No command specified"));
+    }
+    for b in hc.binds.clone().unwrap_or_default() {
+        super::mounts::parse_bind(&b)?;
+    }
+    for m in hc.mounts.clone().unwrap_or_default() {
+        // --mount type=bind never creates its source (unlike -v).
+        if spec::mount_type(m.typ) == "bind" {
+            spec::bind_mount(
+                m.source.as_deref().unwrap_or(""),
+                m.target.as_deref().unwrap_or(""),
+                &[],
+            )?;
+        }
+    }
+    if let Some(p) = &hc.restart_policy {
+        if p.name == Some(RestartPolicyNameEnum::ON_FAILURE)
+            && p.maximum_retry_count.unwrap_or(0) < 0
+        {
+            return Err(ApiError::bad("maximum retry count cannot be negative"));
+        }
+        if hc.auto_remove == Some(true)
+            && matches!(
+                p.name,
+                Some(
+                    RestartPolicyNameEnum::ALWAYS
+                        | RestartPolicyNameEnum::UNLESS_STOPPED
+                        | RestartPolicyNameEnum::ON_FAILURE
+                )
+            )
+        {
+            return Err(ApiError::bad(
+                "Conflicting options: AutoRemove and restart policy cannot both be set",
+            ));
+        }
+    }
+
+    let id = crate::engine::random_id()?;
+    let all = super::all(e);
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(n) => n.strip_prefix('/').unwrap_or(n).to_string(),
+        None => random_name(&id, &|n| all.iter().any(|c| c.name == n)),
+    };
+    if let Some(other) = all.iter().find(|c| c.name == name) {
+        return Err(ApiError::Conflict(format!(
+            "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+            other.id
+        )));
+    }
+    let dir = e.config.data_root.join("containers").join(&id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| ApiError::internal(&format!("creating {}", dir.display()), err))?;
+    if config.hostname.as_deref().unwrap_or("").is_empty() {
+        config.hostname = Some(if net.shares_host_uts() {
+            e.host.hostname.clone()
+        } else {
+            id[..12].to_string()
+        });
+    }
+    let mut env = rc.env.clone().unwrap_or_default();
+    for o in config.env.clone().unwrap_or_default() {
+        let key = o.split('=').next().unwrap_or(&o).to_string();
+        env.retain(|b| b.split('=').next() != Some(key.as_str()));
+        if o.contains('=') {
+            env.push(o);
+        }
+    }
+    config.env = Some(env);
+    if config.cmd.is_none() && entry.is_none() && !reset_entry {
+        config.cmd = rc.cmd.clone();
+    }
+    if config.entrypoint.is_none() {
+        config.entrypoint = rc.entrypoint.clone();
+    }
+    if config.working_dir.as_deref().unwrap_or("").is_empty() {
+        config.working_dir = rc.working_dir.clone();
+    }
+    if config.user.as_deref().unwrap_or("").is_empty() {
+        config.user = rc.user.clone();
+    }
+    let mut labels = rc.labels.clone().unwrap_or_default();
+    labels.extend(config.labels.clone().unwrap_or_default());
+    config.labels = Some(labels.into_iter().collect());
+    if config.stop_signal.is_none() {
+        config.stop_signal = rc.stop_signal.clone();
+    }
+    if config.healthcheck.is_none() {
+        config.healthcheck = super::health::image_healthcheck(&img.config_bytes);
+    }
+    if let Some(s) = &config.stop_signal {
+        config_to_spec::parse_signal(s)
+            .map_err(|_| ApiError::bad(format!("Invalid signal: {s}")))?;
+    }
+    let path = argv.remove(0);
+    let mut hc = hc;
+    if hc.network_mode.as_deref().unwrap_or("").is_empty() {
+        hc.network_mode = Some("default".into());
+    }
+    let mut c = Container {
+        log_path: dir.join(format!("{id}-json.log")),
+        id: id.clone(),
+        name,
+        created: timefmt::now_nanos(),
+        image: image.clone(),
+        image_id: resolved.id(),
+        image_store_name: resolved.any().name.clone(),
+        config,
+        host_config: hc,
+        path,
+        args: argv,
+        state: State::default(),
+        dir: dir.clone(),
+        rootfs_kind: "overlay".into(),
+        volumes: Vec::new(),
+        networks: serde_json::Map::new(),
+        mount_label: String::new(),
+        process_label: String::new(),
+    };
+    log_uri(&c)?;
+    let undo = |e: &Engine, c: &Container| {
+        crate::volumes::release(e, c, true);
+        let _ = std::fs::remove_dir_all(&c.dir);
+    };
+    if let Err(err) = crate::volumes::create_for(e, &mut c, &rc) {
+        undo(e, &c);
+        return Err(err);
+    }
+    if let Err(err) = save(e, &c) {
+        undo(e, &c);
+        return Err(err);
+    }
+    e.event(
+        "container",
+        "create",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    Ok(c)
+}
+
+fn write_etc_files(e: &Engine, c: &Container, net: &NetMode) -> Result<()> {
+    let w = |name: &str, data: String| {
+        let p = c.dir.join(name);
+        std::fs::write(&p, data)
+            .map_err(|err| ApiError::internal(&format!("writing {}", p.display()), err))
+    };
+    let hostname = c.config.hostname.clone().unwrap_or_default();
+    if *net == NetMode::Host {
+        w("hostname", format!("{}\n", e.host.hostname))?;
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        w("hosts", hosts)?;
+        w(
+            "resolv.conf",
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )?;
+        return Ok(());
+    }
+    w("hostname", format!("{hostname}\n"))?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for h in c.host_config.extra_hosts.clone().unwrap_or_default() {
+        let (name, ip) = h
+            .split_once(':')
+            .ok_or_else(|| ApiError::bad(format!("invalid extra host {h:?}: expected name:ip")))?;
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    w("hosts", hosts)?;
+    let mut dns: Vec<String> = c.host_config.dns.clone().unwrap_or_default();
+    if dns.is_empty() {
+        dns = e.config.dns.iter().map(|d| d.to_string()).collect();
+    }
+    let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if dns.is_empty() {
+        // Loopback resolvers of the host are unreachable from another namespace.
+        dns = host_conf
+            .lines()
+            .filter_map(|l| l.strip_prefix("nameserver"))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.starts_with("127.") && s != "::1")
+            .collect();
+    }
+    let mut rc = String::new();
+    for d in &dns {
+        rc.push_str(&format!("nameserver {d}\n"));
+    }
+    let search = c.host_config.dns_search.clone().unwrap_or_default();
+    if !search.is_empty() {
+        rc.push_str(&format!("search {}\n", search.join(" ")));
+    } else if let Some(l) = host_conf.lines().find(|l| l.starts_with("search ")) {
+        rc.push_str(l);
+        rc.push('\n');
+    }
+    let opts = c.host_config.dns_options.clone().unwrap_or_default();
+    if !opts.is_empty() {
+        rc.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    w("resolv.conf", rc)
+}
+
+fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, data)
+        .and_then(|_| std::fs::rename(&tmp, p))
+        .map_err(|err| ApiError::internal(&format!("writing {}", p.display()), err))
+}
+
+fn unmount_rootfs(c: &Container) {
+    let r = c.dir.join("rootfs");
+    if kos_image::snapshot::overlay::is_mounted(&r) {
+        if let Err(err) = kos_image::snapshot::overlay::unmount(&r) {
+            tracing::warn!(id = %c.id, error = %err, "unmounting rootfs");
+        }
+    }
+}
+
+/// The runtime the shim runs: a bare name is looked up beside kosd first, then in PATH.
+fn runtime_binary(name: &str) -> String {
+    if name.contains('/') {
+        return name.to_string();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// The netns spec for the bundle (see `SpecInput::netns`).
+fn netns_for(e: &Engine, c: &Container, net: &NetMode) -> Result<Option<Option<String>>> {
+    Ok(match net {
+        NetMode::Host => None,
+        NetMode::None => Some(None),
+        NetMode::Container(other) => {
+            let o = find(e, other)?;
+            if o.state.status != Status::Running || o.state.pid <= 0 {
+                return Err(ApiError::Conflict(format!(
+                    "cannot join network of a non running container: {}",
+                    o.id
+                )));
+            }
+            let _ = c;
+            Some(Some(format!("/proc/{}/ns/net", o.state.pid)))
+        }
+        NetMode::Network(_) => {
+            net.check()?;
+            None
+        }
+    })
+}
+
+/// Starts a created or stopped container. Callers hold the container lock.
+async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
+    let mut c = load(e, id)?;
+    match c.state.status {
+        Status::Running | Status::Restarting => return Err(ApiError::NotModified),
+        Status::Paused => {
+            return Err(ApiError::Conflict(
+                "cannot start a paused container, try unpause instead".to_string(),
+            ))
+        }
+        Status::Removing | Status::Dead => {
+            return Err(ApiError::Conflict(format!(
+                "container {} is marked for removal and cannot be started",
+                c.id
+            )))
+        }
+        Status::Created | Status::Exited => {}
+    }
+    let net = NetMode::parse(&c.host_config);
+    let netns = netns_for(e, &c, &net)?;
+    let store = e.store.clone();
+    let (sname, cid, cdir) = (c.image_store_name.clone(), c.id.clone(), c.dir.clone());
+    let rootfs = tokio::task::spawn_blocking(move || {
+        store.prepare_rootfs(&sname, &cid, &cdir, RootfsStrategy::Auto)
+    })
+    .await??;
+    c.rootfs_kind = match rootfs.kind {
+        kos_image::RootfsKind::Overlay => "overlay".into(),
+        kos_image::RootfsKind::Copy => "copy".into(),
+    };
+    let res = start_prepared(e, &mut c, &net, netns).await;
+    if let Err(err) = res {
+        unmount_rootfs(&c);
+        c.state.status = if c.state.finished_at > 0 || c.state.started_at > 0 {
+            Status::Exited
+        } else {
+            Status::Created
+        };
+        c.state.error = err.to_string();
+        c.state.exit_code = 128;
+        let _ = save(e, &c);
+        return Err(err);
+    }
+    Ok(())
+}
+
+async fn start_prepared(
+    e: &Arc<Engine>,
+    c: &mut Container,
+    net: &NetMode,
+    netns: Option<Option<String>>,
+) -> Result<()> {
+    let img = e.store.image(&c.image_store_name)?;
+    let ov = Overrides {
+        entrypoint: Some(vec![c.path.clone()]),
+        cmd: Some(c.args.clone()),
+        env: c.config.env.clone().unwrap_or_default(),
+        user: c.config.user.clone().filter(|u| !u.is_empty()),
+        working_dir: c.config.working_dir.clone().filter(|w| !w.is_empty()),
+    };
+    let rootfs = c.dir.join("rootfs");
+    let rc = config_to_spec::runtime_config(&img.config, &rootfs, &ov)?;
+    write_etc_files(e, c, net)?;
+    let mounts = super::mounts::collect(e, c)?;
+    let stop_signal = c
+        .config
+        .stop_signal
+        .as_deref()
+        .map(config_to_spec::parse_signal)
+        .transpose()
+        .map_err(|_| ApiError::bad("invalid stop signal"))?
+        .unwrap_or(rc.stop_signal);
+    let labels = c
+        .config
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let tty = c.config.tty.unwrap_or(false);
+    let spec_json = spec::build(
+        &c.host_config,
+        &SpecInput {
+            id: &c.id,
+            process: rc.process_json(),
+            tty,
+            hostname: c.config.hostname.as_deref().unwrap_or(""),
+            domainname: c.config.domainname.as_deref().unwrap_or(""),
+            dir: &c.dir,
+            mounts,
+            netns,
+            default_ulimits: &e.config.default_ulimits,
+            stop_signal,
+            cgroup_v2: e.host.cgroup_version == "2",
+            labels,
+        },
+    )?;
+    let data = serde_json::to_vec_pretty(&spec_json)
+        .map_err(|err| ApiError::internal("encoding config.json", err))?;
+    write_atomic(&c.dir.join("config.json"), &data)?;
+
+    let stdin = if c.config.open_stdin.unwrap_or(false) {
+        let p = c.dir.join("init-stdin");
+        super::fifo::make(&p)?;
+        p.to_string_lossy().into_owned()
+    } else {
+        String::new()
+    };
+    let uri = log_uri(c)?;
+    let io = Stdio {
+        stdin,
+        stdout: uri.clone(),
+        stderr: if tty { String::new() } else { uri },
+        terminal: tty,
+    };
+    let socket_dir = e.config.exec_root.join("s");
+    let (sh, addr) = Shim::launch(&c.id, &c.dir, &socket_dir).await?;
+    let opts = shim::runtime_options(
+        &runtime_binary(&e.config.default_runtime),
+        &e.config.exec_root.join("runtime"),
+    )?;
+    let created = sh.create(&c.id, &c.dir, &io, opts).await;
+    let pid = match created {
+        Ok(p) => p,
+        Err(err) => {
+            let _ = sh.delete(&c.id, "").await;
+            let _ = sh.shutdown(&c.id).await;
+            return Err(err);
+        }
+    };
+    if let Err(err) = sh.start(&c.id, "").await {
+        let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+        let _ = sh.wait(&c.id, "").await;
+        let _ = sh.delete(&c.id, "").await;
+        let _ = sh.shutdown(&c.id).await;
+        return Err(err);
+    }
+    std::fs::write(c.dir.join("shim.address"), &addr)
+        .map_err(|err| ApiError::internal("writing shim address", err))?;
+    c.state = State {
+        status: Status::Running,
+        pid: pid as i64,
+        started_at: timefmt::now_nanos(),
+        restart_count: c.state.restart_count,
+        health: c
+            .config
+            .healthcheck
+            .as_ref()
+            .map(|_| super::record::Health {
+                status: "starting".into(),
+                ..Default::default()
+            }),
+        ..State::default()
+    };
+    save(e, c)?;
+    e.rt.set_shim(&c.id, Some(sh.clone()));
+    e.event(
+        "container",
+        "start",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    spawn_monitor(e.clone(), c.id.clone(), sh);
+    super::health::spawn(e.clone(), c.id.clone());
+    Ok(())
+}
+
+/// `POST /containers/{id}/start`.
+pub async fn start(e: &Arc<Engine>, key: &str) -> Result<()> {
+    let c = find(e, key)?;
+    let lock = e.rt.lock(&c.id);
+    let g = lock.lock().await;
+    let r = start_locked(e, &c.id).await;
+    drop(g);
+    if let Err(err) = &r {
+        // As dockerd: an auto-remove container that cannot start is removed.
+        if c.host_config.auto_remove.unwrap_or(false) && !matches!(err, ApiError::NotModified) {
+            if let Err(e2) = remove(e, &c.id, true, true).await {
+                tracing::warn!(id = %c.id, error = %e2, "auto-remove after a failed start");
+            }
+        }
+    }
+    r
+}
+
+fn spawn_monitor(e: Arc<Engine>, id: String, sh: Shim) {
+    tokio::spawn(async move {
+        let (code, at) = match sh.wait(&id, "").await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::warn!(%id, error = %err, "waiting on the shim failed; treating the task as gone");
+                (255, timefmt::now_nanos())
+            }
+        };
+        on_exit(&e, &id, &sh, code as i64, at).await;
+    });
+}
+
+async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
+    let lock = e.rt.lock(id);
+    let g = lock.lock().await;
+    let _ = sh.delete(id, "").await;
+    let _ = sh.shutdown(id).await;
+    e.rt.set_shim(id, None);
+    let Ok(mut c) = load(e, id) else {
+        return;
+    };
+    unmount_rootfs(&c);
+    let _ = std::fs::remove_file(c.dir.join("shim.address"));
+    let oom = super::oom_killed(&c);
+    c.state.status = Status::Exited;
+    c.state.pid = 0;
+    c.state.exit_code = code;
+    c.state.finished_at = at;
+    c.state.oom_killed = oom;
+    if let Some(h) = c.state.health.as_mut() {
+        h.status = "unhealthy".into();
+    }
+    c.state.health = None;
+    let ran = at - c.state.started_at;
+    let _ = save(e, &c);
+    let code_s = code.to_string();
+    if oom {
+        e.event(
+            "container",
+            "oom",
+            &c.id,
+            &[("name", &c.name), ("image", &c.image)],
+        );
+    }
+    e.event(
+        "container",
+        "die",
+        &c.id,
+        &[
+            ("name", &c.name),
+            ("image", &c.image),
+            ("exitCode", &code_s),
+        ],
+    );
+    let policy = c.host_config.restart_policy.clone().unwrap_or_default();
+    let restart = !c.state.stopped_by_user
+        && match policy.name {
+            Some(RestartPolicyNameEnum::ALWAYS) | Some(RestartPolicyNameEnum::UNLESS_STOPPED) => {
+                true
+            }
+            Some(RestartPolicyNameEnum::ON_FAILURE) => {
+                code != 0
+                    && (policy.maximum_retry_count.unwrap_or(0) == 0
+                        || c.state.restart_count < policy.maximum_retry_count.unwrap_or(0))
+            }
+            _ => false,
+        };
+    drop(g);
+    if restart {
+        // Docker's backoff: 100ms doubling, reset after 10s of running, at most a minute.
+        let delay = if ran > 10_000_000_000 {
+            100
+        } else {
+            (100u64 << c.state.restart_count.clamp(0, 10)).min(60_000)
+        };
+        c.state.status = Status::Restarting;
+        c.state.restart_count += 1;
+        let _ = save(e, &c);
+        let e2 = e.clone();
+        let id2 = id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let lock = e2.rt.lock(&id2);
+            let _g = lock.lock().await;
+            match load(&e2, &id2) {
+                Ok(c) if c.state.status == Status::Restarting && !c.state.stopped_by_user => {
+                    let mut c2 = c.clone();
+                    c2.state.status = Status::Exited;
+                    let _ = save(&e2, &c2);
+                    if let Err(err) = start_locked(&e2, &id2).await {
+                        tracing::warn!(id = %id2, error = %err, "restart failed");
+                    }
+                }
+                _ => {}
+            }
+        });
+    } else if c.host_config.auto_remove.unwrap_or(false) {
+        if let Err(err) = remove(e, id, true, true).await {
+            tracing::warn!(%id, error = %err, "auto-remove failed");
+        }
+    }
+}
+
+/// Sends a signal; `not running` is Docker's 409.
+pub async fn kill(e: &Arc<Engine>, key: &str, signal: Option<&str>) -> Result<()> {
+    let c = find(e, key)?;
+    let sig = match signal.filter(|s| !s.is_empty()) {
+        None => libc::SIGKILL,
+        Some(s) => config_to_spec::parse_signal(s)
+            .map_err(|_| ApiError::bad(format!("Invalid signal: {s}")))?,
+    };
+    let sh = match e.rt.shim(&c.id) {
+        Some(sh) if c.state.status.is_live() => sh,
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "Cannot kill container: {key}: Container {} is not running",
+                c.id
+            )))
+        }
+    };
+    if sig == libc::SIGKILL || sig == libc::SIGTERM || sig == libc::SIGINT {
+        let mut c2 = c.clone();
+        c2.state.stopped_by_user = true;
+        save(e, &c2)?;
+    }
+    sh.kill(&c.id, "", sig as u32, false).await?;
+    let s = sig.to_string();
+    e.event(
+        "container",
+        "kill",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image), ("signal", &s)],
+    );
+    Ok(())
+}
+
+/// Waits until the container is no longer live, up to `timeout`.
+pub async fn wait_not_live(e: &Engine, id: &str, timeout: Option<Duration>) -> bool {
+    let mut rx = e.rt.changed.subscribe();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        match load(e, id) {
+            Ok(c) if c.state.status.is_live() => {}
+            _ => return true,
+        }
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(x) if x == id => return,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        match deadline {
+            Some(d) => {
+                if tokio::time::timeout_at(d, wait).await.is_err() {
+                    return false;
+                }
+            }
+            None => wait.await,
+        }
+    }
+}
+
+/// `POST /containers/{id}/stop`: stop signal, then SIGKILL after the timeout.
+pub async fn stop(
+    e: &Arc<Engine>,
+    key: &str,
+    timeout: Option<i64>,
+    signal: Option<&str>,
+) -> Result<()> {
+    let c = find(e, key)?;
+    let Some(sh) = e.rt.shim(&c.id).filter(|_| c.state.status.is_live()) else {
+        if c.state.status == Status::Restarting {
+            let mut c2 = c.clone();
+            c2.state.stopped_by_user = true;
+            c2.state.status = Status::Exited;
+            save(e, &c2)?;
+            return Ok(());
+        }
+        return Err(ApiError::NotModified);
+    };
+    let mut c2 = c.clone();
+    c2.state.stopped_by_user = true;
+    save(e, &c2)?;
+    let sig = match signal
+        .filter(|s| !s.is_empty())
+        .or(c.config.stop_signal.as_deref())
+    {
+        Some(s) => config_to_spec::parse_signal(s)
+            .map_err(|_| ApiError::bad(format!("Invalid signal: {s}")))?,
+        None => libc::SIGTERM,
+    };
+    let t = timeout.or(c.config.stop_timeout).unwrap_or(10);
+    if c.state.status == Status::Paused {
+        let _ = sh.resume(&c.id).await;
+    }
+    let _ = sh.kill(&c.id, "", sig as u32, false).await;
+    let done = if t < 0 {
+        wait_not_live(e, &c.id, None).await
+    } else {
+        wait_not_live(e, &c.id, Some(Duration::from_secs(t as u64))).await
+    };
+    if !done {
+        let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+        wait_not_live(e, &c.id, Some(Duration::from_secs(30))).await;
+    }
+    e.event(
+        "container",
+        "stop",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    Ok(())
+}
+
+pub async fn restart(
+    e: &Arc<Engine>,
+    key: &str,
+    timeout: Option<i64>,
+    signal: Option<&str>,
+) -> Result<()> {
+    let c = find(e, key)?;
+    match stop(e, &c.id, timeout, signal).await {
+        Ok(()) | Err(ApiError::NotModified) => {}
+        Err(err) => return Err(err),
+    }
+    let mut c2 = load(e, &c.id)?;
+    c2.state.stopped_by_user = false;
+    save(e, &c2)?;
+    start(e, &c.id).await?;
+    e.event(
+        "container",
+        "restart",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    Ok(())
+}
+
+pub async fn pause(e: &Arc<Engine>, key: &str, on: bool) -> Result<()> {
+    let c = find(e, key)?;
+    let lock = e.rt.lock(&c.id);
+    let _g = lock.lock().await;
+    let mut c = load(e, &c.id)?;
+    let sh = e.rt.shim(&c.id);
+    match (on, c.state.status, sh) {
+        (true, Status::Running, Some(sh)) => {
+            sh.pause(&c.id).await?;
+            c.state.status = Status::Paused;
+        }
+        (false, Status::Paused, Some(sh)) => {
+            sh.resume(&c.id).await?;
+            c.state.status = Status::Running;
+        }
+        (true, Status::Paused, _) => {
+            return Err(ApiError::Conflict(format!(
+                "Container {} is already paused",
+                c.id
+            )))
+        }
+        (false, _, _) => {
+            return Err(ApiError::Conflict(format!(
+                "Container {} is not paused",
+                c.id
+            )))
+        }
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )))
+        }
+    }
+    save(e, &c)?;
+    e.event(
+        "container",
+        if on { "pause" } else { "unpause" },
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    Ok(())
+}
+
+/// `DELETE /containers/{id}`.
+pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> Result<()> {
+    let c = find(e, key)?;
+    if c.state.status.is_live() {
+        if !force {
+            return Err(ApiError::Conflict(format!(
+                "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                c.id
+            )));
+        }
+        if let Some(sh) = e.rt.shim(&c.id) {
+            let mut c2 = c.clone();
+            c2.state.stopped_by_user = true;
+            save(e, &c2)?;
+            if c.state.status == Status::Paused {
+                let _ = sh.resume(&c.id).await;
+            }
+            let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+            wait_not_live(e, &c.id, Some(Duration::from_secs(30))).await;
+        } else {
+            let mut c2 = c.clone();
+            c2.state.status = Status::Exited;
+            save(e, &c2)?;
+        }
+    }
+    let lock = e.rt.lock(&c.id);
+    let g = lock.lock().await;
+    let Ok(c) = load(e, &c.id) else {
+        // Someone else (auto-remove) finished first.
+        return Ok(());
+    };
+    if c.state.status.is_live() {
+        return Err(ApiError::Conflict(format!(
+            "container {} is still running after SIGKILL",
+            c.id
+        )));
+    }
+    let mut c2 = c.clone();
+    c2.state.status = Status::Removing;
+    save(e, &c2)?;
+    unmount_rootfs(&c);
+    let store = e.store.clone();
+    let rootfs = kos_image::Rootfs {
+        id: c.id.clone(),
+        path: c.dir.join("rootfs"),
+        dir: c.dir.clone(),
+        kind: kos_image::RootfsKind::Overlay,
+    };
+    tokio::task::spawn_blocking(move || store.release_rootfs(&rootfs)).await??;
+    crate::volumes::release(e, &c, volumes);
+    if let Err(err) = std::fs::remove_dir_all(&c.dir) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            return Err(ApiError::internal(
+                &format!("removing {}", c.dir.display()),
+                err,
+            ));
+        }
+    }
+    e.db().delete(Table::Containers, &c.id)?;
+    drop(g);
+    e.rt.forget(&c.id);
+    let _ = e.rt.changed.send(c.id.clone());
+    e.event(
+        "container",
+        "destroy",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    Ok(())
+}
+
+pub async fn rename(e: &Arc<Engine>, key: &str, new: &str) -> Result<()> {
+    let new = new.strip_prefix('/').unwrap_or(new);
+    if !valid_name(new) {
+        return Err(ApiError::bad(format!(
+            "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    let c = find(e, key)?;
+    let lock = e.rt.lock(&c.id);
+    let _g = lock.lock().await;
+    let mut c = load(e, &c.id)?;
+    if c.name == new {
+        return Err(ApiError::Conflict(
+            "Renaming a container with the same name as its current name".to_string(),
+        ));
+    }
+    if let Some(o) = super::all(e).iter().find(|o| o.name == new) {
+        return Err(ApiError::Conflict(format!(
+            "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+            o.id
+        )));
+    }
+    let old = std::mem::replace(&mut c.name, new.to_string());
+    save(e, &c)?;
+    e.event(
+        "container",
+        "rename",
+        &c.id,
+        &[("name", &c.name), ("oldName", &format!("/{old}"))],
+    );
+    Ok(())
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// Blocks until the condition holds; returns the exit code.
+pub async fn wait(e: &Arc<Engine>, id: &str, cond: WaitCondition) -> Result<i64> {
+    let mut rx = e.rt.changed.subscribe();
+    let first = load(e, id)?;
+    let start_finished = first.state.finished_at;
+    let mut last_code = first.state.exit_code;
+    loop {
+        match load(e, id) {
+            Err(_) => return Ok(last_code),
+            Ok(c) => {
+                last_code = c.state.exit_code;
+                let exited_since = c.state.finished_at != start_finished;
+                let done = match cond {
+                    WaitCondition::NotRunning => !c.state.status.is_live(),
+                    WaitCondition::NextExit => exited_since && c.state.status != Status::Running,
+                    WaitCondition::Removed => false,
+                };
+                if done {
+                    return Ok(c.state.exit_code);
+                }
+            }
+        }
+        loop {
+            match rx.recv().await {
+                Ok(x) if x == id => break,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(_) => return Err(ApiError::Internal("daemon shutting down".into())),
+            }
+        }
+    }
+}
+
+/// At start: reconnect to shims of containers that kept running (live-restore),
+/// and mark the rest as exited, cleaning what they left.
+pub async fn reconcile(e: &Arc<Engine>) {
+    for mut c in super::all(e) {
+        if !c.state.status.is_live() && c.state.status != Status::Removing {
+            continue;
+        }
+        if c.state.status == Status::Removing {
+            let _ = remove(e, &c.id, true, false).await;
+            continue;
+        }
+        let addr = std::fs::read_to_string(c.dir.join("shim.address")).unwrap_or_default();
+        let live = if addr.starts_with("unix://") {
+            match Shim::connect(addr.trim()).await {
+                Ok(sh) => match sh.state(&c.id, "").await {
+                    Ok(st) if st.status.value() == 2 || st.status.value() == 4 => Some(sh),
+                    Ok(_) => {
+                        // The task ended while we were away: collect its status.
+                        let code = sh.wait(&c.id, "").await.map(|r| r.0 as i64).unwrap_or(255);
+                        on_exit(e, &c.id, &sh, code, timefmt::now_nanos()).await;
+                        continue;
+                    }
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        match live {
+            Some(sh) => {
+                tracing::info!(id = %c.id, "reattached to running container");
+                e.rt.set_shim(&c.id, Some(sh.clone()));
+                spawn_monitor(e.clone(), c.id.clone(), sh);
+                super::health::spawn(e.clone(), c.id.clone());
+            }
+            None => {
+                tracing::info!(id = %c.id, "container's shim is gone; marking it exited");
+                unmount_rootfs(&c);
+                c.state.status = Status::Exited;
+                c.state.pid = 0;
+                c.state.exit_code = 255;
+                c.state.finished_at = timefmt::now_nanos();
+                let _ = save(e, &c);
+            }
+        }
+    }
+    // Restart policies apply across daemon restarts, as dockerd does.
+    for c in super::all(e) {
+        if c.state.status != Status::Exited && c.state.status != Status::Restarting {
+            continue;
+        }
+        let p = c.host_config.restart_policy.clone().unwrap_or_default();
+        let want = match p.name {
+            Some(RestartPolicyNameEnum::ALWAYS) => true,
+            Some(RestartPolicyNameEnum::UNLESS_STOPPED) => !c.state.stopped_by_user,
+            _ => false,
+        } && !(c.state.stopped_by_user
+            && p.name == Some(RestartPolicyNameEnum::UNLESS_STOPPED));
+        if want || c.state.status == Status::Restarting {
+            let mut c2 = c.clone();
+            c2.state.status = Status::Exited;
+            c2.state.stopped_by_user = false;
+            let _ = save(e, &c2);
+            if let Err(err) = start(e, &c.id).await {
+                tracing::warn!(id = %c.id, error = %err, "restart policy: start failed");
+            }
+        }
+    }
+}
+
+/// At shutdown: without live-restore, stop every container (as dockerd does).
+pub async fn shutdown(e: &Arc<Engine>) {
+    if e.config.live_restore {
+        return;
+    }
+    let live: Vec<Container> = super::all(e)
+        .into_iter()
+        .filter(|c| c.state.status.is_live())
+        .collect();
+    let mut tasks = Vec::new();
+    for c in live {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            // Keep the restart policy for the next start: this is not a user stop.
+            let t = c.config.stop_timeout.unwrap_or(10);
+            if let Some(sh) = e.rt.shim(&c.id) {
+                let sig = c
+                    .config
+                    .stop_signal
+                    .as_deref()
+                    .and_then(|s| config_to_spec::parse_signal(s).ok())
+                    .unwrap_or(libc::SIGTERM);
+                let _ = sh.kill(&c.id, "", sig as u32, false).await;
+                if !wait_not_live(&e, &c.id, Some(Duration::from_secs(t.max(0) as u64))).await {
+                    let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+                    wait_not_live(&e, &c.id, Some(Duration::from_secs(10))).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sizes() {
+        assert!(
+            valid_name("web-1")
+                && valid_name("a.b_c")
+                && !valid_name("-x")
+                && !valid_name("a b")
+                && !valid_name("x")
+        );
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+        let n = random_name("0123456789abcdef0123456789abcdef", &|_| false);
+        assert!(n.contains('_'));
+    }
+}

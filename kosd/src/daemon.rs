@@ -1,0 +1,103 @@
+//! The daemon's life: lock the data root, open state, listen, serve, and shut
+//! down cleanly on SIGTERM or SIGINT.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::listen::{self, Listener};
+
+/// Holds the data root for this process; released when the process exits.
+pub struct DataRootLock {
+    _file: File,
+}
+
+/// One kosd per data root: an exclusive, non-blocking flock.
+pub fn lock_data_root(root: &Path) -> anyhow::Result<DataRootLock> {
+    let p = root.join("kosd.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    // SAFETY: valid descriptor; the lock lives as long as the file.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            bail!(
+                "another kosd is already running with data root {}",
+                root.display()
+            );
+        }
+        return Err(e).with_context(|| format!("locking {}", p.display()));
+    }
+    Ok(DataRootLock { _file: file })
+}
+
+fn make_private_dir(p: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(p)
+        .with_context(|| format!("creating {}", p.display()))
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    make_private_dir(&config.data_root)?;
+    make_private_dir(&config.exec_root)?;
+    let _lock = lock_data_root(&config.data_root)?;
+    let engine = Engine::open(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::containers::runtime::reconcile(&engine).await;
+    let listeners = listen::bind_all(&config.hosts, config.tls.as_ref()).await?;
+    let router = crate::api::router(engine.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
+    let mut tasks = Vec::new();
+    for l in &listeners {
+        tracing::info!(address = %l.describe(), "API listening");
+        let l = l.clone();
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    r = l.accept() => match r {
+                        Ok(Some(conn)) => { tokio::spawn(crate::api::serve_conn(router.clone(), conn)); }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    engine.event("daemon", "start", &engine.id, &[]);
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    crate::containers::runtime::shutdown(&engine).await;
+    for l in &listeners {
+        l.cleanup();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The engine: what every API handler shares (settings, stores, events).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kos_image::{Registry, RegistryConfig, Store};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::events::EventBus;
+use crate::hostinfo::HostInfo;
+use crate::state::StateDb;
+
+pub struct Engine {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub registry: Registry,
+    db: Mutex<StateDb>,
+    pub events: EventBus,
+    pub rt: crate::containers::runtime::Runtime,
+    pub execs: crate::containers::exec::Execs,
+    pub host: HostInfo,
+    /// Daemon id shown by /info (stable per data root).
+    pub id: String,
+}
+
+impl Engine {
+    pub fn open(config: Config) -> Result<Arc<Engine>> {
+        let data = &config.data_root;
+        let store = Store::open(data.join("image"))?;
+        let db = StateDb::open(&data.join("kosd.db"))?;
+        let registry = Registry::new(RegistryConfig {
+            insecure_registries: config.insecure_registries.clone(),
+            ..Default::default()
+        });
+        let id = daemon_id(data)?;
+        Ok(Arc::new(Engine {
+            config,
+            store: Arc::new(store),
+            registry,
+            db: Mutex::new(db),
+            events: EventBus::default(),
+            rt: Default::default(),
+            execs: Default::default(),
+            host: HostInfo::gather(),
+            id,
+        }))
+    }
+
+    pub fn db(&self) -> MutexGuard<'_, StateDb> {
+        // SQLite stays consistent even if a holder panicked.
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn event(&self, kind: &'static str, action: &str, id: &str, attrs: &[(&str, &str)]) {
+        let a: BTreeMap<String, String> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.events.publish(kind, action, id, a);
+    }
+}
+
+/// A random 64-hex identifier (containers, execs, networks).
+pub fn random_id() -> Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| crate::error::ApiError::internal("reading /dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn daemon_id(data: &std::path::Path) -> Result<String> {
+    let p = data.join("engine-id");
+    if let Ok(s) = std::fs::read_to_string(&p) {
+        let s = s.trim();
+        if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(s.to_string());
+        }
+    }
+    let id = random_id()?;
+    std::fs::write(&p, &id)
+        .map_err(|e| crate::error::ApiError::internal("writing engine id", e))?;
+    Ok(id)
+}

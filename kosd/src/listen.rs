@@ -1,0 +1,201 @@
+//! API listeners: unix sockets (0660, root-owned) and TCP with mutual TLS.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::TlsFiles;
+
+/// One `-H` address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Address {
+    pub fn parse(s: &str) -> anyhow::Result<Address> {
+        if let Some(p) = s.strip_prefix("unix://") {
+            if !p.starts_with('/') {
+                bail!("invalid -H {s:?}: a unix socket path must be absolute");
+            }
+            return Ok(Address::Unix(PathBuf::from(p)));
+        }
+        if let Some(a) = s.strip_prefix("tcp://") {
+            let a = a.trim_end_matches('/');
+            if a.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                bail!("invalid -H {s:?}: expected tcp://host:port");
+            }
+            return Ok(Address::Tcp(a.to_string()));
+        }
+        if s.starts_with('/') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        bail!("invalid -H {s:?}: expected unix:///path or tcp://host:port")
+    }
+}
+
+/// A bound listener.
+pub enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tls(TcpListener, Arc<SslAcceptor>),
+}
+
+/// A connection the API serves.
+pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Conn for T {}
+
+fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<SslAcceptor> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
+        .context("creating TLS context")?;
+    b.set_ca_file(&files.ca)
+        .with_context(|| format!("loading CA {}", files.ca.display()))?;
+    b.set_certificate_chain_file(&files.cert)
+        .with_context(|| format!("loading certificate {}", files.cert.display()))?;
+    b.set_private_key_file(&files.key, SslFiletype::PEM)
+        .with_context(|| format!("loading key {}", files.key.display()))?;
+    b.check_private_key()
+        .context("the TLS key does not match the certificate")?;
+    // Mutual TLS: a client without a certificate from our CA is refused in the handshake.
+    b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    Ok(b.build())
+}
+
+fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // The data-root lock is held, so a socket file here is a stale one from a dead daemon.
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale {}", path.display())),
+    }
+    // Bind under a restrictive umask so the socket is never briefly world-connectable.
+    // SAFETY: umask only changes this process's file-creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let l = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let l = l.with_context(|| format!("binding {}", path.display()))?;
+    std::os::unix::fs::chown(path, Some(0), Some(0))
+        .with_context(|| format!("chown {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    Ok(l)
+}
+
+/// Binds every address; TCP only with mutual TLS.
+pub async fn bind_all(hosts: &[String], tls: Option<&TlsFiles>) -> anyhow::Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    for h in hosts {
+        match Address::parse(h)? {
+            Address::Unix(p) => out.push(Listener::Unix(bind_unix(&p)?, p)),
+            Address::Tcp(a) => {
+                let Some(files) = tls else {
+                    bail!(
+                        "refusing to listen on {h}: TCP needs --tlsverify with --tlscacert, --tlscert and --tlskey (mutual TLS)"
+                    );
+                };
+                let acc = Arc::new(tls_acceptor(files)?);
+                let l = TcpListener::bind(&a)
+                    .await
+                    .with_context(|| format!("binding {a}"))?;
+                out.push(Listener::Tls(l, acc));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Listener {
+    /// Accepts the next connection, finishing the TLS handshake for TCP. A failed
+    /// handshake is logged and yields `None` rather than stopping the listener.
+    pub async fn accept(&self) -> std::io::Result<Option<Box<dyn Conn>>> {
+        match self {
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept().await?;
+                Ok(Some(Box::new(s)))
+            }
+            Listener::Tls(l, acc) => {
+                let (s, peer) = l.accept().await?;
+                let acc = acc.clone();
+                let ssl = match Ssl::new(acc.context()) {
+                    Ok(ssl) => ssl,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "TLS setup failed");
+                        return Ok(None);
+                    }
+                };
+                let mut stream = match tokio_openssl::SslStream::new(ssl, s) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "TLS setup failed");
+                        return Ok(None);
+                    }
+                };
+                let hs = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    Pin::new(&mut stream).accept(),
+                )
+                .await;
+                match hs {
+                    Ok(Ok(())) => Ok(Some(Box::new(stream))),
+                    Ok(Err(e)) => {
+                        tracing::info!(%peer, error = %e, "TLS handshake refused");
+                        Ok(None)
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "TLS handshake timed out");
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Unix(_, p) => format!("unix://{}", p.display()),
+            Listener::Tls(l, _) => format!(
+                "tcp://{}",
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Removes the socket file of a unix listener.
+    pub fn cleanup(&self) {
+        if let Listener::Unix(_, p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            Address::parse("unix:///run/kos/kos.sock").unwrap(),
+            Address::Unix("/run/kos/kos.sock".into())
+        );
+        assert_eq!(
+            Address::parse("tcp://127.0.0.1:2376").unwrap(),
+            Address::Tcp("127.0.0.1:2376".into())
+        );
+        assert!(Address::parse("unix://rel.sock").is_err());
+        assert!(Address::parse("tcp://nohost").is_err());
+        assert!(Address::parse("fd://").is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! The daemon's own state in SQLite (WAL): containers, volumes and networks as
+//! JSON records keyed by id, with unique names. Each write is one transaction,
+//! so a crash leaves either the old or the new record.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{ApiError, Result};
+
+/// Tables holding one kind of object each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Containers,
+    Volumes,
+    Networks,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Containers => "containers",
+            Table::Volumes => "volumes",
+            Table::Networks => "networks",
+        }
+    }
+}
+
+pub struct StateDb {
+    conn: Connection,
+}
+
+impl StateDb {
+    pub fn open(path: &Path) -> Result<StateDb> {
+        let conn = Connection::open(path)
+            .map_err(|e| ApiError::internal(&format!("opening {}", path.display()), e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        for t in [Table::Containers, Table::Volumes, Table::Networks] {
+            conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL)",
+                t.name()
+            ))?;
+        }
+        Ok(StateDb { conn })
+    }
+
+    /// Inserts or replaces a record; a name held by another id is a conflict.
+    pub fn put<T: Serialize>(&self, t: Table, id: &str, name: &str, rec: &T) -> Result<()> {
+        let json =
+            serde_json::to_string(rec).map_err(|e| ApiError::internal("encoding record", e))?;
+        let r = self.conn.execute(
+            &format!(
+                "INSERT INTO {} (id, name, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, record = excluded.record",
+                t.name()
+            ),
+            params![id, name, json],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(ApiError::Conflict(format!(
+                    "Conflict. The name \"{name}\" is already in use"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, t: Table, id: &str) -> Result<Option<T>> {
+        let s: Option<String> = self
+            .conn
+            .query_row(
+                &format!("SELECT record FROM {} WHERE id = ?1", t.name()),
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        s.map(|s| serde_json::from_str(&s).map_err(|e| ApiError::internal("decoding record", e)))
+            .transpose()
+    }
+
+    pub fn delete(&self, t: Table, id: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            &format!("DELETE FROM {} WHERE id = ?1", t.name()),
+            params![id],
+        )? > 0)
+    }
+
+    /// Every record; undecodable rows (from a newer kosd, or damage) are skipped with a warning.
+    pub fn all<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT id, record FROM {} ORDER BY rowid",
+            t.name()
+        ))?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, rec) = row?;
+            match serde_json::from_str(&rec) {
+                Ok(v) => out.push(v),
+                Err(e) => tracing::warn!(table = t.name(), %id, error = %e, "skipping bad record"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_name_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("s.db")).unwrap();
+        db.put(Table::Volumes, "a", "one", &serde_json::json!({"x": 1}))
+            .unwrap();
+        let e = db
+            .put(Table::Volumes, "b", "one", &serde_json::json!({}))
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Conflict(_)), "{e}");
+        db.put(Table::Volumes, "a", "renamed", &serde_json::json!({"x": 2}))
+            .unwrap();
+        let v: serde_json::Value = db.get(Table::Volumes, "a").unwrap().unwrap();
+        assert_eq!(v["x"], 2);
+        assert_eq!(
+            db.all::<serde_json::Value>(Table::Volumes).unwrap().len(),
+            1
+        );
+        assert!(db.delete(Table::Volumes, "a").unwrap());
+        assert!(db
+            .get::<serde_json::Value>(Table::Volumes, "a")
+            .unwrap()
+            .is_none());
+        let mode: String = db
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

@@ -1,0 +1,536 @@
+//! Test support: a kosd per test (own data root, exec root and socket), the
+//! real docker CLI and Python SDK against it, a loopback docker-registry, and
+//! busybox images built here and pushed with skopeo. Everything is removed on
+//! drop, also when a test fails.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+pub fn unique(tag: &str) -> String {
+    format!(
+        "kosd-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A directory removed on drop, after unmounting anything below it.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let p = PathBuf::from("/tmp").join(unique(tag));
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Scratch(p)
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+pub fn unmount_below(root: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| Path::new(t).starts_with(root))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let c = std::ffi::CString::new(t).expect("path");
+        // SAFETY: valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        unmount_below(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// docker-registry on a loopback port, killed on drop.
+pub struct Registry {
+    child: Child,
+    pub addr: String,
+    _dir: Scratch,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = Scratch::new("registry");
+        let port = free_port();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let r = Registry {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(&r.addr) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+                let mut b = [0u8; 8];
+                if s.read_exact(&mut b).is_ok() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    pub fn image(&self, repo_tag: &str) -> String {
+        format!("{}/{}", self.addr, repo_tag)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What goes into a test image besides busybox.
+#[derive(Default, Clone)]
+pub struct ImageSpec {
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    pub volumes: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub healthcheck: Option<serde_json::Value>,
+    /// Extra files: (path inside the image, contents).
+    pub files: Vec<(String, String)>,
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Builds a busybox image as an OCI layout and pushes it to `reference` with skopeo.
+pub fn push_busybox(reference: &str, spec: &ImageSpec) {
+    let work = Scratch::new("img");
+    let root = work.join("rootfs");
+    for d in ["bin", "etc", "tmp", "root", "var", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nextra:x:1001:app\n",
+    )
+    .expect("group");
+    for (p, c) in &spec.files {
+        let dst = root.join(p.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::write(dst, c).expect("file");
+    }
+    let layer = work.join("layer.tar");
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&layer)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let layer_bytes = std::fs::read(&layer).expect("layer");
+    let layer_hex = sha256_hex(&layer_bytes);
+    let blobs = work.join("oci/blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    std::fs::write(blobs.join(&layer_hex), &layer_bytes).expect("blob");
+    let mut cfg = serde_json::json!({
+        "Env": std::iter::once("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string())
+            .chain(spec.env.iter().cloned()).collect::<Vec<_>>(),
+        "Cmd": spec.cmd.clone().unwrap_or_else(|| vec!["sh".into()]),
+    });
+    if let Some(e) = &spec.entrypoint {
+        cfg["Entrypoint"] = serde_json::json!(e);
+    }
+    if !spec.labels.is_empty() {
+        let m: serde_json::Map<String, serde_json::Value> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        cfg["Labels"] = serde_json::Value::Object(m);
+    }
+    if !spec.volumes.is_empty() {
+        let m: serde_json::Map<String, serde_json::Value> = spec
+            .volumes
+            .iter()
+            .map(|v| (v.clone(), serde_json::json!({})))
+            .collect();
+        cfg["Volumes"] = serde_json::Value::Object(m);
+    }
+    if let Some(w) = &spec.workdir {
+        cfg["WorkingDir"] = serde_json::json!(w);
+    }
+    if let Some(u) = &spec.user {
+        cfg["User"] = serde_json::json!(u);
+    }
+    if let Some(h) = &spec.healthcheck {
+        cfg["Healthcheck"] = h.clone();
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_hex}")]},
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "kosd test: busybox"}],
+    })
+    .to_string();
+    let config_hex = sha256_hex(config.as_bytes());
+    std::fs::write(blobs.join(&config_hex), &config).expect("config");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{config_hex}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_hex}"), "size": layer_bytes.len()}],
+    })
+    .to_string();
+    let manifest_hex = sha256_hex(manifest.as_bytes());
+    std::fs::write(blobs.join(&manifest_hex), &manifest).expect("manifest");
+    std::fs::write(
+        work.join("oci/index.json"),
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{manifest_hex}"), "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": "t"}}],
+        })
+        .to_string(),
+    )
+    .expect("index");
+    std::fs::write(
+        work.join("oci/oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("layout");
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:t", work.join("oci").display()))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running kosd, stopped (and everything it made removed) on drop.
+pub struct Kosd {
+    pub child: Option<Child>,
+    pub dir: Scratch,
+    pub sock: PathBuf,
+    pub extra: Vec<String>,
+    pub log: PathBuf,
+}
+
+/// The shim and runtime kosd drives, built once per test binary.
+pub fn ensure_helpers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "kos-shim", "-p", "kosrun"])
+            .status()
+            .expect("cargo build");
+        assert!(st.success(), "building the shim and kosrun failed");
+    });
+}
+
+impl Kosd {
+    pub fn start(extra: &[&str]) -> Kosd {
+        ensure_helpers();
+        let dir = Scratch::new("d");
+        let sock = dir.join("exec/kos.sock");
+        let mut k = Kosd {
+            child: None,
+            log: dir.join("kosd.log"),
+            dir,
+            sock,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        k.spawn();
+        k
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.join("exec")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// Starts (again) on the same roots.
+    pub fn spawn(&mut self) {
+        if !self.dir.join("daemon.json").exists() {
+            std::fs::write(self.dir.join("daemon.json"), "{}").expect("daemon.json");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kosd"))
+            .arg("-H")
+            .arg(self.host())
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.exec_root())
+            .arg("--config-file")
+            .arg(self.dir.join("daemon.json"))
+            .args(&self.extra)
+            .env("KOSD_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kosd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&self.sock) {
+                let _ = s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n");
+                let mut b = String::new();
+                let _ = s.read_to_string(&mut b);
+                if b.contains("OK") {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("kosd exited with {st}: {}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kosd did not come up: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn docker_cmd(&self) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.arg("-H").arg(self.host());
+        c.env("DOCKER_CONFIG", self.dir.join("docker-config"));
+        c.env_remove("DOCKER_HOST");
+        c.env_remove("DOCKER_CONTEXT");
+        c
+    }
+
+    /// Runs the docker CLI; returns the output whatever the status.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker")
+    }
+
+    /// Runs the docker CLI, asserting success; returns stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({}): {}{}\n--- kosd log tail ---\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            tail(&self.log_text(), 40)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// docker with stdin bytes.
+    pub fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut c = self
+            .docker_cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        c.wait_with_output().expect("docker")
+    }
+
+    /// Runs a Python script with the docker SDK pointed at this kosd.
+    pub fn python(&self, script: &str) -> Output {
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .env("DOCKER_HOST", self.host())
+            .output()
+            .expect("python3")
+    }
+
+    /// A raw HTTP/1.0 request on the socket; returns (status, body).
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.sock).expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        // The daemon may refuse (and close) before a large body is all sent.
+        let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
+        let mut r = Vec::new();
+        let _ = s.read_to_end(&mut r);
+        let r = String::from_utf8_lossy(&r).into_owned();
+        let status = r
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = r
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_string();
+        (status, body)
+    }
+
+    /// Processes whose command line mentions our directory (shims, containers' runtime).
+    pub fn leftover_processes(&self) -> Vec<(i32, String)> {
+        let needle = self.dir.0.to_string_lossy().into_owned();
+        let mut out = Vec::new();
+        let me = self.child.as_ref().map(|c| c.id() as i32);
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                if Some(pid) == me {
+                    continue;
+                }
+                if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    if c.contains(&needle) && !c.contains(DOCKER) && !c.contains("skopeo") {
+                        out.push((pid, c));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Drop for Kosd {
+    fn drop(&mut self) {
+        self.stop();
+        // Whatever the daemon left (a crashed test): shims and their containers.
+        for (pid, _) in self.leftover_processes() {
+            // SAFETY: killing a process this test's daemon started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        unmount_below(&self.dir.0);
+    }
+}

@@ -1,0 +1,344 @@
+//! Container lifecycle through the docker CLI: run, logs, exec, stop, rm...
+
+mod common;
+
+use common::*;
+
+fn setup(tag: &str) -> (Kosd, Registry, String) {
+    let k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let img = reg.image(&format!("{tag}:1"));
+    push_busybox(&img, &ImageSpec::default());
+    k.docker_ok(&["pull", "-q", &img]);
+    (k, reg, img)
+}
+
+#[test]
+fn run_rm_exit_codes_and_output() {
+    let (k, _reg, img) = setup("run");
+    let out = k.docker_ok(&["run", "--rm", "--network", "none", &img, "echo", "hello"]);
+    assert_eq!(out, "hello\n");
+    let o = k.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img,
+        "sh",
+        "-c",
+        "echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let cg = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(cg.contains("/kos/"), "{cg}");
+    // Nothing is left: no container, no shim, no mount.
+    assert!(k.docker_ok(&["ps", "-aq"]).trim().is_empty());
+    assert!(
+        k.leftover_processes().is_empty(),
+        "{:?}",
+        k.leftover_processes()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(
+        !mounts.contains(&k.dir.0.to_string_lossy().to_string()),
+        "mount left"
+    );
+}
+
+#[test]
+fn detached_lifecycle_inspect_ps_logs_exec() {
+    let (k, _reg, img) = setup("life");
+    let id = k
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            "web",
+            "--label",
+            "tier=front",
+            "-e",
+            "GREETING=hi",
+            "--hostname",
+            "box",
+            &img,
+            "sh",
+            "-c",
+            "echo started; echo warn >&2; while true; do echo tick; sleep 0.2; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64);
+    let ps = k.docker_ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("web Up"), "{ps}");
+    let insp: serde_json::Value =
+        serde_json::from_str(&k.docker_ok(&["inspect", "web"])).expect("inspect json");
+    let c = &insp[0];
+    assert_eq!(c["Id"], id.as_str());
+    assert_eq!(c["Name"], "/web");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Running"], true);
+    assert!(c["State"]["Pid"].as_i64().unwrap_or(0) > 0);
+    assert_eq!(c["Config"]["Hostname"], "box");
+    assert_eq!(c["Config"]["Labels"]["tier"], "front");
+    assert_eq!(c["HostConfig"]["NetworkMode"], "none");
+    assert!(c["Config"]["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .any(|v| v == "GREETING=hi"));
+    // Filters.
+    let f = k.docker_ok(&["ps", "-q", "--no-trunc", "--filter", "label=tier=front"]);
+    assert_eq!(f.trim(), id);
+    assert!(k
+        .docker_ok(&["ps", "-q", "--filter", "label=tier=back"])
+        .trim()
+        .is_empty());
+    assert_eq!(
+        k.docker_ok(&["ps", "-q", "--no-trunc", "--filter", "name=we"])
+            .trim(),
+        id
+    );
+    assert_eq!(
+        k.docker_ok(&["ps", "-q", "--no-trunc", "--filter", "status=running"])
+            .trim(),
+        id
+    );
+    // Logs: both streams, tail, timestamps.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let o = k.docker(&["logs", "web"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("started\ntick\n"), "{out}");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "warn\n");
+    let t = k.docker_ok(&["logs", "--tail", "1", "-t", "web"]);
+    assert_eq!(t.lines().count(), 1);
+    assert!(t.contains("Z tick"), "{t}");
+    // Exec: output, exit code, environment, stdin.
+    assert_eq!(
+        k.docker_ok(&["exec", "web", "sh", "-c", "echo $GREETING $(hostname)"]),
+        "hi box\n"
+    );
+    let o = k.docker(&["exec", "web", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = k.docker_stdin(&["exec", "-i", "web", "cat"], b"through stdin\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "through stdin\n");
+    assert_eq!(
+        k.docker_ok(&["exec", "-u", "app", "web", "id", "-u"]),
+        "1000\n"
+    );
+    // top lists the container's processes.
+    let top = k.docker_ok(&["top", "web"]);
+    assert!(top.contains("while true"), "{top}");
+    // Pause / unpause.
+    k.docker_ok(&["pause", "web"]);
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Status}}", "web"])
+            .trim(),
+        "paused"
+    );
+    k.docker_ok(&["unpause", "web"]);
+    // Rename, then stop with a timeout: sh ignores TERM as pid 1, so SIGKILL ends it.
+    k.docker_ok(&["rename", "web", "web2"]);
+    let t0 = std::time::Instant::now();
+    k.docker_ok(&["stop", "-t", "1", "web2"]);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    let st = k.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "web2",
+    ]);
+    assert_eq!(st.trim(), "exited 137");
+    let ps = k.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "exited=137",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(ps.trim(), "web2");
+    // Start again, restart, then rm -f.
+    k.docker_ok(&["start", "web2"]);
+    k.docker_ok(&["restart", "-t", "0", "web2"]);
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Running}}", "web2"])
+            .trim(),
+        "true"
+    );
+    let o = k.docker(&["rm", "web2"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot remove a running container"));
+    k.docker_ok(&["rm", "-f", "web2"]);
+    assert!(k.docker_ok(&["ps", "-aq"]).trim().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        k.leftover_processes().is_empty(),
+        "{:?}",
+        k.leftover_processes()
+    );
+}
+
+#[test]
+fn bad_requests_leave_nothing() {
+    let (k, _reg, img) = setup("bad");
+    let o = k.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--mount",
+        "type=bind,source=/nonexistent-kos-dir,target=/x",
+        &img,
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bind source path does not exist"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = k.docker(&[
+        "run",
+        "--network",
+        "none",
+        "--cap-add",
+        "BOGUS",
+        &img,
+        "true",
+    ]);
+    assert!(!o.status.success());
+    let o = k.docker(&["create", "--name", "bad name", &img]);
+    assert!(!o.status.success());
+    k.docker_ok(&["create", "--network", "none", "--name", "dup", &img]);
+    let o = k.docker(&["create", "--network", "none", "--name", "dup", &img]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is already in use"));
+    let o = k.docker(&["inspect", "nope"]);
+    assert!(!o.status.success());
+    let (code, body) = k.http("POST", "/v1.47/containers/create", b"{\"Image\": 12}");
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = k.http("POST", "/v1.47/containers/create", &vec![b' '; 5 << 20]);
+    assert_eq!(code, 400);
+    let (code, body) = k.http("POST", "/v1.47/containers/nope/start", b"");
+    assert_eq!(code, 404, "{body}");
+    let (code, _) = k.http("POST", "/v1.47/containers/dup/kill", b"");
+    assert_eq!(code, 409);
+    // Only the one good container exists; no stray directories.
+    assert_eq!(k.docker_ok(&["ps", "-aq"]).lines().count(), 1);
+    let dirs = std::fs::read_dir(k.data_root().join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(dirs, 1);
+    k.docker_ok(&["rm", "dup"]);
+}
+
+#[test]
+fn host_config_reaches_the_container() {
+    let (k, _reg, img) = setup("hc");
+    let out = k.docker_ok(&[
+        "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/scratch:size=1m",
+        "--cap-drop", "ALL", "--cap-add", "CHOWN", "--pids-limit", "64", "-m", "64m",
+        "--ulimit", "nofile=123:456", "--shm-size", "2m", "-w", "/tmp", "-u", "1000:1000",
+        &img, "sh", "-c",
+        "grep CapBnd /proc/self/status; ulimit -n; ulimit -Hn; pwd; id -u; touch /x 2>&1 || echo ro; touch /scratch/y && echo tmpfs; df -k /dev/shm | tail -1",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].ends_with("0000000000000001"), "{out}");
+    assert_eq!(&lines[1..5], ["123", "456", "/tmp", "1000"], "{out}");
+    assert!(out.contains("ro\n") && out.contains("tmpfs\n"), "{out}");
+    assert!(lines.last().unwrap_or(&"").contains(" 2048 "), "{out}");
+    let mem = k.docker_ok(&["run", "--rm", "--network", "none", "-m", "64m", &img, "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
+    assert_eq!(mem.trim(), "67108864");
+    // Binds, read-only binds and a named volume shared between containers.
+    let host = k.dir.join("hostdir");
+    std::fs::create_dir_all(&host).expect("hostdir");
+    std::fs::write(host.join("f"), "from host\n").expect("write");
+    let b = format!("{}:/data:ro", host.display());
+    assert_eq!(
+        k.docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &b,
+            &img,
+            "cat",
+            "/data/f"
+        ]),
+        "from host\n"
+    );
+    let o = k.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &b,
+        &img,
+        "touch",
+        "/data/g",
+    ]);
+    assert!(!o.status.success());
+    k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "vol1:/v",
+        &img,
+        "sh",
+        "-c",
+        "echo persisted > /v/f",
+    ]);
+    assert_eq!(
+        k.docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "vol1:/v",
+            &img,
+            "cat",
+            "/v/f"
+        ]),
+        "persisted\n"
+    );
+    let vols = k.docker_ok(&["volume", "ls", "-q"]);
+    assert!(vols.lines().any(|l| l == "vol1"), "{vols}");
+    // Host network mode sees the host's interfaces; none sees only loopback.
+    let n = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img,
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(n.trim(), "lo");
+    let h = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &img,
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert!(h.lines().count() > 1, "{h}");
+    k.docker_ok(&["volume", "rm", "vol1"]);
+}
