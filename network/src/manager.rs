@@ -450,6 +450,14 @@ impl Networks {
             for ip in &req.ips {
                 crate::ipam::check_request(net, *ip)?;
             }
+            for s in &net.subnets {
+                if req.ips.iter().filter(|ip| s.subnet.contains(*ip)).count() > 1 {
+                    return Err(Error::InvalidOption {
+                        network,
+                        reason: format!("more than one static address in {}", s.subnet),
+                    });
+                }
+            }
         }
 
         let _lock = FileLock::acquire(&self.records.lock_path(&req.container_id))?;

@@ -217,6 +217,25 @@ fn bad_input_makes_nothing() {
     let mut req = AttachRequest::new(&env.id("z"), &net.name);
     req.mac = Some("01:00:5e:00:00:01".into());
     assert!(matches!(env.nets.attach(&req), Err(Error::InvalidMac(_))));
+    let mut req = AttachRequest::new(&env.id("z"), &net.name);
+    let base = match net.subnets[0].subnet.network() {
+        IpAddr::V4(v4) => u32::from(v4),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    req.ips = vec![
+        IpAddr::V4((base + 10).into()),
+        IpAddr::V4((base + 11).into()),
+    ];
+    assert!(matches!(
+        env.nets.attach(&req),
+        Err(Error::InvalidOption { .. })
+    ));
+    let mut req = AttachRequest::new(&env.id("z"), &net.name);
+    req.name = Some("bad name!".into());
+    assert!(matches!(
+        env.nets.attach(&req),
+        Err(Error::InvalidOption { .. })
+    ));
     let req = AttachRequest::new(&env.id("z"), "no-such-net");
     assert!(matches!(
         env.nets.attach(&req),
