@@ -275,6 +275,10 @@ fn host_none_and_container_modes() {
     let mut host = AttachRequest::new(&env.id("h"), "");
     host.mode = "host".parse().unwrap();
     assert_eq!(env.nets.attach(&host).unwrap().netns, None);
+    // Joining a host-network container means the host's namespace too.
+    let mut join_host = AttachRequest::new(&env.id("jh"), "");
+    join_host.mode = format!("container:{}", env.id("h")).parse().unwrap();
+    assert_eq!(env.nets.attach(&join_host).unwrap().netns, None);
 
     let mut bad = AttachRequest::new(&env.id("b"), "");
     bad.mode = "container:nobody".parse().unwrap();

@@ -21,20 +21,24 @@ impl NetworkDriver for ContainerDriver {
         let AttachKind::Container(other) = &rec.kind else {
             return Err(Error::InvalidMode(format!("{:?}", rec.kind)));
         };
-        // The other container's namespace: from its records, else its pin.
-        let from_records = ctx
+        // The other container's namespace: from its records (the host's when it uses the
+        // host network), else its pin.
+        let theirs: Vec<Attachment> = ctx
             .records
             .of_container(other)?
             .into_iter()
             .filter(|r| !matches!(r.kind, AttachKind::Container(_)))
-            .find_map(|r| r.netns);
+            .collect();
+        if theirs.iter().any(|r| r.kind == AttachKind::Host) {
+            rec.netns = None;
+            return Ok(());
+        }
         let pin = ctx.pins.path(other);
-        let path = match from_records {
-            Some(p) => p,
-            None if pin.exists() => pin,
+        rec.netns = match theirs.into_iter().find_map(|r| r.netns) {
+            Some(p) => Some(p),
+            None if pin.exists() => Some(pin),
             None => return Err(Error::NoNetnsToJoin(other.clone())),
         };
-        rec.netns = Some(path);
         Ok(())
     }
 
