@@ -949,7 +949,11 @@ impl Exec<'_> {
     ) -> Result<(), BuildError> {
         let (dir, m) = self.mount_rw(st).map_err(|e| step_img(ins, e))?;
         let rootfs = dir.join("rootfs");
-        let id = unique_name("kos-build");
+        // A Docker-like 64-hex container id; the build shows its first 12.
+        let hex_id = Digest::of(unique_name("kos-build").as_bytes())
+            .hex()
+            .to_string();
+        let id = format!("kos-build-{hex_id}");
         let rc = config_to_spec::runtime_config(
             &ImageConfig::default(),
             &rootfs,
@@ -1016,14 +1020,7 @@ impl Exec<'_> {
             rootfs: &rootfs,
             net,
         };
-        let short_id: String = id
-            .chars()
-            .rev()
-            .take(12)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let short_id = hex_id[..12].to_string();
         self.say(format!(" ---> Running in {short_id}\n"));
         let quiet = self.opts.quiet;
         let out = &mut self.out;

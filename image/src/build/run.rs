@@ -113,12 +113,9 @@ fn config(spec: &Spec) -> serde_json::Value {
     }
     let hostname: String = spec
         .id
+        .trim_start_matches("kos-build-")
         .chars()
-        .rev()
         .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
         .collect();
     json!({
         "ociVersion": "1.0.2",
@@ -129,7 +126,6 @@ fn config(spec: &Spec) -> serde_json::Value {
             "env": spec.env,
             "cwd": spec.cwd,
             "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
             "noNewPrivileges": false,
         },
         "root": {"path": spec.rootfs, "readonly": false},
