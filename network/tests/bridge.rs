@@ -370,3 +370,39 @@ fn default_network_mtu_labels_pins_and_removal() {
     env.nets.pins().remove(&env.id("p")).unwrap();
     assert!(!pin.exists());
 }
+
+#[test]
+fn custom_gateway_and_ip_range() {
+    let env = Env::new();
+    let subnet: ipnet::Ipv4Net = free_subnet().parse().unwrap();
+    let base = u32::from(subnet.network());
+    let gateway = std::net::Ipv4Addr::from(base + 254);
+    let net = env.bridge_network("g", |s| {
+        s.subnets = vec![kos_network::SubnetSpec {
+            subnet: subnet.to_string(),
+            gateway: Some(gateway.to_string()),
+            ip_range: Some(format!("{}/28", std::net::Ipv4Addr::from(base + 64))),
+        }];
+    });
+    let c = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("g1"), &net.name))
+        .unwrap();
+    let ip = match c.addresses[0].addr() {
+        IpAddr::V4(v4) => u32::from(v4),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    assert!(
+        (base + 64..base + 80).contains(&ip),
+        "{} not in the ip-range",
+        c.addresses[0]
+    );
+    let out = busybox_in(&env.pin_path(&c.container_id), &["ip", "route"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("default via {gateway}")), "{text}");
+    let _host = Server::tcp(None, sock(IpAddr::V4(gateway), 0), "gw");
+    assert_eq!(
+        fetch(Some(&env.pin_path(&c.container_id)), _host.addr).unwrap(),
+        "gw"
+    );
+}
