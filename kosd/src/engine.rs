@@ -19,6 +19,8 @@ pub struct Engine {
     pub events: EventBus,
     pub rt: crate::containers::runtime::Runtime,
     pub execs: crate::containers::exec::Execs,
+    /// Set at shutdown: exits are then not restarted by policy.
+    pub stopping: std::sync::atomic::AtomicBool,
     pub host: HostInfo,
     /// Daemon id shown by /info (stable per data root).
     pub id: String,
@@ -42,6 +44,7 @@ impl Engine {
             events: EventBus::default(),
             rt: Default::default(),
             execs: Default::default(),
+            stopping: Default::default(),
             host: HostInfo::gather(),
             id,
         }))

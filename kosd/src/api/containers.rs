@@ -782,3 +782,13 @@ pub async fn changes(State(e): E, Path(id): Path<String>) -> Result<Json<serde_j
         json!(v)
     }))
 }
+
+pub async fn update(
+    State(e): E,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Json<serde_json::Value>> {
+    let body = body.ok_or_else(|| ApiError::bad("update body is required"))?;
+    let w = runtime::update(&e, &id, body).await?;
+    Ok(Json(json!({"Warnings": w})))
+}

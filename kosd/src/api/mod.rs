@@ -96,6 +96,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/top", get(containers::top))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/containers/{id}/stats", get(containers::stats))
+        .route("/containers/{id}/update", post(containers::update))
         .route("/containers/{id}/export", get(containers::export))
         .route("/containers/{id}/changes", get(containers::changes))
         .route(

@@ -753,6 +753,7 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     );
     let policy = c.host_config.restart_policy.clone().unwrap_or_default();
     let restart = !c.state.stopped_by_user
+        && !e.stopping.load(std::sync::atomic::Ordering::SeqCst)
         && match policy.name {
             Some(RestartPolicyNameEnum::ALWAYS) | Some(RestartPolicyNameEnum::UNLESS_STOPPED) => {
                 true
@@ -1204,6 +1205,7 @@ pub async fn reconcile(e: &Arc<Engine>) {
 
 /// At shutdown: without live-restore, stop every container (as dockerd does).
 pub async fn shutdown(e: &Arc<Engine>) {
+    e.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     if e.config.live_restore {
         return;
     }
@@ -1257,4 +1259,61 @@ mod tests {
         let n = random_name("0123456789abcdef0123456789abcdef", &|_| false);
         assert!(n.contains('_'));
     }
+}
+
+/// `POST /containers/{id}/update`: resources and restart policy, applied live
+/// to a running container.
+pub async fn update(e: &Arc<Engine>, key: &str, body: serde_json::Value) -> Result<Vec<String>> {
+    let c = find(e, key)?;
+    let lock = e.rt.lock(&c.id);
+    let _g = lock.lock().await;
+    let mut c = load(e, &c.id)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad("update body must be a JSON object"))?;
+    let mut hc = serde_json::to_value(&c.host_config)
+        .map_err(|err| ApiError::internal("encoding host config", err))?;
+    for (k, v) in obj {
+        if v.is_null() {
+            continue;
+        }
+        // Zero means "unchanged" for numbers in Docker's update API.
+        if v.as_i64() == Some(0) && k != "RestartPolicy" {
+            continue;
+        }
+        hc[k.as_str()] = v.clone();
+    }
+    let new: HostConfig = serde_json::from_value(hc)
+        .map_err(|err| ApiError::bad(format!("invalid update: {err}")))?;
+    if new.auto_remove == Some(true)
+        && new.restart_policy.as_ref().is_some_and(|p| {
+            matches!(
+                p.name,
+                Some(
+                    RestartPolicyNameEnum::ALWAYS
+                        | RestartPolicyNameEnum::UNLESS_STOPPED
+                        | RestartPolicyNameEnum::ON_FAILURE
+                )
+            )
+        })
+    {
+        return Err(ApiError::bad(
+            "Restart policy cannot be updated because AutoRemove is enabled for the container",
+        ));
+    }
+    let (res, _) = spec::resources(&new)?;
+    if c.state.status.is_live() {
+        if let Some(sh) = e.rt.shim(&c.id) {
+            sh.update(&c.id, &res).await?;
+        }
+    }
+    c.host_config = new;
+    save(e, &c)?;
+    e.event(
+        "container",
+        "update",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
+    Ok(Vec::new())
 }

@@ -309,6 +309,24 @@ impl Shim {
         Ok(())
     }
 
+    /// Applies new `linux.resources` to a running task.
+    pub async fn update(&self, id: &str, resources: &serde_json::Value) -> Result<()> {
+        let mut any = Any::new();
+        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+        any.value = serde_json::to_vec(resources)
+            .map_err(|e| ApiError::internal("encoding resources", e))?;
+        let req = api::UpdateTaskRequest {
+            id: id.into(),
+            resources: MessageField::some(any),
+            ..Default::default()
+        };
+        self.task
+            .update(ctx(), &req)
+            .await
+            .map_err(|e| rpc_err("update", e))?;
+        Ok(())
+    }
+
     /// Asks the shim to exit (once its last task is deleted).
     pub async fn shutdown(&self, id: &str) -> Result<()> {
         let req = api::ShutdownRequest {

@@ -331,6 +331,110 @@ fn host_device(on_host: &str, in_container: &str, perms: &str) -> Result<(Value,
     ))
 }
 
+/// `linux.resources` (and the host devices to create) from the HostConfig.
+pub fn resources(hc: &HostConfig) -> Result<(Value, Vec<Value>)> {
+    let privileged = hc.privileged.unwrap_or(false);
+    let mut resources = json!({});
+    let mut devices = if privileged {
+        vec![json!({"allow": true, "access": "rwm"})]
+    } else {
+        default_device_rules()
+    };
+    let mut linux_devices = Vec::new();
+    for d in hc.devices.clone().unwrap_or_default() {
+        let host = d.path_on_host.clone().unwrap_or_default();
+        let inside = d
+            .path_in_container
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| host.clone());
+        let perms = d
+            .cgroup_permissions
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "rwm".into());
+        let (dev, rule) = host_device(&host, &inside, &perms)?;
+        linux_devices.push(dev);
+        devices.push(rule);
+    }
+    for r in hc.device_cgroup_rules.clone().unwrap_or_default() {
+        devices.push(device_cgroup_rule(&r)?);
+    }
+    resources["devices"] = json!(devices);
+    let mut memory = serde_json::Map::new();
+    if let Some(m) = hc.memory.filter(|m| *m > 0) {
+        if m < 6 << 20 {
+            return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
+        }
+        memory.insert("limit".into(), json!(m));
+    }
+    if let Some(s) = hc.memory_swap.filter(|s| *s != 0) {
+        if s > 0 && hc.memory.unwrap_or(0) > 0 && s < hc.memory.unwrap_or(0) {
+            return Err(ApiError::bad(
+                "Minimum memoryswap limit should be larger than memory limit, see usage",
+            ));
+        }
+        memory.insert("swap".into(), json!(s));
+    }
+    if let Some(r) = hc.memory_reservation.filter(|m| *m > 0) {
+        memory.insert("reservation".into(), json!(r));
+    }
+    if let Some(s) = hc.memory_swappiness.filter(|s| *s >= 0) {
+        if s > 100 {
+            return Err(ApiError::bad(format!(
+                "invalid value: {s}, valid memory swappiness range is 0-100"
+            )));
+        }
+        memory.insert("swappiness".into(), json!(s));
+    }
+    if hc.oom_kill_disable == Some(true) {
+        memory.insert("disableOOMKiller".into(), json!(true));
+    }
+    if !memory.is_empty() {
+        resources["memory"] = Value::Object(memory);
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(s) = hc.cpu_shares.filter(|s| *s > 0) {
+        cpu.insert("shares".into(), json!(s));
+    }
+    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
+        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
+            return Err(ApiError::bad(
+                "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set",
+            ));
+        }
+        let period = 100_000i64;
+        cpu.insert("period".into(), json!(period));
+        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
+    }
+    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
+        cpu.insert("quota".into(), json!(q));
+    }
+    if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
+        cpu.insert("period".into(), json!(p));
+    }
+    if let Some(c) = hc.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        cpu.insert("cpus".into(), json!(c));
+    }
+    if let Some(m) = hc.cpuset_mems.clone().filter(|c| !c.is_empty()) {
+        cpu.insert("mems".into(), json!(m));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
+        resources["pids"] = json!({"limit": p});
+    }
+    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
+        if !(10..=1000).contains(&w) {
+            return Err(ApiError::bad("Range of blkio weight is from 10 to 1000"));
+        }
+        resources["blockIO"] = json!({"weight": w});
+    }
+
+    Ok((resources, linux_devices))
+}
+
 /// Inputs besides the HostConfig.
 pub struct SpecInput<'a> {
     pub id: &'a str,
@@ -502,103 +606,7 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
         )));
     }
 
-    let mut resources = json!({});
-    let mut devices = if privileged {
-        vec![json!({"allow": true, "access": "rwm"})]
-    } else {
-        default_device_rules()
-    };
-    let mut linux_devices = Vec::new();
-    for d in hc.devices.clone().unwrap_or_default() {
-        let host = d.path_on_host.clone().unwrap_or_default();
-        let inside = d
-            .path_in_container
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| host.clone());
-        let perms = d
-            .cgroup_permissions
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "rwm".into());
-        let (dev, rule) = host_device(&host, &inside, &perms)?;
-        linux_devices.push(dev);
-        devices.push(rule);
-    }
-    for r in hc.device_cgroup_rules.clone().unwrap_or_default() {
-        devices.push(device_cgroup_rule(&r)?);
-    }
-    resources["devices"] = json!(devices);
-    let mut memory = serde_json::Map::new();
-    if let Some(m) = hc.memory.filter(|m| *m > 0) {
-        if m < 6 << 20 {
-            return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
-        }
-        memory.insert("limit".into(), json!(m));
-    }
-    if let Some(s) = hc.memory_swap.filter(|s| *s != 0) {
-        if s > 0 && hc.memory.unwrap_or(0) > 0 && s < hc.memory.unwrap_or(0) {
-            return Err(ApiError::bad(
-                "Minimum memoryswap limit should be larger than memory limit, see usage",
-            ));
-        }
-        memory.insert("swap".into(), json!(s));
-    }
-    if let Some(r) = hc.memory_reservation.filter(|m| *m > 0) {
-        memory.insert("reservation".into(), json!(r));
-    }
-    if let Some(s) = hc.memory_swappiness.filter(|s| *s >= 0) {
-        if s > 100 {
-            return Err(ApiError::bad(format!(
-                "invalid value: {s}, valid memory swappiness range is 0-100"
-            )));
-        }
-        memory.insert("swappiness".into(), json!(s));
-    }
-    if hc.oom_kill_disable == Some(true) {
-        memory.insert("disableOOMKiller".into(), json!(true));
-    }
-    if !memory.is_empty() {
-        resources["memory"] = Value::Object(memory);
-    }
-    let mut cpu = serde_json::Map::new();
-    if let Some(s) = hc.cpu_shares.filter(|s| *s > 0) {
-        cpu.insert("shares".into(), json!(s));
-    }
-    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
-        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
-            return Err(ApiError::bad(
-                "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set",
-            ));
-        }
-        let period = 100_000i64;
-        cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
-    }
-    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
-        cpu.insert("quota".into(), json!(q));
-    }
-    if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
-        cpu.insert("period".into(), json!(p));
-    }
-    if let Some(c) = hc.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
-        cpu.insert("cpus".into(), json!(c));
-    }
-    if let Some(m) = hc.cpuset_mems.clone().filter(|c| !c.is_empty()) {
-        cpu.insert("mems".into(), json!(m));
-    }
-    if !cpu.is_empty() {
-        resources["cpu"] = Value::Object(cpu);
-    }
-    if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
-        resources["pids"] = json!({"limit": p});
-    }
-    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
-        if !(10..=1000).contains(&w) {
-            return Err(ApiError::bad("Range of blkio weight is from 10 to 1000"));
-        }
-        resources["blockIO"] = json!({"weight": w});
-    }
+    let (resources, linux_devices) = resources(hc)?;
 
     let mut linux = json!({
         "namespaces": namespaces,

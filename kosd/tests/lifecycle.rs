@@ -1,0 +1,291 @@
+//! Restart policies, live-restore and daemon restarts, wait conditions,
+//! health checks, events from containers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn image(k: &Kosd, reg: &Registry, tag: &str, spec: &ImageSpec) -> String {
+    let img = reg.image(&format!("{tag}:1"));
+    push_busybox(&img, spec);
+    k.docker_ok(&["pull", "-q", &img]);
+    img
+}
+
+fn wait_for(k: &Kosd, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            tail(&k.log_text(), 60)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restart_policies_and_daemon_restart() {
+    let mut k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let img = image(&k, &reg, "rp", &ImageSpec::default());
+    // on-failure:2 restarts twice, then stays exited.
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        &img,
+        "sh",
+        "-c",
+        "exit 5",
+    ]);
+    wait_for(&k, "two restarts", || {
+        k.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            "flaky",
+        ])
+        .trim()
+            == "2 exited"
+    });
+    // always: a container that exits 0 comes back.
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        &img,
+        "sh",
+        "-c",
+        "sleep 0.3",
+    ]);
+    wait_for(&k, "a restart", || {
+        k.docker_ok(&["inspect", "-f", "{{.RestartCount}}", "always"])
+            .trim()
+            .parse::<i64>()
+            .unwrap_or(0)
+            >= 1
+    });
+    // unless-stopped, stopped by the user, stays down across a daemon restart;
+    // always comes back after the daemon restarts.
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "us",
+        "--restart",
+        "unless-stopped",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    k.docker_ok(&["stop", "-t", "0", "us"]);
+    k.docker_ok(&["update", "--restart", "no", "always"]).len();
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "persist",
+        "--restart",
+        "always",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    let st = k.stop().expect("kosd stopped");
+    assert!(st.success());
+    // Without live-restore the daemon stopped its containers.
+    assert!(
+        k.leftover_processes().is_empty(),
+        "{:?}",
+        k.leftover_processes()
+    );
+    k.spawn();
+    wait_for(&k, "persist running again", || {
+        k.docker_ok(&["inspect", "-f", "{{.State.Running}}", "persist"])
+            .trim()
+            == "true"
+    });
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Running}}", "us"])
+            .trim(),
+        "false"
+    );
+    k.docker_ok(&["rm", "-f", "flaky", "always", "us", "persist"]);
+}
+
+#[test]
+fn live_restore_survives_kill_9() {
+    let mut k = Kosd::start(&["--live-restore"]);
+    let reg = Registry::start();
+    let img = image(&k, &reg, "lr", &ImageSpec::default());
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "keeper",
+        &img,
+        "sh",
+        "-c",
+        "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    let pid = k
+        .docker_ok(&["inspect", "-f", "{{.State.Pid}}", "keeper"])
+        .trim()
+        .to_string();
+    k.kill9();
+    std::thread::sleep(Duration::from_millis(800));
+    // The container kept running (and logging) with kosd gone.
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "container died with kosd"
+    );
+    k.spawn();
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "keeper"])
+            .trim(),
+        pid
+    );
+    let logs = k.docker_ok(&["logs", "keeper"]);
+    assert!(logs.lines().count() >= 8, "{logs}");
+    // Reattached: stop works and the exit is seen.
+    k.docker_ok(&["stop", "-t", "1", "keeper"]);
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Status}}", "keeper"])
+            .trim(),
+        "exited"
+    );
+    // A clean stop with live-restore leaves containers running too.
+    k.docker_ok(&["start", "keeper"]);
+    k.stop();
+    k.spawn();
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Running}}", "keeper"])
+            .trim(),
+        "true"
+    );
+    k.docker_ok(&["rm", "-f", "keeper"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        k.leftover_processes().is_empty(),
+        "{:?}",
+        k.leftover_processes()
+    );
+}
+
+#[test]
+fn wait_health_and_container_events() {
+    let k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let img = image(&k, &reg, "hw", &ImageSpec::default());
+    let since = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+            - 1
+    );
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "ww",
+        &img,
+        "sh",
+        "-c",
+        "sleep 0.5; exit 4",
+    ]);
+    assert_eq!(k.docker_ok(&["wait", "ww"]).trim(), "4");
+    // Health: healthy once the file exists, from run flags.
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "hh",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        &img,
+        "sh",
+        "-c",
+        "sleep 1; touch /tmp/ok; sleep 1000",
+    ]);
+    assert_eq!(
+        k.docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", "hh"])
+            .trim(),
+        "starting"
+    );
+    wait_for(&k, "healthy", || {
+        k.docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", "hh"])
+            .trim()
+            == "healthy"
+    });
+    assert!(
+        k.docker_ok(&["ps", "--filter", "health=healthy", "-q"])
+            .trim()
+            .len()
+            == 12
+    );
+    k.docker_ok(&["exec", "hh", "rm", "/tmp/ok"]);
+    wait_for(&k, "unhealthy", || {
+        k.docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", "hh"])
+            .trim()
+            == "unhealthy"
+    });
+    k.docker_ok(&["rm", "-f", "hh", "ww"]);
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+            + 1
+    );
+    let ev = k.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    for want in [
+        "create ww",
+        "start ww",
+        "die ww",
+        "destroy ww",
+        "health_status: healthy hh",
+        "health_status: unhealthy hh",
+    ] {
+        assert!(ev.lines().any(|l| l == want), "missing {want:?} in\n{ev}");
+    }
+}
