@@ -501,6 +501,11 @@ pub fn processes_in_cgroup(cg: &str) -> Vec<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
+        // A zombie holds nothing: it waits for its reaper (slow when that is pid 1), and
+        // its cgroup shows as "<path> (deleted)" once the runtime removed the cgroup.
+        if !process_alive(i64::from(pid)) {
+            continue;
+        }
         let Ok(text) = fs::read_to_string(e.path().join("cgroup")) else {
             continue;
         };

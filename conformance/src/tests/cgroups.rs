@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Result};
 use serde_json::json;
 
-use super::{t, TestCase};
-use crate::harness::ctx::Ctx;
+use super::{departs, t, TestCase};
+use crate::harness::ctx::{process_alive, Ctx};
 use crate::harness::parse::mountinfo;
 
 const LONG: &[&str] = &["sh", "-c", "echo ready; exec sleep 1000"];
@@ -21,7 +21,94 @@ pub fn tests() -> Vec<TestCase> {
         t("cgroups::pids_limit_enforced", pids_limit_enforced),
         t("cgroups::cpu_shares", cpu_shares),
         t("cgroups::update_pids_limit", update_pids_limit),
+        departs(
+            "cgroups::shared_path_of_live_container_refused",
+            shared_path_refused,
+            RUNC_SHARED_CGROUP,
+        ),
+        departs(
+            "cgroups::delete_force_spares_nested_container",
+            nested_container_spared,
+            RUNC_NESTED_KILL,
+        ),
     ]
+}
+
+const RUNC_SHARED_CGROUP: &[crate::harness::report::Departure] = &[crate::harness::report::Departure {
+    runtime: "runc",
+    clause: "runtime.md Errors and Delete: a second container in the cgroup of a live one is \
+             later killed by the first one's delete; runc (on a hybrid host) accepts the shared path",
+}];
+
+const RUNC_NESTED_KILL: &[crate::harness::report::Departure] =
+    &[crate::harness::report::Departure {
+        runtime: "runc",
+        clause:
+            "runtime.md Delete: deleting a container deletes the resources created for it; runc's \
+             delete --force kills every process below its cgroupsPath, another container's too",
+    }];
+
+/// A second container asking for the cgroup a live container already holds is refused (runc:
+/// "cgroup is not empty"), and the first one is untouched.
+fn shared_path_refused(ctx: &Ctx) -> Result<()> {
+    let a = ctx.bundle(&["sleep", "1000"])?;
+    let c = ctx.create(&a)?;
+    c.start_ok()?;
+    let pid = c.pid()?;
+    let mut b = ctx.bundle(&["sleep", "1000"])?;
+    b.config["linux"]["cgroupsPath"] = a.config["linux"]["cgroupsPath"].clone();
+    let (out, mut c2) = ctx.try_create(&b, &[], crate::harness::ctx::Call::default())?;
+    if out.success() {
+        let _ = c2.delete_force();
+    } else {
+        c2.forget();
+    }
+    out.expect_failure("create in the cgroup of a live container")?;
+    ensure!(
+        c.status()? == "running" && c.pid()? == pid && process_alive(pid),
+        "the first container was disturbed"
+    );
+    Ok(())
+}
+
+/// delete --force of a container kills only its own processes: another container whose
+/// cgroupsPath lies below keeps running.
+fn nested_container_spared(ctx: &Ctx) -> Result<()> {
+    let a = ctx.bundle(&["sleep", "1000"])?;
+    let mut ca = ctx.create(&a)?;
+    ca.start_ok()?;
+    let mut b = ctx.bundle(&["sleep", "1000"])?;
+    let outer = a.config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(format!("{outer}/kosnested"));
+    let mut cb = ctx.create(&b)?;
+    cb.start_ok()?;
+    let pid_b = cb.pid()?;
+    let pid_a = ca.pid()?;
+    ca.delete_force()?.expect_success()?;
+    ctx.wait_until(Duration::from_secs(5), "the outer init to die", || {
+        Ok(!process_alive(pid_a))
+    })?;
+    let r = (|| -> Result<()> {
+        ensure!(
+            process_alive(pid_b),
+            "delete --force of the outer container killed the nested one"
+        );
+        ensure!(
+            cb.status()? == "running",
+            "the nested container is {}",
+            cb.status()?
+        );
+        Ok(())
+    })();
+    cb.delete_force()?;
+    // The outer cgroup could only go once the nested one had gone.
+    for dir in crate::harness::ctx::cgroup_hierarchies() {
+        let _ = fs::remove_dir(dir.join(outer.trim_start_matches('/')));
+    }
+    r
 }
 
 /// The host directory of `pid`'s cgroup for `controller`: the v1 hierarchy carrying it, or the

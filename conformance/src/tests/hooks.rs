@@ -59,6 +59,12 @@ pub fn tests() -> Vec<TestCase> {
         t("hooks::namespaces", namespaces),
         t("hooks::env_and_args", env_and_args),
         t("hooks::timeout_kills_hook_and_fails_create", timeout),
+        t("hooks::poststop_killing_runtime_leaves_no_state", |c| {
+            poststop_never_strands(c, "kill -9 $PPID")
+        }),
+        t("hooks::poststop_hanging_leaves_no_state", |c| {
+            poststop_never_strands(c, "exec sleep 1000")
+        }),
         t("hooks::create_runtime_failure_fails_create", |c| {
             failing_create_hook(c, "createRuntime")
         }),
@@ -412,4 +418,39 @@ fn poststop_failure(ctx: &Ctx) -> Result<()> {
         "the remaining poststop hook did not run"
     );
     Ok(())
+}
+
+/// A poststop hook that kills the runtime, or hangs (no timeout) until the caller gives
+/// up on the delete, cannot strand the container: poststop runs once it is deleted
+/// (runtime.md Lifecycle step 12), so the id is gone whatever the hook does.
+fn poststop_never_strands(ctx: &Ctx, script: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut b = ctx.bundle(&["true"])?;
+    b.set_hook(
+        "poststop",
+        json!([{"path": "/bin/sh", "args": ["sh", "-c", script]}]),
+    );
+    let mut c = ctx.create(&b)?;
+    let mut child = std::process::Command::new(&ctx.suite.runtime)
+        .arg("--root")
+        .arg(&ctx.suite.state_root)
+        .args(["delete", &c.id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let pgid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && child.try_wait()?.is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The caller gives up: the runtime and its hook go (the whole group, so no hook
+    // process outlives the test).
+    // SAFETY: kill(2) of the process group we made.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let st = child.wait()?;
+    ctx.log(format!("delete: {st}"));
+    c.forget();
+    ctx.assert_gone(&c.id, &b)
 }

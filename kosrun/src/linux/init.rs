@@ -168,9 +168,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
         chan.send_fd(&Msg::SeccompListener, &l)?;
     }
     chan.send(&Msg::Ready)?;
-    let conn = accept(ctx.exec_listener)?;
     Ok(Ready {
-        conn,
         program: prepared,
         start_state,
     })
@@ -178,7 +176,6 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
 
 /// What the init holds while it waits for `start`.
 struct Ready {
-    conn: OwnedFd,
     program: exec::Prepared,
     start_state: String,
 }
@@ -232,14 +229,20 @@ fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
 
 /// The start operation: wait for `start`'s byte, run startContainer hooks, exec.
 fn start(ctx: &InitCtx, ready: Ready) -> ! {
-    let conn = ready.conn;
-    let mut go = [0u8; 1];
-    // SAFETY: read into our buffer.
-    let n = unsafe { libc::read(conn.as_raw_fd(), go.as_mut_ptr().cast(), go.len()) };
-    if n <= 0 {
-        // `start` went away without asking; nothing to run.
-        unsafe { libc::_exit(1) };
-    }
+    // A `start` that dies before its byte leaves us waiting for the next one: the
+    // container stays created, as its status says.
+    let conn = loop {
+        let Ok(conn) = accept(ctx.exec_listener) else {
+            // SAFETY: leave without unwinding into the parent's copy of the stack.
+            unsafe { libc::_exit(1) }
+        };
+        let mut go = [0u8; 1];
+        // SAFETY: read into our buffer.
+        let n = unsafe { libc::read(conn.as_raw_fd(), go.as_mut_ptr().cast(), go.len()) };
+        if n == 1 {
+            break conn;
+        }
+    };
     let fail = |e: Error| -> ! {
         let mut msg = e.to_string();
         // One datagram carries it: keep it well under the socket's buffer.

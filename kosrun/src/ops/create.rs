@@ -105,7 +105,6 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cgroup = kos_cgroups::Manager::new(cg_path.as_deref(), &opts.id)?;
-    refuse_owned_cgroup(&cgroup)?;
 
     // The id is taken with the state already in it, so a create killed at any later
     // moment leaves a container that `state` and `list` show and `delete --force` removes.
@@ -136,6 +135,8 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     let (parent_end, child_end) = sync::pair()?;
     let close_fds = [dir.lock_fd(), parent_end.raw()];
     cleanup.dir = Some(dir);
+    // After the id check, so a duplicate id is reported as such.
+    refuse_owned_cgroup(&cgroup)?;
 
     let mut resources = linux
         .and_then(|l| l.resources().clone())

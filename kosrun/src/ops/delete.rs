@@ -7,7 +7,7 @@ use super::state::status_of;
 use super::StateDoc;
 use crate::error::{Error, Result};
 use crate::hooks;
-use crate::state::{ContainerDir, Status};
+use crate::state::{ContainerDir, Saved, Status};
 
 /// Returns poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
@@ -24,12 +24,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     let saved = dir.load()?;
     let status = status_of(&saved);
     let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
+    // Only what is ours: another container whose cgroup sits below ours keeps its
+    // processes and its cgroup.
+    let foreign = foreign_below(root, &saved, &cg);
     match status {
         Status::Stopped => {}
         // A created container has run nothing of the user's: runc deletes it without
         // --force; nor has one whose create died half-way.
-        Status::Created | Status::Creating => stop(&saved, &cg)?,
-        _ if force => stop(&saved, &cg)?,
+        Status::Created | Status::Creating => stop(&saved, &cg, &foreign)?,
+        _ if force => stop(&saved, &cg, &foreign)?,
         _ => {
             return Err(Error::WrongState {
                 id: id.to_string(),
@@ -39,8 +42,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         }
     }
     // Stray processes (the init gone, children left) go too.
-    let _ = cg.kill_all(libc::SIGKILL);
-    cg.remove()?;
+    kill_own(&cg, &foreign);
+    if foreign.is_empty() {
+        cg.remove()?;
+    }
     if !has_mount_ns(&saved.config) {
         crate::linux::rootfs::unmount_host_mounts(&saved.rootfs)?;
     }
@@ -55,12 +60,68 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     ))
 }
 
-fn stop(saved: &crate::state::Saved, cg: &kos_cgroups::Manager) -> Result<()> {
+/// The cgroups of other containers under the same --root that lie below ours. Looked for
+/// only when some process of our subtree is not in our own cgroup, so the usual delete
+/// reads no other container's state.
+fn foreign_below(root: &Path, saved: &Saved, cg: &kos_cgroups::Manager) -> Vec<String> {
+    let own = saved.cgroup_path.trim_end_matches('/');
+    let pids = cg.pids().unwrap_or_default();
+    if pids
+        .iter()
+        .all(|p| cgroup_paths(*p).iter().all(|c| c == own))
+    {
+        return Vec::new();
+    }
+    let prefix = format!("{own}/");
+    crate::state::list_ids(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|other| *other != saved.id)
+        .filter_map(|other| crate::state::read_saved(&root.join(&other), &other).ok())
+        .map(|o| o.cgroup_path.trim_end_matches('/').to_string())
+        .filter(|p| p.starts_with(&prefix))
+        .collect()
+}
+
+/// The cgroup paths of a process, one per hierarchy.
+fn cgroup_paths(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.splitn(3, ':').nth(2))
+                .map(|p| p.trim_end_matches('/').to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILL every process of our cgroup subtree except those in `foreign` cgroups.
+fn kill_own(cg: &kos_cgroups::Manager, foreign: &[String]) {
+    if foreign.is_empty() {
+        let _ = cg.kill_all(libc::SIGKILL);
+        return;
+    }
+    for pid in cg.pids().unwrap_or_default() {
+        let theirs = cgroup_paths(pid).iter().any(|c| {
+            foreign
+                .iter()
+                .any(|f| c == f || c.starts_with(&format!("{f}/")))
+        });
+        if !theirs {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn stop(saved: &Saved, cg: &kos_cgroups::Manager, foreign: &[String]) -> Result<()> {
     let pidfd = match open_pidfd(saved) {
         Ok(fd) => fd,
         Err(_) => return Ok(()),
     };
-    let _ = cg.kill_all(libc::SIGKILL);
+    kill_own(cg, foreign);
     let _ = cg.thaw();
     // SAFETY: signalling through a pidfd we own.
     unsafe {
