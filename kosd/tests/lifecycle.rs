@@ -94,7 +94,17 @@ fn restart_policies_and_daemon_restart() {
         "1000",
     ]);
     k.docker_ok(&["stop", "-t", "0", "us"]);
-    k.docker_ok(&["update", "--restart", "no", "always"]).len();
+    k.docker_ok(&["update", "--restart", "no", "always"]);
+    assert_eq!(
+        k.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            "always"
+        ])
+        .trim(),
+        "no"
+    );
     k.docker_ok(&[
         "run",
         "-d",
