@@ -1239,28 +1239,6 @@ pub async fn shutdown(e: &Arc<Engine>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_sizes() {
-        assert!(
-            valid_name("web-1")
-                && valid_name("a.b_c")
-                && !valid_name("-x")
-                && !valid_name("a b")
-                && !valid_name("x")
-        );
-        assert_eq!(parse_size("10m"), Some(10 << 20));
-        assert_eq!(parse_size("1k"), Some(1024));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("x"), None);
-        let n = random_name("0123456789abcdef0123456789abcdef", &|_| false);
-        assert!(n.contains('_'));
-    }
-}
-
 /// `POST /containers/{id}/update`: resources and restart policy, applied live
 /// to a running container.
 pub async fn update(e: &Arc<Engine>, key: &str, body: serde_json::Value) -> Result<Vec<String>> {
@@ -1316,4 +1294,26 @@ pub async fn update(e: &Arc<Engine>, key: &str, body: serde_json::Value) -> Resu
         &[("name", &c.name), ("image", &c.image)],
     );
     Ok(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sizes() {
+        assert!(
+            valid_name("web-1")
+                && valid_name("a.b_c")
+                && !valid_name("-x")
+                && !valid_name("a b")
+                && !valid_name("x")
+        );
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+        let n = random_name("0123456789abcdef0123456789abcdef", &|_| false);
+        assert!(n.contains('_'));
+    }
 }
