@@ -10,6 +10,9 @@
 # per-container work. Everything made here is removed at exit, including the iptables chains
 # netavark leaves behind and the host's ip_forward, which netavark turns on.
 #
+# State of both sides (KOS's run dir and DNS table, netavark's config dir) is on a tmpfs, as
+# /run is on a normal host.
+#
 # Environment: RUNS (default 60), NETAVARK (default /usr/lib/podman/netavark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,8 @@ KOSDNS=$PWD/target/release/kos-dns
 
 sfx=$(( $$ % 100000 ))
 work=$(mktemp -d /run/kosbench.XXXXXX)
+# Runtime state lives in /run, a tmpfs on a normal host (not on every VM): both sides get one.
+mount -t tmpfs -o size=64m,mode=0700 kosbench "$work"
 table="kos_bench$sfx"
 kos_bridge="kosbk$sfx"
 nv_bridge="kosbn$sfx"
@@ -69,6 +74,7 @@ cleanup() {
         done
     fi
     echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
+    umount "$work" 2>/dev/null || umount -l "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT
