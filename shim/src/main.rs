@@ -169,6 +169,17 @@ fn daemon(args: &Args, listener: UnixListener, socket: &Path, bundle: &Path) -> 
     Ok(())
 }
 
+/// The dead shim's socket, unless a live shim (the rest of a pod) still answers on it.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(uri) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = uri.trim().trim_start_matches("unix://");
+    if !path.is_empty() && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Closes every descriptor the shim inherited beyond stdio, except `keep`: whatever the
 /// caller leaked must not live on in a long-running daemon or reach a container.
 fn close_inherited(keep: i32) {
@@ -203,6 +214,7 @@ fn delete(args: &Args) -> Result<()> {
         eprintln!("containerd-shim-kos-v2: {e}");
     }
     mount::unmount_all(&bundle.join("rootfs"));
+    remove_dead_socket(&bundle);
     let pid = std::fs::read_to_string(bundle.join("init.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())

@@ -205,6 +205,22 @@ fn open_fifo(path: &std::path::Path, what: &str) -> Result<OwnedFd, String> {
     Ok(f.into())
 }
 
+/// Opens the stdin fifo read-only: when the client closes its end the shim reads EOF and
+/// closes the process's stdin, as containerd's own shims do. (Until a writer first opens
+/// it, a read-only fifo polls as neither readable nor hung up.)
+fn open_stdin_fifo(path: &std::path::Path) -> Result<OwnedFd, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("stdin {}: {e}", path.display()))?;
+    if !meta.file_type().is_fifo() {
+        return Err(format!("stdin {}: not a fifo", path.display()));
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("stdin {}: {e}", path.display()))?;
+    Ok(f.into())
+}
+
 /// What the process is given for stdout or stderr, and what the shim keeps.
 enum Out {
     Null,
@@ -249,7 +265,7 @@ impl ProcessIo {
         let stdin_fifo = if req.stdin.is_empty() {
             None
         } else {
-            Some(open_fifo(std::path::Path::new(req.stdin), "stdin")?)
+            Some(open_stdin_fifo(std::path::Path::new(req.stdin))?)
         };
         let (out, err) = outputs(&out_t, &err_t, req)?;
         let mut io = ProcessIo::default();
