@@ -5,8 +5,9 @@
 //! socket inside it. `SO_PASSCRED` makes the kernel attach each sender's credentials
 //! (`SCM_CREDENTIALS`, with the pid translated to our pid namespace); the manager checks the
 //! pid against the unit's processes. Datagrams are bounded to 4096 bytes as systemd's;
-//! descriptors passed with a message (`BARRIER=1`) are closed at once, which is what the
-//! barrier waits for.
+//! descriptors passed with a message are held by the [`Message`] and closed when it is
+//! dropped, after it was handled: that is what a `BARRIER=1` sender waits for, and it keeps
+//! the sender alive (and its pid checkable) until its earlier messages were handled.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -33,10 +34,12 @@ pub struct NotifySocket {
 }
 
 /// One datagram: the sender's pid (0 when the kernel gave none) and its `KEY=VALUE` lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Message {
     pub pid: u32,
     pub fields: Vec<(String, String)>,
+    /// Descriptors that came with it; closed on drop.
+    pub fds: Vec<OwnedFd>,
 }
 
 impl NotifySocket {
@@ -120,10 +123,11 @@ impl NotifySocket {
                 }
                 (msg.bytes, msg.flags, pid, fds)
             };
-            for fd in fds {
-                // SAFETY: the kernel just installed these descriptors for us; we own them.
-                drop(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
+            // SAFETY: the kernel just installed these descriptors for us; we own them.
+            let fds: Vec<OwnedFd> = fds
+                .into_iter()
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .collect();
             if len > MAX_MESSAGE || flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
                 tracing::warn!(
                     "notify socket {}: oversized or truncated message dropped",
@@ -134,6 +138,7 @@ impl NotifySocket {
             return Some(Message {
                 pid,
                 fields: parse(&buf[..len]),
+                fds,
             });
         }
     }

@@ -97,6 +97,9 @@ impl<R: UnitRuntime, S: EventSink, C: Clock> Manager<R, S, C> {
     pub fn runtime_mut(&mut self) -> &mut R {
         &mut self.runtime
     }
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
     pub fn sink(&self) -> &S {
         &self.sink
     }

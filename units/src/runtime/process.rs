@@ -104,7 +104,9 @@ impl ProcessRuntime {
         // SAFETY: setpgid is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setpgid(0, pgid) != 0 {
+                // The group to join is gone once all its members exited (a oneshot's
+                // ExecStartPost): lead a new one then.
+                if libc::setpgid(0, pgid) != 0 && libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -245,9 +247,12 @@ impl UnitRuntime for ProcessRuntime {
         let env = p.spec.env.clone();
         let join = if cmd.on_host { None } else { p.main_group };
         let pid = self.spawn(unit, &cmd.argv, &env, join)?;
-        if join.is_none() {
-            if let Some(p) = self.units.get_mut(unit) {
-                p.groups.push(pid);
+        let group = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32)))
+            .map(|g| g.as_raw() as u32)
+            .unwrap_or(pid);
+        if let Some(p) = self.units.get_mut(unit) {
+            if !p.groups.contains(&group) {
+                p.groups.push(group);
             }
         }
         Ok(pid)
@@ -297,11 +302,7 @@ impl UnitRuntime for ProcessRuntime {
 
 /// One turn of the event loop: waits up to `max_wait` (or the manager's next deadline) for a
 /// notify message or a child exit, then feeds what happened to the manager.
-pub fn drive<S: EventSink, C: Clock>(
-    m: &mut Manager<ProcessRuntime, S, C>,
-    clock: &C,
-    max_wait: Duration,
-) {
+pub fn drive<S: EventSink, C: Clock>(m: &mut Manager<ProcessRuntime, S, C>, max_wait: Duration) {
     let notify = m.notify_fds();
     let exits = m.runtime().exit_fds();
     let mut pfds: Vec<libc::pollfd> = notify
@@ -316,7 +317,7 @@ pub fn drive<S: EventSink, C: Clock>(
         .collect();
     let wait = m
         .next_deadline()
-        .map(|d| d.saturating_sub(clock.now()).min(max_wait))
+        .map(|d| d.saturating_sub(m.clock().now()).min(max_wait))
         .unwrap_or(max_wait);
     // Round up so a timer is never polled for a few microseconds early in a busy loop.
     let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -334,4 +335,23 @@ pub fn drive<S: EventSink, C: Clock>(
         m.process_exited(pid, st);
     }
     m.tick();
+}
+
+/// Drives the manager until `done` holds (true) or `timeout` passes (false).
+pub fn run_until<S: EventSink, C: Clock>(
+    m: &mut Manager<ProcessRuntime, S, C>,
+    timeout: Duration,
+    mut done: impl FnMut(&Manager<ProcessRuntime, S, C>) -> bool,
+) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if done(m) {
+            return true;
+        }
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        drive(m, left.min(Duration::from_millis(50)));
+    }
 }
