@@ -129,6 +129,30 @@ impl Ipam {
         })
     }
 
+    /// Rebuilds a pool file that cannot be parsed from `allocations` (those of the remaining
+    /// attachment records); true when it had to.
+    pub fn reset_if_corrupt(
+        &self,
+        network: &str,
+        allocations: &[(IpAddr, String)],
+    ) -> Result<bool> {
+        let _lock = FileLock::acquire(&self.lock_path(network))?;
+        let path = self.state_path(network);
+        match fsutil::read_json::<PoolState>(&path) {
+            Err(Error::Corrupt { .. }) => {
+                let state = PoolState {
+                    allocations: allocations.iter().cloned().collect(),
+                    cursors: BTreeMap::new(),
+                };
+                fsutil::write_json(&path, &state)?;
+                tracing::warn!(pool = %path.display(), "unreadable address pool rebuilt from the attachment records");
+                Ok(true)
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(false),
+        }
+    }
+
     /// Current allocations of a network.
     pub fn allocations(&self, network: &str) -> Result<BTreeMap<IpAddr, String>> {
         self.locked(network, |state| Ok((state.allocations.clone(), false)))

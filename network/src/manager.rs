@@ -177,6 +177,8 @@ pub struct ReconcileReport {
     pub port_reservations: usize,
     pub dns_entries: usize,
     pub pins: Vec<String>,
+    /// State files that could not be parsed: records set aside, pools and registry rebuilt.
+    pub corrupt_files: Vec<PathBuf>,
 }
 
 impl ReconcileReport {

@@ -367,6 +367,31 @@ impl PortRegistry {
         })
     }
 
+    /// Rebuilds a registry file that cannot be parsed from `entries` (the ports of the
+    /// remaining attachment records); true when it had to.
+    pub fn reset_if_corrupt(&self, entries: &[(PublishedPort, String)]) -> Result<bool> {
+        let _lock = FileLock::acquire(&self.dir.join("ports.lock"))?;
+        let path = self.dir.join("ports.json");
+        match fsutil::read_json::<Registry>(&path) {
+            Err(Error::Corrupt { .. }) => {
+                let reg = Registry {
+                    entries: entries
+                        .iter()
+                        .map(|(port, owner)| Entry {
+                            port: *port,
+                            owner: owner.clone(),
+                        })
+                        .collect(),
+                };
+                fsutil::write_json(&path, &reg)?;
+                tracing::warn!(registry = %path.display(), "unreadable port registry rebuilt from the attachment records");
+                Ok(true)
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(false),
+        }
+    }
+
     /// Owners with published ports.
     pub fn owners(&self) -> Result<Vec<String>> {
         self.locked(|reg| {

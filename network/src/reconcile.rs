@@ -12,7 +12,11 @@ use crate::record::AttachState;
 
 pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<ReconcileReport> {
     let (records, ipam, ports, pins) = nw.parts();
-    let mut report = ReconcileReport::default();
+    // 0. Records a power loss tore are set aside; the scans below find what they made.
+    let mut report = ReconcileReport {
+        corrupt_files: records.quarantine_unreadable()?,
+        ..ReconcileReport::default()
+    };
 
     // 1. Attachments that never completed, or whose container is gone.
     for rec in records.all()? {
@@ -107,13 +111,33 @@ pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<Reconcil
         report.port_rules = stale.len();
     }
 
-    // 4. Address and port reservations of no remaining attachment.
+    // 4. Address and port reservations of no remaining attachment (unreadable pools are
+    // rebuilt from the remaining records first).
     for net in &networks {
+        let mine: Vec<(std::net::IpAddr, String)> = remaining
+            .iter()
+            .filter(|r| r.network == net.name)
+            .flat_map(|r| r.addresses.iter().map(move |a| (a.addr(), r.owner())))
+            .collect();
+        if ipam.reset_if_corrupt(&net.name, &mine)? {
+            report
+                .corrupt_files
+                .push(ipam.dir().join(format!("{}.json", net.name)));
+        }
         let gone = ipam.release_unless(&net.name, |o| owners.contains(o))?;
         if !gone.is_empty() {
             tracing::info!(network = %net.name, count = gone.len(), "reconcile: released orphaned addresses");
         }
         report.addresses += gone.len();
+    }
+    let published: Vec<(crate::ports::PublishedPort, String)> = remaining
+        .iter()
+        .flat_map(|r| r.ports.iter().map(move |p| (*p, r.owner())))
+        .collect();
+    if ports.reset_if_corrupt(&published)? {
+        report
+            .corrupt_files
+            .push(nw.options().run_dir.join("ports.json"));
     }
     report.port_reservations = ports.release_unless(|o| owners.contains(o))?;
 

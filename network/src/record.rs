@@ -133,6 +133,36 @@ impl Records {
         Ok(out)
     }
 
+    /// Moves records that cannot be parsed (a torn write after a power loss on a /run that is
+    /// not a tmpfs) aside as `<name>.corrupt`, so that reconcile can go on; returns their paths.
+    pub fn quarantine_unreadable(&self) -> Result<Vec<PathBuf>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::file("list attachments", &self.dir, e)),
+        };
+        let mut moved = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::file("list attachments", &self.dir, e))?;
+            let path = entry.path();
+            let is_record = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json"));
+            if !is_record {
+                continue;
+            }
+            if let Err(Error::Corrupt { .. }) = fsutil::read_json::<Attachment>(&path) {
+                let aside = path.with_extension("corrupt");
+                fs::rename(&path, &aside)
+                    .map_err(|e| Error::file("set aside corrupt record", &path, e))?;
+                tracing::warn!(record = %path.display(), "unreadable attachment record set aside");
+                moved.push(aside);
+            }
+        }
+        Ok(moved)
+    }
+
     /// Records of one container.
     pub fn of_container(&self, container: &str) -> Result<Vec<Attachment>> {
         Ok(self

@@ -292,3 +292,51 @@ fn concurrent_processes_never_share_an_address() {
     assert_eq!(bridge_ports(&net.bridge).len(), 12);
     assert_eq!(env.nets.firewall().list_ports().unwrap().len(), 12);
 }
+
+#[test]
+fn reconcile_survives_torn_state_files() {
+    let env = Env::new();
+    let net = env.bridge_network("t", |_| {});
+    let mut req = AttachRequest::new(&env.id("alive"), &net.name);
+    req.ports = vec![PortMapping::tcp(0, 80)];
+    let alive = env.nets.attach(&req).unwrap();
+    attach_and_crash(&env, &env.id("torn"), &net.name, "connected");
+    let run = env.root.path().join("run");
+    // As after a power loss on a /run that is not a tmpfs: empty or half-written files.
+    std::fs::write(
+        run.join("attachments")
+            .join(format!("{}@{}.json", env.id("torn"), net.name)),
+        b"{\"container_id\": \"to",
+    )
+    .unwrap();
+    std::fs::write(run.join("ipam").join(format!("{}.json", net.name)), b"").unwrap();
+    std::fs::write(run.join("ports.json"), b"\0\0\0").unwrap();
+    assert!(matches!(
+        env.nets.attachments(),
+        Err(kos_network::Error::Corrupt { .. })
+    ));
+
+    let live_id = alive.container_id.clone();
+    let report = env.nets.reconcile(&|id| id == live_id).unwrap();
+    assert_eq!(report.corrupt_files.len(), 3, "{report:?}");
+    // What the torn record made is found by the scans.
+    assert_eq!(report.veths.len(), 1, "{report:?}");
+    assert_eq!(report.port_rules, 1, "{report:?}");
+    assert_eq!(bridge_ports(&net.bridge), vec![alive.host_veth.clone()]);
+    // The rebuilt pool and registry still hold the live container's address and port.
+    let ipam = kos_network::ipam::Ipam::new(run.join("ipam"));
+    let pool = ipam.allocations(&net.name).unwrap();
+    assert_eq!(pool.get(&alive.addresses[0].addr()), Some(&alive.owner()));
+    assert_eq!(pool.len(), 1);
+    let mut clash = AttachRequest::new(&env.id("new"), &net.name);
+    clash.ports = vec![PortMapping::tcp(alive.ports[0].host_port, 80)];
+    assert!(matches!(
+        env.nets.attach(&clash),
+        Err(kos_network::Error::PortConflict { .. })
+    ));
+    let fresh = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("new"), &net.name))
+        .unwrap();
+    assert_ne!(fresh.addresses[0].addr(), alive.addresses[0].addr());
+}

@@ -120,6 +120,10 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Reconcile with nothing alive undoes every attachment, even half-made or torn ones.
+        if let Err(e) = self.nets.reconcile(&|_| false) {
+            eprintln!("cleanup: reconcile: {e}");
+        }
         if let Ok(recs) = self.nets.attachments() {
             for r in recs {
                 let _ = self.nets.release_container(&r.container_id);
