@@ -26,7 +26,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
     // Only what is ours: another container whose cgroup sits below ours keeps its
     // processes and its cgroup.
-    let foreign = foreign_below(root, &saved, &cg);
+    let pids = cg.pids().unwrap_or_default();
+    let foreign = foreign_below(root, &saved, &pids);
     match status {
         Status::Stopped => {}
         // A created container has run nothing of the user's: runc deletes it without
@@ -41,8 +42,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
             })
         }
     }
-    // Stray processes (the init gone, children left) go too.
-    kill_own(&cg, &foreign);
+    // Stray processes (the init gone, children left) go too. An empty subtree (the
+    // usual delete of a stopped container) has nothing that could appear in it.
+    if !pids.is_empty() {
+        kill_own(&cg, &foreign);
+    }
     if foreign.is_empty() {
         cg.remove()?;
     }
@@ -63,9 +67,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
 /// The cgroups of other containers under the same --root that lie below ours. Looked for
 /// only when some process of our subtree is not in our own cgroup, so the usual delete
 /// reads no other container's state.
-fn foreign_below(root: &Path, saved: &Saved, cg: &kos_cgroups::Manager) -> Vec<String> {
+fn foreign_below(root: &Path, saved: &Saved, pids: &[i32]) -> Vec<String> {
     let own = saved.cgroup_path.trim_end_matches('/');
-    let pids = cg.pids().unwrap_or_default();
     if pids
         .iter()
         .all(|p| cgroup_paths(*p).iter().all(|c| c == own))
