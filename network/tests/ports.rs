@@ -20,6 +20,8 @@ fn v4(a: &kos_network::Attachment) -> IpAddr {
 
 #[test]
 fn published_port_answers_from_localhost_bridge_neighbour_and_other_host() {
+    let localnet_all =
+        std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/route_localnet").unwrap();
     let env = Env::new();
     let other = SecondHost::new(&env);
     let net = env.bridge_network("p", |_| {});
@@ -64,6 +66,8 @@ fn published_port_answers_from_localhost_bridge_neighbour_and_other_host() {
     ))
     .unwrap();
     assert_eq!(localnet.trim(), "1");
+    let after = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/route_localnet").unwrap();
+    assert_eq!(after, localnet_all);
 
     // Detach removes the DNAT entries: the port no longer answers.
     env.nets.detach(&web.container_id, &net.name).unwrap();
