@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# kosd against Debian's dockerd 20.10 and podman, side by side in one run, on the same busybox
+# image served from a loopback docker-registry:
+#   run-none     `docker run --rm --network none IMG true` (kosd, dockerd) / `podman run --rm`
+#   run-bridge   the same on the default bridge (dockerd on its own kos-named bridge without
+#                iptables, podman on its own network); kosd has no bridge integration yet, so
+#                it is reported as such and not timed
+#   100 x `docker run -d` then `docker ps`, and `docker rm -f` of the 100 (kosd, dockerd)
+#   idle RSS of kosd, and of dockerd + its containerd
+# Targets (issue 12): kosd <= 0.15x dockerd and <= 0.2x podman medians; idle RSS <= 15 MB.
+# Each engine gets its own data root, exec root and socket under one temp dir; everything is
+# stopped and removed at exit (bridges, netavark chains, ip_forward as it was).
+#
+#   bench/kosd.sh   (as root; RUNS=n, PROFILE=debug to use debug builds)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUNS=${RUNS:-20}
+PROFILE=${PROFILE:-release}
+for tool in dockerd docker podman hyperfine skopeo jq /usr/bin/docker-registry; do
+    command -v "$tool" >/dev/null || { echo "bench/kosd.sh: $tool is not installed (make deps)" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench/kosd.sh: run as root" >&2; exit 1; }
+DOCKER=/usr/local/bin/docker
+[ -x "$DOCKER" ] || DOCKER=$(command -v docker)
+
+if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p kosd -p kos-shim -p kosrun
+else
+    cargo build -q -p kosd -p kos-shim -p kosrun
+fi
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
+
+T=$(mktemp -d /var/tmp/kosd-bench.XXXXXX)
+sfx=$(( $$ % 10000 ))
+BR=kosbd$sfx
+PODNET=kosbp$sfx
+ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
+KPID="" DPID="" RPID=""
+stop_pid() {
+    [ -n "$1" ] || return 0
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+}
+cleanup() {
+    set +e
+    [ -n "$KPID" ] && "$DOCKER" -H "unix://$T/kosd/kos.sock" rm -f $("$DOCKER" -H "unix://$T/kosd/kos.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
+    stop_pid "$KPID"
+    [ -n "$DPID" ] && "$DOCKER" -H "unix://$T/docker.sock" rm -f $("$DOCKER" -H "unix://$T/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
+    stop_pid "$DPID"
+    podman --root "$T/podman" --runroot "$T/podman-run" rm -af >/dev/null 2>&1
+    ip link del "$PODNET" 2>/dev/null
+    stop_pid "$RPID"
+    ip link del "$BR" 2>/dev/null
+    # netavark's chains for our network, and ip_forward as it was.
+    iptables-save 2>/dev/null | grep -q "$PODNET" && iptables-save | grep -v "$PODNET" | iptables-restore 2>/dev/null
+    echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
+    grep " $T/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+# The image: busybox-static with its applets, as an OCI layout pushed to a loopback registry.
+mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/tmp" "$T/oci/blobs/sha256"
+cp /bin/busybox "$T/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$T/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$T/rootfs/etc/passwd"
+echo 'root:x:0:' > "$T/rootfs/etc/group"
+tar --numeric-owner --owner=0 --group=0 -C "$T/rootfs" -cf "$T/layer.tar" .
+L=$(sha256sum "$T/layer.tar" | cut -d' ' -f1); LS=$(stat -c %s "$T/layer.tar")
+mv "$T/layer.tar" "$T/oci/blobs/sha256/$L"
+printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$L" > "$T/config.json"
+C=$(sha256sum "$T/config.json" | cut -d' ' -f1); CS=$(stat -c %s "$T/config.json"); mv "$T/config.json" "$T/oci/blobs/sha256/$C"
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' "$C" "$CS" "$L" "$LS" > "$T/m.json"
+M=$(sha256sum "$T/m.json" | cut -d' ' -f1); MS=$(stat -c %s "$T/m.json"); mv "$T/m.json" "$T/oci/blobs/sha256/$M"
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"bench"}}]}' "$M" "$MS" > "$T/oci/index.json"
+echo '{"imageLayoutVersion":"1.0.0"}' > "$T/oci/oci-layout"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$T/registry" "$PORT" > "$T/registry.yml"
+/usr/bin/docker-registry serve "$T/registry.yml" >/dev/null 2>&1 & RPID=$!
+for _ in $(seq 1 100); do curl -s "http://127.0.0.1:$PORT/v2/" >/dev/null && break; sleep 0.1; done
+IMG=127.0.0.1:$PORT/kosbench/busybox:1
+skopeo copy --quiet --dest-tls-verify=false "oci:$T/oci:bench" "docker://$IMG"
+
+# kosd.
+mkdir -p "$T/kosd"
+echo '{}' > "$T/kosd/daemon.json"
+"$BIN/kosd" -H "unix://$T/kosd/kos.sock" --data-root "$T/kosd/data" --exec-root "$T/kosd/exec" \
+    --config-file "$T/kosd/daemon.json" --log-level error 2>"$T/kosd.log" & KPID=$!
+# dockerd on its own bridge, without touching the host's firewall.
+ip link add "$BR" type bridge && ip addr add 10.213.$(( sfx % 200 )).1/24 dev "$BR" && ip link set "$BR" up
+dockerd --data-root "$T/docker" --exec-root "$T/dexec" --host "unix://$T/docker.sock" --pidfile "$T/docker.pid" \
+    --iptables=false --ip6tables=false --ip-masq=false --bridge="$BR" --storage-driver=overlay2 \
+    --containerd-namespace "kosbench$sfx" --log-level error >"$T/dockerd.log" 2>&1 & DPID=$!
+for _ in $(seq 1 300); do
+    "$DOCKER" -H "unix://$T/kosd/kos.sock" version >/dev/null 2>&1 && "$DOCKER" -H "unix://$T/docker.sock" version >/dev/null 2>&1 && break
+    sleep 0.1
+done
+K="$DOCKER -H unix://$T/kosd/kos.sock"
+D="$DOCKER -H unix://$T/docker.sock"
+# podman's network config lives here, so its bridge gets a kos name and the host's config is untouched.
+mkdir -p "$T/podnet"
+printf '[network]\nnetwork_config_dir = "%s"\n' "$T/podnet" > "$T/containers.conf"
+export CONTAINERS_CONF=$T/containers.conf
+printf '{"name":"%s","id":"%064d","driver":"bridge","network_interface":"%s","created":"2024-01-01T00:00:00Z","subnets":[{"subnet":"10.214.%d.0/24","gateway":"10.214.%d.1"}],"ipv6_enabled":false,"internal":false,"dns_enabled":false,"ipam_options":{"driver":"host-local"}}' \
+    "$PODNET" "$sfx" "$PODNET" $(( sfx % 200 )) $(( sfx % 200 )) > "$T/podnet/$PODNET.json"
+P="podman --runtime runc --root $T/podman --runroot $T/podman-run"
+# runc: crun refuses hybrid cgroup hosts. No CAP_SYS_RESOURCE here: podman's default
+# nofile/nproc limits cannot be set, so the limits are given.
+PR="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
+$K pull -q "$IMG" >/dev/null
+$D pull -q "$IMG" >/dev/null
+$P pull -q --tls-verify=false "$IMG" >/dev/null
+
+# One run each first, so a broken engine fails here with its own message.
+$K run --rm --network none "$IMG" true
+$D run --rm --network none "$IMG" true
+$P run $PR --rm --network none "$IMG" true
+$P run $PR --rm --network "$PODNET" "$IMG" true
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+sleep 1
+KRSS=$(rss_kb "$KPID")
+CPID=$(pgrep -f "containerd --config $T/dexec" | head -1 || true)
+[ -n "$CPID" ] || CPID=$(pgrep -P "$DPID" containerd | head -1 || true)
+DRSS=$(( $(rss_kb "$DPID") + ${CPID:+$(rss_kb "$CPID")}+0 ))
+
+echo "== docker run --rm IMAGE true, --network none (RUNS=$RUNS)"
+hyperfine -N -w 2 -r "$RUNS" --export-json "$T/none.json" \
+    -n kosd "$K run --rm --network none $IMG true" \
+    -n dockerd "$D run --rm --network none $IMG true" \
+    -n podman "$P run $PR --rm --network none $IMG true"
+echo "== docker run --rm IMAGE true, default bridge (kosd: no bridge integration yet, not timed)"
+hyperfine -N -w 2 -r "$RUNS" --export-json "$T/bridge.json" \
+    -n dockerd "$D run --rm $IMG true" \
+    -n podman "$P run $PR --rm --network $PODNET $IMG true"
+
+hundred() { # engine-cli: 100 x run -d, ps, rm -f; prints seconds for each phase
+    local cli=$1 t0 t1 t2 t3
+    t0=$(date +%s.%N)
+    for i in $(seq 1 100); do $cli run -d --network none "$IMG" sleep 1000 >/dev/null; done
+    t1=$(date +%s.%N)
+    $cli ps -q | wc -l >/dev/null
+    t2=$(date +%s.%N)
+    $cli rm -f $($cli ps -aq) >/dev/null
+    t3=$(date +%s.%N)
+    echo "$(echo "$t1 - $t0" | bc) $(echo "$t2 - $t1" | bc) $(echo "$t3 - $t2" | bc)"
+}
+echo "== 100 x run -d, then ps, then rm -f of the 100 (seconds)"
+read -r k1 k2 k3 <<<"$(hundred "$K")"
+KRSS100=$(rss_kb "$KPID")
+read -r d1 d2 d3 <<<"$(hundred "$D")"
+printf '%-8s run-d x100 %7.2f   ps %6.3f   rm -f x100 %7.2f\n' kosd "$k1" "$k2" "$k3" dockerd "$d1" "$d2" "$d3"
+
+med() { jq -r ".results[] | select(.command==\"$2\") | .median * 1000" "$1"; }
+kn=$(med "$T/none.json" kosd); dn=$(med "$T/none.json" dockerd); pn=$(med "$T/none.json" podman)
+echo "== summary (medians, ms)"
+printf 'network none: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f (target <= 0.15), kosd/podman %.3f (target <= 0.2)\n' \
+    "$kn" "$dn" "$pn" "$(echo "$kn / $dn" | bc -l)" "$(echo "$kn / $pn" | bc -l)"
+printf 'bridge: dockerd %.1f  podman %.1f  kosd not measured (bridge not wired into kosd)\n' \
+    "$(med "$T/bridge.json" dockerd)" "$(med "$T/bridge.json" podman)"
+printf 'idle RSS: kosd %d kB (target <= 15360), dockerd+containerd %d kB; kosd after 100 run/rm cycles %d kB\n' \
+    "$KRSS" "$DRSS" "$KRSS100"
