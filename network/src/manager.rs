@@ -621,6 +621,13 @@ impl Networks {
         crate::etc::write(self, container, dir, spec)
     }
 
+    /// Brings a network up regardless of its "up" marker.
+    pub(crate) fn restore_network(&self, net: &Network) -> Result<()> {
+        let ctx = self.ctx();
+        fsutil::remove(&ctx.up_dir.join(&net.name))?;
+        Self::driver(net.driver).bring_up(&ctx, net)
+    }
+
     pub(crate) fn parts(&self) -> (&Records, &Ipam, &PortRegistry, &NetnsDir) {
         (&self.records, &self.ipam, &self.ports, &self.pins)
     }

@@ -161,5 +161,14 @@ pub(crate) fn run(nw: &Networks, live: &dyn Fn(&str) -> bool) -> Result<Reconcil
             report.pins.push(name);
         }
     }
+
+    // 7. Every network made whole again (bridge, addresses, sysctls, rules), even where the
+    // "up" marker says it is: after a reboot or a flushed ruleset only this puts it back.
+    for net in &networks {
+        nw.restore_network(net)?;
+    }
+    // And the remaining attachments' published ports (adding present elements is a no-op).
+    let wanted: Vec<PortRule> = wanted.into_iter().collect();
+    nw.firewall().add_ports(&wanted)?;
     Ok(report)
 }

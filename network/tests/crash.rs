@@ -145,7 +145,24 @@ fn reconcile_cleans_up_after_a_crash_between_steps() {
     again.ports = vec![PortMapping::tcp(0, 80)];
     env.nets.attach(&again).unwrap();
 
-    // A second reconcile finds nothing more.
+    // A flushed ruleset (another tool, a reboot of the firewall service) is put back whole.
+    run("nft", &["delete", "table", "inet", env.table()]);
+    let published = env
+        .nets
+        .attachments()
+        .unwrap()
+        .into_iter()
+        .find(|r| !r.ports.is_empty())
+        .unwrap();
+    let _srv = Server::tcp(
+        Some(&env.pin_path(&published.container_id)),
+        sock(published.addresses[0].addr(), 80),
+        "restored",
+    );
+    let port = published.ports[0].host_port;
+    assert!(fetch(None, sock(std::net::Ipv4Addr::LOCALHOST.into(), port)).is_err());
+
+    // A second reconcile finds nothing more to remove, and restores the rules.
     let live: BTreeSet<String> = env
         .nets
         .attachments()
