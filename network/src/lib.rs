@@ -33,6 +33,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod attach;
 pub mod dns;
 pub mod driver;
 pub mod error;
@@ -51,10 +52,11 @@ mod reconcile;
 pub mod record;
 pub mod sysctl;
 
+pub use attach::{AttachRequest, AttachStep, NetworkMode};
 pub use dns::DnsOptions;
 pub use error::{Error, Result};
 pub use etc::EtcSpec;
-pub use manager::{AttachRequest, AttachStep, NetworkMode, Networks, Options, ReconcileReport};
+pub use manager::{Networks, Options, ReconcileReport};
 pub use netconf::{DriverKind, Network, NetworkSpec, SubnetSpec};
 pub use ports::{PortMapping, Protocol, PublishedPort};
 pub use record::{AttachKind, AttachState, Attachment};
