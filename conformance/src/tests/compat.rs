@@ -174,9 +174,14 @@ fn seccomp_profile(rules: serde_json::Value) -> serde_json::Value {
 /// config-linux.md Seccomp: the filter is for the container's program. A profile denying
 /// getcwd must not break the runtime's own checks before it.
 fn seccomp_denying_getcwd(ctx: &Ctx) -> Result<()> {
-    for nnp in [true, false] {
-        let mut b = ctx.bundle(&["echo", "kos-no-getcwd"])?;
+    for (nnp, uid) in [(true, 0), (false, 0), (false, 1000)] {
+        let mut b = ctx.bundle(&[
+            "sh",
+            "-c",
+            "echo kos-no-getcwd; grep -E '^Cap(Prm|Eff)' /proc/self/status",
+        ])?;
         b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["process"]["user"] = json!({"uid": uid, "gid": uid});
         b.config["process"]["cwd"] = json!("/tmp");
         b.config["linux"]["seccomp"] = seccomp_profile(json!([
             {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
@@ -184,8 +189,21 @@ fn seccomp_denying_getcwd(ctx: &Ctx) -> Result<()> {
         let out = ctx.run_ok(&b)?;
         ensure!(
             out.contains("kos-no-getcwd"),
-            "noNewPrivileges={nnp}: output {out:?}"
+            "noNewPrivileges={nnp} uid={uid}: output {out:?}"
         );
+        // Loading the filter without no_new_privs takes CAP_SYS_ADMIN; the program must
+        // not keep it (the config does not grant it).
+        for line in out.lines().filter(|l| l.starts_with("Cap")) {
+            let mask = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .unwrap_or(0);
+            ensure!(
+                mask & (1 << 21) == 0,
+                "noNewPrivileges={nnp} uid={uid}: the program holds CAP_SYS_ADMIN: {line}"
+            );
+        }
     }
     Ok(())
 }
