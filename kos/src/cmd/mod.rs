@@ -1,0 +1,132 @@
+//! Command implementations, one module per family; each returns the exit code.
+
+mod build;
+mod container;
+mod image;
+mod inspect;
+mod list;
+mod logs;
+mod objects;
+mod run;
+mod stats;
+mod system;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Cmd};
+use crate::client::Client;
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    // Commands that need no daemon.
+    match &cli.cmd {
+        Cmd::Completion(c) => return system::completion(&c.shell),
+        Cmd::Man(m) => return system::man(&m.dir),
+        _ => {}
+    }
+    let c = Client::from_flag(cli.host.as_deref()).map_err(|e| crate::status(125, e))?;
+    match cli.cmd {
+        Cmd::Run(r) => run::run(&c, r),
+        Cmd::Create(r) => run::create(&c, r),
+        Cmd::Start(s) => run::start(&c, s),
+        Cmd::Attach(a) => run::attach(&c, a),
+        Cmd::Exec(e) => run::exec(&c, e),
+        Cmd::Stop(s) => container::stop(&c, s, "stop"),
+        Cmd::Restart(s) => container::stop(&c, s, "restart"),
+        Cmd::Kill(k) => container::kill(&c, k),
+        Cmd::Rm(r) => container::rm(&c, r),
+        Cmd::Pause(p) => container::simple(&c, p, "pause"),
+        Cmd::Unpause(p) => container::simple(&c, p, "unpause"),
+        Cmd::Wait(w) => container::wait(&c, w),
+        Cmd::Rename(r) => container::rename(&c, r),
+        Cmd::Update(u) => container::update(&c, u),
+        Cmd::Top(t) => logs::top(&c, t),
+        Cmd::Port(p) => logs::port(&c, p),
+        Cmd::Logs(l) => logs::logs(&c, l),
+        Cmd::Cp(cp) => logs::cp(&c, cp),
+        Cmd::Stats(s) => stats::stats(&c, s),
+        Cmd::Ps(p) => list::ps(&c, p),
+        Cmd::Images(i) => list::images(&c, i),
+        Cmd::Inspect(i) => inspect::inspect(&c, i),
+        Cmd::Pull(p) => image::pull_cmd(&c, p),
+        Cmd::Push(p) => image::push(&c, p),
+        Cmd::Rmi(r) => image::rmi(&c, r),
+        Cmd::Tag(t) => image::tag(&c, t),
+        Cmd::Load(l) => image::load(&c, l),
+        Cmd::Save(s) => image::save(&c, s),
+        Cmd::Build(b) => build::build(&c, b),
+        Cmd::Login(l) => system::login(&c, l),
+        Cmd::Logout(l) => system::logout(&c, l),
+        Cmd::Volume(v) => objects::volume(&c, v),
+        Cmd::Network(n) => objects::network(&c, n),
+        Cmd::System(s) => system::system(&c, s),
+        Cmd::Info(i) => system::info(&c, i),
+        Cmd::Version(v) => system::version(&c, v),
+        Cmd::Events(e) => system::events(&c, e),
+        Cmd::Completion(_) | Cmd::Man(_) => Ok(0),
+    }
+}
+
+/// `--filter k=v` flags as the API's `filters` JSON (`{"k":{"v":true}}`).
+pub fn filters_json(filters: &[String]) -> Result<String> {
+    let mut m = serde_json::Map::new();
+    for f in filters {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value)"))?;
+        let e = m
+            .entry(k.trim().to_ascii_lowercase())
+            .or_insert_with(|| json!({}));
+        e[v] = Value::Bool(true);
+    }
+    Ok(if m.is_empty() {
+        String::new()
+    } else {
+        Value::Object(m).to_string()
+    })
+}
+
+/// Runs `op` on every name; prints each name that worked (when `echo`),
+/// each failure on stderr, and fails with 1 when any did, as docker does.
+pub fn each(
+    names: &[String],
+    echo: bool,
+    mut op: impl FnMut(&str) -> std::result::Result<(), String>,
+) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        match op(n) {
+            Ok(()) => {
+                if echo {
+                    println!("{n}");
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Path segment encoding for names in URLs.
+pub fn seg(s: &str) -> String {
+    crate::client::http::encode(s).replace("%2F", "/")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters() {
+        assert_eq!(filters_json(&[]).unwrap(), "");
+        assert_eq!(
+            filters_json(&["status=exited".into(), "label=a=b".into()]).unwrap(),
+            r#"{"label":{"a=b":true},"status":{"exited":true}}"#
+        );
+        assert!(filters_json(&["nope".into()]).is_err());
+    }
+}

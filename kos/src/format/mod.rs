@@ -1,0 +1,244 @@
+//! Output as docker prints it: `--format` handling (table, json, templates),
+//! Go's tabwriter layout, and JSON indentation that keeps the daemon's bytes.
+
+pub mod template;
+pub mod units;
+
+use serde_json::Value;
+
+pub use template::Template;
+
+/// Go's `text/tabwriter` as docker configures it (minwidth 10, padding 3,
+/// spaces): every tab-terminated cell is padded to its column's width.
+pub fn tabwrite(text: &str) -> String {
+    let lines: Vec<Vec<&str>> = text
+        .split_terminator('\n')
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let mut widths: Vec<usize> = Vec::new();
+    for l in &lines {
+        // The last segment of a line is not a cell of any column.
+        for (i, c) in l.iter().take(l.len().saturating_sub(1)).enumerate() {
+            let w = (c.chars().count() + 3).max(10);
+            if widths.len() <= i {
+                widths.push(w);
+            } else if widths[i] < w {
+                widths[i] = w;
+            }
+        }
+    }
+    let mut out = String::new();
+    for l in &lines {
+        let n = l.len();
+        for (i, c) in l.iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                let pad = widths[i].saturating_sub(c.chars().count());
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A `--format` value resolved the way docker resolves it.
+pub enum Format {
+    /// `table ...`: a header row, then rows, aligned.
+    Table(Template),
+    /// Anything else: the template per row, as is.
+    Raw(Template),
+}
+
+impl Format {
+    /// `format`: the user's flag (None/empty for the default table);
+    /// `default_table`: the command's default, `table {{.ID}}\t...`.
+    pub fn new(format: Option<&str>, default_table: &str) -> Result<Format, String> {
+        let f = match format.map(str::trim) {
+            None | Some("") | Some("table") => default_table.to_string(),
+            Some("json") => "{{json .}}".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let unescape = |s: &str| s.replace("\\t", "\t").replace("\\n", "\n");
+        if let Some(rest) = f.strip_prefix("table") {
+            let body = unescape(rest.trim_matches(' '));
+            return Ok(Format::Table(Template::parse(&body)?));
+        }
+        Ok(Format::Raw(Template::parse(&unescape(&f))?))
+    }
+
+    /// Renders `rows` (JSON objects of a command's fields), with `headers`
+    /// naming each field's column title.
+    pub fn render(&self, rows: &[Value], headers: &[(&str, &str)]) -> Result<String, String> {
+        match self {
+            Format::Raw(t) => {
+                let mut out = String::new();
+                for r in rows {
+                    out.push_str(&t.render(r, true)?);
+                    out.push('\n');
+                }
+                Ok(out)
+            }
+            Format::Table(t) => {
+                let mut h = serde_json::Map::new();
+                for (k, v) in headers {
+                    h.insert((*k).to_string(), Value::String((*v).to_string()));
+                }
+                // Fields without a known title get their name upper-cased, as docker's header map.
+                for f in t.fields() {
+                    if !h.contains_key(&f) {
+                        h.insert(f.clone(), Value::String(f.to_uppercase()));
+                    }
+                }
+                let mut text = t.render(&Value::Object(h), false)?;
+                text.push('\n');
+                for r in rows {
+                    text.push_str(&t.render(r, true)?);
+                    text.push('\n');
+                }
+                Ok(tabwrite(&text))
+            }
+        }
+    }
+}
+
+/// Go's `json.Indent(dst, src, "", indent)`: the daemon's bytes and key
+/// order are kept, only whitespace changes.
+pub fn json_indent(src: &[u8], indent: &str) -> String {
+    let mut out = Vec::with_capacity(src.len() * 2);
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut esc = false;
+    let mut need_indent = false;
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        for _ in 0..depth {
+            out.extend_from_slice(indent.as_bytes());
+        }
+    };
+    for &c in src {
+        if in_str {
+            out.push(c);
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if need_indent && c != b']' && c != b'}' {
+            need_indent = false;
+            depth += 1;
+            newline(&mut out, depth);
+        }
+        match c {
+            b'"' => {
+                in_str = true;
+                out.push(c);
+            }
+            b'{' | b'[' => {
+                out.push(c);
+                need_indent = true;
+            }
+            b',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            b':' => {
+                out.push(c);
+                out.push(b' ');
+            }
+            b'}' | b']' => {
+                if need_indent {
+                    // An empty object or array stays on one line.
+                    need_indent = false;
+                } else {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// docker's `Ellipsis`: at most `n` characters, the last one "…" when cut.
+pub fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// Image and container ids as docker shows them: 12 hex digits, no algorithm.
+pub fn short_id(id: &str) -> String {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.chars().take(12).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tabwriter_like_go() {
+        let t = tabwrite("CONTAINER ID\tNAMES\nabc\tx\n");
+        assert_eq!(t, "CONTAINER ID   NAMES\nabc            x\n");
+        let t = tabwrite("A\tB\tC\n");
+        assert_eq!(t, "A         B         C\n");
+    }
+
+    #[test]
+    fn formats() {
+        let rows = vec![json!({"ID": "abc", "Names": "web"})];
+        let h = [("ID", "CONTAINER ID"), ("Names", "NAMES")];
+        let f = Format::new(Some("table {{.ID}}\\t{{.Names}}"), "").unwrap();
+        assert_eq!(
+            f.render(&rows, &h).unwrap(),
+            "CONTAINER ID   NAMES\nabc            web\n"
+        );
+        let f = Format::new(Some("{{.Names}}"), "").unwrap();
+        assert_eq!(f.render(&rows, &h).unwrap(), "web\n");
+        let f = Format::new(Some("json"), "").unwrap();
+        assert_eq!(
+            f.render(&rows, &h).unwrap(),
+            "{\"ID\":\"abc\",\"Names\":\"web\"}\n"
+        );
+        let f = Format::new(None, "table {{.ID}}").unwrap();
+        assert_eq!(f.render(&rows, &h).unwrap(), "CONTAINER ID\nabc\n");
+        assert!(Format::new(Some("{{.Nope}}"), "")
+            .unwrap()
+            .render(&rows, &h)
+            .is_err());
+    }
+
+    #[test]
+    fn indent_like_go() {
+        let s = br#"[{"A":1,"B":{},"C":[],"D":["x","y"],"E":"a,b:{c}"}]"#;
+        assert_eq!(
+            json_indent(s, "    "),
+            "[\n    {\n        \"A\": 1,\n        \"B\": {},\n        \"C\": [],\n        \"D\": [\n            \"x\",\n            \"y\"\n        ],\n        \"E\": \"a,b:{c}\"\n    }\n]"
+        );
+    }
+
+    #[test]
+    fn ellipsis_and_ids() {
+        assert_eq!(
+            ellipsis("\"sh -c 'while true; do'\"", 20),
+            "\"sh -c 'while true;…"
+        );
+        assert_eq!(ellipsis("\"true\"", 20), "\"true\"");
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}

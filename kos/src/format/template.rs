@@ -1,0 +1,625 @@
+//! The Go-template subset `--format` takes, over JSON values: `{{.A.B}}`,
+//! pipelines (`{{.Names | upper}}`), docker's functions (`json`, `join`,
+//! `index`, `upper`, `lower`, `title`, `split`, `truncate`, `len`, `print`,
+//! `println`, `printf`, `pad`), and `if`/`else`/`range`/`with`/`end`.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Arg {
+    Field(Vec<String>),
+    Str(String),
+    Num(f64),
+    Func(String),
+    Bool(bool),
+}
+
+type Pipe = Vec<Vec<Arg>>;
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action(Pipe),
+    If(Pipe, Vec<Node>, Vec<Node>),
+    Range(Pipe, Vec<Node>, Vec<Node>),
+    With(Pipe, Vec<Node>, Vec<Node>),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    nodes: Vec<Node>,
+}
+
+const FUNCS: &[&str] = &[
+    "json", "join", "index", "upper", "lower", "title", "split", "truncate", "len", "print",
+    "println", "printf", "pad",
+];
+
+fn lex_action(src: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = src.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '`' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                let quote = c;
+                let mut s = String::from("\"");
+                let mut closed = false;
+                while let Some(d) = chars.next() {
+                    if d == quote {
+                        closed = true;
+                        break;
+                    }
+                    if d == '\\' && quote == '"' {
+                        match chars.next() {
+                            Some('n') => s.push('\n'),
+                            Some('t') => s.push('\t'),
+                            Some('\\') => s.push('\\'),
+                            Some('"') => s.push('"'),
+                            Some(o) => {
+                                s.push('\\');
+                                s.push(o)
+                            }
+                            None => {}
+                        }
+                    } else {
+                        s.push(d);
+                    }
+                }
+                if !closed {
+                    return Err("unterminated quoted string".into());
+                }
+                out.push(s);
+            }
+            '|' => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                out.push("|".into());
+            }
+            c if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn parse_pipe(words: &[String]) -> Result<Pipe, String> {
+    let mut pipe = Vec::new();
+    let mut cmd = Vec::new();
+    for w in words {
+        if w == "|" {
+            if cmd.is_empty() {
+                return Err("missing command in pipeline".into());
+            }
+            pipe.push(std::mem::take(&mut cmd));
+            continue;
+        }
+        let a = if let Some(s) = w.strip_prefix('"') {
+            Arg::Str(s.to_string())
+        } else if w == "." {
+            Arg::Field(Vec::new())
+        } else if let Some(p) = w.strip_prefix('.') {
+            Arg::Field(p.split('.').map(str::to_string).collect())
+        } else if w == "true" || w == "false" {
+            Arg::Bool(w == "true")
+        } else if let Ok(n) = w.parse::<f64>() {
+            Arg::Num(n)
+        } else if FUNCS.contains(&w.as_str()) {
+            Arg::Func(w.clone())
+        } else {
+            return Err(format!("function {w:?} not defined"));
+        };
+        cmd.push(a);
+    }
+    if cmd.is_empty() {
+        return Err("missing value for command".into());
+    }
+    pipe.push(cmd);
+    Ok(pipe)
+}
+
+enum Tok {
+    Text(String),
+    Act(Vec<String>),
+}
+
+fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
+    let mut toks = Vec::new();
+    let mut rest = src;
+    let mut trim_next = false;
+    while let Some(i) = rest.find("{{") {
+        let mut text = &rest[..i];
+        if trim_next {
+            text = text.trim_start();
+        }
+        let after = &rest[i + 2..];
+        let (after, trim_prev) = match after.strip_prefix("- ") {
+            Some(a) => (a, true),
+            None => (after, false),
+        };
+        if trim_prev {
+            text = text.trim_end();
+        }
+        if !text.is_empty() {
+            toks.push(Tok::Text(text.to_string()));
+        }
+        let end = after.find("}}").ok_or("unclosed action")?;
+        let mut inner = &after[..end];
+        trim_next = false;
+        if let Some(x) = inner.strip_suffix(" -") {
+            inner = x;
+            trim_next = true;
+        }
+        toks.push(Tok::Act(lex_action(inner)?));
+        rest = &after[end + 2..];
+    }
+    let text = if trim_next { rest.trim_start() } else { rest };
+    if !text.is_empty() {
+        toks.push(Tok::Text(text.to_string()));
+    }
+    Ok(toks)
+}
+
+fn build(
+    toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
+) -> Result<(Vec<Node>, Option<String>), String> {
+    let mut nodes = Vec::new();
+    while let Some(t) = toks.next() {
+        match t {
+            Tok::Text(s) => nodes.push(Node::Text(s)),
+            Tok::Act(words) => {
+                let first = words.first().map(String::as_str).unwrap_or("");
+                match first {
+                    "" => return Err("missing value for command".into()),
+                    "end" | "else" => return Ok((nodes, Some(first.to_string()))),
+                    "if" | "range" | "with" => {
+                        let pipe = parse_pipe(&words[1..])?;
+                        let (body, stop) = build(toks)?;
+                        let els = match stop.as_deref() {
+                            Some("else") => {
+                                let (e, stop2) = build(toks)?;
+                                if stop2.as_deref() != Some("end") {
+                                    return Err(format!("unexpected EOF in {first}"));
+                                }
+                                e
+                            }
+                            Some("end") => Vec::new(),
+                            _ => return Err(format!("unexpected EOF in {first}")),
+                        };
+                        nodes.push(match first {
+                            "if" => Node::If(pipe, body, els),
+                            "range" => Node::Range(pipe, body, els),
+                            _ => Node::With(pipe, body, els),
+                        });
+                    }
+                    _ => nodes.push(Node::Action(parse_pipe(&words)?)),
+                }
+            }
+        }
+    }
+    Ok((nodes, None))
+}
+
+impl Template {
+    pub fn parse(src: &str) -> Result<Template, String> {
+        let toks = tokenize(src).map_err(|e| format!("template parsing error: {e}"))?;
+        let mut it = toks.into_iter().peekable();
+        let (nodes, stop) = build(&mut it).map_err(|e| format!("template parsing error: {e}"))?;
+        if let Some(s) = stop {
+            return Err(format!("template parsing error: unexpected {{{{{s}}}}}"));
+        }
+        Ok(Template { nodes })
+    }
+
+    /// Renders with `root` as dot. `strict`: a missing field of the root is an
+    /// error (docker's typed contexts for ps, images, ...), not "<no value>".
+    pub fn render(&self, root: &Value, strict: bool) -> Result<String, String> {
+        let mut out = String::new();
+        let cx = Cx { root, strict };
+        cx.nodes(&self.nodes, root, &mut out)?;
+        Ok(out)
+    }
+
+    /// The field names a template reads from dot (for table headers).
+    pub fn fields(&self) -> Vec<String> {
+        fn walk(n: &[Node], out: &mut Vec<String>) {
+            for x in n {
+                match x {
+                    Node::Action(p) => {
+                        for c in p {
+                            for a in c {
+                                if let Arg::Field(f) = a {
+                                    if let Some(h) = f.first() {
+                                        out.push(h.clone());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Node::If(_, a, b) | Node::Range(_, a, b) | Node::With(_, a, b) => {
+                        walk(a, out);
+                        walk(b, out);
+                    }
+                    Node::Text(_) => {}
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(&self.nodes, &mut v);
+        v
+    }
+}
+
+struct Cx<'a> {
+    root: &'a Value,
+    strict: bool,
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Go's `%v` of a decoded JSON value.
+pub fn go_print(v: &Value) -> String {
+    match v {
+        Value::Null => "<no value>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.to_string()
+            } else if let Some(u) = n.as_u64() {
+                u.to_string()
+            } else {
+                let f = n.as_f64().unwrap_or(0.0);
+                if f.fract() == 0.0 && f.abs() < 1e21 {
+                    format!("{f:.0}")
+                } else {
+                    f.to_string()
+                }
+            }
+        }
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(go_print_inner).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(o) => format!(
+            "map[{}]",
+            o.iter()
+                .map(|(k, v)| format!("{k}:{}", go_print_inner(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+}
+
+fn go_print_inner(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".into(),
+        other => go_print(other),
+    }
+}
+
+fn as_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => go_print(other),
+    }
+}
+
+impl Cx<'_> {
+    fn nodes(&self, nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), String> {
+        for n in nodes {
+            match n {
+                Node::Text(t) => out.push_str(t),
+                Node::Action(p) => {
+                    let v = self.pipe(p, dot)?;
+                    out.push_str(&go_print(&v));
+                }
+                Node::If(p, a, b) => {
+                    if truthy(&self.pipe(p, dot)?) {
+                        self.nodes(a, dot, out)?;
+                    } else {
+                        self.nodes(b, dot, out)?;
+                    }
+                }
+                Node::With(p, a, b) => {
+                    let v = self.pipe(p, dot)?;
+                    if truthy(&v) {
+                        self.nodes(a, &v, out)?;
+                    } else {
+                        self.nodes(b, dot, out)?;
+                    }
+                }
+                Node::Range(p, a, b) => {
+                    let v = self.pipe(p, dot)?;
+                    let items: Vec<Value> = match v {
+                        Value::Array(a) => a,
+                        Value::Object(o) => o.into_iter().map(|(_, v)| v).collect(),
+                        Value::Null => Vec::new(),
+                        other => {
+                            return Err(format!("range can't iterate over {}", go_print(&other)))
+                        }
+                    };
+                    if items.is_empty() {
+                        self.nodes(b, dot, out)?;
+                    }
+                    for it in &items {
+                        self.nodes(a, it, out)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn field(&self, dot: &Value, path: &[String]) -> Result<Value, String> {
+        let mut cur = dot.clone();
+        for (i, k) in path.iter().enumerate() {
+            cur = match &cur {
+                Value::Object(o) => match o.get(k) {
+                    Some(v) => v.clone(),
+                    None if self.strict && i == 0 && std::ptr::eq(dot, self.root) => {
+                        return Err(format!(
+                            "template: :1: executing \"\" at <.{}>: can't evaluate field {k}",
+                            path.join(".")
+                        ))
+                    }
+                    None => Value::Null,
+                },
+                Value::Null => Value::Null,
+                _ => {
+                    return Err(format!(
+                    "template: :1: executing \"\" at <.{}>: can't evaluate field {k} in type {}",
+                    path.join("."),
+                    type_name(&cur)
+                ))
+                }
+            };
+        }
+        Ok(cur)
+    }
+
+    fn arg(&self, a: &Arg, dot: &Value) -> Result<Value, String> {
+        Ok(match a {
+            Arg::Field(p) => self.field(dot, p)?,
+            Arg::Str(s) => Value::String(s.clone()),
+            Arg::Num(n) => serde_json::json!(n),
+            Arg::Bool(b) => Value::Bool(*b),
+            Arg::Func(f) => call(f, &[])?,
+        })
+    }
+
+    fn pipe(&self, p: &Pipe, dot: &Value) -> Result<Value, String> {
+        let mut prev: Option<Value> = None;
+        for cmd in p {
+            let v = match &cmd[0] {
+                Arg::Func(f) => {
+                    let mut args = Vec::new();
+                    for a in &cmd[1..] {
+                        args.push(self.arg(a, dot)?);
+                    }
+                    if let Some(pv) = prev.take() {
+                        args.push(pv);
+                    }
+                    call(f, &args)?
+                }
+                other => {
+                    if cmd.len() > 1 || prev.is_some() {
+                        return Err(format!("can't give argument to non-function {other:?}"));
+                    }
+                    self.arg(other, dot)?
+                }
+            };
+            prev = Some(v);
+        }
+        Ok(prev.unwrap_or(Value::Null))
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "float64",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "[]interface {}",
+        _ => "interface {}",
+    }
+}
+
+fn need(f: &str, args: &[Value], n: usize) -> Result<(), String> {
+    if args.len() != n {
+        return Err(format!(
+            "wrong number of args for {f}: want {n} got {}",
+            args.len()
+        ));
+    }
+    Ok(())
+}
+
+fn call(f: &str, args: &[Value]) -> Result<Value, String> {
+    let s = |v: &Value| as_str(v);
+    Ok(match f {
+        "json" => {
+            need(f, args, 1)?;
+            Value::String(serde_json::to_string(&args[0]).map_err(|e| e.to_string())?)
+        }
+        "join" => {
+            need(f, args, 2)?;
+            let items: Vec<String> = match &args[0] {
+                Value::Array(a) => a.iter().map(as_str).collect(),
+                Value::Null => Vec::new(),
+                other => vec![as_str(other)],
+            };
+            Value::String(items.join(&s(&args[1])))
+        }
+        "index" => {
+            need(f, args, 2)?;
+            match (&args[0], &args[1]) {
+                (Value::Object(o), k) => o.get(&s(k)).cloned().unwrap_or(Value::Null),
+                (Value::Array(a), Value::Number(n)) => {
+                    let i = n.as_f64().unwrap_or(-1.0);
+                    if i < 0.0 || i as usize >= a.len() {
+                        return Err(format!("index out of range: {i}"));
+                    }
+                    a[i as usize].clone()
+                }
+                (Value::Null, _) => Value::Null,
+                (o, _) => return Err(format!("can't index item of type {}", type_name(o))),
+            }
+        }
+        "upper" => {
+            need(f, args, 1)?;
+            Value::String(s(&args[0]).to_uppercase())
+        }
+        "lower" => {
+            need(f, args, 1)?;
+            Value::String(s(&args[0]).to_lowercase())
+        }
+        "title" => {
+            need(f, args, 1)?;
+            let t: String = s(&args[0])
+                .split(' ')
+                .map(|w| {
+                    let mut c = w.chars();
+                    match c.next() {
+                        Some(h) => h.to_uppercase().chain(c).collect::<String>(),
+                        None => String::new(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            Value::String(t)
+        }
+        "split" => {
+            need(f, args, 2)?;
+            Value::Array(
+                s(&args[0])
+                    .split(s(&args[1]).as_str())
+                    .map(|x| Value::String(x.into()))
+                    .collect(),
+            )
+        }
+        "truncate" => {
+            need(f, args, 2)?;
+            let n = args[1].as_f64().unwrap_or(0.0).max(0.0) as usize;
+            Value::String(s(&args[0]).chars().take(n).collect())
+        }
+        "len" => {
+            need(f, args, 1)?;
+            let n = match &args[0] {
+                Value::Array(a) => a.len(),
+                Value::Object(o) => o.len(),
+                Value::String(x) => x.len(),
+                Value::Null => 0,
+                o => return Err(format!("len of type {}", type_name(o))),
+            };
+            serde_json::json!(n)
+        }
+        "pad" => {
+            need(f, args, 3)?;
+            let l = args[1].as_f64().unwrap_or(0.0).max(0.0) as usize;
+            let r = args[2].as_f64().unwrap_or(0.0).max(0.0) as usize;
+            Value::String(format!("{}{}{}", " ".repeat(l), s(&args[0]), " ".repeat(r)))
+        }
+        "print" => Value::String(args.iter().map(as_str).collect::<Vec<_>>().join("")),
+        "println" => Value::String(args.iter().map(as_str).collect::<Vec<_>>().join(" ") + "\n"),
+        "printf" => {
+            let Some((fmt, rest)) = args.split_first() else {
+                return Err("printf needs a format".into());
+            };
+            Value::String(printf(&s(fmt), rest))
+        }
+        other => return Err(format!("function {other:?} not defined")),
+    })
+}
+
+/// `%s`, `%d`, `%v`, `%q` and `%%`; enough for format strings users write.
+fn printf(fmt: &str, args: &[Value]) -> String {
+    let mut out = String::new();
+    let mut it = args.iter();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('q') => out.push_str(
+                &serde_json::to_string(&as_str(it.next().unwrap_or(&Value::Null)))
+                    .unwrap_or_default(),
+            ),
+            Some(_) => out.push_str(&as_str(it.next().unwrap_or(&Value::Null))),
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn r(t: &str, v: &Value) -> String {
+        Template::parse(t).unwrap().render(v, false).unwrap()
+    }
+
+    #[test]
+    fn fields_functions_and_blocks() {
+        let v = json!({"ID": "abc", "State": {"Running": true, "Pid": 42}, "Names": ["a", "b"],
+                       "Labels": {"k": "v", "a": "b"}, "Nets": {"n1": {"IP": "10.0.0.2"}, "n2": {"IP": "10.0.0.3"}}});
+        assert_eq!(r("{{.ID}}", &v), "abc");
+        assert_eq!(r("{{.State.Pid}} {{.State.Running}}", &v), "42 true");
+        assert_eq!(r("{{json .State}}", &v), r#"{"Pid":42,"Running":true}"#);
+        assert_eq!(r("{{join .Names \",\"}}", &v), "a,b");
+        assert_eq!(r("{{index .Labels \"k\"}}", &v), "v");
+        assert_eq!(r("{{.ID | upper}}", &v), "ABC");
+        assert_eq!(
+            r("{{range .Nets}}{{.IP}} {{end}}", &v),
+            "10.0.0.2 10.0.0.3 "
+        );
+        assert_eq!(r("{{if .State.Running}}up{{else}}down{{end}}", &v), "up");
+        assert_eq!(r("{{with .State}}{{.Pid}}{{end}}", &v), "42");
+        assert_eq!(r("{{.Missing}}", &v), "<no value>");
+        assert_eq!(r("{{.Labels}}", &v), "map[a:b k:v]");
+        assert_eq!(r("{{printf \"%s-%d\" .ID .State.Pid}}", &v), "abc-42");
+        assert_eq!(r("{{len .Names}}", &v), "2");
+        assert_eq!(r("x {{- .ID -}} y", &v), "xabcy");
+    }
+
+    #[test]
+    fn errors() {
+        assert!(Template::parse("{{.ID").is_err());
+        assert!(Template::parse("{{bogus .ID}}").is_err());
+        assert!(Template::parse("{{if .X}}").is_err());
+        let t = Template::parse("{{.Nope}}").unwrap();
+        let e = t.render(&json!({"ID": "x"}), true).unwrap_err();
+        assert!(e.contains("can't evaluate field Nope"), "{e}");
+        assert_eq!(
+            Template::parse("{{.ID}}\t{{.Names}}").unwrap().fields(),
+            ["ID", "Names"]
+        );
+    }
+}
