@@ -486,6 +486,7 @@ pub async fn stats(State(e): E, Path(id): Path<String>, p: Params) -> Result<Res
     };
     let one_shot = p.bool("one-shot")?;
     let ncpu = e.host.ncpu;
+    let mem_total = e.host.mem_total;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     tokio::spawn(async move {
         let mut prev: Option<serde_json::Value> = None;
@@ -494,7 +495,7 @@ pub async fn stats(State(e): E, Path(id): Path<String>, p: Params) -> Result<Res
                 return;
             };
             let cur = if c.state.status.is_live() {
-                crate::containers::stats::sample(&c, ncpu)
+                crate::containers::stats::sample(&c, ncpu, mem_total)
             } else {
                 None
             };

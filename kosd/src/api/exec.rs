@@ -50,9 +50,8 @@ pub async fn start(
         .map_err(|_| ApiError::bad("request body too large"))?;
     let sb: StartBody = parse_json(&bytes)?.unwrap_or_default();
     let mut req = Request::from_parts(parts, Body::empty());
-    let mut running = exec::start(&e, &id).await?;
-    let tty = running.tty || sb.tty;
     if sb.detach {
+        let mut running = exec::start(&e, &id).await?;
         tokio::spawn(async move {
             // Keep the fifos read so the process never blocks on a full pipe.
             let mut exit = running.exit.clone();
@@ -66,69 +65,13 @@ pub async fn start(
             }
             drop(running);
         });
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::OK;
-        return Ok(r);
+        return Ok(Response::new(Body::empty()));
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    let mut stdin = running.stdin.take();
-    let mut so = running.stdout.take();
-    let mut se = running.stderr.take();
-    let exit = running.exit.clone();
-    let (cid, xid) = (running.container_id.clone(), running.exec_id.clone());
-    let tx2 = tx.clone();
-    let mut ex1 = exit.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        if let Some(s) = so.as_mut() {
-            loop {
-                let n = exec::read_chunk(s, &mut ex1, &mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                let data = if tty {
-                    buf[..n].to_vec()
-                } else {
-                    frame(1, &buf[..n])
-                };
-                if tx2.send(data).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    let mut ex2 = exit.clone();
-    let tx3 = tx.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 32 * 1024];
-        if let Some(s) = se.as_mut() {
-            loop {
-                let n = exec::read_chunk(s, &mut ex2, &mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                if tx3.send(frame(2, &buf[..n])).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    // The stream ends only once the exit code is recorded, so the client's
-    // exec inspect right after EOF sees it.
-    let mut ex3 = exit.clone();
-    tokio::spawn(async move {
-        while ex3.borrow().is_none() {
-            if ex3.changed().await.is_err() {
-                break;
-            }
-        }
-        drop(tx);
-    });
-    let keep = running;
     if !upgrade {
-        drop(stdin);
+        let running = exec::start(&e, &id).await?;
+        let tty = running.tty || sb.tty;
+        let mut rx = output(running, tty, None, e.clone());
         let s = futures_util::stream::poll_fn(move |cx| {
-            let _ = &keep;
             rx.poll_recv(cx)
                 .map(|o| o.map(|v| Ok::<_, std::convert::Infallible>(Bytes::from(v))))
         });
@@ -139,45 +82,105 @@ pub async fn start(
         );
         return Ok(r);
     }
+    // As dockerd: check, answer 101, and only then start the process, so no
+    // output can arrive in the same read as the response headers.
+    exec::check_startable(&e, &id)?;
+    let tty = e.execs.get(&id)?.config.tty || sb.tty;
     let (on, resp) = hijack::upgrade(&mut req, tty);
     tokio::spawn(async move {
-        let _keep = keep;
         let Some(io) = hijack::finish(on).await else {
             return;
         };
-        let (mut rd, mut wr) = tokio::io::split(io);
-        let e2 = e.clone();
-        if let Some(mut s) = stdin.take() {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 32 * 1024];
-                loop {
-                    match rd.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
+        let (rd, mut wr) = tokio::io::split(io);
+        match exec::start(&e, &id).await {
+            Err(err) => {
+                let _ = wr.write_all(format!("{err}\n").as_bytes()).await;
+            }
+            Ok(running) => {
+                let mut rx = output(running, tty, Some(rd), e.clone());
+                while let Some(chunk) = rx.recv().await {
+                    if wr.write_all(&chunk).await.is_err() {
+                        return;
                     }
                 }
-                use std::os::fd::AsRawFd;
-                crate::containers::fifo::drain(s.as_raw_fd()).await;
-                drop(s);
-                // The client half-closed: the process sees EOF on its stdin.
-                if let Some(sh) = e2.rt.shim(&cid) {
-                    let _ = sh.close_stdin(&cid, &xid).await;
-                }
-            });
-        }
-        while let Some(chunk) = rx.recv().await {
-            if wr.write_all(&chunk).await.is_err() {
-                return;
             }
         }
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
     });
     Ok(resp)
+}
+
+/// Moves a started exec's output (framed unless tty) into a channel, and the
+/// client's input into its stdin; the channel closes once the exit code is known.
+fn output(
+    mut running: exec::Running,
+    tty: bool,
+    input: Option<tokio::io::ReadHalf<hijack::Upgraded>>,
+    e: Arc<Engine>,
+) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let exit = running.exit.clone();
+    let streams = [(running.stdout.take(), 1u8), (running.stderr.take(), 2u8)];
+    for (pipe, n) in streams {
+        let Some(mut pipe) = pipe else { continue };
+        let (tx, mut ex) = (tx.clone(), exit.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let got = exec::read_chunk(&mut pipe, &mut ex, &mut buf)
+                    .await
+                    .unwrap_or(0);
+                if got == 0 {
+                    break;
+                }
+                let data = if tty {
+                    buf[..got].to_vec()
+                } else {
+                    frame(n, &buf[..got])
+                };
+                if tx.send(data).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    if let (Some(mut rd), Some(mut s)) = (input, running.stdin.take()) {
+        let (cid, xid) = (running.container_id.clone(), running.exec_id.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            use std::os::fd::AsRawFd;
+            crate::containers::fifo::drain(s.as_raw_fd()).await;
+            drop(s);
+            // The client half-closed: the process sees EOF on its stdin.
+            if let Some(sh) = e.rt.shim(&cid) {
+                let _ = sh.close_stdin(&cid, &xid).await;
+            }
+        });
+    }
+    // The stream ends only once the exit code is recorded, so the client's
+    // exec inspect right after EOF sees it.
+    let mut ex = exit;
+    tokio::spawn(async move {
+        let _keep = running;
+        while ex.borrow().is_none() {
+            if ex.changed().await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+    });
+    rx
 }
 
 pub async fn inspect(

@@ -211,6 +211,24 @@ fn process_json(e: &Engine, cid: &str, cfg: &ExecConfig) -> Result<serde_json::V
     Ok(p)
 }
 
+/// Refuses an exec that cannot start (unknown, already started, container not running).
+pub fn check_startable(e: &Engine, exec_id: &str) -> Result<()> {
+    let rec = e.execs.get(exec_id)?;
+    if rec.started {
+        return Err(ApiError::Conflict(format!(
+            "Exec {exec_id} has already been started"
+        )));
+    }
+    let c = find(e, &rec.container_id)?;
+    if c.state.status != Status::Running {
+        return Err(ApiError::Conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
+    }
+    Ok(())
+}
+
 /// Starts an exec; its streams are ready to read when this returns.
 pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
     let rec = e.execs.get(exec_id)?;

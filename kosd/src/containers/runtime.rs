@@ -357,6 +357,19 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     if hc.network_mode.as_deref().unwrap_or("").is_empty() {
         hc.network_mode = Some("default".into());
     }
+    // Fill what dockerd fills, so clients reading these fields find them.
+    let mut lc = hc.log_config.clone().unwrap_or_default();
+    if lc.typ.as_deref().unwrap_or("").is_empty() {
+        lc.typ = Some("json-file".into());
+    }
+    lc.config.get_or_insert_with(Default::default);
+    hc.log_config = Some(lc);
+    let mut rp = hc.restart_policy.clone().unwrap_or_default();
+    if rp.name.is_none() || rp.name == Some(RestartPolicyNameEnum::EMPTY) {
+        rp.name = Some(RestartPolicyNameEnum::NO);
+    }
+    rp.maximum_retry_count.get_or_insert(0);
+    hc.restart_policy = Some(rp);
     let mut c = Container {
         log_path: dir.join(format!("{id}-json.log")),
         id: id.clone(),

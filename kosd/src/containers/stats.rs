@@ -22,7 +22,7 @@ fn system_cpu_nanos() -> u64 {
 }
 
 /// One sample; `None` when the cgroup is gone.
-pub fn sample(c: &Container, ncpu: usize) -> Option<Value> {
+pub fn sample(c: &Container, ncpu: usize, mem_total: u64) -> Option<Value> {
     let m = kos_cgroups::Manager::new(Some(&format!("/kos/{}", c.id)), &c.id).ok()?;
     if !m.exists() {
         return None;
@@ -65,7 +65,8 @@ pub fn sample(c: &Container, ncpu: usize) -> Option<Value> {
         "memory_stats": {
             "usage": s.memory.usage.usage,
             "max_usage": s.memory.usage.max,
-            "limit": s.memory.usage.limit,
+            // An unlimited cgroup reports a huge number; Docker shows the host's memory then.
+            "limit": if s.memory.usage.limit == 0 || s.memory.usage.limit > mem_total { mem_total } else { s.memory.usage.limit },
             "failcnt": s.memory.usage.failcnt,
             "stats": s.memory.raw,
             "cache": cache,
