@@ -209,9 +209,14 @@ fn delete(args: &Args) -> Result<()> {
         .unwrap_or_default()
         .with_defaults(&args.namespace);
     let rt = runtime::Runtime::new(&opts, &bundle);
-    if let Err(e) = rt.delete(&args.id, true) {
-        // Already gone is the usual case; anything else is worth a line in containerd's log.
-        eprintln!("containerd-shim-kos-v2: {e}");
+    // runc, crun and kosrun all keep a container's state in ROOT/ID: when it is gone there
+    // is nothing to delete (the usual case after a clean Shutdown), and no process to spawn.
+    let state = Path::new(&opts.root).join(&args.id);
+    if state.exists() {
+        if let Err(e) = rt.delete(&args.id, true) {
+            // Anything but "already gone" is worth a line in containerd's log.
+            eprintln!("containerd-shim-kos-v2: {e}");
+        }
     }
     mount::unmount_all(&bundle.join("rootfs"));
     remove_dead_socket(&bundle);

@@ -499,3 +499,89 @@ fn containers_of_one_pod_share_a_shim() {
         assert!(!Path::new(sock).exists(), "socket {sock} left behind");
     }
 }
+
+#[test]
+fn resize_update_pids_stats_and_checkpoint() {
+    let mut shim = Shim::start("update");
+    let out = shim.dir.path().join("u1.out");
+    let uri = format!("file://{}", out.display());
+    let b = shim.bundle(
+        "u1",
+        &["sh", "-c", "sleep 0.3; stty size; sleep 1000"],
+        true,
+    );
+    let mut r = api::CreateTaskRequest::new();
+    r.id = "u1".into();
+    r.bundle = b.to_string_lossy().into_owned();
+    r.terminal = true;
+    r.stdout = uri;
+    let created: api::CreateTaskResponse = shim.client.call("Create", &r).expect("create");
+    let mut rz = api::ResizePtyRequest::new();
+    rz.id = "u1".into();
+    rz.width = 123;
+    rz.height = 45;
+    let _: api::Empty = shim.client.call("ResizePty", &rz).expect("resize");
+    start(&mut shim.client, "u1", "");
+    wait_for("stty output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("45 123")
+    });
+
+    // Update: a pids limit lands in the container's cgroup.
+    let mut u = api::UpdateTaskRequest::new();
+    u.id = "u1".into();
+    let mut res = Any::new();
+    res.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+    res.value = br#"{"pids":{"limit":77}}"#.to_vec();
+    u.resources = MessageField::some(res);
+    let _: api::Empty = shim.client.call("Update", &u).expect("update");
+    let rel = format!("{}/u1/pids.max", shim.cgroup_parent);
+    let limit = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
+        .iter()
+        .find_map(|root| std::fs::read_to_string(Path::new(root).join(&rel)).ok())
+        .expect("pids.max");
+    assert_eq!(limit.trim(), "77");
+
+    // Pids lists the init; Stats comes from the same cgroup.
+    let mut p = api::PidsRequest::new();
+    p.id = "u1".into();
+    let pids: api::PidsResponse = shim.client.call("Pids", &p).expect("pids");
+    assert!(
+        pids.processes.iter().any(|x| x.pid == created.pid),
+        "{:?}",
+        pids.processes
+    );
+    let mut s = api::StatsRequest::new();
+    s.id = "u1".into();
+    let st: api::StatsResponse = shim.client.call("Stats", &s).expect("stats");
+    if st.stats.type_url == "io.containerd.cgroups.v1.Metrics" {
+        use containerd_shim_protos::cgroups::metrics::Metrics;
+        let m: Metrics = protobuf::Message::parse_from_bytes(&st.stats.value).expect("metrics");
+        assert_eq!(m.pids.limit, 77);
+        assert!(m.pids.current >= 1);
+        assert!(m.memory.usage.usage > 0);
+    } else {
+        use containerd_shim_protos::cgroups_v2::metrics::Metrics;
+        assert_eq!(st.stats.type_url, "io.containerd.cgroups.v2.Metrics");
+        let m: Metrics = protobuf::Message::parse_from_bytes(&st.stats.value).expect("metrics");
+        assert_eq!(m.pids.limit, 77);
+        assert!(m.pids.current >= 1);
+    }
+
+    // Checkpoint cannot work with kosrun: a clear error, and the task keeps running.
+    let mut c = api::CheckpointTaskRequest::new();
+    c.id = "u1".into();
+    c.path = shim.dir.path().join("ckpt").to_string_lossy().into_owned();
+    let e = shim
+        .client
+        .call::<_, api::Empty>("Checkpoint", &c)
+        .expect_err("checkpoint");
+    assert_eq!(e.code, FAILED_PRECONDITION, "{e:?}");
+    assert!(e.message.contains("checkpoint"), "{}", e.message);
+    let mut sr = api::StateRequest::new();
+    sr.id = "u1".into();
+    let state: api::StateResponse = shim.client.call("State", &sr).expect("state");
+    assert_eq!(state.status.value(), 2, "still running");
+    assert!(state.terminal);
+}
