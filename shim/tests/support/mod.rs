@@ -199,7 +199,13 @@ impl Containerd {
         }
         symlink(kosrun(), bin.join("kosrun")).expect("link kosrun");
         let mut c = Containerd {
-            ns: unique("kt"),
+            // The CRI plugin works in containerd's k8s.io namespace (of this private
+            // containerd only).
+            ns: if cri {
+                "k8s.io".to_string()
+            } else {
+                unique("kt")
+            },
             dir,
             child: None,
             cri,
@@ -211,6 +217,13 @@ impl Containerd {
         image::docker_archive(&archive, &c.image, &["sh"]);
         let out = c.ctr(&["images", "import", archive.to_str().expect("utf8")]);
         assert!(out.status.success(), "import: {}", stderr(&out));
+        if cri {
+            // The sandbox ("pause") image containerd's config names, from busybox too.
+            let pause = c.dir.path().join("pause.tar");
+            image::docker_archive(&pause, "kos.test/pause:latest", &["sleep", "1000000"]);
+            let out = c.ctr(&["images", "import", pause.to_str().expect("utf8")]);
+            assert!(out.status.success(), "import: {}", stderr(&out));
+        }
         c
     }
 
@@ -385,11 +398,11 @@ impl Drop for Containerd {
             kill9(pid);
         }
         unmount_under(self.dir.path());
-        remove_cgroups(&self.ns);
-        let _ = std::fs::remove_dir_all(format!("/run/containerd/kos/{}", self.ns));
-        let _ = std::fs::remove_dir_all(format!("/run/containerd/runc/{}", self.ns));
-        if self.cri {
-            remove_cgroups("kubepods");
+        // k8s.io is a shared name: the CRI test removes its own pod cgroup parent instead.
+        if !self.cri {
+            remove_cgroups(&self.ns);
+            let _ = std::fs::remove_dir_all(format!("/run/containerd/kos/{}", self.ns));
+            let _ = std::fs::remove_dir_all(format!("/run/containerd/runc/{}", self.ns));
         }
     }
 }
@@ -400,6 +413,8 @@ fn cri_config(d: &Path, ns: &str) -> String {
         r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "kos.test/pause:latest"
   disable_tcp_service = true
+  disable_apparmor = true
+  restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
