@@ -47,6 +47,7 @@ pub mod names;
 pub mod netconf;
 pub mod netlink;
 pub mod netns;
+pub mod port_registry;
 pub mod ports;
 mod reconcile;
 pub mod record;

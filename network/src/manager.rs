@@ -13,7 +13,7 @@ use crate::ipam::Ipam;
 use crate::netconf::{self, DriverKind, Existing, Network, NetworkSpec};
 use crate::netlink::Netlink;
 use crate::netns::NetnsDir;
-use crate::ports::PortRegistry;
+use crate::port_registry::PortRegistry;
 use crate::record::Records;
 
 /// Where KOS keeps network state and how it names things.
