@@ -56,6 +56,12 @@ pub struct Flags {
     /// Default ulimit for containers (name=soft[:hard]); repeatable.
     #[arg(long = "default-ulimit", value_name = "ULIMIT")]
     pub default_ulimits: Vec<String>,
+    /// Bridge device of the default network (dockerd's -b).
+    #[arg(short = 'b', long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// KOS: the nftables table (family inet) for NAT and published ports.
+    #[arg(long, value_name = "NAME")]
+    pub nft_table: Option<String>,
     /// Require mutual TLS on TCP listeners.
     #[arg(long)]
     pub tlsverify: bool,
@@ -84,6 +90,8 @@ struct FileConfig {
     log_level: Option<String>,
     dns: Option<Vec<String>>,
     default_ulimits: Option<std::collections::BTreeMap<String, FileUlimit>>,
+    bridge: Option<String>,
+    nft_table: Option<String>,
     tlsverify: Option<bool>,
     tlscacert: Option<PathBuf>,
     tlscert: Option<PathBuf>,
@@ -128,6 +136,8 @@ pub struct Config {
     pub dns: Vec<IpAddr>,
     pub default_ulimits: Vec<Ulimit>,
     pub tls: Option<TlsFiles>,
+    pub bridge: String,
+    pub nft_table: String,
 }
 
 fn pick<T: std::fmt::Debug>(
@@ -272,6 +282,10 @@ impl Config {
         });
         let ulimits =
             pick("default-ulimits", ulimits_flag, ulimits_file, &mut clashes).unwrap_or_default();
+        let bridge = pick("bridge", flags.bridge, file.bridge, &mut clashes)
+            .unwrap_or_else(|| "kos0".to_string());
+        let nft_table = pick("nft-table", flags.nft_table, file.nft_table, &mut clashes)
+            .unwrap_or_else(|| "kos".to_string());
         let tlsverify = pick(
             "tlsverify",
             flags.tlsverify.then_some(true),
@@ -321,6 +335,16 @@ impl Config {
         for h in &hosts {
             crate::listen::Address::parse(h)?;
         }
+        if bridge.is_empty() || bridge.len() > 15 || !bridge.starts_with("kos") {
+            bail!("invalid --bridge {bridge:?}: KOS bridges are named kos*, at most 15 characters");
+        }
+        if nft_table.is_empty()
+            || !nft_table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            bail!("invalid --nft-table {nft_table:?}");
+        }
         if !data_root.is_absolute() || !exec_root.is_absolute() {
             bail!("--data-root and --exec-root must be absolute paths");
         }
@@ -336,6 +360,8 @@ impl Config {
             dns,
             default_ulimits,
             tls,
+            bridge,
+            nft_table,
         })
     }
 }

@@ -56,6 +56,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     make_private_dir(&config.exec_root)?;
     let _lock = lock_data_root(&config.data_root)?;
     let engine = Engine::open(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Networks first (bridges and rules back after a reboot, leftovers of dead containers
+    // removed), then containers, which may start again and attach.
+    let live: std::collections::HashSet<String> = crate::containers::all(&engine)
+        .into_iter()
+        .filter(|c| c.state.status.is_live() && c.dir.join("shim.address").exists())
+        .map(|c| c.id)
+        .collect();
+    let nets = engine.nets.clone();
+    match tokio::task::spawn_blocking(move || nets.reconcile(&|id| live.contains(id))).await {
+        Ok(Ok(r)) if !r.is_empty() => tracing::info!(report = ?r, "network state reconciled"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "network reconcile failed"),
+        Err(e) => tracing::warn!(error = %e, "network reconcile failed"),
+    }
     crate::containers::runtime::reconcile(&engine).await;
     let listeners = listen::bind_all(&config.hosts, config.tls.as_ref()).await?;
     let router = crate::api::router(engine.clone());

@@ -17,6 +17,7 @@ pub struct Engine {
     pub registry: Registry,
     db: Mutex<StateDb>,
     pub events: EventBus,
+    pub nets: Arc<kos_network::Networks>,
     pub rt: crate::containers::runtime::Runtime,
     pub execs: crate::containers::exec::Execs,
     /// Set at shutdown: exits are then not restarted by policy.
@@ -36,12 +37,14 @@ impl Engine {
             ..Default::default()
         });
         let id = daemon_id(data)?;
+        let nets = crate::network::open(&config);
         Ok(Arc::new(Engine {
             config,
             store: Arc::new(store),
             registry,
             db: Mutex::new(db),
             events: EventBus::default(),
+            nets,
             rt: Default::default(),
             execs: Default::default(),
             stopping: Default::default(),

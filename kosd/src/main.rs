@@ -12,6 +12,7 @@ mod filters;
 mod hostinfo;
 mod images;
 mod listen;
+mod network;
 mod state;
 mod timefmt;
 mod volumes;

@@ -4,7 +4,7 @@
 
 use bollard_stubs::models::HostConfig;
 
-use crate::error::{ApiError, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMode {
@@ -42,12 +42,18 @@ impl NetMode {
         }
     }
 
-    /// Refuses what cannot be run here before anything is made.
-    pub fn check(&self) -> Result<()> {
+    /// Refuses what cannot be run here before anything is made: the network must exist
+    /// (the default one is made on first use).
+    pub fn check(&self, nets: &kos_network::Networks) -> Result<()> {
         match self {
-            NetMode::Network(n) => Err(ApiError::bad(format!(
-                "network {n}: bridge and user networks need the kos-network integration, which this kosd does not have yet; use --network none or --network host"
-            ))),
+            NetMode::Network(n) if crate::network::canonical(n) == crate::network::DEFAULT => {
+                nets.ensure_default()?;
+                Ok(())
+            }
+            NetMode::Network(n) => {
+                nets.get(n)?;
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -76,7 +82,5 @@ mod tests {
             NetMode::parse(&hc("container:abc")),
             NetMode::Container("abc".into())
         );
-        assert!(NetMode::parse(&hc("bridge")).check().is_err());
-        assert!(NetMode::parse(&hc("host")).check().is_ok());
     }
 }

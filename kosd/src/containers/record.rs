@@ -104,6 +104,9 @@ pub struct Container {
     /// Networks and their endpoint settings (Docker's JSON shape).
     #[serde(default)]
     pub networks: serde_json::Map<String, serde_json::Value>,
+    /// Published ports (Docker's NetworkSettings.Ports shape) while running.
+    #[serde(default)]
+    pub ports: serde_json::Value,
     /// MCS label level given to the container, when SELinux allocates one.
     #[serde(default)]
     pub mount_label: String,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bollard_stubs::models::{ContainerConfig, HostConfig, RestartPolicyNameEnum};
 use kos_image::config_to_spec::{self, Overrides};
 use kos_image::RootfsStrategy;
+use kos_network::AttachRequest;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
@@ -236,7 +237,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     let img = e.store.image(&resolved.any().name)?;
     // Validate everything that can be checked now, so nothing is made for a bad request.
     let net = NetMode::parse(&hc);
-    net.check()?;
+    net.check(&e.nets)?;
     spec::capabilities(&hc)?;
     spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
     let rc = img.config.config.clone().unwrap_or_default();
@@ -387,6 +388,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         rootfs_kind: "overlay".into(),
         volumes: Vec::new(),
         networks: serde_json::Map::new(),
+        ports: serde_json::Value::Null,
         mount_label: String::new(),
         process_label: String::new(),
     };
@@ -412,7 +414,12 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     Ok(c)
 }
 
-fn write_etc_files(e: &Engine, c: &Container, net: &NetMode) -> Result<()> {
+fn write_etc_files(
+    e: &Engine,
+    c: &Container,
+    net: &NetMode,
+    ips: &[std::net::IpAddr],
+) -> Result<()> {
     let w = |name: &str, data: String| {
         let p = c.dir.join(name);
         std::fs::write(&p, data)
@@ -433,6 +440,9 @@ fn write_etc_files(e: &Engine, c: &Container, net: &NetMode) -> Result<()> {
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for ip in ips {
+        hosts.push_str(&format!("{ip}\t{hostname}\n"));
+    }
     for h in c.host_config.extra_hosts.clone().unwrap_or_default() {
         let (name, ip) = h
             .split_once(':')
@@ -517,10 +527,14 @@ fn netns_for(e: &Engine, c: &Container, net: &NetMode) -> Result<Option<Option<S
             let _ = c;
             Some(Some(format!("/proc/{}/ns/net", o.state.pid)))
         }
-        NetMode::Network(_) => {
-            net.check()?;
-            None
-        }
+        NetMode::Network(_) => Some(Some(
+            e.config
+                .exec_root
+                .join("netns")
+                .join(&c.id)
+                .to_string_lossy()
+                .into_owned(),
+        )),
     })
 }
 
@@ -556,6 +570,7 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     };
     let res = start_prepared(e, &mut c, &net, netns).await;
     if let Err(err) = res {
+        release_network(e, &c.id).await;
         unmount_rootfs(&c);
         c.state.status = if c.state.finished_at > 0 || c.state.started_at > 0 {
             Status::Exited
@@ -586,7 +601,36 @@ async fn start_prepared(
     };
     let rootfs = c.dir.join("rootfs");
     let rc = config_to_spec::runtime_config(&img.config, &rootfs, &ov)?;
-    write_etc_files(e, c, net)?;
+    let mut ips = Vec::new();
+    if let NetMode::Network(name) = net {
+        let mut exposed: Vec<String> = rc
+            .exposed_ports
+            .iter()
+            .map(|p| format!("{}/{}", p.port, p.protocol))
+            .collect();
+        exposed.extend(
+            c.config
+                .exposed_ports
+                .clone()
+                .unwrap_or_default()
+                .into_keys(),
+        );
+        exposed.sort();
+        exposed.dedup();
+        let mut req = AttachRequest::new(&c.id, crate::network::canonical(name));
+        req.name = Some(c.name.clone());
+        req.ports = crate::network::port_mappings(&c.host_config, &exposed)?;
+        let nets = e.nets.clone();
+        let att = tokio::task::spawn_blocking(move || nets.attach(&req)).await??;
+        ips = att.addresses.iter().map(|a| a.addr()).collect();
+        c.networks = serde_json::Map::new();
+        c.networks.insert(
+            crate::network::canonical(name).to_string(),
+            crate::network::endpoint(&att, &[]),
+        );
+        c.ports = crate::network::ports_json(std::slice::from_ref(&att), &exposed);
+    }
+    write_etc_files(e, c, net, &ips)?;
     let mounts = super::mounts::collect(e, c)?;
     let stop_signal = c
         .config
@@ -731,6 +775,21 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     let Ok(mut c) = load(e, id) else {
         return;
     };
+    release_network(e, id).await;
+    c.ports = serde_json::Value::Null;
+    for ep in c.networks.values_mut() {
+        for k in [
+            "IPAddress",
+            "Gateway",
+            "MacAddress",
+            "EndpointID",
+            "GlobalIPv6Address",
+            "IPv6Gateway",
+        ] {
+            ep[k] = serde_json::json!("");
+        }
+        ep["IPPrefixLen"] = serde_json::json!(0);
+    }
     unmount_rootfs(&c);
     let _ = std::fs::remove_file(c.dir.join("shim.address"));
     let oom = super::oom_killed(&c);
@@ -811,6 +870,17 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
         if let Err(err) = remove(e, id, true, true).await {
             tracing::warn!(%id, error = %err, "auto-remove failed");
         }
+    }
+}
+
+/// Detaches the container from every network and unpins its namespace.
+pub async fn release_network(e: &Engine, id: &str) {
+    let nets = e.nets.clone();
+    let id2 = id.to_string();
+    match tokio::task::spawn_blocking(move || nets.release_container(&id2)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(%id, error = %err, "releasing the container's networks"),
+        Err(err) => tracing::warn!(%id, error = %err, "releasing the container's networks"),
     }
 }
 
@@ -1040,6 +1110,7 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
     let mut c2 = c.clone();
     c2.state.status = Status::Removing;
     save(e, &c2)?;
+    release_network(e, &c.id).await;
     unmount_rootfs(&c);
     let store = e.store.clone();
     let rootfs = kos_image::Rootfs {
@@ -1183,6 +1254,7 @@ pub async fn reconcile(e: &Arc<Engine>) {
             }
             None => {
                 tracing::info!(id = %c.id, "container's shim is gone; marking it exited");
+                release_network(e, &c.id).await;
                 unmount_rootfs(&c);
                 c.state.status = Status::Exited;
                 c.state.pid = 0;

@@ -76,7 +76,11 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
         }
     }
     let hc = serde_json::to_value(&c.host_config).unwrap_or_else(|_| json!({}));
-    let ports = json!({});
+    let ports = if c.ports.is_null() {
+        json!({})
+    } else {
+        c.ports.clone()
+    };
     let execs = e.execs.of_container(&c.id);
     let exec_ids = if execs.is_empty() {
         Value::Null
@@ -121,6 +125,26 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
         v["SizeRootFs"] = json!(0);
     }
     v
+}
+
+/// `Ports` of the ps list: one entry per published binding.
+fn ps_ports(p: &Value) -> Value {
+    let mut out = Vec::new();
+    if let Some(m) = p.as_object() {
+        for (k, v) in m {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            let port: u16 = port.parse().unwrap_or(0);
+            match v.as_array() {
+                Some(binds) => {
+                    for b in binds {
+                        out.push(json!({"IP": b["HostIp"], "PrivatePort": port, "PublicPort": b["HostPort"].as_str().and_then(|s| s.parse::<u16>().ok()), "Type": proto}));
+                    }
+                }
+                None => out.push(json!({"PrivatePort": port, "Type": proto})),
+            }
+        }
+    }
+    json!(out)
 }
 
 pub const LIST_FILTERS: &[&str] = &[
@@ -219,7 +243,7 @@ pub fn list(
             "ImageID": c.image_id,
             "Command": c.command_line(),
             "Created": c.created / 1_000_000_000,
-            "Ports": [],
+            "Ports": ps_ports(&c.ports),
             "Labels": labels,
             "State": c.state.status.as_str(),
             "Status": c.status_text(),

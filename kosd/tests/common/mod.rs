@@ -278,6 +278,8 @@ pub fn push_busybox(reference: &str, spec: &ImageSpec) {
 
 /// A running kosd, stopped (and everything it made removed) on drop.
 pub struct Kosd {
+    /// This daemon's own bridge and nft table, so tests never share them.
+    pub bridge: String,
     pub child: Option<Child>,
     pub dir: Scratch,
     pub sock: PathBuf,
@@ -302,7 +304,9 @@ impl Kosd {
         ensure_helpers();
         let dir = Scratch::new("d");
         let sock = dir.join("exec/kos.sock");
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let mut k = Kosd {
+            bridge: format!("kost{}x{n}", std::process::id() % 100000),
             child: None,
             log: dir.join("kosd.log"),
             dir,
@@ -344,6 +348,10 @@ impl Kosd {
             .arg(self.exec_root())
             .arg("--config-file")
             .arg(self.dir.join("daemon.json"))
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--nft-table")
+            .arg(&self.bridge)
             .args(&self.extra)
             .env("KOSD_LOG", "debug")
             .stdout(Stdio::null())
@@ -532,5 +540,36 @@ impl Drop for Kosd {
         }
         std::thread::sleep(Duration::from_millis(50));
         unmount_below(&self.dir.0);
+        // The daemon keeps its bridges and table (as dockerd keeps docker0): remove ours.
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.bridge])
+            .status();
+        if let Ok(links) = std::fs::read_dir("/sys/class/net") {
+            for l in links.flatten() {
+                let name = l.file_name().to_string_lossy().into_owned();
+                if name == self.bridge || self.user_bridges().contains(&name) {
+                    let _ = Command::new("ip").args(["link", "del", &name]).status();
+                }
+            }
+        }
+    }
+}
+
+impl Kosd {
+    /// Bridges of user networks this daemon made (names recorded in its network state).
+    pub fn user_bridges(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.data_root().join("network/networks")) {
+            for f in rd.flatten() {
+                if let Ok(s) = std::fs::read_to_string(f.path()) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
+                        if let Some(b) = v["bridge"].as_str().filter(|b| b.starts_with("kos")) {
+                            out.push(b.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 }

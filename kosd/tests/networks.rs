@@ -1,0 +1,203 @@
+//! Bridge networking through kos-network: the default bridge, published
+//! ports, user networks, and the network endpoints.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn setup(tag: &str) -> (Kosd, Registry, String) {
+    let k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let img = reg.image(&format!("{tag}:1"));
+    push_busybox(
+        &img,
+        &ImageSpec {
+            files: vec![("/www/index.html".into(), "hello from kos\n".into())],
+            ..Default::default()
+        },
+    );
+    k.docker_ok(&["pull", "-q", &img]);
+    (k, reg, img)
+}
+
+fn http_get(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "no answer from {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn default_bridge_published_ports_and_cleanup() {
+    let (k, _reg, img) = setup("br");
+    // The default network: an address on the daemon's bridge, a default route.
+    let out = k.docker_ok(&[
+        "run",
+        "--rm",
+        &img,
+        "sh",
+        "-c",
+        "ip -4 addr show eth0 | grep inet; ip route | grep default",
+    ]);
+    assert!(
+        out.contains("inet ") && out.contains("default via"),
+        "{out}"
+    );
+    let port = free_port();
+    let publish = format!("{port}:80");
+    k.docker_ok(&[
+        "run", "-d", "--name", "web", "-p", &publish, &img, "httpd", "-f", "-p", "80", "-h", "/www",
+    ]);
+    let ip = k
+        .docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.bridge.IPAddress}}",
+            "web",
+        ])
+        .trim()
+        .to_string();
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip:?}");
+    assert!(http_get(&format!("{ip}:80")).contains("hello from kos"));
+    let ports = k.docker_ok(&["port", "web"]);
+    assert!(
+        ports.contains(&format!("80/tcp -> 0.0.0.0:{port}")),
+        "{ports}"
+    );
+    let ps = k.docker_ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains(&format!("{port}->80/tcp")), "{ps}");
+    // The published port answers on the host's own addresses.
+    let host_ip = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .expect("hostname");
+    let host_ip = String::from_utf8_lossy(&host_ip.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if !host_ip.is_empty() {
+        assert!(http_get(&format!("{host_ip}:{port}")).contains("hello from kos"));
+    }
+    // The port is taken: a second container asking for it fails cleanly.
+    let o = k.docker(&[
+        "run", "-d", "--name", "web2", "-p", &publish, &img, "httpd", "-f",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&port.to_string()), "{err}");
+    k.docker_ok(&["rm", "-f", "web", "web2"]);
+    // Nothing of the container's networking is left: no pin, no veth in the bridge.
+    let pins = std::fs::read_dir(k.exec_root().join("netns"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(pins, 0);
+    let brif = std::fs::read_dir(format!("/sys/class/net/{}/brif", k.bridge))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(brif, 0);
+}
+
+#[test]
+fn user_networks_and_endpoints() {
+    let (k, _reg, img) = setup("un");
+    let net = format!("kn{}", std::process::id());
+    k.docker_ok(&["network", "create", "--label", "t=1", &net]);
+    let ls = k.docker_ok(&["network", "ls", "--format", "{{.Name}}"]);
+    for n in ["bridge", "host", "none", net.as_str()] {
+        assert!(ls.lines().any(|l| l == n), "{ls}");
+    }
+    let o = k.docker(&["network", "create", &net]);
+    assert!(!o.status.success());
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        &net,
+        &img,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let ip = k
+        .docker_ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+            "srv",
+        ])
+        .trim()
+        .to_string();
+    let out = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        &img,
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}/index.html"),
+    ]);
+    assert_eq!(out, "hello from kos\n");
+    let insp: serde_json::Value =
+        serde_json::from_str(&k.docker_ok(&["network", "inspect", &net])).expect("json");
+    assert_eq!(insp[0]["Driver"], "bridge");
+    assert_eq!(insp[0]["Labels"]["t"], "1");
+    assert!(
+        insp[0]["Containers"]
+            .as_object()
+            .map(|m| m.len())
+            .unwrap_or(0)
+            == 1,
+        "{insp}"
+    );
+    let o = k.docker(&["network", "rm", &net]);
+    assert!(!o.status.success());
+    // connect / disconnect a running container.
+    k.docker_ok(&["run", "-d", "--name", "cli", &img, "sleep", "1000"]);
+    k.docker_ok(&["network", "connect", &net, "cli"]);
+    let out = k.docker_ok(&[
+        "exec",
+        "cli",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}/index.html"),
+    ]);
+    assert_eq!(out, "hello from kos\n");
+    k.docker_ok(&["network", "disconnect", &net, "cli"]);
+    k.docker_ok(&["rm", "-f", "srv", "cli"]);
+    k.docker_ok(&["network", "rm", &net]);
+    let o = k.docker(&["run", "--rm", "--network", "nosuchnet", &img, "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+}
