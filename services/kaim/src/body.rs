@@ -63,6 +63,29 @@ pub struct BodyView {
 /// bytes that claim to be JSON (or claim nothing) but do not parse are refused; anything else
 /// is opaque and left to the policy.
 pub fn interpret(content_type: Option<&str>, bytes: &[u8]) -> Result<BodyView, BodyError> {
+    interpret_encoded(content_type, None, bytes)
+}
+
+/// As `interpret`, honouring Content-Encoding: an encoded (compressed) body cannot be
+/// inspected, so it is opaque whatever it decodes to, and the policy decides on that.
+pub fn interpret_encoded(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    bytes: &[u8],
+) -> Result<BodyView, BodyError> {
+    let encoded = content_encoding.is_some_and(|e| {
+        e.split(',')
+            .map(str::trim)
+            .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    });
+    if encoded && !bytes.is_empty() {
+        return Ok(BodyView {
+            json: Value::Null,
+            folded: Value::Null,
+            opaque: true,
+            size: bytes.len(),
+        });
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // Whitespace alone decodes as "no body" in every JSON decoder the daemon may use.
         return Ok(BodyView {
@@ -236,6 +259,15 @@ mod tests {
         assert!(v.opaque);
         assert_eq!(v.json, Value::Null);
         assert_eq!(v.size, 5);
+    }
+
+    #[test]
+    fn encoded_bodies_are_opaque() {
+        let v = interpret_encoded(None, Some("gzip"), br#"{"Image":"a"}"#).expect("opaque");
+        assert!(v.opaque);
+        assert_eq!(v.json, Value::Null);
+        let v = interpret_encoded(None, Some("identity"), br#"{"Image":"a"}"#).expect("json");
+        assert_eq!(v.json["Image"], "a");
     }
 
     #[test]

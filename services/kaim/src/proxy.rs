@@ -23,6 +23,11 @@ use crate::policy::{Decision, Policy};
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+/// A client that has not sent a whole request head by then is dropped.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Largest request head (line and headers) accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
 /// What every listener shares.
 pub struct Shared {
     pub upstream: PathBuf,
@@ -148,6 +153,9 @@ pub async fn serve(listener: UnixListener, ident: Arc<Identify>, shared: Arc<Sha
                 async move { Ok::<_, Infallible>(handle(req, &peer, &shared).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
                 .half_close(true)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades()
@@ -205,7 +213,11 @@ async fn handle(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let view = match body::interpret(content_type, &bytes) {
+    let content_encoding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("unreadable"));
+    let view = match body::interpret_encoded(content_type, content_encoding, &bytes) {
         Ok(v) => v,
         Err(e) => return deny(&target.path, StatusCode::BAD_REQUEST, e.to_string()),
     };

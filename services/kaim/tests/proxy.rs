@@ -240,6 +240,13 @@ fn crafted_requests_cannot_skip_the_body_check() {
     );
     let r = f.inside(&f.ci, &req);
     assert_eq!(status_of(&r), 413, "{r}");
+    // A compressed body cannot be inspected: opaque, and this policy refuses opaque bodies.
+    let r = f.inside(
+        &f.ci,
+        &post_create("/containers/create", evil, "Content-Encoding: gzip\r\n"),
+    );
+    assert_eq!(status_of(&r), 403, "{r}");
+    assert!(r.contains("not JSON"), "{r}");
     // Truncated JSON.
     let r = f.inside(
         &f.ci,
@@ -383,4 +390,49 @@ fn bad_policy_or_config_fails_with_one_line() {
         .expect("run kaim");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("grant \"nonsense\""));
+}
+
+#[test]
+fn notifies_ready_and_watchdog() {
+    let dir = TempDir::new("notify");
+    let upstream = FakeUpstream::start(&dir.0);
+    let notify = dir.0.join("notify.sock");
+    let rx = std::os::unix::net::UnixDatagram::bind(&notify).expect("notify socket");
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let users = dir.0.join("users.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_kaim"))
+        .arg("--upstream")
+        .arg(&upstream.path)
+        .arg("--audit")
+        .arg(dir.0.join("audit.log"))
+        .arg("--users-socket")
+        .arg(&users)
+        .arg("--user-policy")
+        .arg(format!("default={}", policy_path("stats-only.rego")))
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "200000")
+        .spawn()
+        .expect("kaim");
+    let mut k = Kaim { child };
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("READY");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    assert!(users.exists(), "READY before the socket was bound");
+    let n = rx.recv(&mut buf).expect("WATCHDOG");
+    assert_eq!(&buf[..n], b"WATCHDOG=1");
+    // SIGTERM: STOPPING=1, exit 0, socket removed.
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(k.child.id() as i32, libc::SIGTERM) };
+    let status = k.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    rx.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .expect("timeout");
+    let mut stopping = false;
+    while let Ok(n) = rx.recv(&mut buf) {
+        stopping |= &buf[..n] == b"STOPPING=1";
+    }
+    assert!(stopping);
+    assert!(!users.exists(), "socket left behind");
 }
