@@ -69,6 +69,8 @@ pub struct Container {
     pub cgroups_path: Option<String>,
     pub oom: Option<OomWatch>,
     pub rootfs_mounted: bool,
+    /// No pid namespace of its own: kill every process when the init exits.
+    pub kill_all_on_exit: bool,
 }
 
 impl Container {

@@ -319,6 +319,7 @@ impl Service {
                 cgroups_path,
                 oom,
                 rootfs_mounted: !mounts.is_empty(),
+                kill_all_on_exit: !spec.own_pid_namespace(),
             },
         );
 
@@ -750,6 +751,19 @@ impl Service {
             }
         }
         if let Some((id, exec_id)) = found {
+            if exec_id.is_empty() {
+                if let Some(c) = self.containers.get(&id) {
+                    if c.kill_all_on_exit {
+                        // Through the cgroup rather than `runtime kill --all`, which a
+                        // runtime may refuse for a stopped container.
+                        let res = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &id)
+                            .and_then(|m| m.kill_all(libc::SIGKILL));
+                        if let Err(e) = res {
+                            crate::log::warn(&format!("{id}: killing what the init left: {e}"));
+                        }
+                    }
+                }
+            }
             self.finish_process(&id, &exec_id, true);
         }
     }

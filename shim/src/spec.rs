@@ -20,6 +20,16 @@ pub struct Spec {
 pub struct Linux {
     #[serde(default, rename = "cgroupsPath")]
     pub cgroups_path: Option<String>,
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Namespace {
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 impl Spec {
@@ -33,6 +43,16 @@ impl Spec {
             }
         })?;
         serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Whether the container gets a pid namespace of its own: if not, its processes do not
+    /// die with the init, and the shim kills them when it exits (as containerd's shims do).
+    pub fn own_pid_namespace(&self) -> bool {
+        self.linux.as_ref().is_some_and(|l| {
+            l.namespaces
+                .iter()
+                .any(|n| n.kind == "pid" && n.path.as_deref().unwrap_or("").is_empty())
+        })
     }
 
     pub fn cgroups_path(&self) -> Option<&str> {

@@ -94,6 +94,11 @@ fn detached_task_exec_pause_resume_metrics_kill() {
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("in-exec "), "{}", stdout(&out));
 
+    // No descriptor of the shim or the runtime reaches the container.
+    let out = c.ctr(&["task", "exec", "--exec-id", "fds", "d1", "ls", "/proc/1/fd"]);
+    let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert_eq!(fds, ["0", "1", "2"], "{}", stderr(&out));
+
     // ps lists the init (the exec is gone).
     let ps = stdout(&c.ctr(&["task", "ps", "d1"]));
     assert!(

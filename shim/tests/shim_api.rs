@@ -585,3 +585,47 @@ fn resize_update_pids_stats_and_checkpoint() {
     assert_eq!(state.status.value(), 2, "still running");
     assert!(state.terminal);
 }
+
+#[test]
+fn without_a_pid_namespace_the_init_exit_kills_the_rest() {
+    let mut shim = Shim::start("hostpid");
+    let out = shim.dir.path().join("h1.out");
+    let b = shim.bundle(
+        "h1",
+        &["sh", "-c", "sleep 1000 & echo $!; exec sleep 1000"],
+        false,
+    );
+    let cfg = b.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg).expect("read")).expect("json");
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .retain(|n| n["type"] != "pid");
+    std::fs::write(&cfg, v.to_string()).expect("write");
+    let uri = format!("file://{}", out.display());
+    let init = create(&mut shim, "h1", &b, &uri, &uri, None).expect("create");
+    start(&mut shim.client, "h1", "");
+    wait_for("background pid", Duration::from_secs(10), || {
+        !std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    });
+    let bg: i32 = std::fs::read_to_string(&out)
+        .expect("out")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(alive(bg) && bg != init as i32);
+    let mut k = api::KillRequest::new();
+    k.id = "h1".into();
+    k.signal = 9;
+    let _: api::Empty = shim.client.call("Kill", &k).expect("kill init only");
+    assert_eq!(wait(&mut shim.client, "h1", ""), 137);
+    wait_for(
+        "the background process killed too",
+        Duration::from_secs(5),
+        || !alive(bg),
+    );
+}
