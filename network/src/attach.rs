@@ -194,6 +194,12 @@ impl Networks {
             }
         }
 
+        // The network stays while this attachment is made; it may have gone since it was
+        // looked up (removal takes the lock exclusively).
+        let _networks_lock = self.lock_shared()?;
+        if let Some(n) = &net {
+            self.get(&n.name)?;
+        }
         let _lock = FileLock::acquire(&self.records.lock_path(&req.container_id))?;
         if self.records.read(&req.container_id, &network)?.is_some() {
             return Err(Error::AlreadyAttached {

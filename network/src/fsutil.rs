@@ -23,6 +23,15 @@ pub struct FileLock {
 
 impl FileLock {
     pub fn acquire(path: &Path) -> Result<FileLock> {
+        Self::lock(path, FlockArg::LockExclusive)
+    }
+
+    /// A shared lock: many holders at once, none while an exclusive one is held.
+    pub fn acquire_shared(path: &Path) -> Result<FileLock> {
+        Self::lock(path, FlockArg::LockShared)
+    }
+
+    fn lock(path: &Path, how: FlockArg) -> Result<FileLock> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::file("create state dir", parent, e))?;
         }
@@ -35,8 +44,7 @@ impl FileLock {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| Error::file("open lock file", path, e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::file("lock", path, e.into()))?;
+        let lock = Flock::lock(file, how).map_err(|(_, e)| Error::file("lock", path, e.into()))?;
         Ok(FileLock { _lock: lock })
     }
 }

@@ -148,8 +148,18 @@ impl Networks {
         self.networks_dir().join(format!("{name}.json"))
     }
 
+    /// Exclusive: networks are being created or removed.
     fn lock(&self) -> Result<FileLock> {
-        FileLock::acquire(&self.opts.data_dir.join("networks.lock"))
+        FileLock::acquire(&self.networks_lock_path())
+    }
+
+    /// Shared: held by attachments, so that a network is not removed under one.
+    pub(crate) fn lock_shared(&self) -> Result<FileLock> {
+        FileLock::acquire_shared(&self.networks_lock_path())
+    }
+
+    fn networks_lock_path(&self) -> PathBuf {
+        self.opts.data_dir.join("networks.lock")
     }
 
     pub(crate) fn driver(kind: DriverKind) -> &'static dyn NetworkDriver {
