@@ -280,6 +280,24 @@ fn host_none_and_container_modes() {
     join_host.mode = format!("container:{}", env.id("h")).parse().unwrap();
     assert_eq!(env.nets.attach(&join_host).unwrap().netns, None);
 
+    // A network made with the null driver attaches the same way.
+    let mut spec = kos_network::NetworkSpec::bridge(&format!("n{}null", env.sfx));
+    spec.driver = "null".into();
+    let null = env.nets.create(&spec).unwrap();
+    assert_eq!(null.driver, kos_network::DriverKind::None);
+    let n2 = env
+        .nets
+        .attach(&AttachRequest::new(&env.id("n2"), &null.name))
+        .unwrap();
+    assert_eq!(n2.kind, kos_network::AttachKind::None);
+    assert!(n2.netns.is_some() && n2.addresses.is_empty());
+    let mut twice = spec.clone();
+    twice.name = format!("n{}null2", env.sfx);
+    assert!(matches!(
+        env.nets.create(&twice),
+        Err(Error::InvalidOption { .. })
+    ));
+
     let mut bad = AttachRequest::new(&env.id("b"), "");
     bad.mode = "container:nobody".parse().unwrap();
     assert!(matches!(
