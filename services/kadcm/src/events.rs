@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use serde::Serialize;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::uevent::Uevent;
+use crate::sysfs;
+use crate::uevent::{Uevent, UeventSocket};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceEvent {
@@ -22,6 +24,40 @@ pub struct DeviceEvent {
     /// The device as kadcm describes it (add/change/bind; gone on remove).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
+}
+
+impl DeviceEvent {
+    /// The event with the device described from sysfs (while it is still there).
+    pub fn from_uevent(sys_root: &Path, ev: Uevent) -> DeviceEvent {
+        let device = if ev.action == "remove" {
+            None
+        } else {
+            sysfs::describe(sys_root, &sys_root.join(ev.devpath.trim_start_matches('/'))).ok()
+        };
+        DeviceEvent {
+            time: kaim::audit::now_rfc3339(),
+            uevent: ev,
+            device,
+        }
+    }
+}
+
+/// Publishes every kernel uevent to `sink` until `stop` is set (checked at least every
+/// `tick`): the library form of kadcm's event stream, for a caller running it on a thread.
+pub fn watch(
+    sys_root: &Path,
+    sink: &dyn EventSink,
+    stop: &AtomicBool,
+    tick: Duration,
+) -> Result<()> {
+    let socket = UeventSocket::open()?;
+    socket.set_timeout(Some(tick))?;
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(ev) = socket.recv()? {
+            sink.publish(&DeviceEvent::from_uevent(sys_root, ev));
+        }
+    }
+    Ok(())
 }
 
 pub trait EventSink: Send + Sync {

@@ -155,19 +155,6 @@ fn attach(sys: &Path, a: &AttachArgs, detach: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn event_for(sys: &Path, ev: kadcm::uevent::Uevent) -> DeviceEvent {
-    let device = if ev.action == "remove" {
-        None
-    } else {
-        sysfs::describe(sys, &sys.join(ev.devpath.trim_start_matches('/'))).ok()
-    };
-    DeviceEvent {
-        time: kaim::audit::now_rfc3339(),
-        uevent: ev,
-        device,
-    }
-}
-
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_term(_: libc::c_int) {
@@ -222,7 +209,7 @@ fn run(sys: &Path, a: &RunArgs) -> anyhow::Result<()> {
             Some(ev) => {
                 let action = ev.action.clone();
                 let devpath = sys.join(ev.devpath.trim_start_matches('/'));
-                let de = event_for(sys, ev);
+                let de = DeviceEvent::from_uevent(sys, ev);
                 sink.publish(&de);
                 if de.uevent.devname.is_some() && matches!(action.as_str(), "add" | "remove") {
                     rewrite_due = true;
@@ -299,7 +286,10 @@ fn main() {
             Cmd::Watch => {
                 let s = UeventSocket::open()?;
                 while let Some(ev) = s.recv()? {
-                    println!("{}", serde_json::to_string(&event_for(&cli.sys, ev))?);
+                    println!(
+                        "{}",
+                        serde_json::to_string(&DeviceEvent::from_uevent(&cli.sys, ev))?
+                    );
                 }
             }
             Cmd::Run(a) => run(&cli.sys, a)?,

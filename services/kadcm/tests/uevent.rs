@@ -63,6 +63,54 @@ fn loop_device_attach_and_detach() {
     });
 }
 
+#[test]
+fn library_watch_calls_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<kadcm::events::DeviceEvent>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (s2, stop2) = (seen.clone(), stop.clone());
+    let watcher = std::thread::spawn(move || {
+        let sink = kadcm::events::Callback(move |e: &kadcm::events::DeviceEvent| {
+            s2.lock().expect("seen").push(e.clone());
+        });
+        kadcm::events::watch(
+            std::path::Path::new("/sys"),
+            &sink,
+            &stop2,
+            Duration::from_millis(100),
+        )
+    });
+    // The watcher opens its socket on its own thread; give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let link = DummyLink::new();
+    let name = link.0.clone();
+    let has = |action: &str| {
+        seen.lock().expect("seen").iter().any(|e| {
+            e.uevent.action == action && e.uevent.properties.get("INTERFACE") == Some(&name)
+        })
+    };
+    wait_until("add through the callback", Duration::from_secs(10), || {
+        has("add")
+    });
+    let add = seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .find(|e| e.uevent.action == "add" && e.uevent.properties.get("INTERFACE") == Some(&name))
+        .cloned()
+        .expect("add");
+    assert_eq!(add.device.map(|d| d.class), Some(kadcm::DeviceClass::Net));
+    link.delete();
+    wait_until(
+        "remove through the callback",
+        Duration::from_secs(10),
+        || has("remove"),
+    );
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().expect("watcher").expect("watch");
+}
+
 /// A running `kadcm run`, stopped with SIGTERM on drop.
 struct Service(std::process::Child);
 
