@@ -245,6 +245,34 @@ fn bad_input_makes_nothing() {
     assert!(!host_links().contains(&veth));
     assert!(env.nets.attachments().unwrap().is_empty());
     assert!(env.nets.pins().list().unwrap().is_empty());
+
+    // An exhausted pool: a clear error, and the second container is left with nothing.
+    let tiny_net: ipnet::Ipv4Net = free_subnet().parse().unwrap();
+    let tiny = env.bridge_network("w", |s| {
+        s.subnets = vec![kos_network::SubnetSpec {
+            subnet: format!("{}/30", tiny_net.network()),
+            ..Default::default()
+        }]
+    });
+    env.nets
+        .attach(&AttachRequest::new(&env.id("w1"), &tiny.name))
+        .unwrap();
+    let mut second = AttachRequest::new(&env.id("w2"), &tiny.name);
+    second.ports = vec![kos_network::PortMapping::tcp(0, 80)];
+    let err = env.nets.attach(&second).unwrap_err();
+    assert!(matches!(err, Error::PoolExhausted { .. }), "{err}");
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    assert!(env
+        .nets
+        .attachment(&env.id("w2"), &tiny.name)
+        .unwrap()
+        .is_none());
+    assert!(!env.pin_path(&env.id("w2")).exists());
+    assert!(!host_links().contains(&kos_network::names::host_veth_name(
+        &env.id("w2"),
+        &tiny.name
+    )));
+    assert!(env.nets.firewall().list_ports().unwrap().is_empty());
 }
 
 #[test]
