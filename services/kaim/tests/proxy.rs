@@ -436,3 +436,62 @@ fn notifies_ready_and_watchdog() {
     assert!(stopping);
     assert!(!users.exists(), "socket left behind");
 }
+
+#[test]
+fn config_file_form() {
+    let dir = TempDir::new("cfg");
+    let upstream = FakeUpstream::start(&dir.0);
+    let cgroup = TestCgroup::new(&unique("cfg"));
+    let grant = dir.0.join("g.sock");
+    let users = dir.0.join("u.sock");
+    let cfg = serde_json::json!({
+        "upstream": format!("unix://{}", upstream.path.display()),
+        "audit": dir.0.join("audit.log"),
+        "max_body": 4096,
+        "socket_mode": 0o660,
+        "grants": [{
+            "name": "mon", "container_id": "c9", "cgroup": cgroup.path,
+            "policy": policy_path("stats-only.rego"), "socket": grant,
+        }],
+        "users": {"socket": users, "policies": {"default": policy_path("ci-create.rego")}},
+    });
+    let path = dir.0.join("kaim.json");
+    std::fs::write(&path, cfg.to_string()).expect("config");
+    let _k = Kaim::start(
+        &["--config".into(), path.display().to_string()],
+        &[&grant, &users],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&grant)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+    let r = raw_request(
+        cgroup.command("python3"),
+        &grant,
+        b"GET /v1.47/events HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(status_of(&r), 200, "{r}");
+    let r = raw_request(
+        Command::new("python3"),
+        &users,
+        post_create("/containers/create", GOOD, "").as_bytes(),
+        false,
+    );
+    assert_eq!(status_of(&r), 201, "{r}");
+    // Over max_body from the file.
+    let big = format!(
+        "{{\"Image\":\"registry.local/ci/x\",\"Labels\":{{\"p\":\"{}\"}}}}",
+        "a".repeat(5000)
+    );
+    let r = raw_request(
+        Command::new("python3"),
+        &users,
+        post_create("/containers/create", &big, "").as_bytes(),
+        false,
+    );
+    assert_eq!(status_of(&r), 413, "{r}");
+}
