@@ -192,6 +192,15 @@ fn bad_input_makes_nothing() {
         env.nets.create(&spec2),
         Err(Error::InvalidCidr { .. })
     ));
+    let mut gw = spec.clone();
+    gw.subnets = vec![kos_network::SubnetSpec {
+        subnet: free_subnet(),
+        gateway: Some("192.0.2.77".into()),
+        ip_range: None,
+    }];
+    let err = env.nets.create(&gw).unwrap_err();
+    assert!(matches!(err, Error::GatewayOutsideSubnet { .. }), "{err}");
+    assert!(err.to_string().contains("192.0.2.77"), "{err}");
     let mut spec3 = spec.clone();
     spec3.driver = "overlay".into();
     assert!(matches!(
