@@ -2,9 +2,8 @@
 # kosd against Debian's dockerd 20.10 and podman, side by side in one run, on the same busybox
 # image served from a loopback docker-registry:
 #   run-none     `docker run --rm --network none IMG true` (kosd, dockerd) / `podman run --rm`
-#   run-bridge   the same on the default bridge (dockerd on its own kos-named bridge without
-#                iptables, podman on its own network); kosd has no bridge integration yet, so
-#                it is reported as such and not timed
+#   run-bridge   the same on the default bridge (kosd on its own bridge and nft table, dockerd
+#                on its own kos-named bridge without iptables, podman on its own network)
 #   100 x `docker run -d` then `docker ps`, and `docker rm -f` of the 100 (kosd, dockerd)
 #   idle RSS of kosd, and of dockerd + its containerd
 # Targets (issue 12): kosd <= 0.15x dockerd and <= 0.2x podman medians; idle RSS <= 15 MB.
@@ -35,6 +34,7 @@ T=$(mktemp -d /var/tmp/kosd-bench.XXXXXX)
 sfx=$(( $$ % 10000 ))
 BR=kosbd$sfx
 PODNET=kosbp$sfx
+KBR=kosbk$sfx
 ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 KPID="" DPID="" RPID=""
 stop_pid() {
@@ -47,6 +47,8 @@ cleanup() {
     set +e
     [ -n "$KPID" ] && "$DOCKER" -H "unix://$T/kosd/kos.sock" rm -f $("$DOCKER" -H "unix://$T/kosd/kos.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
     stop_pid "$KPID"
+    ip link del "$KBR" 2>/dev/null
+    nft delete table inet "$KBR" 2>/dev/null
     [ -n "$DPID" ] && "$DOCKER" -H "unix://$T/docker.sock" rm -f $("$DOCKER" -H "unix://$T/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
     stop_pid "$DPID"
     podman --root "$T/podman" --runroot "$T/podman-run" rm -af >/dev/null 2>&1
@@ -87,7 +89,7 @@ skopeo copy --quiet --dest-tls-verify=false "oci:$T/oci:bench" "docker://$IMG"
 mkdir -p "$T/kosd"
 echo '{}' > "$T/kosd/daemon.json"
 "$BIN/kosd" -H "unix://$T/kosd/kos.sock" --data-root "$T/kosd/data" --exec-root "$T/kosd/exec" \
-    --config-file "$T/kosd/daemon.json" --log-level error 2>"$T/kosd.log" & KPID=$!
+    --config-file "$T/kosd/daemon.json" --bridge "$KBR" --nft-table "$KBR" --log-level error 2>"$T/kosd.log" & KPID=$!
 # dockerd on its own bridge, without touching the host's firewall.
 ip link add "$BR" type bridge && ip addr add 10.213.$(( sfx % 200 )).1/24 dev "$BR" && ip link set "$BR" up
 dockerd --data-root "$T/docker" --exec-root "$T/dexec" --host "unix://$T/docker.sock" --pidfile "$T/docker.pid" \
@@ -115,6 +117,7 @@ $P pull -q --tls-verify=false "$IMG" >/dev/null
 
 # One run each first, so a broken engine fails here with its own message.
 $K run --rm --network none "$IMG" true
+$K run --rm "$IMG" true
 $D run --rm --network none "$IMG" true
 $P run $PR --rm --network none "$IMG" true
 $P run $PR --rm --network "$PODNET" "$IMG" true
@@ -131,8 +134,9 @@ hyperfine -N -w 2 -r "$RUNS" --export-json "$T/none.json" \
     -n kosd "$K run --rm --network none $IMG true" \
     -n dockerd "$D run --rm --network none $IMG true" \
     -n podman "$P run $PR --rm --network none $IMG true"
-echo "== docker run --rm IMAGE true, default bridge (kosd: no bridge integration yet, not timed)"
+echo "== docker run --rm IMAGE true, default bridge"
 hyperfine -N -w 2 -r "$RUNS" --export-json "$T/bridge.json" \
+    -n kosd "$K run --rm $IMG true" \
     -n dockerd "$D run --rm $IMG true" \
     -n podman "$P run $PR --rm --network $PODNET $IMG true"
 
@@ -158,7 +162,8 @@ kn=$(med "$T/none.json" kosd); dn=$(med "$T/none.json" dockerd); pn=$(med "$T/no
 echo "== summary (medians, ms)"
 printf 'network none: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f (target <= 0.15), kosd/podman %.3f (target <= 0.2)\n' \
     "$kn" "$dn" "$pn" "$(echo "$kn / $dn" | bc -l)" "$(echo "$kn / $pn" | bc -l)"
-printf 'bridge: dockerd %.1f  podman %.1f  kosd not measured (bridge not wired into kosd)\n' \
-    "$(med "$T/bridge.json" dockerd)" "$(med "$T/bridge.json" podman)"
+kb=$(med "$T/bridge.json" kosd); db=$(med "$T/bridge.json" dockerd); pb=$(med "$T/bridge.json" podman)
+printf 'bridge: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f, kosd/podman %.3f\n' \
+    "$kb" "$db" "$pb" "$(echo "$kb / $db" | bc -l)" "$(echo "$kb / $pb" | bc -l)"
 printf 'idle RSS: kosd %d kB (target <= 15360), dockerd+containerd %d kB; kosd after 100 run/rm cycles %d kB\n' \
     "$KRSS" "$DRSS" "$KRSS100"
