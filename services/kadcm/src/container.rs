@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oci_spec::runtime::LinuxDeviceCgroup;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
 use crate::error::{Error, Result};
 
@@ -18,7 +18,9 @@ pub struct Container {
     /// The init's pid in kadcm's pid namespace.
     pub pid: i32,
     pub cgroups_path: Option<String>,
-    /// The device rules of the container's config (the base v2 programs are built from).
+    /// The device rules in force before kadcm changed anything: the config's rules, then
+    /// the runtime-spec default devices every runtime allows, then the config's
+    /// `linux.devices` (runc's and kosrun's order). v2 programs are rebuilt from these.
     pub base_rules: Vec<LinuxDeviceCgroup>,
 }
 
@@ -74,6 +76,44 @@ impl Runtime {
     }
 }
 
+fn allow_rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_string()));
+    r
+}
+
+/// The devices the runtime spec gives every Linux container (null, zero, full, random,
+/// urandom, tty, console, ptmx, the pts slaves) and mknod of any node.
+fn runtime_defaults() -> Vec<LinuxDeviceCgroup> {
+    let c = LinuxDeviceType::C;
+    let mut v: Vec<_> = [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ]
+    .into_iter()
+    .map(|(ma, mi)| allow_rule(c, Some(ma), Some(mi), "rwm"))
+    .collect();
+    v.push(allow_rule(c, Some(136), None, "rwm"));
+    v.push(allow_rule(c, None, None, "m"));
+    v.push(allow_rule(LinuxDeviceType::B, None, None, "m"));
+    v
+}
+
 fn read_config(
     path: &Path,
 ) -> std::result::Result<(Option<String>, Vec<LinuxDeviceCgroup>), String> {
@@ -87,9 +127,54 @@ fn read_config(
     let cg = linux
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.display().to_string());
-    let rules = linux
+    let mut rules = linux
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
+    rules.extend(runtime_defaults());
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let typ = match d.typ() {
+            LinuxDeviceType::U => LinuxDeviceType::C,
+            LinuxDeviceType::P => continue,
+            t => t,
+        };
+        rules.push(allow_rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
     Ok((cg, rules))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::NodeType;
+    use crate::passthrough::rules_allow;
+
+    #[test]
+    fn base_rules_keep_the_default_devices() {
+        let dir = std::env::temp_dir().join(format!("kadcm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p = dir.join("config.json");
+        std::fs::write(
+            &p,
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{"cgroupsPath":"/kos/x",
+            "resources":{"devices":[{"allow":false,"access":"rwm"}]},
+            "devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]}}"#,
+        )
+        .expect("write");
+        let (cg, rules) = read_config(&p).expect("read");
+        assert_eq!(cg.as_deref(), Some("/kos/x"));
+        assert!(rules_allow(&rules, NodeType::Char, 1, 3), "/dev/null");
+        assert!(rules_allow(&rules, NodeType::Char, 136, 7), "pts");
+        assert!(
+            rules_allow(&rules, NodeType::Char, 10, 229),
+            "linux.devices entry"
+        );
+        assert!(!rules_allow(&rules, NodeType::Char, 10, 232), "kvm");
+        assert!(!rules_allow(&rules, NodeType::Block, 7, 0), "loop");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -42,6 +42,12 @@ impl DeviceCgroup {
         })
     }
 
+    /// Over a manager built by the caller: e.g. the v2 hierarchy of a hybrid host, whose
+    /// device programs apply alongside the v1 devices controller.
+    pub fn from_manager(manager: kos_cgroups::Manager) -> DeviceCgroup {
+        DeviceCgroup { manager }
+    }
+
     pub fn is_v2(&self) -> bool {
         self.manager.layout() == kos_cgroups::Layout::V2
     }

@@ -130,6 +130,18 @@ impl Passthrough {
     }
 
     pub fn attach(&self, c: &Container, d: &Device, opts: &AttachOptions) -> Result<NodeSpec> {
+        let cg = DeviceCgroup::new(c.cgroups_path.as_deref(), &c.id)?;
+        self.attach_with(c, d, opts, &cg)
+    }
+
+    /// `attach` with the device cgroup given.
+    pub fn attach_with(
+        &self,
+        c: &Container,
+        d: &Device,
+        opts: &AttachOptions,
+        cg: &DeviceCgroup,
+    ) -> Result<NodeSpec> {
         let (t, major, minor, host_path) = node_of(d)?;
         if opts.access.is_empty() || !opts.access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
             return Err(Error::HotplugInvalid(format!(
@@ -151,7 +163,6 @@ impl Passthrough {
             uid: opts.uid.unwrap_or(host.uid()),
             gid: opts.gid.unwrap_or(host.gid()),
         };
-        let cg = DeviceCgroup::new(c.cgroups_path.as_deref(), &c.id)?;
         let allow = devcgroup::rule(true, t, major, minor, &opts.access)?;
         let mut attached = self.rules_of(&c.id);
         attached.push(allow.clone());
@@ -163,7 +174,7 @@ impl Passthrough {
             .collect();
         cg.set(allow, full)?;
         if let Err(e) = node::make(c.pid, &spec) {
-            self.revoke(&cg, c, t, major, minor, &attached[..attached.len() - 1]);
+            self.revoke(cg, c, t, major, minor, &attached[..attached.len() - 1]);
             return Err(e);
         }
         self.set_rules(&c.id, attached);
@@ -198,8 +209,13 @@ impl Passthrough {
 
     /// Removes the node and the cgroup rule of a device attached before.
     pub fn detach(&self, c: &Container, spec: &NodeSpec) -> Result<()> {
-        node::remove(c.pid, spec)?;
         let cg = DeviceCgroup::new(c.cgroups_path.as_deref(), &c.id)?;
+        self.detach_with(c, spec, &cg)
+    }
+
+    /// `detach` with the device cgroup given.
+    pub fn detach_with(&self, c: &Container, spec: &NodeSpec, cg: &DeviceCgroup) -> Result<()> {
+        node::remove(c.pid, spec)?;
         let mut attached = self.rules_of(&c.id);
         attached.retain(|r| {
             !(r.major() == Some(i64::from(spec.major)) && r.minor() == Some(i64::from(spec.minor)))

@@ -207,3 +207,79 @@ fn cli_attach_and_detach() {
     assert!(err.starts_with("kadcm: container no-such-ctr:"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// The v2 path (a device eBPF program rebuilt from the container's base rules plus what is
+/// attached), exercised on the hybrid host's cgroup2 mount, where device programs apply on
+/// top of the v1 devices controller: with v1 allowing fuse, the v2 program alone decides.
+#[test]
+fn v2_device_program_on_the_unified_hierarchy() {
+    use kadcm::devcgroup::DeviceCgroup;
+    use kos_cgroups::{Hierarchy, Layout, Manager};
+
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.join("cgroup.procs").exists() {
+        return skip("no cgroup2 mount at /sys/fs/cgroup/unified (not a hybrid host)");
+    }
+    let dir = TempDir::new("hp");
+    let c = Container::start(&["sleep", "1000"]);
+    let ctr = c.runtime().container(&c.id).expect("container");
+    let v2_path = std::fs::read_to_string(format!("/proc/{}/cgroup", ctr.pid))
+        .expect("cgroup file")
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .expect("unified cgroup line");
+    let hier = [Hierarchy {
+        mount_point: unified.to_path_buf(),
+        controllers: Vec::new(),
+        v2: true,
+    }];
+    let v2 = DeviceCgroup::from_manager(
+        Manager::new_at(Layout::V2, &hier, Some(&v2_path), &c.id).expect("v2 manager"),
+    );
+    assert!(v2.is_v2());
+
+    // v1 allows fuse (and makes the node) ...
+    let pt_v1 = passthrough(&dir.0);
+    let fuse = sysfs::device_for_node(Path::new("/sys"), Path::new("/dev/fuse")).expect("fuse");
+    let opts = AttachOptions {
+        mode: Some(0o666),
+        ..Default::default()
+    };
+    let node = pt_v1.attach(&ctr, &fuse, &opts).expect("v1 attach");
+    let (ok, out) = c.sh("exec 3<>/dev/fuse && echo opened");
+    assert!(ok, "{out}");
+
+    // ... then a v2 program from the base rules alone takes fuse away, and keeps the defaults.
+    let deny = kadcm::devcgroup::rule(false, kadcm::NodeType::Char, 10, 229, "rwm").expect("rule");
+    match v2.set(deny, ctr.base_rules.clone()) {
+        Ok(()) => {}
+        Err(Error::Cgroup(e)) if e.to_string().contains("Operation not permitted") => {
+            return skip(&format!(
+                "cgroup device programs cannot be attached here: {e}"
+            ));
+        }
+        Err(e) => panic!("v2 base program: {e}"),
+    }
+    let (ok, out) = c.sh("exec 3<>/dev/fuse && echo opened");
+    assert!(!ok && out.contains("not permitted"), "{out}");
+    let (ok, out) = c.sh("echo x >/dev/null && head -c 4 /dev/zero | wc -c");
+    assert!(ok && out.trim() == "4", "defaults lost: {out}");
+
+    // Attach through the v2 path: the program is rebuilt with fuse in it.
+    let pt_v2 = passthrough(&dir.0);
+    let node2 = pt_v2
+        .attach_with(&ctr, &fuse, &opts, &v2)
+        .expect("v2 attach");
+    let (ok, out) = c.sh("exec 3<>/dev/fuse && echo opened");
+    assert!(ok && out.contains("opened"), "{out}");
+
+    // Detach through the v2 path: node gone; a node made again cannot be opened.
+    pt_v2.detach_with(&ctr, &node2, &v2).expect("v2 detach");
+    let (present, _) = c.sh("test -e /dev/fuse");
+    assert!(!present);
+    kadcm::node::make(ctr.pid, &node).expect("node again");
+    let (ok, out) = c.sh("exec 3<>/dev/fuse && echo opened");
+    assert!(!ok && out.contains("not permitted"), "{out}");
+    let (ok, _) = c.sh("echo x >/dev/null");
+    assert!(ok, "defaults lost after detach");
+}

@@ -169,7 +169,9 @@ impl Container {
             std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
-        for a in ["sh", "sleep", "test", "ls", "dd", "cat", "echo", "head"] {
+        for a in [
+            "sh", "sleep", "test", "ls", "dd", "cat", "echo", "head", "wc",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("applet");
         }
         run(Command::new(kosrun()).args(["spec", "-b"]).arg(&c.bundle.0));
@@ -257,4 +259,20 @@ pub fn write_policy(dir: &Path, rego: &str) -> PathBuf {
     let p = dir.join("policy.rego");
     std::fs::write(&p, rego).expect("policy");
     p
+}
+
+/// Records that the calling test cannot run here because the machine lacks a kernel feature
+/// (`reason` names it), for `make test`'s skip count ($KOS_TEST_SKIPS/skips.log).
+pub fn skip(reason: &str) {
+    eprintln!("SKIP: {reason}");
+    if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join("skips.log"))
+        {
+            let _ = writeln!(f, "kadcm: {reason}");
+        }
+    }
 }
