@@ -78,7 +78,10 @@ pub(super) fn build(
     }
     let store = b.store.as_ref();
     let _lock = store.lock(false)?;
-    let work = WorkDir(store.root().join("build-tmp").join(unique_name("build")));
+    // Absolute: the bundle's root.path and the overlay options name paths below it.
+    let store_root = std::path::absolute(store.root())
+        .map_err(|e| BuildError::io("resolving the store directory", e))?;
+    let work = WorkDir(store_root.join("build-tmp").join(unique_name("build")));
     let ctx_dir = work.0.join("context");
     std::fs::create_dir_all(&ctx_dir)
         .map_err(|e| BuildError::io("creating the build directory", e))?;
@@ -527,7 +530,10 @@ impl Exec<'_> {
         Ok(chain
             .iter()
             .rev()
-            .map(|c| self.store.snapshot_dir(c))
+            .map(|c| {
+                let p = self.store.snapshot_dir(c);
+                std::path::absolute(&p).unwrap_or(p)
+            })
             .collect())
     }
 
@@ -588,7 +594,7 @@ impl Exec<'_> {
         diffs.push(l.diff_id.clone());
         let chain = chain_ids(&diffs).pop().unwrap_or_else(|| l.diff_id.clone());
         self.store
-            .adopt_snapshot(&upper, &chain, parent.as_ref(), &l.diff_id)?;
+            .adopt_snapshot(&upper, &chain, parent.as_ref(), &l.diff_id, l.content_bytes)?;
         st.push_layer(l.descriptor, &l.diff_id);
         Ok(())
     }

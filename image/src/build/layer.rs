@@ -25,6 +25,8 @@ pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub struct Layer {
     pub descriptor: Descriptor,
     pub diff_id: Digest,
+    /// Bytes of file content in the layer.
+    pub content_bytes: u64,
 }
 
 fn is_opaque(path: &Path) -> bool {
@@ -50,6 +52,7 @@ fn is_opaque(path: &Path) -> bool {
 struct TarWriter<W: Write> {
     b: tar::Builder<W>,
     links: HashMap<(u64, u64), PathBuf>,
+    bytes: u64,
 }
 
 impl<W: Write> TarWriter<W> {
@@ -108,6 +111,7 @@ impl<W: Write> TarWriter<W> {
                 }
                 let mut h = Self::header(&meta, tar::EntryType::Regular);
                 h.set_size(meta.len());
+                self.bytes += meta.len();
                 let f = std::fs::File::open(&path)?;
                 // A file that changes size under us must not yield a broken tar.
                 let mut limited = io::Read::take(f, meta.len());
@@ -166,7 +170,7 @@ impl<R: io::Read> io::Read for CountReader<'_, R> {
 pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
     let (reader, writer) = io::pipe().map_err(|e| Error::io("creating layer pipe", e))?;
     let root = upper.to_path_buf();
-    let producer = std::thread::spawn(move || -> io::Result<Digest> {
+    let producer = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
         let hashing = Hashing::new(writer);
         let out: Box<dyn Write> = if gzip {
             Box::new(flate2::write::GzEncoder::new(
@@ -178,23 +182,26 @@ pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
         };
         // The diff id covers the uncompressed stream.
         let mut diff = Hashing::new(out);
+        let bytes;
         {
             let mut tw = TarWriter {
                 b: tar::Builder::new(&mut diff),
                 links: HashMap::new(),
+                bytes: 0,
             };
             tw.walk(&root, Path::new(""))?;
             tw.b.finish()?;
+            bytes = tw.bytes;
         }
         let (diff_id, _, mut out) = diff.finish();
         out.flush()?;
         drop(out);
-        Ok(diff_id)
+        Ok((diff_id, bytes))
     });
     let mut reader = reader;
     let stored = store.put_blob_stream(&mut reader, u64::MAX);
     drop(reader);
-    let diff_id = producer
+    let (diff_id, content_bytes) = producer
         .join()
         .map_err(|_| Error::io("writing layer", io::Error::other("layer writer panicked")))?
         .map_err(|e| Error::path("writing layer from", upper, e))?;
@@ -208,6 +215,7 @@ pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
             annotations: None,
         },
         diff_id,
+        content_bytes,
     })
 }
 
@@ -220,6 +228,7 @@ impl Store {
         chain_id: &Digest,
         parent: Option<&Digest>,
         diff_id: &Digest,
+        size: u64,
     ) -> Result<()> {
         if self.has_snapshot(chain_id)? {
             return Ok(());
@@ -237,7 +246,6 @@ impl Store {
             Err(e) => return Err(Error::path("publishing snapshot", &dest, e)),
         }
         drop(guard);
-        let size = du(&dest.join("fs"));
         self.db().put_snapshot(&SnapshotRecord {
             chain_id: chain_id.clone(),
             diff_id: diff_id.clone(),
@@ -245,16 +253,4 @@ impl Store {
             size,
         })
     }
-}
-
-fn du(p: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !m.is_dir() {
-        return m.len();
-    }
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
-        .unwrap_or(0)
 }
