@@ -140,9 +140,11 @@ async fn run(c: Config) -> anyhow::Result<()> {
         plans.push((u.socket.clone(), users_identify(u)?));
     }
     let mut sockets = Vec::new();
+    let mut policies: Vec<Arc<Policy>> = Vec::new();
     for (path, ident) in plans {
         let l = bind(&path, c.socket_mode)?;
         sockets.push(path);
+        policies.extend(ident.policies());
         tokio::spawn(proxy::serve(l, Arc::new(ident), shared.clone()));
     }
 
@@ -167,10 +169,33 @@ async fn run(c: Config) -> anyhow::Result<()> {
         });
     }
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                // Policies are re-read in place; one that no longer compiles keeps the old one.
+                if let Some(n) = &notifier {
+                    let _ = n.notify("RELOADING=1");
+                }
+                let mut failed = 0;
+                for p in &policies {
+                    if let Err(e) = p.reload() {
+                        eprintln!("kaim: reload: {e}");
+                        failed += 1;
+                    }
+                }
+                if let Some(n) = &notifier {
+                    let _ = n.notify(&format!(
+                        "READY=1\nSTATUS=reloaded {} policies, {failed} kept after errors",
+                        policies.len()
+                    ));
+                }
+            }
+        }
     }
     if let Some(n) = &notifier {
         let _ = n.notify("STOPPING=1");

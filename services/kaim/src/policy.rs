@@ -60,11 +60,24 @@ impl Policy {
         Policy::from_source(path, &text)
     }
 
+    /// Reads and compiles the file again and swaps it in; on any error the policy in force
+    /// stays as it was.
+    pub fn reload(&self) -> Result<()> {
+        let fresh = Policy::from_file(&self.path)?;
+        let engine = fresh.engine.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut cur = match self.engine.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *cur = engine;
+        Ok(())
+    }
+
     /// `path` only names the policy in errors and audit records.
     pub fn from_source(path: &Path, rego: &str) -> Result<Policy> {
         let compile = |message: String| Error::PolicyCompile {
             path: path.to_path_buf(),
-            message,
+            message: one_line(&message),
         };
         let mut engine = Engine::new();
         let package = engine
@@ -147,7 +160,7 @@ fn eval(engine: &mut Engine, rule: &str) -> Result<Value> {
         .eval_query(rule.to_string(), false)
         .map_err(|e| Error::PolicyEval {
             rule: rule.to_string(),
-            message: e.to_string(),
+            message: one_line(&e.to_string()),
         })?;
     Ok(results
         .result
@@ -155,6 +168,11 @@ fn eval(engine: &mut Engine, rule: &str) -> Result<Value> {
         .next()
         .and_then(|r| r.expressions.into_iter().next())
         .map_or(Value::Undefined, |e| e.value))
+}
+
+/// regorus reports with a source excerpt over several lines; errors here are one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn message(v: &Value) -> String {

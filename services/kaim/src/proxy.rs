@@ -50,6 +50,18 @@ pub enum Identify {
     },
 }
 
+impl Identify {
+    /// Every policy this listener applies.
+    pub fn policies(&self) -> Vec<Arc<Policy>> {
+        match self {
+            Identify::Grant { policy, .. } => vec![policy.clone()],
+            Identify::Users { policies, default } => {
+                policies.values().chain(default.iter()).cloned().collect()
+            }
+        }
+    }
+}
+
 /// The verdict on a connection's peer: who it is and the policy to apply, or why none does.
 struct Peer {
     client: Client,

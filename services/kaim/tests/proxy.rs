@@ -383,6 +383,7 @@ fn bad_policy_or_config_fails_with_one_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("kaim: compiling policy"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(!dir.0.join("x.sock").exists(), "socket left behind");
     let out = Command::new(env!("CARGO_BIN_EXE_kaim"))
         .args(["--grant", "nonsense"])
@@ -494,4 +495,63 @@ fn config_file_form() {
         false,
     );
     assert_eq!(status_of(&r), 413, "{r}");
+}
+
+#[test]
+fn sighup_reloads_policies_and_keeps_a_broken_one_out() {
+    let dir = TempDir::new("hup");
+    let upstream = FakeUpstream::start(&dir.0);
+    let policy = dir.0.join("p.rego");
+    std::fs::write(
+        &policy,
+        "package kaim\nallow if input.RequestPath == \"/_ping\"\n",
+    )
+    .expect("policy");
+    let users = dir.0.join("u.sock");
+    let k = Kaim::start(
+        &[
+            "--upstream".into(),
+            upstream.path.display().to_string(),
+            "--audit".into(),
+            dir.0.join("a.log").display().to_string(),
+            "--users-socket".into(),
+            users.display().to_string(),
+            "--user-policy".into(),
+            format!("default={}", policy.display()),
+        ],
+        &[&users],
+    );
+    let get = |path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
+        status_of(&raw_request(
+            Command::new("python3"),
+            &users,
+            req.as_bytes(),
+            false,
+        ))
+    };
+    let hup = || {
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(k.child.id() as i32, libc::SIGHUP) };
+    };
+    assert_eq!(get("/_ping"), 200);
+    assert_eq!(get("/version"), 403);
+    std::fs::write(
+        &policy,
+        "package kaim\nallow if input.RequestPath == \"/version\"\n",
+    )
+    .expect("policy");
+    hup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while get("/version") != 200 {
+        assert!(std::time::Instant::now() < deadline, "policy not reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(get("/_ping"), 403);
+    // A policy that no longer compiles: the one in force stays.
+    std::fs::write(&policy, "package kaim\nallow if {{{\n").expect("policy");
+    hup();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(get("/version"), 200);
+    assert_eq!(get("/_ping"), 403);
 }
