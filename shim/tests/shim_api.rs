@@ -629,3 +629,39 @@ fn without_a_pid_namespace_the_init_exit_kills_the_rest() {
         || !alive(bg),
     );
 }
+
+#[test]
+fn ttrpc_rust_client_interoperates() {
+    // kosd drives the shim with ttrpc-rust's client; the same wire, checked with its sync one.
+    let mut shim = Shim::start("ttrpcrs");
+    let client = containerd_shim_protos::ttrpc::Client::connect(&shim.address).expect("connect");
+    let task = containerd_shim_protos::TaskClient::new(client);
+    let ctx = || containerd_shim_protos::ttrpc::context::with_timeout(10_000_000_000);
+    let info = task
+        .connect(ctx(), &api::ConnectRequest::new())
+        .expect("Connect");
+    assert_eq!(info.shim_pid as i32, shim.pid);
+    let mut s = api::StateRequest::new();
+    s.id = "ghost".into();
+    match task.state(ctx(), &s) {
+        Err(containerd_shim_protos::ttrpc::Error::RpcStatus(st)) => {
+            assert_eq!(st.code.value(), NOT_FOUND);
+            assert!(st.message.contains("ghost"), "{}", st.message);
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    let b = shim.bundle("rs1", &["sh", "-c", "exit 9"], false);
+    let mut r = api::CreateTaskRequest::new();
+    r.id = "rs1".into();
+    r.bundle = b.to_string_lossy().into_owned();
+    task.create(ctx(), &r).expect("Create");
+    let mut st = api::StartRequest::new();
+    st.id = "rs1".into();
+    task.start(ctx(), &st).expect("Start");
+    let mut w = api::WaitRequest::new();
+    w.id = "rs1".into();
+    assert_eq!(task.wait(ctx(), &w).expect("Wait").exit_status, 9);
+    let mut d = api::DeleteRequest::new();
+    d.id = "rs1".into();
+    assert_eq!(task.delete(ctx(), &d).expect("Delete").exit_status, 9);
+}
