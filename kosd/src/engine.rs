@@ -18,6 +18,7 @@ pub struct Engine {
     db: Mutex<StateDb>,
     pub events: EventBus,
     pub nets: Arc<kos_network::Networks>,
+    pub creds: crate::credentials::CredStore,
     pub rt: crate::containers::runtime::Runtime,
     pub execs: crate::containers::exec::Execs,
     /// Set at shutdown: exits are then not restarted by policy.
@@ -38,6 +39,8 @@ impl Engine {
         });
         let id = daemon_id(data)?;
         let nets = crate::network::open(&config);
+        let creds = crate::credentials::CredStore::open(&data.join("credentials"))
+            .map_err(|err| crate::error::ApiError::internal("opening the credential store", err))?;
         Ok(Arc::new(Engine {
             config,
             store: Arc::new(store),
@@ -45,6 +48,7 @@ impl Engine {
             db: Mutex::new(db),
             events: EventBus::default(),
             nets,
+            creds,
             rt: Default::default(),
             execs: Default::default(),
             stopping: Default::default(),

@@ -4,6 +4,7 @@
 mod api;
 mod config;
 mod containers;
+mod credentials;
 mod daemon;
 mod engine;
 mod error;

@@ -186,8 +186,15 @@ pub fn credentials_for(e: &Engine, headers: &HeaderMap, reference: &str) -> Resu
     if let Some(c) = registry_auth(headers)? {
         return Ok(c);
     }
-    let _ = (e, reference);
-    Ok(Credentials::Anonymous)
+    // Otherwise the login kept by `docker login` (POST /auth), if any.
+    let host = ImageRef::parse(reference)
+        .map(|r| r.registry().to_string())
+        .unwrap_or_default();
+    match e.creds.get(&host) {
+        Ok(Some((username, password))) => Ok(Credentials::Basic { username, password }),
+        Ok(None) => Ok(Credentials::Anonymous),
+        Err(err) => Err(ApiError::internal("reading stored credentials", err)),
+    }
 }
 
 /// The reference `fromImage` + `tag` name.
@@ -437,7 +444,7 @@ async fn push(
             familiar(&repo_name)
         )));
     }
-    let creds = credentials_for(&e, headers, &repo_name)?;
+    let creds = credentials_for(&e, headers, &locals[0])?;
     let (tx, resp) = stream::json_lines(64);
     tokio::spawn(async move {
         let _ = tx

@@ -1,6 +1,7 @@
 //! The Docker Engine API over HTTP/1.1: version prefixes, routing, common
 //! headers, and serving connections (with upgrades for attach and exec).
 
+pub mod auth;
 pub mod containers;
 pub mod exec;
 pub mod hijack;
@@ -68,6 +69,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
+        .route("/auth", post(auth::login))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::pull))
         .route("/images/load", post(images::load))

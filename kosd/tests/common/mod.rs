@@ -77,13 +77,18 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_with("")
+    }
+
+    /// With extra top-level YAML (e.g. an htpasswd `auth:` section).
+    pub fn start_with(extra: &str) -> Registry {
         let dir = Scratch::new("registry");
         let port = free_port();
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
                 dir.join("storage").display()
             ),
         )
@@ -151,6 +156,15 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// Builds a busybox image as an OCI layout and pushes it to `reference` with skopeo.
 pub fn push_busybox(reference: &str, spec: &ImageSpec) {
+    push_busybox_as(reference, spec, None)
+}
+
+/// The same, to a registry that wants `user:password`.
+pub fn push_busybox_with_creds(reference: &str, creds: &str) {
+    push_busybox_as(reference, &ImageSpec::default(), Some(creds))
+}
+
+fn push_busybox_as(reference: &str, spec: &ImageSpec, creds: Option<&str>) {
     let work = Scratch::new("img");
     let root = work.join("rootfs");
     for d in ["bin", "etc", "tmp", "root", "var", "proc", "sys", "dev"] {
@@ -263,8 +277,12 @@ pub fn push_busybox(reference: &str, spec: &ImageSpec) {
         r#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .expect("layout");
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.arg("--dest-creds").arg(c);
+    }
+    let out = cmd
         .arg(format!("oci:{}:t", work.join("oci").display()))
         .arg(format!("docker://{reference}"))
         .output()
