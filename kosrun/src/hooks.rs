@@ -148,12 +148,8 @@ fn wait_with_timeout(
     let Some(timeout) = timeout else {
         return child.wait().map_err(|e| e.to_string());
     };
-    // SAFETY: pidfd_open on our own child's pid.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
     let deadline = Instant::now() + timeout;
-    if raw >= 0 {
-        // SAFETY: the syscall returned a fresh descriptor we now own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    if let Ok(pidfd) = crate::sys::pidfd_open(child.id() as i32) {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         let mut pfd = libc::pollfd {
             fd: pidfd.as_raw_fd(),

@@ -8,8 +8,8 @@ use std::path::Path;
 use kos_security::path as safe;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-use super::rootfs::mount::sys_mount;
 use crate::error::{Error, Result};
+use crate::sys::mount as sys_mount;
 
 /// Open a pty pair in the container (after pivot_root).
 pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {

@@ -45,7 +45,7 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
     // binary) while we are in its namespaces (CVE-2019-5736). execve resets it.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    super::spawn::close_inherited(ctx.close_fds);
+    crate::sys::close_fds(ctx.close_fds);
     match setup(ctx, chan) {
         Ok(ready) => start(ctx, ready),
         Err(e) => {

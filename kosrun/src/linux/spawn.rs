@@ -13,28 +13,11 @@ use super::init::{self, InitCtx};
 use super::namespaces::{write_id_maps, Plan, TimeNs};
 use super::sync::{Channel, Msg};
 use crate::error::{Error, Result, SysContext};
+use crate::sys::KillOnDrop;
 
-/// clone(2) without a new stack: like fork, the child returns 0 on a copy of our
-/// stack. kosrun is single-threaded, so nothing is left locked in the child.
-pub(crate) fn raw_clone(flags: libc::c_ulong) -> Result<i32> {
-    // SAFETY: fork-like clone in a single-threaded process.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags | libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if rc < 0 {
-        return Err(Error::Setup(format!(
-            "clone: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(rc as i32)
+/// clone(2) as fork, with namespace flags; see [`crate::sys::raw_clone`].
+fn clone(flags: libc::c_ulong) -> Result<i32> {
+    crate::sys::raw_clone(flags).map_err(|e| Error::Setup(format!("clone: {e}")))
 }
 
 /// Everything the parent needs to finish the init's setup.
@@ -70,18 +53,18 @@ fn clone_flags(plan: &Plan) -> libc::c_ulong {
 }
 
 fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -> Result<i32> {
-    let pid = raw_clone(clone_flags(ctx.plan))?;
+    let pid = clone(clone_flags(ctx.plan))?;
     if pid == 0 {
         init::run(ctx, child_end);
     }
-    let guard = KillOnError(pid);
+    let guard = KillOnDrop::new(pid);
     finish_parent(
         pid,
         ctx.plan.creates(LinuxNamespaceType::User),
         parent,
         chan,
     )?;
-    std::mem::forget(guard);
+    guard.disarm();
     Ok(pid)
 }
 
@@ -91,9 +74,9 @@ fn via_intermediate(
     parent: &Parent,
     chan: &Channel,
 ) -> Result<i32> {
-    let mid = raw_clone(0)?;
+    let mid = clone(0)?;
     if mid == 0 {
-        close_inherited(ctx.close_fds);
+        crate::sys::close_fds(ctx.close_fds);
         let r = intermediate(ctx, child_end);
         if let Err(e) = r {
             let _ = child_end.send(&Msg::Error(e.to_string()));
@@ -103,7 +86,7 @@ fn via_intermediate(
     }
     // Until it has told us the init's pid, an error here leaves the intermediate
     // waiting for us: it is killed before it is reaped.
-    let reap = KillOnError(mid);
+    let reap = KillOnDrop::new(mid);
     let pid = loop {
         match chan.recv()? {
             Some(Msg::MapUsers) => {
@@ -116,33 +99,12 @@ fn via_intermediate(
             None => return Err(Error::Setup("container setup process exited early".into())),
         }
     };
-    std::mem::forget(reap);
+    reap.disarm();
     let _ = waitpid(Pid::from_raw(mid), None);
-    let guard = KillOnError(pid);
+    let guard = KillOnDrop::new(pid);
     finish_parent(pid, false, parent, chan)?;
-    std::mem::forget(guard);
+    guard.disarm();
     Ok(pid)
-}
-
-/// A child that must not outlive a failed setup: killed and reaped on drop
-/// (forgotten once the setup has succeeded).
-struct KillOnError(i32);
-
-impl Drop for KillOnError {
-    fn drop(&mut self) {
-        let p = Pid::from_raw(self.0);
-        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(p, None);
-    }
-}
-
-/// Our own descriptors a cloned child must drop at once, so that it sees EOF
-/// on the channel if kosrun goes away (its copy of kosrun's end would hide it).
-pub fn close_inherited(fds: &[i32]) {
-    for fd in fds {
-        // SAFETY: closing the child's copy of a descriptor the parent keeps.
-        unsafe { libc::close(*fd) };
-    }
 }
 
 /// In the intermediate: join the given namespaces, create the rest, then clone
@@ -157,7 +119,7 @@ fn intermediate(ctx: &InitCtx, chan: &Channel) -> Result<()> {
     let rest = clone_flags(ctx.plan) & !(libc::CLONE_NEWUSER as libc::c_ulong);
     nix::sched::unshare(CloneFlags::from_bits_retain(rest as libc::c_int))
         .ctx(|| "unshare namespaces".into())?;
-    let pid = raw_clone(libc::CLONE_PARENT as libc::c_ulong)?;
+    let pid = clone(libc::CLONE_PARENT as libc::c_ulong)?;
     if pid == 0 {
         init::run(ctx, chan);
     }

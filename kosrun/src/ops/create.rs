@@ -47,9 +47,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(pid) = self.pid {
-            let p = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(p, None);
+            crate::sys::kill_and_reap(pid);
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();

@@ -2,17 +2,16 @@
 
 use std::path::Path;
 
-use super::kill::{open_pidfd, wait_exit};
-use super::state::status_of;
 use super::StateDoc;
+use crate::container::{open_pidfd, wait_exit, Container};
 use crate::error::{Error, Result};
 use crate::hooks;
-use crate::state::{ContainerDir, Saved, Status};
+use crate::state::{Saved, Status};
 
 /// Returns poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
-    let dir = match ContainerDir::open(root, id) {
-        Ok(d) => d,
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
         // runc treats a forced delete of a missing container as done; a create of this id
         // killed before it took the id may have left its staging directory.
         Err(Error::NotFound(_)) if force => {
@@ -21,19 +20,19 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         }
         Err(e) => return Err(e),
     };
-    let saved = dir.load()?;
-    let status = status_of(&saved);
+    let status = c.status();
+    let saved = &c.saved;
     let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
     // Only what is ours: another container whose cgroup sits below ours keeps its
     // processes and its cgroup.
     let pids = cg.pids().unwrap_or_default();
-    let foreign = foreign_below(root, &saved, &pids);
+    let foreign = foreign_below(root, saved, &pids);
     match status {
         Status::Stopped => {}
         // A created container has run nothing of the user's: runc deletes it without
         // --force; nor has one whose create died half-way.
-        Status::Created | Status::Creating => stop(&saved, &cg, &foreign)?,
-        _ if force => stop(&saved, &cg, &foreign)?,
+        Status::Created | Status::Creating => stop(saved, &cg, &foreign)?,
+        _ if force => stop(saved, &cg, &foreign)?,
         _ => {
             return Err(Error::WrongState {
                 id: id.to_string(),
@@ -55,7 +54,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     }
     // The state goes before the poststop hooks run (the spec calls them after the
     // container is deleted): a hook that hangs or kills us cannot strand the id.
-    dir.destroy()?;
+    let saved = saved.clone();
+    c.destroy()?;
     let state = StateDoc::new(&saved, Status::Stopped).json();
     Ok(hooks::run_all_warn(
         &saved.config,
@@ -126,16 +126,7 @@ fn stop(saved: &Saved, cg: &kos_cgroups::Manager, foreign: &[String]) -> Result<
     };
     kill_own(cg, foreign);
     let _ = cg.thaw();
-    // SAFETY: signalling through a pidfd we own.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    let _ = crate::sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
     if !wait_exit(&pidfd, 10_000) {
         return Err(Error::Setup(format!(
             "container {} init (pid {}) did not exit after SIGKILL",

@@ -9,15 +9,14 @@ use std::path::{Path, PathBuf};
 use nix::unistd::Pid;
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec};
 
-use super::kill::open_pidfd;
 use super::run::{forwarded, wait_forwarding};
-use super::state::status_of;
 use super::StateDoc;
+use crate::container::{open_pidfd, status_of, Container};
 use crate::error::{Error, Result};
 use crate::linux::confine::Confinement;
 use crate::linux::exec::{self as lx, ExecCtx, Namespaces, Supervisor};
 use crate::linux::tty;
-use crate::state::{ContainerDir, Saved, Status};
+use crate::state::{Saved, Status};
 
 /// The process as runc's exec flags describe it, on top of the container's own.
 #[derive(Debug, Clone, Default)]
@@ -195,16 +194,13 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
 }
 
 fn kill_reap(pid: Pid) {
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pid, None);
+    crate::sys::kill_and_reap(pid.as_raw());
 }
 
 /// The container's saved state, if it can take a new process. The directory
 /// lock is not held past this: an exec may outlive any other command.
 fn load_running(opts: &ExecOpts) -> Result<Saved> {
-    let dir = ContainerDir::open(&opts.root, &opts.id)?;
-    let saved = dir.load()?;
-    drop(dir);
+    let saved = Container::load(&opts.root, &opts.id)?.unlock();
     match status_of(&saved) {
         Status::Stopped => Err(Error::WrongState {
             id: opts.id.clone(),

@@ -1,87 +1,27 @@
 //! `kill`: signal the init, or every process of the container.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
+use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::state::{process_start_time, ContainerDir, Saved, Status};
+use crate::state::Status;
 
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
-    let dir = ContainerDir::open(root, id)?;
-    let saved = dir.load()?;
-    let status = super::state::require_not_stopped(&saved)?;
+    let c = Container::load(root, id)?;
+    let status = c.require_not_stopped()?;
     if all {
-        let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
+        let cg = kos_cgroups::Manager::new(Some(&c.saved.cgroup_path), id)?;
         cg.kill_all(signal)?;
         if signal == libc::SIGKILL && status == Status::Paused {
             cg.thaw()?;
         }
         return Ok(());
     }
-    signal_init(&saved, signal)
+    c.signal(signal)
 }
 
-/// Signal the init through a pidfd taken after checking its start time, so a pid
-/// reused by another process in between can never receive it.
-pub fn signal_init(saved: &Saved, signal: i32) -> Result<()> {
-    let pidfd = open_pidfd(saved)?;
-    // SAFETY: signalling through a pidfd we own.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            return Err(Error::WrongState {
-                id: saved.id.clone(),
-                status: "stopped".into(),
-                what: "container not running",
-            });
-        }
-        return Err(Error::Setup(format!(
-            "signal {signal} to pid {}: {e}",
-            saved.pid
-        )));
-    }
-    Ok(())
-}
-
-/// A pidfd for the saved init, or an error if that process is gone.
-pub fn open_pidfd(saved: &Saved) -> Result<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, saved.pid, 0) };
-    let gone = || Error::WrongState {
-        id: saved.id.clone(),
-        status: "stopped".into(),
-        what: "container not running",
-    };
-    if raw < 0 {
-        return Err(gone());
-    }
-    // SAFETY: fresh descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    if process_start_time(saved.pid) != Some(saved.pid_start) {
-        return Err(gone());
-    }
-    Ok(fd)
-}
-
-/// Wait up to `ms` for the process behind a pidfd to exit.
-pub fn wait_exit(pidfd: &OwnedFd, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
-}
+// Where other commands (events) still name them here.
+pub use crate::container::{open_pidfd, signal_init, wait_exit};
 
 /// Parse a signal as runc takes it: "KILL", "SIGKILL", "9", case-insensitive names.
 pub fn parse_signal(s: &str) -> Result<i32> {

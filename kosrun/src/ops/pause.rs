@@ -2,17 +2,17 @@
 
 use std::path::Path;
 
-use super::state::status_of;
+use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::state::{ContainerDir, Status};
+use crate::state::Status;
 
 /// Freezes a running container; anything else is "container not running", runc's wording.
 /// runc also freezes a created container, but here `state` would still call it created and
 /// `start` would wait on a frozen init, so that is refused too.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let dir = ContainerDir::open(root, id)?;
-    let saved = dir.load()?;
-    let status = status_of(&saved);
+    let c = Container::load(root, id)?;
+    let saved = &c.saved;
+    let status = c.status();
     if status != Status::Running {
         return Err(Error::WrongState {
             id: id.to_string(),
@@ -32,8 +32,8 @@ pub fn pause(root: &Path, id: &str) -> Result<()> {
 /// Thaws a paused container. The freezer, not the saved status, says whether it is paused,
 /// so a container frozen by another tool before `start` can be thawed too.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
-    let dir = ContainerDir::open(root, id)?;
-    let saved = dir.load()?;
+    let c = Container::load(root, id)?;
+    let saved = &c.saved;
     let not_paused = |status: Status| Error::WrongState {
         id: id.to_string(),
         status: status.to_string(),
@@ -44,7 +44,7 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
     }
     let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
     if !cg.is_frozen()? {
-        return Err(not_paused(status_of(&saved)));
+        return Err(not_paused(c.status()));
     }
     cg.thaw()?;
     Ok(())

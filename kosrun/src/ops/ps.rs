@@ -4,13 +4,13 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::state::ContainerDir;
 
 /// Host pids of every process in the container's cgroup (and its child cgroups), in the
 /// kernel's order, without duplicates.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
-    let saved = ContainerDir::open(root, id)?.load()?;
+    let saved = Container::load(root, id)?.saved;
     let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
     let mut out: Vec<i32> = Vec::new();
     for p in cg.pids()? {

@@ -3,18 +3,17 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::state::status_of;
 use super::StateDoc;
+use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::hooks;
 use crate::linux::spawn;
-use crate::state::{ContainerDir, Status};
+use crate::state::Status;
 
 /// Returns hook warnings (poststart failures are reported, not fatal).
 pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
-    let dir = ContainerDir::open(root, id)?;
-    let mut saved = dir.load()?;
-    let status = status_of(&saved);
+    let mut c = Container::load(root, id)?;
+    let status = c.status();
     if status != Status::Created {
         return Err(Error::WrongState {
             id: id.to_string(),
@@ -22,7 +21,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             what: "cannot start a container that is not created",
         });
     }
-    let conn = spawn::exec_connect(&dir.path)?;
+    let conn = spawn::exec_connect(c.dir())?;
     let mut conn = std::fs::File::from(conn);
     // One byte releases the init; it already holds the state for startContainer hooks.
     conn.write_all(b"s")
@@ -30,20 +29,20 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
     let mut reply = String::new();
     let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);
-    let _ = std::fs::remove_file(dir.exec_socket());
+    let _ = std::fs::remove_file(c.exec_socket());
     if !reply.is_empty() {
         return Err(Error::Setup(reply));
     }
     // Only a shortcut for later commands: the status comes from the init's executable,
     // so a full or read-only --root (or our death right here) cannot make it wrong.
-    saved.started = true;
+    c.saved.started = true;
     let mut warnings = Vec::new();
-    if let Err(e) = dir.save(&saved) {
+    if let Err(e) = c.save() {
         warnings.push(format!("container started; its state was not updated: {e}"));
     }
-    let state = StateDoc::new(&saved, Status::Running).json();
+    let state = StateDoc::new(&c.saved, Status::Running).json();
     warnings.extend(hooks::run_all_warn(
-        &saved.config,
+        &c.saved.config,
         hooks::Kind::Poststart,
         &state,
     ));

@@ -5,17 +5,16 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
+use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::state::ContainerDir;
 
 /// Applies `change` to the container's cgroup and merges it into the saved
 /// `linux.resources`. Fields left out, or set to 0 (runc's "unchanged"), keep their value.
 /// Device rules cannot be changed this way (as with runc): they are ignored with a warning.
 /// Returns warnings.
 pub fn update(root: &Path, id: &str, change: &LinuxResources) -> Result<Vec<String>> {
-    let dir = ContainerDir::open(root, id)?;
-    let mut saved = dir.load()?;
-    super::state::require_not_stopped(&saved)?;
+    let mut c = Container::load(root, id)?;
+    c.require_not_stopped()?;
     let mut warnings = Vec::new();
     let mut change = change.clone();
     if change.devices().as_ref().is_some_and(|d| !d.is_empty()) {
@@ -23,24 +22,24 @@ pub fn update(root: &Path, id: &str, change: &LinuxResources) -> Result<Vec<Stri
     }
     change.set_devices(None);
 
-    let old = saved.config.clone();
-    let mut linux = saved.config.linux().clone().unwrap_or_default();
+    let old = c.saved.config.clone();
+    let mut linux = c.saved.config.linux().clone().unwrap_or_default();
     let mut current = linux.resources().clone().unwrap_or_default();
     fix_unlimited_memory(&current, &mut change);
     check_memory(&current, &change)?;
     merge(&mut current, &change);
     linux.set_resources(Some(current));
-    saved.config.set_linux(Some(linux));
+    c.saved.config.set_linux(Some(linux));
 
     // Saved first: the kernel write is the step that can be refused, and then the old
     // state goes back; the directory lock keeps other kosrun commands out meanwhile.
-    dir.save(&saved)?;
-    let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
+    c.save()?;
+    let cg = kos_cgroups::Manager::new(Some(&c.saved.cgroup_path), id)?;
     if let Err(e) = cg.update(&change) {
-        saved.config = old;
-        if let Err(se) = dir.save(&saved) {
+        c.saved.config = old;
+        if let Err(se) = c.save() {
             return Err(Error::Setup(format!(
-                "{e}; and restoring the saved limits failed: {se}"
+                "{e}; and restoring the c.saved limits failed: {se}"
             )));
         }
         return Err(e.into());

@@ -6,12 +6,10 @@
 
 mod child;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::sched::CloneFlags;
-use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::confine::Confinement;
@@ -72,29 +70,9 @@ impl Namespaces {
     }
 }
 
-/// setns(2) through a pidfd: every namespace in `flags` at once, user first by
-/// the kernel's own ordering, or none if any fails.
+/// setns(2) through a pidfd for the namespaces in `flags`.
 pub(crate) fn setns_pidfd(pidfd: &OwnedFd, flags: CloneFlags) -> std::io::Result<()> {
-    if flags.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: setns on a pidfd we hold, with namespace flags only.
-    if unsafe { libc::setns(pidfd.as_raw_fd(), flags.bits()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Kills and reaps the child unless disarmed, so a failed exec leaves nothing.
-struct Reap(Option<Pid>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-            let _ = waitpid(p, None);
-        }
-    }
+    crate::sys::setns_pidfd(pidfd, flags.bits())
 }
 
 /// What the parent does while the child sets itself up.
@@ -112,17 +90,17 @@ pub fn spawn(ctx: &ExecCtx, ns: Namespaces, sup: &dyn Supervisor) -> Result<i32>
     setns_pidfd(ctx.init, ns.for_children)
         .map_err(|e| Error::Setup(format!("join the container's pid/time namespace: {e}")))?;
     let (parent_end, child_end) = sync::pair()?;
-    let pid = crate::linux::spawn::raw_clone(0)?;
+    let pid = crate::sys::raw_clone(0).map_err(|e| Error::Setup(format!("clone: {e}")))?;
     if pid == 0 {
         drop(parent_end);
         child::run(ctx, ns, &child_end);
     }
     drop(child_end);
-    let mut reap = Reap(Some(Pid::from_raw(pid)));
+    let reap = crate::sys::KillOnDrop::new(pid);
     sup.join_cgroup(pid)?;
     parent_end.send(&Msg::Go)?;
     wait_exec(&parent_end, sup)?;
-    reap.0 = None;
+    reap.disarm();
     Ok(pid)
 }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 use kos_security::path as safe;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use super::mount::sys_mount;
 use crate::error::{Error, Result};
+use crate::sys::mount as sys_mount;
 
 struct Dev {
     path: &'static str,

@@ -22,7 +22,8 @@ fn os_err(what: &str) -> Error {
 /// A user namespace holding the mappings, alive as long as the returned fd. Made by
 /// the runtime before the clone: only it sees the helper process in its own /proc.
 pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
-    let pid = crate::linux::spawn::raw_clone(libc::CLONE_NEWUSER as libc::c_ulong)?;
+    let pid = crate::sys::raw_clone(libc::CLONE_NEWUSER as libc::c_ulong)
+        .map_err(|e| Error::Setup(format!("clone: {e}")))?;
     if pid == 0 {
         // Only its namespace is wanted; it waits to be killed.
         loop {
@@ -119,7 +120,7 @@ fn mapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> Result<Owned
     }
     // SAFETY: fresh descriptor.
     let tree = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    let mapped = super::mount::mount_setattr(&tree, recursive, MOUNT_ATTR_IDMAP, 0, Some(userns));
+    let mapped = crate::sys::mount_setattr(&tree, recursive, MOUNT_ATTR_IDMAP, 0, Some(userns));
     if let Err(e) = mapped {
         return Err(Error::Setup(format!(
             "idmapped mount: map {} (the filesystem must support idmapped mounts): {e}",

@@ -12,8 +12,9 @@ use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
-use self::mount::{sys_mount, MountCtx};
+use self::mount::MountCtx;
 use crate::error::{Error, Result};
+use crate::sys::mount as sys_mount;
 
 /// Everything between entering the mount namespace and the createContainer hooks.
 pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {

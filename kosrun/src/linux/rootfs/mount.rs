@@ -3,7 +3,7 @@
 //! /proc/self/fd path, so the kernel acts on exactly the object we resolved.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use kos_security::path as safe;
@@ -31,80 +31,8 @@ pub fn cstr(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Setup(format!("{s:?} contains a NUL byte")))
 }
 
-/// mount(2) with optional source, type and data.
-pub fn sys_mount(
-    source: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: c_ulong,
-    data: Option<&str>,
-) -> std::io::Result<()> {
-    let to_c =
-        |s: &str| CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL));
-    let src = source.map(|s| to_c(&s.to_string_lossy())).transpose()?;
-    let tgt = to_c(&target.to_string_lossy())?;
-    let typ = fstype.map(to_c).transpose()?;
-    let dat = data.map(to_c).transpose()?;
-    // SAFETY: every pointer is a valid NUL-terminated string or null.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            tgt.as_ptr(),
-            typ.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            flags,
-            dat.as_ref().map_or(std::ptr::null(), |c| c.as_ptr().cast()),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// mount_setattr(2) on the mount at `fd` (AT_EMPTY_PATH), recursively or not.
-pub fn mount_setattr(
-    fd: &OwnedFd,
-    recursive: bool,
-    set: u64,
-    clear: u64,
-    userns_fd: Option<&OwnedFd>,
-) -> std::io::Result<()> {
-    let mut a = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: userns_fd.map_or(0, |u| u.as_raw_fd() as u64),
-    };
-    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        at |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr struct of the size we pass.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            at,
-            &mut a as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
+pub use crate::sys::mount as sys_mount;
+use crate::sys::mount_setattr;
 
 /// The spec's recursive mount attributes ("rro", "rnosuid", ...) on the mount at `fd`.
 pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Result<()> {

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use kos_security::path as safe;
 
-use super::mount::{set_recursive_attrs, sys_mount};
+use super::mount::set_recursive_attrs;
 use super::options::attr;
 use crate::error::{Error, Result};
+use crate::sys::mount as sys_mount;
 
 fn open_nofollow(rootfs: &Path, p: &Path) -> Result<Option<OwnedFd>> {
     match safe::open_in_root(rootfs, p, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) {

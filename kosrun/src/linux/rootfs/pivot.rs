@@ -6,8 +6,8 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fchdir, pivot_root};
 
-use super::mount::sys_mount;
 use crate::error::{Error, Result, SysContext};
+use crate::sys::mount as sys_mount;
 
 /// pivot_root into `rootfs` and detach the old root. Stacking the old root on the
 /// new one with pivot_root(".", ".") needs no directory inside the rootfs for it.

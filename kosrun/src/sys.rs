@@ -1,0 +1,196 @@
+//! Raw system calls the runtime makes that libc and nix do not wrap (or wrap in a way we
+//! cannot use), and the one kill-and-reap helper. This is the bottom layer: it depends on
+//! nothing else in the crate, and everything above calls it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+/// clone(2) without a new stack: like fork, the child returns 0 on a copy of our stack.
+/// kosrun is single-threaded, so nothing is left locked in the child.
+pub fn raw_clone(flags: libc::c_ulong) -> io::Result<i32> {
+    // SAFETY: fork-like clone in a single-threaded process.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as i32)
+}
+
+/// Close a cloned child's copies of descriptors the parent keeps, so it sees EOF on a
+/// channel when the parent goes away.
+pub fn close_fds(fds: &[i32]) {
+    for fd in fds {
+        // SAFETY: closing this process's copy of a descriptor number.
+        unsafe { libc::close(*fd) };
+    }
+}
+
+/// mount(2) with optional source, type and data.
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let to_c = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let src = source.map(|s| to_c(&s.to_string_lossy())).transpose()?;
+    let tgt = to_c(&target.to_string_lossy())?;
+    let typ = fstype.map(to_c).transpose()?;
+    let dat = data.map(to_c).transpose()?;
+    // SAFETY: every pointer is a valid NUL-terminated string or null.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            tgt.as_ptr(),
+            typ.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            dat.as_ref().map_or(std::ptr::null(), |c| c.as_ptr().cast()),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount at `fd` (AT_EMPTY_PATH), recursively or not.
+pub fn mount_setattr(
+    fd: &OwnedFd,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    userns_fd: Option<&OwnedFd>,
+) -> io::Result<()> {
+    let mut a = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: userns_fd.map_or(0, |u| u.as_raw_fd() as u64),
+    };
+    let mut at = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        at |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: valid fd, empty path with AT_EMPTY_PATH, attr struct of the size we pass.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            at,
+            &mut a as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// setns(2) through a pidfd: every namespace in `flags` at once, user first by the
+/// kernel's own ordering, or none if any fails.
+pub fn setns_pidfd(pidfd: &OwnedFd, flags: libc::c_int) -> io::Result<()> {
+    if flags == 0 {
+        return Ok(());
+    }
+    // SAFETY: setns on a pidfd we hold, with namespace flags only.
+    if unsafe { libc::setns(pidfd.as_raw_fd(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+/// pidfd_send_signal(2): the signal reaches exactly the process the pidfd names.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    // SAFETY: signalling through a pidfd we own, no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Wait up to `ms` for the process behind a pidfd to exit.
+pub fn pidfd_wait_exit(pidfd: &OwnedFd, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// SIGKILL a child of ours and reap it.
+pub fn kill_and_reap(pid: i32) {
+    let p = Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(p, None);
+}
+
+/// A child that must not outlive a failed setup: killed and reaped on drop unless
+/// [`KillOnDrop::disarm`]ed once the setup has succeeded.
+pub struct KillOnDrop(Option<i32>);
+
+impl KillOnDrop {
+    pub fn new(pid: i32) -> KillOnDrop {
+        KillOnDrop(Some(pid))
+    }
+
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            kill_and_reap(pid);
+        }
+    }
+}
