@@ -235,7 +235,8 @@ pub(super) fn start_exec(
         let _ = std::fs::remove_file(&process_file);
         let _ = std::fs::remove_file(&pid_file);
     };
-    std::fs::write(&process_file, spec)
+    // The process may carry secrets in its environment: readable by root only.
+    write_private(&process_file, spec)
         .map_err(|e| RpcError::internal(format!("exec: {}: {e}", process_file.display())))?;
     let console = if p.terminal {
         Some(ConsoleSocket::new().map_err(|e| {
@@ -272,4 +273,16 @@ pub(super) fn start_exec(
     p.pid = pid?;
     p.status = Status::Running;
     Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(data)
 }

@@ -12,22 +12,38 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// A listening socket in /tmp (bundle paths are too long for sun_path); removed on drop.
+/// A listening socket in a private directory under /tmp (bundle paths are too long for
+/// sun_path), so nobody else can connect and hand over a terminal; removed on drop.
 pub struct ConsoleSocket {
     listener: UnixListener,
+    dir: PathBuf,
     path: PathBuf,
 }
 
 impl ConsoleSocket {
     pub fn new() -> io::Result<ConsoleSocket> {
-        let path = std::env::temp_dir().join(format!(
-            "kos-shim-{}-{}.sock",
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!(
+            "kos-shim-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
-        Ok(ConsoleSocket { listener, path })
+        // A stale directory of a dead shim with the same pid.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let path = dir.join("console.sock");
+        let listener = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(e);
+            }
+        };
+        Ok(ConsoleSocket {
+            listener,
+            dir,
+            path,
+        })
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -76,5 +92,6 @@ impl ConsoleSocket {
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }

@@ -355,7 +355,7 @@ impl ProcessIo {
         for p in &mut self.outputs {
             p.drain();
         }
-        self.outputs.retain(|p| !p.is_done());
+        // Finished pumps go in `tidy`, after the poll round whose indexes name them.
         // Nobody reads the process's stdin any more.
         self.stdin = None;
     }
