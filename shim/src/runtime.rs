@@ -193,8 +193,11 @@ impl Runtime {
             let _ = stdin.write_all(data);
         }
         let mut stderr = Vec::new();
-        if let Some(e) = child.stderr.take() {
-            let _ = e.take(64 * 1024).read_to_end(&mut stderr);
+        if let Some(mut e) = child.stderr.take() {
+            // Keep the first 64 KiB, but read to the end: a runtime blocked on a full pipe
+            // would never exit.
+            let _ = (&mut e).take(64 * 1024).read_to_end(&mut stderr);
+            let _ = std::io::copy(&mut e, &mut std::io::sink());
         }
         let status = child.wait().map_err(|e| self.spawn_error(step, e))?;
         self.check(step, status, off, &stderr)
