@@ -20,9 +20,11 @@ BENCH=$TARGET_DIR/release/examples/kaim_bench
 
 T=$(mktemp -d /tmp/kaim-bench.XXXXXX)
 PIDS=()
+CG=""
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ -n "$CG" ] && rmdir "$CG" 2>/dev/null || true
     rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
@@ -42,8 +44,7 @@ else
     wait_socket "$UP"
 fi
 
-# The per-user socket with this uid's policy: the same evaluation path as a grant socket,
-# without needing a container cgroup.
+# One policy for both sockets: reads of the ping, version and container list.
 cat >"$T/policy.rego" <<'REGO'
 package kaim
 
@@ -58,11 +59,25 @@ deny contains "no body on reads" if input.RequestBodySize > 0
 
 reason := "bench: read" if allow
 REGO
+# A grant socket too, its client in a cgroup made for the run (the v1 pids hierarchy on a
+# hybrid host, the unified one on v2), so each connection also pays the cgroup lookup.
+if [ -f /sys/fs/cgroup/pids/cgroup.procs ]; then CGROOT=/sys/fs/cgroup/pids; else CGROOT=/sys/fs/cgroup; fi
+CGNAME=kaim-bench-$$
+CG=$CGROOT/$CGNAME
+mkdir "$CG"
 "$KAIM" --upstream "unix://$UP" --audit "$T/audit.log" \
-    --users-socket "$T/kaim.sock" --user-policy "$(id -u)=$T/policy.rego" &
+    --users-socket "$T/kaim.sock" --user-policy "$(id -u)=$T/policy.rego" \
+    --grant "bench=benchctr:$T/policy.rego:$T/grant.sock:/$CGNAME" &
 PIDS+=($!)
 wait_socket "$T/kaim.sock"
+wait_socket "$T/grant.sock"
 
 echo "== kaim overhead per API call, $N calls per path (upstream: ${KAIM_UPSTREAM:-minimal HTTP server})"
-"$BENCH" measure "$UP" "$T/kaim.sock" "$N"
+echo "-- per-user socket (SO_PEERCRED uid -> policy)"
+rc1=0
+"$BENCH" measure "$UP" "$T/kaim.sock" "$N" || rc1=$?
+echo "-- grant socket (SO_PEERCRED pid -> /proc/PID/cgroup -> container), client in a cgroup"
+rc=0
+(echo "$BASHPID" >"$CG/cgroup.procs" && exec "$BENCH" measure "$UP" "$T/grant.sock" "$N") || rc=$?
 echo "audit lines written: $(wc -l <"$T/audit.log")"
+[ "$rc1" = 0 ] && [ "$rc" = 0 ]

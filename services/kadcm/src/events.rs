@@ -92,6 +92,16 @@ impl JsonLinesSocket {
             path: path.to_path_buf(),
             source,
         })?;
+        // Root's group may read device events; others may not.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(
+                |source| Error::Write {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )?;
+        }
         let clients = Arc::new(Mutex::new(Vec::new()));
         let c2 = clients.clone();
         std::thread::Builder::new()
