@@ -143,52 +143,114 @@ fn beneath(root: &Path, rel: &str, word: &str, what: &str) -> Result<PathBuf, St
 }
 
 /// Content hash of sources (names, types, modes, sizes, bytes, link
-/// targets), for the build cache.
+/// targets), for the build cache. File contents are hashed on all cores.
 pub fn hash_sources(sources: &[Source]) -> io::Result<String> {
-    let mut h = Sha256::new();
+    let mut items: Vec<HashItem> = Vec::new();
     for s in sources {
-        h.update(s.rel.as_bytes());
-        h.update([0]);
-        hash_tree(&s.host, Path::new(""), &mut h)?;
+        items.push(HashItem {
+            header: format!("{}\0", s.rel).into_bytes(),
+            file: None,
+        });
+        hash_walk(&s.host, Path::new(""), true, &mut items)?;
+    }
+    let files: Vec<(usize, &Path)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, it)| Some((i, it.file.as_deref()?)))
+        .collect();
+    let digests = parallel(&files, |(_, p)| file_sha256(p))?;
+    let mut by_item = vec![None; items.len()];
+    for ((i, _), d) in files.iter().zip(digests) {
+        by_item[*i] = Some(d);
+    }
+    let mut h = Sha256::new();
+    for (it, d) in items.iter().zip(by_item) {
+        h.update(&it.header);
+        if let Some(d) = d {
+            h.update(d);
+        }
     }
     Ok(hex::encode(h.finalize()))
 }
 
-fn hash_tree(path: &Path, rel: &Path, h: &mut Sha256) -> io::Result<()> {
+struct HashItem {
+    header: Vec<u8>,
+    /// A regular file whose content is hashed.
+    file: Option<PathBuf>,
+}
+
+fn hash_walk(path: &Path, rel: &Path, top: bool, items: &mut Vec<HashItem>) -> io::Result<()> {
     // The top of a source follows a symlink (it was resolved beneath the root).
-    let meta = if rel.as_os_str().is_empty() {
+    let meta = if top {
         std::fs::metadata(path)?
     } else {
         std::fs::symlink_metadata(path)?
     };
-    h.update(rel.as_os_str().as_bytes());
-    h.update(format!("\0{:o}\0{}\0", meta.mode(), meta.len()).as_bytes());
     let ft = meta.file_type();
-    if ft.is_file() {
-        let mut f = std::fs::File::open(path)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-    } else if ft.is_symlink() {
-        h.update(std::fs::read_link(path)?.as_os_str().as_bytes());
-    } else if ft.is_dir() {
+    let mut header = rel.as_os_str().as_bytes().to_vec();
+    header.extend_from_slice(format!("\0{:o}\0{}\0", meta.mode(), meta.len()).as_bytes());
+    if ft.is_symlink() {
+        header.extend_from_slice(std::fs::read_link(path)?.as_os_str().as_bytes());
+    } else if !ft.is_file() && !ft.is_dir() {
+        header.extend_from_slice(&meta.rdev().to_le_bytes());
+    }
+    header.push(0xff);
+    items.push(HashItem {
+        header,
+        file: ft.is_file().then(|| path.to_path_buf()),
+    });
+    if ft.is_dir() {
         let mut names: Vec<_> = std::fs::read_dir(path)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
         names.sort();
         for n in names {
-            hash_tree(&path.join(&n), &rel.join(&n), h)?;
+            hash_walk(&path.join(&n), &rel.join(&n), false, items)?;
         }
-    } else {
-        h.update(meta.rdev().to_le_bytes());
     }
-    h.update([0xff]);
     Ok(())
+}
+
+fn file_sha256(p: &Path) -> io::Result<[u8; 32]> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Maps `f` over `items` on all cores, keeping the order.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> io::Result<R> + Sync,
+) -> io::Result<Vec<R>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads <= 1 || items.len() < 64 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| sc.spawn(|| part.iter().map(&f).collect::<io::Result<Vec<R>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| io::Error::other("worker thread panicked"))??,
+            );
+        }
+        Ok(out)
+    })
 }
 
 /// Opens (creating with mode 0755) the directory `rel` inside the image root.
@@ -265,9 +327,36 @@ fn set_times(dirfd: RawFd, name: &CString, meta: &std::fs::Metadata) -> io::Resu
     Ok(())
 }
 
+/// A regular file still to copy: source, destination directory and name.
+struct FileJob {
+    src: PathBuf,
+    dirfd: RawFd,
+    name: CString,
+    meta: std::fs::Metadata,
+}
+
+/// A directory whose owner, mode and times are set once its content is in.
+struct DirDone {
+    parent: RawFd,
+    name: CString,
+    fd: RawFd,
+    meta: std::fs::Metadata,
+}
+
+#[derive(Default)]
+struct Plan {
+    files: Vec<FileJob>,
+    dirs: Vec<DirDone>,
+    /// Directory fds the jobs refer to, kept open until the copy is done.
+    fds: Vec<OwnedFd>,
+    count: u64,
+}
+
 /// Copies the host entry `src` to `name` in the directory `dirfd`; a
 /// directory's contents are merged into an existing directory there.
 /// `follow` follows `src` itself when it is a symlink (a top-level source).
+/// Directories, links and nodes are made first; file contents are then
+/// copied on all cores.
 pub fn copy_entry(
     src: &Path,
     dirfd: RawFd,
@@ -275,6 +364,29 @@ pub fn copy_entry(
     attrs: &Attrs,
     follow: bool,
 ) -> io::Result<u64> {
+    let mut plan = Plan::default();
+    plan_entry(src, dirfd, name, attrs, follow, &mut plan)?;
+    parallel(&plan.files, |j| copy_file(j, attrs))?;
+    // Deepest first, so a parent's times are set after its children changed it.
+    for d in plan.dirs.iter().rev() {
+        let mode = attrs.chmod.unwrap_or(d.meta.mode() & 0o7777);
+        // SAFETY: valid fd.
+        cvt(unsafe { libc::fchown(d.fd, attrs.uid, attrs.gid) })?;
+        // SAFETY: valid fd.
+        cvt(unsafe { libc::fchmod(d.fd, mode) })?;
+        set_times(d.parent, &d.name, &d.meta)?;
+    }
+    Ok(plan.count)
+}
+
+fn plan_entry(
+    src: &Path,
+    dirfd: RawFd,
+    name: &OsStr,
+    attrs: &Attrs,
+    follow: bool,
+    plan: &mut Plan,
+) -> io::Result<()> {
     let meta = if follow {
         std::fs::metadata(src)?
     } else {
@@ -285,7 +397,7 @@ pub fn copy_entry(
     let existing = lstat_at(dirfd, &cname)?;
     let existing_dir = existing.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
     let mode = attrs.chmod.unwrap_or(meta.mode() & 0o7777);
-    let mut copied = 0;
+    plan.count += 1;
     if ft.is_dir() {
         if existing.is_some() && !existing_dir {
             remove_at(dirfd, &cname, false)?;
@@ -300,43 +412,33 @@ pub fn copy_entry(
             libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             RESOLVE_BENEATH,
         )?;
+        let subfd = sub.as_raw_fd();
+        plan.fds.push(sub);
         let mut names: Vec<_> = std::fs::read_dir(src)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()?;
         names.sort();
         for n in names {
-            copied += copy_entry(&src.join(&n), sub.as_raw_fd(), &n, attrs, false)?;
+            plan_entry(&src.join(&n), subfd, &n, attrs, false, plan)?;
         }
-        // SAFETY: valid fd.
-        cvt(unsafe { libc::fchown(sub.as_raw_fd(), attrs.uid, attrs.gid) })?;
-        // SAFETY: valid fd.
-        cvt(unsafe { libc::fchmod(sub.as_raw_fd(), mode) })?;
-        set_times(dirfd, &cname, &meta)?;
-        return Ok(copied + 1);
+        plan.dirs.push(DirDone {
+            parent: dirfd,
+            name: cname,
+            fd: subfd,
+            meta,
+        });
+        return Ok(());
     }
     if let Some(st) = existing {
         remove_at(dirfd, &cname, st.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
     }
     if ft.is_file() {
-        let mut from = std::fs::File::open(src)?;
-        // SAFETY: valid fd and C string.
-        let fd = cvt(unsafe {
-            libc::openat(
-                dirfd,
-                cname.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            )
-        })?;
-        // SAFETY: fresh fd.
-        let mut to = unsafe { std::fs::File::from_raw_fd(fd) };
-        io::copy(&mut from, &mut to)?;
-        // SAFETY: valid fd.
-        cvt(unsafe { libc::fchown(to.as_raw_fd(), attrs.uid, attrs.gid) })?;
-        // SAFETY: valid fd.
-        cvt(unsafe { libc::fchmod(to.as_raw_fd(), mode) })?;
-        drop(to);
-        set_times(dirfd, &cname, &meta)?;
+        plan.files.push(FileJob {
+            src: src.to_path_buf(),
+            dirfd,
+            name: cname,
+            meta,
+        });
     } else if ft.is_symlink() {
         let target = cstr(std::fs::read_link(src)?.as_os_str().as_bytes())?;
         // SAFETY: valid C strings and fd.
@@ -355,7 +457,8 @@ pub fn copy_entry(
     } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
         if ft.is_char_device() && meta.rdev() == 0 {
             // A whiteout of a single-layer stage tree: nothing to copy.
-            return Ok(0);
+            plan.count -= 1;
+            return Ok(());
         }
         let kind = if ft.is_fifo() {
             libc::S_IFIFO
@@ -376,8 +479,44 @@ pub fn copy_entry(
                 libc::AT_SYMLINK_NOFOLLOW,
             )
         })?;
+    } else {
+        plan.count -= 1;
     }
-    Ok(1)
+    Ok(())
+}
+
+fn copy_file(j: &FileJob, attrs: &Attrs) -> io::Result<()> {
+    let mut from = std::fs::File::open(&j.src)?;
+    // SAFETY: valid fd and C string.
+    let fd = cvt(unsafe {
+        libc::openat(
+            j.dirfd,
+            j.name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    })?;
+    // SAFETY: fresh fd.
+    let mut to = unsafe { std::fs::File::from_raw_fd(fd) };
+    io::copy(&mut from, &mut to)?;
+    // SAFETY: valid fd.
+    cvt(unsafe { libc::fchown(to.as_raw_fd(), attrs.uid, attrs.gid) })?;
+    let mode = attrs.chmod.unwrap_or(j.meta.mode() & 0o7777);
+    // SAFETY: valid fd.
+    cvt(unsafe { libc::fchmod(to.as_raw_fd(), mode) })?;
+    let ts = [
+        libc::timespec {
+            tv_sec: j.meta.atime(),
+            tv_nsec: j.meta.atime_nsec(),
+        },
+        libc::timespec {
+            tv_sec: j.meta.mtime(),
+            tv_nsec: j.meta.mtime_nsec(),
+        },
+    ];
+    // SAFETY: valid fd and times.
+    cvt(unsafe { libc::futimens(to.as_raw_fd(), ts.as_ptr()) })?;
+    Ok(())
 }
 
 /// Writes `content` as the file `name` in the directory `dirfd` (heredoc COPY).
