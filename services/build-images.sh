@@ -52,6 +52,11 @@ for name in "${SERVICES[@]}"; do
         mkdir -p "$R$(dirname "$lib")"
         cp -L "$lib" "$R$lib"
     done
+    # The shipped example policies, for admins to copy into /etc/kos/<name>/.
+    if [ -d "$ROOT/services/$name/policies" ]; then
+        mkdir -p "$R/usr/share/kos/$name/policies"
+        cp "$ROOT/services/$name/policies/"*.rego "$R/usr/share/kos/$name/policies/"
+    fi
     printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
 
