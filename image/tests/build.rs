@@ -277,7 +277,7 @@ fn cache_hits_and_an_edited_file_invalidates() {
 fn dockerignore_add_and_globs() {
     let env = Env::new();
     let df = format!(
-        "FROM {BASE}\nCOPY . /ctx/\nCOPY *.md /docs/\nADD layer.tar /unpacked/\nADD notes.txt /notes/\nCOPY <<EOF /inline.txt\nvalue=$V\nEOF\nARG V=x\n"
+        "FROM {BASE}\nCOPY . /ctx/\nCOPY *.md /docs/\nADD layer.tar /unpacked/\nADD notes.txt /notes/\nARG V=x\nCOPY <<EOF /inline.txt\nvalue=\"$V\" '${{V}}' \\$V\nEOF\n"
     );
     let inner = common::tarw::build(&[Entry::dir("pkg"), Entry::file("pkg/file", b"from tar")]);
     let files = [
@@ -301,7 +301,7 @@ fn dockerignore_add_and_globs() {
     assert_eq!(env.read(t, "/docs/two.md").unwrap(), b"2");
     assert_eq!(env.read(t, "/unpacked/pkg/file").unwrap(), b"from tar");
     assert_eq!(env.read(t, "/notes/notes.txt").unwrap(), b"plain");
-    assert_eq!(env.read(t, "/inline.txt").unwrap(), b"value=\n");
+    assert_eq!(env.read(t, "/inline.txt").unwrap(), b"value=\"x\" 'x' $V\n");
     env.assert_clean();
 }
 
@@ -417,6 +417,17 @@ fn hostile_inputs_fail_cleanly() {
         env.read("kbt/esc:1", "/tmp/kbt-escape/a").unwrap(),
         b"inside"
     );
+    // A context over its bound.
+    let mut o = opts("kbt/big:1");
+    o.max_context_bytes = 4096;
+    let big = vec![b'x'; 64 * 1024];
+    let (r, _) = env.build(
+        &format!("{base}COPY big /big\n"),
+        &[Entry::file("big", &big)],
+        &o,
+    );
+    assert!(matches!(r, Err(BuildError::Context(_))), "{r:?}");
+    assert!(env.store.image(&canonical("kbt/big:1")).is_err());
     // A context that is not a tar.
     let mut ev = Vec::new();
     let r = env.builder.build(
@@ -500,5 +511,105 @@ fn deletions_become_whiteouts_and_the_image_pushes() {
     assert_eq!(rec.config, r.image_id);
     let pulled = other.image(&dest).unwrap();
     assert_eq!(pulled.config.rootfs.diff_ids, img.config.rootfs.diff_ids);
+    env.assert_clean();
+}
+
+/// A bridge stand-in: a network namespace the test makes, with a dummy link
+/// RUN can see; removed on detach.
+struct TestNet {
+    names: std::sync::Mutex<Vec<String>>,
+}
+
+impl kos_image::build::BuildNetwork for TestNet {
+    fn attach(&self, id: &str) -> Result<kos_image::build::NetworkAttachment, String> {
+        let ns = format!("kbt{}", &id[id.len() - 8..]);
+        let ip = |args: &[&str]| {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if st.success() {
+                Ok(())
+            } else {
+                Err(format!("ip {args:?} failed"))
+            }
+        };
+        ip(&["netns", "add", &ns])?;
+        // A veth pair inside the namespace: a link only this namespace has.
+        if let Err(e) = ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            "kbtdummy0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "kbtdummy1",
+        ]) {
+            let _ = ip(&["netns", "delete", &ns]);
+            return Err(e);
+        }
+        self.names.lock().unwrap().push(ns.clone());
+        Ok(kos_image::build::NetworkAttachment {
+            netns: std::path::PathBuf::from(format!("/run/netns/{ns}")),
+            resolv_conf: None,
+            hosts: None,
+        })
+    }
+
+    fn detach(&self, id: &str) {
+        let ns = format!("kbt{}", &id[id.len() - 8..]);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &ns])
+            .status();
+        self.names.lock().unwrap().retain(|n| *n != ns);
+    }
+}
+
+#[test]
+fn run_steps_get_the_network_asked_for() {
+    let mut env = Env::new();
+    let net = std::sync::Arc::new(TestNet {
+        names: std::sync::Mutex::new(Vec::new()),
+    });
+    env.builder = kos_image::build::Builder::new(env.store.clone())
+        .with_kosrun(build_support::kosrun())
+        .with_network(net.clone());
+    let df = format!("FROM {BASE}\nRUN cat /proc/net/dev > /dev.txt\nRUN --network=none cat /proc/net/dev > /none.txt\n");
+    let (r, events) = env.build(&df, &[], &opts("kbt/net:1"));
+    r.unwrap_or_else(|e| panic!("{e}\n{}", stream(&events)));
+    let bridge = String::from_utf8(env.read("kbt/net:1", "/dev.txt").unwrap()).unwrap();
+    assert!(bridge.contains("kbtdummy0"), "{bridge}");
+    let none = String::from_utf8(env.read("kbt/net:1", "/none.txt").unwrap()).unwrap();
+    assert!(
+        none.contains("lo:") && !none.contains("kbtdummy0"),
+        "{none}"
+    );
+    assert!(
+        net.names.lock().unwrap().is_empty(),
+        "namespaces left attached"
+    );
+
+    // host: the host's own links.
+    let mut o = opts("kbt/net:2");
+    o.network = kos_image::build::NetworkMode::Host;
+    let (r, events) = env.build(
+        &format!("FROM {BASE}\nRUN cat /proc/net/dev > /host.txt\n"),
+        &[],
+        &o,
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{}", stream(&events)));
+    let host = String::from_utf8(env.read("kbt/net:2", "/host.txt").unwrap()).unwrap();
+    let ours = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let first_link = |t: &str| {
+        t.lines()
+            .nth(2)
+            .and_then(|l| l.split(':').next())
+            .map(str::trim)
+            .map(str::to_string)
+    };
+    assert_eq!(first_link(&host), first_link(&ours));
     env.assert_clean();
 }

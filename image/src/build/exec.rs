@@ -1133,7 +1133,8 @@ impl Exec<'_> {
                     .next()
                     .ok_or_else(|| step_err(ins, "more heredoc sources than heredocs"))?;
                 let content = if h.expand {
-                    word(&h.content)?
+                    super::lex::process_heredoc(&h.content, &vars, esc)
+                        .map_err(|e| step_err(ins, e.to_string()))?
                 } else {
                     h.content.clone()
                 };

@@ -33,6 +33,29 @@ pub fn process_words(line: &str, vars: &Vars, escape: char) -> Result<Vec<String
     Lexer::new(line, vars, escape).run(true)
 }
 
+/// Expands only variables in a heredoc body (unquoted delimiter), as a
+/// shell does: quotes stay as they are; the escape character protects `$`
+/// and itself.
+pub fn process_heredoc(body: &str, vars: &Vars, escape: char) -> Result<String, LexError> {
+    let mut lx = Lexer::new(body, vars, escape);
+    let mut out = String::new();
+    while let Some(c) = lx.next() {
+        match c {
+            '$' => out.push_str(&lx.dollar()?),
+            c if c == escape && matches!(lx.peek(), Some('$')) => {
+                out.push('$');
+                lx.pos += 1;
+            }
+            c if c == escape && lx.peek() == Some(escape) => {
+                out.push(escape);
+                lx.pos += 1;
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
 struct Lexer<'a> {
     chars: Vec<char>,
     pos: usize,
@@ -340,6 +363,14 @@ mod tests {
         let mut vs = vars();
         vs.insert("S".into(), "x y".into());
         assert_eq!(process_words("$S", &vs, '\\').unwrap(), vec!["x y"]);
+    }
+
+    #[test]
+    fn heredoc_bodies_expand_only_variables() {
+        assert_eq!(
+            process_heredoc("echo \"$A\" '${E:-d}' \\$A\n", &vars(), '\\').unwrap(),
+            "echo \"alpha\" 'd' $A\n"
+        );
     }
 
     #[test]
