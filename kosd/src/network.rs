@@ -149,6 +149,16 @@ pub fn port_mappings(hc: &HostConfig, exposed: &[String]) -> Result<Vec<PortMapp
     Ok(out)
 }
 
+/// An endpoint not (yet) attached: what a created or stopped container shows.
+pub fn skeleton(aliases: Value) -> Value {
+    json!({
+        "IPAMConfig": null, "Links": null, "Aliases": aliases, "MacAddress": "",
+        "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "DriverOpts": null, "DNSNames": null,
+    })
+}
+
 /// The endpoint as Docker shows it under NetworkSettings.Networks.
 pub fn endpoint(a: &Attachment, aliases: &[String]) -> Value {
     let v4 = a.addresses.iter().find(|n| n.addr().is_ipv4());

@@ -246,17 +246,46 @@ pub async fn connect(
     let _ = b.force;
     let net = canonical(&id).to_string();
     let c = runtime::find(&e, &b.container)?;
-    if !c.state.status.is_live() {
-        return Err(ApiError::Conflict(format!(
-            "container {} is not running: connecting stopped containers is not supported",
-            c.id
-        )));
-    }
     let aliases: Vec<String> = b
         .endpoint_config
         .as_ref()
         .and_then(|ec| serde_json::from_value(ec["Aliases"].clone()).ok())
         .unwrap_or_default();
+    if matches!(
+        crate::containers::netmode::NetMode::parse(&c.host_config),
+        crate::containers::netmode::NetMode::None
+            | crate::containers::netmode::NetMode::Host
+            | crate::containers::netmode::NetMode::Container(_)
+    ) {
+        return Err(ApiError::bad(format!(
+            "container {} shares its network namespace (mode {}): it cannot join {net}",
+            c.id,
+            c.host_config.network_mode.clone().unwrap_or_default()
+        )));
+    }
+    e.nets.get(&net)?;
+    if !c.state.status.is_live() {
+        // Joined at the next start.
+        let lock = e.rt.lock(&c.id);
+        let _g = lock.lock().await;
+        let mut c = runtime::load(&e, &c.id)?;
+        if c.networks.contains_key(&net) {
+            return Err(ApiError::Conflict(format!(
+                "endpoint with name {} already exists in network {net}",
+                c.name
+            )));
+        }
+        c.networks
+            .insert(net.clone(), network::skeleton(json!(aliases)));
+        runtime::save(&e, &c)?;
+        e.event(
+            "network",
+            "connect",
+            &net,
+            &[("container", &c.id), ("name", &net), ("type", "bridge")],
+        );
+        return Ok(axum::response::IntoResponse::into_response(StatusCode::OK));
+    }
     let mut req = kos_network::AttachRequest::new(&c.id, &net);
     req.name = Some(c.name.clone());
     req.aliases = aliases.clone();
@@ -287,9 +316,17 @@ pub async fn disconnect(
     let b = b.ok_or_else(|| ApiError::bad("container is required"))?;
     let net = canonical(&id).to_string();
     let c = runtime::find(&e, &b.container)?;
-    let nets = e.nets.clone();
-    let (cid, n2) = (c.id.clone(), net.clone());
-    tokio::task::spawn_blocking(move || nets.detach(&cid, &n2)).await??;
+    if !c.networks.contains_key(&net) {
+        return Err(ApiError::NotFound(format!(
+            "container {} is not connected to network {net}",
+            c.id
+        )));
+    }
+    if c.state.status.is_live() {
+        let nets = e.nets.clone();
+        let (cid, n2) = (c.id.clone(), net.clone());
+        tokio::task::spawn_blocking(move || nets.detach(&cid, &n2)).await??;
+    }
     let lock = e.rt.lock(&c.id);
     let _g = lock.lock().await;
     let mut c = runtime::load(&e, &c.id)?;

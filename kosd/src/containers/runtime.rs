@@ -208,7 +208,7 @@ fn log_uri(c: &Container) -> Result<String> {
 /// `POST /containers/create`.
 pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<Container> {
     let mut config = body.config;
-    let hc = body.host_config.unwrap_or_default();
+    let hc = body.host_config.clone().unwrap_or_default();
     if let Some(nc) = &body.networking_config {
         // Endpoint settings need the network integration; an empty map is what the CLI sends.
         let eps = nc
@@ -393,6 +393,40 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         process_label: String::new(),
     };
     log_uri(&c)?;
+    if let NetMode::Network(n) = &net {
+        let eps = body
+            .networking_config
+            .as_ref()
+            .and_then(|nc| nc.get("EndpointsConfig"))
+            .and_then(|v| v.as_object())
+            .cloned()
+            .unwrap_or_default();
+        let primary = crate::network::canonical(n).to_string();
+        let aliases_of = |name: &str| {
+            eps.get(name)
+                .or_else(|| {
+                    eps.get(if name == crate::network::DEFAULT {
+                        "default"
+                    } else {
+                        name
+                    })
+                })
+                .map(|ep| ep["Aliases"].clone())
+                .unwrap_or(serde_json::Value::Null)
+        };
+        c.networks.insert(
+            primary.clone(),
+            crate::network::skeleton(aliases_of(&primary)),
+        );
+        for other in eps.keys() {
+            let other = crate::network::canonical(other).to_string();
+            if other != primary {
+                e.nets.get(&other)?;
+                c.networks
+                    .insert(other.clone(), crate::network::skeleton(aliases_of(&other)));
+            }
+        }
+    }
     let undo = |e: &Engine, c: &Container| {
         crate::volumes::release(e, c, true);
         let _ = std::fs::remove_dir_all(&c.dir);
@@ -524,9 +558,9 @@ fn netns_for(e: &Engine, c: &Container, net: &NetMode) -> Result<Option<Option<S
                     o.id
                 )));
             }
-            let _ = c;
             Some(Some(format!("/proc/{}/ns/net", o.state.pid)))
         }
+        NetMode::Network(_) if c.networks.is_empty() => Some(None),
         NetMode::Network(_) => Some(Some(
             e.config
                 .exec_root
@@ -602,7 +636,7 @@ async fn start_prepared(
     let rootfs = c.dir.join("rootfs");
     let rc = config_to_spec::runtime_config(&img.config, &rootfs, &ov)?;
     let mut ips = Vec::new();
-    if let NetMode::Network(name) = net {
+    if let NetMode::Network(mode_net) = net {
         let mut exposed: Vec<String> = rc
             .exposed_ports
             .iter()
@@ -617,18 +651,37 @@ async fn start_prepared(
         );
         exposed.sort();
         exposed.dedup();
-        let mut req = AttachRequest::new(&c.id, crate::network::canonical(name));
-        req.name = Some(c.name.clone());
-        req.ports = crate::network::port_mappings(&c.host_config, &exposed)?;
-        let nets = e.nets.clone();
-        let att = tokio::task::spawn_blocking(move || nets.attach(&req)).await??;
-        ips = att.addresses.iter().map(|a| a.addr()).collect();
-        c.networks = serde_json::Map::new();
-        c.networks.insert(
-            crate::network::canonical(name).to_string(),
-            crate::network::endpoint(&att, &[]),
-        );
-        c.ports = crate::network::ports_json(std::slice::from_ref(&att), &exposed);
+        // The network of the mode first (it gets eth0 and the published ports).
+        let primary = crate::network::canonical(mode_net).to_string();
+        let mut names: Vec<String> = c.networks.keys().cloned().collect();
+        names.sort_by_key(|n| *n != primary);
+        let mut atts = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let aliases: Vec<String> = c.networks[name.as_str()]["Aliases"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut req = AttachRequest::new(&c.id, name);
+            req.name = Some(c.name.clone());
+            req.aliases = aliases.clone();
+            req.ifname = Some(format!("eth{i}"));
+            if i == 0 {
+                req.ports = crate::network::port_mappings(&c.host_config, &exposed)?;
+            }
+            let nets = e.nets.clone();
+            let att = tokio::task::spawn_blocking(move || nets.attach(&req)).await??;
+            if i == 0 {
+                ips = att.addresses.iter().map(|a| a.addr()).collect();
+            }
+            c.networks
+                .insert(name.clone(), crate::network::endpoint(&att, &aliases));
+            atts.push(att);
+        }
+        c.ports = crate::network::ports_json(&atts, &exposed);
     }
     write_etc_files(e, c, net, &ips)?;
     let mounts = super::mounts::collect(e, c)?;
