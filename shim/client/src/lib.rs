@@ -1,0 +1,21 @@
+//! kos-shim-client: a typed client for `containerd-shim-kos-v2`.
+//!
+//! - [`launch`]: runs the shim's `start` action exactly as containerd 1.6 does (bundle as the
+//!   working directory, `-namespace`, `-address`, `-publish-binary`, `-id`, `TTRPC_ADDRESS`)
+//!   and its `delete` action to clean up after a shim that died.
+//! - [`client`]: the task API v2 (`containerd.task.v2.Task`) over ttrpc with typed calls.
+//! - [`error`]: one error type; ttrpc status codes become [`ErrorKind`]s.
+//! - [`options`]: containerd's runc `Options` message (runtime binary and root).
+//!
+//! The CRI server uses it today; kosd's own `containers/shim.rs` has the same shape
+//! (launch, connect, create/start/wait/kill/delete/exec/...) and can switch to it.
+
+pub mod client;
+pub mod error;
+pub mod launch;
+pub mod options;
+
+pub use client::{Metrics, ProcessState, ShimClient, Stdio, TaskState};
+pub use error::{Error, ErrorKind, Result};
+pub use launch::{LaunchOptions, Launched};
+pub use options::RuntimeOptions;

@@ -1,0 +1,179 @@
+//! The real shim (release build, with kosrun beside it) launched and driven through the
+//! client: create, start, state, exec, kill, wait, delete, shutdown, NotFound mapping, and
+//! the delete action. Everything made is removed by Drop guards.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use kos_shim_client::{ErrorKind, LaunchOptions, ProcessState, RuntimeOptions, Stdio};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique(p: &str) -> String {
+    format!(
+        "{p}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// target/release with the shim and kosrun built (once).
+fn release_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release");
+    if !dir.join("containerd-shim-kos-v2").is_file() || !dir.join("kosrun").is_file() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "kos-shim", "-p", "kosrun"])
+            .status()
+            .expect("cargo build");
+        assert!(st.success());
+    }
+    dir
+}
+
+struct Scratch {
+    dir: PathBuf,
+    cgroup: String,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for root in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = root.path().join(&self.cgroup);
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                for e in rd.flatten() {
+                    if e.path().is_dir() {
+                        let _ = std::fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+fn bundle(dir: &Path, kosrun: &Path, id: &str, cgroup: &str) {
+    let root = dir.join("rootfs/bin");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("busybox")).expect("busybox-static");
+    for a in ["sh", "sleep", "echo", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join(a)).expect("applet");
+    }
+    let st = Command::new(kosrun)
+        .arg("spec")
+        .current_dir(dir)
+        .status()
+        .expect("kosrun spec");
+    assert!(st.success());
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+    v["process"]["args"] = serde_json::json!(["sleep", "60"]);
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["process"]["env"] = serde_json::json!(["PATH=/bin"]);
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{cgroup}/{id}"));
+    std::fs::write(&p, serde_json::to_vec(&v).expect("json")).expect("write");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn launch_and_drive_a_task() {
+    let rel = release_dir();
+    let id = unique("kshimc");
+    let s = Scratch {
+        dir: std::env::temp_dir().join(&id),
+        cgroup: unique("kos-shimc"),
+    };
+    let bundle_dir = s.dir.join("bundle");
+    std::fs::create_dir_all(&bundle_dir).expect("mkdir");
+    bundle(&bundle_dir, &rel.join("kosrun"), &id, &s.cgroup);
+    let opts = LaunchOptions {
+        shim_binary: rel.join("containerd-shim-kos-v2"),
+        namespace: "kos-shim-client-test".into(),
+        address: s.dir.join("owner.sock"),
+        publish_binary: PathBuf::from("/bin/true"),
+        ttrpc_address: s.dir.join("events.sock"),
+        debug: false,
+    };
+    let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
+    let c = shim.client.clone();
+    let out = s.dir.join("out.log");
+    let ro = RuntimeOptions {
+        root: s.dir.join("root").to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let pid = c
+        .create(
+            &id,
+            &bundle_dir.to_string_lossy(),
+            &Stdio {
+                stdout: format!("cri-log://{}", out.display()),
+                stderr: format!("cri-log://{}", out.display()),
+                ..Default::default()
+            },
+            Some(ro.to_any().expect("options")),
+        )
+        .await
+        .expect("create");
+    assert!(pid > 0);
+    assert_eq!(
+        c.state(&id, "").await.expect("state").status,
+        ProcessState::Created
+    );
+    c.start(&id, "").await.expect("start");
+    assert_eq!(
+        c.state(&id, "").await.expect("state").status,
+        ProcessState::Running
+    );
+    assert!(c.pids(&id).await.expect("pids").contains(&pid));
+
+    // An exec whose output lands in the CRI log of its own.
+    let exec_log = s.dir.join("exec.log");
+    let process = serde_json::json!({"args": ["echo", "from-exec"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}});
+    c.exec(
+        &id,
+        "e1",
+        &process,
+        &Stdio {
+            stdout: format!("cri-log://{}", exec_log.display()),
+            stderr: format!("cri-log://{}", exec_log.display()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("exec");
+    c.start(&id, "e1").await.expect("exec start");
+    let (code, _) = c.wait(&id, "e1").await.expect("exec wait");
+    assert_eq!(code, 0);
+    c.delete(&id, "e1").await.expect("exec delete");
+    let log = std::fs::read_to_string(&exec_log).expect("exec log");
+    assert!(log.contains(" stdout F from-exec"), "{log}");
+
+    // Unknown exec ids map to NotFound.
+    let e = c.state(&id, "nope").await.expect_err("unknown exec");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+
+    c.kill(&id, "", 9, false).await.expect("kill");
+    let (code, at) = tokio::time::timeout(Duration::from_secs(20), c.wait(&id, ""))
+        .await
+        .expect("wait in time")
+        .expect("wait");
+    assert_eq!(code, 137);
+    assert!(at > 0);
+    c.delete(&id, "").await.expect("delete");
+    c.shutdown(&id).await.expect("shutdown");
+    // The shim is gone: a new connection fails as Unavailable.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gone = kos_shim_client::ShimClient::connect(&shim.address).await;
+    if let Ok(c2) = gone {
+        let e = c2.state(&id, "").await.expect_err("shim gone");
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    }
+    // The delete action on an id with nothing left succeeds (nothing to clean).
+    opts.cleanup(&id, &bundle_dir).await.expect("delete action");
+}
