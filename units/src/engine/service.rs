@@ -517,14 +517,16 @@ impl<R: UnitRuntime, S: EventSink, C: Clock> Manager<R, S, C> {
             tracing::debug!("{u}: notify message while not running, ignored");
             return;
         }
+        // A bare BARRIER=1 asks for nothing: no need to check who sent it.
+        if m.fields.iter().all(|(k, _)| k == "BARRIER") {
+            return;
+        }
         let from_main = m.pid != 0 && x.main_pid == Some(m.pid);
         let allowed = m.pid != 0
             && match def.service.effective_notify_access() {
                 NotifyAccess::None => false,
                 NotifyAccess::Main => from_main,
-                NotifyAccess::All => {
-                    from_main || self.runtime.pids(u).is_ok_and(|p| p.contains(&m.pid))
-                }
+                NotifyAccess::All => from_main || self.runtime.owns_pid(u, m.pid),
             };
         if !allowed {
             tracing::warn!(
@@ -572,9 +574,7 @@ impl<R: UnitRuntime, S: EventSink, C: Clock> Manager<R, S, C> {
                 }
                 ("MAINPID", n) => {
                     let pid = n.parse::<u32>().ok().filter(|p| *p > 0);
-                    let trusted = from_main
-                        && pid
-                            .is_some_and(|p| self.runtime.pids(u).is_ok_and(|ps| ps.contains(&p)));
+                    let trusted = from_main && pid.is_some_and(|p| self.runtime.owns_pid(u, p));
                     if trusted {
                         self.unit(u).main_pid = pid;
                         self.emit(u);

@@ -29,6 +29,11 @@ pub trait UnitRuntime {
     fn remove(&mut self, unit: &str) -> Result<(), RuntimeError>;
     /// Host pids of the unit's processes (its cgroup's members): who may notify.
     fn pids(&mut self, unit: &str) -> Result<Vec<u32>, RuntimeError>;
+    /// Whether `pid` is one of the unit's processes. The default lists [`UnitRuntime::pids`];
+    /// a runtime can answer cheaper (kosd: `/proc/PID/cgroup` against the container's).
+    fn owns_pid(&mut self, unit: &str, pid: u32) -> bool {
+        self.pids(unit).is_ok_and(|p| p.contains(&pid))
+    }
     /// The unit's cgroup, shown by `status`.
     fn cgroup(&self, _unit: &str) -> Option<String> {
         None

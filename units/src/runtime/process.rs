@@ -292,6 +292,18 @@ impl UnitRuntime for ProcessRuntime {
             .collect())
     }
 
+    fn owns_pid(&mut self, unit: &str, pid: u32) -> bool {
+        let Some(p) = self.units.get(unit) else {
+            return false;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<u32>().ok());
+        pgrp.is_some_and(|g| p.groups.contains(&g))
+    }
+
     fn cgroup(&self, unit: &str) -> Option<String> {
         self.units
             .get(unit)
