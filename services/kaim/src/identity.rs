@@ -2,6 +2,7 @@
 //! /proc/PID/cgroup tells which container it runs in.
 
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use serde::Serialize;
 
@@ -49,6 +50,75 @@ pub fn read_cgroups(pid: i32) -> std::io::Result<Vec<CgroupLine>> {
         .take(MAX_CGROUP_FILE)
         .read_to_string(&mut text)?;
     Ok(parse_cgroup_file(&text))
+}
+
+/// SO_PEERPIDFD (Linux 6.5) where the generic socket option numbers apply.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "x86"
+))]
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// What the kernel says about the peer's process beyond its pid.
+#[derive(Debug)]
+pub enum PeerProcess {
+    /// A pidfd of the process that connected.
+    Pidfd(OwnedFd),
+    /// The process that connected is gone: its pid may already name another process.
+    Gone,
+    /// The kernel (or this architecture) cannot say.
+    Unknown,
+}
+
+/// The connecting process as a pidfd, taken by the kernel at connect time.
+pub fn peer_process(sock: RawFd) -> PeerProcess {
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "x86"
+    ))]
+    {
+        let mut fd: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writing one c_int into fd.
+        let r = unsafe {
+            libc::getsockopt(
+                sock,
+                libc::SOL_SOCKET,
+                SO_PEERPIDFD,
+                (&mut fd as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 && fd >= 0 {
+            // SAFETY: the kernel gave us this new descriptor.
+            return PeerProcess::Pidfd(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return PeerProcess::Gone;
+        }
+    }
+    let _ = sock;
+    PeerProcess::Unknown
+}
+
+/// Whether the process behind `pidfd` has not been reaped: then its pid has not been reused,
+/// and what was read under /proc/PID was about it.
+pub fn pidfd_alive(pidfd: &OwnedFd) -> bool {
+    // SAFETY: pidfd_send_signal with signal 0 only checks; no info struct is passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    r == 0
 }
 
 /// How a grant recognises its container among a peer's cgroups.
@@ -113,6 +183,40 @@ mod tests {
         assert!(m("abc123", Some("/kos/abc123/")).matches(&l));
         assert!(!m("abc123", Some("/kos/abc12")).matches(&l));
         assert!(!m("abc123", Some("/")).matches(&l));
+    }
+
+    #[test]
+    fn peer_pidfd_of_a_live_and_a_gone_peer() {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let dir = std::env::temp_dir().join(format!("kaim-pidfd-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).expect("bind");
+        let _c = UnixStream::connect(&path).expect("connect");
+        let (s, _) = l.accept().expect("accept");
+        match peer_process(s.as_raw_fd()) {
+            PeerProcess::Pidfd(fd) => assert!(pidfd_alive(&fd)),
+            PeerProcess::Unknown => {}
+            PeerProcess::Gone => panic!("this process is gone?"),
+        }
+        // A peer that exits and is reaped.
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 3<>/dev/null; python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")'",
+                path.display()
+            ))
+            .spawn()
+            .expect("child");
+        let (s2, _) = l.accept().expect("accept child");
+        let pidfd = peer_process(s2.as_raw_fd());
+        child.wait().expect("reap");
+        match pidfd {
+            PeerProcess::Pidfd(fd) => assert!(!pidfd_alive(&fd), "reaped peer reported alive"),
+            PeerProcess::Gone | PeerProcess::Unknown => {}
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -148,6 +148,10 @@ async fn run(c: Config) -> anyhow::Result<()> {
         tokio::spawn(proxy::serve(l, Arc::new(ident), shared.clone()));
     }
 
+    // Signal handlers first: a SIGTERM right after READY=1 must find them in place.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let notifier = Notifier::from_env().context("NOTIFY_SOCKET")?;
     if let Some(n) = &notifier {
         n.notify(&format!(
@@ -169,9 +173,6 @@ async fn run(c: Config) -> anyhow::Result<()> {
         });
     }
 
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -101,8 +102,26 @@ fn identify(ident: &Identify, stream: &UnixStream) -> Peer {
                     policy: Err("peer pid not visible in kaim's pid namespace".into()),
                 };
             }
+            // The pidfd is the kernel's handle on the process that connected: if it is gone
+            // by the time /proc/PID/cgroup has been read, that file may describe a process
+            // that took over the pid, so the peer is not trusted.
+            let process = identity::peer_process(stream.as_raw_fd());
+            if matches!(process, identity::PeerProcess::Gone) {
+                return Peer {
+                    client,
+                    policy: Err("peer exited before it could be identified".into()),
+                };
+            }
             match identity::read_cgroups(pid) {
                 Ok(lines) if matcher.matches(&lines) => {
+                    if let identity::PeerProcess::Pidfd(fd) = &process {
+                        if !identity::pidfd_alive(fd) {
+                            return Peer {
+                                client,
+                                policy: Err("peer exited before it could be identified".into()),
+                            };
+                        }
+                    }
                     client.verified = true;
                     Peer {
                         client,
