@@ -226,3 +226,145 @@ fn docker_cli_through_kaim_to_kosd() {
         .lines()
         .any(|l| l.contains("\"decision\":\"allow\"") && l.contains("/containers/create")));
 }
+
+/// The release (or debug) kosrun, or $KOSRUN.
+fn kosrun() -> PathBuf {
+    if let Some(p) = std::env::var_os("KOSRUN") {
+        return PathBuf::from(p);
+    }
+    let release = target_dir().join("release/kosrun");
+    if release.exists() {
+        return release;
+    }
+    target_dir().join("debug/kosrun")
+}
+
+/// A busybox container run by kosrun with the static docker CLI and kaim's grant socket
+/// directory bound in; force-deleted on drop.
+struct ClientContainer {
+    id: String,
+    root: TempDir,
+    _bundle: TempDir,
+}
+
+impl ClientContainer {
+    fn start(id: String, sock_dir: &Path) -> ClientContainer {
+        let c = ClientContainer {
+            id,
+            root: TempDir::new("kosrun-root"),
+            _bundle: TempDir::new("bundle"),
+        };
+        let bundle = &c._bundle.0;
+        let rootfs = bundle.join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "run/kaim"] {
+            std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
+        for a in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("applet");
+        }
+        std::fs::write(rootfs.join("bin/docker"), b"").expect("mount point");
+        let st = Command::new(kosrun())
+            .args(["spec", "-b"])
+            .arg(bundle)
+            .status()
+            .expect("kosrun spec");
+        assert!(st.success());
+        let path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("config")).expect("json");
+        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        cfg["process"]["terminal"] = serde_json::json!(false);
+        cfg["process"]["env"] = serde_json::json!(["PATH=/bin", "DOCKER_CONFIG=/tmp/.docker"]);
+        let mounts = cfg["mounts"].as_array_mut().expect("mounts");
+        mounts.push(
+            serde_json::json!({"destination": "/bin/docker", "type": "bind",
+            "source": DOCKER, "options": ["bind", "ro"]}),
+        );
+        mounts.push(
+            serde_json::json!({"destination": "/run/kaim", "type": "bind",
+            "source": sock_dir, "options": ["bind"]}),
+        );
+        std::fs::write(&path, serde_json::to_vec_pretty(&cfg).expect("json")).expect("write");
+        let out = c.kosrun(&["run", "-d", "-b", &bundle.to_string_lossy(), &c.id]);
+        assert!(out.0, "run -d: {}", out.1);
+        c
+    }
+
+    /// (success, stdout+stderr), through files: the detached init holds inherited pipes.
+    fn kosrun(&self, args: &[&str]) -> (bool, String) {
+        let out_dir = TempDir::new("out");
+        let (o, e) = (out_dir.0.join("o"), out_dir.0.join("e"));
+        let st = Command::new(kosrun())
+            .arg("--root")
+            .arg(&self.root.0)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&o).expect("o"))
+            .stderr(std::fs::File::create(&e).expect("e"))
+            .status()
+            .expect("kosrun");
+        let text = format!(
+            "{}{}",
+            std::fs::read_to_string(&o).unwrap_or_default(),
+            std::fs::read_to_string(&e).unwrap_or_default()
+        );
+        (st.success(), text)
+    }
+
+    fn docker(&self, args: &[&str]) -> (bool, String) {
+        let mut v = vec!["exec", &self.id, "docker", "-H", "unix:///run/kaim/ci.sock"];
+        v.extend_from_slice(args);
+        self.kosrun(&v)
+    }
+}
+
+impl Drop for ClientContainer {
+    fn drop(&mut self) {
+        let _ = self.kosrun(&["delete", "--force", &self.id]);
+    }
+}
+
+/// A real kosrun container as the client, recognised by its container id alone (kosrun's
+/// cgroup `/<id>`), the docker CLI inside it speaking through the bound grant socket.
+#[test]
+fn real_container_client_recognised_by_id() {
+    let kosd = Kosd::start();
+    let dir = TempDir::new("rc");
+    let sock_dir = dir.0.join("grants");
+    std::fs::create_dir_all(&sock_dir).expect("grant dir");
+    let sock = sock_dir.join("ci.sock");
+    let id = unique("cli");
+    let _kaim = Kaim::start(
+        &[
+            "--upstream".into(),
+            format!("unix://{}", kosd.sock.display()),
+            "--audit".into(),
+            dir.0.join("audit.log").display().to_string(),
+            "--grant".into(),
+            format!(
+                "ci={id}:{}:{}",
+                policy_path("ci-create.rego"),
+                sock.display()
+            ),
+        ],
+        &[&sock],
+    );
+    let c = ClientContainer::start(id.clone(), &sock_dir);
+    let (ok, v) = c.docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert!(ok && v.trim() == "1.47", "{v}");
+    let (ok, out) = c.docker(&["create", "--privileged", "registry.local/ci/x:1"]);
+    assert!(
+        !ok && out.contains("kaim: privileged containers are not allowed"),
+        "{out}"
+    );
+    // The same socket from the host: not the granted container.
+    let r = raw_request(
+        Command::new("python3"),
+        &sock,
+        b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(status_of(&r), 403, "{r}");
+    assert!(r.contains(&format!("not in container {id}")), "{r}");
+}
