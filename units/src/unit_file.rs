@@ -233,6 +233,15 @@ impl UnitDef {
             }
             def.container.kos.unit = name.to_string();
         }
+        // systemd: oneshot services have no start timeout unless one is set.
+        let timeout_set = assignments.iter().any(|a| {
+            a.section == "Service"
+                && matches!(a.key.as_str(), "TimeoutStartSec" | "TimeoutSec")
+                && !a.value.is_empty()
+        });
+        if def.service.service_type == ServiceType::Oneshot && !timeout_set {
+            def.service.timeout_start = None;
+        }
         if def.service.service_type == ServiceType::Oneshot
             && def.service.restart != RestartPolicy::No
             && def.service.restart != RestartPolicy::OnFailure

@@ -25,7 +25,13 @@ impl<R: UnitRuntime, S: EventSink, C: Clock> Manager<R, S, C> {
             JobKind::Stop => self.tx_stop(anchor, anchor, &mut tx)?,
             JobKind::Restart => self.tx_restart(anchor, anchor, &mut tx)?,
         }
-        let nodes: BTreeSet<String> = tx.keys().cloned().collect();
+        // Jobs of earlier transactions still queued are ordered against these too.
+        let pending = self
+            .units
+            .iter()
+            .filter(|(_, x)| x.job.is_some())
+            .map(|(n, _)| n.clone());
+        let nodes: BTreeSet<String> = tx.keys().cloned().chain(pending).collect();
         if let Some(cycle) = self.graph.find_cycle(&nodes) {
             return Err(Error::Cycle {
                 anchor: anchor.to_string(),

@@ -52,6 +52,9 @@ enum Deferred {
     Stop(String),
 }
 
+/// Notify messages handled per unit and [`Manager::drain_notify`] call.
+const MAX_NOTIFY_PER_DRAIN: usize = 64;
+
 /// How many finished job results are kept for [`Manager::job_result`].
 const KEEP_JOB_RESULTS: usize = 1024;
 
@@ -288,7 +291,10 @@ impl<R: UnitRuntime, S: EventSink, C: Clock> Manager<R, S, C> {
     pub fn drain_notify(&mut self, unit: &str) {
         let mut msgs = Vec::new();
         if let Some(s) = self.units.get(unit).and_then(|u| u.notify.as_ref()) {
-            while let Some(m) = s.recv() {
+            // Bounded, so a unit flooding its socket cannot hold the manager; the rest stays
+            // queued and the socket stays readable.
+            while msgs.len() < MAX_NOTIFY_PER_DRAIN {
+                let Some(m) = s.recv() else { break };
                 msgs.push(m);
             }
         }

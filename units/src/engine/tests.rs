@@ -831,3 +831,186 @@ fn events_trace_the_states() {
     // the notify socket is gone with the run
     assert!(!Path::new(&e.m.cfg.notify_dir.join("a.container")).exists());
 }
+
+#[test]
+fn shipped_targets_come_up_network_first() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("shipped");
+    let read = |n: &str| std::fs::read_to_string(shipped.join(n)).unwrap();
+    let sys = read("kos-system.target");
+    let net = read("kos-network.target");
+    let dns = "[Unit]\nDescription=DNS\n[Container]\nImage=kos-dns\n[Service]\nType=notify\n[Install]\nWantedBy=kos-network.target\n";
+    let mut e = env(&[
+        ("kos-system.target", &sys),
+        ("kos-network.target", &net),
+        ("kos-dns.container", dns),
+    ]);
+    e.m.enable("kos-dns").unwrap();
+    e.m.reload().unwrap();
+    let job = e.m.start("kos-system.target").unwrap();
+    assert_eq!(
+        e.state("kos-network.target").0,
+        ActiveState::Inactive,
+        "waits for kos-dns"
+    );
+    assert_eq!(
+        e.state("kos-dns.container"),
+        (ActiveState::Activating, "start")
+    );
+    e.notify("kos-dns.container", "READY=1");
+    assert_eq!(
+        e.state("kos-network.target"),
+        (ActiveState::Active, "active")
+    );
+    assert_eq!(
+        e.state("kos-system.target"),
+        (ActiveState::Active, "active")
+    );
+    assert_eq!(e.m.job_result(job), Some(JobResult::Done));
+    let ev: Vec<&str> =
+        e.m.sink()
+            .units
+            .iter()
+            .filter(|x| x.active_state == ActiveState::Active)
+            .map(|x| x.unit.as_str())
+            .collect();
+    assert_eq!(
+        ev,
+        [
+            "kos-dns.container",
+            "kos-network.target",
+            "kos-system.target"
+        ]
+    );
+}
+
+#[test]
+fn restart_policy_table() {
+    use super::service::should_restart;
+    use crate::unit_file::RestartPolicy as P;
+    use UnitResult as R;
+    let cases = [
+        (R::Success, [false, true, true, false, false, false, false]),
+        (R::ExitCode, [false, true, false, true, false, false, false]),
+        (R::Signal, [false, true, false, true, true, true, false]),
+        (R::CoreDump, [false, true, false, true, true, true, false]),
+        (R::Timeout, [false, true, false, true, true, false, false]),
+        (R::Watchdog, [false, true, false, true, true, false, true]),
+    ];
+    let policies = [
+        P::No,
+        P::Always,
+        P::OnSuccess,
+        P::OnFailure,
+        P::OnAbnormal,
+        P::OnAbort,
+        P::OnWatchdog,
+    ];
+    for (r, want) in cases {
+        for (p, w) in policies.iter().zip(want) {
+            assert_eq!(should_restart(*p, r), w, "{p:?} after {r:?}");
+        }
+    }
+}
+
+#[test]
+fn a_new_job_replaces_the_pending_one() {
+    let mut e = env(&[(
+        "a.container",
+        "[Container]\nImage=x\n[Service]\nTimeoutStopSec=10s\n",
+    )]);
+    e.m.start("a").unwrap();
+    let stop = e.m.stop("a").unwrap();
+    assert_eq!(
+        e.state("a.container"),
+        (ActiveState::Deactivating, "stop-sigterm")
+    );
+    let start = e.m.start("a").unwrap();
+    assert_eq!(e.m.job_result(stop), Some(JobResult::Canceled));
+    assert!(e.m.job_pending(start), "waits for the stop to finish");
+    e.exit(
+        "a.container",
+        ExitStatus::Signaled {
+            signal: libc::SIGTERM,
+            core_dumped: false,
+        },
+    );
+    assert_eq!(e.m.job_result(start), Some(JobResult::Done));
+    assert_eq!(e.state("a.container"), (ActiveState::Active, "running"));
+    assert_eq!(e.m.runtime().count("create"), 2);
+}
+
+#[test]
+fn cycles_across_transactions_are_refused_too() {
+    let mut e = env(&[
+        (
+            "a.container",
+            &notify_unit("After=b.container\nWants=b.container"),
+        ),
+        ("b.container", &notify_unit("")),
+        (
+            "c.container",
+            &notify_unit("After=a.container\nBefore=b.container"),
+        ),
+    ]);
+    e.m.start("a").unwrap();
+    // b is activating (running job), a waits for it; c is ordered between them the other way
+    let err = e.m.start("c").unwrap_err();
+    assert!(matches!(err, Error::Cycle { .. }), "{err}");
+}
+
+#[test]
+fn adopt_takes_over_a_running_unit() {
+    let mut e = env(&[(
+        "a.container",
+        "[Container]\nImage=x\n[Service]\nType=notify\nWatchdogSec=1s\nRestart=always\n",
+    )]);
+    e.m.adopt("a", 4242).unwrap();
+    assert_eq!(e.state("a.container"), (ActiveState::Active, "running"));
+    assert_eq!(e.m.status("a").unwrap().main_pid, Some(4242));
+    assert!(
+        e.m.adopt("a", 1).is_err(),
+        "only inactive units are adopted"
+    );
+    assert!(e.m.cfg.notify_dir.join("a.container/notify.sock").exists());
+    e.advance(Duration::from_secs(1));
+    assert_eq!(
+        e.state("a.container"),
+        (ActiveState::Deactivating, "stop-watchdog")
+    );
+    e.m.process_exited(
+        4242,
+        ExitStatus::Signaled {
+            signal: libc::SIGABRT,
+            core_dumped: true,
+        },
+    );
+    assert_eq!(
+        e.state("a.container"),
+        (ActiveState::Activating, "auto-restart")
+    );
+}
+
+#[test]
+fn names_resolve_by_stem() {
+    let e = env(&[
+        ("a.container", SIMPLE),
+        ("a.target", ""),
+        ("b.target", "[Unit]\n"),
+    ]);
+    assert!(matches!(e.m.resolve("a"), Err(Error::Ambiguous(..))));
+    assert_eq!(e.m.resolve("b").unwrap(), "b.target");
+    assert_eq!(e.m.resolve("a.target").unwrap(), "a.target");
+    assert!(matches!(e.m.resolve("x y"), Err(Error::BadName(_))));
+}
+
+#[test]
+fn oneshot_has_no_start_timeout_by_default() {
+    let mut e = env(&[(
+        "o.container",
+        "[Container]\nImage=x\n[Service]\nType=oneshot\n",
+    )]);
+    e.m.start("o").unwrap();
+    assert_eq!(e.m.next_deadline(), None);
+    e.advance(Duration::from_secs(3600));
+    assert_eq!(e.state("o.container"), (ActiveState::Activating, "start"));
+}
