@@ -37,11 +37,15 @@ pub fn demux(mut r: impl Read, out: &mut dyn Write, err: &mut dyn Write) -> io::
                 r.read_exact(&mut msg)?;
                 return Err(io::Error::other(String::from_utf8_lossy(&msg).into_owned()));
             }
-            s => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("unknown stream id {s} in a multiplexed stream"),
-                ))
+            _ => {
+                // Not a frame: a daemon that wrote text (an error) unframed. Show
+                // it rather than a header complaint, and stop.
+                err.write_all(&head)?;
+                let mut rest = Vec::new();
+                r.take(64 * 1024).read_to_end(&mut rest)?;
+                err.write_all(&rest)?;
+                err.flush()?;
+                return Ok(());
             }
         };
         while left > 0 {
@@ -205,7 +209,12 @@ mod tests {
         );
         let (mut o, mut e) = (Vec::new(), Vec::new());
         assert!(demux(&data[..5], &mut o, &mut e).is_err());
-        assert!(demux(&[9u8, 0, 0, 0, 0, 0, 0, 1, b'x'][..], &mut o, &mut e).is_err());
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        demux(&b"start: exec failed\n"[..], &mut o, &mut e).unwrap();
+        assert_eq!(
+            (o.as_slice(), e.as_slice()),
+            (&b""[..], &b"start: exec failed\n"[..])
+        );
     }
 
     #[test]

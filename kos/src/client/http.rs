@@ -206,6 +206,7 @@ pub fn send(mut stream: Stream, req: Request<'_>) -> io::Result<Response> {
         }
     }
     head.push_str("\r\n");
+    let is_head = req.method == "HEAD";
     match req.body {
         ReqBody::Empty => stream.write_all(head.as_bytes())?,
         ReqBody::Bytes(b, _) => {
@@ -225,10 +226,10 @@ pub fn send(mut stream: Stream, req: Request<'_>) -> io::Result<Response> {
             }
         }
     }
-    read_head(stream)
+    read_head(stream, is_head)
 }
 
-fn read_head(stream: Stream) -> io::Result<Response> {
+fn read_head(stream: Stream, is_head: bool) -> io::Result<Response> {
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut total = 0usize;
     let mut status_line = String::new();
@@ -276,7 +277,10 @@ fn read_head(stream: Stream) -> io::Result<Response> {
             .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
             .map(|(_, v)| v.as_str())
     };
-    let framing = if status == 101 || status == 204 || status == 304 {
+    let framing = if is_head {
+        // The answer to HEAD has headers only, whatever Content-Length says.
+        Framing::Length(0)
+    } else if status == 101 || status == 204 || status == 304 {
         if status == 101 {
             Framing::Close
         } else {

@@ -1,14 +1,12 @@
 //! `ps` and `images`: docker's columns, fields and `--format` contexts.
 
-use std::collections::BTreeSet;
-
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::filters_json;
 use crate::cli::{ImagesCmd, PsCmd};
 use crate::client::{query, Client};
-use crate::format::units::{ago, human_size};
+use crate::format::units::{ago, human_size, human_size4};
 use crate::format::{ellipsis, short_id, Format};
 use crate::status;
 
@@ -104,7 +102,11 @@ pub fn display_ports(ports: &[Value]) -> String {
     let mut mappings = Vec::new();
     for p in items {
         if !p.ip.is_empty() && p.public != p.private {
-            let host = if p.ip.contains(':') { format!("[{}]", p.ip) } else { p.ip.clone() };
+            let host = if p.ip.contains(':') {
+                format!("[{}]", p.ip)
+            } else {
+                p.ip.clone()
+            };
             mappings.push(format!("{host}:{}->{}/{}", p.public, p.private, p.proto));
             continue;
         }
@@ -219,6 +221,7 @@ pub fn ps_row(c: &Value, trunc: bool, size: bool) -> Value {
         "Mounts": mounts.join(","),
         "Names": names.join(","),
         "Networks": nets.join(","),
+        "Platform": c["ImageManifestDescriptor"].get("platform").cloned().unwrap_or(Value::Null),
         "Ports": display_ports(c["Ports"].as_array().map(Vec::as_slice).unwrap_or(&[])),
         "RunningFor": ago(created as f64),
         "Size": size_s,
@@ -293,7 +296,7 @@ fn split_repo_tag(rt: &str) -> (String, String) {
 }
 
 /// Rows of `docker images`: one per tag (or one `<none>` row).
-pub fn image_rows(list: &[Value], trunc: bool, digests: bool) -> Vec<Value> {
+pub fn image_rows(list: &[Value], trunc: bool, digests_shown: bool) -> Vec<Value> {
     let mut rows = Vec::new();
     for im in list {
         let id = im["Id"].as_str().unwrap_or("");
@@ -318,36 +321,44 @@ pub fn image_rows(list: &[Value], trunc: bool, digests: bool) -> Vec<Value> {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         tags.retain(|t| *t != "<none>:<none>");
+        let mut digests: Vec<(String, String)> = repo_digests
+            .iter()
+            .filter(|d| **d != "<none>@<none>")
+            .filter_map(|d| {
+                d.split_once('@')
+                    .map(|(r, g)| (r.to_string(), g.to_string()))
+            })
+            .collect();
+        // As docker: per tag, the digests of its repository (shown with
+        // --digests only); repositories known by digest alone get <none> tags.
         let mut pairs: Vec<(String, String, String)> = Vec::new();
         for t in &tags {
             let (repo, tag) = split_repo_tag(t);
-            let digest = repo_digests
+            let mine: Vec<String> = digests
                 .iter()
-                .find_map(|d| {
-                    d.split_once('@')
-                        .filter(|(r, _)| *r == repo)
-                        .map(|(_, d)| d.to_string())
-                })
-                .unwrap_or_else(|| "<none>".into());
-            pairs.push((repo, tag, digest));
-        }
-        if pairs.is_empty() {
-            // Untagged: one row per digest, or a single <none> row.
-            if digests && !repo_digests.is_empty() {
-                for d in &repo_digests {
-                    let (r, dg) = d.split_once('@').unwrap_or((d, "<none>"));
-                    pairs.push((r.to_string(), "<none>".into(), dg.to_string()));
-                }
+                .filter(|(r, _)| *r == repo)
+                .map(|(_, g)| g.clone())
+                .collect();
+            if !digests_shown || mine.is_empty() {
+                pairs.push((repo, tag, "<none>".into()));
             } else {
-                pairs.push((
-                    "<none>".into(),
-                    "<none>".into(),
-                    repo_digests
-                        .first()
-                        .and_then(|d| d.split_once('@'))
-                        .map(|x| x.1.to_string())
-                        .unwrap_or_else(|| "<none>".into()),
-                ));
+                for g in mine {
+                    pairs.push((repo.clone(), tag.clone(), g));
+                }
+            }
+        }
+        let tagged: Vec<String> = tags.iter().map(|t| split_repo_tag(t).0).collect();
+        digests.retain(|(r, _)| !tagged.contains(r));
+        if tags.is_empty() && digests.is_empty() {
+            pairs.push(("<none>".into(), "<none>".into(), "<none>".into()));
+        }
+        let mut seen_repo: Vec<String> = Vec::new();
+        for (r, g) in digests {
+            if digests_shown {
+                pairs.push((r, "<none>".into(), g));
+            } else if !seen_repo.contains(&r) {
+                seen_repo.push(r.clone());
+                pairs.push((r, "<none>".into(), "<none>".into()));
             }
         }
         for (repo, tag, digest) in pairs {
@@ -361,8 +372,8 @@ pub fn image_rows(list: &[Value], trunc: bool, digests: bool) -> Vec<Value> {
                 "SharedSize": na(shared),
                 "Size": human_size(size),
                 "Tag": tag,
-                "UniqueSize": if shared < 0.0 { "N/A".into() } else { human_size(size - shared) },
-                "VirtualSize": human_size(size),
+                "UniqueSize": if shared < 0.0 { "N/A".into() } else { human_size4(size - shared) },
+                "VirtualSize": human_size4(size),
             }));
         }
     }
@@ -379,11 +390,9 @@ pub fn images(c: &Client, i: ImagesCmd) -> Result<i32> {
         ("filters", filters_json(&filters)?),
     ]);
     let list: Vec<Value> = c.get_json(&format!("/images/json{q}"))?;
-    let mut rows = image_rows(&list, !i.no_trunc, i.digests);
-    if i.quiet {
-        let mut seen = BTreeSet::new();
-        rows.retain(|r| seen.insert(r["ID"].as_str().unwrap_or("").to_string()));
-    }
+    // docker shows digests when asked or when the template prints them.
+    let digests = i.digests || i.format.as_deref().is_some_and(|f| f.contains(".Digest"));
+    let rows = image_rows(&list, !i.no_trunc, digests);
     let default = if i.digests {
         "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     } else {
@@ -433,10 +442,14 @@ mod tests {
         let im = json!({"Id": "sha256:0123456789abcdef0000", "Created": 0, "Size": 1_240_000,
                         "RepoTags": ["a/b:1", "localhost:5000/c:latest"], "RepoDigests": ["a/b@sha256:dd"],
                         "SharedSize": -1, "Containers": -1});
-        let rows = image_rows(&[im], true, false);
+        let rows = image_rows(std::slice::from_ref(&im), true, false);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0]["Repository"], "a/b");
-        assert_eq!(rows[0]["Digest"], "sha256:dd");
+        assert_eq!(rows[0]["Digest"], "<none>");
+        assert_eq!(
+            image_rows(std::slice::from_ref(&im), true, true)[0]["Digest"],
+            "sha256:dd"
+        );
         assert_eq!(rows[1]["Repository"], "localhost:5000/c");
         assert_eq!(rows[1]["Tag"], "latest");
         assert_eq!(rows[0]["ID"], "0123456789ab");

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::seg;
 use crate::cli::{CpCmd, LogsCmd, PortCmd, TopCmd};
 use crate::client::{query, Client, ReqBody, Request};
-use crate::format::tabwrite;
+use crate::format::tabwrite_min;
 use crate::status;
 use crate::streams::demux;
 
@@ -87,7 +87,7 @@ pub fn top(c: &Client, t: TopCmd) -> Result<i32> {
         text.push_str(&cells.join("\t"));
         text.push('\n');
     }
-    print!("{}", tabwrite(&text));
+    print!("{}", tabwrite_min(&text, 20));
     Ok(0)
 }
 
@@ -126,7 +126,7 @@ pub fn port(c: &Client, p: PortCmd) -> Result<i32> {
         return Err(status(
             1,
             format!(
-                "Error: No public port '{key}' published for {}",
+                "Error: No public port '{want}' published for {}",
                 p.container
             ),
         ));

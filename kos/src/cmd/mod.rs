@@ -110,15 +110,30 @@ pub fn each(
     Ok(if failed { 1 } else { 0 })
 }
 
-/// Path segment encoding for names in URLs.
+/// Path encoding for names in URLs: what a path may hold stays as is
+/// (`/`, `:`, `@` as docker sends them), the rest is percent-encoded.
 pub fn seg(s: &str) -> String {
-    crate::client::http::encode(s).replace("%2F", "/")
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments() {
+        assert_eq!(seg("127.0.0.1:5000/x:1"), "127.0.0.1:5000/x:1");
+        assert_eq!(seg("a b?c#d"), "a%20b%3Fc%23d");
+    }
 
     #[test]
     fn filters() {

@@ -300,21 +300,25 @@ fn inspect_container(c: &Client, id: &str) -> Result<Value> {
 
 pub fn start(c: &Client, s: StartCmd) -> Result<i32> {
     if !s.attach && !s.interactive {
-        return super::each(&s.containers, true, |n| {
-            c.post(&format!("/containers/{}/start", seg(n)), None)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .and_then(|code| {
-            if code != 0 {
-                Err(status(
-                    1,
-                    "Error: failed to start containers: ".to_string() + &s.containers.join(", "),
-                ))
-            } else {
-                Ok(0)
+        // As docker: each name that started is printed, each failure reported,
+        // then one summary line naming the failed ones.
+        let mut failed = Vec::new();
+        for n in &s.containers {
+            match c.post(&format!("/containers/{}/start", seg(n)), None) {
+                Ok(_) => println!("{n}"),
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed.push(n.clone());
+                }
             }
-        });
+        }
+        if failed.is_empty() {
+            return Ok(0);
+        }
+        return Err(status(
+            1,
+            format!("Error: failed to start containers: {}", failed.join(", ")),
+        ));
     }
     if s.containers.len() > 1 {
         return Err(status(

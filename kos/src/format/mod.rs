@@ -8,9 +8,14 @@ use serde_json::Value;
 
 pub use template::Template;
 
-/// Go's `text/tabwriter` as docker configures it (minwidth 10, padding 3,
-/// spaces): every tab-terminated cell is padded to its column's width.
+/// Go's `text/tabwriter` as docker's formatters configure it (minwidth 10,
+/// padding 3, spaces): every tab-terminated cell is padded to its column's width.
 pub fn tabwrite(text: &str) -> String {
+    tabwrite_min(text, 10)
+}
+
+/// The same with another minimum cell width (`top` uses 20).
+pub fn tabwrite_min(text: &str, minwidth: usize) -> String {
     let lines: Vec<Vec<&str>> = text
         .split_terminator('\n')
         .map(|l| l.split('\t').collect())
@@ -19,7 +24,7 @@ pub fn tabwrite(text: &str) -> String {
     for l in &lines {
         // The last segment of a line is not a cell of any column.
         for (i, c) in l.iter().take(l.len().saturating_sub(1)).enumerate() {
-            let w = (c.chars().count() + 3).max(10);
+            let w = (c.chars().count() + 3).max(minwidth);
             if widths.len() <= i {
                 widths.push(w);
             } else if widths[i] < w {
@@ -214,6 +219,14 @@ mod tests {
         assert_eq!(
             f.render(&rows, &h).unwrap(),
             "{\"ID\":\"abc\",\"Names\":\"web\"}\n"
+        );
+        let none = vec![json!({"Tag": "<none>"})];
+        assert_eq!(
+            Format::new(Some("json"), "")
+                .unwrap()
+                .render(&none, &h)
+                .unwrap(),
+            "{\"Tag\":\"\\u003cnone\\u003e\"}\n"
         );
         let f = Format::new(None, "table {{.ID}}").unwrap();
         assert_eq!(f.render(&rows, &h).unwrap(), "CONTAINER ID\nabc\n");

@@ -421,7 +421,14 @@ impl Cx<'_> {
                     if let Some(pv) = prev.take() {
                         args.push(pv);
                     }
-                    call(f, &args)?
+                    let v = call(f, &args)?;
+                    // docker's list contexts marshal themselves with Go's
+                    // default HTML escaping.
+                    if f == "json" && self.strict {
+                        html_escape(v)
+                    } else {
+                        v
+                    }
                 }
                 other => {
                     if cmd.len() > 1 || prev.is_some() {
@@ -433,6 +440,17 @@ impl Cx<'_> {
             prev = Some(v);
         }
         Ok(prev.unwrap_or(Value::Null))
+    }
+}
+
+fn html_escape(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(
+            s.replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026"),
+        ),
+        o => o,
     }
 }
 
