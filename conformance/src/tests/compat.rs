@@ -66,6 +66,11 @@ pub fn tests() -> Vec<TestCase> {
             seccomp_denying_getcwd,
             RUNC_GETCWD,
         ),
+        departs(
+            "compat::exec_seccomp_denying_getcwd",
+            exec_seccomp_denying_getcwd,
+            RUNC_GETCWD,
+        ),
         t(
             "compat::seccomp_notify_getcwd_create_returns",
             seccomp_notify_getcwd,
@@ -205,6 +210,25 @@ fn seccomp_denying_getcwd(ctx: &Ctx) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The same for a process started by `exec`, which takes the container's profile.
+fn exec_seccomp_denying_getcwd(ctx: &Ctx) -> Result<()> {
+    let mut b = ctx.bundle(&["sleep", "1000"])?;
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.config["linux"]["seccomp"] = seccomp_profile(json!([
+        {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+    ]));
+    let c = ctx.create(&b)?;
+    c.start_ok()?;
+    let out = ctx.rt(&["exec", "--cwd", "/tmp", &c.id, "echo", "kos-exec-no-getcwd"])?;
+    out.expect_success()?;
+    ensure!(
+        out.stdout.contains("kos-exec-no-getcwd"),
+        "output {:?}",
+        out.stdout
+    );
     Ok(())
 }
 

@@ -214,7 +214,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => return Err(Error::Setup(e)),
             Some(m) => return Err(Error::Setup(format!("init channel: unexpected {m:?}"))),
-            None => return Err(Error::Setup("container init exited during setup".into())),
+            None => return Err(init_gone(pid, spec)),
         }
     }
     if !saved.init_alive() {
@@ -282,4 +282,41 @@ fn refuse_owned_cgroup(cgroup: &kos_cgroups::Manager) -> Result<()> {
         cgroup.resolved_path(),
         &pids[..pids.len().min(8)]
     )))
+}
+
+/// Why the init went away without a word: its exit status from the kernel, and the
+/// likely cause of a SIGKILL (a memory limit the setup itself outgrew).
+fn init_gone(pid: i32, spec: &Spec) -> Error {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let p = nix::unistd::Pid::from_raw(pid);
+    let mut how = String::new();
+    // It closed its end of the channel by dying; give the kernel a moment to say so.
+    for _ in 0..100 {
+        match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => {
+                how = format!(": exit status {c}");
+                break;
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                how = format!(": killed by {sig}");
+                if sig == nix::sys::signal::Signal::SIGKILL {
+                    if let Some(limit) = spec
+                        .linux()
+                        .as_ref()
+                        .and_then(|l| l.resources().as_ref())
+                        .and_then(|r| r.memory().as_ref())
+                        .and_then(|m| m.limit())
+                    {
+                        how.push_str(&format!(
+                            " (linux.resources.memory.limit {limit} may be too low to set it up)"
+                        ));
+                    }
+                }
+                break;
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(_) => break,
+        }
+    }
+    Error::Setup(format!("container init exited during setup{how}"))
 }
