@@ -131,18 +131,14 @@ fn attach(sys: &Path, a: &AttachArgs, detach: bool) -> anyhow::Result<()> {
     };
     if detach {
         use std::os::unix::fs::MetadataExt;
+        // The CLI keeps no state between runs: on v2 the program is rebuilt from the
+        // container's own rules, without devices other runs attached (`kadcm run` keeps them).
         let md = std::fs::metadata(&a.device)?;
-        let (t, ma, mi, _) = (
-            d.node_type.context("no node type")?,
-            d.major.context("no major")?,
-            d.minor.context("no minor")?,
-            (),
-        );
         let spec = kadcm::node::NodeSpec {
             path: a.path.clone().unwrap_or_else(|| a.device.clone()),
-            node_type: t,
-            major: ma,
-            minor: mi,
+            node_type: d.node_type.context("device has no node type")?,
+            major: d.major.context("device has no major number")?,
+            minor: d.minor.context("device has no minor number")?,
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
