@@ -127,18 +127,23 @@ impl Drop for LoopDev {
     }
 }
 
-/// The release kosrun (`cargo build --release -p kosrun`), or $KOSRUN.
+/// The release kosrun (`cargo build --release -p kosrun`), else the debug one, or $KOSRUN.
 pub fn kosrun() -> PathBuf {
     if let Some(p) = std::env::var_os("KOSRUN") {
         return PathBuf::from(p);
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/kosrun");
-    assert!(
-        p.exists(),
-        "{} missing: build it with `cargo build --release -p kosrun`",
-        p.display()
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    for p in [target.join("release/kosrun"), target.join("debug/kosrun")] {
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "no kosrun under {}: build it with `cargo build --release -p kosrun`",
+        target.display()
     );
-    p
 }
 
 /// A detached busybox container (`kosrun run -d`) with its own state root, force-deleted
