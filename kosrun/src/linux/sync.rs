@@ -182,3 +182,34 @@ impl Channel {
         self.fd.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_messages_and_descriptors_cross_whole() {
+        let (a, b) = pair().expect("pair");
+        let big = "a".repeat(2 << 20);
+        let sent = big.clone();
+        let t = std::thread::spawn(move || {
+            a.send(&Msg::HooksDone(sent)).expect("send big");
+            let f = std::fs::File::open("/dev/null").expect("open");
+            a.send_fd(&Msg::SeccompListener, &OwnedFd::from(f))
+                .expect("send fd");
+            a.send(&Msg::Ready).expect("send small");
+        });
+        match b.recv().expect("recv") {
+            Some(Msg::HooksDone(s)) => assert_eq!(s.len(), big.len()),
+            m => panic!("got {m:?}"),
+        }
+        let (m, fd) = b.recv_with_fd().expect("recv fd");
+        assert!(matches!(m, Some(Msg::SeccompListener)) && fd.is_some());
+        assert!(matches!(b.recv().expect("recv"), Some(Msg::Ready)));
+        t.join().expect("sender");
+        assert!(
+            b.recv().expect("eof").is_none(),
+            "EOF once the sender is gone"
+        );
+    }
+}

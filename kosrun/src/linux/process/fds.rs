@@ -42,3 +42,22 @@ pub fn open_among(first: i32, count: u32) -> Vec<i32> {
         .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::open_among;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn open_among_names_only_open_descriptors() {
+        let f = std::fs::File::open("/dev/null").expect("open");
+        // A high number of our own: other tests' descriptors take the lowest free ones.
+        // SAFETY: duplicating a descriptor we own.
+        let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900) };
+        assert!(fd >= 900);
+        assert_eq!(open_among(fd - 1, 3), vec![fd]);
+        // SAFETY: closing the duplicate we made.
+        unsafe { libc::close(fd) };
+        assert!(open_among(fd, 1).is_empty());
+    }
+}
