@@ -360,3 +360,57 @@ fn oneshot_with_host_pre_command() {
     e.m.stop("a").unwrap();
     e.wait_state("a.container", (ActiveState::Inactive, "dead"));
 }
+
+#[test]
+fn failures_propagate_along_requires_and_binds_to() {
+    let h = tmp_hint();
+    let b = unit(
+        h.path(),
+        "OnFailure=h.container",
+        "Type=notify",
+        "echo b >> $D/ran; exit 3",
+    );
+    let a = unit(
+        h.path(),
+        "Requires=b.container\nAfter=b.container",
+        "",
+        "echo a >> $D/ran; exec sleep 60",
+    );
+    let hh = unit(h.path(), "", "", "echo h >> $D/ran; exec sleep 60");
+    let d = unit(h.path(), "", "", "exec sleep 60");
+    let c = unit(
+        h.path(),
+        "BindsTo=d.container\nAfter=d.container",
+        "",
+        "exec sleep 60",
+    );
+    let mut e = env(&[
+        ("a.container", a),
+        ("b.container", b),
+        ("h.container", hh),
+        ("c.container", c),
+        ("d.container", d),
+    ]);
+    let job = e.m.start("a").unwrap();
+    assert!(run_until(&mut e.m, WAIT, |m| m.job_result(job).is_some()));
+    assert_eq!(e.m.job_result(job), Some(kos_units::JobResult::Dependency));
+    assert_eq!(e.state("b.container"), (ActiveState::Failed, "failed"));
+    assert_eq!(e.m.status("b").unwrap().result, UnitResult::ExitCode);
+    assert_eq!(e.state("a.container"), (ActiveState::Inactive, "dead"));
+    e.wait_state("h.container", (ActiveState::Active, "running"));
+    let ran = std::fs::read_to_string(h.path().join("ran")).unwrap();
+    assert!(!ran.contains('a'), "a never ran: {ran:?}");
+    assert!(ran.contains('h'), "{ran:?}");
+
+    e.m.start("c").unwrap();
+    e.wait_state("c.container", (ActiveState::Active, "running"));
+    let (pc, pd) = (e.main_pid("c.container"), e.main_pid("d.container"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pd as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    e.wait_state("c.container", (ActiveState::Inactive, "dead"));
+    assert_eq!(e.state("d.container"), (ActiveState::Failed, "failed"));
+    assert!(!alive(pc), "the bound unit's process was stopped");
+}

@@ -1014,3 +1014,10 @@ fn oneshot_has_no_start_timeout_by_default() {
     e.advance(Duration::from_secs(3600));
     assert_eq!(e.state("o.container"), (ActiveState::Activating, "start"));
 }
+
+#[test]
+fn the_manager_can_move_to_another_thread() {
+    fn send<T: Send>(_: &T) {}
+    let e = env(&[("a.container", SIMPLE)]);
+    send(&e.m);
+}
