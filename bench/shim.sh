@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # containerd-shim-kos-v2 vs containerd-shim-runc-v2 on the same private containerd:
-#  - `ctr run --rm` of busybox `true` (target: kos shim at or under 0.5x the runc shim);
+#  - `ctr run --rm` of busybox `true` (target: kos shim at or under 0.5x the runc shim), and
+#    the same lifecycle through each shim alone (shim/examples/lifecycle.rs, same runtime);
 #  - idle shim memory with 1 and with 10 containers, RSS and PSS from /proc/PID/smaps_rollup
 #    (target: at or under conmon's footprint, measured here too when podman can run it, and
 #    at or under 0.2x containerd-shim-runc-v2).
@@ -33,12 +34,15 @@ cleanup() {
         podman $podman_opts rm -f -a >/dev/null 2>&1
         podman $podman_opts system reset -f >/dev/null 2>&1
     fi
-    for p in $(pgrep -f -- "-address $sock " 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    for p in $(pgrep -f -- "-address $sock " 2>/dev/null) $(pgrep -f -- "-namespace $ns-lc " 2>/dev/null); do
+        kill -9 "$p" 2>/dev/null
+    done
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
     for d in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/unified/"$ns"; do
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
-    rm -rf "/run/containerd/kos/$ns" "/run/containerd/runc/$ns" "$work"
+    rm -rf "/run/containerd/kos/$ns" "/run/containerd/runc/$ns" "/run/containerd/kos/$ns-lc" \
+        "/run/containerd/runc/$ns-lc" "$work"
 }
 trap cleanup EXIT
 
@@ -85,6 +89,40 @@ res = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["r
 k, r = res["kos"], res["runc"]
 print(f"ctr run --rm medians: kos shim {k:.1f} ms, runc shim {r:.1f} ms; kos/runc = {k / r:.2f} (target <= 0.5)")
 PY
+
+# The shims alone, without containerd: start, Create, Start, Wait, Delete, Shutdown driven by
+# shim/examples/lifecycle.rs. Same runtime (runc) under both shims isolates the shims' cost;
+# kos shim + kosrun is the whole KOS stack.
+lc=$release/examples/lifecycle
+if [ -x "$lc" ]; then
+    mkdir -p "$work/lc/rootfs/bin"
+    cp /bin/busybox "$work/lc/rootfs/bin/"
+    ln -s busybox "$work/lc/rootfs/bin/true"
+    (cd "$work/lc" && "$kosrun" spec)
+    python3 - "$work/lc/config.json" "$ns" <<'PY'
+import json, sys
+p, ns = sys.argv[1], sys.argv[2]
+v = json.load(open(p))
+v["process"]["args"] = ["true"]
+v["process"]["terminal"] = False
+v["linux"]["cgroupsPath"] = f"/{ns}/lifecycle"
+json.dump(v, open(p, "w"))
+PY
+    echo "== one container lifecycle through the shim alone (no containerd), $runs runs"
+    hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/lc.json" \
+        -n kos-runc "$lc $work/bin/containerd-shim-kos-v2 $(command -v runc) $work/lc $ns-lc" \
+        -n runc-runc "$lc $(command -v containerd-shim-runc-v2) $(command -v runc) $work/lc $ns-lc" \
+        -n kos-kosrun "$lc $work/bin/containerd-shim-kos-v2 $kosrun $work/lc $ns-lc" >/dev/null
+    python3 - "$work/lc.json" <<'PY'
+import json, sys
+res = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"]}
+a, b, c = res["kos-runc"], res["runc-runc"], res["kos-kosrun"]
+print(f"  kos shim + runc {a:.1f} ms, runc shim + runc {b:.1f} ms: kos/runc shim = {a / b:.2f} (target <= 0.5)")
+print(f"  kos shim + kosrun {c:.1f} ms: KOS stack / runc stack = {c / b:.2f}")
+PY
+else
+    echo "== shim-only lifecycle skipped: build it with cargo build --release -p kos-shim --examples"
+fi
 
 # Sum of RSS and PSS (kB) over the processes whose command line matches $1.
 mem() {
