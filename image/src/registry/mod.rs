@@ -21,6 +21,9 @@ pub struct RegistryConfig {
     pub max_concurrent_downloads: usize,
     /// The platform to select from an index; the host's when `None`.
     pub platform: Option<Platform>,
+    /// Registries (`host[:port]`) whose TLS certificates are not verified (containerd's
+    /// `skip_verify` for a mirror in `hosts.toml`).
+    pub skip_verify_registries: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -29,6 +32,7 @@ impl Default for RegistryConfig {
             insecure_registries: Vec::new(),
             max_concurrent_downloads: 4,
             platform: None,
+            skip_verify_registries: Vec::new(),
         }
     }
 }
@@ -58,6 +62,11 @@ impl Registry {
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
             read_timeout: Some(std::time::Duration::from_secs(120)),
+            accept_invalid_certificates: self
+                .config
+                .skip_verify_registries
+                .iter()
+                .any(|h| h == r.registry()),
             ..Default::default()
         })
     }

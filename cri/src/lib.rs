@@ -1,0 +1,17 @@
+//! kos-cri: the Kubernetes CRI (runtime.v1) server of KOS.
+//!
+//! - [`images`]: ImageService over kos-image, Kubernetes references, registry mirrors from
+//!   containerd's `hosts.toml` files.
+//! - [`server`]: [`serve`] on a unix socket (tonic), what kosd calls.
+//!
+//! Pods need no pause image: their namespaces are pinned as bind-mounted files and
+//! containers (run by `containerd-shim-kos-v2` through kos-shim-client) join them by path.
+
+pub mod config;
+pub mod error;
+pub mod images;
+pub mod server;
+
+pub use config::CriConfig;
+pub use error::{Error, Result};
+pub use server::{serve, serve_with_shutdown};

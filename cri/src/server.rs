@@ -1,0 +1,60 @@
+//! The gRPC server on a unix socket.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::info;
+
+use crate::config::CriConfig;
+use crate::error::{Error, Result};
+use crate::images::{mirrors::Mirrors, Images};
+
+/// Largest gRPC message accepted (kubelet's own limit is 16 MiB).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// Serves the CRI on `socket_path` until the process ends.
+pub async fn serve(socket_path: &Path, config: CriConfig) -> Result<()> {
+    serve_with_shutdown(socket_path, config, std::future::pending()).await
+}
+
+/// Serves the CRI on `socket_path` until `shutdown` completes; removes the socket after.
+pub async fn serve_with_shutdown(
+    socket_path: &Path,
+    config: CriConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    let images = Images {
+        store: config.store.clone(),
+        registry: kos_image::Registry::new(config.registry.clone()),
+        mirrors: Mirrors::new(&config.registry_config_dir),
+    };
+    if let Some(dir) = socket_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating socket directory", dir, e))?;
+    }
+    match std::fs::remove_file(socket_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("removing stale socket", socket_path, e)),
+    }
+    let listener =
+        UnixListener::bind(socket_path).map_err(|e| Error::io("binding", socket_path, e))?;
+    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| Error::io("setting mode of", socket_path, e))?;
+    info!(socket = %socket_path.display(), "CRI server listening");
+    let result = tonic::transport::Server::builder()
+        .add_service(
+            ImageServiceServer::new(images)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(socket_path);
+    result.map_err(|e| Error::Internal {
+        step: "serving the CRI",
+        message: e.to_string(),
+    })
+}
