@@ -101,12 +101,24 @@ impl ProcessRuntime {
             }
         }
         let pgid = join.unwrap_or(0) as libc::pid_t;
-        // SAFETY: setpgid is async-signal-safe; nothing else runs between fork and exec.
+        // SAFETY: setpgid and close_range are async-signal-safe syscalls; nothing else runs
+        // between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 // The group to join is gone once all its members exited (a oneshot's
                 // ExecStartPost): lead a new one then.
                 if libc::setpgid(0, pgid) != 0 && libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Nothing of the host process but stdio may reach the unit, even descriptors
+                // someone opened without O_CLOEXEC (std's exec-error pipe is CLOEXEC anyway).
+                if libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
