@@ -417,6 +417,34 @@ fn hostile_inputs_fail_cleanly() {
         env.read("kbt/esc:1", "/tmp/kbt-escape/a").unwrap(),
         b"inside"
     );
+    // Context tars that try to write outside the context directory.
+    let pwned = format!("/tmp/kbt-pwned-{}", std::process::id());
+    for (what, entries) in [
+        (
+            "dotdot",
+            vec![Entry::file("../../../../../tmp/kbt-dotdot", b"x")],
+        ),
+        (
+            "through a symlink",
+            vec![
+                Entry::symlink("sl", "/tmp"),
+                Entry::file(&format!("sl/{}", pwned.trim_start_matches("/tmp/")), b"x"),
+            ],
+        ),
+        (
+            "hard link out",
+            vec![Entry::hardlink("hl", "../../../../etc/passwd")],
+        ),
+    ] {
+        let (r, _) = env.build(&format!("{base}RUN true\n"), &entries, &opts("kbt/ctx:1"));
+        assert!(
+            matches!(&r, Err(BuildError::Context(m)) if !m.contains('\n')),
+            "{what}: {r:?}"
+        );
+    }
+    assert!(!std::path::Path::new(&pwned).exists());
+    assert!(!std::path::Path::new("/tmp/kbt-dotdot").exists());
+    assert!(env.store.image(&canonical("kbt/ctx:1")).is_err());
     // A context over its bound.
     let mut o = opts("kbt/big:1");
     o.max_context_bytes = 4096;

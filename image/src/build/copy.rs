@@ -144,7 +144,12 @@ fn beneath(root: &Path, rel: &str, word: &str, what: &str) -> Result<PathBuf, St
 
 /// Content hash of sources (names, types, modes, sizes, bytes, link
 /// targets), for the build cache. File contents are hashed on all cores.
-pub fn hash_sources(sources: &[Source]) -> io::Result<String> {
+/// `known` gives digests already computed for files below a directory (the
+/// context, hashed while it was unpacked).
+pub fn hash_sources(
+    sources: &[Source],
+    known: Option<(&Path, &super::context::FileHashes)>,
+) -> io::Result<String> {
     let mut items: Vec<HashItem> = Vec::new();
     for s in sources {
         items.push(HashItem {
@@ -158,7 +163,14 @@ pub fn hash_sources(sources: &[Source]) -> io::Result<String> {
         .enumerate()
         .filter_map(|(i, it)| Some((i, it.file.as_deref()?)))
         .collect();
-    let digests = parallel(&files, |(_, p)| file_sha256(p))?;
+    let digests = parallel(&files, |(_, p)| {
+        if let Some((root, map)) = known {
+            if let Some(d) = p.strip_prefix(root).ok().and_then(|r| map.get(r)) {
+                return Ok(*d);
+            }
+        }
+        file_sha256(p)
+    })?;
     let mut by_item = vec![None; items.len()];
     for ((i, _), d) in files.iter().zip(digests) {
         by_item[*i] = Some(d);

@@ -28,7 +28,7 @@ use crate::digest::{chain_ids, Digest};
 use crate::manifest::{self, ImageConfig, Platform};
 use crate::reference::ImageRef;
 use crate::store::{unique_name, Store};
-use crate::unpack::{self, safe_path::Root, Limits, Mode, UnpackOptions};
+use crate::unpack::{self, safe_path::Root, Mode, UnpackOptions};
 
 const MAX_DOCKERFILE: u64 = 4 << 20;
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -86,21 +86,16 @@ pub(super) fn build(
     std::fs::create_dir_all(&ctx_dir)
         .map_err(|e| BuildError::io("creating the build directory", e))?;
 
-    let limits = Limits {
-        max_bytes: opts.max_context_bytes,
-        max_entries: opts.max_context_entries,
-    };
     let bounded = context.take(opts.max_context_bytes);
-    unpack::unpack_layer(
+    let hashes = super::context::extract(
         BufReader::new(bounded),
         &ctx_dir,
-        &UnpackOptions {
-            mode: Mode::Apply,
-            limits,
-            expected_diff_id: None,
-        },
-    )
-    .map_err(|e| BuildError::Context(format!("reading the context tar: {e}")))?;
+        opts.max_context_bytes,
+        opts.max_context_entries,
+    )?;
+    // Sources resolve to real paths; the digests are keyed below this one.
+    let ctx_real = std::fs::canonicalize(&ctx_dir)
+        .map_err(|e| BuildError::io("resolving the context directory", e))?;
 
     let dockerfile_text = read_context_file(&ctx_dir, &opts.dockerfile)?.ok_or_else(|| {
         BuildError::Context(format!(
@@ -128,6 +123,8 @@ pub(super) fn build(
         opts,
         work: &work.0,
         ctx_dir: &ctx_dir,
+        ctx_real: &ctx_real,
+        hashes: &hashes,
         escape: df.escape,
         cache: Cache::open(store).map_err(|e| BuildError::io("opening the build cache", e))?,
         out,
@@ -200,6 +197,8 @@ struct Exec<'a> {
     opts: &'a BuildOptions,
     work: &'a Path,
     ctx_dir: &'a Path,
+    ctx_real: &'a Path,
+    hashes: &'a super::context::FileHashes,
     escape: char,
     cache: Cache,
     out: &'a mut dyn FnMut(BuildEvent),
@@ -1178,8 +1177,11 @@ impl Exec<'_> {
                     .ok_or_else(|| step_err(ins, format!("invalid --chmod={m}: an octal mode")))?,
             ),
         };
-        let hash = copy::hash_sources(&sources)
-            .map_err(|e| step_err(ins, format!("reading sources: {e}")))?;
+        let hash = copy::hash_sources(
+            &sources,
+            from.is_none().then_some((self.ctx_real, self.hashes)),
+        )
+        .map_err(|e| step_err(ins, format!("reading sources: {e}")))?;
         let mut h = <sha2::Sha256 as sha2::Digest>::new();
         sha2::Digest::update(&mut h, hash.as_bytes());
         for (n, b) in &inline {

@@ -15,6 +15,7 @@
 //!   and scratch directories are removed by guards on every path out.
 
 pub mod cache;
+pub mod context;
 pub mod copy;
 pub mod dockerfile;
 pub mod error;

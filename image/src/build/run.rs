@@ -145,6 +145,8 @@ fn config(spec: &Spec) -> serde_json::Value {
 
 /// Deletes the container on drop unless it is known to be gone.
 struct ContainerGuard<'a> {
+    /// Set once `kosrun run` returned: it removed the container itself.
+    done: bool,
     kosrun: &'a Path,
     state: &'a Path,
     id: &'a str,
@@ -152,6 +154,9 @@ struct ContainerGuard<'a> {
 
 impl Drop for ContainerGuard<'_> {
     fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         let r = Command::new(self.kosrun)
             .arg("--root")
             .arg(self.state)
@@ -180,7 +185,8 @@ pub fn run(
     std::fs::write(bundle.join("config.json"), cfg)?;
     let (reader, writer) = std::io::pipe()?;
     let writer2 = writer.try_clone()?;
-    let _guard = ContainerGuard {
+    let mut guard = ContainerGuard {
+        done: false,
         kosrun,
         state,
         id: spec.id,
@@ -220,6 +226,9 @@ pub fn run(
         tail.push_back(s);
     }
     let status = child.wait()?;
+    // `kosrun run` deletes the container when it exits normally; a runtime
+    // killed by a signal may have left it.
+    guard.done = status.code().is_some();
     let code = match status.code() {
         Some(c) => c,
         None => {
