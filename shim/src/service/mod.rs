@@ -264,7 +264,12 @@ impl Service {
                     r.exec_id, r.id
                 )));
             }
-            let p = c.execs.remove(&r.exec_id).expect("checked above");
+            let Some(p) = c.execs.remove(&r.exec_id) else {
+                return Err(RpcError::not_found(format!(
+                    "exec {} of {} not found",
+                    r.exec_id, r.id
+                )));
+            };
             resp.pid = p.pid;
             if let Some((code, at)) = p.exit {
                 resp.exit_status = code;
@@ -295,7 +300,9 @@ impl Service {
                 }
             }
         }
-        let mut c = self.containers.remove(&r.id).expect("checked above");
+        let Some(mut c) = self.containers.remove(&r.id) else {
+            return Err(RpcError::not_found(format!("container {} not found", r.id)));
+        };
         if c.rootfs_mounted {
             mount::unmount_all(&c.rootfs());
         }
