@@ -131,6 +131,7 @@ pub fn render_status(st: &UnitStatus, now: SystemTime, log: &[String]) -> String
                 .as_deref()
                 .unwrap_or("unit file has a bad setting")
         ),
+        (_, "not-found") => format!("not-found (Reason: Unit {} not found.)", st.name),
         (_, other) => other.to_string(),
     };
     out.push_str(&format!("     Loaded: {loaded}\n"));
@@ -256,6 +257,10 @@ mod tests {
         }
     }
 
+    fn now_of(s: &UnitStatus) -> SystemTime {
+        s.since.unwrap()
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(format_timestamp(UNIX_EPOCH), "Thu 1970-01-01 00:00:00 UTC");
@@ -308,6 +313,11 @@ line two
         assert!(text.starts_with("× kos-dns.container - KOS DNS\n"));
         assert!(text.contains("     Active: failed (failed) (Result: exit-code) since Mon 2026-11-30 08:51:07 UTC; 0ms ago\n"));
         assert!(text.contains("   Main PID: 4242 (code=exited, status=1/FAILURE)\n"));
+        let mut gone = st();
+        gone.load_state = "not-found";
+        gone.fragment = None;
+        assert!(render_status(&gone, now_of(&gone), &[])
+            .contains("     Loaded: not-found (Reason: Unit kos-dns.container not found.)\n"));
         let list = render_list(&[st(), s]);
         let lines: Vec<&str> = list.lines().collect();
         assert_eq!(
