@@ -79,6 +79,10 @@ pub fn tests() -> Vec<TestCase> {
             "compat::preserve_fds_only_callers",
             preserve_fds_only_callers,
         ),
+        t(
+            "compat::exec_preserve_fds_only_callers",
+            exec_preserve_fds_only_callers,
+        ),
         departs(
             "compat::rootfs_propagation_unbindable",
             rootfs_unbindable,
@@ -347,6 +351,42 @@ fn preserve_fds_only_callers(ctx: &Ctx) -> Result<()> {
     ensure!(
         fds == want,
         "container holds fds {fds:?}, want {want:?} (stdio and what the caller passed)"
+    );
+    Ok(())
+}
+
+/// The same for `exec --preserve-fds`.
+fn exec_preserve_fds_only_callers(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["sleep", "1000"])?;
+    let c = ctx.create(&b)?;
+    c.start_ok()?;
+    let out = ctx.rt(&[
+        "exec",
+        "--preserve-fds",
+        "20",
+        &c.id,
+        "sh",
+        "-c",
+        "ls /proc/$$/fd; :",
+    ])?;
+    if !out.success() {
+        ensure!(
+            !out.stderr.trim().is_empty(),
+            "exec --preserve-fds 20 failed without a message"
+        );
+        return Ok(());
+    }
+    let mut fds: Vec<i32> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    fds.sort();
+    let mut want = vec![0, 1, 2];
+    want.extend(inherited_by_children(3..23));
+    ensure!(
+        fds == want,
+        "the exec'd process holds fds {fds:?}, want {want:?}"
     );
     Ok(())
 }
