@@ -1,13 +1,12 @@
-//! Small state files: an exclusive flock per resource and JSON written atomically (temp file,
-//! fsync, rename), so a crash leaves either the old or the new content, never half of it.
+//! Small state files: a flock per resource and JSON written atomically (kos-dns's statefile:
+//! temp file, fsync, rename), so a crash leaves either the old or the new content, never half.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::Path;
 
-use nix::fcntl::{Flock, FlockArg};
+use kos_dns::statefile;
+use nix::fcntl::Flock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -23,28 +22,19 @@ pub struct FileLock {
 
 impl FileLock {
     pub fn acquire(path: &Path) -> Result<FileLock> {
-        Self::lock(path, FlockArg::LockExclusive)
+        Self::lock(path, false)
     }
 
     /// A shared lock: many holders at once, none while an exclusive one is held.
     pub fn acquire_shared(path: &Path) -> Result<FileLock> {
-        Self::lock(path, FlockArg::LockShared)
+        Self::lock(path, true)
     }
 
-    fn lock(path: &Path, how: FlockArg) -> Result<FileLock> {
+    fn lock(path: &Path, shared: bool) -> Result<FileLock> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(|e| Error::file("create state dir", parent, e))?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::file("open lock file", path, e))?;
-        let lock = Flock::lock(file, how).map_err(|(_, e)| Error::file("lock", path, e.into()))?;
+        let lock = statefile::lock(path, shared).map_err(|e| Error::file("lock", path, e))?;
         Ok(FileLock { _lock: lock })
     }
 }
@@ -85,30 +75,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Unique per process and call: writers of different files share the directory.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = parent.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(&data)?;
-        nix::unistd::fsync(f.as_fd())?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::file("write state", path, e)
-    })
+    statefile::replace(path, &data, 0o600).map_err(|(step, e)| Error::file(step, path, e))
 }
 
 /// Removes a file; absent is fine.

@@ -203,7 +203,7 @@ fn invalid(what: &'static str, value: &str, why: &'static str) -> Error {
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    crate::atomic_file::replace(path, data, 0o644).map_err(|(step, source)| Error::Write {
+    crate::statefile::replace(path, data, 0o644).map_err(|(step, source)| Error::Write {
         path: path.to_owned(),
         step,
         source,

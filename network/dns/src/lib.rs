@@ -3,6 +3,7 @@
 //! - [`table`]: the state file the network crate writes and the server reads.
 //! - [`etc_files`]: a container's /etc/resolv.conf, /etc/hosts and /etc/hostname.
 //! - [`resolvconf`]: reading the host's resolvers (upstreams and container fallbacks).
+//! - [`statefile`]: atomic replacement and flock of the small files the above share.
 //! - [`server`]: the `kos-dns` serving loop; [`answer`] decides per query, [`index`] is the
 //!   table compiled for lookups, [`forward`] talks to upstreams, [`sdnotify`] to systemd.
 //!
@@ -11,7 +12,6 @@
 
 #[cfg(feature = "server")]
 pub mod answer;
-mod atomic_file;
 pub mod etc_files;
 #[cfg(feature = "server")]
 pub mod forward;
@@ -22,4 +22,5 @@ pub mod resolvconf;
 pub mod sdnotify;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod statefile;
 pub mod table;

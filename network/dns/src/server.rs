@@ -202,7 +202,7 @@ struct PidFile {
 impl PidFile {
     fn write(path: &std::path::Path) -> Result<PidFile, Error> {
         let pid = format!("{}\n", std::process::id());
-        crate::atomic_file::replace(path, pid.as_bytes(), 0o644).map_err(|(step, source)| {
+        crate::statefile::replace(path, pid.as_bytes(), 0o644).map_err(|(step, source)| {
             Error::PidFile {
                 path: path.to_owned(),
                 step,

@@ -28,10 +28,9 @@
 //! its id (as Docker does), and each of those followed by the network's `domain` when set.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -229,7 +228,7 @@ impl Table {
         };
         let data = serde_json::to_vec_pretty(self)
             .map_err(|e| err("serialise")(std::io::Error::other(e)))?;
-        crate::atomic_file::replace(path, &data, 0o644).map_err(|(step, e)| err(step)(e))
+        crate::statefile::replace(path, &data, 0o644).map_err(|(step, e)| err(step)(e))
     }
 
     /// Adds or replaces (same container id) `entry` on `net`, creating the network when new and
@@ -325,28 +324,13 @@ impl TableLock {
     pub fn acquire(table_path: &Path) -> Result<TableLock> {
         let mut lock_path = table_path.as_os_str().to_owned();
         lock_path.push(".lock");
-        let lock_path = PathBuf::from(lock_path);
-        let lock_err = |source| Error::Lock {
-            path: table_path.to_owned(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .map_err(lock_err)?;
-        let mut file = file;
-        loop {
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(TableLock { _lock: lock }),
-                Err((f, nix::errno::Errno::EINTR)) => file = f,
-                Err((_, e)) => return Err(lock_err(e.into())),
+        let lock = crate::statefile::lock(&PathBuf::from(lock_path), false).map_err(|source| {
+            Error::Lock {
+                path: table_path.to_owned(),
+                source,
             }
-        }
+        })?;
+        Ok(TableLock { _lock: lock })
     }
 }
 
