@@ -76,6 +76,30 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// From a raw `waitpid` status.
+    pub fn from_wait_status(status: i32) -> ExitStatus {
+        if libc::WIFSIGNALED(status) {
+            ExitStatus::Signaled {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            }
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// From the single exit code a shim reports (containerd's `exit_status`: 128 + N for a
+    /// process killed by signal N, as runc and the shells say).
+    pub fn from_shim_code(code: u32) -> ExitStatus {
+        match code {
+            129..=192 => ExitStatus::Signaled {
+                signal: (code - 128) as i32,
+                core_dumped: false,
+            },
+            c => ExitStatus::Exited(i32::try_from(c).unwrap_or(255)),
+        }
+    }
+
     /// The unit result of a main process ending this way outside of a stop: exit 0 and the
     /// "clean" signals SIGHUP, SIGINT, SIGTERM and SIGPIPE are success, as in systemd.
     pub fn result(self) -> UnitResult {
@@ -180,6 +204,13 @@ mod tests {
         assert_eq!(
             ExitStatus::Exited(2).describe(),
             "code=exited, status=2/FAILURE"
+        );
+        assert_eq!(ExitStatus::from_shim_code(137), sig(libc::SIGKILL, false));
+        assert_eq!(ExitStatus::from_shim_code(1), ExitStatus::Exited(1));
+        assert_eq!(ExitStatus::from_wait_status(0x0100), ExitStatus::Exited(1));
+        assert_eq!(
+            ExitStatus::from_wait_status(libc::SIGABRT | 0x80),
+            sig(libc::SIGABRT, true)
         );
     }
 }
