@@ -71,6 +71,8 @@ pub struct Container {
     pub rootfs_mounted: bool,
     /// No pid namespace of its own: kill every process when the init exits.
     pub kill_all_on_exit: bool,
+    /// Owner of the stdio pipes (runtime options io_uid/io_gid), for execs too.
+    pub io_owner: Option<(u32, u32)>,
 }
 
 impl Container {

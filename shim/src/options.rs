@@ -10,12 +10,17 @@ use serde::{Deserialize, Serialize};
 const OPTIONS_FILE: &str = "options.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct RuntimeOptions {
     pub binary_name: String,
     pub root: String,
     pub systemd_cgroup: bool,
     pub no_pivot_root: bool,
     pub no_new_keyring: bool,
+    /// Owner of the stdio pipes handed to the process (a user-namespaced root must be able
+    /// to reopen them through /proc/self/fd).
+    pub io_uid: u32,
+    pub io_gid: u32,
 }
 
 impl RuntimeOptions {
@@ -41,6 +46,11 @@ impl RuntimeOptions {
             self.root = format!("/run/containerd/kos/{namespace}");
         }
         self
+    }
+
+    /// The stdio pipes' owner, when one is asked for.
+    pub fn io_owner(&self) -> Option<(u32, u32)> {
+        (self.io_uid != 0 || self.io_gid != 0).then_some((self.io_uid, self.io_gid))
     }
 
     pub fn save(&self, bundle: &Path) -> std::io::Result<()> {
@@ -70,6 +80,8 @@ fn decode_runc(bytes: &[u8], o: &mut RuntimeOptions) -> protobuf::Result<()> {
         match tag {
             8 => o.no_pivot_root = is.read_bool()?,
             16 => o.no_new_keyring = is.read_bool()?,
+            32 => o.io_uid = is.read_uint32()?,
+            40 => o.io_gid = is.read_uint32()?,
             50 => o.binary_name = is.read_string()?,
             58 => o.root = is.read_string()?,
             72 => o.systemd_cgroup = is.read_bool()?,
@@ -106,6 +118,7 @@ mod tests {
         any.value = buf;
         let o = RuntimeOptions::from_any(Some(&any)).expect("decode");
         assert!(o.no_pivot_root && o.systemd_cgroup && !o.no_new_keyring);
+        assert_eq!((o.io_uid, o.io_gid), (1000, 0));
         assert_eq!(o.binary_name, "/usr/sbin/runc");
         assert_eq!(o.root, "/run/x");
         let d = RuntimeOptions::default().with_defaults("k8s.io");

@@ -665,3 +665,46 @@ fn ttrpc_rust_client_interoperates() {
     d.id = "rs1".into();
     assert_eq!(task.delete(ctx(), &d).expect("Delete").exit_status, 9);
 }
+
+#[test]
+fn io_uid_and_gid_own_the_stdio_pipes() {
+    let mut shim = Shim::start("ioowner");
+    let out = shim.dir.path().join("o1.out");
+    let uri = format!("file://{}", out.display());
+    let script = "stat -L -c %u:%g /proc/self/fd/1 /proc/self/fd/2; exec sleep 1000";
+    let b = shim.bundle("o1", &["sh", "-c", script], false);
+    let mut buf = Vec::new();
+    {
+        let mut os = CodedOutputStream::vec(&mut buf);
+        os.write_uint32(4, 1234).expect("encode");
+        os.write_uint32(5, 4321).expect("encode");
+        os.flush().expect("flush");
+    }
+    let mut opts = Any::new();
+    opts.type_url = "containerd.runc.v1.Options".into();
+    opts.value = buf;
+    create(&mut shim, "o1", &b, &uri, &uri, Some(opts)).expect("create");
+    start(&mut shim.client, "o1", "");
+    wait_for("stat output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
+    });
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("out"),
+        "1234:4321\n1234:4321\n"
+    );
+    // Execs of the container get the same owner.
+    let xout = shim.dir.path().join("x.out");
+    let mut x = api::ExecProcessRequest::new();
+    x.id = "o1".into();
+    x.exec_id = "x".into();
+    x.stdout = format!("file://{}", xout.display());
+    x.spec = MessageField::some(exec_spec(&["stat", "-L", "-c", "%u:%g", "/proc/self/fd/1"]));
+    let _: api::Empty = shim.client.call("Exec", &x).expect("exec");
+    start(&mut shim.client, "o1", "x");
+    assert_eq!(wait(&mut shim.client, "o1", "x"), 0);
+    assert_eq!(std::fs::read_to_string(&xout).expect("out"), "1234:4321\n");
+}

@@ -86,6 +86,7 @@ impl Service {
             terminal: r.terminal,
             container_id: &r.id,
             namespace: &self.namespace,
+            owner: opts.io_owner(),
         })
         .map_err(|e| RpcError::invalid(format!("create: {e}")))?;
         init.io = io;
@@ -173,6 +174,7 @@ impl Service {
                 oom,
                 rootfs_mounted: !mounts.is_empty(),
                 kill_all_on_exit: !spec.own_pid_namespace(),
+                io_owner: opts.io_owner(),
             },
         );
 
@@ -209,15 +211,26 @@ pub(super) fn reap_now(pid: u32) -> u32 {
     137
 }
 
-pub(super) fn start_exec(
-    p: &mut Process,
-    id: &str,
-    namespace: &str,
-    bundle: &Path,
-    runtime: &Runtime,
-    spec: &[u8],
-    seq: u64,
-) -> R<()> {
+/// Where an exec runs: its container and the shim's settings for it.
+pub(super) struct ExecEnv<'a> {
+    pub id: &'a str,
+    pub namespace: &'a str,
+    pub bundle: &'a Path,
+    pub runtime: &'a Runtime,
+    pub owner: Option<(u32, u32)>,
+    /// Unique per exec in this shim, for its file names.
+    pub seq: u64,
+}
+
+pub(super) fn start_exec(p: &mut Process, env: &ExecEnv<'_>, spec: &[u8]) -> R<()> {
+    let ExecEnv {
+        id,
+        namespace,
+        bundle,
+        runtime,
+        owner,
+        seq,
+    } = *env;
     let (io, child) = ProcessIo::open(&IoRequest {
         stdin: &p.stdin,
         stdout: &p.stdout,
@@ -225,6 +238,7 @@ pub(super) fn start_exec(
         terminal: p.terminal,
         container_id: id,
         namespace,
+        owner,
     })
     .map_err(|e| RpcError::invalid(format!("exec {}: {e}", p.exec_id)))?;
     p.io = io;

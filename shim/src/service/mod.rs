@@ -20,7 +20,7 @@ use crate::ttrpc::{response_frame, RpcError};
 
 mod launch;
 
-use launch::{reap_now, start_exec};
+use launch::{reap_now, start_exec, ExecEnv};
 
 pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -200,6 +200,7 @@ impl Service {
         }
         let bundle = c.bundle.clone();
         let runtime = c.runtime.clone();
+        let owner = c.io_owner;
         let p = c.execs.get_mut(&r.exec_id).ok_or_else(|| {
             RpcError::not_found(format!("exec {} of {} not found", r.exec_id, r.id))
         })?;
@@ -209,7 +210,15 @@ impl Service {
                 r.exec_id, r.id
             )));
         };
-        let res = start_exec(p, &r.id, &namespace, &bundle, &runtime, &spec, seq);
+        let env = ExecEnv {
+            id: &r.id,
+            namespace: &namespace,
+            bundle: &bundle,
+            runtime: &runtime,
+            owner,
+            seq,
+        };
+        let res = start_exec(p, &env, &spec);
         if let Err(e) = res {
             // Failed before running: it counts as exited so that Wait and Delete still work.
             p.set_exited(255);

@@ -255,6 +255,20 @@ pub struct IoRequest<'a> {
     pub terminal: bool,
     pub container_id: &'a str,
     pub namespace: &'a str,
+    /// uid and gid to own the process's ends of the pipes.
+    pub owner: Option<(u32, u32)>,
+}
+
+fn chown_to(fd: &OwnedFd, owner: Option<(u32, u32)>, what: &str) -> Result<(), String> {
+    if let Some((u, g)) = owner {
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(u)),
+            Some(nix::unistd::Gid::from_raw(g)),
+        )
+        .map_err(|e| format!("{what} pipe: chown to {u}:{g}: {e}"))?;
+    }
+    Ok(())
 }
 
 impl ProcessIo {
@@ -283,6 +297,7 @@ impl ProcessIo {
             Some(fifo) => {
                 let (r, w) = pipe().map_err(|e| format!("stdin pipe: {e}"))?;
                 set_nonblocking(&w).map_err(|e| format!("stdin pipe: {e}"))?;
+                chown_to(&r, req.owner, "stdin")?;
                 io.stdin = Some(Pump::new(fifo, Box::new(FdSink(w))));
                 r
             }
@@ -295,6 +310,7 @@ impl ProcessIo {
                 Out::Pump(sink) => {
                     let (r, w) = pipe().map_err(|e| format!("{what} pipe: {e}"))?;
                     set_nonblocking(&r).map_err(|e| format!("{what} pipe: {e}"))?;
+                    chown_to(&w, req.owner, what)?;
                     io.outputs.push(Pump::new(r, sink));
                     Ok(w)
                 }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 const APPLETS: &[&str] = &[
     "sh", "true", "false", "cat", "echo", "sleep", "ls", "ps", "id", "env", "head", "tail", "yes",
-    "dd", "tty", "stty", "printf", "seq", "wc", "kill", "mkdir", "rm", "tr",
+    "dd", "tty", "stty", "printf", "seq", "wc", "kill", "mkdir", "rm", "tr", "stat",
 ];
 
 fn hex(d: &[u8]) -> String {
