@@ -119,8 +119,14 @@ fn read_config(
 ) -> std::result::Result<(Option<String>, Vec<LinuxDeviceCgroup>), String> {
     let mut text = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_CONFIG).read_to_end(&mut text))
+        .and_then(|f| f.take(MAX_CONFIG + 1).read_to_end(&mut text))
         .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(format!(
+            "{}: larger than {MAX_CONFIG} bytes",
+            path.display()
+        ));
+    }
     let spec: oci_spec::runtime::Spec =
         serde_json::from_slice(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
     let linux = spec.linux().as_ref();

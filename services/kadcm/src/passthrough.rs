@@ -166,45 +166,16 @@ impl Passthrough {
         let allow = devcgroup::rule(true, t, major, minor, &opts.access)?;
         let mut attached = self.rules_of(&c.id);
         attached.push(allow.clone());
-        let full: Vec<_> = c
-            .base_rules
-            .iter()
-            .cloned()
-            .chain(attached.iter().cloned())
-            .collect();
-        cg.set(allow, full)?;
+        cg.set(allow, with_base(c, &attached))?;
         if let Err(e) = node::make(c.pid, &spec) {
-            self.revoke(cg, c, t, major, minor, &attached[..attached.len() - 1]);
+            let remaining = &attached[..attached.len() - 1];
+            if let Err(undo) = deny(cg, c, t, major, minor, remaining) {
+                tracing::warn!("revoking {t:?} {major}:{minor} from {}: {undo}", c.id);
+            }
             return Err(e);
         }
         self.set_rules(&c.id, attached);
         Ok(spec)
-    }
-
-    fn revoke(
-        &self,
-        cg: &DeviceCgroup,
-        c: &Container,
-        t: NodeType,
-        major: u32,
-        minor: u32,
-        remaining: &[LinuxDeviceCgroup],
-    ) {
-        if rules_allow(&c.base_rules, t, major, minor) {
-            return;
-        }
-        let Ok(deny) = devcgroup::rule(false, t, major, minor, "rwm") else {
-            return;
-        };
-        let full: Vec<_> = c
-            .base_rules
-            .iter()
-            .cloned()
-            .chain(remaining.iter().cloned())
-            .collect();
-        if let Err(e) = cg.set(deny, full) {
-            tracing::warn!("revoking {t:?} {major}:{minor} from {}: {e}", c.id);
-        }
     }
 
     /// Removes the node and the cgroup rule of a device attached before.
@@ -220,19 +191,33 @@ impl Passthrough {
         attached.retain(|r| {
             !(r.major() == Some(i64::from(spec.major)) && r.minor() == Some(i64::from(spec.minor)))
         });
-        if !rules_allow(&c.base_rules, spec.node_type, spec.major, spec.minor) {
-            let deny = devcgroup::rule(false, spec.node_type, spec.major, spec.minor, "rwm")?;
-            let full: Vec<_> = c
-                .base_rules
-                .iter()
-                .cloned()
-                .chain(attached.iter().cloned())
-                .collect();
-            cg.set(deny, full)?;
-        }
+        deny(cg, c, spec.node_type, spec.major, spec.minor, &attached)?;
         self.set_rules(&c.id, attached);
         Ok(())
     }
+}
+
+/// The container's own rules followed by the ones attached since: the full list the device
+/// cgroup must end up with.
+fn with_base(c: &Container, attached: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
+    c.base_rules.iter().chain(attached).cloned().collect()
+}
+
+/// Takes a device away again, unless the container's own rules allow it anyway (then the
+/// device was never ours to revoke).
+fn deny(
+    cg: &DeviceCgroup,
+    c: &Container,
+    t: NodeType,
+    major: u32,
+    minor: u32,
+    remaining: &[LinuxDeviceCgroup],
+) -> Result<()> {
+    if rules_allow(&c.base_rules, t, major, minor) {
+        return Ok(());
+    }
+    let rule = devcgroup::rule(false, t, major, minor, "rwm")?;
+    cg.set(rule, with_base(c, remaining))
 }
 
 #[cfg(test)]
