@@ -207,6 +207,12 @@ fn load_running(opts: &ExecOpts) -> Result<Saved> {
             status: "stopped".into(),
             what: "cannot exec in a stopped container",
         }),
+        // Its init has not finished setting up (or its create died half-way).
+        Status::Creating => Err(Error::WrongState {
+            id: opts.id.clone(),
+            status: "creating".into(),
+            what: "cannot exec in a container that is still being created",
+        }),
         Status::Paused if !opts.ignore_paused => Err(Error::WrongState {
             id: opts.id.clone(),
             status: "paused".into(),
