@@ -1,26 +1,13 @@
-//! v1 hugetlb controller.
+//! v1 hugetlb controller: v2's writer with the v1 file name; -1 means no limit as it is.
 
 use std::path::Path;
 
 use oci_spec::runtime::LinuxHugepageLimit;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil::Writer;
+use crate::v2::hugetlb::write_limits;
 
 pub(crate) fn apply(d: &Path, limits: &[LinuxHugepageLimit], w: &mut Writer) -> Result<()> {
-    for h in limits {
-        let p = d.join(format!("hugetlb.{}.limit_in_bytes", h.page_size()));
-        if !p.exists() {
-            return Err(Error::invalid(
-                "linux.resources.hugepageLimits.pageSize",
-                format!("the host has no {} huge pages", h.page_size()),
-            ));
-        }
-        w.write(
-            "linux.resources.hugepageLimits.limit",
-            &p,
-            &h.limit().to_string(),
-        )?;
-    }
-    Ok(())
+    write_limits(d, limits, w, "limit_in_bytes", |v| v.to_string())
 }

@@ -21,8 +21,20 @@ pub(crate) fn apply(
 }
 
 pub(crate) fn write(d: &Path, limits: &[LinuxHugepageLimit], w: &mut Writer) -> Result<()> {
+    write_limits(d, limits, w, "max", convert::limit_to_v2)
+}
+
+/// Writes each limit to `hugetlb.<size>.<file>` as `value` renders it; a page size the host
+/// lacks has no file, which is the spec's fault, not an I/O error.
+pub(crate) fn write_limits(
+    d: &Path,
+    limits: &[LinuxHugepageLimit],
+    w: &mut Writer,
+    file: &str,
+    value: fn(i64) -> String,
+) -> Result<()> {
     for h in limits {
-        let p = d.join(format!("hugetlb.{}.max", h.page_size()));
+        let p = d.join(format!("hugetlb.{}.{file}", h.page_size()));
         if !p.exists() {
             return Err(Error::invalid(
                 "linux.resources.hugepageLimits.pageSize",
@@ -32,7 +44,7 @@ pub(crate) fn write(d: &Path, limits: &[LinuxHugepageLimit], w: &mut Writer) -> 
         w.write(
             "linux.resources.hugepageLimits.limit",
             &p,
-            &convert::limit_to_v2(h.limit()),
+            &value(h.limit()),
         )?;
     }
     Ok(())
