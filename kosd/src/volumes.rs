@@ -331,3 +331,21 @@ pub fn to_json(e: &Engine, v: &Volume) -> serde_json::Value {
         "Options": if v.options.is_empty() { serde_json::Value::Null } else { json!(v.options) },
     })
 }
+
+/// Bytes held by a volume.
+pub fn size(e: &Engine, name: &str) -> i64 {
+    let mut t = 0i64;
+    let mut stack = vec![data_dir(e, name)];
+    while let Some(d) = stack.pop() {
+        for en in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if let Ok(m) = en.metadata() {
+                if m.is_dir() {
+                    stack.push(en.path());
+                } else {
+                    t += m.len() as i64;
+                }
+            }
+        }
+    }
+    t
+}

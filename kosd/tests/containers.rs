@@ -340,5 +340,50 @@ fn host_config_reaches_the_container() {
         "/sys/class/net",
     ]);
     assert!(h.lines().count() > 1, "{h}");
+    // --volumes-from shares another container's volumes (read-only here).
+    k.docker_ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "holder",
+        "-v",
+        "vol1:/v",
+        &img,
+        "true",
+    ]);
+    assert_eq!(
+        k.docker_ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--volumes-from",
+            "holder:ro",
+            &img,
+            "cat",
+            "/v/f"
+        ]),
+        "persisted\n"
+    );
+    let o = k.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volumes-from",
+        "holder:ro",
+        &img,
+        "touch",
+        "/v/g",
+    ]);
+    assert!(!o.status.success());
+    let df = k.docker_ok(&["system", "df", "-v"]);
+    assert!(df.contains("vol1"), "{df}");
+    k.docker_ok(&["rm", "holder"]);
+    // Features kosd does not have are refused, not ignored.
+    let o = k.docker(&["run", "--rm", "--network", "none", "--init", &img, "true"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--init is not supported"));
     k.docker_ok(&["volume", "rm", "vol1"]);
 }

@@ -257,11 +257,22 @@ pub async fn df(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>>
         Ok((list, total))
     })
     .await??;
+    let volumes: Vec<serde_json::Value> = crate::volumes::list(&e)?
+        .iter()
+        .map(|v| {
+            let mut j = crate::volumes::to_json(&e, v);
+            j["UsageData"] = json!({
+                "Size": crate::volumes::size(&e, &v.name),
+                "RefCount": crate::volumes::users(&e, &v.name).len(),
+            });
+            j
+        })
+        .collect();
     Ok(Json(json!({
         "LayersSize": layers,
         "Images": images,
         "Containers": crate::containers::df(&e),
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     })))
 }

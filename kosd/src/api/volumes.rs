@@ -96,7 +96,7 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
         if !f.labels_match("label", |k| v.labels.get(k).map(String::as_str)) {
             continue;
         }
-        space += dir_size(&volumes::data_dir(&e, &v.name));
+        space += volumes::size(&e, &v.name).max(0) as u64;
         if volumes::remove(&e, &v.name, false).is_ok() {
             deleted.push(v.name);
         }
@@ -104,21 +104,4 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
     Ok(Json(
         json!({"VolumesDeleted": deleted, "SpaceReclaimed": space}),
     ))
-}
-
-fn dir_size(p: &std::path::Path) -> u64 {
-    let mut t = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for en in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if let Ok(m) = en.metadata() {
-                if m.is_dir() {
-                    stack.push(en.path());
-                } else {
-                    t += m.len();
-                }
-            }
-        }
-    }
-    t
 }

@@ -297,6 +297,16 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         }
     }
 
+    if hc.init == Some(true) {
+        return Err(ApiError::bad(
+            "--init is not supported by kosd yet (no built-in init); run without --init",
+        ));
+    }
+    if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(ApiError::bad(
+            "legacy container links are not supported; use a user network",
+        ));
+    }
     let id = crate::engine::random_id()?;
     let all = super::all(e);
     let name = match name.filter(|n| !n.is_empty()) {
@@ -431,6 +441,41 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         crate::volumes::release(e, c, true);
         let _ = std::fs::remove_dir_all(&c.dir);
     };
+    // --volumes-from: the other container's binds and volumes, read-only when asked.
+    for vf in c.host_config.volumes_from.clone().unwrap_or_default() {
+        let (src, mode) = vf.split_once(':').unwrap_or((&vf, "rw"));
+        if mode != "ro" && mode != "rw" {
+            return Err(ApiError::bad(format!(
+                "invalid mode for volumes-from: {mode}"
+            )));
+        }
+        let other = all
+            .iter()
+            .find(|o| o.id == src || o.name == src || o.id.starts_with(src))
+            .ok_or_else(|| ApiError::NotFound(format!("No such container: {src}")))?;
+        let mut binds = c.host_config.binds.clone().unwrap_or_default();
+        for b in other.host_config.binds.clone().unwrap_or_default() {
+            let pb = super::mounts::parse_bind(&b)?;
+            binds.push(if mode == "ro" {
+                format!("{}:{}:ro", pb.src, pb.dest)
+            } else {
+                b
+            });
+        }
+        for (name, dest) in &other.volumes {
+            if !binds
+                .iter()
+                .any(|b| b.split(':').nth(1) == Some(dest.as_str()))
+            {
+                binds.push(if mode == "ro" {
+                    format!("{name}:{dest}:ro")
+                } else {
+                    format!("{name}:{dest}")
+                });
+            }
+        }
+        c.host_config.binds = Some(binds);
+    }
     if let Err(err) = crate::volumes::create_for(e, &mut c, &rc) {
         undo(e, &c);
         return Err(err);
