@@ -132,6 +132,10 @@ pub fn pump(reader: BufReader<Stream>, mut writer: Stream, a: &Attach) -> io::Re
                             matched += 1;
                             if matched == keys.len() {
                                 det.store(true, Ordering::SeqCst);
+                                // The keys go on as well: a daemon that handles
+                                // detachKeys itself detaches without closing stdin.
+                                let _ = writer.write_all(&out);
+                                let _ = writer.write_all(&keys);
                                 let _ = shut.shutdown_write();
                                 if let Stream::Unix(s) = &shut {
                                     let _ = s.shutdown(std::net::Shutdown::Both);

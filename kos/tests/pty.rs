@@ -92,7 +92,9 @@ fn run_it_raw_mode_resize_and_detach() {
         30,
         &kos_line(&d, &format!("run -it --name tty1 --network none {img} sh")),
     );
-    t.wait_for("#");
+    // kosd streams attach output from the container's log, which holds whole
+    // lines: the banner shows at once, the prompt only with the next line.
+    t.wait_for("built-in shell");
     t.keys(&["stty size; echo $((6*7))", "Enter"]);
     let s = t.wait_for("42");
     assert!(s.contains("30 100"), "{s}");
@@ -114,20 +116,32 @@ fn run_it_raw_mode_resize_and_detach() {
 
     // exec -it into it: a pty again; the exec's own exit code.
     let t2 = Tmux::new(80, 24, &kos_line(&d, "exec -it tty1 sh"));
-    t2.wait_for("#");
+    t2.wait_for("built-in shell");
     t2.keys(&["tty", "Enter"]);
     t2.wait_for("/dev/pts/");
     t2.keys(&["exit 3", "Enter"]);
     t2.wait_for("EXIT=3");
 
-    // attach, then the container's own exit code when its shell exits.
-    let t3 = Tmux::new(80, 24, &kos_line(&d, "attach tty1"));
+    // attach to a container started detached with a terminal (stdin kept
+    // open), then the container's own exit code when its shell exits.
+    d.kos_ok(&[
+        "run",
+        "-dit",
+        "--name",
+        "tty2",
+        "--network",
+        "none",
+        &img,
+        "sh",
+    ]);
+    let t3 = Tmux::new(80, 24, &kos_line(&d, "attach tty2"));
     std::thread::sleep(Duration::from_millis(500));
     t3.keys(&["echo attached-$((1+1))", "Enter"]);
     t3.wait_for("attached-2");
     t3.keys(&["exit 9", "Enter"]);
     t3.wait_for("EXIT=9");
-    d.kos_ok(&["rm", "tty1"]);
+    d.kos_ok(&["rm", "tty2"]);
+    d.kos_ok(&["rm", "-f", "tty1"]);
 
     // run -it --rm: exit code of the shell, nothing left.
     let t4 = Tmux::new(

@@ -264,13 +264,20 @@ pub fn network(c: &Client, n: NetworkCmd) -> Result<i32> {
         NetworkCmd::Inspect { format, names } => {
             print_objects(c, &["network"], &names, format.as_deref(), false, true)
         }
-        NetworkCmd::Rm { force, names } => each(&names, true, |n| {
-            match c.delete(&format!("/networks/{}", seg(n))) {
-                Ok(_) => Ok(()),
-                Err(e) if force && e.is_not_found() => Ok(()),
-                Err(e) => Err(e.to_string()),
+        NetworkCmd::Rm { force, names } => {
+            let code = each(&names, true, |n| {
+                match c.delete(&format!("/networks/{}", seg(n))) {
+                    Ok(_) => Ok(()),
+                    Err(e) if force && e.is_not_found() => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })?;
+            // docker ends a failed `network rm` with this line.
+            if code != 0 {
+                return Err(status(1, "exit status 1"));
             }
-        }),
+            Ok(0)
+        }
         NetworkCmd::Connect {
             alias,
             ip,

@@ -75,11 +75,26 @@ impl Format {
     /// Renders `rows` (JSON objects of a command's fields), with `headers`
     /// naming each field's column title.
     pub fn render(&self, rows: &[Value], headers: &[(&str, &str)]) -> Result<String, String> {
+        // A template naming an unknown field fails even with no rows, as docker's.
+        let blank: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, _)| ((*k).to_string(), Value::String(String::new())))
+            .collect();
+        if rows.is_empty() && !headers.is_empty() {
+            let t = match self {
+                Format::Raw(t) | Format::Table(t) => t,
+            };
+            t.render(&Value::Object(blank), true)
+                .map_err(|e| format!("failed to execute template: {e}"))?;
+        }
         match self {
             Format::Raw(t) => {
                 let mut out = String::new();
                 for r in rows {
-                    out.push_str(&t.render(r, true)?);
+                    out.push_str(
+                        &t.render(r, true)
+                            .map_err(|e| format!("failed to execute template: {e}"))?,
+                    );
                     out.push('\n');
                 }
                 Ok(out)
@@ -234,6 +249,17 @@ mod tests {
             .unwrap()
             .render(&rows, &h)
             .is_err());
+        assert!(Format::new(Some("{{.Nope}}"), "")
+            .unwrap()
+            .render(&[], &h)
+            .is_err());
+        assert_eq!(
+            Format::new(Some("{{.ID}}"), "")
+                .unwrap()
+                .render(&[], &h)
+                .unwrap(),
+            ""
+        );
     }
 
     #[test]

@@ -376,7 +376,15 @@ impl Cx<'_> {
         let mut cur = dot.clone();
         for (i, k) in path.iter().enumerate() {
             cur = match &cur {
-                Value::Object(o) => match o.get(k) {
+                Value::Object(o) => match o.get(k).or_else(|| {
+                    // Go templates name struct fields (APIVersion) where the
+                    // JSON has its tags (ApiVersion): a unique case-insensitive match.
+                    let mut m = o.iter().filter(|(x, _)| x.eq_ignore_ascii_case(k));
+                    match (m.next(), m.next()) {
+                        (Some((_, v)), None) => Some(v),
+                        _ => None,
+                    }
+                }) {
                     Some(v) => v.clone(),
                     None if self.strict && i == 0 && std::ptr::eq(dot, self.root) => {
                         return Err(format!(
@@ -621,6 +629,7 @@ mod tests {
         assert_eq!(r("{{if .State.Running}}up{{else}}down{{end}}", &v), "up");
         assert_eq!(r("{{with .State}}{{.Pid}}{{end}}", &v), "42");
         assert_eq!(r("{{.Missing}}", &v), "<no value>");
+        assert_eq!(r("{{.id}} {{.state.pid}}", &v), "abc 42");
         assert_eq!(r("{{.Labels}}", &v), "map[a:b k:v]");
         assert_eq!(r("{{printf \"%s-%d\" .ID .State.Pid}}", &v), "abc-42");
         assert_eq!(r("{{len .Names}}", &v), "2");
