@@ -61,11 +61,17 @@ impl Config {
         use std::io::Read;
         let mut text = String::new();
         std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_CONFIG).read_to_string(&mut text))
+            .and_then(|f| f.take(MAX_CONFIG + 1).read_to_string(&mut text))
             .map_err(|source| Error::ConfigRead {
                 path: path.to_path_buf(),
                 source,
             })?;
+        if text.len() as u64 > MAX_CONFIG {
+            return Err(Error::Config(format!(
+                "{}: larger than {MAX_CONFIG} bytes",
+                path.display()
+            )));
+        }
         let c: Config = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         c.validate()?;
