@@ -5,7 +5,7 @@
 //! - [`resolvconf`]: reading the host's resolvers (upstreams and container fallbacks).
 //! - [`statefile`]: atomic replacement and flock of the small files the above share.
 //! - [`server`]: the `kos-dns` serving loop; [`answer`] decides per query, [`index`] is the
-//!   table compiled for lookups, [`forward`] talks to upstreams, [`sdnotify`] to systemd.
+//!   table compiled for lookups, [`forward`] talks to upstreams.
 //!
 //! The server parts sit behind the default `server` feature; the network crate can depend on
 //! this crate with `default-features = false` for the table and the /etc writers alone.
@@ -18,8 +18,6 @@ pub mod forward;
 #[cfg(feature = "server")]
 pub mod index;
 pub mod resolvconf;
-#[cfg(feature = "server")]
-pub mod sdnotify;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod statefile;

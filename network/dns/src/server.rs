@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use crate::answer::{self, Outcome, MAX_UDP_PAYLOAD};
 use crate::forward::{self, Upstreams, MAX_TCP_MESSAGE};
 use crate::index::Index;
-use crate::sdnotify::Notifier;
 use crate::table::{self, Table};
+use kos_sdnotify::Notifier;
 
 /// Largest UDP datagram read from an asker; a longer one is cut and fails to parse (FORMERR).
 const MAX_UDP_QUERY: usize = 4096;
@@ -141,7 +141,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         None => None,
     };
     if let Some(n) = &notifier {
-        n.send(&format!(
+        n.notify(&format!(
             "READY=1\nSTATUS=serving {} network(s)",
             table.networks.len()
         ))
@@ -175,7 +175,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
                 }
                 if let Some(n) = &notifier {
                     if n.watchdog_interval().is_some() {
-                        if let Err(e) = n.send("WATCHDOG=1") {
+                        if let Err(e) = n.notify("WATCHDOG=1") {
                             tracing::warn!(error = %e, "watchdog notification failed");
                         }
                     }
@@ -186,7 +186,7 @@ pub async fn run(config: Config) -> Result<(), Error> {
         }
     }
     if let Some(n) = &notifier {
-        let _ = n.send("STOPPING=1");
+        let _ = n.notify("STOPPING=1");
     }
     tracing::info!("kos-dns stopping");
     Ok(())

@@ -16,7 +16,7 @@ use kadcm::events::{DeviceEvent, EventSink, JsonLinesSocket};
 use kadcm::passthrough::{AttachOptions, Passthrough};
 use kadcm::sysfs;
 use kadcm::uevent::UeventSocket;
-use kaim::sdnotify::Notifier;
+use kos_sdnotify::Notifier;
 
 #[derive(Parser, Debug)]
 #[command(name = "kadcm", about = "KOS device communication manager")]

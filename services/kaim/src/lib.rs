@@ -14,7 +14,6 @@ pub mod input;
 pub mod normalize;
 pub mod policy;
 pub mod proxy;
-pub mod sdnotify;
 
 pub use error::{Error, Result};
 pub use policy::{Decision, Policy};

@@ -10,8 +10,8 @@ use clap::Parser;
 use kaim::config::{self, Config, Grant, Users};
 use kaim::identity::ContainerMatch;
 use kaim::proxy::{self, Identify, Shared};
-use kaim::sdnotify::Notifier;
 use kaim::Policy;
+use kos_sdnotify::Notifier;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -160,17 +160,18 @@ async fn run(c: Config) -> anyhow::Result<()> {
         ))
         .context("sd_notify READY")?;
     }
-    if let Some(interval) = notifier.as_ref().and_then(Notifier::watchdog_interval) {
-        let n = Notifier::from_env().context("NOTIFY_SOCKET")?;
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(interval);
-            loop {
-                t.tick().await;
-                if let Some(n) = &n {
+    let notifier = notifier.map(std::sync::Arc::new);
+    if let Some(n) = &notifier {
+        if let Some(interval) = n.watchdog_interval() {
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(interval);
+                loop {
+                    t.tick().await;
                     let _ = n.notify("WATCHDOG=1");
                 }
-            }
-        });
+            });
+        }
     }
 
     loop {

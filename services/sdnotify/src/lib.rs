@@ -1,10 +1,11 @@
-//! The service manager's notify protocol: READY=1, WATCHDOG=1, STOPPING=1 and STATUS= as
-//! datagrams to $NOTIFY_SOCKET, so kaim and kadcm run as `Type=notify` units with
-//! `WatchdogSec=`.
+//! The service manager's notify protocol (sd_notify(3)): READY=1, WATCHDOG=1, STOPPING=1 and
+//! STATUS= as datagrams to $NOTIFY_SOCKET, so kos-dns, kaim and kadcm run as `Type=notify`
+//! units with `WatchdogSec=` under systemd or KOS's unit manager.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
+/// A connection to the service manager, when one asked for notifications.
 pub struct Notifier {
     socket: UnixDatagram,
     addr: SocketAddr,
@@ -12,6 +13,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// From NOTIFY_SOCKET (a path, or `@name` for an abstract socket) and WATCHDOG_USEC.
     /// None when no manager asked for notifications (NOTIFY_SOCKET unset).
     pub fn from_env() -> std::io::Result<Option<Notifier>> {
         let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
