@@ -143,7 +143,10 @@ impl PortMapping {
             return Err(bad("container port range ends before it starts"));
         }
         if let Some(end) = self.host_port_end {
-            if self.host_port == 0 || end < self.host_port {
+            if self.host_port == 0 {
+                return Err(bad("a host port range must not start at 0"));
+            }
+            if end < self.host_port {
                 return Err(bad("host port range ends before it starts"));
             }
             let c_len = c_end - self.container_port;
@@ -236,5 +239,7 @@ mod tests {
         ] {
             assert!(PortMapping::parse(bad).is_err(), "{bad}");
         }
+        let e = PortMapping::parse("0-10:80").unwrap_err().to_string();
+        assert!(e.contains("must not start at 0"), "{e}");
     }
 }

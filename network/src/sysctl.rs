@@ -19,21 +19,15 @@ pub fn read(key: &str) -> Result<String> {
 
 /// Sets `key` to `value` unless it already has that value; returns whether it changed.
 pub fn ensure(key: &str, value: &str, why: &str) -> Result<bool> {
-    let path = path_of(key);
-    let current = match fs::read_to_string(&path) {
-        Ok(v) => v,
-        Err(source) => return Err(Error::Sysctl { path, source }),
-    };
-    if current.trim() == value {
+    let current = read(key)?;
+    if current == value {
         return Ok(false);
     }
-    fs::write(&path, value).map_err(|source| Error::Sysctl {
-        path: path.clone(),
-        source,
-    })?;
+    let path = path_of(key);
+    fs::write(&path, value).map_err(|source| Error::Sysctl { path, source })?;
     tracing::info!(
         sysctl = key,
-        from = current.trim(),
+        from = current,
         to = value,
         why,
         "changed sysctl"
