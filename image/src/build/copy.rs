@@ -242,9 +242,13 @@ fn parallel<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> io::Result<R> + Sync,
 ) -> io::Result<Vec<R>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    // Asking is not free (it reads cgroup files): once per process.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
+    });
     if threads <= 1 || items.len() < 64 {
         return items.iter().map(&f).collect();
     }
@@ -364,20 +368,20 @@ struct Plan {
     count: u64,
 }
 
-/// Copies the host entry `src` to `name` in the directory `dirfd`; a
-/// directory's contents are merged into an existing directory there.
-/// `follow` follows `src` itself when it is a symlink (a top-level source).
-/// Directories, links and nodes are made first; file contents are then
-/// copied on all cores.
-pub fn copy_entry(
-    src: &Path,
+/// Copies host entries to names in the directory `dirfd`: `(source, name,
+/// follow)` where `follow` follows a source that is itself a symlink (a
+/// top-level source). A directory's contents are merged into an existing
+/// directory there. Directories, links and nodes are made first; file
+/// contents are then copied on all cores.
+pub fn copy_entries(
+    items: &[(PathBuf, std::ffi::OsString, bool)],
     dirfd: RawFd,
-    name: &OsStr,
     attrs: &Attrs,
-    follow: bool,
 ) -> io::Result<u64> {
     let mut plan = Plan::default();
-    plan_entry(src, dirfd, name, attrs, follow, &mut plan)?;
+    for (src, name, follow) in items {
+        plan_entry(src, dirfd, name, attrs, *follow, &mut plan)?;
+    }
     parallel(&plan.files, |j| copy_file(j, attrs))?;
     // Deepest first, so a parent's times are set after its children changed it.
     for d in plan.dirs.iter().rev() {

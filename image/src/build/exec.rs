@@ -1278,10 +1278,12 @@ impl Exec<'_> {
                         })
                         .map_err(|e| fail(e, &s.rel))?;
                     names.sort();
-                    for n in names {
-                        copy::copy_entry(&s.host.join(&n), fd.as_raw_fd(), &n, &attrs, false)
-                            .map_err(|e| fail(e, &s.rel))?;
-                    }
+                    let items: Vec<_> = names
+                        .into_iter()
+                        .map(|n| (s.host.join(&n), n, false))
+                        .collect();
+                    copy::copy_entries(&items, fd.as_raw_fd(), &attrs)
+                        .map_err(|e| fail(e, &s.rel))?;
                 }
                 Dest::Into(fd) => {
                     let base = s
@@ -1293,11 +1295,11 @@ impl Exec<'_> {
                         .file_name()
                         .map(|n| n.to_os_string())
                         .unwrap_or(base);
-                    copy::copy_entry(&s.host, fd.as_raw_fd(), &base, &attrs, true)
+                    copy::copy_entries(&[(s.host.clone(), base, true)], fd.as_raw_fd(), &attrs)
                         .map_err(|e| fail(e, &s.rel))?;
                 }
                 Dest::As(fd, name) => {
-                    copy::copy_entry(&s.host, fd.as_raw_fd(), &name, &attrs, true)
+                    copy::copy_entries(&[(s.host.clone(), name, true)], fd.as_raw_fd(), &attrs)
                         .map_err(|e| fail(e, &s.rel))?;
                 }
             }
