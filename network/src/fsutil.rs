@@ -1,12 +1,11 @@
-//! Small state files: a flock per resource and JSON written atomically (kos-dns's statefile:
-//! temp file, fsync, rename), so a crash leaves either the old or the new content, never half.
+//! Small state files: a flock per resource and JSON written atomically (kos-statefile: temp
+//! file, fsync, rename), so a crash leaves either the old or the new content, never half.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
 
-use kos_dns::statefile;
-use nix::fcntl::Flock;
+use kos_statefile as statefile;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -17,7 +16,7 @@ const MAX_STATE_FILE: u64 = 16 * 1024 * 1024;
 
 /// An exclusive lock held until dropped.
 pub struct FileLock {
-    _lock: Flock<File>,
+    _lock: statefile::Lock,
 }
 
 impl FileLock {
@@ -75,7 +74,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    statefile::replace(path, &data, 0o600).map_err(|(step, e)| Error::file(step, path, e))
+    statefile::replace(path, &data, 0o600).map_err(|e| Error::file(e.step, path, e.source))
 }
 
 /// Removes a file; absent is fine.

@@ -5,8 +5,7 @@
 //! One file per attachment, `results/<network>+<container id>+<ifname>`: network names and
 //! container ids cannot hold `+`, so the name is unambiguous. Files are written atomically.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -87,31 +86,9 @@ impl Cache {
         let dir = self.results();
         std::fs::create_dir_all(&dir).map_err(Self::err(&dir, "create directory"))?;
         let path = self.path(&entry.network_name, &entry.container_id, &entry.if_name);
-        // Beside the target, hidden, whole name kept (names may hold dots).
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id()
-        ));
         let data = serde_json::to_vec(entry)
             .map_err(|e| Self::err(&path, "serialise")(std::io::Error::other(e)))?;
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&tmp)
-                .map_err(Self::err(&path, "create temp file"))?;
-            f.write_all(&data).map_err(Self::err(&path, "write"))?;
-            f.sync_all().map_err(Self::err(&path, "fsync"))?;
-            std::fs::rename(&tmp, &path).map_err(Self::err(&path, "rename into place"))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        kos_statefile::replace(&path, &data, 0o600).map_err(|e| Self::err(&path, e.step)(e.source))
     }
 
     /// The entry of one attachment; None when there is none.

@@ -203,10 +203,10 @@ fn invalid(what: &'static str, value: &str, why: &'static str) -> Error {
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    crate::statefile::replace(path, data, 0o644).map_err(|(step, source)| Error::Write {
+    kos_statefile::replace(path, data, 0o644).map_err(|e| Error::Write {
         path: path.to_owned(),
-        step,
-        source,
+        step: e.step,
+        source: e.source,
     })
 }
 

@@ -3,7 +3,6 @@
 //! - [`table`]: the state file the network crate writes and the server reads.
 //! - [`etc_files`]: a container's /etc/resolv.conf, /etc/hosts and /etc/hostname.
 //! - [`resolvconf`]: reading the host's resolvers (upstreams and container fallbacks).
-//! - [`statefile`]: atomic replacement and flock of the small files the above share.
 //! - [`server`]: the `kos-dns` serving loop; [`answer`] decides per query, [`index`] is the
 //!   table compiled for lookups, [`forward`] talks to upstreams.
 //!
@@ -20,5 +19,4 @@ pub mod index;
 pub mod resolvconf;
 #[cfg(feature = "server")]
 pub mod server;
-pub mod statefile;
 pub mod table;

@@ -202,12 +202,10 @@ struct PidFile {
 impl PidFile {
     fn write(path: &std::path::Path) -> Result<PidFile, Error> {
         let pid = format!("{}\n", std::process::id());
-        crate::statefile::replace(path, pid.as_bytes(), 0o644).map_err(|(step, source)| {
-            Error::PidFile {
-                path: path.to_owned(),
-                step,
-                source,
-            }
+        kos_statefile::replace(path, pid.as_bytes(), 0o644).map_err(|e| Error::PidFile {
+            path: path.to_owned(),
+            step: e.step,
+            source: e.source,
         })?;
         Ok(PidFile {
             path: path.to_owned(),

@@ -228,7 +228,7 @@ impl Table {
         };
         let data = serde_json::to_vec_pretty(self)
             .map_err(|e| err("serialise")(std::io::Error::other(e)))?;
-        crate::statefile::replace(path, &data, 0o644).map_err(|(step, e)| err(step)(e))
+        kos_statefile::replace(path, &data, 0o644).map_err(|e| err(e.step)(e.source))
     }
 
     /// Adds or replaces (same container id) `entry` on `net`, creating the network when new and
@@ -317,14 +317,14 @@ pub fn check_dns_name(name: &str) -> std::result::Result<(), &'static str> {
 /// table. The lock file is separate from the table because the table's inode changes on every
 /// rename.
 pub struct TableLock {
-    _lock: nix::fcntl::Flock<File>,
+    _lock: kos_statefile::Lock,
 }
 
 impl TableLock {
     pub fn acquire(table_path: &Path) -> Result<TableLock> {
         let mut lock_path = table_path.as_os_str().to_owned();
         lock_path.push(".lock");
-        let lock = crate::statefile::lock(&PathBuf::from(lock_path), false).map_err(|source| {
+        let lock = kos_statefile::lock(&PathBuf::from(lock_path), false).map_err(|source| {
             Error::Lock {
                 path: table_path.to_owned(),
                 source,

@@ -13,6 +13,11 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("writing {path}: {source}")]
+    Replace {
+        path: PathBuf,
+        source: kos_statefile::ReplaceError,
+    },
     #[error("CDI spec {path}: {message}")]
     CdiSpec { path: PathBuf, message: String },
     #[error("CDI device {name:?}: {message}")]

@@ -2,7 +2,6 @@
 //! `kos.dev/<class>`, written atomically; files for classes that no longer have devices go.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -102,21 +101,10 @@ pub fn write_specs(dir: &Path, devices: &[Device]) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// Replaced whole, so a runtime resolving CDI names never reads half a spec.
 fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let werr = |source| Error::Write {
+    kos_statefile::replace(path, data, 0o644).map_err(|source| Error::Replace {
         path: path.to_path_buf(),
         source,
-    };
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(werr(e));
-    }
-    Ok(())
+    })
 }

@@ -1,0 +1,150 @@
+//! Small files several KOS processes share: replaced so readers see the old or the new
+//! contents, never a mix (a temp file beside it, fsync, rename over it, fsync of the
+//! directory), and guarded by an exclusive or shared `flock` on a separate lock file. The DNS
+//! table, container /etc files, network state, the CNI result cache and kadcm's CDI specs all
+//! go through here.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// A failed replacement: the step that failed and its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct ReplaceError {
+    pub step: &'static str,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Makes temp names unique per call, so two threads replacing one file never share a temp file.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `data` to `path` with `mode`. On error the temp file is removed and `path` is
+/// untouched.
+pub fn replace(path: &Path, data: &[u8], mode: u32) -> Result<(), ReplaceError> {
+    let step = |step| move |source| ReplaceError { step, source };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| step("name temp file")(std::io::Error::other("path has no file name")))?;
+    // Hidden and not ending in the target's extension, so directory scanners (CDI's `*.json`)
+    // never pick up a half-written file.
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(step("create temp file"))?;
+        f.write_all(data).map_err(step("write temp file"))?;
+        f.sync_all().map_err(step("fsync temp file"))?;
+        std::fs::rename(&tmp, path).map_err(step("rename into place"))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(step("fsync directory"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A `flock` held until dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _flock: Flock<File>,
+}
+
+/// Takes a `flock` on `path` (created 0600 if missing). `shared`: many holders at once, none
+/// while an exclusive one is held. A signal interrupting the wait retries it.
+pub fn lock(path: &Path, shared: bool) -> std::io::Result<Lock> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    let how = if shared {
+        FlockArg::LockShared
+    } else {
+        FlockArg::LockExclusive
+    };
+    loop {
+        match Flock::lock(file, how) {
+            Ok(flock) => return Ok(Lock { _flock: flock }),
+            Err((f, nix::errno::Errno::EINTR)) => file = f,
+            Err((_, e)) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replace_writes_whole_files_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        replace(&p, b"old", 0o640).unwrap();
+        replace(&p, b"new", 0o640).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn failed_replace_names_the_step_and_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("inside"), b"keep").unwrap();
+        let e = replace(&p, b"new", 0o600).unwrap_err();
+        assert_eq!(e.step, "rename into place", "{e}");
+        assert_eq!(std::fs::read(p.join("inside")).unwrap(), b"keep");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn exclusive_lock_excludes_shared_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.lock");
+        let a = lock(&p, true).unwrap();
+        let b = lock(&p, true).unwrap();
+        // flock locks belong to the open file description: a second open of the same file
+        // conflicts like another process would.
+        let try_exclusive = || {
+            let f = File::open(&p).unwrap();
+            Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok()
+        };
+        assert!(!try_exclusive());
+        drop((a, b));
+        assert!(try_exclusive());
+    }
+}
