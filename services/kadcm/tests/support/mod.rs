@@ -269,15 +269,23 @@ pub fn write_policy(dir: &Path, rego: &str) -> PathBuf {
 /// Records that the calling test cannot run here because the machine lacks a kernel feature
 /// (`reason` names it), for `make test`'s skip count ($KOS_TEST_SKIPS/skips.log).
 pub fn skip(reason: &str) {
-    eprintln!("SKIP: {reason}");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", env!("CARGO_PKG_NAME"));
+    eprint!("KOS-SKIP {line}");
     if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
         use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
+        let p = Path::new(&dir).join("skips.log");
+        // One O_APPEND write per line: concurrent tests never interleave.
+        let res = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(Path::new(&dir).join("skips.log"))
-        {
-            let _ = writeln!(f, "kadcm: {reason}");
+            .open(&p)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = res {
+            panic!("recording the skip in {}: {e}", p.display());
         }
     }
 }
