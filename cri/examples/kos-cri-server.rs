@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 use kos_cri::CriConfig;
 
 fn main() {
+    // A pod that shares its PID namespace re-runs this binary as its holder.
+    kos_cri::run_if_holder();
     if let Err(e) = run() {
         eprintln!("kos-cri-server: {e:#}");
         std::process::exit(1);

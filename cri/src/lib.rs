@@ -8,10 +8,16 @@
 //! containers (run by `containerd-shim-kos-v2` through kos-shim-client) join them by path.
 
 pub mod config;
+pub mod container;
+pub mod core;
 pub mod error;
 pub mod images;
+pub mod runtime;
+pub mod sandbox;
 pub mod server;
+pub mod state;
 
 pub use config::CriConfig;
 pub use error::{Error, Result};
+pub use sandbox::holder::run_if_holder;
 pub use server::{serve, serve_with_shutdown};

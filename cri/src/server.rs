@@ -3,7 +3,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use std::sync::Arc;
+
 use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::info;
@@ -31,6 +34,9 @@ pub async fn serve_with_shutdown(
         registry: kos_image::Registry::new(config.registry.clone()),
         mirrors: Mirrors::new(&config.registry_config_dir),
     };
+    let core = Arc::new(crate::core::Core::open(config, images.clone())?);
+    let runtime = crate::runtime::Runtime { core };
+    runtime.recover();
     if let Some(dir) = socket_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating socket directory", dir, e))?;
     }
@@ -45,6 +51,11 @@ pub async fn serve_with_shutdown(
         .map_err(|e| Error::io("setting mode of", socket_path, e))?;
     info!(socket = %socket_path.display(), "CRI server listening");
     let result = tonic::transport::Server::builder()
+        .add_service(
+            RuntimeServiceServer::new(runtime)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
         .add_service(
             ImageServiceServer::new(images)
                 .max_decoding_message_size(MAX_MESSAGE)

@@ -245,7 +245,7 @@ impl Images {
 }
 
 /// Bytes and inodes used under `root` (the store), not following symlinks.
-fn usage(root: &Path) -> (u64, u64) {
+pub(crate) fn usage(root: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let mut bytes = 0u64;
     let mut inodes = 0u64;

@@ -1,0 +1,215 @@
+//! The server's shared state: records in memory and on disk, the services it drives, and
+//! the container event stream.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_cri::v1 as cri;
+use kos_network::netns::NetnsDir;
+use kos_shim_client::{LaunchOptions, ShimClient};
+use tokio::sync::broadcast;
+
+use crate::config::CriConfig;
+use crate::error::{Error, Result};
+use crate::images::Images;
+use crate::sandbox::network::PodNetwork;
+use crate::state::{ContainerRecord, SandboxRecord, StateDir};
+
+pub struct Inner {
+    pub sandboxes: HashMap<String, SandboxRecord>,
+    pub containers: HashMap<String, ContainerRecord>,
+    /// Names being made (sandbox or container), so two concurrent calls cannot both win.
+    pub reserved: std::collections::HashSet<String>,
+}
+
+pub struct Core {
+    pub config: CriConfig,
+    pub state: StateDir,
+    pub images: Images,
+    pub network: PodNetwork,
+    pub netns: NetnsDir,
+    pub launch: LaunchOptions,
+    pub events: broadcast::Sender<cri::ContainerEventResponse>,
+    inner: Mutex<Inner>,
+    shims: Mutex<HashMap<String, ShimClient>>,
+}
+
+pub type Shared = Arc<Core>;
+
+/// A random 64-hex-digit id, as kubelet expects of sandbox and container ids.
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    let mut f =
+        std::fs::File::open("/dev/urandom").map_err(|e| Error::io("opening", "/dev/urandom", e))?;
+    std::io::Read::read_exact(&mut f, &mut b)
+        .map_err(|e| Error::io("reading", "/dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl Core {
+    pub fn open(config: CriConfig, images: Images) -> Result<Core> {
+        let state = StateDir::open(&config.data_dir)?;
+        let mut inner = Inner {
+            sandboxes: HashMap::new(),
+            containers: HashMap::new(),
+            reserved: Default::default(),
+        };
+        for s in state.sandboxes()? {
+            inner.sandboxes.insert(s.id.clone(), s);
+        }
+        for c in state.containers()? {
+            inner.containers.insert(c.id.clone(), c);
+        }
+        let network = PodNetwork {
+            cni: kos_cni::runner::Cni::new(
+                config.cni_bin_dirs.clone(),
+                config.cni_cache_dir.clone(),
+            ),
+            conf_dir: config.cni_conf_dir.clone(),
+        };
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from));
+        let launch = LaunchOptions {
+            shim_binary: config.shim_binary.clone(),
+            namespace: "kos-cri".into(),
+            address: config.exec_root.join("cri-shim.sock"),
+            publish_binary: exe_dir
+                .map(|d| d.join("kos-cri-publish"))
+                .unwrap_or_else(|| PathBuf::from("/bin/true")),
+            ttrpc_address: config.exec_root.join("cri-events.sock"),
+            debug: false,
+        };
+        let (events, _) = broadcast::channel(1024);
+        Ok(Core {
+            netns: NetnsDir::new(config.exec_root.join("netns")),
+            state,
+            images,
+            network,
+            launch,
+            events,
+            config,
+            inner: Mutex::new(inner),
+            shims: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn sandbox(&self, id: &str) -> Result<SandboxRecord> {
+        let g = self.inner();
+        find(&g.sandboxes, id, "pod sandbox")
+    }
+
+    pub fn container(&self, id: &str) -> Result<ContainerRecord> {
+        let g = self.inner();
+        find(&g.containers, id, "container")
+    }
+
+    pub fn save_sandbox(&self, r: SandboxRecord) -> Result<()> {
+        self.state.put_sandbox(&r)?;
+        self.inner().sandboxes.insert(r.id.clone(), r);
+        Ok(())
+    }
+
+    pub fn save_container(&self, r: ContainerRecord) -> Result<()> {
+        self.state.put_container(&r)?;
+        self.inner().containers.insert(r.id.clone(), r);
+        Ok(())
+    }
+
+    /// Changes a container record under the lock and persists it.
+    pub fn update_container(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord> {
+        let rec = {
+            let mut g = self.inner();
+            let r = g
+                .containers
+                .get_mut(id)
+                .ok_or_else(|| Error::NotFound(format!("container {id} not found")))?;
+            f(r);
+            r.clone()
+        };
+        self.state.put_container(&rec)?;
+        Ok(rec)
+    }
+
+    pub fn forget_container(&self, id: &str) -> Result<()> {
+        self.state.delete_container(id)?;
+        self.inner().containers.remove(id);
+        self.shims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    pub fn forget_sandbox(&self, id: &str) -> Result<()> {
+        self.state.delete_sandbox(id)?;
+        self.inner().sandboxes.remove(id);
+        Ok(())
+    }
+
+    /// The shim client of a container, connecting to its recorded address when needed.
+    pub async fn shim(&self, rec: &ContainerRecord) -> Result<ShimClient> {
+        if let Some(c) = self
+            .shims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&rec.id)
+        {
+            return Ok(c.clone());
+        }
+        let c = ShimClient::connect(&rec.shim_address)
+            .await
+            .map_err(|e| Error::shim(format!("connecting to the shim of {}", rec.id), e))?;
+        self.shims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id.clone(), c.clone());
+        Ok(c)
+    }
+
+    pub fn remember_shim(&self, id: &str, c: ShimClient) {
+        self.shims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), c);
+    }
+
+    pub fn emit(&self, ev: cri::ContainerEventResponse) {
+        // No subscriber is fine.
+        let _ = self.events.send(ev);
+    }
+}
+
+/// Lookup by full id or unique prefix (as crictl and kubelet's tooling allow).
+fn find<T: Clone>(map: &HashMap<String, T>, id: &str, what: &str) -> Result<T> {
+    if id.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} id is empty")));
+    }
+    if let Some(r) = map.get(id) {
+        return Ok(r.clone());
+    }
+    let mut hits = map.iter().filter(|(k, _)| k.starts_with(id));
+    match (hits.next(), hits.next()) {
+        (Some((_, r)), None) => Ok(r.clone()),
+        (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
+            "{what} id prefix {id} is ambiguous"
+        ))),
+        _ => Err(Error::NotFound(format!("{what} {id} not found"))),
+    }
+}

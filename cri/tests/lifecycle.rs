@@ -1,0 +1,517 @@
+//! Pod and container lifecycle through the CRI: a pod without a pause image (pinned
+//! namespaces, hostname, sysctl, DNS), a container through the kos shim, ExecSync, the CRI
+//! log, stats, events, exit reasons, status codes for bad requests, restart of the server
+//! with a running pod, and nothing left afterwards.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_cri::v1::*;
+use support::{cgroup_dirs, mounts_under, pids_with_cmdline, unique, Registry, Server};
+use tokio_stream::StreamExt;
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
+}
+
+fn pod_config(name: &str, logs: &std::path::Path, ns: NamespaceOption) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: unique("uid"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "kos-pod".into(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        dns_config: Some(DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(ns),
+                ..Default::default()
+            }),
+            sysctls: HashMap::from([("kernel.shmmni".to_string(), "1234".to_string())]),
+            ..Default::default()
+        }),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, image: &str, args: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: spec(image),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        envs: vec![KeyValue {
+            key: "GREETING".into(),
+            value: "hello-cri".into(),
+        }],
+        log_path: format!("{name}/0.log"),
+        ..Default::default()
+    }
+}
+
+/// Nothing of the server's pods is left: no pins, mounts, shims, cgroups, pod dirs.
+fn assert_clean(server: &Server) {
+    let run = server.dir.path().join("run");
+    let mounts = mounts_under(&run);
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let shims = || {
+        pids_with_cmdline(&run.to_string_lossy())
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.starts_with("containerd-shim"))
+            })
+            .count()
+    };
+    support::wait_for("shims to exit", Duration::from_secs(5), || shims() == 0);
+    let cg = cgroup_dirs(&server.cgroup_root());
+    // The shared root (kos/ in production) stays; nothing of a pod below it may.
+    let non_empty: Vec<_> = cg.iter().filter(|d| d.components().count() > 6).collect();
+    assert!(non_empty.is_empty(), "cgroups left: {non_empty:?}");
+    let pods = run.join("pods");
+    let left: Vec<_> = std::fs::read_dir(&pods)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "pod dirs left: {left:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pod_and_container_lifecycle() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let mut server = Server::start(&[]);
+    let logs = server.dir.path().join("logs");
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+
+    let v = rt
+        .version(VersionRequest::default())
+        .await
+        .expect("version")
+        .into_inner();
+    assert_eq!(v.runtime_name, "kos");
+    assert_eq!(v.runtime_api_version, "v1");
+    let st = rt
+        .status(StatusRequest { verbose: false })
+        .await
+        .expect("status")
+        .into_inner();
+    assert!(st.runtime_handlers.iter().any(|h| h.name == "kos"));
+    let rc = rt
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .expect("runtime config")
+        .into_inner();
+    assert_eq!(
+        rc.linux.expect("linux").cgroup_driver,
+        CgroupDriver::Cgroupfs as i32
+    );
+
+    let events = rt
+        .get_container_events(GetEventsRequest {})
+        .await
+        .expect("events")
+        .into_inner();
+
+    // Host network (no CNI here), own IPC and UTS, container-private PID.
+    let ns = NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        ipc: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ..Default::default()
+    };
+    let mut pc = pod_config("life", &logs, ns);
+    // A host-network pod may not set net.* sysctls: InvalidArgument, nothing made.
+    pc.linux
+        .as_mut()
+        .expect("linux")
+        .sysctls
+        .insert("net.ipv4.ip_forward".into(), "1".into());
+    let e = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect_err("net sysctl on host network");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    pc.linux
+        .as_mut()
+        .expect("linux")
+        .sysctls
+        .remove("net.ipv4.ip_forward");
+
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: "kos".into(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    // The same name and attempt again: AlreadyExists.
+    let e = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect_err("duplicate pod");
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+
+    let st = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("pod status")
+        .into_inner();
+    assert_eq!(
+        st.status.expect("status").state,
+        PodSandboxState::SandboxReady as i32
+    );
+    assert!(st.info["info"].contains("ipcns"), "{:?}", st.info);
+
+    let list = rt
+        .list_pod_sandbox(ListPodSandboxRequest {
+            filter: Some(PodSandboxFilter {
+                label_selector: HashMap::from([("app".to_string(), "life".to_string())]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("list pods")
+        .into_inner()
+        .items;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, pod);
+
+    let c = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config(
+                "main",
+                &image,
+                &[
+                    "sh",
+                    "-c",
+                    "echo out-$GREETING; echo err-line >&2; exec sleep 300",
+                ],
+            )),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .expect("create container")
+        .into_inner()
+        .container_id;
+    let e = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("main", &image, &["true"])),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .expect_err("duplicate container name and attempt");
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    let e = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: "0".repeat(64),
+            config: Some(container_config("x", &image, &["true"])),
+            sandbox_config: None,
+        })
+        .await
+        .expect_err("unknown sandbox");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    let mut bad = container_config("badcap", &image, &["true"]);
+    bad.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            capabilities: Some(Capability {
+                add_capabilities: vec!["NOT_A_CAP".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let e = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(bad),
+            sandbox_config: None,
+        })
+        .await
+        .expect_err("bad capability");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+
+    rt.start_container(StartContainerRequest {
+        container_id: c.clone(),
+    })
+    .await
+    .expect("start");
+    let st = rt
+        .container_status(ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("container status")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+
+    // Exec sees the pod's hostname, sysctl (IPC namespace) and DNS config.
+    let x = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: c.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /proc/sys/kernel/shmmni; cat /etc/resolv.conf; echo to-err >&2; exit 3".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .expect("exec sync")
+        .into_inner();
+    let out = String::from_utf8_lossy(&x.stdout);
+    assert_eq!(x.exit_code, 3);
+    assert!(out.starts_with("1234\n"), "{out}");
+    assert!(
+        out.contains("nameserver 10.96.0.10") && out.contains("options ndots:5"),
+        "{out}"
+    );
+    assert_eq!(String::from_utf8_lossy(&x.stderr), "to-err\n");
+    let e = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: c.clone(),
+            cmd: vec!["sleep".into(), "30".into()],
+            timeout: 1,
+        })
+        .await
+        .expect_err("exec timeout");
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
+
+    // The CRI log written by the shim.
+    let log = logs.join("main/0.log");
+    support::wait_for("log lines", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.lines().count() >= 2)
+    });
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.lines().any(|l| l.ends_with(" stdout F out-hello-cri")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.ends_with(" stderr F err-line")),
+        "{text}"
+    );
+
+    let stats = rt
+        .container_stats(ContainerStatsRequest {
+            container_id: c.clone(),
+        })
+        .await
+        .expect("stats")
+        .into_inner()
+        .stats
+        .expect("stats");
+    assert!(
+        stats
+            .memory
+            .expect("memory")
+            .usage_bytes
+            .expect("usage")
+            .value
+            > 0
+    );
+    assert!(
+        stats
+            .cpu
+            .expect("cpu")
+            .usage_core_nano_seconds
+            .expect("cpu ns")
+            .value
+            > 0
+    );
+    let ps = rt
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest { filter: None })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats;
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].linux.as_ref().expect("linux").containers.len(), 1);
+
+    // The server restarts; the pod and the running container are still there.
+    drop(rt);
+    drop(events);
+    server.restart();
+    let mut rt = server.runtime().await;
+    let st = rt
+        .container_status(ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("status after restart")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+    let x = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: c.clone(),
+            cmd: vec!["hostname".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("exec after restart")
+        .into_inner();
+    // A host-network pod has the host's UTS namespace, so the host's name.
+    let host = nix::unistd::gethostname().expect("hostname");
+    assert_eq!(
+        String::from_utf8_lossy(&x.stdout).trim(),
+        host.to_string_lossy()
+    );
+    let mut events = rt
+        .get_container_events(GetEventsRequest {})
+        .await
+        .expect("events")
+        .into_inner();
+
+    rt.stop_container(StopContainerRequest {
+        container_id: c.clone(),
+        timeout: 2,
+    })
+    .await
+    .expect("stop");
+    let st = rt
+        .container_status(ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .status
+        .expect("status");
+    assert_eq!(st.state, ContainerState::ContainerExited as i32);
+    // sleep is pid 1 of its PID namespace, where SIGTERM without a handler does nothing:
+    // after the 2 s timeout SIGKILL ends it (137 = 128 + 9), an Error exit.
+    assert_eq!(st.exit_code, 137);
+    assert_eq!(st.reason, "Error");
+    let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("an event in time")
+        .expect("stream open")
+        .expect("event");
+    assert_eq!(ev.container_id, c);
+    assert_eq!(
+        ev.container_event_type,
+        ContainerEventType::ContainerStoppedEvent as i32
+    );
+
+    // A container that completes.
+    let done = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("done", &image, &["true"])),
+            sandbox_config: None,
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: done.clone(),
+    })
+    .await
+    .expect("start");
+    let mut reason = String::new();
+    for _ in 0..100 {
+        let st = rt
+            .container_status(ContainerStatusRequest {
+                container_id: done.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status");
+        if st.state == ContainerState::ContainerExited as i32 {
+            reason = st.reason;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reason, "Completed");
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("stop pod");
+    // A container for a stopped sandbox: FailedPrecondition.
+    let e = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("late", &image, &["true"])),
+            sandbox_config: None,
+        })
+        .await
+        .expect_err("stopped sandbox");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("remove pod");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("remove twice");
+    let e = rt
+        .container_status(ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: false,
+        })
+        .await
+        .expect_err("removed");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    let list = rt
+        .list_containers(ListContainersRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert!(list.is_empty());
+    assert_clean(&server);
+}
