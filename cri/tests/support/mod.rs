@@ -147,6 +147,7 @@ impl Drop for Registry {
 const APPLETS: &[&str] = &[
     "sh", "true", "false", "cat", "echo", "sleep", "ls", "ps", "id", "env", "hostname", "wget",
     "nc", "ip", "ifconfig", "grep", "test", "touch", "mount", "head", "kill", "printf", "sed",
+    "httpd", "mkdir",
 ];
 
 fn sha256_hex(b: &[u8]) -> String {

@@ -1,0 +1,527 @@
+//! Pods on a CNI network (Debian's containernetworking-plugins: bridge, host-local,
+//! portmap), a pod sharing its PID namespace, security contexts seen from inside, and a
+//! failed RunPodSandbox that leaves nothing.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use support::{mounts_under, unique, Registry, Server};
+use tonic::transport::Channel;
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
+}
+
+fn pod(name: &str, ns: NamespaceOption, ports: Vec<PortMapping>) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: unique("uid"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        port_mappings: ports,
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(ns),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ctr(name: &str, image: &str, args: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: spec(image),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+async fn run(rt: &mut RuntimeServiceClient<Channel>, pod_id: &str, c: ContainerConfig) -> String {
+    let id = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod_id.into(),
+            config: Some(c),
+            sandbox_config: None,
+        })
+        .await
+        .expect("create container")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await
+    .expect("start container");
+    id
+}
+
+async fn exec(rt: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &str) -> (i32, String) {
+    let r = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), cmd.into()],
+            timeout: 20,
+        })
+        .await
+        .expect("exec")
+        .into_inner();
+    (
+        r.exit_code,
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        ),
+    )
+}
+
+async fn remove_pod(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .expect("stop pod");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .expect("remove pod");
+}
+
+/// The test's own bridge, removed on drop (CNI DEL leaves the bridge itself).
+struct Bridge(String);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+    }
+}
+
+/// portmap's shared chains in the host's nat table: the plugin leaves them (and their jumps)
+/// after the last DEL. Removed on drop when this test made them and they are empty again.
+struct PortmapChains {
+    existed: bool,
+}
+
+fn iptables(args: &[&str]) -> bool {
+    Command::new("iptables")
+        .args(["-w", "-t", "nat"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl PortmapChains {
+    fn snapshot() -> PortmapChains {
+        PortmapChains {
+            existed: iptables(&["-S", "CNI-HOSTPORT-DNAT"]),
+        }
+    }
+}
+
+impl Drop for PortmapChains {
+    fn drop(&mut self) {
+        if self.existed {
+            return;
+        }
+        let rules = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+            .unwrap_or(0);
+        if rules > 1 {
+            // Someone else's port mappings: leave the chains.
+            return;
+        }
+        iptables(&[
+            "-D",
+            "PREROUTING",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "CNI-HOSTPORT-DNAT",
+        ]);
+        iptables(&[
+            "-D",
+            "OUTPUT",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "CNI-HOSTPORT-DNAT",
+        ]);
+        iptables(&[
+            "-D",
+            "POSTROUTING",
+            "-m",
+            "comment",
+            "--comment",
+            "CNI portfwd requiring masquerade",
+            "-j",
+            "CNI-HOSTPORT-MASQ",
+        ]);
+        for c in [
+            "CNI-HOSTPORT-DNAT",
+            "CNI-HOSTPORT-MASQ",
+            "CNI-HOSTPORT-SETMARK",
+        ] {
+            iptables(&["-F", c]);
+            iptables(&["-X", c]);
+        }
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Host veths whose peer is in a netns (what bridge plugin attachments leave on the host).
+fn veths_on(bridge: &str) -> usize {
+    std::fs::read_dir(Path::new("/sys/class/net").join(bridge).join("brif"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn write_conflist(dir: &Path, bridge: &str, subnet: &str, extra_plugin: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir net.d");
+    let conf = format!(
+        r#"{{"cniVersion": "1.0.0", "name": "{bridge}", "plugins": [
+  {{"type": "bridge", "bridge": "{bridge}", "isGateway": true, "ipMasq": false,
+    "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{subnet}"}}]],
+              "dataDir": "{}"}}}}{extra_plugin}
+]}}"#,
+        dir.join("ipam").display()
+    );
+    std::fs::write(dir.join("10-kos-test.conflist"), conf).expect("write conflist");
+}
+
+fn subnet() -> String {
+    // Unique per test process, inside 10.213.0.0/16 (not used by the host).
+    format!("10.213.{}.0/24", std::process::id() % 250)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cni_pods_reach_each_other_and_host_port() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let _chains = PortmapChains::snapshot();
+    let bridge = Bridge(format!("kos{}", std::process::id() % 100_000_000));
+    assert!(bridge.0.len() <= 15);
+    let server = Server::start(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
+    write_conflist(
+        &server.dir.path().join("net.d"),
+        &bridge.0,
+        &subnet(),
+        r#",
+  {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}"#,
+    );
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let st = rt
+        .status(StatusRequest { verbose: false })
+        .await
+        .expect("status")
+        .into_inner()
+        .status
+        .expect("status");
+    assert!(st
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "NetworkReady" && c.status));
+
+    let ns = NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    let host_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let a = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod(
+                "web",
+                ns.clone(),
+                vec![PortMapping {
+                    protocol: Protocol::Tcp as i32,
+                    container_port: 8080,
+                    host_port: host_port as i32,
+                    host_ip: "127.0.0.1".into(),
+                }],
+            )),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod a")
+        .into_inner()
+        .pod_sandbox_id;
+    let b = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod("client", ns, vec![])),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod b")
+        .into_inner()
+        .pod_sandbox_id;
+    let ip_of = |s: PodSandboxStatusResponse| s.status.expect("status").network.expect("net").ip;
+    let ip_a = ip_of(
+        rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: a.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("status")
+        .into_inner(),
+    );
+    assert!(ip_a.starts_with("10.213."), "{ip_a}");
+    assert_eq!(veths_on(&bridge.0), 2);
+
+    let web = run(
+        &mut rt,
+        &a,
+        ctr(
+            "web",
+            &image,
+            &["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www"],
+        ),
+    )
+    .await;
+    let client = run(&mut rt, &b, ctr("client", &image, &["sleep", "300"])).await;
+    // Pod B reaches pod A by IP.
+    let mut got = String::new();
+    for _ in 0..50 {
+        let (code, out) = exec(
+            &mut rt,
+            &client,
+            &format!("wget -qO- http://{ip_a}:8080/index.html"),
+        )
+        .await;
+        if code == 0 {
+            got = out;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, "hello-from-web\n");
+    // The pod's eth0 holds the address CNI gave.
+    let (_, out) = exec(&mut rt, &web, "ip -4 addr show eth0").await;
+    assert!(out.contains(&ip_a), "{out}");
+    // The hostPort answers on loopback.
+    let body = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", host_port)).expect("connect hostPort");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+            .expect("write");
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        r
+    })
+    .await
+    .expect("join");
+    assert!(body.ends_with("hello-from-web\n"), "{body}");
+
+    remove_pod(&mut rt, &a).await;
+    remove_pod(&mut rt, &b).await;
+    // CNI DEL took the veths and pins away.
+    assert_eq!(veths_on(&bridge.0), 0);
+    let pins: Vec<_> = std::fs::read_dir(server.dir.path().join("run/netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(pins.is_empty(), "{pins:?}");
+    assert!(mounts_under(&server.dir.path().join("run")).is_empty());
+    assert!(link_exists(&bridge.0));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn failed_run_pod_sandbox_leaves_nothing() {
+    let bridge = Bridge(format!("kosf{}", std::process::id() % 10_000_000));
+    let server = Server::start(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
+    // The second plugin does not exist: ADD fails after bridge and IPAM ran.
+    write_conflist(
+        &server.dir.path().join("net.d"),
+        &bridge.0,
+        &format!("10.214.{}.0/24", std::process::id() % 250),
+        r#",
+  {"type": "no-such-plugin-kos"}"#,
+    );
+    let mut rt = server.runtime().await;
+    let e = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod(
+                "broken",
+                NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                },
+                vec![],
+            )),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect_err("CNI ADD fails");
+    assert!(e.message().contains("no-such-plugin-kos"), "{e}");
+    let run = server.dir.path().join("run");
+    assert!(mounts_under(&run).is_empty(), "{:?}", mounts_under(&run));
+    for d in ["netns", "pods"] {
+        let left: Vec<_> = std::fs::read_dir(run.join(d))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        assert!(left.is_empty(), "{d}: {left:?}");
+    }
+    assert_eq!(veths_on(&bridge.0), 0);
+    let list = rt
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .items;
+    assert!(list.is_empty());
+    assert!(support::pids_with_cmdline("kos-cri-pod-holder").is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shared_pid_namespace_and_security_context() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let server = Server::start(&[]);
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let p = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod(
+                "shared",
+                NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Pod as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                },
+                vec![],
+            )),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let holders = support::pids_with_cmdline("kos-cri-pod-holder");
+    assert_eq!(holders.len(), 1, "one holder");
+    let _first = run(&mut rt, &p, ctr("first", &image, &["sleep", "301"])).await;
+    let mut locked = ctr("locked", &image, &["sleep", "302"]);
+    locked.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            run_as_group: Some(Int64Value { value: 2000 }),
+            supplemental_groups: vec![3000],
+            readonly_rootfs: true,
+            no_new_privs: true,
+            capabilities: Some(Capability {
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            seccomp: Some(SecurityProfile {
+                profile_type: security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let locked = run(&mut rt, &p, locked).await;
+    // The first container's sleep is visible: one PID namespace for the pod, whose pid 1
+    // is the holder.
+    let (_, ps) = exec(&mut rt, &locked, "ps -o pid,args").await;
+    assert!(ps.contains("sleep 301"), "{ps}");
+    assert!(ps.lines().any(|l| l.trim_start().starts_with("1 ")), "{ps}");
+    let (_, id) = exec(&mut rt, &locked, "id").await;
+    assert!(
+        id.contains("uid=1000") && id.contains("gid=2000") && id.contains("3000"),
+        "{id}"
+    );
+    let (code, out) = exec(&mut rt, &locked, "touch /x").await;
+    assert_ne!(code, 0, "read-only root: {out}");
+    let (_, status) = exec(
+        &mut rt,
+        &locked,
+        "grep -E '^(NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/self/status",
+    )
+    .await;
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
+    // A Localhost seccomp profile that does not exist is InvalidArgument.
+    let mut bad = ctr("bad", &image, &["true"]);
+    bad.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            seccomp: Some(SecurityProfile {
+                profile_type: security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "/nonexistent/kos/profile.json".into(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let e = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: p.clone(),
+            config: Some(bad),
+            sandbox_config: None,
+        })
+        .await
+        .expect_err("missing seccomp profile");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    remove_pod(&mut rt, &p).await;
+    support::wait_for("holder gone", Duration::from_secs(5), || {
+        holders
+            .iter()
+            .all(|h| !Path::new(&format!("/proc/{h}")).exists())
+    });
+    let _ = HashMap::<String, String>::new();
+}
