@@ -7,7 +7,8 @@
 # data root, exec root and socket under one temp dir, removed at exit.
 # Target (issue 13): kos run <= 1.1x docker run (the CLI adds nothing).
 #
-#   bench/cli.sh   (as root; RUNS=n for more runs)
+#   bench/cli.sh   (as root; RUNS=n for more runs; DAEMON_DIR=dir to take kosd, the shim and
+#                   kosrun from dir instead of this tree's release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,8 +19,14 @@ for tool in hyperfine jq "$DOCKER"; do
 done
 [ "$(id -u)" = 0 ] || { echo "bench/cli.sh: run as root" >&2; exit 1; }
 
-cargo build --release -q -p kosd -p kos -p kos-shim -p kosrun
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+if [ -n "${DAEMON_DIR:-}" ]; then
+    cargo build --release -q -p kos
+    KOSD=$DAEMON_DIR/kosd
+else
+    cargo build --release -q -p kosd -p kos -p kos-shim -p kosrun
+    KOSD=$BIN/kosd
+fi
 
 T=$(mktemp -d /var/tmp/kos-cli-bench.XXXXXX)
 KPID=""
@@ -52,7 +59,7 @@ printf '[{"Config":"%s.json","RepoTags":["kosbench/busybox:1"],"Layers":["layer.
 tar -C "$T/archive" -cf "$T/image.tar" manifest.json "$C.json" layer.tar
 
 echo '{}' > "$T/daemon.json"
-"$BIN/kosd" -H "unix://$T/run/kos.sock" --data-root "$T/data" --exec-root "$T/run" \
+"$KOSD" -H "unix://$T/run/kos.sock" --data-root "$T/data" --exec-root "$T/run" \
     --config-file "$T/daemon.json" 2> "$T/kosd.log" &
 KPID=$!
 for _ in $(seq 1 300); do
