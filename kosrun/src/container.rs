@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::state::{process_start_time, ContainerDir, Saved, Status};
+use crate::store::{process_start_time, ContainerDir, Saved, Status};
 
 /// A container opened and locked by id, with its saved state.
 pub struct Container {
@@ -56,8 +56,8 @@ impl Container {
         &self.dir.path
     }
 
-    pub fn exec_socket(&self) -> PathBuf {
-        self.dir.exec_socket()
+    pub fn start_socket(&self) -> PathBuf {
+        self.dir.start_socket()
     }
 
     /// Remove the state directory; the lock goes with it.

@@ -8,7 +8,7 @@ pub mod hooks;
 pub mod id;
 pub mod linux;
 pub mod ops;
-pub mod state;
+pub mod store;
 pub mod sys;
 pub mod time;
 

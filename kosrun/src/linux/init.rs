@@ -21,7 +21,7 @@ pub struct InitCtx<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub plan: &'a Plan,
-    pub exec_listener: &'a OwnedFd,
+    pub start_listener: &'a OwnedFd,
     pub console_socket: Option<&'a OwnedFd>,
     pub cgroup_sources: &'a [kos_cgroups::CgroupMountSource],
     /// The caller's descriptors the program gets (--preserve-fds and LISTEN_FDS).
@@ -232,7 +232,7 @@ fn start(ctx: &InitCtx, ready: Ready) -> ! {
     // A `start` that dies before its byte leaves us waiting for the next one: the
     // container stays created, as its status says.
     let conn = loop {
-        let Ok(conn) = accept(ctx.exec_listener) else {
+        let Ok(conn) = accept(ctx.start_listener) else {
             // SAFETY: leave without unwinding into the parent's copy of the stack.
             unsafe { libc::_exit(1) }
         };

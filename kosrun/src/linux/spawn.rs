@@ -171,27 +171,34 @@ fn seqpacket_socket() -> Result<OwnedFd> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .ctx(|| "exec socket".into())
+    .ctx(|| "start socket".into())
 }
 
 /// Bind the listening socket `start` connects to; the init waits on it.
-pub fn exec_listener(dir: &Path) -> Result<OwnedFd> {
+pub fn start_listener(dir: &Path) -> Result<OwnedFd> {
     use nix::sys::socket::{bind, listen, Backlog};
     let sock = seqpacket_socket()?;
-    with_socket_addr(dir, |addr| bind(sock.as_raw_fd(), addr))
-        .ctx(|| format!("bind {}", dir.join(crate::state::EXEC_SOCKET).display()))?;
+    with_socket_addr(dir, crate::store::START_SOCKET, |addr| {
+        bind(sock.as_raw_fd(), addr)
+    })
+    .ctx(|| format!("bind {}", dir.join(crate::store::START_SOCKET).display()))?;
     listen(&sock, Backlog::new(1).map_err(|e| Error::sys("listen", e))?)
-        .ctx(|| "listen on exec socket".into())?;
+        .ctx(|| "listen on the start socket".into())?;
     Ok(sock)
 }
 
-/// Connect to a created container's exec socket.
-pub fn exec_connect(dir: &Path) -> Result<OwnedFd> {
+/// Connect to a created container's start socket (or the name older kosrun gave it).
+pub fn start_connect(dir: &Path) -> Result<OwnedFd> {
     let sock = seqpacket_socket()?;
-    with_socket_addr(dir, |addr| {
+    let name = if dir.join(crate::store::START_SOCKET).exists() {
+        crate::store::START_SOCKET
+    } else {
+        crate::store::OLD_START_SOCKET
+    };
+    with_socket_addr(dir, name, |addr| {
         nix::sys::socket::connect(sock.as_raw_fd(), addr)
     })
-    .ctx(|| "connect to the container's exec socket".into())?;
+    .ctx(|| "connect to the container's start socket".into())?;
     Ok(sock)
 }
 
@@ -199,10 +206,11 @@ pub fn exec_connect(dir: &Path) -> Result<OwnedFd> {
 /// /proc/self/fd alias of the state directory, open only for the call.
 fn with_socket_addr(
     dir: &Path,
+    name: &str,
     f: impl FnOnce(&nix::sys::socket::UnixAddr) -> nix::Result<()>,
 ) -> nix::Result<()> {
     use nix::sys::socket::UnixAddr;
-    let full = dir.join(crate::state::EXEC_SOCKET);
+    let full = dir.join(name);
     if full.as_os_str().len() < 100 {
         return f(&UnixAddr::new(&full)?);
     }
@@ -211,6 +219,6 @@ fn with_socket_addr(
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )?;
-    let p = kos_security::path::proc_fd_path(&d).join(crate::state::EXEC_SOCKET);
+    let p = kos_security::path::proc_fd_path(&d).join(name);
     f(&UnixAddr::new(&p)?)
 }

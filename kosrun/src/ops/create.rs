@@ -15,7 +15,7 @@ use crate::linux::init::InitCtx;
 use crate::linux::namespaces::Plan;
 use crate::linux::spawn::{self, Parent};
 use crate::linux::sync::{self, Msg};
-use crate::state::{process_start_time, ContainerDir, Saved, Status};
+use crate::store::{process_start_time, ContainerDir, Saved, Status};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOpts {
@@ -119,7 +119,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         annotations: spec.annotations().clone().unwrap_or_default(),
         config: spec.clone(),
         create_done: false,
-        init_exe: crate::state::file_id(Path::new("/proc/self/exe")),
+        init_exe: crate::store::file_id(Path::new("/proc/self/exe")),
     };
     let dir = ContainerDir::create(&opts.root, &opts.id, &saved)?;
     let mut cleanup = Cleanup {
@@ -149,7 +149,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         cleanup.host_mounts = Some(bundle.rootfs.clone());
     }
 
-    let listener = spawn::exec_listener(&dir_path)?;
+    let listener = spawn::start_listener(&dir_path)?;
     let last = 3 + opts.preserve_fds.saturating_add(opts.listen_fds) as i64;
     let preserved: Vec<i32> = opts
         .inherited_fds
@@ -163,7 +163,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         rootfs: &bundle.rootfs,
         bundle: &bundle.dir,
         plan: &plan,
-        exec_listener: &listener,
+        start_listener: &listener,
         console_socket: console.as_ref(),
         cgroup_sources: &sources,
         preserved: &preserved,

@@ -6,7 +6,7 @@ use super::StateDoc;
 use crate::container::{open_pidfd, wait_exit, Container};
 use crate::error::{Error, Result};
 use crate::hooks;
-use crate::state::{Saved, Status};
+use crate::store::{Saved, Status};
 
 /// Returns poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
@@ -15,7 +15,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         // runc treats a forced delete of a missing container as done; a create of this id
         // killed before it took the id may have left its staging directory.
         Err(Error::NotFound(_)) if force => {
-            crate::state::sweep_staged(root, id);
+            crate::store::sweep_staged(root, id);
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),
@@ -76,11 +76,11 @@ fn foreign_below(root: &Path, saved: &Saved, pids: &[i32]) -> Vec<String> {
         return Vec::new();
     }
     let prefix = format!("{own}/");
-    crate::state::list_ids(root)
+    crate::store::list_ids(root)
         .unwrap_or_default()
         .into_iter()
         .filter(|other| *other != saved.id)
-        .filter_map(|other| crate::state::read_saved(&root.join(&other), &other).ok())
+        .filter_map(|other| crate::store::read_saved(&root.join(&other), &other).ok())
         .map(|o| o.cgroup_path.trim_end_matches('/').to_string())
         .filter(|p| p.starts_with(&prefix))
         .collect()

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::kill::open_pidfd;
 use crate::error::{Error, Result};
-use crate::state::{ContainerDir, Saved};
+use crate::store::{ContainerDir, Saved};
 
 /// Something `watch` reports.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::linux::confine::Confinement;
 use crate::linux::exec::{self as lx, ExecCtx, Namespaces, Supervisor};
 use crate::linux::tty;
-use crate::state::{Saved, Status};
+use crate::store::{Saved, Status};
 
 /// The process as runc's exec flags describe it, on top of the container's own.
 #[derive(Debug, Clone, Default)]

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::state::Status;
+use crate::store::Status;
 
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;

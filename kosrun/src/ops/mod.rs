@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::state::{Saved, Status};
+use crate::store::{Saved, Status};
 
 /// The runtime spec's state document (plus runc's extra fields), as `state` prints
 /// it and hooks read it on stdin.

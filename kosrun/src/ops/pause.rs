@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::container::Container;
 use crate::error::{Error, Result};
-use crate::state::Status;
+use crate::store::Status;
 
 /// Freezes a running container; anything else is "container not running", runc's wording.
 /// runc also freezes a created container, but here `state` would still call it created and

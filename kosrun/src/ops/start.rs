@@ -8,7 +8,7 @@ use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::hooks;
 use crate::linux::spawn;
-use crate::state::Status;
+use crate::store::Status;
 
 /// Returns hook warnings (poststart failures are reported, not fatal).
 pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
@@ -21,7 +21,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             what: "cannot start a container that is not created",
         });
     }
-    let conn = spawn::exec_connect(c.dir())?;
+    let conn = spawn::start_connect(c.dir())?;
     let mut conn = std::fs::File::from(conn);
     // One byte releases the init; it already holds the state for startContainer hooks.
     conn.write_all(b"s")
@@ -29,7 +29,8 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
     let mut reply = String::new();
     let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);
-    let _ = std::fs::remove_file(c.exec_socket());
+    let _ = std::fs::remove_file(c.start_socket());
+    let _ = std::fs::remove_file(c.dir().join(crate::store::OLD_START_SOCKET));
     if !reply.is_empty() {
         return Err(Error::Setup(reply));
     }

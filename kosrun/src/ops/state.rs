@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::container::Container;
 use crate::error::Result;
-use crate::state::{list_ids, read_saved, Saved, Status};
+use crate::store::{list_ids, read_saved, Saved, Status};
 
 // Where other commands (events) still name them here.
 pub use crate::container::{require_not_stopped, status_of};

@@ -1,5 +1,5 @@
 //! Per-container state under `--root`: one directory per container holding
-//! `state.json` (written atomically) and the exec socket while created.
+//! `state.json` (written atomically) and, while created, the socket `start` connects to.
 //! Commands serialise on an flock of the directory.
 
 use std::collections::HashMap;
@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::id;
 
 pub const STATE_FILE: &str = "state.json";
-pub const EXEC_SOCKET: &str = "exec.sock";
+/// The socket the created init waits on for `start`. Containers created by kosrun before
+/// the name changed have `exec.sock`; `start` falls back to it.
+pub const START_SOCKET: &str = "start.sock";
+pub const OLD_START_SOCKET: &str = "exec.sock";
 
 /// Where a container is in its lifecycle, as the runtime spec names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,8 +200,8 @@ impl ContainerDir {
         fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
     }
 
-    pub fn exec_socket(&self) -> PathBuf {
-        self.path.join(EXEC_SOCKET)
+    pub fn start_socket(&self) -> PathBuf {
+        self.path.join(START_SOCKET)
     }
 
     /// Remove the directory and everything in it; the lock goes with it.
