@@ -413,6 +413,27 @@ fn same_answer_as_docker_for_update_build_login() {
             "{args:?}"
         );
     }
+    std::fs::write(ctx.path(".dockerignore"), "*.log\n").expect("dockerignore");
+    std::fs::write(ctx.path("big.log"), vec![b'x'; 100_000]).expect("log");
+    // Without -q: docker's "Sending build context" line, the ignored file left out.
+    let k = d.kos(&["build", "-t", "built:0", &cdir]);
+    let dk = d.docker_env(
+        &["build", "-t", "built:0", &cdir],
+        &[("DOCKER_BUILDKIT", "0")],
+    );
+    assert_eq!(
+        code(&k),
+        code(&dk),
+        "build: kos {} / docker {}",
+        err(&k),
+        err(&dk)
+    );
+    assert_eq!(out(&k).lines().next(), out(&dk).lines().next());
+    assert!(
+        out(&k).starts_with("Sending build context to Docker daemon  3.072kB\r\r\n"),
+        "{:?}",
+        out(&k)
+    );
     let k = d.kos(&["build", "-q", "-t", "built:1", &cdir]);
     let dk = d.docker_env(
         &["build", "-q", "-t", "built:1", &cdir],

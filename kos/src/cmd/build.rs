@@ -405,9 +405,22 @@ pub fn build(c: &Client, b: BuildCmd) -> Result<i32> {
     let mut req = Request::new("POST", format!("/build{}", query(&q)));
     req.headers
         .push(("X-Registry-Config".into(), "e30=".into()));
-    req.body = ReqBody::Stream(&mut rd, "application/x-tar");
+    let mut counted = Counting {
+        inner: &mut rd,
+        n: 0,
+    };
+    req.body = ReqBody::Stream(&mut counted, "application/x-tar");
     let resp = c.request(req);
+    let sent = counted.n;
     drop(rd);
+    if !b.quiet {
+        // docker's legacy builder line, with its progress writer's line ending.
+        print!(
+            "Sending build context to Docker daemon  {}\r\r\n",
+            crate::format::units::human_size4(sent as f64)
+        );
+        let _ = io::stdout().flush();
+    }
     let w = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the context writer failed"))?;
