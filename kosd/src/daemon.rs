@@ -70,6 +70,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!(error = %e, "network reconcile failed"),
         Err(e) => tracing::warn!(error = %e, "network reconcile failed"),
     }
+    // kos-dns before containers start again, so their names answer from the start.
+    let dns = crate::dns_server::start(&crate::dns_server::options(&config))?;
     crate::containers::runtime::reconcile(&engine).await;
     let listeners = listen::bind_all(&config.hosts, config.tls.as_ref()).await?;
     let router = crate::api::router(engine.clone());
@@ -109,6 +111,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = t.await;
     }
     crate::containers::runtime::shutdown(&engine).await;
+    dns.stop().await;
     for l in &listeners {
         l.cleanup();
     }

@@ -6,6 +6,7 @@ mod config;
 mod containers;
 mod credentials;
 mod daemon;
+mod dns_server;
 mod engine;
 mod error;
 mod events;

@@ -24,7 +24,7 @@ pub fn open(config: &Config) -> Arc<Networks> {
         default_network: DEFAULT.to_string(),
         default_bridge: config.bridge.clone(),
         manage_ip_forward: true,
-        dns: None,
+        dns: Some(crate::dns_server::options(config)),
     }))
 }
 

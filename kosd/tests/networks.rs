@@ -201,3 +201,129 @@ fn user_networks_and_endpoints() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
 }
+
+/// Runs `docker exec` until it succeeds (kos-dns reloads its table on SIGHUP, and starts
+/// with kosd), returning the last output.
+fn exec_until_ok(k: &Kosd, args: &[&str]) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = k.docker(args);
+        if o.status.success() || Instant::now() > deadline {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn container_names_and_aliases_resolve_through_kos_dns() {
+    let (mut k, _reg, img) = setup("dns");
+    let net_a = format!("kd{}a", std::process::id());
+    let net_b = format!("kd{}b", std::process::id());
+    k.docker_ok(&["network", "create", &net_a]);
+    k.docker_ok(&["network", "create", &net_b]);
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bravo",
+        "--network",
+        &net_a,
+        "--network-alias",
+        "bee",
+        &img,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alpha",
+        "--network",
+        &net_a,
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    let ip_b = k
+        .docker_ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net_a}\").IPAddress}}}}"),
+            "bravo",
+        ])
+        .trim()
+        .to_string();
+    let gw_a = k
+        .docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+            &net_a,
+        ])
+        .trim()
+        .to_string();
+    // The nameserver is kos-dns on the network's gateway (Docker's is 127.0.0.11).
+    let rc = k.docker_ok(&["exec", "alpha", "cat", "/etc/resolv.conf"]);
+    assert!(rc.contains(&format!("nameserver {gw_a}\n")), "{rc}");
+
+    for name in ["bravo", "bee"] {
+        let o = exec_until_ok(&k, &["exec", "alpha", "nslookup", name]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.contains(&ip_b),
+            "nslookup {name}: {out}{}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            tail(&k.log_text(), 30)
+        );
+        let url = format!("http://{name}/index.html");
+        assert_eq!(
+            k.docker_ok(&["exec", "alpha", "wget", "-q", "-O", "-", &url]),
+            "hello from kos\n"
+        );
+    }
+    let ping = k.docker_ok(&["exec", "alpha", "ping", "-c1", "-W", "5", "bravo"]);
+    assert!(ping.contains(&ip_b), "{ping}");
+
+    // From another network the name is not there, while that network's own names are.
+    let o = k.docker(&[
+        "run",
+        "--rm",
+        "--name",
+        "charlie",
+        "--network",
+        &net_b,
+        &img,
+        "sh",
+        "-c",
+        "nslookup charlie >/dev/null || exit 7; nslookup bravo; ping -c1 -W 2 bravo",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "from {net_b}: {out}");
+    assert!(!out.contains(&ip_b), "{out}");
+
+    // A removed container's name goes away.
+    k.docker_ok(&["rm", "-f", "bravo"]);
+    let o = k.docker(&["exec", "alpha", "nslookup", "bee"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&ip_b));
+
+    k.docker_ok(&["rm", "-f", "alpha"]);
+    k.docker_ok(&["network", "rm", &net_a, &net_b]);
+    let pid_file = k.exec_root().join("dns/kos-dns.pid");
+    assert!(pid_file.exists(), "kos-dns did not write its pid file");
+    k.stop();
+    // kos-dns stopped with kosd.
+    let left: Vec<_> = k
+        .leftover_processes()
+        .into_iter()
+        .filter(|(_, c)| c.contains("kos-dns"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!pid_file.exists());
+}

@@ -498,6 +498,7 @@ fn write_etc_files(
     c: &Container,
     net: &NetMode,
     ips: &[std::net::IpAddr],
+    dns_gateways: &[std::net::IpAddr],
 ) -> Result<()> {
     let w = |name: &str, data: String| {
         let p = c.dir.join(name);
@@ -534,6 +535,11 @@ fn write_etc_files(
         dns = e.config.dns.iter().map(|d| d.to_string()).collect();
     }
     let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if dns.is_empty() {
+        // kos-dns on the gateway stands in for Docker's 127.0.0.11: it answers container
+        // names and aliases of the network and forwards the rest to the host's resolvers.
+        dns = dns_gateways.iter().map(|g| g.to_string()).collect();
+    }
     if dns.is_empty() {
         // Loopback resolvers of the host are unreachable from another namespace.
         dns = host_conf
@@ -681,6 +687,7 @@ async fn start_prepared(
     let rootfs = c.dir.join("rootfs");
     let rc = config_to_spec::runtime_config(&img.config, &rootfs, &ov)?;
     let mut ips = Vec::new();
+    let mut dns_gateways = Vec::new();
     if let NetMode::Network(mode_net) = net {
         let mut exposed: Vec<String> = rc
             .exposed_ports
@@ -721,6 +728,12 @@ async fn start_prepared(
             let att = tokio::task::spawn_blocking(move || nets.attach(&req)).await??;
             if i == 0 {
                 ips = att.addresses.iter().map(|a| a.addr()).collect();
+                // As dockerd gives only user networks its embedded DNS, kos-dns (on the
+                // gateway) serves names on user networks and the default network keeps the
+                // host's resolvers.
+                if primary != crate::network::DEFAULT {
+                    dns_gateways = att.gateways.clone();
+                }
             }
             c.networks
                 .insert(name.clone(), crate::network::endpoint(&att, &aliases));
@@ -728,7 +741,7 @@ async fn start_prepared(
         }
         c.ports = crate::network::ports_json(&atts, &exposed);
     }
-    write_etc_files(e, c, net, &ips)?;
+    write_etc_files(e, c, net, &ips, &dns_gateways)?;
     let mounts = super::mounts::collect(e, c)?;
     let stop_signal = c
         .config

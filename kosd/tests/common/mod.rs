@@ -305,12 +305,14 @@ pub struct Kosd {
     pub log: PathBuf,
 }
 
-/// The shim and runtime kosd drives, built once per test binary.
+/// The shim, runtime and kos-dns kosd drives, built once per test binary.
 pub fn ensure_helpers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "kos-shim", "-p", "kosrun"])
+            .args([
+                "build", "-q", "-p", "kos-shim", "-p", "kosrun", "-p", "kos-dns",
+            ])
             .status()
             .expect("cargo build");
         assert!(st.success(), "building the shim and kosrun failed");
