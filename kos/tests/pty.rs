@@ -207,3 +207,29 @@ fn pull_draws_progress_bars_on_a_terminal() {
         "{plain}"
     );
 }
+
+#[test]
+fn stats_redraws_one_table_on_a_terminal() {
+    let (d, _r, img) = setup("livestats");
+    d.kos_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "live",
+        &img,
+        "sleep",
+        "600",
+    ]);
+    let t = Tmux::new(140, 20, &kos_line(&d, "stats live"));
+    t.wait_for("live");
+    // Redrawn in place every second: after a few refreshes, still one table.
+    std::thread::sleep(Duration::from_millis(2500));
+    let s = t.screen();
+    assert_eq!(s.matches("CONTAINER ID").count(), 1, "{s}");
+    assert_eq!(s.matches(" live ").count(), 1, "{s}");
+    assert!(s.contains("MEM USAGE / LIMIT"), "{s}");
+    t.keys(&["C-c"]);
+    d.kos_ok(&["rm", "-f", "live"]);
+}
