@@ -170,18 +170,10 @@ impl<R: io::Read> io::Read for CountReader<'_, R> {
 pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
     let (reader, writer) = io::pipe().map_err(|e| Error::io("creating layer pipe", e))?;
     let root = upper.to_path_buf();
+    // Two threads share the work: this one walks the tree and writes the tar
+    // (hashing it for the diff id); the caller's compresses, hashes and stores.
     let producer = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
-        let hashing = Hashing::new(writer);
-        let out: Box<dyn Write> = if gzip {
-            Box::new(flate2::write::GzEncoder::new(
-                hashing,
-                flate2::Compression::fast(),
-            ))
-        } else {
-            Box::new(hashing)
-        };
-        // The diff id covers the uncompressed stream.
-        let mut diff = Hashing::new(out);
+        let mut diff = Hashing::new(io::BufWriter::with_capacity(256 * 1024, writer));
         let bytes;
         {
             let mut tw = TarWriter {
@@ -198,9 +190,14 @@ pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
         drop(out);
         Ok((diff_id, bytes))
     });
-    let mut reader = reader;
-    let stored = store.put_blob_stream(&mut reader, u64::MAX);
-    drop(reader);
+    let reader = io::BufReader::with_capacity(256 * 1024, reader);
+    let stored = if gzip {
+        let mut enc = flate2::read::GzEncoder::new(reader, flate2::Compression::fast());
+        store.put_blob_stream(&mut enc, u64::MAX)
+    } else {
+        let mut reader = reader;
+        store.put_blob_stream(&mut reader, u64::MAX)
+    };
     let (diff_id, content_bytes) = producer
         .join()
         .map_err(|_| Error::io("writing layer", io::Error::other("layer writer panicked")))?
