@@ -9,17 +9,23 @@ use std::time::Duration;
 
 use common::*;
 
-/// A tmux server of the test's own, killed on drop.
+/// A tmux server of the test's own (its socket in a directory of the test),
+/// killed on drop.
 struct Tmux {
     sock: String,
+    _dir: TempDir,
 }
 
 impl Tmux {
     fn new(cols: u16, rows: u16, cmd: &str) -> Tmux {
-        let t = Tmux { sock: uniq("tmux") };
+        let dir = TempDir::new("tmux");
+        let t = Tmux {
+            sock: dir.path("sock").to_string_lossy().into_owned(),
+            _dir: dir,
+        };
         let ok = Command::new("tmux")
             .args([
-                "-L",
+                "-S",
                 &t.sock,
                 "-f",
                 "/dev/null",
@@ -40,7 +46,7 @@ impl Tmux {
 
     fn tmux(&self, args: &[&str]) -> String {
         let o = Command::new("tmux")
-            .args(["-L", &self.sock])
+            .args(["-S", &self.sock])
             .args(args)
             .output()
             .expect("tmux");
@@ -71,7 +77,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.sock, "kill-server"])
+            .args(["-S", &self.sock, "kill-server"])
             .status();
     }
 }
