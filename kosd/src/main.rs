@@ -2,6 +2,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod build_network;
 mod config;
 mod containers;
 mod credentials;

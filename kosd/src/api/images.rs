@@ -533,7 +533,7 @@ pub async fn save_many(State(e): State<Arc<Engine>>, p: Params) -> Result<Respon
     save(e, names).await
 }
 
-fn scratch_path(e: &Engine, what: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn scratch_path(e: &Engine, what: &str) -> Result<std::path::PathBuf> {
     let dir = e.config.data_root.join("tmp");
     std::fs::create_dir_all(&dir).map_err(|err| ApiError::internal("creating tmp dir", err))?;
     Ok(dir.join(format!("{what}-{}", crate::engine::random_id()?)))

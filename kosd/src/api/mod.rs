@@ -2,6 +2,7 @@
 //! headers, and serving connections (with upgrades for attach and exec).
 
 pub mod auth;
+pub mod build;
 pub mod containers;
 pub mod exec;
 pub mod hijack;
@@ -70,6 +71,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
         .route("/auth", post(auth::login))
+        .route("/build", post(build::build))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::pull))
         .route("/images/load", post(images::load))

@@ -584,7 +584,7 @@ fn unmount_rootfs(c: &Container) {
 }
 
 /// The runtime the shim runs: a bare name is looked up beside kosd first, then in PATH.
-fn runtime_binary(name: &str) -> String {
+pub(crate) fn runtime_binary(name: &str) -> String {
     if name.contains('/') {
         return name.to_string();
     }

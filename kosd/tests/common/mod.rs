@@ -467,6 +467,16 @@ impl Kosd {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The docker CLI run in `dir` with extra environment; the output whatever the status.
+    pub fn docker_in(&self, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut c = self.docker_cmd();
+        c.current_dir(dir).args(args).stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run docker")
+    }
+
     /// docker with stdin bytes.
     pub fn docker_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         let mut c = self
