@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     make_private_dir(&config.data_root)?;
     make_private_dir(&config.exec_root)?;
     let _lock = lock_data_root(&config.data_root)?;
+    crate::init_binary::install(&config.exec_root)?;
     let engine = Engine::open(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Networks first (bridges and rules back after a reboot, leftovers of dead containers
     // removed), then containers, which may start again and attach.

@@ -14,6 +14,7 @@ mod events;
 mod filters;
 mod hostinfo;
 mod images;
+mod init_binary;
 mod listen;
 mod network;
 mod state;

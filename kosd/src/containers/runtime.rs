@@ -297,11 +297,6 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         }
     }
 
-    if hc.init == Some(true) {
-        return Err(ApiError::bad(
-            "--init is not supported by kosd yet (no built-in init); run without --init",
-        ));
-    }
     if hc.links.as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(ApiError::bad(
             "legacy container links are not supported; use a user network",
@@ -742,7 +737,11 @@ async fn start_prepared(
         c.ports = crate::network::ports_json(&atts, &exposed);
     }
     write_etc_files(e, c, net, &ips, &dns_gateways)?;
-    let mounts = super::mounts::collect(e, c)?;
+    let mut mounts = super::mounts::collect(e, c)?;
+    let mut process = rc.process_json();
+    if c.host_config.init.unwrap_or(false) {
+        mounts.push(crate::init_binary::wrap(&e.config.exec_root, &mut process)?);
+    }
     let stop_signal = c
         .config
         .stop_signal
@@ -763,7 +762,7 @@ async fn start_prepared(
         &c.host_config,
         &SpecInput {
             id: &c.id,
-            process: rc.process_json(),
+            process,
             tty,
             hostname: c.config.hostname.as_deref().unwrap_or(""),
             domainname: c.config.domainname.as_deref().unwrap_or(""),

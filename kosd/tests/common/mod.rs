@@ -573,6 +573,7 @@ impl Drop for Kosd {
         // The daemon keeps its bridges and table (as dockerd keeps docker0): remove ours.
         let _ = Command::new("nft")
             .args(["delete", "table", "inet", &self.bridge])
+            .stderr(Stdio::null())
             .status();
         if let Ok(links) = std::fs::read_dir("/sys/class/net") {
             for l in links.flatten() {
