@@ -545,6 +545,11 @@ impl Kosd {
                 }
                 if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
                     let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    // The running daemon's own kos-dns child belongs to it; once the
+                    // daemon is stopped, a kos-dns still there is a leftover.
+                    if me.is_some() && me == parent_pid(pid) && c.contains("kos-dns") {
+                        continue;
+                    }
                     if c.contains(&needle) && !c.contains(DOCKER) && !c.contains("skopeo") {
                         out.push((pid, c));
                     }
@@ -553,6 +558,13 @@ impl Kosd {
         }
         out
     }
+}
+
+/// The parent of a process, from /proc/PID/stat (after the parenthesised command name).
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn tail(s: &str, n: usize) -> String {
