@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// A parsed and checked bundle.
 pub struct Bundle {
@@ -20,35 +20,52 @@ pub struct Bundle {
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 pub fn load_bundle(dir: &Path) -> Result<Bundle> {
-    let dir = fs::canonicalize(dir)
-        .map_err(|e| Error::Config(format!("bundle {}: {e}", dir.display())))?;
+    let dir = fs::canonicalize(dir).map_err(|e| Error::Invalid {
+        stage: Stage::LoadConfig,
+        field: "bundle".into(),
+        message: format!("bundle {}: {e}", dir.display()),
+        source: Some(Box::new(e.into())),
+    })?;
     let path = dir.join("config.json");
     let data = read_bounded(&path, MAX_CONFIG_BYTES)?;
-    let spec =
-        parse_spec(&data).map_err(|e| Error::Config(format!("{e} (in {})", path.display())))?;
+    let spec = parse_spec(&data).map_err(|e| Error::Invalid {
+        stage: Stage::LoadConfig,
+        field: e.field,
+        message: format!("{} (in {})", e.message, path.display()),
+        source: None,
+    })?;
     validate(&spec)?;
     check_rlimits_present(&spec, &data)?;
     let root = spec
         .root()
         .as_ref()
-        .ok_or_else(|| Error::Config("root.path is required".into()))?;
+        .ok_or_else(|| Error::invalid("root.path", "root.path is required"))?;
     let rootfs = dir.join(root.path());
-    let resolved = fs::canonicalize(&rootfs)
-        .map_err(|e| Error::Config(format!("root.path {}: {e}", rootfs.display())))?;
+    let resolved = fs::canonicalize(&rootfs).map_err(|e| {
+        Error::invalid_by(
+            Stage::LoadConfig,
+            "root.path",
+            format!("root.path {}: {e}", rootfs.display()),
+            e,
+        )
+    })?;
     // As runc: the rootfs must be named by its real path. A symlink (or a `..` through
     // one) would make every later check of "inside the rootfs" about another place.
     if resolved != lexical_clean(&rootfs) {
-        return Err(Error::Config(format!(
-            "root.path {} is a symlink (to {}): name the directory itself",
-            rootfs.display(),
-            resolved.display()
-        )));
+        return Err(Error::invalid(
+            "root.path",
+            format!(
+                "root.path {} is a symlink (to {}): name the directory itself",
+                rootfs.display(),
+                resolved.display()
+            ),
+        ));
     }
     if !resolved.is_dir() {
-        return Err(Error::Config(format!(
-            "root.path {} is not a directory",
-            resolved.display()
-        )));
+        return Err(Error::invalid(
+            "root.path",
+            format!("root.path {} is not a directory", resolved.display()),
+        ));
     }
     Ok(Bundle {
         dir,
@@ -82,32 +99,33 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    let md = f
-        .metadata()
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| read_error(path, e))?;
+    let md = f.metadata().map_err(|e| read_error(path, e))?;
     if !md.is_file() {
-        return Err(Error::Config(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+        return Err(Error::load(
+            "config.json",
+            format!("{} is not a regular file", path.display()),
+        ));
     }
     if md.len() > max {
-        return Err(Error::Config(format!(
-            "{} is {} bytes, more than the {max} kosrun reads",
-            path.display(),
-            md.len()
-        )));
+        return Err(Error::load(
+            "config.json",
+            format!(
+                "{} is {} bytes, more than the {max} kosrun reads",
+                path.display(),
+                md.len()
+            ),
+        ));
     }
     let mut data = Vec::with_capacity(md.len() as usize);
     f.take(max + 1)
         .read_to_end(&mut data)
-        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| read_error(path, e))?;
     if data.len() as u64 > max {
-        return Err(Error::Config(format!(
-            "{} grew past the {max} bytes kosrun reads",
-            path.display()
-        )));
+        return Err(Error::load(
+            "config.json",
+            format!("{} grew past the {max} bytes kosrun reads", path.display()),
+        ));
     }
     Ok(data)
 }
@@ -125,8 +143,8 @@ fn check_rlimits_present(spec: &Spec, data: &[u8]) -> Result<()> {
     {
         return Ok(());
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(data).map_err(|e| Error::Config(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| Error::invalid_by(Stage::LoadConfig, "process.rlimits", e.to_string(), e))?;
     for (i, l) in v["process"]["rlimits"]
         .as_array()
         .into_iter()
@@ -135,10 +153,13 @@ fn check_rlimits_present(spec: &Spec, data: &[u8]) -> Result<()> {
     {
         for field in ["soft", "hard"] {
             if l.get(field).is_none_or(|x| x.is_null()) {
-                return Err(Error::Config(format!(
-                    "process.rlimits[{i}] ({}): {field} is required",
-                    l["type"].as_str().unwrap_or("?")
-                )));
+                return Err(Error::invalid(
+                    format!("process.rlimits[{i}].{field}"),
+                    format!(
+                        "process.rlimits[{i}] ({}): {field} is required",
+                        l["type"].as_str().unwrap_or("?")
+                    ),
+                ));
             }
         }
     }
@@ -147,10 +168,15 @@ fn check_rlimits_present(spec: &Spec, data: &[u8]) -> Result<()> {
 
 /// Parse config.json naming the JSON path of a bad value ("linux.seccomp.syscalls[0].action:
 /// unknown variant ..."), with the list of accepted values cut short.
-pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, String> {
+pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, ParseError> {
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
+        let field = if path == "." {
+            String::new()
+        } else {
+            path.clone()
+        };
         let inner = e.into_inner().to_string();
         let inner = match inner.find(", expected one of") {
             Some(i) => {
@@ -159,12 +185,31 @@ pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, String> {
             }
             None => inner,
         };
-        if path == "." || path.is_empty() {
+        let message = if path == "." || path.is_empty() {
             inner
         } else {
             format!("{path}: {inner}")
-        }
+        };
+        ParseError { field, message }
     })
+}
+
+/// A config.json that does not parse: the JSON path of the bad value (empty when the
+/// document itself is malformed) and the one-line message naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    pub field: String,
+    pub message: String,
+}
+
+fn read_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Invalid {
+        stage: Stage::LoadConfig,
+        field: "config.json".into(),
+        message: format!("cannot read {}: {e}", path.display()),
+        source: Some(Box::new(e.into())),
+    }
 }
 
 /// Every 1.x config is accepted: later minors only add optional properties, which are
@@ -175,9 +220,10 @@ pub fn check_version(v: &str) -> Result<()> {
     let minor: Option<u32> = parts.next().and_then(|s| s.parse().ok());
     match (major, minor) {
         (Some(1), Some(_)) => Ok(()),
-        _ => Err(Error::Config(format!(
-            "unsupported ociVersion {v:?}: kosrun reads runtime-spec 1.x configs"
-        ))),
+        _ => Err(Error::invalid(
+            "ociVersion",
+            format!("unsupported ociVersion {v:?}: kosrun reads runtime-spec 1.x configs"),
+        )),
     }
 }
 
@@ -188,9 +234,10 @@ pub const MAX_ID: u32 = i32::MAX as u32;
 /// Refuse uids and gids the kernel cannot make the process's own.
 pub fn check_user(u: &oci_spec::runtime::User, field: &str) -> Result<()> {
     let bad = |what: &str, id: u32| {
-        Error::Config(format!(
-            "{field}.{what} {id} is out of range (at most {MAX_ID})"
-        ))
+        Error::invalid(
+            format!("{field}.{what}"),
+            format!("{field}.{what} {id} is out of range (at most {MAX_ID})"),
+        )
     };
     if u.uid() > MAX_ID {
         return Err(bad("uid", u.uid()));
@@ -211,15 +258,21 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let process = spec
         .process()
         .as_ref()
-        .ok_or_else(|| Error::Config("process is required".into()))?;
+        .ok_or_else(|| Error::invalid("process", "process is required"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Config("process.args must name a program".into()));
+        return Err(Error::invalid(
+            "process.args",
+            "process.args must name a program",
+        ));
     }
     if !process.cwd().is_absolute() {
-        return Err(Error::Config(format!(
-            "process.cwd {} must be an absolute path",
-            process.cwd().display()
-        )));
+        return Err(Error::invalid(
+            "process.cwd",
+            format!(
+                "process.cwd {} must be an absolute path",
+                process.cwd().display()
+            ),
+        ));
     }
     check_user(process.user(), "process.user")?;
     let linux = spec.linux().as_ref();
@@ -227,18 +280,21 @@ pub fn validate(spec: &Spec) -> Result<()> {
     let mut seen = HashSet::new();
     for ns in namespaces.into_iter().flatten() {
         if !seen.insert(ns.typ()) {
-            return Err(Error::Config(format!(
-                "linux.namespaces: {} is listed twice",
-                ns_name(ns.typ())
-            )));
+            return Err(Error::invalid(
+                "linux.namespaces",
+                format!("linux.namespaces: {} is listed twice", ns_name(ns.typ())),
+            ));
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return Err(Error::Config(format!(
-                    "linux.namespaces: path {} of {} must be absolute",
-                    p.display(),
-                    ns_name(ns.typ())
-                )));
+                return Err(Error::invalid(
+                    "linux.namespaces",
+                    format!(
+                        "linux.namespaces: path {} of {} must be absolute",
+                        p.display(),
+                        ns_name(ns.typ())
+                    ),
+                ));
             }
         }
     }
@@ -250,41 +306,47 @@ pub fn validate(spec: &Spec) -> Result<()> {
     };
     let has_ns = |t: LinuxNamespaceType| seen.contains(&t);
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has_ns(LinuxNamespaceType::Uts) {
-        return Err(Error::Config(
-            "hostname is set but the container has no UTS namespace".into(),
+        return Err(Error::invalid(
+            "hostname",
+            "hostname is set but the container has no UTS namespace",
         ));
     }
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has_ns(LinuxNamespaceType::Uts)
     {
-        return Err(Error::Config(
-            "domainname is set but the container has no UTS namespace".into(),
+        return Err(Error::invalid(
+            "domainname",
+            "domainname is set but the container has no UTS namespace",
         ));
     }
     if let Some(linux) = linux {
         let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if maps && !has_ns(LinuxNamespaceType::User) {
-            return Err(Error::Config(
-                "uid/gid mappings are set but the container has no user namespace".into(),
+            return Err(Error::invalid(
+                "linux.uidMappings",
+                "uid/gid mappings are set but the container has no user namespace",
             ));
         }
         if new_ns(LinuxNamespaceType::User) && !maps {
-            return Err(Error::Config(
-                "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
+            return Err(Error::invalid(
+                "linux.uidMappings",
+                "a new user namespace needs linux.uidMappings and linux.gidMappings",
             ));
         }
         if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
             && !new_ns(LinuxNamespaceType::Time)
         {
-            return Err(Error::Config(
-                "linux.timeOffsets are set but the container has no new time namespace".into(),
+            return Err(Error::invalid(
+                "linux.timeOffsets",
+                "linux.timeOffsets are set but the container has no new time namespace",
             ));
         }
         for key in linux.time_offsets().iter().flat_map(|t| t.keys()) {
             if key != "monotonic" && key != "boottime" {
-                return Err(Error::Config(format!(
-                    "linux.timeOffsets: unknown clock {key:?} (monotonic or boottime)"
-                )));
+                return Err(Error::invalid(
+                    format!("linux.timeOffsets[{key}]"),
+                    format!("linux.timeOffsets: unknown clock {key:?} (monotonic or boottime)"),
+                ));
             }
         }
         // A namespace joined by path is the container's own unless it is the runtime's
@@ -303,39 +365,52 @@ pub fn validate(spec: &Spec) -> Result<()> {
             crate::linux::sysctl::check(key, &owns)?;
         }
         if linux.intel_rdt().is_some() {
-            return Err(Error::Config(crate::linux::rdt::unsupported()));
+            return Err(Error::invalid(
+                "linux.intelRdt",
+                crate::linux::rdt::unsupported(),
+            ));
         }
         if let Some(p) = linux.rootfs_propagation() {
             if crate::linux::rootfs::options::propagation(p).is_none() {
-                return Err(Error::Config(format!(
-                    "linux.rootfsPropagation {p:?} is not a propagation mode"
-                )));
+                return Err(Error::invalid(
+                    "linux.rootfsPropagation",
+                    format!("linux.rootfsPropagation {p:?} is not a propagation mode"),
+                ));
             }
         }
     }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
-            return Err(Error::Config(format!(
-                "mount destination {} must be absolute",
-                m.destination().display()
-            )));
+            return Err(Error::invalid(
+                "mounts.destination",
+                format!(
+                    "mount destination {} must be absolute",
+                    m.destination().display()
+                ),
+            ));
         }
     }
     for kind in crate::hooks::Kind::ALL {
         for h in crate::hooks::of_kind(spec, kind) {
             if !h.path().is_absolute() {
-                return Err(Error::Config(format!(
-                    "hooks.{}: path {} must be absolute",
-                    kind.name(),
-                    h.path().display()
-                )));
+                return Err(Error::invalid(
+                    format!("hooks.{}.path", kind.name()),
+                    format!(
+                        "hooks.{}: path {} must be absolute",
+                        kind.name(),
+                        h.path().display()
+                    ),
+                ));
             }
             if let Some(t) = h.timeout().filter(|t| *t <= 0) {
-                return Err(Error::Config(format!(
-                    "hooks.{}: timeout {t} of {} must be greater than zero",
-                    kind.name(),
-                    h.path().display()
-                )));
+                return Err(Error::invalid(
+                    format!("hooks.{}.timeout", kind.name()),
+                    format!(
+                        "hooks.{}: timeout {t} of {} must be greater than zero",
+                        kind.name(),
+                        h.path().display()
+                    ),
+                ));
             }
         }
     }
@@ -360,7 +435,7 @@ mod tests {
     use super::*;
 
     fn spec(json: &str) -> Result<()> {
-        let s = parse_spec(json.as_bytes()).map_err(Error::Config)?;
+        let s = parse_spec(json.as_bytes()).map_err(|e| Error::invalid(e.field, e.message))?;
         validate(&s)
     }
 
@@ -372,10 +447,61 @@ mod tests {
         )
         .expect_err("bad action");
         assert!(
-            e.starts_with("linux.seccomp.syscalls[0].action: unknown variant"),
+            e.message
+                .starts_with("linux.seccomp.syscalls[0].action: unknown variant"),
             "{e}"
         );
-        assert!(!e.contains("expected one of"), "{e}");
+        assert!(!e.message.contains("expected one of"), "{e}");
+        assert_eq!(e.field, "linux.seccomp.syscalls[0].action");
+    }
+
+    fn assert_invalid_at(e: &Error, field: &str) {
+        assert_eq!(e.kind(), crate::error::Kind::InvalidConfig, "{e}");
+        assert_eq!(e.stage(), Some(Stage::Validate), "{e}");
+        assert_eq!(e.field(), Some(field), "{e}");
+        assert!(e.to_string().starts_with("config.json: "), "{e}");
+    }
+
+    #[test]
+    fn bad_uid_is_invalid_config_at_process_user_uid() {
+        let e = spec(
+            r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/",
+                "user":{"uid":4294967295,"gid":0}},"root":{"path":"rootfs"}}"#,
+        )
+        .expect_err("uid out of range");
+        assert_invalid_at(&e, "process.user.uid");
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn host_sysctl_is_invalid_config_at_its_key() {
+        let e = spec(&format!(
+            r#"{{"ociVersion":"1.0.2",{BASE},"linux":{{"sysctl":{{"net.ipv4.ip_forward":"1"}}}}}}"#
+        ))
+        .expect_err("net sysctl without a network namespace");
+        assert_invalid_at(&e, "linux.sysctl[net.ipv4.ip_forward]");
+    }
+
+    #[test]
+    fn relative_hook_path_names_the_hook_kind() {
+        let e = spec(&format!(
+            r#"{{"ociVersion":"1.0.2",{BASE},"hooks":{{"prestart":[{{"path":"x"}}]}}}}"#
+        ))
+        .expect_err("relative hook");
+        assert_invalid_at(&e, "hooks.prestart.path");
+    }
+
+    #[test]
+    fn missing_config_is_a_load_error_with_the_io_source() {
+        let dir = std::env::temp_dir().join(format!("kosrun-noconf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let e = load_bundle(&dir).err().expect("no config.json");
+        std::fs::remove_dir(&dir).expect("rmdir");
+        assert_eq!(e.stage(), Some(Stage::LoadConfig));
+        assert_eq!(e.kind(), crate::error::Kind::InvalidConfig);
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        let src = std::error::Error::source(&e).expect("io source kept");
+        assert!(src.to_string().contains("No such file"), "{src}");
     }
 
     const BASE: &str =

@@ -131,9 +131,20 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            log::error(&format!("{e:#}"));
+            log::error(&one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The runtime's own errors already name their cause in their message (the source is kept
+/// for callers that want the typed value), so printing the chain would say it twice.
+fn one_line(e: &anyhow::Error) -> String {
+    let top: &(dyn std::error::Error + 'static) = &**e;
+    if top.downcast_ref::<kosrun::Error>().is_some() {
+        format!("{e}")
+    } else {
+        format!("{e:#}")
     }
 }
 

@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 /// Refuse a key that would change the host.
 pub fn check(key: &str, has_ns: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
     if key.is_empty() || key.contains("..") || key.starts_with('/') || key.starts_with('.') {
-        return Err(Error::Config(format!("linux.sysctl: invalid key {key:?}")));
+        return Err(Error::invalid(
+            format!("linux.sysctl[{key}]"),
+            format!("linux.sysctl: invalid key {key:?}"),
+        ));
     }
     const IPC_KEYS: [&str; 6] = [
         "kernel.msgmax",
@@ -32,18 +35,22 @@ pub fn check(key: &str, has_ns: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
     if key == "kernel.hostname" || key == "kernel.domainname" {
         return require(key, has_ns(LinuxNamespaceType::Uts), "a UTS");
     }
-    Err(Error::Config(format!(
-        "linux.sysctl: {key} is not namespaced and would change the host"
-    )))
+    Err(Error::invalid(
+        format!("linux.sysctl[{key}]"),
+        format!("linux.sysctl: {key} is not namespaced and would change the host"),
+    ))
 }
 
 fn require(key: &str, ok: bool, ns: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Config(format!(
-            "linux.sysctl: {key} needs {ns} namespace of the container's own, not the host's"
-        )))
+        Err(Error::invalid(
+            format!("linux.sysctl[{key}]"),
+            format!(
+                "linux.sysctl: {key} needs {ns} namespace of the container's own, not the host's"
+            ),
+        ))
     }
 }
 
