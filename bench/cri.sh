@@ -21,6 +21,8 @@ done
 work=$(mktemp -d /tmp/kos-bench-cri.XXXXXX)
 cg=kos-bench-cri-$$
 pids=()
+# containerd's CRI plugin puts pods under k8s.io/ in every hierarchy; removed after if made here.
+k8s_existed=$(ls -d /sys/fs/cgroup/*/k8s.io 2>/dev/null | wc -l)
 cleanup() {
     set +e
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
@@ -28,6 +30,7 @@ cleanup() {
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
     for h in /sys/fs/cgroup/*/; do
         [ -d "$h$cg" ] && find "$h$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+        [ "$k8s_existed" = 0 ] && [ -d "${h}k8s.io" ] && find "${h}k8s.io" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
     rm -rf "$work"
 }

@@ -44,7 +44,10 @@ fn memory(patterns: &[String]) -> (u64, u64, usize) {
             n += 1;
             for l in s.lines() {
                 let kb = |l: &str| -> u64 {
-                    l.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0)
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(0)
                 };
                 if l.starts_with("Rss:") {
                     rss += kb(l);
@@ -87,7 +90,10 @@ async fn main() -> anyhow::Result<()> {
     let mut img = ImageServiceClient::new(ch);
     for i in std::iter::once(&image).chain(sandbox_image.iter()) {
         img.pull_image(PullImageRequest {
-            image: Some(ImageSpec { image: i.clone(), ..Default::default() }),
+            image: Some(ImageSpec {
+                image: i.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -120,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             let sb = rt
-                .run_pod_sandbox(RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
+                .run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(cfg.clone()),
+                    runtime_handler: String::new(),
+                })
                 .await?
                 .into_inner()
                 .pod_sandbox_id;
@@ -128,8 +137,14 @@ async fn main() -> anyhow::Result<()> {
                 .create_container(CreateContainerRequest {
                     pod_sandbox_id: sb.clone(),
                     config: Some(ContainerConfig {
-                        metadata: Some(ContainerMetadata { name: "c".into(), attempt: 0 }),
-                        image: Some(ImageSpec { image: image.clone(), ..Default::default() }),
+                        metadata: Some(ContainerMetadata {
+                            name: "c".into(),
+                            attempt: 0,
+                        }),
+                        image: Some(ImageSpec {
+                            image: image.clone(),
+                            ..Default::default()
+                        }),
                         command: vec!["sleep".into(), "3600".into()],
                         ..Default::default()
                     }),
@@ -138,9 +153,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .into_inner()
                 .container_id;
-            rt.start_container(StartContainerRequest { container_id: c.clone() }).await?;
+            rt.start_container(StartContainerRequest {
+                container_id: c.clone(),
+            })
+            .await?;
             let st = rt
-                .container_status(ContainerStatusRequest { container_id: c, verbose: false })
+                .container_status(ContainerStatusRequest {
+                    container_id: c,
+                    verbose: false,
+                })
                 .await?
                 .into_inner()
                 .status
@@ -156,8 +177,12 @@ async fn main() -> anyhow::Result<()> {
         }
         for sb in ids {
             let t = Instant::now();
-            rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sb.clone() }).await?;
-            rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sb }).await?;
+            rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: sb.clone(),
+            })
+            .await?;
+            rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sb })
+                .await?;
             down.push(t.elapsed());
         }
         whole.push(t_run.elapsed());

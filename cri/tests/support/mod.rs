@@ -444,6 +444,18 @@ pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
 }
 
 pub fn remove_cgroups(name: &str) {
+    // Processes a failed test left (container inits) first, or the directories stay busy.
+    for d in cgroup_dirs(name) {
+        if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
     for d in cgroup_dirs(name) {
         let _ = std::fs::remove_dir(&d);
     }
