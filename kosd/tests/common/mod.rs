@@ -441,6 +441,7 @@ impl Kosd {
         c.env("DOCKER_CONFIG", self.dir.join("docker-config"));
         c.env_remove("DOCKER_HOST");
         c.env_remove("DOCKER_CONTEXT");
+        c.env_remove("DOCKER_BUILDKIT");
         c
     }
 
