@@ -327,3 +327,69 @@ fn container_names_and_aliases_resolve_through_kos_dns() {
     assert!(left.is_empty(), "{left:?}");
     assert!(!pid_file.exists());
 }
+
+fn dns_pid(k: &Kosd) -> Option<i32> {
+    std::fs::read_to_string(k.exec_root().join("dns/kos-dns.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // Zombies count as gone: kosd reaps its child, the test does not.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn wait_new_dns(k: &Kosd, old: Option<i32>) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(p) = dns_pid(k).filter(|p| Some(*p) != old && alive(*p)) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new kos-dns after {old:?}\n{}",
+            tail(&k.log_text(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kos_dns_is_restarted_and_a_stale_one_ended() {
+    let mut k = Kosd::start(&[]);
+    let first = wait_new_dns(&k, None);
+    // Killed: kosd starts it again.
+    // SAFETY: killing the kos-dns of this test's daemon.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let second = wait_new_dns(&k, Some(first));
+    // kosd killed: its kos-dns outlives it, and the next kosd on the roots ends it.
+    k.kill9();
+    assert!(alive(second));
+    k.spawn();
+    let third = wait_new_dns(&k, Some(second));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(second) {
+        assert!(
+            Instant::now() < deadline,
+            "stale kos-dns {second} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    k.stop();
+    assert!(!alive(third));
+    assert!(
+        k.leftover_processes().is_empty(),
+        "{:?}",
+        k.leftover_processes()
+    );
+}
