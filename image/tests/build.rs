@@ -641,3 +641,47 @@ fn run_steps_get_the_network_asked_for() {
     assert_eq!(first_link(&host), first_link(&ours));
     env.assert_clean();
 }
+
+#[test]
+fn missing_base_images_are_pulled() {
+    let env = Env::new();
+    let reg = common::TestRegistry::start();
+    let remote = reg.reference("kbt/busybox:1");
+    let rt = common::rt();
+    rt.block_on(kos_image::Registry::default().push(
+        env.store.clone(),
+        &canonical(BASE),
+        &remote,
+        &kos_image::registry::push::PushOptions::default(),
+    ))
+    .unwrap();
+    drop(rt);
+    // A fresh store that has never seen the base.
+    let store = std::sync::Arc::new(kos_image::Store::open(env.dir.join("fresh")).unwrap());
+    let puller = std::sync::Arc::new(kos_image::build::RegistryPuller {
+        registry: kos_image::Registry::default(),
+        options: kos_image::PullOptions::default(),
+    });
+    let builder = kos_image::build::Builder::new(store.clone())
+        .with_kosrun(build_support::kosrun())
+        .with_puller(puller);
+    let tar = common::tarw::build(&[Entry::file(
+        "Dockerfile",
+        format!("FROM {remote}\nRUN echo pulled > /p\n").as_bytes(),
+    )]);
+    let mut events = Vec::new();
+    let mut o = opts("kbt/pulled:1");
+    o.network = kos_image::build::NetworkMode::None;
+    let r = builder.build(&tar[..], &o, &mut |e| events.push(e));
+    r.unwrap_or_else(|e| panic!("{e}\n{}", stream(&events)));
+    assert!(stream(&events).contains(&format!("Pulling {remote}")));
+    assert!(store.image(&remote).is_ok(), "the base is in the store now");
+    // Without a puller, a missing base is a clear error naming it.
+    let other = std::sync::Arc::new(kos_image::Store::open(env.dir.join("nopull")).unwrap());
+    let b = kos_image::build::Builder::new(other).with_kosrun(build_support::kosrun());
+    let e = b
+        .build(&tar[..], &o, &mut |_| {})
+        .expect_err("no puller, no base");
+    assert_eq!(e.line(), Some(1), "{e}");
+    assert!(e.to_string().contains("kbt/busybox:1"), "{e}");
+}
