@@ -525,3 +525,108 @@ async fn shared_pid_namespace_and_security_context() {
     });
     let _ = HashMap::<String, String>::new();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn oom_killed_and_resource_update() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let server = Server::start(&[]);
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let p = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod(
+                "oom",
+                NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ..Default::default()
+                },
+                vec![],
+            )),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let limit = 32 * 1024 * 1024;
+    let mut hog = ctr(
+        "hog",
+        &image,
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    );
+    hog.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: limit,
+            memory_swap_limit_in_bytes: limit,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let hog = run(&mut rt, &p, hog).await;
+    let mut st = None;
+    for _ in 0..200 {
+        let s = rt
+            .container_status(ContainerStatusRequest {
+                container_id: hog.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status");
+        if s.state == ContainerState::ContainerExited as i32 {
+            st = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = st.expect("the hog exits");
+    assert_eq!(st.reason, "OOMKilled", "exit {}", st.exit_code);
+    assert_ne!(st.exit_code, 0);
+
+    // UpdateContainerResources reaches the running container's cgroup.
+    let idle = run(&mut rt, &p, ctr("idle", &image, &["sleep", "300"])).await;
+    rt.update_container_resources(UpdateContainerResourcesRequest {
+        container_id: idle.clone(),
+        linux: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 48 * 1024 * 1024,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .expect("update resources");
+    let (_, out) = exec(
+        &mut rt,
+        &idle,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    )
+    .await;
+    assert_eq!(out.trim(), (48 * 1024 * 1024).to_string());
+    let st = rt
+        .container_status(ContainerStatusRequest {
+            container_id: idle.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .status
+        .expect("status");
+    let r = st.resources.and_then(|r| r.linux).expect("resources");
+    assert_eq!(r.memory_limit_in_bytes, 48 * 1024 * 1024);
+    remove_pod(&mut rt, &p).await;
+}
