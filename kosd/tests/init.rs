@@ -55,6 +55,25 @@ fn init_is_pid_1_and_passes_status_and_signals() {
         "{ps}"
     );
 
+    // An orphan (sleep, its parent shell gone) is re-parented to kos-init and reaped
+    // when it ends: no zombie stays.
+    let ps = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        &img,
+        "sh",
+        "-c",
+        "sh -c 'sleep 0.2 &'; sleep 1; ps -o stat,comm",
+    ]);
+    assert!(!ps.lines().any(|l| l.trim_start().starts_with('Z')), "{ps}");
+    assert!(
+        !ps.contains("sleep\n") || ps.matches("sleep").count() == 1,
+        "{ps}"
+    );
+
     // The program's exit status is the container's.
     let o = k.docker(&[
         "run",
