@@ -75,16 +75,14 @@ impl Core {
             ),
             conf_dir: config.cni_conf_dir.clone(),
         };
-        let exe_dir = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(PathBuf::from));
         let launch = LaunchOptions {
             shim_binary: config.shim_binary.clone(),
             namespace: "kos-cri".into(),
             address: config.exec_root.join("cri-shim.sock"),
-            publish_binary: exe_dir
-                .map(|d| d.join("kos-cri-publish"))
-                .unwrap_or_else(|| PathBuf::from("/bin/true")),
+            // The kos shim publishes over TTRPC_ADDRESS (nobody listens yet: exits are
+            // seen through Wait), never through this binary.
+            publish_binary: std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             ttrpc_address: config.exec_root.join("cri-events.sock"),
             debug: false,
         };
