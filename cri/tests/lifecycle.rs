@@ -515,3 +515,97 @@ async fn pod_and_container_lifecycle() {
     assert!(list.is_empty());
     assert_clean(&server);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn exit_while_the_server_is_down_is_reported() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let mut server = Server::start(&[]);
+    let logs = server.dir.path().join("logs");
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let ns = NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ..Default::default()
+    };
+    let mut pc = pod_config("down", &logs, ns);
+    pc.linux.as_mut().expect("linux").sysctls.clear();
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let c = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("sleeper", &image, &["sleep", "300"])),
+            sandbox_config: None,
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: c.clone(),
+    })
+    .await
+    .expect("start");
+    let info = rt
+        .container_status(ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .info;
+    let v: serde_json::Value = serde_json::from_str(&info["info"]).expect("info json");
+    let pid = v["pid"].as_i64().expect("pid") as i32;
+    drop(rt);
+    server.stop();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the container's init");
+    server.restart();
+    let mut rt = server.runtime().await;
+    let mut st = None;
+    for _ in 0..100 {
+        let s = rt
+            .container_status(ContainerStatusRequest {
+                container_id: c.clone(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status");
+        if s.state == ContainerState::ContainerExited as i32 {
+            st = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = st.expect("the exit is seen after the restart");
+    assert_eq!(st.exit_code, 137);
+    assert_eq!(st.reason, "Error");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .expect("remove pod");
+    assert_clean(&server);
+}
