@@ -36,6 +36,8 @@ if [ "${BENCH_ON_DISK:-0}" != 1 ]; then
     TMPFS=1
 fi
 cleanup() {
+    # Every step runs even when one fails (a grep that finds nothing must not end the cleanup).
+    set +e +o pipefail
     if [ -n "$DPID" ]; then
         kill "$DPID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
