@@ -455,6 +455,26 @@ fn same_answer_as_docker_for_update_build_login() {
             "ok\n"
         );
     }
+    // `-`: a Dockerfile alone, or a context tar, on stdin.
+    let df = format!("FROM {img}\n");
+    let k = d.kos_in(&["build", "-q", "-"], df.as_bytes());
+    let dk = d.docker_in(&["build", "-q", "-"], df.as_bytes());
+    assert_eq!(
+        code(&k),
+        code(&dk),
+        "build -: kos {} / docker {}",
+        err(&k),
+        err(&dk)
+    );
+    let mut tb = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(df.len() as u64);
+    h.set_mode(0o644);
+    tb.append_data(&mut h, "Dockerfile", df.as_bytes())
+        .expect("tar");
+    let ctx_tar = tb.into_inner().expect("tar");
+    let k = d.kos_in(&["build", "-q", "-"], &ctx_tar);
+    assert_eq!(code(&k), code(&dk), "build - (tar): {}", err(&k));
     let home = TempDir::new("home");
     let k = piped(
         d.kos_command()

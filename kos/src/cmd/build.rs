@@ -313,6 +313,13 @@ pub fn build(c: &Client, b: BuildCmd) -> Result<i32> {
         }
         head.truncate(n);
         let is_tar = n >= 262 && &head[257..262] == b"ustar";
+        // The lock goes before the rest of stdin is read (again, or on a thread).
+        let mut rest = Vec::new();
+        if !is_tar {
+            stdin.take(16 << 20).read_to_end(&mut rest)?;
+        } else {
+            drop(stdin);
+        }
         if is_tar {
             if let Some(f) = &b.file {
                 q.push(("dockerfile", f.clone()));
@@ -325,7 +332,7 @@ pub fn build(c: &Client, b: BuildCmd) -> Result<i32> {
             });
         } else {
             let mut df = head;
-            io::stdin().lock().take(16 << 20).read_to_end(&mut df)?;
+            df.extend_from_slice(&rest);
             writer = std::thread::spawn(move || {
                 let mut bld = tar::Builder::new(wr);
                 let mut h = file_header(df.len());
