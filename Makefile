@@ -6,6 +6,8 @@ RELEASE := target/release
 KOSRUN ?= $(CURDIR)/$(RELEASE)/kosrun
 RUNTIME ?= $(KOSRUN)
 PREFIX ?= /usr/local
+SYSTEMD_UNIT_DIR ?= /lib/systemd/system
+KOS_UNIT_DIR ?= /usr/lib/kos/units
 
 .PHONY: all deps build install demo test unit conformance lint bench clean
 
@@ -27,6 +29,12 @@ install: build
 		if [ -x $(RELEASE)/$$b ]; then \
 			install -D -m 0755 $(RELEASE)/$$b $(DESTDIR)$(PREFIX)/bin/$$b && echo "installed $(DESTDIR)$(PREFIX)/bin/$$b"; \
 		fi; \
+	done
+	@sed 's#/usr/local/bin/#$(PREFIX)/bin/#' kosd/packaging/kosd.service > kosd.service.tmp && \
+		install -D -m 0644 kosd.service.tmp $(DESTDIR)$(SYSTEMD_UNIT_DIR)/kosd.service && \
+		rm -f kosd.service.tmp && echo "installed $(DESTDIR)$(SYSTEMD_UNIT_DIR)/kosd.service"
+	@for u in units/shipped/* services/units/*; do \
+		install -D -m 0644 $$u $(DESTDIR)$(KOS_UNIT_DIR)/$$(basename $$u) && echo "installed $(DESTDIR)$(KOS_UNIT_DIR)/$$(basename $$u)"; \
 	done
 
 demo: build
