@@ -5,7 +5,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::store::{process_start_time, ContainerDir, Saved, Status};
 
 /// A container opened and locked by id, with its saved state.
@@ -133,7 +133,10 @@ pub fn signal_init(saved: &Saved, signal: i32) -> Result<()> {
         if e.raw_os_error() == Some(libc::ESRCH) {
             not_running(saved)
         } else {
-            Error::Setup(format!("signal {signal} to pid {}: {e}", saved.pid))
+            Error::failed(
+                Stage::State,
+                format!("signal {signal} to pid {}: {e}", saved.pid),
+            )
         }
     })
 }

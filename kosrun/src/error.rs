@@ -158,10 +158,6 @@ pub enum Error {
     /// A failure inside the container's init, carried over the init channel.
     #[error(transparent)]
     Remote(#[from] RemoteError),
-    #[error("config.json: {0}")]
-    Config(String),
-    #[error("{0}")]
-    Setup(String),
     #[error("{what}: {source}")]
     Sys {
         what: String,
@@ -172,8 +168,14 @@ pub enum Error {
     Cgroup(#[from] kos_cgroups::Error),
     #[error("{0}")]
     Path(#[from] kos_security::path::PathError),
-    #[error("hook: {0}")]
-    Hook(String),
+    /// A hook failed; `kind` and `index` locate it in the spec ("hooks.prestart[0]").
+    #[error("hook: {}[{index}] {}: {reason}", kind.name(), path.display())]
+    Hook {
+        kind: crate::hooks::Kind,
+        index: usize,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("state of container {id:?} is unreadable: {reason}")]
     BadState { id: String, reason: String },
 }
@@ -212,6 +214,16 @@ impl Error {
         }
     }
 
+    /// A config value found wrong at a later stage (while building the container).
+    pub fn invalid_in(stage: Stage, field: impl Into<String>, message: String) -> Self {
+        Error::Invalid {
+            stage,
+            field: field.into(),
+            message,
+            source: None,
+        }
+    }
+
     /// A config.json that cannot be read or parsed.
     pub fn load(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid {
@@ -238,10 +250,10 @@ impl Error {
     }
 
     /// A step failed for a reason of its own (no lower error under it).
-    pub fn failed(stage: Stage, message: impl Into<String>) -> Self {
+    pub fn failed(stage: Stage, message: String) -> Self {
         Error::Failed {
             stage,
-            message: message.into(),
+            message,
             source: None,
         }
     }
@@ -268,9 +280,8 @@ impl Error {
         match self {
             Error::Invalid { stage, .. } | Error::Failed { stage, .. } => Some(*stage),
             Error::Remote(r) => r.stage,
-            Error::Config(_) => Some(Stage::Validate),
             Error::Cgroup(_) => Some(Stage::Cgroup),
-            Error::Hook(_) => Some(Stage::Hooks),
+            Error::Hook { .. } => Some(Stage::Hooks),
             Error::BadState { .. } => Some(Stage::State),
             _ => None,
         }
@@ -281,6 +292,7 @@ impl Error {
         match self {
             Error::Invalid { field, .. } => Some(field),
             Error::Remote(r) => r.field.as_deref(),
+            Error::Hook { kind, .. } => Some(kind.field()),
             Error::Cgroup(kos_cgroups::Error::Invalid { field, .. })
             | Error::Cgroup(kos_cgroups::Error::Unsupported { field, .. })
             | Error::Cgroup(kos_cgroups::Error::Write { field, .. }) => Some(field),
@@ -315,7 +327,7 @@ impl Error {
             Error::Exists(_) => Kind::AlreadyExists,
             Error::NotFound(_) => Kind::NotFound,
             Error::WrongState { .. } => Kind::WrongState,
-            Error::Invalid { .. } | Error::Config(_) => Kind::InvalidConfig,
+            Error::Invalid { .. } => Kind::InvalidConfig,
             Error::Remote(r) => r.kind,
             Error::Cgroup(e) => cgroup_kind(e),
             Error::Failed { .. } => match self.cause() {
@@ -323,7 +335,7 @@ impl Error {
                 _ => errno_kind(self.errno()).unwrap_or(Kind::Internal),
             },
             Error::Path(_) => Kind::InvalidConfig,
-            Error::BadState { .. } | Error::Setup(_) | Error::Hook(_) => Kind::Internal,
+            Error::BadState { .. } | Error::Hook { .. } => Kind::Internal,
             _ => errno_kind(self.errno()).unwrap_or(Kind::Internal),
         }
     }

@@ -43,6 +43,20 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The spec field holding hooks of this kind.
+    pub fn field(self) -> &'static str {
+        match self {
+            Kind::Prestart => "hooks.prestart",
+            Kind::CreateRuntime => "hooks.createRuntime",
+            Kind::CreateContainer => "hooks.createContainer",
+            Kind::StartContainer => "hooks.startContainer",
+            Kind::Poststart => "hooks.poststart",
+            Kind::Poststop => "hooks.poststop",
+        }
+    }
+}
+
 pub fn of_kind(spec: &Spec, kind: Kind) -> &[Hook] {
     let Some(h) = spec.hooks().as_ref() else {
         return &[];
@@ -62,12 +76,11 @@ pub fn of_kind(spec: &Spec, kind: Kind) -> &[Hook] {
 /// Run every hook of `kind` in order; the first failure stops the rest.
 pub fn run_all(spec: &Spec, kind: Kind, state_json: &str) -> Result<()> {
     for (i, hook) in of_kind(spec, kind).iter().enumerate() {
-        run_one(hook, state_json).map_err(|e| {
-            Error::Hook(format!(
-                "{}[{i}] {}: {e}",
-                kind.name(),
-                hook.path().display()
-            ))
+        run_one(hook, state_json).map_err(|reason| Error::Hook {
+            kind,
+            index: i,
+            path: hook.path().clone(),
+            reason,
         })?;
     }
     Ok(())

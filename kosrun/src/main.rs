@@ -131,7 +131,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            log::error(&one_line(&e));
+            log::error(&one_line(&e), runtime_error(&e));
             ExitCode::FAILURE
         }
     }
@@ -140,12 +140,17 @@ fn main() -> ExitCode {
 /// The runtime's own errors already name their cause in their message (the source is kept
 /// for callers that want the typed value), so printing the chain would say it twice.
 fn one_line(e: &anyhow::Error) -> String {
-    let top: &(dyn std::error::Error + 'static) = &**e;
-    if top.downcast_ref::<kosrun::Error>().is_some() {
+    if runtime_error(e).is_some() {
         format!("{e}")
     } else {
         format!("{e:#}")
     }
+}
+
+/// The runtime's typed error, when it is the whole of `e` (not under added context).
+fn runtime_error(e: &anyhow::Error) -> Option<&kosrun::Error> {
+    let top: &(dyn std::error::Error + 'static) = &**e;
+    top.downcast_ref::<kosrun::Error>()
 }
 
 fn create_opts(root: &std::path::Path, a: &CreateArgs) -> CreateOpts {

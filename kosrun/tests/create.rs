@@ -105,3 +105,73 @@ impl Drop for Deleter {
             .status();
     }
 }
+
+/// Run kosrun with a JSON log and return its exit status and the logged error record.
+fn json_error(root: &std::path::Path, log: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = output_via_files(
+        std::process::Command::new(kosrun())
+            .arg("--root")
+            .arg(root)
+            .arg("--log")
+            .arg(log)
+            .args(["--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null()),
+    );
+    assert!(!out.status.success(), "kosrun {args:?} succeeded");
+    let logged = std::fs::read_to_string(log).expect("read log");
+    let last = logged.lines().last().expect("an error was logged");
+    serde_json::from_str(last).expect("log line is JSON")
+}
+
+/// A config error says which kind, stage and spec field failed, so a supervisor can map it
+/// to a status code without parsing the text; the text itself stays the one-line message.
+#[test]
+fn config_errors_carry_kind_stage_and_field_in_the_json_log() {
+    let bundle = TempDir::new("kind-bundle");
+    let root = TempDir::new("kind-root");
+    let base = spec_config(&bundle.0, &["true"]);
+    let mut c = base.clone();
+    c["process"]["user"]["uid"] = serde_json::json!(4294967295u64);
+    write_config(&bundle.0, &c);
+    let log = bundle.0.join("log.json");
+    let id = unique("kind");
+    let bundle_arg = bundle.0.to_string_lossy().into_owned();
+    let rec = json_error(&root.0, &log, &["create", "-b", &bundle_arg, &id]);
+    assert_eq!(rec["level"], "error", "{rec}");
+    assert_eq!(rec["kind"], "invalid_config", "{rec}");
+    assert_eq!(rec["stage"], "validate", "{rec}");
+    assert_eq!(rec["field"], "process.user.uid", "{rec}");
+    assert_eq!(
+        rec["msg"], "config.json: process.user.uid 4294967295 is out of range (at most 2147483647)",
+        "{rec}"
+    );
+
+    // A key the host owns is refused at its own sysctl entry.
+    let mut c = base;
+    let no_net: Vec<serde_json::Value> = c["linux"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .filter(|n| n["type"] != "network")
+        .cloned()
+        .collect();
+    c["linux"]["namespaces"] = serde_json::Value::from(no_net);
+    c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+    write_config(&bundle.0, &c);
+    let rec = json_error(&root.0, &log, &["create", "-b", &bundle_arg, &id]);
+    assert_eq!(rec["kind"], "invalid_config", "{rec}");
+    assert_eq!(rec["field"], "linux.sysctl[net.ipv4.ip_forward]", "{rec}");
+}
+
+/// Operations on a container that is not there are NotFound, not a generic failure.
+#[test]
+fn missing_container_is_not_found_in_the_json_log() {
+    let root = TempDir::new("kind-nf-root");
+    let log = root.0.join("log.json");
+    let id = unique("kind-nf");
+    for op in ["start", "state", "delete"] {
+        let rec = json_error(&root.0, &log, &[op, &id]);
+        assert_eq!(rec["kind"], "not_found", "{op}: {rec}");
+    }
+}

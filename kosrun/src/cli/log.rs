@@ -27,23 +27,37 @@ pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
     });
 }
 
-fn line(format: Format, level: &str, msg: &str) -> String {
+fn line(format: Format, level: &str, msg: &str, err: Option<&kosrun::Error>) -> String {
     let time = kosrun::time::now_rfc3339();
     match format {
-        Format::Json => format!(
-            "{}\n",
-            serde_json::json!({"level": level, "msg": msg, "time": time})
-        ),
+        Format::Json => {
+            let mut v = serde_json::json!({"level": level, "msg": msg, "time": time});
+            // A supervisor reading the JSON log learns which failure it was, not only its
+            // text: the same kind, stage and spec field the library returns.
+            if let Some(e) = err {
+                v["kind"] = serde_json::json!(e.kind());
+                if let Some(stage) = e.stage() {
+                    v["stage"] = serde_json::json!(stage);
+                }
+                if let Some(field) = e.field() {
+                    v["field"] = serde_json::json!(field);
+                }
+                if let Some(errno) = e.errno() {
+                    v["errno"] = serde_json::json!(errno);
+                }
+            }
+            format!("{v}\n")
+        }
         Format::Text => format!("time={time:?} level={level} msg={msg:?}\n"),
     }
 }
 
-fn write(level: &str, msg: &str) {
+fn write(level: &str, msg: &str, err: Option<&kosrun::Error>) {
     let Some(l) = LOGGER.get() else {
         eprintln!("kosrun: {msg}");
         return;
     };
-    let text = line(l.format, level, msg);
+    let text = line(l.format, level, msg, err);
     match &l.file {
         Some(p) => {
             if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(p) {
@@ -56,8 +70,8 @@ fn write(level: &str, msg: &str) {
     }
 }
 
-pub fn error(msg: &str) {
-    write("error", msg);
+pub fn error(msg: &str, err: Option<&kosrun::Error>) {
+    write("error", msg, err);
     // The log may be a file a supervisor reads; a person at a terminal reads stderr.
     if LOGGER.get().is_some_and(|l| l.file.is_some()) {
         eprintln!("kosrun: {msg}");
@@ -65,11 +79,11 @@ pub fn error(msg: &str) {
 }
 
 pub fn warn(msg: &str) {
-    write("warning", msg);
+    write("warning", msg, None);
 }
 
 pub fn debug(msg: &str) {
     if LOGGER.get().is_some_and(|l| l.debug) {
-        write("debug", msg);
+        write("debug", msg, None);
     }
 }

@@ -10,7 +10,7 @@ use kos_security::seccomp::{self, SeccompProgram};
 use kos_security::{label, spec_defaults};
 use oci_spec::runtime::Spec;
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result, Stage};
 
 pub struct Confinement {
     pub seccomp: Option<SeccompProgram>,
@@ -21,8 +21,9 @@ pub struct Confinement {
     nnp: bool,
 }
 
-fn sec(e: impl std::fmt::Display) -> Error {
-    Error::Setup(e.to_string())
+/// A kos_security error at `stage`, its message unchanged and its value kept as the source.
+fn sec<E: Into<Cause> + std::fmt::Display>(stage: Stage) -> impl FnOnce(E) -> Error {
+    move |e| Error::failed_by(stage, e.to_string(), e)
 }
 
 impl Confinement {
@@ -31,24 +32,33 @@ impl Confinement {
         let process = spec
             .process()
             .as_ref()
-            .ok_or_else(|| Error::Config("process is required".into()))?;
+            .ok_or_else(|| Error::invalid("process", "process is required"))?;
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(
-                seccomp::compile(s).map_err(|e| Error::Config(format!("linux.seccomp: {e}")))?,
-            ),
+            Some(s) => Some(seccomp::compile(s).map_err(|e| {
+                Error::invalid_by(
+                    Stage::Seccomp,
+                    "linux.seccomp",
+                    format!("linux.seccomp: {e}"),
+                    e,
+                )
+            })?),
             None => None,
         };
         let caps = match process.capabilities() {
-            Some(c) => Some(
-                Capabilities::from_spec(c)
-                    .map_err(|e| Error::Config(format!("process.capabilities: {e}")))?,
-            ),
+            Some(c) => Some(Capabilities::from_spec(c).map_err(|e| {
+                Error::invalid_by(
+                    Stage::Capabilities,
+                    "process.capabilities",
+                    format!("process.capabilities: {e}"),
+                    e,
+                )
+            })?),
             None => None,
         };
         let annotations = spec.annotations().clone().unwrap_or_default();
         // Landlock's errors already name the annotation.
-        let landlock =
-            Ruleset::from_annotations(&annotations).map_err(|e| Error::Config(e.to_string()))?;
+        let landlock = Ruleset::from_annotations(&annotations)
+            .map_err(|e| Error::invalid_by(Stage::Confinement, "annotations", e.to_string(), e))?;
         if let Some(rs) = &landlock {
             let dests: Vec<PathBuf> = spec
                 .mounts()
@@ -56,8 +66,9 @@ impl Confinement {
                 .flatten()
                 .map(|m| m.destination().clone())
                 .collect();
-            rs.check_paths_in(rootfs, &dests)
-                .map_err(|e| Error::Config(e.to_string()))?;
+            rs.check_paths_in(rootfs, &dests).map_err(|e| {
+                Error::invalid_by(Stage::Confinement, "annotations", e.to_string(), e)
+            })?;
         }
         let selinux = process.selinux_label().clone().filter(|l| !l.is_empty());
         let mount_label = spec
@@ -65,11 +76,19 @@ impl Confinement {
             .as_ref()
             .and_then(|l| l.mount_label().clone())
             .filter(|l| !l.is_empty());
-        label::selinux::check_available(selinux.as_deref(), mount_label.as_deref())
-            .map_err(|e| Error::Config(e.to_string()))?;
+        label::selinux::check_available(selinux.as_deref(), mount_label.as_deref()).map_err(
+            |e| Error::invalid_by(Stage::Confinement, "process.selinuxLabel", e.to_string(), e),
+        )?;
         let apparmor = process.apparmor_profile().clone().filter(|p| !p.is_empty());
         if let Some(p) = &apparmor {
-            label::apparmor::check_available(p).map_err(|e| Error::Config(e.to_string()))?;
+            label::apparmor::check_available(p).map_err(|e| {
+                Error::invalid_by(
+                    Stage::Confinement,
+                    "process.apparmorProfile",
+                    e.to_string(),
+                    e,
+                )
+            })?;
         }
         Ok(Confinement {
             seccomp,
@@ -92,11 +111,11 @@ impl Confinement {
     /// without no_new_privs, need it afterwards).
     pub fn before_user_switch(&self) -> Result<()> {
         if self.nnp {
-            spec_defaults::set_no_new_privileges().map_err(sec)?;
+            spec_defaults::set_no_new_privileges().map_err(sec(Stage::Confinement))?;
         }
         if let Some(c) = &self.caps {
-            c.drop_bounding().map_err(sec)?;
-            c.keep_across_setuid().map_err(sec)?;
+            c.drop_bounding().map_err(sec(Stage::Capabilities))?;
+            c.keep_across_setuid().map_err(sec(Stage::Capabilities))?;
         } else if self.seccomp_needs_admin() {
             set_keepcaps(true)?;
         }
@@ -115,9 +134,9 @@ impl Confinement {
                 let mut c = c.clone();
                 c.effective.insert(admin);
                 c.permitted.insert(admin);
-                c.apply_after_setuid().map_err(sec)?;
+                c.apply_after_setuid().map_err(sec(Stage::Capabilities))?;
             }
-            Some(c) => c.apply_after_setuid().map_err(sec)?,
+            Some(c) => c.apply_after_setuid().map_err(sec(Stage::Capabilities))?,
             None if self.seccomp_needs_admin() => {
                 // Permitted was kept across the switch; without it the filter cannot load
                 // for a non-root user, and the error then says why.
@@ -127,10 +146,10 @@ impl Confinement {
             None => {}
         }
         if let Some(p) = &self.apparmor {
-            label::apparmor::apply(p).map_err(sec)?;
+            label::apparmor::apply(p).map_err(sec(Stage::Confinement))?;
         }
         if let Some(l) = &self.selinux {
-            label::selinux::set_exec_label(l).map_err(sec)?;
+            label::selinux::set_exec_label(l).map_err(sec(Stage::Confinement))?;
         }
         Ok(())
     }
@@ -139,7 +158,7 @@ impl Confinement {
     /// the agent before `create` returns; the program's own syscalls are what it is for.
     pub fn install_notify(&self) -> Result<Option<OwnedFd>> {
         match &self.seccomp {
-            Some(s) if s.has_notify() => s.install().map_err(sec),
+            Some(s) if s.has_notify() => s.install().map_err(sec(Stage::Seccomp)),
             _ => Ok(None),
         }
     }
@@ -149,10 +168,10 @@ impl Confinement {
     pub fn last(&self) -> Result<()> {
         if let Some(rs) = &self.landlock {
             rs.apply()
-                .map_err(|e| Error::Setup(format!("landlock: {e}")))?;
+                .map_err(|e| Error::failed_by(Stage::Confinement, format!("landlock: {e}"), e))?;
         }
         if let Some(s) = self.seccomp.as_ref().filter(|s| !s.has_notify()) {
-            s.install().map_err(sec)?;
+            s.install().map_err(sec(Stage::Seccomp))?;
         }
         Ok(())
     }
@@ -161,10 +180,12 @@ impl Confinement {
 fn set_keepcaps(on: bool) -> Result<()> {
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, libc::c_ulong::from(on), 0, 0, 0) } != 0 {
-        return Err(Error::Setup(format!(
-            "prctl(PR_SET_KEEPCAPS): {}",
-            std::io::Error::last_os_error()
-        )));
+        let e = std::io::Error::last_os_error();
+        return Err(Error::failed_by(
+            Stage::Capabilities,
+            format!("prctl(PR_SET_KEEPCAPS): {e}"),
+            e,
+        ));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use kos_security::path as safe;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::sys::mount as sys_mount;
 
 /// Open a pty pair in the container (after pivot_root).
@@ -21,19 +21,19 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
         )
     };
     if m < 0 {
-        return Err(Error::Setup(format!(
-            "open /dev/ptmx: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Terminal,
+            format!("open /dev/ptmx: {}", std::io::Error::last_os_error()),
+        ));
     }
     // SAFETY: fresh descriptor.
     let master = unsafe { OwnedFd::from_raw_fd(m) };
     // SAFETY: valid pty master.
     if unsafe { libc::unlockpt(master.as_raw_fd()) } != 0 {
-        return Err(Error::Setup(format!(
-            "unlockpt: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Terminal,
+            format!("unlockpt: {}", std::io::Error::last_os_error()),
+        ));
     }
     // TIOCGPTPEER opens the peer through the master itself, immune to path games in /dev/pts.
     const TIOCGPTPEER: libc::c_ulong = 0x5441;
@@ -46,10 +46,10 @@ pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
         )
     };
     if s < 0 {
-        return Err(Error::Setup(format!(
-            "open pty peer: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Terminal,
+            format!("open pty peer: {}", std::io::Error::last_os_error()),
+        ));
     }
     // SAFETY: fresh descriptor.
     Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
@@ -88,7 +88,7 @@ pub fn become_tty(slave: &OwnedFd) -> Result<()> {
         libc::MS_BIND,
         None,
     )
-    .map_err(|e| Error::Setup(format!("bind /dev/console: {e}")))?;
+    .map_err(|e| Error::failed(Stage::Terminal, format!("bind /dev/console: {e}")))?;
     Ok(())
 }
 
@@ -144,7 +144,10 @@ fn console_target() -> Result<OwnedFd> {
             Err(e) => return Err(Error::sys("open /dev/console", e)),
         }
     }
-    Err(Error::Setup("/dev/console keeps changing under us".into()))
+    Err(Error::failed(
+        Stage::Terminal,
+        "/dev/console keeps changing under us".into(),
+    ))
 }
 
 /// Make the slave our controlling terminal and stdio (an exec'd process: the
@@ -153,17 +156,17 @@ pub fn attach_tty(slave: &OwnedFd) -> Result<()> {
     // SAFETY: ioctl and dup2 on descriptors we own.
     unsafe {
         if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
-            return Err(Error::Setup(format!(
-                "set controlling tty: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(Error::failed(
+                Stage::Terminal,
+                format!("set controlling tty: {}", std::io::Error::last_os_error()),
+            ));
         }
         for fd in 0..3 {
             if libc::dup2(slave.as_raw_fd(), fd) < 0 {
-                return Err(Error::Setup(format!(
-                    "dup2 tty: {}",
-                    std::io::Error::last_os_error()
-                )));
+                return Err(Error::failed(
+                    Stage::Terminal,
+                    format!("dup2 tty: {}", std::io::Error::last_os_error()),
+                ));
             }
         }
     }
@@ -181,7 +184,10 @@ pub fn setup_terminal(
         return Ok(());
     }
     let sock = console_socket.ok_or_else(|| {
-        Error::Setup("process.terminal is true but no --console-socket was given".into())
+        Error::failed(
+            Stage::Terminal,
+            "process.terminal is true but no --console-socket was given".into(),
+        )
     })?;
     let (master, slave) = open_pty()?;
     if let Some(sz) = process.console_size() {

@@ -13,7 +13,7 @@ use super::process::{exec, launch, signals};
 use super::rootfs::{self, mount::MountCtx};
 use super::sync::{Channel, Msg};
 use super::{console, sysctl};
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Result, Stage, SysContext};
 use crate::hooks;
 
 pub struct InitCtx<'a> {
@@ -49,7 +49,7 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
     match setup(ctx, chan) {
         Ok(ready) => start(ctx, ready),
         Err(e) => {
-            let _ = chan.send(&Msg::Error(e.to_string()));
+            let _ = chan.send(&Msg::Error(e.to_remote()));
             // SAFETY: leave without unwinding into the parent's copy of the stack.
             unsafe { libc::_exit(1) }
         }
@@ -89,10 +89,10 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
         if let Some(d) = spec.domainname() {
             // SAFETY: pointer and length of a live buffer.
             if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-                return Err(Error::Setup(format!(
-                    "setdomainname {d:?}: {}",
-                    std::io::Error::last_os_error()
-                )));
+                return Err(Error::failed(
+                    Stage::Create,
+                    format!("setdomainname {d:?}: {}", std::io::Error::last_os_error()),
+                ));
             }
         }
     }
@@ -119,7 +119,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     {
         let p = sysctl::path(k);
         std::fs::write(&p, v.as_bytes())
-            .map_err(|e| Error::Setup(format!("sysctl {k}={v}: {e}")))?;
+            .map_err(|e| Error::failed(Stage::Create, format!("sysctl {k}={v}: {e}")))?;
     }
 
     // prestart and createRuntime hooks run in the runtime namespace: the parent's job.
@@ -140,7 +140,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     let process = spec
         .process()
         .as_ref()
-        .ok_or_else(|| Error::Config("process is required".into()))?;
+        .ok_or_else(|| Error::invalid_in(Stage::Create, "process", "process is required".into()))?;
     console::setup_terminal(process, ctx.console_socket, true)?;
     let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
     // The cwd is resolved after the root switch, so it can only name a place inside.
@@ -202,7 +202,10 @@ fn join_session_keyring(id: &str) {
 }
 
 fn unreachable_msg<T>() -> Result<T> {
-    Err(Error::Setup("init channel: unexpected message".into()))
+    Err(Error::failed(
+        Stage::Create,
+        "init channel: unexpected message".into(),
+    ))
 }
 
 fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
@@ -222,7 +225,7 @@ fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::Setup(format!("wait for start: {e}")));
+            return Err(Error::failed(Stage::Create, format!("wait for start: {e}")));
         }
     }
 }

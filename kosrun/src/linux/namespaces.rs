@@ -7,7 +7,7 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::config::ns_name;
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Result, Stage, SysContext};
 
 pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
     match t {
@@ -50,11 +50,15 @@ impl Plan {
                 None => new |= flag(ns.typ()),
                 Some(p) => {
                     let f = File::open(p).map_err(|e| {
-                        Error::Config(format!(
-                            "linux.namespaces: {} namespace {}: {e}",
-                            ns_name(ns.typ()),
-                            p.display()
-                        ))
+                        Error::invalid_in(
+                            Stage::Namespaces,
+                            "linux.namespaces.path",
+                            format!(
+                                "linux.namespaces: {} namespace {}: {e}",
+                                ns_name(ns.typ()),
+                                p.display()
+                            ),
+                        )
                     })?;
                     join.push(Join {
                         typ: ns.typ(),
@@ -111,10 +115,10 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
         }
         let p = format!("/proc/{pid}/{file}");
         std::fs::write(&p, data.as_bytes()).map_err(|e| {
-            Error::Setup(format!(
-                "write {p} ({}): {e}",
-                data.trim().replace('\n', ", ")
-            ))
+            Error::failed(
+                Stage::Namespaces,
+                format!("write {p} ({}): {e}", data.trim().replace('\n', ", ")),
+            )
         })?;
     }
     Ok(())
@@ -148,8 +152,9 @@ impl TimeNs {
             ));
         }
         if !text.is_empty() {
-            std::fs::write("/proc/self/timens_offsets", text.as_bytes())
-                .map_err(|e| Error::Setup(format!("write timens_offsets: {e}")))?;
+            std::fs::write("/proc/self/timens_offsets", text.as_bytes()).map_err(|e| {
+                Error::failed(Stage::Namespaces, format!("write timens_offsets: {e}"))
+            })?;
         }
         Ok(TimeNs { original })
     }

@@ -12,12 +12,12 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use super::init::{self, InitCtx};
 use super::namespaces::{write_id_maps, Plan, TimeNs};
 use super::sync::{Channel, Msg};
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Result, Stage, SysContext};
 use crate::sys::KillOnDrop;
 
 /// clone(2) as fork, with namespace flags; see [`crate::sys::raw_clone`].
 fn clone(flags: libc::c_ulong) -> Result<i32> {
-    crate::sys::raw_clone(flags).map_err(|e| Error::Setup(format!("clone: {e}")))
+    crate::sys::raw_clone(flags).map_err(|e| Error::failed(Stage::Create, format!("clone: {e}")))
 }
 
 /// Everything the parent needs to finish the init's setup.
@@ -79,7 +79,7 @@ fn via_intermediate(
         crate::sys::close_fds(ctx.close_fds);
         let r = intermediate(ctx, child_end);
         if let Err(e) = r {
-            let _ = child_end.send(&Msg::Error(e.to_string()));
+            let _ = child_end.send(&Msg::Error(e.to_remote()));
         }
         // SAFETY: leave without running the parent's exit handlers.
         unsafe { libc::_exit(0) };
@@ -94,9 +94,19 @@ fn via_intermediate(
                 chan.send(&Msg::Mapped)?;
             }
             Some(Msg::InitPid(p)) => break p,
-            Some(Msg::Error(e)) => return Err(Error::Setup(e)),
-            Some(m) => return Err(Error::Setup(format!("init channel: unexpected {m:?}"))),
-            None => return Err(Error::Setup("container setup process exited early".into())),
+            Some(Msg::Error(e)) => return Err(Error::Remote(e)),
+            Some(m) => {
+                return Err(Error::failed(
+                    Stage::Create,
+                    format!("init channel: unexpected {m:?}"),
+                ))
+            }
+            None => {
+                return Err(Error::failed(
+                    Stage::Create,
+                    "container setup process exited early".into(),
+                ))
+            }
         }
     };
     reap.disarm();
@@ -154,11 +164,11 @@ pub fn write_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
             .and_then(|s| s.trim().parse::<i32>().ok())
             .is_some_and(|cur| adj < cur);
         if lowering && matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-            Error::Setup(format!(
+            Error::failed(Stage::Create, format!(
                 "process.oomScoreAdj {adj}: lowering the OOM score needs CAP_SYS_RESOURCE, which kosrun does not have here ({e})"
             ))
         } else {
-            Error::Setup(format!("process.oomScoreAdj {adj}: {e}"))
+            Error::failed(Stage::Create, format!("process.oomScoreAdj {adj}: {e}"))
         }
     })
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, RemoteError, Result, Stage, SysContext};
 
 /// The largest message either side accepts: the state document with its annotations,
 /// and config.json itself is bounded well below this.
@@ -32,8 +32,8 @@ pub enum Msg {
     Ready,
     /// Init -> parent: the seccomp notify listener travels with this message (SCM_RIGHTS).
     SeccompListener,
-    /// Either way: setup failed.
-    Error(String),
+    /// Either way: setup failed; the typed parts of the error travel with its message.
+    Error(RemoteError),
 }
 
 pub struct Channel {
@@ -64,12 +64,16 @@ impl Channel {
     /// A 4-byte length, then the JSON. The descriptor rides with the first bytes.
     fn send_framed(&self, msg: &Msg, fd: Option<i32>) -> Result<()> {
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-        let body = serde_json::to_vec(msg).map_err(|e| Error::Setup(e.to_string()))?;
+        let body = serde_json::to_vec(msg)
+            .map_err(|e| Error::failed_by(Stage::Sync, format!("init channel: {e}"), e))?;
         if body.len() > MAX_MSG {
-            return Err(Error::Setup(format!(
-                "init channel: message of {} bytes is over the {MAX_MSG} limit",
-                body.len()
-            )));
+            return Err(Error::failed(
+                Stage::Sync,
+                format!(
+                    "init channel: message of {} bytes is over the {MAX_MSG} limit",
+                    body.len()
+                ),
+            ));
         }
         let mut data = Vec::with_capacity(body.len() + 4);
         data.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -111,15 +115,18 @@ impl Channel {
         }
         let len = u32::from_le_bytes(head) as usize;
         if len > MAX_MSG {
-            return Err(Error::Setup(format!(
-                "init channel: message of {len} bytes is over the {MAX_MSG} limit"
-            )));
+            return Err(Error::failed(
+                Stage::Sync,
+                format!("init channel: message of {len} bytes is over the {MAX_MSG} limit"),
+            ));
         }
         let mut body = vec![0u8; len];
         self.read_full(&mut body, &mut fd, false)?;
         serde_json::from_slice(&body)
             .map(|m| (Some(m), fd))
-            .map_err(|e| Error::Setup(format!("init channel: bad message: {e}")))
+            .map_err(|e| {
+                Error::failed_by(Stage::Sync, format!("init channel: bad message: {e}"), e)
+            })
     }
 
     /// Fill `buf`; false on a clean EOF before the first byte when `eof_ok`.
@@ -157,7 +164,8 @@ impl Channel {
                 if off == 0 && eof_ok {
                     return Ok(false);
                 }
-                return Err(Error::Setup(
+                return Err(Error::failed(
+                    Stage::Sync,
                     "init channel: the other side went away mid-message".into(),
                 ));
             }
@@ -169,12 +177,16 @@ impl Channel {
     /// Receive and insist on one kind of message.
     pub fn expect(&self, what: &str, pred: impl Fn(&Msg) -> bool) -> Result<Msg> {
         match self.recv()? {
-            Some(Msg::Error(e)) => Err(Error::Setup(e)),
+            Some(Msg::Error(e)) => Err(Error::Remote(e)),
             Some(m) if pred(&m) => Ok(m),
-            Some(m) => Err(Error::Setup(format!(
-                "init channel: expected {what}, got {m:?}"
-            ))),
-            None => Err(Error::Setup(format!("container init exited before {what}"))),
+            Some(m) => Err(Error::failed(
+                Stage::Sync,
+                format!("init channel: expected {what}, got {m:?}"),
+            )),
+            None => Err(Error::failed(
+                Stage::Sync,
+                format!("container init exited before {what}"),
+            )),
         }
     }
 

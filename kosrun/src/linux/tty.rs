@@ -15,14 +15,14 @@ use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Result, Stage, SysContext};
 
 /// Refuse a terminal request nobody can serve: no console socket and stdin is no tty.
 pub fn require_caller_tty() -> Result<()> {
     if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
         Ok(())
     } else {
-        Err(Error::Setup(
+        Err(Error::failed(Stage::Terminal,
             "a terminal was requested but stdin is not a terminal: pass --console-socket, or do not ask for a tty".into(),
         ))
     }
@@ -70,7 +70,10 @@ pub fn recv_master(sock: &OwnedFd) -> Result<OwnedFd> {
             }
         }
         return master.ok_or_else(|| {
-            Error::Setup("the container's process sent no pty master (it exited early)".into())
+            Error::failed(
+                Stage::Terminal,
+                "the container's process sent no pty master (it exited early)".into(),
+            )
         });
     }
 }
@@ -237,10 +240,10 @@ pub fn relay(master: OwnedFd, child: Pid, set: &SigSet) -> Result<i32> {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            return Err(Error::Setup(format!(
-                "terminal relay: poll: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(Error::failed(
+                Stage::Terminal,
+                format!("terminal relay: poll: {}", std::io::Error::last_os_error()),
+            ));
         }
         if fds[1].revents != 0 {
             match read_some(m, &mut buf) {

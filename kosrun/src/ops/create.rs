@@ -8,7 +8,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use super::StateDoc;
 use crate::config::load_bundle;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::hooks;
 use crate::linux::confine::Confinement;
 use crate::linux::init::InitCtx;
@@ -78,7 +78,10 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     let idmap_trees = crate::linux::rootfs::idmap::prepare_all(spec, &bundle.dir)?;
     let console = match &opts.console_socket {
         Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
-            Error::Setup(format!("console socket {}: {e}", p.display()))
+            Error::failed(
+                Stage::Create,
+                format!("console socket {}: {e}", p.display()),
+            )
         })?)),
         None => None,
     };
@@ -88,12 +91,14 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         .and_then(|p| p.terminal())
         .unwrap_or(false);
     if console.is_some() && !terminal {
-        return Err(Error::Setup(
+        return Err(Error::failed(
+            Stage::Create,
             "--console-socket was given but process.terminal is false: no pty would be sent".into(),
         ));
     }
     if terminal && console.is_none() {
-        return Err(Error::Setup(
+        return Err(Error::failed(
+            Stage::Create,
             "process.terminal is true: a --console-socket is required".into(),
         ));
     }
@@ -184,25 +189,29 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     drop(listener);
 
     saved.pid = pid;
-    saved.pid_start = process_start_time(pid)
-        .ok_or_else(|| Error::Setup("container init exited during setup".into()))?;
+    saved.pid_start = process_start_time(pid).ok_or_else(|| init_gone(pid, spec))?;
     cleanup
         .dir
         .as_ref()
-        .ok_or_else(|| Error::Setup("state lost".into()))?
+        .ok_or_else(|| Error::failed(Stage::Create, "state lost".into()))?
         .save(&saved)?;
     loop {
-        let (msg, fd) = parent_end.recv_with_fd()?;
+        let (msg, fd) = match parent_end.recv_with_fd() {
+            // A killed init with unread data resets the channel rather than closing it.
+            Err(e) if e.errno() == Some(libc::ECONNRESET) => return Err(init_gone(pid, spec)),
+            r => r?,
+        };
         match msg {
             Some(Msg::SeccompListener) => {
                 let (Some(fd), Some(prog)) = (fd, confinement.seccomp.as_ref()) else {
-                    return Err(Error::Setup(
+                    return Err(Error::failed(
+                        Stage::Create,
                         "seccomp listener message without a descriptor".into(),
                     ));
                 };
                 let state = oci_state(&saved, "creating")?;
                 prog.send_listener(std::os::fd::AsFd::as_fd(&fd), &state)
-                    .map_err(|e| Error::Setup(format!("seccomp listener: {e}")))?;
+                    .map_err(|e| Error::failed(Stage::Create, format!("seccomp listener: {e}")))?;
             }
             Some(Msg::RunHooks) => {
                 let state = StateDoc::new(&saved, Status::Creating).json();
@@ -212,19 +221,27 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
                 parent_end.send(&Msg::HooksDone(state))?;
             }
             Some(Msg::Ready) => break,
-            Some(Msg::Error(e)) => return Err(Error::Setup(e)),
-            Some(m) => return Err(Error::Setup(format!("init channel: unexpected {m:?}"))),
+            Some(Msg::Error(e)) => return Err(Error::Remote(e)),
+            Some(m) => {
+                return Err(Error::failed(
+                    Stage::Create,
+                    format!("init channel: unexpected {m:?}"),
+                ))
+            }
             None => return Err(init_gone(pid, spec)),
         }
     }
     if !saved.init_alive() {
-        return Err(Error::Setup("container init exited during setup".into()));
+        return Err(Error::failed(
+            Stage::Create,
+            "container init exited during setup".into(),
+        ));
     }
     saved.create_done = true;
     let dir = cleanup
         .dir
         .as_ref()
-        .ok_or_else(|| Error::Setup("state lost".into()))?;
+        .ok_or_else(|| Error::failed(Stage::Create, "state lost".into()))?;
     dir.save(&saved)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
@@ -243,9 +260,11 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
 /// The runtime spec's state as oci-spec types, for the seccomp agent.
 fn oci_state(saved: &Saved, status: &str) -> Result<oci_spec::runtime::State> {
     let doc = StateDoc::new(saved, Status::Creating);
-    let mut v = serde_json::to_value(&doc).map_err(|e| Error::Setup(e.to_string()))?;
+    let mut v =
+        serde_json::to_value(&doc).map_err(|e| Error::failed(Stage::Create, e.to_string()))?;
     v["status"] = serde_json::Value::from(status);
-    serde_json::from_value(v).map_err(|e| Error::Setup(format!("state document: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| Error::failed(Stage::Create, format!("state document: {e}")))
 }
 
 /// Written atomically: whoever watches for it never sees a partial number.
@@ -277,11 +296,14 @@ fn refuse_owned_cgroup(cgroup: &kos_cgroups::Manager) -> Result<()> {
     if pids.is_empty() {
         return Ok(());
     }
-    Err(Error::Setup(format!(
-        "linux.cgroupsPath {}: the cgroup already holds processes {:?} of another container",
-        cgroup.resolved_path(),
-        &pids[..pids.len().min(8)]
-    )))
+    Err(Error::failed(
+        Stage::Create,
+        format!(
+            "linux.cgroupsPath {}: the cgroup already holds processes {:?} of another container",
+            cgroup.resolved_path(),
+            &pids[..pids.len().min(8)]
+        ),
+    ))
 }
 
 /// Why the init went away without a word: its exit status from the kernel, and the
@@ -318,5 +340,8 @@ fn init_gone(pid: i32, spec: &Spec) -> Error {
             Err(_) => break,
         }
     }
-    Error::Setup(format!("container init exited during setup{how}"))
+    Error::failed(
+        Stage::Create,
+        format!("container init exited during setup{how}"),
+    )
 }

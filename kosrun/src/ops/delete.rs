@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::StateDoc;
 use crate::container::{open_pidfd, wait_exit, Container};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::hooks;
 use crate::store::{Saved, Status};
 
@@ -128,10 +128,13 @@ fn stop(saved: &Saved, cg: &kos_cgroups::Manager, foreign: &[String]) -> Result<
     let _ = cg.thaw();
     let _ = crate::sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
     if !wait_exit(&pidfd, 10_000) {
-        return Err(Error::Setup(format!(
-            "container {} init (pid {}) did not exit after SIGKILL",
-            saved.id, saved.pid
-        )));
+        return Err(Error::failed(
+            Stage::Delete,
+            format!(
+                "container {} init (pid {}) did not exit after SIGKILL",
+                saved.id, saved.pid
+            ),
+        ));
     }
     Ok(())
 }

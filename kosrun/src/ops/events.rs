@@ -12,7 +12,7 @@ use kos_cgroups::{Manager, OomWatch, Stats, StatsEvent};
 use serde::Serialize;
 
 use super::kill::open_pidfd;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::store::{ContainerDir, Saved};
 
 /// Something `watch` reports.
@@ -67,7 +67,8 @@ pub fn watch(
     mut emit: impl FnMut(Event) -> io::Result<()>,
 ) -> Result<()> {
     if interval.is_zero() {
-        return Err(Error::Setup(
+        return Err(Error::failed(
+            Stage::Events,
             "events: the interval must be greater than 0".into(),
         ));
     }
@@ -112,7 +113,7 @@ pub fn watch(
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(Error::Setup(format!("events: poll: {e}")));
+            return Err(Error::failed(Stage::Events, format!("events: poll: {e}")));
         }
         if fds[1].revents != 0 {
             oom_events(&mut oom, &mut emit).map_err(out)?;

@@ -12,7 +12,7 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec};
 use super::run::{forwarded, wait_forwarding};
 use super::StateDoc;
 use crate::container::{open_pidfd, status_of, Container};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::linux::confine::Confinement;
 use crate::linux::exec::{self as lx, ExecCtx, Namespaces, Supervisor};
 use crate::linux::tty;
@@ -80,14 +80,16 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
     if opts.console_socket.is_some() && !(terminal && opts.detach) {
         // As runc: a socket that would never get a pty, or whose pty nobody would
         // relay, is a mistake of the caller's.
-        return Err(Error::Setup(
+        return Err(Error::failed(
+            Stage::Exec,
             "--console-socket needs both a terminal (-t or process.terminal) and --detach".into(),
         ));
     }
     let own_tty = terminal && opts.console_socket.is_none();
     if own_tty {
         if opts.detach {
-            return Err(Error::Setup(
+            return Err(Error::failed(
+                Stage::Exec,
                 "a terminal was requested: --detach needs a --console-socket to hand it to".into(),
             ));
         }
@@ -101,7 +103,7 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
                 .height(rows)
                 .width(cols)
                 .build()
-                .map_err(|e| Error::Setup(format!("console size: {e}")))?;
+                .map_err(|e| Error::failed(Stage::Exec, format!("console size: {e}")))?;
             process.set_console_size(Some(b));
         }
     }
@@ -110,15 +112,16 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
     let process = spec
         .process()
         .as_ref()
-        .ok_or_else(|| Error::Config("process is required".into()))?;
+        .ok_or_else(|| Error::invalid_in(Stage::Exec, "process", "process is required".into()))?;
     let confinement = Confinement::prepare(&spec, &saved.rootfs)?;
     let init = open_pidfd(&saved)?;
 
     let (console, own_end) = if !terminal {
         (None, None)
     } else if let Some(p) = &opts.console_socket {
-        let s = UnixStream::connect(p)
-            .map_err(|e| Error::Setup(format!("console socket {}: {e}", p.display())))?;
+        let s = UnixStream::connect(p).map_err(|e| {
+            Error::failed(Stage::Exec, format!("console socket {}: {e}", p.display()))
+        })?;
         (Some(OwnedFd::from(s)), None)
     } else {
         let (mine, theirs) = tty::socket_pair()?;
@@ -224,22 +227,23 @@ fn load_running(opts: &ExecOpts) -> Result<Saved> {
 
 fn read_process(path: &Path) -> Result<Process> {
     let data = std::fs::read(path)
-        .map_err(|e| Error::Setup(format!("process file {}: {e}", path.display())))?;
+        .map_err(|e| Error::failed(Stage::Exec, format!("process file {}: {e}", path.display())))?;
     serde_json::from_slice(&data)
-        .map_err(|e| Error::Setup(format!("process file {}: {e}", path.display())))
+        .map_err(|e| Error::failed(Stage::Exec, format!("process file {}: {e}", path.display())))
 }
 
 fn check_process(p: &Process) -> Result<()> {
     if p.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Setup(
+        return Err(Error::failed(
+            Stage::Exec,
             "exec: no command given (process.args is empty)".into(),
         ));
     }
     if !p.cwd().is_absolute() {
-        return Err(Error::Setup(format!(
-            "exec: cwd {} must be an absolute path",
-            p.cwd().display()
-        )));
+        return Err(Error::failed(
+            Stage::Exec,
+            format!("exec: cwd {} must be an absolute path", p.cwd().display()),
+        ));
     }
     crate::config::check_user(p.user(), "exec: user")
 }
@@ -324,12 +328,17 @@ pub fn parse_cap(name: &str) -> Result<Capability> {
         format!("CAP_{up}")
     };
     serde_json::from_value(serde_json::Value::String(full))
-        .map_err(|_| Error::Setup(format!("--cap {name:?}: unknown capability")))
+        .map_err(|_| Error::failed(Stage::Exec, format!("--cap {name:?}: unknown capability")))
 }
 
 /// "uid" or "uid:gid", numeric as in the container's user namespace.
 pub fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
-    let bad = || Error::Setup(format!("--user {s:?}: expected uid[:gid] as numbers"));
+    let bad = || {
+        Error::failed(
+            Stage::Exec,
+            format!("--user {s:?}: expected uid[:gid] as numbers"),
+        )
+    };
     let (u, g) = match s.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),
@@ -368,7 +377,7 @@ pub fn parse_cgroup_flags(values: &[String]) -> Result<Vec<SubCgroup>> {
         let raw = path;
         let path = path.trim_matches('/');
         if raw.is_empty() || path.split('/').any(|c| c == ".." || c == ".") {
-            return Err(Error::Setup(format!(
+            return Err(Error::failed(Stage::Exec, format!(
                 "--cgroup {v:?}: expected [controller[,controller]:]path, a path below the container's cgroup"
             )));
         }
@@ -401,14 +410,15 @@ impl Supervisor for Joiner<'_> {
                 );
                 kos_cgroups::Manager::new(Some(&sub), &self.saved.id)?
                     .add_process(pid)
-                    .map_err(|e| Error::Setup(format!("--cgroup {}: {e}", s.path)))?;
+                    .map_err(|e| Error::failed(Stage::Exec, format!("--cgroup {}: {e}", s.path)))?;
             }
             _ => cg.add_process(pid)?,
         }
         for s in self.subs.iter().filter(|s| !s.controllers.is_empty()) {
             for c in &s.controllers {
-                cg.add_process_to(&s.path, Some(c), pid)
-                    .map_err(|e| Error::Setup(format!("--cgroup {c}:{}: {e}", s.path)))?;
+                cg.add_process_to(&s.path, Some(c), pid).map_err(|e| {
+                    Error::failed(Stage::Exec, format!("--cgroup {c}:{}: {e}", s.path))
+                })?;
             }
         }
         // From our side, as for the init: the child is non-dumpable, so in a user
@@ -421,16 +431,17 @@ impl Supervisor for Joiner<'_> {
 
     fn seccomp_listener(&self, fd: OwnedFd) -> Result<()> {
         let Some(prog) = self.confinement.seccomp.as_ref() else {
-            return Err(Error::Setup(
+            return Err(Error::failed(
+                Stage::Exec,
                 "seccomp listener without a seccomp profile".into(),
             ));
         };
         let doc = StateDoc::new(self.saved, Status::Running);
         let state = serde_json::to_value(&doc)
             .and_then(serde_json::from_value)
-            .map_err(|e| Error::Setup(format!("state document: {e}")))?;
+            .map_err(|e| Error::failed(Stage::Exec, format!("state document: {e}")))?;
         prog.send_listener(std::os::fd::AsFd::as_fd(&fd), &state)
-            .map_err(|e| Error::Setup(format!("seccomp listener: {e}")))
+            .map_err(|e| Error::failed(Stage::Exec, format!("seccomp listener: {e}")))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::store::Status;
 
 pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
@@ -29,7 +29,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         if (1..=64).contains(&n) {
             return Ok(n);
         }
-        return Err(Error::Setup(format!("invalid signal {s:?}")));
+        return Err(Error::failed(Stage::Kill, format!("invalid signal {s:?}")));
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
@@ -39,7 +39,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         } else {
             rt.trim_start_matches('+')
                 .parse()
-                .map_err(|_| Error::Setup(format!("invalid signal {s:?}")))?
+                .map_err(|_| Error::failed(Stage::Kill, format!("invalid signal {s:?}")))?
         };
         let n = libc::SIGRTMIN() + off;
         if n <= libc::SIGRTMAX() {
@@ -52,7 +52,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         } else {
             rt.trim_start_matches('-')
                 .parse()
-                .map_err(|_| Error::Setup(format!("invalid signal {s:?}")))?
+                .map_err(|_| Error::failed(Stage::Kill, format!("invalid signal {s:?}")))?
         };
         let n = libc::SIGRTMAX() - off;
         if n >= libc::SIGRTMIN() {
@@ -91,7 +91,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "IO" | "POLL" => libc::SIGIO,
         "PWR" => libc::SIGPWR,
         "SYS" => libc::SIGSYS,
-        _ => return Err(Error::Setup(format!("unknown signal {s:?}"))),
+        _ => return Err(Error::failed(Stage::Kill, format!("unknown signal {s:?}"))),
     };
     Ok(n)
 }

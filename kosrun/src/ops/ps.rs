@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// Host pids of every process in the container's cgroup (and its child cgroups), in the
 /// kernel's order, without duplicates.
@@ -29,14 +29,17 @@ pub fn table(pids: &[i32], args: &[String]) -> Result<String> {
     let out = Command::new("ps")
         .args(args)
         .output()
-        .map_err(|e| Error::Setup(format!("running ps: {e}")))?;
+        .map_err(|e| Error::failed(Stage::Ps, format!("running ps: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Setup(format!(
-            "ps {}: {}: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(Error::failed(
+            Stage::Ps,
+            format!(
+                "ps {}: {}: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
     }
     filter(&String::from_utf8_lossy(&out.stdout), pids)
 }
@@ -49,9 +52,12 @@ pub fn filter(output: &str, pids: &[i32]) -> Result<String> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| {
-            Error::Setup(format!(
+            Error::failed(
+                Stage::Ps,
+                format!(
                 "no PID column in the ps output header {header:?}: ask ps for one (e.g. -o pid,cmd)"
-            ))
+            ),
+            )
         })?;
     let mut out = String::from(header);
     out.push('\n');

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 
 use super::create::{create, CreateOpts};
 use super::{delete, start};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::linux::tty;
 
 /// Signals kosrun passes on to the container instead of acting on them.
@@ -81,7 +81,7 @@ impl OwnConsole {
         let (conn, _) = self
             .listener
             .accept()
-            .map_err(|e| Error::Setup(format!("console socket: {e}")))?;
+            .map_err(|e| Error::failed(Stage::Create, format!("console socket: {e}")))?;
         tty::recv_master(&OwnedFd::from(conn))
     }
 }
@@ -127,7 +127,7 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
     // With a terminal and no console socket, the caller's own tty is the container's.
     let own_console = if opts.console_socket.is_none() && wants_terminal(opts)? {
         if detach {
-            return Err(Error::Setup(
+            return Err(Error::failed(Stage::Create,
                 "process.terminal is true: --detach needs a --console-socket to hand the terminal to"
                     .into(),
             ));

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::StateDoc;
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::hooks;
 use crate::linux::spawn;
 use crate::store::Status;
@@ -25,14 +25,14 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     let mut conn = std::fs::File::from(conn);
     // One byte releases the init; it already holds the state for startContainer hooks.
     conn.write_all(b"s")
-        .map_err(|e| Error::Setup(format!("release container init: {e}")))?;
+        .map_err(|e| Error::failed(Stage::Start, format!("release container init: {e}")))?;
     // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
     let mut reply = String::new();
     let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);
     let _ = std::fs::remove_file(c.start_socket());
     let _ = std::fs::remove_file(c.dir().join(crate::store::OLD_START_SOCKET));
     if !reply.is_empty() {
-        return Err(Error::Setup(reply));
+        return Err(Error::failed(Stage::Start, reply));
     }
     // Only a shortcut for later commands: the status comes from the init's executable,
     // so a full or read-only --root (or our death right here) cannot make it wrong.

@@ -6,7 +6,7 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// Applies `change` to the container's cgroup and merges it into the saved
 /// `linux.resources`. Fields left out, or set to 0 (runc's "unchanged"), keep their value.
@@ -38,9 +38,10 @@ pub fn update(root: &Path, id: &str, change: &LinuxResources) -> Result<Vec<Stri
     if let Err(e) = cg.update(&change) {
         c.saved.config = old;
         if let Err(se) = c.save() {
-            return Err(Error::Setup(format!(
-                "{e}; and restoring the c.saved limits failed: {se}"
-            )));
+            return Err(Error::failed(
+                Stage::Update,
+                format!("{e}; and restoring the c.saved limits failed: {se}"),
+            ));
         }
         return Err(e.into());
     }
@@ -77,10 +78,13 @@ fn check_memory(current: &LinuxResources, change: &LinuxResources) -> Result<()>
     let swap = set(new.swap()).or_else(|| old.and_then(|m| set(m.swap())));
     if let (Some(l), Some(s)) = (limit, swap) {
         if l > 0 && s > 0 && s < l {
-            return Err(Error::Setup(format!(
-                "memory limit {l} is above the memory+swap limit {s}: set the swap limit \
+            return Err(Error::failed(
+                Stage::Update,
+                format!(
+                    "memory limit {l} is above the memory+swap limit {s}: set the swap limit \
                  (--memory-swap) at the same time"
-            )));
+                ),
+            ));
         }
     }
     Ok(())
@@ -224,7 +228,7 @@ fn by_device<T: Copy>(cur: &Option<Vec<T>>, new: &[T], key: impl Fn(&T) -> (i64,
 /// and/or "b", case-insensitive, with at most one space before the unit: "512m", "1.5G",
 /// "64 MiB", "4096".
 pub fn parse_bytes(s: &str) -> Result<i64> {
-    let bad = |why: &str| Error::Setup(format!("invalid size {s:?}: {why}"));
+    let bad = |why: &str| Error::failed(Stage::Update, format!("invalid size {s:?}: {why}"));
     if s == "-1" {
         return Ok(-1);
     }

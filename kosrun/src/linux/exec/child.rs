@@ -7,7 +7,7 @@ use nix::unistd::chdir;
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::{setns_pidfd, ExecCtx, Namespaces};
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Result, Stage, SysContext};
 use crate::linux::console;
 use crate::linux::process::{exec, launch, signals};
 use crate::linux::sync::{Channel, Msg};
@@ -27,14 +27,14 @@ pub fn run(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> ! {
         }
         Err(e) => e,
     };
-    let _ = chan.send(&Msg::Error(err.to_string()));
+    let _ = chan.send(&Msg::Error(err.to_remote()));
     // SAFETY: leave without unwinding into the parent's copy of the stack.
     unsafe { libc::_exit(127) }
 }
 
 fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared> {
     setns_pidfd(ctx.init, ns.in_child)
-        .map_err(|e| Error::Setup(format!("join the container's namespaces: {e}")))?;
+        .map_err(|e| Error::failed(Stage::Exec, format!("join the container's namespaces: {e}")))?;
     if !ns.mount {
         // Without a mount namespace the init chrooted; so do we.
         nix::unistd::chroot(ctx.rootfs).ctx(|| "chroot".into())?;

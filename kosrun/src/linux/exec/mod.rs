@@ -15,7 +15,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use super::confine::Confinement;
 use super::namespaces::flag;
 use super::sync::{self, Channel, Msg};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// Everything the child needs, prepared before the fork.
 pub struct ExecCtx<'a> {
@@ -87,10 +87,15 @@ pub trait Supervisor {
 /// user's program. kosrun's own pid namespace for children is changed for good:
 /// call this last, once.
 pub fn spawn(ctx: &ExecCtx, ns: Namespaces, sup: &dyn Supervisor) -> Result<i32> {
-    setns_pidfd(ctx.init, ns.for_children)
-        .map_err(|e| Error::Setup(format!("join the container's pid/time namespace: {e}")))?;
+    setns_pidfd(ctx.init, ns.for_children).map_err(|e| {
+        Error::failed(
+            Stage::Exec,
+            format!("join the container's pid/time namespace: {e}"),
+        )
+    })?;
     let (parent_end, child_end) = sync::pair()?;
-    let pid = crate::sys::raw_clone(0).map_err(|e| Error::Setup(format!("clone: {e}")))?;
+    let pid =
+        crate::sys::raw_clone(0).map_err(|e| Error::failed(Stage::Exec, format!("clone: {e}")))?;
     if pid == 0 {
         drop(parent_end);
         child::run(ctx, ns, &child_end);
@@ -110,14 +115,22 @@ fn wait_exec(chan: &Channel, sup: &dyn Supervisor) -> Result<()> {
         let (msg, fd) = chan.recv_with_fd()?;
         match msg {
             None => return Ok(()),
-            Some(Msg::Error(e)) => return Err(Error::Setup(e)),
+            Some(Msg::Error(e)) => return Err(Error::Remote(e)),
             Some(Msg::SeccompListener) => {
                 let fd = fd.ok_or_else(|| {
-                    Error::Setup("seccomp listener message without a descriptor".into())
+                    Error::failed(
+                        Stage::Exec,
+                        "seccomp listener message without a descriptor".into(),
+                    )
                 })?;
                 sup.seccomp_listener(fd)?;
             }
-            Some(m) => return Err(Error::Setup(format!("exec channel: unexpected {m:?}"))),
+            Some(m) => {
+                return Err(Error::failed(
+                    Stage::Exec,
+                    format!("exec channel: unexpected {m:?}"),
+                ))
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// Resolve args[0] against PATH from the process's own environment, as execvp would,
 /// but inside the container's root (we have already pivoted).
@@ -23,29 +23,29 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::Setup(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    )))
+    Err(Error::failed(
+        Stage::Exec,
+        format!("exec: {arg0:?}: executable file not found in $PATH"),
+    ))
 }
 
 fn check_exec(p: &Path) -> Result<()> {
     let c = CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::Setup(format!("exec: {} contains a NUL", p.display())))?;
-    let md =
-        std::fs::metadata(p).map_err(|e| Error::Setup(format!("exec: {}: {e}", p.display())))?;
+        .map_err(|_| Error::failed(Stage::Exec, format!("exec: {} contains a NUL", p.display())))?;
+    let md = std::fs::metadata(p)
+        .map_err(|e| Error::failed(Stage::Exec, format!("exec: {}: {e}", p.display())))?;
     if md.is_dir() {
-        return Err(Error::Setup(format!(
-            "exec: {}: is a directory",
-            p.display()
-        )));
+        return Err(Error::failed(
+            Stage::Exec,
+            format!("exec: {}: is a directory", p.display()),
+        ));
     }
     // SAFETY: valid path.
     if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-        return Err(Error::Setup(format!(
-            "exec: {}: {}",
-            p.display(),
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Exec,
+            format!("exec: {}: {}", p.display(), std::io::Error::last_os_error()),
+        ));
     }
     Ok(())
 }
@@ -57,11 +57,23 @@ pub struct Prepared {
 }
 
 pub fn prepare(path: &Path, args: &[String], env: &[String]) -> Result<Prepared> {
-    let c =
-        |s: &str| CString::new(s).map_err(|_| Error::Config(format!("{s:?} contains a NUL byte")));
+    let c = |s: &str| {
+        CString::new(s).map_err(|_| {
+            Error::invalid_in(
+                Stage::Exec,
+                "process.args",
+                format!("{s:?} contains a NUL byte"),
+            )
+        })
+    };
     Ok(Prepared {
-        path: CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::Config("program path contains a NUL byte".into()))?,
+        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+            Error::invalid_in(
+                Stage::Exec,
+                "process.args",
+                "program path contains a NUL byte".into(),
+            )
+        })?,
         argv: args.iter().map(|a| c(a)).collect::<Result<_>>()?,
         envp: env.iter().map(|e| c(e)).collect::<Result<_>>()?,
     })
@@ -76,10 +88,13 @@ impl Prepared {
         envp.push(std::ptr::null());
         // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        Error::Setup(format!(
-            "exec {}: {}",
-            self.path.to_string_lossy(),
-            std::io::Error::last_os_error()
-        ))
+        Error::failed(
+            Stage::Exec,
+            format!(
+                "exec {}: {}",
+                self.path.to_string_lossy(),
+                std::io::Error::last_os_error()
+            ),
+        )
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use oci_spec::runtime::{LinuxPersonality, Process};
 
 use super::{exec, fds, user};
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Result, Stage, SysContext};
 use crate::linux::confine::Confinement;
 
 pub struct Launch<'a> {
@@ -61,12 +61,17 @@ pub fn prepare(l: Launch) -> Result<exec::Prepared> {
         env.push(format!("HOME={}", home_of(l.process.user().uid())));
     }
     let args = l.process.args().clone().unwrap_or_default();
-    let arg0 = args
-        .first()
-        .ok_or_else(|| Error::Config("process.args must name a program".into()))?;
+    let arg0 = args.first().ok_or_else(|| {
+        Error::invalid_in(
+            Stage::Exec,
+            "process.args",
+            "process.args must name a program".into(),
+        )
+    })?;
     let program = exec::find_program(arg0, &env)?;
     let prepared = exec::prepare(&program, &args, &env)?;
-    fds::cloexec_from(3).map_err(|e| Error::Setup(format!("close host descriptors: {e}")))?;
+    fds::cloexec_from(3)
+        .map_err(|e| Error::failed(Stage::Exec, format!("close host descriptors: {e}")))?;
     for fd in l.preserved {
         // SAFETY: clearing FD_CLOEXEC on a descriptor the caller handed to kosrun.
         unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) };
@@ -78,8 +83,9 @@ fn enter_cwd(cwd: &Path, create: bool) -> Result<()> {
     match nix::unistd::chdir(cwd) {
         Ok(()) => {}
         Err(nix::errno::Errno::ENOENT) if create => {
-            std::fs::create_dir_all(cwd)
-                .map_err(|e| Error::Setup(format!("process.cwd {}: {e}", cwd.display())))?;
+            std::fs::create_dir_all(cwd).map_err(|e| {
+                Error::failed(Stage::Exec, format!("process.cwd {}: {e}", cwd.display()))
+            })?;
             nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
         }
         Err(e) => return Err(Error::sys(format!("process.cwd {}", cwd.display()), e)),
@@ -95,10 +101,13 @@ fn enter_cwd(cwd: &Path, create: bool) -> Result<()> {
                 .starts_with(b"(unreachable)")
     });
     if !inside {
-        return Err(Error::Setup(format!(
-            "process.cwd {} resolves outside the container's root",
-            cwd.display()
-        )));
+        return Err(Error::failed(
+            Stage::Exec,
+            format!(
+                "process.cwd {} resolves outside the container's root",
+                cwd.display()
+            ),
+        ));
     }
     Ok(())
 }

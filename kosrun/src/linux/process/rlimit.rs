@@ -2,7 +2,7 @@
 
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 fn resource(t: PosixRlimitType) -> (libc::__rlimit_resource_t, &'static str) {
     use PosixRlimitType::*;
@@ -32,11 +32,15 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
     for l in limits {
         let (res, name) = resource(l.typ());
         if l.soft() > l.hard() {
-            return Err(Error::Config(format!(
-                "process.rlimits {name}: soft limit {} exceeds hard limit {}",
-                l.soft(),
-                l.hard()
-            )));
+            return Err(Error::invalid_in(
+                Stage::Rlimits,
+                "process.rlimits",
+                format!(
+                    "process.rlimits {name}: soft limit {} exceeds hard limit {}",
+                    l.soft(),
+                    l.hard()
+                ),
+            ));
         }
         let want = libc::rlimit {
             rlim_cur: l.soft(),
@@ -52,17 +56,20 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
             // SAFETY: valid out-parameter.
             unsafe { libc::getrlimit(res, &mut cur) };
             if e.raw_os_error() == Some(libc::EPERM) && l.hard() > cur.rlim_max {
-                return Err(Error::Setup(format!(
+                return Err(Error::failed(Stage::Rlimits, format!(
                     "process.rlimits {name}: cannot raise the hard limit to {} above the current hard limit {} (needs CAP_SYS_RESOURCE)",
                     l.hard(),
                     cur.rlim_max
                 )));
             }
-            return Err(Error::Setup(format!(
-                "process.rlimits {name} soft={} hard={}: {e}",
-                l.soft(),
-                l.hard()
-            )));
+            return Err(Error::failed(
+                Stage::Rlimits,
+                format!(
+                    "process.rlimits {name} soft={} hard={}: {e}",
+                    l.soft(),
+                    l.hard()
+                ),
+            ));
         }
     }
     Ok(())

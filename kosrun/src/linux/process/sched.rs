@@ -5,7 +5,7 @@ use oci_spec::runtime::{
     LinuxSchedulerPolicy, Scheduler,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// struct sched_attr (sched_setattr(2)), version 1 layout.
 #[repr(C)]
@@ -32,7 +32,9 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
         LinuxSchedulerPolicy::SchedIdle => libc::SCHED_IDLE,
         LinuxSchedulerPolicy::SchedDeadline => 6,
         LinuxSchedulerPolicy::SchedIso => {
-            return Err(Error::Config(
+            return Err(Error::invalid_in(
+                Stage::Scheduler,
+                "process.scheduler.policy",
                 "process.scheduler: Linux has no SCHED_ISO policy".into(),
             ))
         }
@@ -63,11 +65,14 @@ pub fn apply_scheduler(s: &Scheduler) -> Result<()> {
     // SAFETY: sched_setattr on ourselves with a fully initialised struct.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     if rc != 0 {
-        return Err(Error::Setup(format!(
-            "process.scheduler {:?}: {}",
-            s.policy(),
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Scheduler,
+            format!(
+                "process.scheduler {:?}: {}",
+                s.policy(),
+                std::io::Error::last_os_error()
+            ),
+        ));
     }
     Ok(())
 }
@@ -79,20 +84,24 @@ pub fn apply_io_priority(p: &LinuxIOPriority) -> Result<()> {
         IOPriorityClass::IoprioClassIdle => 3,
     };
     if !(0..=7).contains(&p.priority()) {
-        return Err(Error::Config(format!(
-            "process.ioPriority.priority {} must be 0 to 7",
-            p.priority()
-        )));
+        return Err(Error::invalid_in(
+            Stage::Scheduler,
+            "process.ioPriority.priority",
+            format!(
+                "process.ioPriority.priority {} must be 0 to 7",
+                p.priority()
+            ),
+        ));
     }
     const IOPRIO_WHO_PROCESS: i32 = 1;
     let value = (class << 13) | p.priority();
     // SAFETY: ioprio_set on ourselves.
     let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
     if rc != 0 {
-        return Err(Error::Setup(format!(
-            "process.ioPriority: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Scheduler,
+            format!("process.ioPriority: {}", std::io::Error::last_os_error()),
+        ));
     }
     Ok(())
 }
@@ -103,16 +112,18 @@ pub fn apply_personality(p: &LinuxPersonality) -> Result<()> {
         LinuxPersonalityDomain::PerLinux32 => 0x0008,
     };
     if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-        return Err(Error::Config(
+        return Err(Error::invalid_in(
+            Stage::Scheduler,
+            "linux.personality.flags",
             "linux.personality.flags: no flags are defined by the runtime spec".into(),
         ));
     }
     // SAFETY: personality with a plain integer.
     if unsafe { libc::personality(persona) } < 0 {
-        return Err(Error::Setup(format!(
-            "linux.personality: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Scheduler,
+            format!("linux.personality: {}", std::io::Error::last_os_error()),
+        ));
     }
     Ok(())
 }

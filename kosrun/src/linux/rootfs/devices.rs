@@ -8,7 +8,7 @@ use std::path::Path;
 use kos_security::path as safe;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::sys::mount as sys_mount;
 
 struct Dev {
@@ -85,17 +85,25 @@ pub fn create_all(
             LinuxDeviceType::B => libc::S_IFBLK,
             LinuxDeviceType::P => libc::S_IFIFO,
             LinuxDeviceType::A => {
-                return Err(Error::Config(format!(
-                    "linux.devices {}: type \"a\" is only valid in cgroup rules",
-                    d.path().display()
-                )))
+                return Err(Error::invalid_in(
+                    Stage::Devices,
+                    "linux.devices.type",
+                    format!(
+                        "linux.devices {}: type \"a\" is only valid in cgroup rules",
+                        d.path().display()
+                    ),
+                ))
             }
         };
         if !d.path().starts_with("/dev") {
-            return Err(Error::Config(format!(
-                "linux.devices {}: devices must live under /dev",
-                d.path().display()
-            )));
+            return Err(Error::invalid_in(
+                Stage::Devices,
+                "linux.devices.path",
+                format!(
+                    "linux.devices {}: devices must live under /dev",
+                    d.path().display()
+                ),
+            ));
         }
         if mounted.contains(&d.path().as_path()) {
             continue;
@@ -129,12 +137,21 @@ fn make(
     in_userns: bool,
 ) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Config(format!("device path {} has no name", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        Error::invalid_in(
+            Stage::Devices,
+            "linux.devices.path",
+            format!("device path {} has no name", path.display()),
+        )
+    })?;
     let dir = safe::mkdir_all_in_root(rootfs, parent, 0o755)?;
-    let cname = CString::new(name.as_encoded_bytes())
-        .map_err(|_| Error::Config(format!("device path {} has a NUL", path.display())))?;
+    let cname = CString::new(name.as_encoded_bytes()).map_err(|_| {
+        Error::invalid_in(
+            Stage::Devices,
+            "linux.devices.path",
+            format!("device path {} has a NUL", path.display()),
+        )
+    })?;
     if in_userns && kind != libc::S_IFIFO {
         let target = safe::create_file_in_root(rootfs, path, 0o644)?;
         sys_mount(
@@ -144,7 +161,12 @@ fn make(
             libc::MS_BIND,
             None,
         )
-        .map_err(|e| Error::Setup(format!("bind device {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Error::failed(
+                Stage::Devices,
+                format!("bind device {}: {e}", path.display()),
+            )
+        })?;
         return Ok(());
     }
     // A file already there (from the image) is replaced by the node we were asked for.
@@ -154,11 +176,14 @@ fn make(
     // SAFETY: as above; mode and dev are plain integers.
     let rc = unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), kind | mode, dev) };
     if rc != 0 {
-        return Err(Error::Setup(format!(
-            "mknod {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        )));
+        return Err(Error::failed(
+            Stage::Devices,
+            format!(
+                "mknod {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ),
+        ));
     }
     // mknod is subject to the umask; set the mode the spec asked for exactly.
     // SAFETY: as above.
@@ -172,11 +197,14 @@ fn make(
             libc::AT_SYMLINK_NOFOLLOW,
         ) != 0
         {
-            return Err(Error::Setup(format!(
-                "chown {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            )));
+            return Err(Error::failed(
+                Stage::Devices,
+                format!(
+                    "chown {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                ),
+            ));
         }
     }
     Ok(())
@@ -201,14 +229,18 @@ pub fn symlinks(rootfs: &Path, has_devpts: bool) -> Result<()> {
         links.push(("pts/ptmx", "ptmx"));
     }
     for (target, name) in links {
-        let t = CString::new(target).map_err(|_| Error::Setup("bad link".into()))?;
-        let n = CString::new(name).map_err(|_| Error::Setup("bad link".into()))?;
+        let t =
+            CString::new(target).map_err(|_| Error::failed(Stage::Devices, "bad link".into()))?;
+        let n = CString::new(name).map_err(|_| Error::failed(Stage::Devices, "bad link".into()))?;
         // SAFETY: valid strings and dir fd.
         let rc = unsafe { libc::symlinkat(t.as_ptr(), dev.as_raw_fd(), n.as_ptr()) };
         if rc != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(Error::Setup(format!("symlink /dev/{name}: {e}")));
+                return Err(Error::failed(
+                    Stage::Devices,
+                    format!("symlink /dev/{name}: {e}"),
+                ));
             }
         }
     }

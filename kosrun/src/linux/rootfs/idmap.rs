@@ -9,21 +9,24 @@ use std::path::Path;
 
 use oci_spec::runtime::LinuxIdMapping;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 fn os_err(what: &str) -> Error {
-    Error::Setup(format!("{what}: {}", std::io::Error::last_os_error()))
+    Error::failed(
+        Stage::Mounts,
+        format!("{what}: {}", std::io::Error::last_os_error()),
+    )
 }
 
 /// A user namespace holding the mappings, alive as long as the returned fd. Made by
 /// the runtime before the clone: only it sees the helper process in its own /proc.
 pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
     let pid = crate::sys::raw_clone(libc::CLONE_NEWUSER as libc::c_ulong)
-        .map_err(|e| Error::Setup(format!("clone: {e}")))?;
+        .map_err(|e| Error::failed(Stage::Mounts, format!("clone: {e}")))?;
     if pid == 0 {
         // Only its namespace is wanted; it waits to be killed.
         loop {
@@ -39,11 +42,16 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
         };
         for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
             let p = format!("/proc/{pid}/{file}");
-            std::fs::write(&p, fmt(maps))
-                .map_err(|e| Error::Setup(format!("idmapped mount: write {file}: {e}")))?;
+            std::fs::write(&p, fmt(maps)).map_err(|e| {
+                Error::failed(Stage::Mounts, format!("idmapped mount: write {file}: {e}"))
+            })?;
         }
-        let f = std::fs::File::open(format!("/proc/{pid}/ns/user"))
-            .map_err(|e| Error::Setup(format!("idmapped mount: open user namespace: {e}")))?;
+        let f = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|e| {
+            Error::failed(
+                Stage::Mounts,
+                format!("idmapped mount: open user namespace: {e}"),
+            )
+        })?;
         Ok(OwnedFd::from(f))
     })();
     let p = nix::unistd::Pid::from_raw(pid);
@@ -80,17 +88,22 @@ pub fn prepare_all(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<Vec<
             continue;
         }
         if uid.is_empty() || gid.is_empty() {
-            return Err(Error::Config(format!(
-                "mount {}: an idmapped mount needs both uidMappings and gidMappings",
-                m.destination().display()
-            )));
+            return Err(Error::invalid_in(
+                Stage::Mounts,
+                "mounts.uidMappings",
+                format!(
+                    "mount {}: an idmapped mount needs both uidMappings and gidMappings",
+                    m.destination().display()
+                ),
+            ));
         }
         let userns = userns_with(uid, gid)?;
         let src = m.source().as_ref().ok_or_else(|| {
-            Error::Config(format!(
-                "bind mount {} has no source",
-                m.destination().display()
-            ))
+            Error::invalid_in(
+                Stage::Mounts,
+                "mounts.source",
+                format!("bind mount {} has no source", m.destination().display()),
+            )
         })?;
         let src = if src.is_absolute() {
             src.clone()
@@ -104,8 +117,13 @@ pub fn prepare_all(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<Vec<
 
 /// A detached clone of `source` carrying the id mapping of `userns`.
 fn mapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> Result<OwnedFd> {
-    let src = CString::new(source.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::Config(format!("{} contains a NUL", source.display())))?;
+    let src = CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| {
+        Error::invalid_in(
+            Stage::Mounts,
+            "mounts.source",
+            format!("{} contains a NUL", source.display()),
+        )
+    })?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -122,10 +140,13 @@ fn mapped_tree(source: &Path, recursive: bool, userns: &OwnedFd) -> Result<Owned
     let tree = unsafe { OwnedFd::from_raw_fd(raw as i32) };
     let mapped = crate::sys::mount_setattr(&tree, recursive, MOUNT_ATTR_IDMAP, 0, Some(userns));
     if let Err(e) = mapped {
-        return Err(Error::Setup(format!(
-            "idmapped mount: map {} (the filesystem must support idmapped mounts): {e}",
-            source.display()
-        )));
+        return Err(Error::failed(
+            Stage::Mounts,
+            format!(
+                "idmapped mount: map {} (the filesystem must support idmapped mounts): {e}",
+                source.display()
+            ),
+        ));
     }
     Ok(tree)
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 
 use self::mount::MountCtx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::sys::mount as sys_mount;
 
 /// Everything between entering the mount namespace and the createContainer hooks.
@@ -28,7 +28,7 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     // Nothing we mount may propagate to the host (unless the spec asked for shared).
     sys_mount(None, Path::new("/"), None, prop, None)
-        .map_err(|e| Error::Setup(format!("set / propagation: {e}")))?;
+        .map_err(|e| Error::failed(Stage::Mounts, format!("set / propagation: {e}")))?;
     // A non-recursive or shared mode can leave the rootfs's parent mount shared,
     // which pivot_root refuses.
     let rslave_or_rprivate = prop & libc::MS_REC != 0 && prop & libc::MS_SHARED == 0;
@@ -48,7 +48,12 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
         libc::MS_BIND | libc::MS_REC,
         None,
     )
-    .map_err(|e| Error::Setup(format!("bind rootfs {}: {e}", ctx.rootfs.display())))?;
+    .map_err(|e| {
+        Error::failed(
+            Stage::Mounts,
+            format!("bind rootfs {}: {e}", ctx.rootfs.display()),
+        )
+    })?;
     mount_and_devices(ctx, spec, in_userns)
 }
 
@@ -91,7 +96,12 @@ fn unshare_rootfs_parent(rootfs: &Path, mode: libc::c_ulong) -> Result<()> {
         match sys_mount(None, d, None, mode, None) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => dir = d.parent(),
-            Err(e) => return Err(Error::Setup(format!("make {} private: {e}", d.display()))),
+            Err(e) => {
+                return Err(Error::failed(
+                    Stage::Mounts,
+                    format!("make {} private: {e}", d.display()),
+                ))
+            }
         }
     }
     Ok(())
@@ -120,7 +130,7 @@ pub fn finish(rootfs: &Path, spec: &Spec, no_pivot: bool) -> Result<()> {
         .and_then(options::propagation);
     if let Some(p) = prop.filter(|p| p & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0) {
         sys_mount(None, Path::new("/"), None, p, None)
-            .map_err(|e| Error::Setup(format!("set / propagation: {e}")))?;
+            .map_err(|e| Error::failed(Stage::Mounts, format!("set / propagation: {e}")))?;
     }
     if spec
         .root()
@@ -153,7 +163,10 @@ pub fn unmount_host_mounts(rootfs: &Path) -> Result<()> {
         while let Ok(()) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {}
         if is_mount_point_in(&p) {
             first_err.get_or_insert_with(|| {
-                Error::Setup(format!("unmount {}: still mounted", p.display()))
+                Error::failed(
+                    Stage::Mounts,
+                    format!("unmount {}: still mounted", p.display()),
+                )
             });
         }
     }

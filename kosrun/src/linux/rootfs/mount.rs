@@ -11,7 +11,7 @@ use libc::c_ulong;
 use oci_spec::runtime::Mount;
 
 use super::options::{self, Parsed};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 
 /// Filesystems whose mount point must be a real directory at exactly the named
 /// place: a symlinked /proc could hide masked paths (CVE-2023-27561/28642).
@@ -28,7 +28,7 @@ pub struct MountCtx<'a> {
 }
 
 pub fn cstr(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Setup(format!("{s:?} contains a NUL byte")))
+    CString::new(s).map_err(|_| Error::failed(Stage::Mounts, format!("{s:?} contains a NUL byte")))
 }
 
 pub use crate::sys::mount as sys_mount;
@@ -40,11 +40,14 @@ pub fn set_recursive_attrs(fd: &OwnedFd, set: u64, clear: u64) -> std::io::Resul
 }
 
 fn mount_err(m: &Mount, what: &str, e: std::io::Error) -> Error {
-    Error::Setup(format!(
-        "mount {} ({}): {what}: {e}",
-        m.destination().display(),
-        m.typ().as_deref().unwrap_or("none")
-    ))
+    Error::failed(
+        Stage::Mounts,
+        format!(
+            "mount {} ({}): {what}: {e}",
+            m.destination().display(),
+            m.typ().as_deref().unwrap_or("none")
+        ),
+    )
 }
 
 /// Mount every entry of the spec, in order.
@@ -101,7 +104,7 @@ fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<
         if let Some(label) = ctx.mount_label.filter(|l| !l.is_empty()) {
             if kos_security::label::selinux::takes_context(typ) {
                 let ctx_opt = kos_security::label::selinux::mount_context_option(label)
-                    .map_err(|e| Error::Setup(e.to_string()))?;
+                    .map_err(|e| Error::failed(Stage::Mounts, e.to_string()))?;
                 data = Some(match data {
                     Some(d) => format!("{d},{ctx_opt}"),
                     None => ctx_opt,
@@ -164,10 +167,14 @@ fn check_proc_mount(m: &Mount, typ: &str, is_bind: bool) -> Result<()> {
         if typ == "proc" {
             return Ok(());
         }
-        return Err(Error::Config(format!(
-            "mount {}: only a proc filesystem may be mounted at /proc (got {typ})",
-            m.destination().display()
-        )));
+        return Err(Error::invalid_in(
+            Stage::Mounts,
+            "mounts.type",
+            format!(
+                "mount {}: only a proc filesystem may be mounted at /proc (got {typ})",
+                m.destination().display()
+            ),
+        ));
     }
     let allowed = PROC_BIND_ALLOWED.iter().any(|p| dest == Path::new(p));
     let from_procfs = is_bind
@@ -179,11 +186,15 @@ fn check_proc_mount(m: &Mount, typ: &str, is_bind: bool) -> Result<()> {
     if allowed || from_procfs {
         return Ok(());
     }
-    Err(Error::Config(format!(
-        "mount {}: mounts over /proc are limited to procfs sources and {}",
-        m.destination().display(),
-        PROC_BIND_ALLOWED.join(", ")
-    )))
+    Err(Error::invalid_in(
+        Stage::Mounts,
+        "mounts.source",
+        format!(
+            "mount {}: mounts over /proc are limited to procfs sources and {}",
+            m.destination().display(),
+            PROC_BIND_ALLOWED.join(", ")
+        ),
+    ))
 }
 
 /// Propagation and recursive attributes apply to the mount now at the target.
@@ -239,10 +250,11 @@ pub fn current_flags(fd: &OwnedFd) -> std::io::Result<c_ulong> {
 
 fn bind_source(ctx: &MountCtx, m: &Mount) -> Result<PathBuf> {
     let src = m.source().as_ref().ok_or_else(|| {
-        Error::Config(format!(
-            "bind mount {} has no source",
-            m.destination().display()
-        ))
+        Error::invalid_in(
+            Stage::Mounts,
+            "mounts.source",
+            format!("bind mount {} has no source", m.destination().display()),
+        )
     })?;
     Ok(if src.is_absolute() {
         src.clone()
@@ -256,11 +268,14 @@ fn ensure_exact(rootfs: &Path, dest: &Path, fd: &OwnedFd) -> Result<()> {
     let real = std::fs::read_link(safe::proc_fd_path(fd)).map_err(|e| Error::io(dest, e))?;
     let want = normalize(&rootfs.join(dest.strip_prefix("/").unwrap_or(dest)));
     if real != want {
-        return Err(Error::Setup(format!(
-            "mount destination {} resolves to {} through a symlink; refusing to mount there",
-            dest.display(),
-            real.display()
-        )));
+        return Err(Error::failed(
+            Stage::Mounts,
+            format!(
+                "mount destination {} resolves to {} through a symlink; refusing to mount there",
+                dest.display(),
+                real.display()
+            ),
+        ));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use kos_security::path as safe;
 
 use super::mount::set_recursive_attrs;
 use super::options::attr;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Stage};
 use crate::sys::mount as sys_mount;
 
 fn open_nofollow(rootfs: &Path, p: &Path) -> Result<Option<OwnedFd>> {
@@ -48,7 +48,7 @@ pub fn mask(rootfs: &Path, paths: &[String], host_null: &OwnedFd) -> Result<()> 
                 None,
             )
         };
-        r.map_err(|e| Error::Setup(format!("masking {p}: {e}")))?;
+        r.map_err(|e| Error::failed(Stage::Mounts, format!("masking {p}: {e}")))?;
     }
     Ok(())
 }
@@ -67,12 +67,12 @@ pub fn readonly(rootfs: &Path, paths: &[String]) -> Result<()> {
             libc::MS_BIND | libc::MS_REC,
             None,
         )
-        .map_err(|e| Error::Setup(format!("readonly path {p}: {e}")))?;
+        .map_err(|e| Error::failed(Stage::Mounts, format!("readonly path {p}: {e}")))?;
         let Some(mounted) = open_nofollow(rootfs, Path::new(p))? else {
             continue;
         };
         set_recursive_attrs(&mounted, attr::RDONLY, 0)
-            .map_err(|e| Error::Setup(format!("readonly path {p}: {e}")))?;
+            .map_err(|e| Error::failed(Stage::Mounts, format!("readonly path {p}: {e}")))?;
     }
     Ok(())
 }
@@ -87,7 +87,10 @@ pub fn open_host_null() -> Result<OwnedFd> {
     .map_err(|e| Error::sys("open host /dev/null", e))?;
     let st = nix::sys::stat::fstat(&fd).map_err(|e| Error::sys("fstat /dev/null", e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
-        return Err(Error::Setup("host /dev/null is not the null device".into()));
+        return Err(Error::failed(
+            Stage::Mounts,
+            "host /dev/null is not the null device".into(),
+        ));
     }
     Ok(fd)
 }
