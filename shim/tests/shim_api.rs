@@ -158,6 +158,43 @@ fn json_file_logs_are_line_by_line_split_and_rotated() {
 }
 
 #[test]
+fn json_file_terminal_output_is_logged_without_waiting_for_a_newline() {
+    let mut shim = Shim::start("jsontty");
+    let log = shim.dir.path().join("t1.log");
+    let uri = format!("json-file://{}", log.display());
+    // The prompt has no newline; the line after it comes only once the prompt was seen.
+    let b = shim.bundle(
+        "t1",
+        &["sh", "-c", "printf 'prompt> '; sleep 3; echo done"],
+        true,
+    );
+    let mut r = api::CreateTaskRequest::new();
+    r.id = "t1".into();
+    r.bundle = b.to_string_lossy().into_owned();
+    r.terminal = true;
+    r.stdout = uri;
+    let _: api::CreateTaskResponse = shim.client.call("Create", &r).expect("create");
+    start(&mut shim.client, "t1", "");
+    let entries = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json entry");
+                assert_eq!(v["stream"], "stdout");
+                v["log"].as_str().expect("log").to_string()
+            })
+            .collect()
+    };
+    wait_for("the prompt's partial entry", Duration::from_secs(2), || {
+        entries(&log) == ["prompt> "]
+    });
+    assert_eq!(wait(&mut shim.client, "t1", ""), 0);
+    delete(&mut shim.client, "t1", "");
+    assert_eq!(entries(&log), ["prompt> ", "done\r\n"]);
+}
+
+#[test]
 fn cri_logs_mark_partial_lines() {
     let mut shim = Shim::start("crilog");
     let log = shim.dir.path().join("c1.log");

@@ -106,6 +106,8 @@ pub struct JsonFileSink {
     file: Rc<RefCell<JsonFile>>,
     stream: &'static str,
     lines: LineSplitter,
+    /// A terminal's output is written as it comes, not held until a newline.
+    terminal: bool,
     failed: bool,
 }
 
@@ -115,8 +117,16 @@ impl JsonFileSink {
             file,
             stream,
             lines: LineSplitter::new(MAX_LINE),
+            terminal: false,
             failed: false,
         }
+    }
+
+    /// For a terminal's stream: every read is logged at once, partial lines as partial
+    /// entries (no trailing newline), as Docker does.
+    pub fn for_terminal(mut self, terminal: bool) -> JsonFileSink {
+        self.terminal = terminal;
+        self
     }
 
     fn emit(&mut self, data: Option<&[u8]>) {
@@ -129,7 +139,12 @@ impl JsonFileSink {
             }
         };
         match data {
-            Some(d) => self.lines.feed(d, &mut f),
+            Some(d) => {
+                self.lines.feed(d, &mut f);
+                if self.terminal {
+                    self.lines.flush(&mut f);
+                }
+            }
             None => self.lines.finish(&mut f),
         }
         if let Some(e) = err {
@@ -175,5 +190,17 @@ mod tests {
             serde_json::from_str(last.lines().last().expect("line")).expect("json");
         assert_eq!(v["log"], "line 19\n");
         assert_eq!(v["stream"], "stdout");
+    }
+
+    #[test]
+    fn terminal_streams_write_partial_entries_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("t.log");
+        let f = Rc::new(RefCell::new(JsonFile::open(&p, 0, 1).expect("open")));
+        let mut out = JsonFileSink::new(f, "stdout").for_terminal(true);
+        out.write(b"/ # ").expect("write");
+        let text = std::fs::read_to_string(&p).expect("read");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("json");
+        assert_eq!(v["log"], "/ # ");
     }
 }

@@ -59,6 +59,21 @@ impl LineSplitter {
         }
     }
 
+    /// Hands over what is held of an unfinished line as a partial record (a terminal's
+    /// prompt must show before its line ends).
+    pub fn flush(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
+        if !self.buf.is_empty() {
+            let cut = utf8_cut(&self.buf);
+            if cut > 0 {
+                emit(Record {
+                    data: &self.buf[..cut],
+                    partial: true,
+                });
+                self.buf.drain(..cut);
+            }
+        }
+    }
+
     /// End of stream: whatever is left is a last line without its newline.
     pub fn finish(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
         if !self.buf.is_empty() {
@@ -119,6 +134,28 @@ mod tests {
                 ("abc".into(), false),
                 ("de".into(), false),
                 ("f".into(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn flush_hands_over_the_unfinished_line() {
+        let mut s = LineSplitter::new(100);
+        let mut out = Vec::new();
+        let mut f =
+            |r: Record<'_>| out.push((String::from_utf8_lossy(r.data).into_owned(), r.partial));
+        s.feed(b"a\n/ # ", &mut f);
+        s.flush(&mut f);
+        // Half of a two-byte character waits for the rest.
+        s.feed(&[0xC3], &mut f);
+        s.flush(&mut f);
+        s.feed(&[0xA9, b'\n'], &mut f);
+        assert_eq!(
+            out,
+            vec![
+                ("a".into(), false),
+                ("/ # ".into(), true),
+                ("é".into(), false)
             ]
         );
     }

@@ -438,8 +438,12 @@ fn outputs(out_t: &Target, err_t: &Target, req: &IoRequest<'_>) -> Result<(Out, 
                     .map_err(|e| format!("json-file log {}: {e}", path.display()))?,
             ));
             Ok((
-                Out::Pump(Box::new(json_file::JsonFileSink::new(f.clone(), "stdout"))),
-                Out::Pump(Box::new(json_file::JsonFileSink::new(f, "stderr"))),
+                Out::Pump(Box::new(
+                    json_file::JsonFileSink::new(f.clone(), "stdout").for_terminal(req.terminal),
+                )),
+                Out::Pump(Box::new(
+                    json_file::JsonFileSink::new(f, "stderr").for_terminal(req.terminal),
+                )),
             ))
         }
         (Target::CriLog(path), Target::CriLog(p2)) if path == p2 => {
@@ -458,13 +462,13 @@ fn outputs(out_t: &Target, err_t: &Target, req: &IoRequest<'_>) -> Result<(Out, 
             Ok((Out::Direct(o), Out::Direct(e)))
         }
         _ => Ok((
-            output(out_t, "stdout", "stdout")?,
-            output(err_t, "stderr", "stderr")?,
+            output(out_t, "stdout", "stdout", req.terminal)?,
+            output(err_t, "stderr", "stderr", req.terminal)?,
         )),
     }
 }
 
-fn output(t: &Target, stream: &'static str, what: &str) -> Result<Out, String> {
+fn output(t: &Target, stream: &'static str, what: &str, terminal: bool) -> Result<Out, String> {
     Ok(match t {
         Target::Null => Out::Null,
         Target::Fifo(p) => Out::Pump(Box::new(FdSink(open_fifo(p, what)?))),
@@ -484,10 +488,10 @@ fn output(t: &Target, stream: &'static str, what: &str) -> Result<Out, String> {
         } => {
             let f = json_file::JsonFile::open(path, *max_size, *max_file)
                 .map_err(|e| format!("json-file log {}: {e}", path.display()))?;
-            Out::Pump(Box::new(json_file::JsonFileSink::new(
-                Rc::new(RefCell::new(f)),
-                stream,
-            )))
+            Out::Pump(Box::new(
+                json_file::JsonFileSink::new(Rc::new(RefCell::new(f)), stream)
+                    .for_terminal(terminal),
+            ))
         }
         Target::CriLog(path) => {
             let f =
