@@ -94,7 +94,15 @@ pub async fn start(
         let (rd, mut wr) = tokio::io::split(io);
         match exec::start(&e, &id).await {
             Err(err) => {
-                let _ = wr.write_all(format!("{err}\n").as_bytes()).await;
+                // After the 101 the stream is the only way to tell the client; as
+                // dockerd, the message is a stdout frame unless there is a terminal.
+                let text = format!("{err}\r\n");
+                let msg = if tty {
+                    text.into_bytes()
+                } else {
+                    frame(1, text.as_bytes())
+                };
+                let _ = wr.write_all(&msg).await;
             }
             Ok(running) => {
                 let mut rx = output(running, tty, Some(rd), e.clone());

@@ -290,13 +290,21 @@ pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
     if !io.stderr.is_empty() {
         running.stderr = Some(recv(&io.stderr)?);
     }
-    sh.exec(&c.id, exec_id, &process, &io).await?;
-    let pid = match sh.start(&c.id, exec_id).await {
+    let started = match sh.exec(&c.id, exec_id, &process, &io).await {
+        Ok(()) => sh.start(&c.id, exec_id).await,
+        Err(err) => Err(err),
+    };
+    let pid = match started {
         Ok(p) => p,
         Err(err) => {
             let _ = sh.delete(&c.id, exec_id).await;
-            e.execs.update(exec_id, |r| r.exit_code = Some(126));
-            return Err(err);
+            let msg = err.to_string();
+            // As dockerd: exec inspect then reports 127 or 126, which the CLI exits with.
+            e.execs
+                .update(exec_id, |r| r.exit_code = Some(failed_start_code(&msg)));
+            return Err(ApiError::Internal(format!(
+                "OCI runtime exec failed: {msg}: unknown"
+            )));
         }
     };
     if !io.stdin.is_empty() {
@@ -338,6 +346,17 @@ pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
         &[("name", &c.name), ("execID", exec_id)],
     );
     Ok(running)
+}
+
+/// The exit code of an exec whose process never started: 127 when the command
+/// does not exist, 126 when it exists but cannot run.
+fn failed_start_code(msg: &str) -> i64 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("not found") || m.contains("no such file") {
+        127
+    } else {
+        126
+    }
 }
 
 /// Reads one of the exec's outputs until EOF or, once the process has exited,
@@ -444,4 +463,19 @@ pub fn inspect(e: &Engine, id: &str) -> Result<serde_json::Value> {
         "DetachKeys": r.config.detach_keys,
         "Pid": r.pid,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failed_start_code;
+
+    #[test]
+    fn failed_start_codes_match_dockerd() {
+        assert_eq!(
+            failed_start_code("exec: \"nosuch\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(failed_start_code("/x: No such file or directory"), 127);
+        assert_eq!(failed_start_code("/tmp/plain: permission denied"), 126);
+    }
 }
