@@ -189,3 +189,33 @@ fn set_keepcaps(on: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+
+    /// A profile kos_security refuses is a config error of the seccomp stage, and the
+    /// library's own error stays reachable as the source.
+    #[test]
+    fn bad_seccomp_profile_keeps_the_security_error() {
+        let spec = crate::config::parse_spec(
+            br#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},
+                "root":{"path":"rootfs"},"linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW",
+                "syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO",
+                "args":[{"index":9,"value":1,"op":"SCMP_CMP_EQ"}]}]}}}"#,
+        )
+        .expect("parses");
+        let e = match Confinement::prepare(&spec, Path::new("/")) {
+            Ok(_) => panic!("an argument index past the sixth was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), Kind::InvalidConfig, "{e}");
+        assert_eq!(e.stage(), Some(Stage::Seccomp), "{e}");
+        assert_eq!(e.field(), Some("linux.seccomp"), "{e}");
+        assert!(
+            matches!(e.cause(), Some(Cause::Seccomp(_))),
+            "source is not the seccomp error: {e:?}"
+        );
+    }
+}

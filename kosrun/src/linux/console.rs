@@ -88,7 +88,7 @@ pub fn become_tty(slave: &OwnedFd) -> Result<()> {
         libc::MS_BIND,
         None,
     )
-    .map_err(|e| Error::failed(Stage::Terminal, format!("bind /dev/console: {e}")))?;
+    .map_err(|e| Error::failed_by(Stage::Terminal, format!("bind /dev/console: {e}"), e))?;
     Ok(())
 }
 

@@ -119,7 +119,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     {
         let p = sysctl::path(k);
         std::fs::write(&p, v.as_bytes())
-            .map_err(|e| Error::failed(Stage::Create, format!("sysctl {k}={v}: {e}")))?;
+            .map_err(|e| Error::failed_by(Stage::Create, format!("sysctl {k}={v}: {e}"), e))?;
     }
 
     // prestart and createRuntime hooks run in the runtime namespace: the parent's job.

@@ -17,7 +17,8 @@ use crate::sys::KillOnDrop;
 
 /// clone(2) as fork, with namespace flags; see [`crate::sys::raw_clone`].
 fn clone(flags: libc::c_ulong) -> Result<i32> {
-    crate::sys::raw_clone(flags).map_err(|e| Error::failed(Stage::Create, format!("clone: {e}")))
+    crate::sys::raw_clone(flags)
+        .map_err(|e| Error::failed_by(Stage::Create, format!("clone: {e}"), e))
 }
 
 /// Everything the parent needs to finish the init's setup.

@@ -211,7 +211,9 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
                 };
                 let state = oci_state(&saved, "creating")?;
                 prog.send_listener(std::os::fd::AsFd::as_fd(&fd), &state)
-                    .map_err(|e| Error::failed(Stage::Create, format!("seccomp listener: {e}")))?;
+                    .map_err(|e| {
+                        Error::failed_by(Stage::Create, format!("seccomp listener: {e}"), e)
+                    })?;
             }
             Some(Msg::RunHooks) => {
                 let state = StateDoc::new(&saved, Status::Creating).json();
@@ -264,7 +266,7 @@ fn oci_state(saved: &Saved, status: &str) -> Result<oci_spec::runtime::State> {
         serde_json::to_value(&doc).map_err(|e| Error::failed(Stage::Create, e.to_string()))?;
     v["status"] = serde_json::Value::from(status);
     serde_json::from_value(v)
-        .map_err(|e| Error::failed(Stage::Create, format!("state document: {e}")))
+        .map_err(|e| Error::failed_by(Stage::Create, format!("state document: {e}"), e))
 }
 
 /// Written atomically: whoever watches for it never sees a partial number.

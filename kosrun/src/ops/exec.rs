@@ -226,10 +226,20 @@ fn load_running(opts: &ExecOpts) -> Result<Saved> {
 }
 
 fn read_process(path: &Path) -> Result<Process> {
-    let data = std::fs::read(path)
-        .map_err(|e| Error::failed(Stage::Exec, format!("process file {}: {e}", path.display())))?;
-    serde_json::from_slice(&data)
-        .map_err(|e| Error::failed(Stage::Exec, format!("process file {}: {e}", path.display())))
+    let data = std::fs::read(path).map_err(|e| {
+        Error::failed_by(
+            Stage::Exec,
+            format!("process file {}: {e}", path.display()),
+            e,
+        )
+    })?;
+    serde_json::from_slice(&data).map_err(|e| {
+        Error::failed_by(
+            Stage::Exec,
+            format!("process file {}: {e}", path.display()),
+            e,
+        )
+    })
 }
 
 fn check_process(p: &Process) -> Result<()> {
@@ -410,7 +420,9 @@ impl Supervisor for Joiner<'_> {
                 );
                 kos_cgroups::Manager::new(Some(&sub), &self.saved.id)?
                     .add_process(pid)
-                    .map_err(|e| Error::failed(Stage::Exec, format!("--cgroup {}: {e}", s.path)))?;
+                    .map_err(|e| {
+                        Error::failed_by(Stage::Exec, format!("--cgroup {}: {e}", s.path), e)
+                    })?;
             }
             _ => cg.add_process(pid)?,
         }
@@ -439,9 +451,9 @@ impl Supervisor for Joiner<'_> {
         let doc = StateDoc::new(self.saved, Status::Running);
         let state = serde_json::to_value(&doc)
             .and_then(serde_json::from_value)
-            .map_err(|e| Error::failed(Stage::Exec, format!("state document: {e}")))?;
+            .map_err(|e| Error::failed_by(Stage::Exec, format!("state document: {e}"), e))?;
         prog.send_listener(std::os::fd::AsFd::as_fd(&fd), &state)
-            .map_err(|e| Error::failed(Stage::Exec, format!("seccomp listener: {e}")))
+            .map_err(|e| Error::failed_by(Stage::Exec, format!("seccomp listener: {e}"), e))
     }
 }
 

@@ -29,7 +29,7 @@ pub fn table(pids: &[i32], args: &[String]) -> Result<String> {
     let out = Command::new("ps")
         .args(args)
         .output()
-        .map_err(|e| Error::failed(Stage::Ps, format!("running ps: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Ps, format!("running ps: {e}"), e))?;
     if !out.status.success() {
         return Err(Error::failed(
             Stage::Ps,

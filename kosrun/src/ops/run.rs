@@ -81,7 +81,7 @@ impl OwnConsole {
         let (conn, _) = self
             .listener
             .accept()
-            .map_err(|e| Error::failed(Stage::Create, format!("console socket: {e}")))?;
+            .map_err(|e| Error::failed_by(Stage::Create, format!("console socket: {e}"), e))?;
         tty::recv_master(&OwnedFd::from(conn))
     }
 }

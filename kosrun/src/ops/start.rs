@@ -25,7 +25,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     let mut conn = std::fs::File::from(conn);
     // One byte releases the init; it already holds the state for startContainer hooks.
     conn.write_all(b"s")
-        .map_err(|e| Error::failed(Stage::Start, format!("release container init: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Start, format!("release container init: {e}"), e))?;
     // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
     let mut reply = String::new();
     let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);

@@ -33,8 +33,13 @@ pub fn run(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> ! {
 }
 
 fn setup(ctx: &ExecCtx, ns: Namespaces, chan: &Channel) -> Result<exec::Prepared> {
-    setns_pidfd(ctx.init, ns.in_child)
-        .map_err(|e| Error::failed(Stage::Exec, format!("join the container's namespaces: {e}")))?;
+    setns_pidfd(ctx.init, ns.in_child).map_err(|e| {
+        Error::failed_by(
+            Stage::Exec,
+            format!("join the container's namespaces: {e}"),
+            e,
+        )
+    })?;
     if !ns.mount {
         // Without a mount namespace the init chrooted; so do we.
         nix::unistd::chroot(ctx.rootfs).ctx(|| "chroot".into())?;

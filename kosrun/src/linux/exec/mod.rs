@@ -94,8 +94,8 @@ pub fn spawn(ctx: &ExecCtx, ns: Namespaces, sup: &dyn Supervisor) -> Result<i32>
         )
     })?;
     let (parent_end, child_end) = sync::pair()?;
-    let pid =
-        crate::sys::raw_clone(0).map_err(|e| Error::failed(Stage::Exec, format!("clone: {e}")))?;
+    let pid = crate::sys::raw_clone(0)
+        .map_err(|e| Error::failed_by(Stage::Exec, format!("clone: {e}"), e))?;
     if pid == 0 {
         drop(parent_end);
         child::run(ctx, ns, &child_end);

@@ -33,7 +33,7 @@ fn check_exec(p: &Path) -> Result<()> {
     let c = CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::failed(Stage::Exec, format!("exec: {} contains a NUL", p.display())))?;
     let md = std::fs::metadata(p)
-        .map_err(|e| Error::failed(Stage::Exec, format!("exec: {}: {e}", p.display())))?;
+        .map_err(|e| Error::failed_by(Stage::Exec, format!("exec: {}: {e}", p.display()), e))?;
     if md.is_dir() {
         return Err(Error::failed(
             Stage::Exec,

@@ -71,7 +71,7 @@ pub fn prepare(l: Launch) -> Result<exec::Prepared> {
     let program = exec::find_program(arg0, &env)?;
     let prepared = exec::prepare(&program, &args, &env)?;
     fds::cloexec_from(3)
-        .map_err(|e| Error::failed(Stage::Exec, format!("close host descriptors: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Exec, format!("close host descriptors: {e}"), e))?;
     for fd in l.preserved {
         // SAFETY: clearing FD_CLOEXEC on a descriptor the caller handed to kosrun.
         unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) };

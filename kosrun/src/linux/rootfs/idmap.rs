@@ -26,7 +26,7 @@ fn os_err(what: &str) -> Error {
 /// the runtime before the clone: only it sees the helper process in its own /proc.
 pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
     let pid = crate::sys::raw_clone(libc::CLONE_NEWUSER as libc::c_ulong)
-        .map_err(|e| Error::failed(Stage::Mounts, format!("clone: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Mounts, format!("clone: {e}"), e))?;
     if pid == 0 {
         // Only its namespace is wanted; it waits to be killed.
         loop {

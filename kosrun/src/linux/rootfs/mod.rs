@@ -28,7 +28,7 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     // Nothing we mount may propagate to the host (unless the spec asked for shared).
     sys_mount(None, Path::new("/"), None, prop, None)
-        .map_err(|e| Error::failed(Stage::Mounts, format!("set / propagation: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Mounts, format!("set / propagation: {e}"), e))?;
     // A non-recursive or shared mode can leave the rootfs's parent mount shared,
     // which pivot_root refuses.
     let rslave_or_rprivate = prop & libc::MS_REC != 0 && prop & libc::MS_SHARED == 0;
@@ -130,7 +130,7 @@ pub fn finish(rootfs: &Path, spec: &Spec, no_pivot: bool) -> Result<()> {
         .and_then(options::propagation);
     if let Some(p) = prop.filter(|p| p & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0) {
         sys_mount(None, Path::new("/"), None, p, None)
-            .map_err(|e| Error::failed(Stage::Mounts, format!("set / propagation: {e}")))?;
+            .map_err(|e| Error::failed_by(Stage::Mounts, format!("set / propagation: {e}"), e))?;
     }
     if spec
         .root()

@@ -48,7 +48,7 @@ pub fn mask(rootfs: &Path, paths: &[String], host_null: &OwnedFd) -> Result<()> 
                 None,
             )
         };
-        r.map_err(|e| Error::failed(Stage::Mounts, format!("masking {p}: {e}")))?;
+        r.map_err(|e| Error::failed_by(Stage::Mounts, format!("masking {p}: {e}"), e))?;
     }
     Ok(())
 }
@@ -67,12 +67,12 @@ pub fn readonly(rootfs: &Path, paths: &[String]) -> Result<()> {
             libc::MS_BIND | libc::MS_REC,
             None,
         )
-        .map_err(|e| Error::failed(Stage::Mounts, format!("readonly path {p}: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Mounts, format!("readonly path {p}: {e}"), e))?;
         let Some(mounted) = open_nofollow(rootfs, Path::new(p))? else {
             continue;
         };
         set_recursive_attrs(&mounted, attr::RDONLY, 0)
-            .map_err(|e| Error::failed(Stage::Mounts, format!("readonly path {p}: {e}")))?;
+            .map_err(|e| Error::failed_by(Stage::Mounts, format!("readonly path {p}: {e}"), e))?;
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
         libc::MS_SLAVE | libc::MS_REC,
         None,
     )
-    .map_err(|e| Error::failed(Stage::Pivot, format!("make old root slave: {e}")))?;
+    .map_err(|e| Error::failed_by(Stage::Pivot, format!("make old root slave: {e}"), e))?;
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
     chdir("/").ctx(|| "chdir /".into())
 }
@@ -44,7 +44,7 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 pub fn move_root(rootfs: &Path) -> Result<()> {
     chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     sys_mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
-        .map_err(|e| Error::failed(Stage::Pivot, format!("move rootfs to /: {e}")))?;
+        .map_err(|e| Error::failed_by(Stage::Pivot, format!("move rootfs to /: {e}"), e))?;
     nix::unistd::chroot(".").ctx(|| "chroot".into())?;
     chdir("/").ctx(|| "chdir /".into())
 }
@@ -67,5 +67,5 @@ pub fn readonly_root() -> Result<()> {
         libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
         None,
     )
-    .map_err(|e| Error::failed(Stage::Pivot, format!("remount / read-only: {e}")))
+    .map_err(|e| Error::failed_by(Stage::Pivot, format!("remount / read-only: {e}"), e))
 }
