@@ -242,8 +242,21 @@ def failure_excerpt(s, limit=80):
     return "\n".join("    " + l for l in lines)
 
 
+def pin_toolchain():
+    """Test harnesses build binaries with the real cargo (env!("CARGO")), which runs `rustc`
+    from PATH: rustup's proxy, which would obey a dependency's own rust-toolchain.toml (ttrpc
+    pins one) when compiling in that crate's directory. Pin the toolchain the tests were
+    built with, as running under `cargo test` does."""
+    if os.environ.get("RUSTUP_TOOLCHAIN") or not shutil.which("rustup"):
+        return
+    r = subprocess.run(["rustup", "show", "active-toolchain"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode == 0 and r.stdout.split():
+        os.environ["RUSTUP_TOOLCHAIN"] = r.stdout.split()[0]
+
+
 def main():
     os.chdir(ROOT)
+    pin_toolchain()
     started = time.monotonic()
     tdir, meta = target_dir()
     work = tdir / "kos-test"
