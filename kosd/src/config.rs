@@ -74,6 +74,18 @@ pub struct Flags {
     /// Server key.
     #[arg(long, value_name = "FILE")]
     pub tlskey: Option<PathBuf>,
+    /// Unix socket of the Kubernetes CRI (default EXEC_ROOT/cri.sock; "" disables it).
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<String>,
+    /// CNI network configurations of CRI pods.
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Directory of CNI plugin binaries; repeatable or comma-separated, searched in order.
+    #[arg(long = "cni-bin-dir", value_name = "DIR", value_delimiter = ',')]
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// containerd-style `<host>/hosts.toml` registry mirror files of the CRI.
+    #[arg(long, value_name = "DIR")]
+    pub registry_config_dir: Option<PathBuf>,
 }
 
 /// daemon.json, with dockerd's key names.
@@ -96,6 +108,10 @@ struct FileConfig {
     tlscacert: Option<PathBuf>,
     tlscert: Option<PathBuf>,
     tlskey: Option<PathBuf>,
+    cri_socket: Option<String>,
+    cni_conf_dir: Option<PathBuf>,
+    cni_bin_dir: Option<Vec<PathBuf>>,
+    registry_config_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +154,16 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub bridge: String,
     pub nft_table: String,
+    /// Where the CRI is served; `None` when disabled.
+    pub cri_socket: Option<PathBuf>,
+    pub cni_conf_dir: PathBuf,
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub registry_config_dir: PathBuf,
 }
+
+pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+pub const DEFAULT_CNI_BIN_DIRS: &[&str] = &["/opt/cni/bin", "/usr/lib/cni"];
+pub const DEFAULT_REGISTRY_CONFIG_DIR: &str = "/etc/kos/certs.d";
 
 fn pick<T: std::fmt::Debug>(
     key: &str,
@@ -296,6 +321,33 @@ impl Config {
         let ca = pick("tlscacert", flags.tlscacert, file.tlscacert, &mut clashes);
         let cert = pick("tlscert", flags.tlscert, file.tlscert, &mut clashes);
         let key = pick("tlskey", flags.tlskey, file.tlskey, &mut clashes);
+        let cri_socket = pick(
+            "cri-socket",
+            flags.cri_socket,
+            file.cri_socket,
+            &mut clashes,
+        );
+        let cni_conf_dir = pick(
+            "cni-conf-dir",
+            flags.cni_conf_dir,
+            file.cni_conf_dir,
+            &mut clashes,
+        )
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CNI_CONF_DIR));
+        let cni_bin_dirs = pick(
+            "cni-bin-dir",
+            non_empty(flags.cni_bin_dirs),
+            file.cni_bin_dir,
+            &mut clashes,
+        )
+        .unwrap_or_else(|| DEFAULT_CNI_BIN_DIRS.iter().map(PathBuf::from).collect());
+        let registry_config_dir = pick(
+            "registry-config-dir",
+            flags.registry_config_dir,
+            file.registry_config_dir,
+            &mut clashes,
+        )
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRY_CONFIG_DIR));
         if !clashes.is_empty() {
             bail!(
                 "the following directives are specified both as a flag and in the configuration file: {}",
@@ -348,6 +400,23 @@ impl Config {
         if !data_root.is_absolute() || !exec_root.is_absolute() {
             bail!("--data-root and --exec-root must be absolute paths");
         }
+        let cri_socket = match cri_socket {
+            None => Some(exec_root.join("cri.sock")),
+            Some(s) if s.is_empty() => None,
+            Some(s) if Path::new(&s).is_absolute() => Some(PathBuf::from(s)),
+            Some(s) => bail!("invalid --cri-socket {s:?}: expected an absolute path or \"\""),
+        };
+        let cni_dirs = std::iter::once(&cni_conf_dir)
+            .chain(&cni_bin_dirs)
+            .chain(std::iter::once(&registry_config_dir));
+        for d in cni_dirs {
+            if !d.is_absolute() {
+                bail!(
+                    "invalid directory {}: --cni-conf-dir, --cni-bin-dir and --registry-config-dir must be absolute paths",
+                    d.display()
+                );
+            }
+        }
         Ok(Config {
             hosts,
             data_root,
@@ -362,6 +431,10 @@ impl Config {
             tls,
             bridge,
             nft_table,
+            cri_socket,
+            cni_conf_dir,
+            cni_bin_dirs,
+            registry_config_dir,
         })
     }
 }
@@ -446,5 +519,57 @@ mod tests {
             ..Default::default()
         })
         .is_ok());
+        assert!(f(Flags {
+            cri_socket: Some("relative.sock".into()),
+            ..Default::default()
+        })
+        .is_err());
+        assert!(f(Flags {
+            cni_bin_dirs: vec!["opt/cni".into()],
+            ..Default::default()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn cri_socket_defaults_under_exec_root_and_empty_disables() {
+        let f = |flags| Config::merge(flags, FileConfig::default()).unwrap();
+        let c = f(Flags::default());
+        assert_eq!(c.cri_socket, Some(PathBuf::from("/run/kos/cri.sock")));
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(
+            c.cni_bin_dirs,
+            vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+        assert_eq!(c.registry_config_dir, PathBuf::from("/etc/kos/certs.d"));
+        let c = f(Flags {
+            exec_root: Some("/x".into()),
+            ..Default::default()
+        });
+        assert_eq!(c.cri_socket, Some(PathBuf::from("/x/cri.sock")));
+        let c = f(Flags {
+            cri_socket: Some(String::new()),
+            ..Default::default()
+        });
+        assert_eq!(c.cri_socket, None);
+        let file: FileConfig = serde_json::from_str(
+            r#"{"cri-socket": "/y/cri.sock", "cni-bin-dir": ["/a", "/b"], "cni-conf-dir": "/c"}"#,
+        )
+        .unwrap();
+        let c = Config::merge(Flags::default(), file).unwrap();
+        assert_eq!(c.cri_socket, Some(PathBuf::from("/y/cri.sock")));
+        assert_eq!(
+            c.cni_bin_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert_eq!(c.cni_conf_dir, PathBuf::from("/c"));
+        let flags =
+            Flags::try_parse_from(["kosd", "--cni-bin-dir", "/p,/q", "--cri-socket", ""]).unwrap();
+        let c = f(flags);
+        assert_eq!(
+            c.cni_bin_dirs,
+            vec![PathBuf::from("/p"), PathBuf::from("/q")]
+        );
+        assert_eq!(c.cri_socket, None);
     }
 }

@@ -51,6 +51,68 @@ fn make_private_dir(p: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", p.display()))
 }
 
+/// The CRI server's settings from kosd's: its own state under the roots, the image store
+/// shared by handle with the Docker API side.
+fn cri_config(engine: &Engine) -> kos_cri::CriConfig {
+    let c = &engine.config;
+    let mut cri = kos_cri::CriConfig::new(
+        c.data_root.join("cri"),
+        // Its own subtree: kosd's containers already use EXEC_ROOT/netns and friends.
+        c.exec_root.join("cri"),
+        engine.store.clone(),
+    );
+    cri.registry = kos_image::RegistryConfig {
+        insecure_registries: c.insecure_registries.clone(),
+        ..Default::default()
+    };
+    cri.registry_config_dir = c.registry_config_dir.clone();
+    cri.cni_conf_dir = c.cni_conf_dir.clone();
+    cri.cni_bin_dirs = c.cni_bin_dirs.clone();
+    cri.runtime_binary = crate::containers::runtime::runtime_binary(&c.default_runtime);
+    cri.shim_binary = crate::containers::shim::shim_binary();
+    cri
+}
+
+/// Serves the CRI until `stop` turns true; `None` when `--cri-socket ""` disabled it.
+fn start_cri(
+    engine: &Arc<Engine>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<kos_cri::Result<()>>> {
+    let socket = engine.config.cri_socket.clone()?;
+    let config = cri_config(engine);
+    tracing::info!(socket = %socket.display(), "CRI listening");
+    Some(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let r = kos_cri::serve_with_shutdown(&socket, config, shutdown).await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "CRI server failed");
+        }
+        r
+    }))
+}
+
+/// A graceful stop waits for open CRI connections, and a kubelet keeps its own open:
+/// after this long the server is dropped instead.
+const CRI_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn stop_cri(mut cri: tokio::task::JoinHandle<kos_cri::Result<()>>, socket: Option<&Path>) {
+    match tokio::time::timeout(CRI_STOP_GRACE, &mut cri).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "CRI server ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "CRI server task failed"),
+        Err(_) => {
+            tracing::info!("CRI clients still connected: closing the CRI server");
+            cri.abort();
+            let _ = cri.await;
+            if let Some(socket) = socket {
+                let _ = std::fs::remove_file(socket);
+            }
+        }
+    }
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     make_private_dir(&config.data_root)?;
     make_private_dir(&config.exec_root)?;
@@ -100,6 +162,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }));
     }
+    let cri = start_cri(&engine, stop_rx.clone());
     engine.event("daemon", "start", &engine.id, &[]);
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -110,6 +173,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
+    }
+    if let Some(cri) = cri {
+        stop_cri(cri, config.cri_socket.as_deref()).await;
     }
     crate::containers::runtime::shutdown(&engine).await;
     dns.stop().await;

@@ -24,6 +24,8 @@ mod volumes;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // A CRI pod's PID-namespace holder is this executable re-run: become it before anything.
+    kos_cri::run_if_holder();
     let flags = config::Flags::parse();
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,

@@ -1,0 +1,307 @@
+//! kosd serves the Kubernetes CRI on EXEC_ROOT/cri.sock: Version, one image store shared
+//! with the Docker API side (both ways), a pod with a container and ExecSync through
+//! kosd's socket, and nothing of the pod left after it is removed.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{push_busybox, unique, Kosd, Registry};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tower::service_fn;
+
+async fn channel(sock: PathBuf) -> Channel {
+    Endpoint::try_from("http://[::]:50051")
+        .expect("endpoint")
+        .connect_with_connector(service_fn(move |_: Uri| {
+            let p = sock.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(p).await?)) }
+        }))
+        .await
+        .expect("connect to kosd's CRI socket")
+}
+
+/// kosd's CRI socket, once it accepts (the CRI starts beside the Docker API).
+fn cri_socket(k: &Kosd) -> PathBuf {
+    let sock = k.exec_root().join("cri.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no CRI socket at {}: {}",
+            sock.display(),
+            k.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sock
+}
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
+}
+
+async fn cri_images(sock: &std::path::Path) -> Vec<String> {
+    let mut img = ImageServiceClient::new(channel(sock.to_path_buf()).await);
+    img.list_images(ListImagesRequest { filter: None })
+        .await
+        .expect("ListImages")
+        .into_inner()
+        .images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .collect()
+}
+
+/// The pod's cgroup directories in every hierarchy (the CRI's root is `kos`, the pod's
+/// cgroup named by its id); removed with whatever runs in them on drop, when a test fails.
+struct PodCgroups(String);
+
+impl PodCgroups {
+    fn dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("kos").join(&self.0))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+}
+
+impl Drop for PodCgroups {
+    fn drop(&mut self) {
+        let mut all = Vec::new();
+        let mut todo = self.dirs();
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(e.path());
+                }
+            }
+            all.push(d);
+        }
+        for d in &all {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: killing what runs in this test's pod cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for d in all {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn version_and_images_shared_with_the_docker_api() {
+    let reg = Registry::start();
+    let k = Kosd::start(&[]);
+    let sock = cri_socket(&k);
+    let md = std::fs::metadata(&sock).expect("stat cri.sock");
+    assert!(md.file_type().is_socket());
+    assert_eq!(md.permissions().mode() & 0o777, 0o660);
+    assert_eq!(md.uid(), 0);
+
+    let mut rt = RuntimeServiceClient::new(channel(sock.clone()).await);
+    let v = rt
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+        .expect("Version")
+        .into_inner();
+    assert_eq!(v.runtime_name, "kos");
+    assert_eq!(v.runtime_api_version, "v1");
+
+    // Pulled through the Docker API: listed by the CRI.
+    let by_docker = reg.image(&format!("{}:1", unique("bydocker")));
+    push_busybox(&by_docker, &common::ImageSpec::default());
+    k.docker_ok(&["pull", "-q", &by_docker]);
+    let listed = cri_images(&sock).await;
+    assert!(
+        listed.contains(&by_docker),
+        "{by_docker} not in CRI ListImages: {listed:?}"
+    );
+
+    // Pulled through the CRI: shown by `docker images`.
+    let by_cri = reg.image(&format!("{}:2", unique("bycri")));
+    push_busybox(&by_cri, &common::ImageSpec::default());
+    let mut img = ImageServiceClient::new(channel(sock.clone()).await);
+    img.pull_image(PullImageRequest {
+        image: spec(&by_cri),
+        ..Default::default()
+    })
+    .await
+    .expect("PullImage");
+    let shown = k.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(
+        shown.lines().any(|l| l == by_cri),
+        "{by_cri} not in docker images: {shown}"
+    );
+    // And removed through the Docker API, it is gone from the CRI's list too.
+    k.docker_ok(&["rmi", &by_cri]);
+    assert!(!cri_images(&sock).await.contains(&by_cri));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cri_socket_can_be_disabled() {
+    let k = Kosd::start(&["--cri-socket", ""]);
+    k.docker_ok(&["version"]);
+    assert!(!k.exec_root().join("cri.sock").exists());
+    assert!(!k.log_text().contains("CRI listening"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pod_with_a_container_and_exec_through_kosd() {
+    let reg = Registry::start();
+    let image = reg.image(&format!("{}:1", unique("pod")));
+    push_busybox(&image, &common::ImageSpec::default());
+    let mut k = Kosd::start(&[]);
+    let sock = cri_socket(&k);
+    let mut img = ImageServiceClient::new(channel(sock.clone()).await);
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("PullImage");
+    let mut rt = RuntimeServiceClient::new(channel(sock.clone()).await);
+    let logs = k.dir.join("pod-logs");
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(PodSandboxConfig {
+                metadata: Some(PodSandboxMetadata {
+                    name: "web".into(),
+                    uid: unique("uid"),
+                    namespace: "default".into(),
+                    attempt: 0,
+                }),
+                log_directory: logs.to_string_lossy().into_owned(),
+                linux: Some(LinuxPodSandboxConfig {
+                    security_context: Some(LinuxSandboxSecurityContext {
+                        // Host network: no CNI configuration needed here.
+                        namespace_options: Some(NamespaceOption {
+                            network: NamespaceMode::Node as i32,
+                            pid: NamespaceMode::Container as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let cgroups = PodCgroups(pod.clone());
+    let c = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "sleeper".into(),
+                    attempt: 0,
+                }),
+                image: spec(&image),
+                args: vec!["sleep".into(), "300".into()],
+                log_path: "sleeper/0.log".into(),
+                ..Default::default()
+            }),
+            sandbox_config: None,
+        })
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: c.clone(),
+    })
+    .await
+    .expect("StartContainer");
+    let out = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: c.clone(),
+            cmd: vec!["echo".into(), "hi".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!(out.exit_code, 0, "stderr: {:?}", out.stderr);
+    assert_eq!(out.stdout, b"hi\n");
+
+    assert!(!cgroups.dirs().is_empty(), "no cgroup for pod {pod}");
+
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+    let pods = rt
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "pods left: {pods:?}");
+
+    // Nothing of the pod is left: no shim or holder, no mount, no cgroup, no pod dir.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !k.leftover_processes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        k.leftover_processes().is_empty(),
+        "processes left: {:?}",
+        k.leftover_processes()
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let cri_run = k.exec_root().join("cri");
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| std::path::Path::new(t).starts_with(&cri_run))
+        .collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+    assert!(
+        cgroups.dirs().is_empty(),
+        "cgroups left: {:?}",
+        cgroups.dirs()
+    );
+    let pod_dirs: Vec<_> = std::fs::read_dir(cri_run.join("pods"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(pod_dirs.is_empty(), "pod dirs left: {pod_dirs:?}");
+
+    // kosd stops cleanly with the CRI, and removes its socket.
+    drop(rt);
+    drop(img);
+    let st = k.stop().expect("kosd was running");
+    assert!(st.success(), "kosd exit: {st}: {}", k.log_text());
+    assert!(!sock.exists(), "cri.sock left after shutdown");
+}
