@@ -106,6 +106,34 @@ impl Drop for PodCgroups {
     }
 }
 
+/// PID-namespace holders run by this test's kosd binary (re-run as `kos-cri-pod-holder`).
+fn holders() -> Vec<i32> {
+    let kosd = std::fs::canonicalize(env!("CARGO_BIN_EXE_kosd")).expect("kosd binary");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"kos-cri-pod-holder\0"))
+                && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == kosd)
+        })
+        .collect()
+}
+
+/// Holders a failed test left, killed on drop.
+struct Holders(Vec<i32>);
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for pid in holders().into_iter().filter(|p| self.0.contains(p)) {
+            // SAFETY: killing the holder of this test's pod.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn version_and_images_shared_with_the_docker_api() {
     let reg = Registry::start();
@@ -181,6 +209,7 @@ async fn pod_with_a_container_and_exec_through_kosd() {
     .expect("PullImage");
     let mut rt = RuntimeServiceClient::new(channel(sock.clone()).await);
     let logs = k.dir.join("pod-logs");
+    let before = holders();
     let pod = rt
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(PodSandboxConfig {
@@ -196,7 +225,8 @@ async fn pod_with_a_container_and_exec_through_kosd() {
                         // Host network: no CNI configuration needed here.
                         namespace_options: Some(NamespaceOption {
                             network: NamespaceMode::Node as i32,
-                            pid: NamespaceMode::Container as i32,
+                            // A shared PID namespace: kosd re-runs itself as its holder.
+                            pid: NamespaceMode::Pod as i32,
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -212,6 +242,13 @@ async fn pod_with_a_container_and_exec_through_kosd() {
         .into_inner()
         .pod_sandbox_id;
     let cgroups = PodCgroups(pod.clone());
+    let ours = Holders(
+        holders()
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect(),
+    );
+    assert_eq!(ours.0.len(), 1, "one holder for the pod: {:?}", ours.0);
     let c = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
@@ -247,6 +284,20 @@ async fn pod_with_a_container_and_exec_through_kosd() {
         .into_inner();
     assert_eq!(out.exit_code, 0, "stderr: {:?}", out.stderr);
     assert_eq!(out.stdout, b"hi\n");
+    let init = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: c.clone(),
+            cmd: vec!["cat".into(), "/proc/1/cmdline".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync cat")
+        .into_inner();
+    assert!(
+        init.stdout.starts_with(b"kos-cri-pod-holder\0"),
+        "pid 1 of the pod is not kosd's holder: {:?}",
+        String::from_utf8_lossy(&init.stdout)
+    );
 
     assert!(!cgroups.dirs().is_empty(), "no cgroup for pod {pod}");
 
@@ -278,6 +329,11 @@ async fn pod_with_a_container_and_exec_through_kosd() {
         "processes left: {:?}",
         k.leftover_processes()
     );
+    let alive: Vec<i32> = holders()
+        .into_iter()
+        .filter(|p| ours.0.contains(p))
+        .collect();
+    assert!(alive.is_empty(), "pod holder left: {alive:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let cri_run = k.exec_root().join("cri");
     let left: Vec<&str> = mounts
