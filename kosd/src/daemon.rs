@@ -85,12 +85,26 @@ fn start_cri(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let r = kos_cri::serve_with_shutdown(&socket, config, shutdown).await;
-        if let Err(e) = &r {
-            tracing::error!(error = %e, "CRI server failed");
-        }
-        r
+        kos_cri::serve_with_shutdown(&socket, config, shutdown).await
     }))
+}
+
+/// Resolves only when the CRI server ends before shutdown (it could not bind its socket
+/// or open its state): kosd then stops too, rather than run with half its services.
+async fn cri_failed(
+    cri: &mut Option<tokio::task::JoinHandle<kos_cri::Result<()>>>,
+) -> anyhow::Error {
+    let Some(handle) = cri.as_mut() else {
+        return std::future::pending().await;
+    };
+    let e = match handle.await {
+        Ok(Ok(())) => anyhow::anyhow!("the CRI server stopped unasked"),
+        // kos-cri's errors already say their cause in their message.
+        Ok(Err(e)) => anyhow::anyhow!("serving the CRI: {e}"),
+        Err(e) => anyhow::Error::new(e).context("the CRI server task"),
+    };
+    *cri = None;
+    e
 }
 
 /// A graceful stop waits for open CRI connections, and a kubelet keeps its own open:
@@ -166,9 +180,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     engine.event("daemon", "start", &engine.id, &[]);
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut cri = cri;
+    let mut failure = None;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        e = cri_failed(&mut cri) => {
+            tracing::error!(error = format!("{e:#}"), "shutting down");
+            failure = Some(e);
+        }
     }
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -183,5 +203,5 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         l.cleanup();
     }
     tracing::info!("stopped");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }

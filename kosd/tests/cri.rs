@@ -361,3 +361,45 @@ async fn pod_with_a_container_and_exec_through_kosd() {
     assert!(st.success(), "kosd exit: {st}: {}", k.log_text());
     assert!(!sock.exists(), "cri.sock left after shutdown");
 }
+
+#[test]
+fn unusable_cri_socket_stops_kosd_with_a_clear_error() {
+    // A daemon of the harness first, so its roots, bridge and table are cleaned on drop.
+    let mut k = Kosd::start(&[]);
+    k.stop();
+    let blocker = k.dir.join("not-a-dir");
+    std::fs::write(&blocker, "").expect("blocker file");
+    let bad = blocker.join("cri.sock");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kosd"))
+        .arg("-H")
+        .arg(k.host())
+        .arg("--data-root")
+        .arg(k.data_root())
+        .arg("--exec-root")
+        .arg(k.exec_root())
+        .arg("--config-file")
+        .arg(k.dir.join("daemon.json"))
+        .arg("--bridge")
+        .arg(&k.bridge)
+        .arg("--nft-table")
+        .arg(&k.bridge)
+        .arg("--cri-socket")
+        .arg(&bad)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run kosd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "kosd ran on: {err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("kosd: serving the CRI") && last.contains("not-a-dir"),
+        "{err}"
+    );
+    // It stopped cleanly: API socket removed, no shim or kos-dns left.
+    assert!(!k.sock.exists(), "API socket left");
+    assert!(
+        k.leftover_processes().is_empty(),
+        "{:?}",
+        k.leftover_processes()
+    );
+}
