@@ -26,6 +26,33 @@ fn capture(s: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+fn tmux_keys(session: &str, keys: &[&str]) {
+    let st = Command::new("tmux")
+        .args(["send-keys", "-t", session])
+        .args(keys)
+        .status()
+        .expect("send-keys");
+    assert!(st.success());
+}
+
+fn tmux_session(session: &str, cmd: &str) {
+    let st = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            cmd,
+        ])
+        .status()
+        .expect("tmux");
+    assert!(st.success());
+}
+
 fn wait_screen(k: &Kosd, s: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -72,10 +99,10 @@ fn run_interactive_tty() {
         .expect("tmux");
     assert!(st.success());
     std::thread::sleep(Duration::from_millis(500));
-    // The shell's banner shows the session is attached. (The prompt itself has no newline;
-    // the shim's json-file log holds a partial line until one comes, so it shows up with
-    // the next line.)
-    wait_screen(&k, &session, "built-in shell");
+    // The prompt ('/ # ', trailing space trimmed by tmux) has no newline: it shows before
+    // anything is typed only if the shim logs
+    // a terminal's output as it comes.
+    wait_screen(&k, &session, "\n/ #");
     let send = |keys: &str| {
         Command::new("tmux")
             .args(["send-keys", "-t", &session, keys, "Enter"])
@@ -93,4 +120,53 @@ fn run_interactive_tty() {
     send("exit 3");
     wait_screen(&k, &session, "exited-3");
     assert!(k.docker_ok(&["ps", "-aq"]).trim().is_empty());
+}
+
+/// ctrl-p ctrl-q leaves the container running with its stdin open; a later attach
+/// gets the shell back and typed input reaches it.
+#[test]
+fn detach_keys_leave_the_container_running() {
+    let k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let img = reg.image("detach:1");
+    push_busybox(&img, &ImageSpec::default());
+    k.docker_ok(&["pull", "-q", &img]);
+    let name = unique("det");
+    let docker = format!(
+        "DOCKER_CONFIG={} {DOCKER} -H {}",
+        k.dir.join("docker-config").display(),
+        k.host()
+    );
+    let s1 = unique("tty1");
+    let _t1 = Tmux(s1.clone());
+    tmux_session(
+        &s1,
+        &format!(
+            "{docker} run -it --network none --name {name} {img} sh; echo detached-$?; sleep 30"
+        ),
+    );
+    wait_screen(&k, &s1, "\n/ #");
+    tmux_keys(&s1, &["C-p", "C-q"]);
+    wait_screen(&k, &s1, "detached-0");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let ps = k.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.contains(&format!("{name} running")), "{ps}");
+
+    let s2 = unique("tty2");
+    let _t2 = Tmux(s2.clone());
+    tmux_session(
+        &s2,
+        &format!("{docker} attach {name}; echo attach-ended-$?; sleep 30"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tmux_keys(&s2, &["echo again-$((40+2))", "Enter"]);
+    wait_screen(&k, &s2, "again-42");
+    // Detach once more; the container still runs, then goes with rm -f.
+    tmux_keys(&s2, &["C-p", "C-q"]);
+    // (The CLI's attach reports the detach as "read escape sequence"; the point is that
+    // the stream ended and the container did not.)
+    wait_screen(&k, &s2, "attach-ended-");
+    let ps = k.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.contains(&format!("{name} running")), "{ps}");
+    k.docker_ok(&["rm", "-f", &name]);
 }

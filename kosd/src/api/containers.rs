@@ -349,6 +349,7 @@ pub async fn attach(
         );
         return Ok(r);
     }
+    let keys = hijack::detach_keys(p.str("detachKeys").unwrap_or(""))?;
     let (on, resp) = hijack::upgrade(&mut req, tty);
     let stdin_once = c.config.stdin_once.unwrap_or(false);
     let open_stdin = c.config.open_stdin.unwrap_or(false);
@@ -371,9 +372,13 @@ pub async fn attach(
             },
             tx,
         ));
+        // With a terminal, the detach keys or the client's end of input end this attach
+        // and leave the container's stdin open for the next one (as dockerd).
+        let (detached_tx, detached) = tokio::sync::oneshot::channel::<()>();
         if stdin && open_stdin {
             let e2 = e.clone();
             let cid = c.id.clone();
+            let mut scan = hijack::DetachScanner::new(keys);
             tokio::spawn(async move {
                 // Wait until the container's stdin fifo exists (attach comes before start).
                 let mut sender = None;
@@ -386,17 +391,27 @@ pub async fn attach(
                 }
                 let Some(mut s) = sender else { return };
                 let mut buf = vec![0u8; 32 * 1024];
+                let mut pass = Vec::new();
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
+                            pass.clear();
+                            let detach = if tty {
+                                scan.scan(&buf[..n], &mut pass)
+                            } else {
+                                pass.extend_from_slice(&buf[..n]);
+                                false
+                            };
+                            if s.write_all(&pass).await.is_err() || detach {
                                 break;
                             }
                         }
                     }
                 }
-                if stdin_once {
+                if tty {
+                    let _ = detached_tx.send(());
+                } else if stdin_once {
                     use std::os::fd::AsRawFd;
                     crate::containers::fifo::drain(s.as_raw_fd()).await;
                     if let Some(sh) = e2.rt.shim(&cid) {
@@ -405,7 +420,20 @@ pub async fn attach(
                 }
             });
         }
-        while let Some(chunk) = rx.recv().await {
+        let mut detached = std::pin::pin!(async {
+            if detached.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        });
+        loop {
+            let chunk = tokio::select! {
+                c = rx.recv() => c,
+                _ = &mut detached => {
+                    e.event("container", "detach", &c.id, &[("name", &c.name)]);
+                    None
+                }
+            };
+            let Some(chunk) = chunk else { break };
             if wr.write_all(&chunk).await.is_err() {
                 return;
             }

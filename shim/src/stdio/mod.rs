@@ -207,14 +207,17 @@ fn open_fifo(path: &std::path::Path, what: &str) -> Result<OwnedFd, String> {
 
 /// Opens the stdin fifo read-only: when the client closes its end the shim reads EOF and
 /// closes the process's stdin, as containerd's own shims do. (Until a writer first opens
-/// it, a read-only fifo polls as neither readable nor hung up.)
-fn open_stdin_fifo(path: &std::path::Path) -> Result<OwnedFd, String> {
+/// it, a read-only fifo polls as neither readable nor hung up.) A terminal's stdin is
+/// opened read-write instead: a client that detaches leaves it open for the next attach,
+/// as Docker does; only CloseIO closes it.
+fn open_stdin_fifo(path: &std::path::Path, terminal: bool) -> Result<OwnedFd, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("stdin {}: {e}", path.display()))?;
     if !meta.file_type().is_fifo() {
         return Err(format!("stdin {}: not a fifo", path.display()));
     }
     let f = OpenOptions::new()
         .read(true)
+        .write(terminal)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| format!("stdin {}: {e}", path.display()))?;
@@ -279,7 +282,10 @@ impl ProcessIo {
         let stdin_fifo = if req.stdin.is_empty() {
             None
         } else {
-            Some(open_stdin_fifo(std::path::Path::new(req.stdin))?)
+            Some(open_stdin_fifo(
+                std::path::Path::new(req.stdin),
+                req.terminal,
+            )?)
         };
         let (out, err) = outputs(&out_t, &err_t, req)?;
         let mut io = ProcessIo::default();
