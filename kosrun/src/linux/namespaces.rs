@@ -153,7 +153,7 @@ impl TimeNs {
         }
         if !text.is_empty() {
             std::fs::write("/proc/self/timens_offsets", text.as_bytes()).map_err(|e| {
-                Error::failed(Stage::Namespaces, format!("write timens_offsets: {e}"))
+                Error::failed_by(Stage::Namespaces, format!("write timens_offsets: {e}"), e)
             })?;
         }
         Ok(TimeNs { original })

@@ -78,9 +78,10 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     let idmap_trees = crate::linux::rootfs::idmap::prepare_all(spec, &bundle.dir)?;
     let console = match &opts.console_socket {
         Some(p) => Some(OwnedFd::from(UnixStream::connect(p).map_err(|e| {
-            Error::failed(
+            Error::failed_by(
                 Stage::Create,
                 format!("console socket {}: {e}", p.display()),
+                e,
             )
         })?)),
         None => None,
@@ -262,8 +263,8 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
 /// The runtime spec's state as oci-spec types, for the seccomp agent.
 fn oci_state(saved: &Saved, status: &str) -> Result<oci_spec::runtime::State> {
     let doc = StateDoc::new(saved, Status::Creating);
-    let mut v =
-        serde_json::to_value(&doc).map_err(|e| Error::failed(Stage::Create, e.to_string()))?;
+    let mut v = serde_json::to_value(&doc)
+        .map_err(|e| Error::failed_by(Stage::Create, e.to_string(), e))?;
     v["status"] = serde_json::Value::from(status);
     serde_json::from_value(v)
         .map_err(|e| Error::failed_by(Stage::Create, format!("state document: {e}"), e))

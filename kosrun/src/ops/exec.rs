@@ -120,7 +120,11 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
         (None, None)
     } else if let Some(p) = &opts.console_socket {
         let s = UnixStream::connect(p).map_err(|e| {
-            Error::failed(Stage::Exec, format!("console socket {}: {e}", p.display()))
+            Error::failed_by(
+                Stage::Exec,
+                format!("console socket {}: {e}", p.display()),
+                e,
+            )
         })?;
         (Some(OwnedFd::from(s)), None)
     } else {
@@ -429,7 +433,7 @@ impl Supervisor for Joiner<'_> {
         for s in self.subs.iter().filter(|s| !s.controllers.is_empty()) {
             for c in &s.controllers {
                 cg.add_process_to(&s.path, Some(c), pid).map_err(|e| {
-                    Error::failed(Stage::Exec, format!("--cgroup {c}:{}: {e}", s.path))
+                    Error::failed_by(Stage::Exec, format!("--cgroup {c}:{}: {e}", s.path), e)
                 })?;
             }
         }

@@ -88,9 +88,10 @@ pub trait Supervisor {
 /// call this last, once.
 pub fn spawn(ctx: &ExecCtx, ns: Namespaces, sup: &dyn Supervisor) -> Result<i32> {
     setns_pidfd(ctx.init, ns.for_children).map_err(|e| {
-        Error::failed(
+        Error::failed_by(
             Stage::Exec,
             format!("join the container's pid/time namespace: {e}"),
+            e,
         )
     })?;
     let (parent_end, child_end) = sync::pair()?;

@@ -84,7 +84,11 @@ fn enter_cwd(cwd: &Path, create: bool) -> Result<()> {
         Ok(()) => {}
         Err(nix::errno::Errno::ENOENT) if create => {
             std::fs::create_dir_all(cwd).map_err(|e| {
-                Error::failed(Stage::Exec, format!("process.cwd {}: {e}", cwd.display()))
+                Error::failed_by(
+                    Stage::Exec,
+                    format!("process.cwd {}: {e}", cwd.display()),
+                    e,
+                )
             })?;
             nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
         }

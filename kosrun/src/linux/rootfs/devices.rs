@@ -162,9 +162,10 @@ fn make(
             None,
         )
         .map_err(|e| {
-            Error::failed(
+            Error::failed_by(
                 Stage::Devices,
                 format!("bind device {}: {e}", path.display()),
+                e,
             )
         })?;
         return Ok(());

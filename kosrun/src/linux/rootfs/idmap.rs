@@ -43,13 +43,18 @@ pub fn userns_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<Own
         for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
             let p = format!("/proc/{pid}/{file}");
             std::fs::write(&p, fmt(maps)).map_err(|e| {
-                Error::failed(Stage::Mounts, format!("idmapped mount: write {file}: {e}"))
+                Error::failed_by(
+                    Stage::Mounts,
+                    format!("idmapped mount: write {file}: {e}"),
+                    e,
+                )
             })?;
         }
         let f = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(|e| {
-            Error::failed(
+            Error::failed_by(
                 Stage::Mounts,
                 format!("idmapped mount: open user namespace: {e}"),
+                e,
             )
         })?;
         Ok(OwnedFd::from(f))

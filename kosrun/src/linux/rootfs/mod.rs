@@ -49,9 +49,10 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
         None,
     )
     .map_err(|e| {
-        Error::failed(
+        Error::failed_by(
             Stage::Mounts,
             format!("bind rootfs {}: {e}", ctx.rootfs.display()),
+            e,
         )
     })?;
     mount_and_devices(ctx, spec, in_userns)

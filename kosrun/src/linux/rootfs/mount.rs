@@ -104,7 +104,7 @@ fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<
         if let Some(label) = ctx.mount_label.filter(|l| !l.is_empty()) {
             if kos_security::label::selinux::takes_context(typ) {
                 let ctx_opt = kos_security::label::selinux::mount_context_option(label)
-                    .map_err(|e| Error::failed(Stage::Mounts, e.to_string()))?;
+                    .map_err(|e| Error::failed_by(Stage::Mounts, e.to_string(), e))?;
                 data = Some(match data {
                     Some(d) => format!("{d},{ctx_opt}"),
                     None => ctx_opt,
