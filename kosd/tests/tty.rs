@@ -168,5 +168,60 @@ fn detach_keys_leave_the_container_running() {
     wait_screen(&k, &s2, "attach-ended-");
     let ps = k.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
     assert!(ps.contains(&format!("{name} running")), "{ps}");
+
+    // A client that sends the keys itself (here custom ones): kosd ends the stream.
+    let (st, _) = k.http(
+        "POST",
+        &format!("/containers/{name}/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x,alt-y"),
+        b"",
+    );
+    assert_eq!(st, 400, "bad detach keys are refused");
+    let got = raw_attach_and_detach(&k, &name);
+    assert!(got.contains("raw-42"), "{got}");
+    let ps = k.docker_ok(&["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.contains(&format!("{name} running")), "{ps}");
     k.docker_ok(&["rm", "-f", &name]);
+}
+
+/// A hijacked attach with detachKeys=ctrl-x,y that types a command, then the keys;
+/// returns what came back before kosd ended the stream.
+fn raw_attach_and_detach(k: &Kosd, name: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&k.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /containers/{name}/attach?stream=1&stdin=1&stdout=1&stderr=1&detachKeys=ctrl-x,y HTTP/1.1\r\n\
+         Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).expect("101 response");
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(b"echo raw-$((40+2))\n").expect("type");
+    std::thread::sleep(Duration::from_millis(500));
+    s.write_all(b"\x18y").expect("detach keys");
+    // The stream must end by itself (the read timeout fails the test otherwise).
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "kosd did not end the attach on the detach keys ({e}): {}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }

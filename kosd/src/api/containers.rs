@@ -324,6 +324,7 @@ pub async fn attach(
     };
     let history = p.bool("logs")?;
     let stream = p.bool("stream")?;
+    let keys = hijack::detach_keys(p.str("detachKeys").unwrap_or(""))?;
     if !hijack::wants_upgrade(&req) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
         tokio::spawn(pump_logs(
@@ -349,7 +350,6 @@ pub async fn attach(
         );
         return Ok(r);
     }
-    let keys = hijack::detach_keys(p.str("detachKeys").unwrap_or(""))?;
     let (on, resp) = hijack::upgrade(&mut req, tty);
     let stdin_once = c.config.stdin_once.unwrap_or(false);
     let open_stdin = c.config.open_stdin.unwrap_or(false);
