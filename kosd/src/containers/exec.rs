@@ -308,11 +308,13 @@ pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
         }
     };
     if !io.stdin.is_empty() {
-        running.stdin = Some(
-            pipe::OpenOptions::new()
-                .open_sender(&io.stdin)
-                .map_err(|err| ApiError::internal("opening exec stdin fifo", err))?,
-        );
+        // ENXIO: the shim has no reader any more, so the process already ended or closed its
+        // stdin (a short `cat`): there is nothing left to feed.
+        running.stdin = match pipe::OpenOptions::new().open_sender(&io.stdin) {
+            Ok(tx) => Some(tx),
+            Err(err) if err.raw_os_error() == Some(libc::ENXIO) => None,
+            Err(err) => return Err(ApiError::internal("opening exec stdin fifo", err)),
+        };
     }
     e.execs.update(exec_id, |r| {
         r.running = true;
