@@ -18,8 +18,8 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
 }
 
-/// kosd, its shim and kosrun, built once per test binary. When the tree's kosd does not build
-/// right now (another crate mid-edit), a kosd built earlier is used, said on stderr.
+/// kosd, its shim and kosrun, built once per test binary from this tree: a build failure fails
+/// the test, so it never passes against a stale kosd.
 fn kosd_binary() -> PathBuf {
     static ONCE: std::sync::Once = std::sync::Once::new();
     let bin = target_dir().join("debug/kosd");
@@ -28,12 +28,9 @@ fn kosd_binary() -> PathBuf {
             .args([
                 "build", "-q", "-p", "kosd", "-p", "kos-shim", "-p", "kosrun",
             ])
-            .stderr(Stdio::null())
             .status()
             .expect("cargo build");
-        if !st.success() {
-            eprintln!("building kosd failed; using the kosd built before");
-        }
+        assert!(st.success(), "building kosd, its shim and kosrun failed");
     });
     assert!(bin.exists(), "no kosd binary at {}", bin.display());
     bin
