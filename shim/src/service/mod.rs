@@ -124,7 +124,7 @@ impl Service {
             },
             other => Reply::Now(Err(RpcError::new(
                 containerd_shim_protos::ttrpc::Code::UNIMPLEMENTED,
-                format!("{TASK_SERVICE}/{other} is not implemented"),
+                format!("{TASK_SERVICE} has no method {other:?}"),
             ))),
         }
     }
