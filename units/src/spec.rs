@@ -54,6 +54,9 @@ pub struct HostConfig {
     pub nano_cpus: i64,
     /// None = unlimited.
     pub pids_limit: Option<i64>,
+    /// `Pid=host`: share the host's pid namespace (kaim, kadcm); None = the container's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -498,6 +498,17 @@ impl UnitDef {
             "AddCapability" => caps(&mut h.cap_add, v)?,
             "DropCapability" => caps(&mut h.cap_drop, v)?,
             "ReadOnly" => h.readonly_rootfs = or_default(v, false, boolean)?,
+            "Pid" => {
+                h.pid_mode = match v {
+                    "" | "private" => None,
+                    "host" => Some("host".into()),
+                    _ => {
+                        return Err(format!(
+                            "invalid pid namespace {v:?}: expected host or private"
+                        ))
+                    }
+                }
+            }
             "SecurityLabel" => set_opt(&mut h.security_opt, "label=", v),
             "SecurityLabelType" => set_opt(&mut h.security_opt, "label=type:", v),
             "SecurityLabelLevel" => set_opt(&mut h.security_opt, "label=level:", v),
@@ -905,6 +916,7 @@ Landlock={"fs":[{"path":"/","access":["read"]}]}
 Memory=512M
 CPU=1.5
 Pids=100
+Pid=host
 HealthCmd=/bin/true
 HealthInterval=30s
 HealthRetries=3
@@ -940,6 +952,7 @@ HealthRetries=3
         assert_eq!(h.memory, 512 << 20);
         assert_eq!(h.nano_cpus, 1_500_000_000);
         assert_eq!(h.pids_limit, Some(100));
+        assert_eq!(h.pid_mode.as_deref(), Some("host"));
         let hc = c.healthcheck.as_ref().unwrap();
         assert_eq!(hc.test, ["CMD-SHELL", "/bin/true"]);
         assert_eq!(hc.interval, 30_000_000_000);
@@ -952,6 +965,7 @@ HealthRetries=3
         assert_eq!(j["HostConfig"]["Devices"][0]["PathOnHost"], "/dev/fuse");
         assert_eq!(j["Healthcheck"]["Test"][0], "CMD-SHELL");
         assert_eq!(j["HostConfig"]["Mounts"][0]["Type"], "bind");
+        assert_eq!(j["HostConfig"]["PidMode"], "host");
     }
 
     #[test]
