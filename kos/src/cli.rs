@@ -1031,6 +1031,92 @@ pub enum SystemCmd {
         #[arg(long)]
         volumes: bool,
     },
+    /// List units, like systemctl list-units
+    #[command(visible_alias = "list-units")]
+    List(UnitListCmd),
+    /// Show the status of one or more units, like systemctl status
+    Status(UnitStatusCmd),
+    /// Start one or more units
+    Start(UnitNamesCmd),
+    /// Stop one or more units
+    Stop(UnitNamesCmd),
+    /// Restart one or more units
+    Restart(UnitNamesCmd),
+    /// Enable one or more units (links under their WantedBy/RequiredBy targets)
+    Enable(UnitEnableCmd),
+    /// Disable one or more units (removes their links)
+    Disable(UnitEnableCmd),
+    /// Fetch the logs of a unit's container
+    Logs(UnitLogsCmd),
+    /// Show the files of one or more units
+    Cat(UnitNamesCmd),
+    /// Reload the unit files (like systemctl daemon-reload)
+    #[command(visible_alias = "daemon-reload")]
+    Reload,
+}
+
+#[derive(Args, Debug)]
+pub struct UnitListCmd {
+    /// Show all loaded units, also inactive ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Format output using a custom template: 'table', 'table TEMPLATE', 'json', 'TEMPLATE'
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Do not print the header and the footer
+    #[arg(long = "no-legend")]
+    pub no_legend: bool,
+    /// Only units whose names match these shell patterns
+    #[arg(value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnitStatusCmd {
+    /// Number of log lines to show
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: u32,
+    #[arg(required = true, value_name = "UNIT")]
+    pub units: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnitNamesCmd {
+    #[arg(required = true, value_name = "UNIT")]
+    pub units: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnitEnableCmd {
+    /// Also start (enable) or stop (disable) the units
+    #[arg(long)]
+    pub now: bool,
+    /// Print nothing about the links made or removed
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(required = true, value_name = "UNIT")]
+    pub units: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnitLogsCmd {
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(value_name = "UNIT")]
+    pub unit: String,
 }
 
 #[derive(Args, Debug)]

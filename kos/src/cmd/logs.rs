@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::seg;
 use crate::cli::{CpCmd, LogsCmd, PortCmd, TopCmd};
-use crate::client::{query, Client, ReqBody, Request};
+use crate::client::{query, Client, ReqBody, Request, Response};
 use crate::format::tabwrite_min;
 use crate::status;
 use crate::streams::demux;
@@ -35,27 +35,31 @@ pub fn timestamp(v: &str) -> String {
     v.to_string()
 }
 
-pub fn logs(c: &Client, l: LogsCmd) -> Result<i32> {
-    let info: Value = c.get_json(&format!("/containers/{}/json", seg(&l.container)))?;
-    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+/// The query of a logs request (both streams), as `docker logs` sends it.
+pub fn log_query(
+    follow: bool,
+    since: Option<&str>,
+    until: Option<&str>,
+    tail: &str,
+    timestamps: bool,
+    details: bool,
+) -> String {
     let b = |x: bool| if x { "1".to_string() } else { String::new() };
-    let q = query(&[
+    query(&[
         ("stdout", "1".into()),
         ("stderr", "1".into()),
-        (
-            "since",
-            l.since.as_deref().map(timestamp).unwrap_or_default(),
-        ),
-        (
-            "until",
-            l.until.as_deref().map(timestamp).unwrap_or_default(),
-        ),
-        ("timestamps", b(l.timestamps)),
-        ("follow", b(l.follow)),
-        ("tail", l.tail.clone()),
-        ("details", b(l.details)),
-    ]);
-    let r = c.get(&format!("/containers/{}/logs{q}", seg(&l.container)))?;
+        ("since", since.map(timestamp).unwrap_or_default()),
+        ("until", until.map(timestamp).unwrap_or_default()),
+        ("timestamps", b(timestamps)),
+        ("follow", b(follow)),
+        ("tail", tail.to_string()),
+        ("details", b(details)),
+    ])
+}
+
+/// Copies a logs answer to stdout/stderr: raw for a terminal's output,
+/// demultiplexed otherwise. A closed stdout (`| head`) ends it quietly.
+pub fn copy_logs(r: Response, tty: bool) -> Result<i32> {
     let res = if tty {
         let mut r = r;
         io::copy(&mut r, &mut io::stdout().lock()).map(|_| ())
@@ -67,6 +71,21 @@ pub fn logs(c: &Client, l: LogsCmd) -> Result<i32> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
         Err(e) => Err(e.into()),
     }
+}
+
+pub fn logs(c: &Client, l: LogsCmd) -> Result<i32> {
+    let info: Value = c.get_json(&format!("/containers/{}/json", seg(&l.container)))?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let q = log_query(
+        l.follow,
+        l.since.as_deref(),
+        l.until.as_deref(),
+        &l.tail,
+        l.timestamps,
+        l.details,
+    );
+    let r = c.get(&format!("/containers/{}/logs{q}", seg(&l.container)))?;
+    copy_logs(r, tty)
 }
 
 pub fn top(c: &Client, t: TopCmd) -> Result<i32> {

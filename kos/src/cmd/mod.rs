@@ -10,6 +10,7 @@ mod objects;
 mod run;
 mod stats;
 mod system;
+mod units;
 
 use anyhow::Result;
 use serde_json::{json, Value};

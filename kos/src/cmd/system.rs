@@ -363,7 +363,18 @@ pub fn df_rows(v: &Value) -> Vec<Value> {
 }
 
 pub fn system(c: &Client, s: SystemCmd) -> Result<i32> {
+    use super::units;
     match s {
+        SystemCmd::List(l) => units::list(c, l),
+        SystemCmd::Status(st) => units::status_cmd(c, st),
+        SystemCmd::Start(n) => units::job(c, &n.units, "start"),
+        SystemCmd::Stop(n) => units::job(c, &n.units, "stop"),
+        SystemCmd::Restart(n) => units::job(c, &n.units, "restart"),
+        SystemCmd::Enable(e) => units::enable(c, e, true),
+        SystemCmd::Disable(e) => units::enable(c, e, false),
+        SystemCmd::Logs(l) => units::logs(c, l),
+        SystemCmd::Cat(n) => units::cat(c, n),
+        SystemCmd::Reload => units::reload(c),
         SystemCmd::Info(i) => info(c, i),
         SystemCmd::Events(e) => events(c, e),
         SystemCmd::Df { format, verbose } => {
