@@ -69,7 +69,7 @@ fn cri_config(engine: &Engine) -> kos_cri::CriConfig {
     cri.cni_conf_dir = c.cni_conf_dir.clone();
     cri.cni_bin_dirs = c.cni_bin_dirs.clone();
     cri.runtime_binary = crate::containers::runtime::runtime_binary(&c.default_runtime);
-    cri.shim_binary = crate::containers::shim::shim_binary();
+    cri.shim_binary = crate::containers::runtime::shim_binary();
     cri
 }
 

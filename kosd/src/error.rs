@@ -80,6 +80,18 @@ impl From<kos_image::Error> for ApiError {
     }
 }
 
+impl From<kos_shim_client::Error> for ApiError {
+    fn from(e: kos_shim_client::Error) -> Self {
+        use kos_shim_client::ErrorKind as K;
+        match e.kind() {
+            K::NotFound => ApiError::NotFound(e.to_string()),
+            K::AlreadyExists | K::FailedPrecondition => ApiError::Conflict(e.to_string()),
+            K::InvalidArgument => ApiError::BadRequest(e.to_string()),
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         ApiError::internal("state database", e)

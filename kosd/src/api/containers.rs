@@ -450,7 +450,7 @@ pub async fn resize(State(e): E, Path(id): Path<String>, p: Params) -> Result<Re
     let sh =
         e.rt.shim(&c.id)
             .ok_or_else(|| ApiError::Conflict(format!("Container {} is not running", c.id)))?;
-    sh.resize(&c.id, "", w.max(0) as u32, h.max(0) as u32)
+    sh.resize_pty(&c.id, "", w.max(0) as u32, h.max(0) as u32)
         .await?;
     Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
 }

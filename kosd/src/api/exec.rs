@@ -208,7 +208,7 @@ pub async fn resize(
     let sh = e.rt.shim(&r.container_id).ok_or_else(|| {
         ApiError::Conflict(format!("Container {} is not running", r.container_id))
     })?;
-    sh.resize(&r.container_id, &id, w.max(0) as u32, h.max(0) as u32)
+    sh.resize_pty(&r.container_id, &id, w.max(0) as u32, h.max(0) as u32)
         .await?;
     Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
 }

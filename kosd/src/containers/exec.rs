@@ -14,9 +14,9 @@ use tokio::sync::watch;
 
 use super::record::Status;
 use super::runtime::find;
-use super::shim::Stdio;
 use crate::engine::Engine;
 use crate::error::{ApiError, Result};
+use kos_shim_client::Stdio;
 
 /// The body of `POST /containers/{id}/exec`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

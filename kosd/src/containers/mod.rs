@@ -10,7 +10,6 @@ pub mod mounts;
 pub mod netmode;
 pub mod record;
 pub mod runtime;
-pub mod shim;
 pub mod spec;
 pub mod stats;
 pub mod view;

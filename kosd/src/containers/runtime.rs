@@ -11,12 +11,12 @@ use bollard_stubs::models::{ContainerConfig, HostConfig, RestartPolicyNameEnum};
 use kos_image::config_to_spec::{self, Overrides};
 use kos_image::RootfsStrategy;
 use kos_network::AttachRequest;
+use kos_shim_client::{LaunchOptions, ProcessState, RuntimeOptions, ShimClient as Shim, Stdio};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::netmode::NetMode;
 use super::record::{Container, State, Status};
-use super::shim::{self, Shim, Stdio};
 use super::spec::{self, SpecInput};
 use crate::engine::Engine;
 use crate::error::{ApiError, Result};
@@ -578,6 +578,27 @@ fn unmount_rootfs(c: &Container) {
     }
 }
 
+/// The shim binary: beside kosd's own executable, else from PATH.
+pub(crate) fn shim_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().ok();
+    LaunchOptions::find_shim(exe.as_deref().and_then(Path::parent))
+}
+
+/// How kosd launches shims: as containerd does, in its own `kos` namespace, with the
+/// socket directory under the exec root.
+fn launch_options(e: &Engine) -> LaunchOptions {
+    let socket_dir = e.config.exec_root.join("s");
+    LaunchOptions {
+        shim_binary: shim_binary(),
+        namespace: "kos".into(),
+        ttrpc_address: socket_dir.join("events.sock"),
+        address: socket_dir,
+        publish_binary: std::env::current_exe()
+            .unwrap_or_else(|_| std::path::PathBuf::from("kosd")),
+        debug: false,
+    }
+}
+
 /// The runtime the shim runs: a bare name is looked up beside kosd first, then in PATH.
 pub(crate) fn runtime_binary(name: &str) -> String {
     if name.contains('/') {
@@ -793,19 +814,32 @@ async fn start_prepared(
         stderr: if tty { String::new() } else { uri },
         terminal: tty,
     };
-    let socket_dir = e.config.exec_root.join("s");
-    let (sh, addr) = Shim::launch(&c.id, &c.dir, &socket_dir).await?;
-    let opts = shim::runtime_options(
-        &runtime_binary(&e.config.default_runtime),
-        &e.config.exec_root.join("runtime"),
-    )?;
-    let created = sh.create(&c.id, &c.dir, &io, opts).await;
+    let launch = launch_options(e);
+    std::fs::create_dir_all(&launch.address).map_err(|err| {
+        ApiError::internal(&format!("creating {}", launch.address.display()), err)
+    })?;
+    let launched = launch.launch(&c.id, &c.dir).await?;
+    let (sh, addr) = (launched.client, launched.address);
+    let opts = RuntimeOptions {
+        binary_name: runtime_binary(&e.config.default_runtime),
+        root: e
+            .config
+            .exec_root
+            .join("runtime")
+            .to_string_lossy()
+            .into_owned(),
+        systemd_cgroup: false,
+    }
+    .to_any()?;
+    let created = sh
+        .create(&c.id, &c.dir.to_string_lossy(), &io, Some(opts))
+        .await;
     let pid = match created {
         Ok(p) => p,
         Err(err) => {
             let _ = sh.delete(&c.id, "").await;
             let _ = sh.shutdown(&c.id).await;
-            return Err(err);
+            return Err(err.into());
         }
     };
     if let Err(err) = sh.start(&c.id, "").await {
@@ -813,7 +847,7 @@ async fn start_prepared(
         let _ = sh.wait(&c.id, "").await;
         let _ = sh.delete(&c.id, "").await;
         let _ = sh.shutdown(&c.id).await;
-        return Err(err);
+        return Err(err.into());
     }
     std::fs::write(c.dir.join("shim.address"), &addr)
         .map_err(|err| ApiError::internal("writing shim address", err))?;
@@ -866,6 +900,8 @@ pub async fn start(e: &Arc<Engine>, key: &str) -> Result<()> {
 fn spawn_monitor(e: Arc<Engine>, id: String, sh: Shim) {
     tokio::spawn(async move {
         let (code, at) = match sh.wait(&id, "").await {
+            // A shim that gives no exit time: now is as close as kosd can tell.
+            Ok((code, 0)) => (code, timefmt::now_nanos()),
             Ok(r) => r,
             Err(err) => {
                 tracing::warn!(%id, error = %err, "waiting on the shim failed; treating the task as gone");
@@ -1341,7 +1377,14 @@ pub async fn reconcile(e: &Arc<Engine>) {
         let live = if addr.starts_with("unix://") {
             match Shim::connect(addr.trim()).await {
                 Ok(sh) => match sh.state(&c.id, "").await {
-                    Ok(st) if st.status.value() == 2 || st.status.value() == 4 => Some(sh),
+                    Ok(st)
+                        if matches!(
+                            st.status,
+                            ProcessState::Running | ProcessState::Paused | ProcessState::Pausing
+                        ) =>
+                    {
+                        Some(sh)
+                    }
                     Ok(_) => {
                         // The task ended while we were away: collect its status.
                         let code = sh.wait(&c.id, "").await.map(|r| r.0 as i64).unwrap_or(255);
