@@ -76,6 +76,27 @@ impl Runtime {
     }
 }
 
+impl Container {
+    /// A container whose engine already knows its init pid and bundle (kosd): the cgroup
+    /// path and device rules come from the bundle's config.json, no runtime is asked.
+    pub fn from_bundle(id: &str, pid: i32, config_json: &Path) -> Result<Container> {
+        let err = |message: String| Error::Container {
+            id: id.to_string(),
+            message,
+        };
+        if pid <= 0 {
+            return Err(err(format!("no init pid ({pid})")));
+        }
+        let (cgroups_path, base_rules) = read_config(config_json).map_err(err)?;
+        Ok(Container {
+            id: id.to_string(),
+            pid,
+            cgroups_path,
+            base_rules,
+        })
+    }
+}
+
 fn allow_rule(
     typ: LinuxDeviceType,
     major: Option<i64>,

@@ -62,6 +62,61 @@ fn oci_err(e: oci_spec::OciSpecError) -> Error {
     Error::OciEdit(e.to_string())
 }
 
+/// A CDI device node with its type and numbers filled in (from the host node where the
+/// spec leaves them out): what the OCI spec and the device cgroup get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedNode {
+    pub path: String,
+    pub typ: LinuxDeviceType,
+    pub major: i64,
+    pub minor: i64,
+    pub file_mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Cgroup access, a subset of "rwm" ("rwm" when the spec says nothing).
+    pub access: String,
+}
+
+impl ResolvedNode {
+    /// Char and block devices get a cgroup rule; fifos and unbuffered nodes do not.
+    pub fn has_cgroup_rule(&self) -> bool {
+        matches!(self.typ, LinuxDeviceType::C | LinuxDeviceType::B)
+    }
+
+    /// The OCI spec's one-letter type.
+    pub fn type_letter(&self) -> &'static str {
+        match self.typ {
+            LinuxDeviceType::C => "c",
+            LinuxDeviceType::B => "b",
+            LinuxDeviceType::U => "u",
+            LinuxDeviceType::P => "p",
+            LinuxDeviceType::A => "a",
+        }
+    }
+}
+
+/// Every device node of `edits`, completed; a node whose host device is missing (or not
+/// a device) is an error naming it.
+pub fn resolve_nodes(edits: &ContainerEdits) -> Result<Vec<ResolvedNode>> {
+    edits
+        .device_nodes
+        .iter()
+        .map(|n| {
+            let (typ, major, minor) = complete(n)?;
+            Ok(ResolvedNode {
+                path: n.path.clone(),
+                typ,
+                major,
+                minor,
+                file_mode: n.file_mode,
+                uid: n.uid,
+                gid: n.gid,
+                access: n.permissions.clone().unwrap_or_else(|| "rwm".into()),
+            })
+        })
+        .collect()
+}
+
 pub fn apply(spec: &mut Spec, edits: &ContainerEdits) -> Result<()> {
     if !edits.env.is_empty() {
         let process = spec.process_mut().get_or_insert_with(Process::default);
@@ -85,13 +140,12 @@ pub fn apply(spec: &mut Spec, edits: &ContainerEdits) -> Result<()> {
     if !edits.device_nodes.is_empty() {
         let mut devices: Vec<LinuxDevice> = Vec::new();
         let mut rules: Vec<LinuxDeviceCgroup> = Vec::new();
-        for n in &edits.device_nodes {
-            let (typ, ma, mi) = complete(n)?;
+        for n in resolve_nodes(edits)? {
             let mut b = LinuxDeviceBuilder::default()
                 .path(n.path.clone())
-                .typ(typ)
-                .major(ma)
-                .minor(mi);
+                .typ(n.typ)
+                .major(n.major)
+                .minor(n.minor);
             if let Some(m) = n.file_mode {
                 b = b.file_mode(m);
             }
@@ -102,14 +156,14 @@ pub fn apply(spec: &mut Spec, edits: &ContainerEdits) -> Result<()> {
                 b = b.gid(g);
             }
             devices.push(b.build().map_err(oci_err)?);
-            if matches!(typ, LinuxDeviceType::C | LinuxDeviceType::B) {
+            if n.has_cgroup_rule() {
                 rules.push(
                     LinuxDeviceCgroupBuilder::default()
                         .allow(true)
-                        .typ(typ)
-                        .major(ma)
-                        .minor(mi)
-                        .access(n.permissions.clone().unwrap_or_else(|| "rwm".into()))
+                        .typ(n.typ)
+                        .major(n.major)
+                        .minor(n.minor)
+                        .access(n.access.clone())
                         .build()
                         .map_err(oci_err)?,
                 );
