@@ -12,7 +12,9 @@ use common::{Comp, Scratch, TestRegistry};
 use kos_image::manifest::Platform;
 use kos_image::progress::Progress;
 use kos_image::registry::push::PushOptions;
-use kos_image::{Error, PullOptions, Registry, Rootfs, RootfsKind, RootfsStrategy, Store};
+use kos_image::{
+    Error, PullOptions, Registry, Rootfs, RootfsKind, RootfsOptions, RootfsStrategy, Store,
+};
 
 struct Mounted<'a> {
     store: &'a Store,
@@ -596,4 +598,65 @@ fn many_layers_mount_and_copy_fallback_agree() {
     let path = ov.path().to_path_buf();
     drop(ov);
     assert!(!path.exists(), "rootfs released");
+}
+
+/// The super options of the mount on `path`, from this process's mountinfo.
+fn super_options(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = path.to_string_lossy();
+    info.lines().rev().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        (pre.split(' ').nth(4)? == want).then(|| post.split(' ').nth(2).unwrap_or("").to_string())
+    })
+}
+
+/// Whether super options say volatile (`fsync=volatile` on kernels with the fsync option).
+fn is_volatile(opts: &str) -> bool {
+    opts.split(',')
+        .any(|o| o == "volatile" || o == "fsync=volatile")
+}
+
+#[test]
+fn volatile_rootfs_is_mounted_volatile_and_released() {
+    common::require_root("overlay mounts");
+    let work = Scratch::new("volatile");
+    let store = Store::open(work.join("s")).unwrap();
+    let layers = vec![common::layer(&[Entry::file("f", b"lower")], Comp::Gzip)];
+    common::build_image(&store, "local/vol:1", &layers, serde_json::json!({}));
+    let id = common::unique("ctr");
+    let dir = work.join("v");
+    let r = store
+        .prepare_rootfs_with(
+            "local/vol:1",
+            &id,
+            &dir,
+            RootfsStrategy::Overlay,
+            RootfsOptions { volatile: true },
+        )
+        .unwrap();
+    let m = Mounted {
+        store: &store,
+        rootfs: Some(r),
+    };
+    let opts = super_options(m.path()).expect("rootfs mounted");
+    assert!(is_volatile(&opts), "{opts}");
+    assert_eq!(std::fs::read(m.path().join("f")).unwrap(), b"lower");
+    std::fs::write(m.path().join("f"), b"upper").unwrap();
+    assert_eq!(std::fs::read(dir.join("upper/f")).unwrap(), b"upper");
+    // The default stays a normal, synced overlay.
+    let plain = mount(
+        &store,
+        "local/vol:1",
+        &work.join("p"),
+        RootfsStrategy::Overlay,
+    );
+    let opts = super_options(plain.path()).expect("rootfs mounted");
+    assert!(!is_volatile(&opts), "{opts}");
+    let path = m.path().to_path_buf();
+    drop(m);
+    assert!(super_options(&path).is_none(), "volatile rootfs unmounted");
+    assert!(
+        !path.exists() && !dir.join("upper").exists(),
+        "volatile rootfs removed"
+    );
 }

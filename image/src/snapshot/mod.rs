@@ -37,6 +37,14 @@ pub enum RootfsStrategy {
     Copy,
 }
 
+/// Settings of [`Store::prepare_rootfs_with`] beyond the strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RootfsOptions {
+    /// Mount the overlay `volatile` (see [`overlay::mount_with`]): for a rootfs that is
+    /// removed with its container and never mounted again (`docker run --rm`).
+    pub volatile: bool,
+}
+
 impl Store {
     /// Prepares `dir/rootfs` for container `id` from image `name`: an overlay
     /// of the image's snapshots with the container's own `dir/upper` and
@@ -47,6 +55,18 @@ impl Store {
         id: &str,
         dir: &Path,
         strategy: RootfsStrategy,
+    ) -> Result<Rootfs> {
+        self.prepare_rootfs_with(name, id, dir, strategy, RootfsOptions::default())
+    }
+
+    /// [`Store::prepare_rootfs`] with [`RootfsOptions`].
+    pub fn prepare_rootfs_with(
+        &self,
+        name: &str,
+        id: &str,
+        dir: &Path,
+        strategy: RootfsStrategy,
+        options: RootfsOptions,
     ) -> Result<Rootfs> {
         let image = self.image(name)?;
         let rootfs = dir.join("rootfs");
@@ -84,7 +104,7 @@ impl Store {
             } else {
                 chain.iter().rev().map(|c| self.snapshot_dir(c)).collect()
             };
-            match overlay::mount(&lowers, &upper, &work, &rootfs) {
+            match overlay::mount_with(&lowers, &upper, &work, &rootfs, options.volatile) {
                 Ok(()) => {
                     info!(id, layers = lowers.len(), "overlay rootfs mounted");
                     return Ok(make(RootfsKind::Overlay));

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use tracing::debug;
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
@@ -50,17 +51,56 @@ fn fsconfig_string(fd: &OwnedFd, key: &str, value: &CString) -> io::Result<()> {
 
 /// Mounts an overlay of `lowers` (top first) with `upper` and `work` on `target`.
 pub fn mount(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
-    match mount_new_api(lowers, upper, work, target) {
+    mount_with(lowers, upper, work, target, false)
+}
+
+/// [`mount`], optionally `volatile`: overlayfs then never syncs the upper layer, not even
+/// at unmount, where a normal overlay syncs the whole upper filesystem (tens of ms on a
+/// busy disk). Only for an upper layer that is thrown away with its container: after a
+/// crash the kernel refuses to mount a volatile upper layer again.
+pub fn mount_with(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> io::Result<()> {
+    match mount_new_api(lowers, upper, work, target, volatile) {
         Ok(()) => Ok(()),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) => {
             debug!(error = %e, "new mount API failed; trying mount(2)");
-            mount_legacy(lowers, upper, work, target)
+            mount_legacy(lowers, upper, work, target, volatile)
         }
         Err(e) => Err(e),
     }
 }
 
-fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+fn fsconfig_flag(fd: &OwnedFd, key: &str) -> io::Result<()> {
+    let k = c(key)?;
+    // SAFETY: valid fs context fd and C string; a flag takes no value.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd.as_raw_fd(),
+            FSCONFIG_SET_FLAG,
+            k.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn mount_new_api(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> io::Result<()> {
     let fstype = c("overlay")?;
     // SAFETY: valid C string.
     let fsfd = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
@@ -74,6 +114,9 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
     }
     fsconfig_string(&fsfd, "upperdir", &cpath(upper)?)?;
     fsconfig_string(&fsfd, "workdir", &cpath(work)?)?;
+    if volatile {
+        fsconfig_flag(&fsfd, "volatile")?;
+    }
     // SAFETY: valid fs context fd.
     let r = unsafe {
         libc::syscall(
@@ -114,13 +157,20 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
     Ok(())
 }
 
-fn mount_legacy(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+fn mount_legacy(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> io::Result<()> {
     let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={}{}",
         lower.join(":"),
         upper.display(),
-        work.display()
+        work.display(),
+        if volatile { ",volatile" } else { "" }
     );
     if opts.len() >= 4096 {
         return Err(io::Error::new(
