@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(busybox-static runc crun containerd podman conmon skopeo docker-registry criu uidmap
       netavark aardvark-dns containernetworking-plugins iptables docker.io docker-compose python3-docker
       iproute2 nftables util-linux bsdutils tmux sqlite3 jq python3 hyperfine
-      protobuf-compiler libssl-dev pkg-config libcrypt-dev)
+      protobuf-compiler libssl-dev pkg-config libcrypt-dev
+      gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

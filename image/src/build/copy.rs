@@ -590,45 +590,6 @@ pub fn dest_for(root: &Root, dest: &str, src_is_dir: bool, many: bool) -> io::Re
     Ok(Dest::As(dir_fd(&fd)?, std::ffi::OsString::from(name)))
 }
 
-/// How a local ADD source is packed, by its first bytes.
-pub fn tar_kind(path: &Path) -> io::Result<bool> {
-    let mut f = std::fs::File::open(path)?;
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        let r = f.read(&mut head[n..])?;
-        if r == 0 {
-            break;
-        }
-        n += r;
-    }
-    let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let mut d = flate2::read::GzDecoder::new(std::fs::File::open(path)?);
-        return is_tar_stream(&mut d);
-    }
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let Ok(mut d) = zstd::stream::read::Decoder::new(std::fs::File::open(path)?) else {
-            return Ok(false);
-        };
-        return is_tar_stream(&mut d);
-    }
-    Ok(n >= 262 && &head[257..262] == b"ustar")
-}
-
-fn is_tar_stream(r: &mut dyn Read) -> io::Result<bool> {
-    let mut head = [0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match r.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return Ok(false),
-        }
-    }
-    Ok(n >= 262 && &head[257..262] == b"ustar")
-}
-
 /// The host path of an O_PATH/dir fd, for APIs that take a path (tar extraction).
 pub fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))

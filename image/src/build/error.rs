@@ -34,6 +34,10 @@ pub enum BuildError {
         /// The last lines the command printed.
         output: String,
     },
+    /// A base image lacks the platform asked for (named in the message);
+    /// the FROM or COPY --from step turns it into a `Step` error.
+    #[error("{0}")]
+    Platform(String),
     #[error("build context: {0}")]
     Context(String),
     #[error("invalid build option: {0}")]

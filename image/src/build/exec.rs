@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tracing::info;
 
+use super::archive;
 use super::cache::{self, Cache};
 use super::copy::{self, Attrs, Dest, Source};
 use super::dockerfile::{
@@ -20,6 +21,7 @@ use super::ignore::{clean, Ignore};
 use super::layer;
 use super::lex::{process_word, process_words, Vars};
 use super::mount::{self, Mounted};
+use super::platform;
 use super::run::{self, Net};
 use super::state::{strings, State};
 use super::{BuildEvent, BuildOptions, BuildResult, Builder, NetworkMode};
@@ -291,6 +293,9 @@ impl Exec<'_> {
     }
 
     fn run(&mut self, df: &Dockerfile) -> Result<State, BuildError> {
+        for (k, v) in platform::automatic_args(&Platform::host(), &self.platform) {
+            self.meta.insert(k, v);
+        }
         // Global ARGs (before the first FROM) are visible to FROM lines.
         for ins in &df.meta_args {
             let Command::Arg(list) = &ins.command else {
@@ -409,9 +414,22 @@ impl Exec<'_> {
                 "the base image name is empty after substitution",
             ));
         }
+        // `FROM --platform` (after substitution: `$BUILDPLATFORM`), else the build's.
+        let asked = match &s.platform {
+            Some(p) => {
+                let w = process_word(p, &self.meta, self.escape)
+                    .map_err(|e| step_err(&from_ins, e.to_string()))?;
+                Some(Platform::parse(&w).map_err(|_| {
+                    step_err(&from_ins, format!("--platform={w}: not os/arch[/variant]"))
+                })?)
+            }
+            None => self.opts.platform.clone(),
+        };
+        let explicit = asked.is_some();
+        let want = asked.unwrap_or_else(|| self.platform.clone());
         let state = if base == "scratch" {
             self.say(" ---> \n");
-            State::scratch(&self.platform)
+            State::scratch(&want)
         } else if let Some(j) = self.stage_ref(df, &base, s.index) {
             let st = self
                 .built
@@ -422,9 +440,10 @@ impl Exec<'_> {
             st
         } else {
             let img = self
-                .base_image(&base, self.opts.pull)
+                .base_image(&base, self.opts.pull, &want, explicit)
                 .map_err(|e| match e {
                     BuildError::Image(src) => step_img(&from_ins, src),
+                    BuildError::Platform(m) => step_err(&from_ins, m),
                     other => other,
                 })?;
             self.say(format!(" ---> {}\n", short(&img.record.config)));
@@ -467,31 +486,45 @@ impl Exec<'_> {
         Ok(ctx.state)
     }
 
-    /// Finds (pulling when missing or asked) a base image in the store.
-    fn base_image(&mut self, name: &str, pull: bool) -> Result<crate::store::Image, BuildError> {
+    /// Finds (pulling when missing or asked) a base image in the store, its
+    /// manifest for `want`.
+    fn base_image(
+        &mut self,
+        name: &str,
+        pull: bool,
+        want: &Platform,
+        explicit: bool,
+    ) -> Result<crate::store::Image, BuildError> {
         let canonical = ImageRef::parse(name)?.to_string();
-        let local = self
-            .store
-            .image(name)
-            .or_else(|_| self.store.image(&canonical));
+        let find = |store: &Store| -> Result<crate::store::Image, BuildError> {
+            let found = match platform::local_image(store, name, want, explicit) {
+                Err(crate::Error::ImageNotFound(_)) => {
+                    platform::local_image(store, &canonical, want, explicit)?
+                }
+                other => other?,
+            };
+            found.map_err(BuildError::Platform)
+        };
+        let local = find(self.store);
         match (local, pull, &self.b.puller) {
-            (Ok(img), false, _) => return self.ready(img),
-            (Ok(img), true, None) => return self.ready(img),
-            (Err(e), _, None) => {
-                return Err(BuildError::Image(match e {
-                    crate::Error::ImageNotFound(_) => {
-                        crate::Error::ImageNotFound(format!("{name} (no registry to pull it from)"))
-                    }
-                    other => other,
-                }))
+            (Ok(img), false, _) | (Ok(img), true, None) => return self.ready(img),
+            (Err(BuildError::Image(crate::Error::ImageNotFound(_))), _, None) => {
+                return Err(BuildError::Image(crate::Error::ImageNotFound(format!(
+                    "{name} (no registry to pull it from)"
+                ))))
             }
+            (Err(e), _, None) => return Err(e),
             (_, _, Some(p)) => {
                 self.say(format!("Pulling {canonical}\n"));
                 let p = p.clone();
-                p.pull(self.b.store(), &canonical)?;
+                if explicit {
+                    p.pull_platform(self.b.store(), &canonical, want)?;
+                } else {
+                    p.pull(self.b.store(), &canonical)?;
+                }
             }
         }
-        let img = self.store.image(&canonical)?;
+        let img = find(self.store)?;
         self.ready(img)
     }
 
@@ -1096,13 +1129,19 @@ impl Exec<'_> {
                                 format!("COPY --from={f} refers to its own stage"),
                             ));
                         }
-                        let img = self.base_image(&f, false).map_err(|e| match e {
-                            BuildError::Image(crate::Error::ImageNotFound(_)) => {
-                                step_err(ins, format!("no build stage or image named {f:?}"))
-                            }
-                            BuildError::Image(src) => step_img(ins, src),
-                            other => other,
-                        })?;
+                        let want = self.platform.clone();
+                        let explicit = self.opts.platform.is_some();
+                        let img =
+                            self.base_image(&f, false, &want, explicit)
+                                .map_err(|e| match e {
+                                    BuildError::Image(crate::Error::ImageNotFound(_)) => step_err(
+                                        ins,
+                                        format!("no build stage or image named {f:?}"),
+                                    ),
+                                    BuildError::Image(src) => step_img(ins, src),
+                                    BuildError::Platform(m) => step_err(ins, m),
+                                    other => other,
+                                })?;
                         let st = State::from_image(&img.config_bytes, img.manifest.layers.clone())
                             .map_err(|e| step_err(ins, e))?;
                         Some((f, st))
@@ -1251,12 +1290,17 @@ impl Exec<'_> {
         let fail =
             |e: std::io::Error, what: &str| step_err(ins, format!("copying {what} to {dest}: {e}"));
         for s in sources {
-            if add && s.host.is_file() && copy::tar_kind(&s.host).map_err(|e| fail(e, &s.rel))? {
+            let packed = if add && s.host.is_file() {
+                archive::detect(&s.host).map_err(|e| fail(e, &s.rel))?
+            } else {
+                None
+            };
+            if let Some(kind) = packed {
                 // A local archive is unpacked at the destination.
                 let fd = copy::mkdir_in(&root, dest).map_err(|e| fail(e, &s.rel))?;
-                let f = std::fs::File::open(&s.host).map_err(|e| fail(e, &s.rel))?;
+                let tar = archive::open(&s.host, kind).map_err(|e| fail(e, &s.rel))?;
                 unpack::unpack_layer(
-                    BufReader::new(f),
+                    tar,
                     &copy::fd_path(&fd),
                     &UnpackOptions {
                         mode: Mode::Apply,

@@ -1,6 +1,7 @@
 //! A build step's overlay upper directory -> an OCI layer: whiteout devices
 //! become `.wh.` files, opaque directories get `.wh..wh..opq`, hard links
-//! inside the layer stay links. The blob is stored while it is written, and
+//! inside the layer stay links, extended attributes travel as PAX
+//! `SCHILY.xattr.*` records. The blob is stored while it is written, and
 //! the upper directory itself becomes the layer's snapshot (it already has
 //! the overlay form that snapshots use).
 
@@ -67,6 +68,23 @@ impl<W: Write> TarWriter<W> {
         h
     }
 
+    /// Precedes the next entry with a PAX header of `path`'s extended attributes.
+    fn xattrs(&mut self, path: &Path) -> io::Result<()> {
+        let attrs = super::xattrs::read(path)?;
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = attrs
+            .iter()
+            .map(|(k, _)| format!("SCHILY.xattr.{k}"))
+            .collect();
+        self.b.append_pax_extensions(
+            keys.iter()
+                .map(String::as_str)
+                .zip(attrs.iter().map(|(_, v)| v.as_slice())),
+        )
+    }
+
     fn walk(&mut self, root: &Path, rel: &Path) -> io::Result<()> {
         let dir = root.join(rel);
         let mut names: Vec<_> = std::fs::read_dir(&dir)?
@@ -88,6 +106,7 @@ impl<W: Write> TarWriter<W> {
                 wh.push(&name);
                 self.b.append_data(&mut h, rel.join(wh), io::empty())?;
             } else if ft.is_dir() {
+                self.xattrs(&path)?;
                 let mut h = Self::header(&meta, tar::EntryType::Directory);
                 self.b.append_data(&mut h, &rp, io::empty())?;
                 if is_opaque(&path) {
@@ -109,6 +128,7 @@ impl<W: Write> TarWriter<W> {
                     }
                     self.links.insert(key, rp.clone());
                 }
+                self.xattrs(&path)?;
                 let mut h = Self::header(&meta, tar::EntryType::Regular);
                 h.set_size(meta.len());
                 self.bytes += meta.len();
@@ -128,6 +148,7 @@ impl<W: Write> TarWriter<W> {
                 }
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(&path)?;
+                self.xattrs(&path)?;
                 let mut h = Self::header(&meta, tar::EntryType::Symlink);
                 self.b.append_link(&mut h, &rp, &target)?;
             } else {
@@ -141,6 +162,7 @@ impl<W: Write> TarWriter<W> {
                     // Sockets have no tar form; Docker drops them too.
                     continue;
                 };
+                self.xattrs(&path)?;
                 let mut h = Self::header(&meta, kind);
                 let rdev = meta.rdev();
                 h.set_device_major(libc::major(rdev))?;

@@ -14,6 +14,7 @@
 //! - Nothing is tagged unless the whole build succeeds; mounts, containers
 //!   and scratch directories are removed by guards on every path out.
 
+pub mod archive;
 pub mod cache;
 pub mod context;
 pub mod copy;
@@ -24,8 +25,10 @@ pub mod ignore;
 pub mod layer;
 pub mod lex;
 mod mount;
+pub mod platform;
 pub mod run;
 pub mod state;
+pub mod xattrs;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -82,6 +85,17 @@ pub trait BuildNetwork: Send + Sync {
 /// Fetches a base image that is missing (or `pull` was asked for).
 pub trait ImagePuller: Send + Sync {
     fn pull(&self, store: &Arc<Store>, reference: &str) -> crate::Result<()>;
+
+    /// Pulls the manifest for `platform` (`FROM --platform`, `--platform`).
+    fn pull_platform(
+        &self,
+        store: &Arc<Store>,
+        reference: &str,
+        platform: &Platform,
+    ) -> crate::Result<()> {
+        let _ = platform;
+        self.pull(store, reference)
+    }
 }
 
 /// Pulls with [`Registry::pull`], on the caller's tokio runtime when there is
@@ -93,7 +107,28 @@ pub struct RegistryPuller {
 
 impl ImagePuller for RegistryPuller {
     fn pull(&self, store: &Arc<Store>, reference: &str) -> crate::Result<()> {
+        self.pull_with(store, reference, self.options.clone())
+    }
+
+    fn pull_platform(
+        &self,
+        store: &Arc<Store>,
+        reference: &str,
+        platform: &Platform,
+    ) -> crate::Result<()> {
         let mut opts = self.options.clone();
+        opts.platform = Some(platform.clone());
+        self.pull_with(store, reference, opts)
+    }
+}
+
+impl RegistryPuller {
+    fn pull_with(
+        &self,
+        store: &Arc<Store>,
+        reference: &str,
+        mut opts: PullOptions,
+    ) -> crate::Result<()> {
         opts.unpack = true;
         let fut = self.registry.pull(store.clone(), reference, &opts);
         match tokio::runtime::Handle::try_current() {

@@ -6,26 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use kos_security::seccomp::{self, profile::DEFAULT_CAPABILITIES};
+use kos_security::spec_defaults;
 use serde_json::json;
 use tracing::debug;
-
-/// Docker's default capability set for containers (and build steps).
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// How the step's container reaches the network.
 #[derive(Debug, Clone)]
@@ -72,7 +56,12 @@ pub fn mount_points(net: &Net) -> Vec<&'static str> {
     v
 }
 
-fn config(spec: &Spec) -> serde_json::Value {
+fn config(spec: &Spec) -> std::io::Result<serde_json::Value> {
+    // Docker's build containers are ordinary containers: its default
+    // capability set and seccomp profile, not the runtime's own defaults.
+    let caps = serde_json::to_value(DEFAULT_CAPABILITIES).map_err(std::io::Error::other)?;
+    let seccomp =
+        serde_json::to_value(seccomp::default_profile()).map_err(std::io::Error::other)?;
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -117,7 +106,7 @@ fn config(spec: &Spec) -> serde_json::Value {
         .chars()
         .take(12)
         .collect();
-    json!({
+    Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -125,7 +114,7 @@ fn config(spec: &Spec) -> serde_json::Value {
             "args": spec.args,
             "env": spec.env,
             "cwd": spec.cwd,
-            "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": false,
         },
         "root": {"path": spec.rootfs, "readonly": false},
@@ -135,12 +124,11 @@ fn config(spec: &Spec) -> serde_json::Value {
             "namespaces": namespaces,
             "cgroupsPath": format!("/kos/{}", spec.id),
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "maskedPaths": ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+            "maskedPaths": spec_defaults::masked_paths(),
+            "readonlyPaths": spec_defaults::readonly_paths(),
+            "seccomp": seccomp,
         },
-    })
+    }))
 }
 
 /// Deletes the container on drop unless it is known to be gone.
@@ -181,7 +169,7 @@ pub fn run(
 ) -> std::io::Result<Outcome> {
     std::fs::create_dir_all(bundle)?;
     std::fs::create_dir_all(state)?;
-    let cfg = serde_json::to_vec(&config(spec)).map_err(std::io::Error::other)?;
+    let cfg = serde_json::to_vec(&config(spec)?).map_err(std::io::Error::other)?;
     std::fs::write(bundle.join("config.json"), cfg)?;
     let (reader, writer) = std::io::pipe()?;
     let writer2 = writer.try_clone()?;

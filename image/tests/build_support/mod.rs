@@ -180,3 +180,74 @@ pub fn stream(events: &[BuildEvent]) -> String {
         })
         .collect()
 }
+
+/// A static helper that sets and prints extended attributes (busybox has no
+/// setfattr): `xattr set PATH NAME HEX` and `xattr get PATH NAME` (prints hex).
+pub fn xattr_helper(dir: &Path) -> Vec<u8> {
+    const SRC: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <sys/xattr.h>
+static int nib(char c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+int main(int argc, char **argv) {
+    unsigned char buf[4096];
+    if (argc == 5 && !strcmp(argv[1], "set")) {
+        size_t n = strlen(argv[4]) / 2;
+        if (n > sizeof buf) return 2;
+        for (size_t i = 0; i < n; i++) buf[i] = nib(argv[4][2 * i]) << 4 | nib(argv[4][2 * i + 1]);
+        if (setxattr(argv[2], argv[3], buf, n, 0)) { perror("setxattr"); return 1; }
+        return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "get")) {
+        ssize_t n = getxattr(argv[2], argv[3], buf, sizeof buf);
+        if (n < 0) { perror("getxattr"); return 1; }
+        for (ssize_t i = 0; i < n; i++) printf("%02x", buf[i]);
+        printf("\n");
+        return 0;
+    }
+    fprintf(stderr, "usage: xattr set PATH NAME HEX | get PATH NAME\n");
+    return 2;
+}
+"#;
+    let src = dir.join("xattr.c");
+    let bin = dir.join("xattr");
+    std::fs::write(&src, SRC).expect("helper source");
+    let out = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc (build-essential) is installed");
+    assert!(
+        out.status.success(),
+        "compiling the xattr helper: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&bin).expect("helper binary")
+}
+
+/// Extended attributes of one entry: (name, value).
+pub type Xattrs = Vec<(String, Vec<u8>)>;
+
+/// The entries of a layer blob (any compression): path -> PAX xattrs.
+pub fn layer_xattrs(store: &Store, digest: &kos_image::Digest) -> Vec<(String, Xattrs)> {
+    let blob = store.open_blob(digest).expect("layer blob");
+    let (_, r) = kos_image::unpack::compression::decompress(blob).expect("decompress");
+    let mut a = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for e in a.entries().expect("tar") {
+        let mut e = e.expect("entry");
+        let path = e.path().expect("path").to_string_lossy().into_owned();
+        let mut x = Vec::new();
+        if let Some(pax) = e.pax_extensions().expect("pax") {
+            for ext in pax {
+                let ext = ext.expect("pax record");
+                if let Some(k) = ext.key().expect("key").strip_prefix("SCHILY.xattr.") {
+                    x.push((k.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        out.push((path, x));
+    }
+    out
+}
