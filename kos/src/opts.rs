@@ -336,6 +336,26 @@ fn parse_ulimit(s: &str) -> R<ResourcesUlimits> {
     })
 }
 
+/// `vendor.tld/class=name`: a CDI device name rather than a host path.
+fn is_cdi_name(s: &str) -> bool {
+    let Some((kind, name)) = s.split_once('=') else {
+        return false;
+    };
+    let Some((vendor, class)) = kind.split_once('/') else {
+        return false;
+    };
+    let ok = |p: &str, extra: &str| {
+        p.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    !s.starts_with('/')
+        && ok(vendor, ".-")
+        && ok(class, ".-_")
+        && !class.contains('/')
+        && ok(name, "_.:-")
+}
+
 fn parse_device(s: &str) -> R<DeviceMapping> {
     let parts: Vec<&str> = s.split(':').collect();
     let is_perm = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
@@ -576,8 +596,17 @@ pub fn create_body(
     if !o.ulimit.is_empty() {
         hc.ulimits = Some(o.ulimit.iter().map(|u| parse_ulimit(u)).collect::<R<_>>()?);
     }
-    if !o.device.is_empty() {
-        hc.devices = Some(o.device.iter().map(|d| parse_device(d)).collect::<R<_>>()?);
+    // CDI names (vendor/class=name) go as a "cdi" device request, as the docker CLI sends them.
+    let (cdi, paths): (Vec<&String>, Vec<&String>) = o.device.iter().partition(|d| is_cdi_name(d));
+    if !paths.is_empty() {
+        hc.devices = Some(paths.iter().map(|d| parse_device(d)).collect::<R<_>>()?);
+    }
+    if !cdi.is_empty() {
+        hc.device_requests = Some(vec![bollard_stubs::models::DeviceRequest {
+            driver: Some("cdi".into()),
+            device_ids: Some(cdi.into_iter().cloned().collect()),
+            ..Default::default()
+        }]);
     }
     let nonempty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
     hc.device_cgroup_rules = nonempty(&o.device_cgroup_rule);
@@ -712,6 +741,11 @@ mod tests {
         let d = parse_device("/dev/fuse:/dev/f:rw").unwrap();
         assert_eq!(d.cgroup_permissions.as_deref(), Some("rw"));
         assert!(parse_device("fuse").is_err());
+        assert!(is_cdi_name("kos.dev/kvm=kvm"));
+        assert!(is_cdi_name("nvidia.com/gpu=all"));
+        assert!(!is_cdi_name("/dev/fuse"));
+        assert!(!is_cdi_name("/dev/a=b/c"));
+        assert!(!is_cdi_name("kos.dev/kvm"));
         let u = parse_ulimit("nofile=1024:2048").unwrap();
         assert_eq!((u.soft, u.hard), (Some(1024), Some(2048)));
         assert!(parse_ulimit("nofile=10:5").is_err());

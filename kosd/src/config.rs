@@ -77,6 +77,13 @@ pub struct Flags {
     /// Unix socket of the Kubernetes CRI (default EXEC_ROOT/cri.sock; "" disables it).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<String>,
+    /// Directory of CDI specs, lowest priority first; repeatable (default /etc/cdi,
+    /// /var/run/cdi).
+    #[arg(long = "cdi-spec-dir", value_name = "DIR")]
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    /// KOS: kaim policy (Rego) judging every device hot-plug; without one any is allowed.
+    #[arg(long, value_name = "FILE")]
+    pub device_policy: Option<PathBuf>,
     /// CNI network configurations of CRI pods.
     #[arg(long, value_name = "DIR")]
     pub cni_conf_dir: Option<PathBuf>,
@@ -109,6 +116,8 @@ struct FileConfig {
     tlscert: Option<PathBuf>,
     tlskey: Option<PathBuf>,
     cri_socket: Option<String>,
+    cdi_spec_dirs: Option<Vec<PathBuf>>,
+    device_policy: Option<PathBuf>,
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<Vec<PathBuf>>,
     registry_config_dir: Option<PathBuf>,
@@ -156,6 +165,9 @@ pub struct Config {
     pub nft_table: String,
     /// Where the CRI is served; `None` when disabled.
     pub cri_socket: Option<PathBuf>,
+    /// CDI spec directories, lowest priority first.
+    pub cdi_spec_dirs: Vec<PathBuf>,
+    pub device_policy: Option<PathBuf>,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub registry_config_dir: PathBuf,
@@ -327,6 +339,19 @@ impl Config {
             file.cri_socket,
             &mut clashes,
         );
+        let cdi_spec_dirs = pick(
+            "cdi-spec-dirs",
+            non_empty(flags.cdi_spec_dirs),
+            file.cdi_spec_dirs,
+            &mut clashes,
+        )
+        .unwrap_or_else(kadcm::cdi::default_dirs);
+        let device_policy = pick(
+            "device-policy",
+            flags.device_policy,
+            file.device_policy,
+            &mut clashes,
+        );
         let cni_conf_dir = pick(
             "cni-conf-dir",
             flags.cni_conf_dir,
@@ -406,6 +431,12 @@ impl Config {
             Some(s) if Path::new(&s).is_absolute() => Some(PathBuf::from(s)),
             Some(s) => bail!("invalid --cri-socket {s:?}: expected an absolute path or \"\""),
         };
+        if let Some(d) = cdi_spec_dirs.iter().find(|d| !d.is_absolute()) {
+            bail!(
+                "invalid --cdi-spec-dir {}: must be an absolute path",
+                d.display()
+            );
+        }
         let cni_dirs = std::iter::once(&cni_conf_dir)
             .chain(&cni_bin_dirs)
             .chain(std::iter::once(&registry_config_dir));
@@ -432,6 +463,8 @@ impl Config {
             bridge,
             nft_table,
             cri_socket,
+            cdi_spec_dirs,
+            device_policy,
             cni_conf_dir,
             cni_bin_dirs,
             registry_config_dir,

@@ -133,6 +133,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _lock = lock_data_root(&config.data_root)?;
     crate::init_binary::install(&config.exec_root)?;
     let engine = Engine::open(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Kernel device uevents into /events until kosd stops.
+    let _device_events = crate::devices::events::start(&engine);
     // Networks first (bridges and rules back after a reboot, leftovers of dead containers
     // removed), then containers, which may start again and attach.
     let live: std::collections::HashSet<String> = crate::containers::all(&engine)

@@ -26,6 +26,8 @@ pub struct Engine {
     pub host: HostInfo,
     /// Daemon id shown by /info (stable per data root).
     pub id: String,
+    /// CDI specs and device hot-plug.
+    pub devices: crate::devices::Devices,
 }
 
 impl Engine {
@@ -38,6 +40,10 @@ impl Engine {
             ..Default::default()
         });
         let id = daemon_id(data)?;
+        let devices = crate::devices::Devices::new(
+            config.cdi_spec_dirs.clone(),
+            config.device_policy.as_deref(),
+        )?;
         let nets = crate::network::open(&config);
         let creds = crate::credentials::CredStore::open(&data.join("credentials"))
             .map_err(|err| crate::error::ApiError::internal("opening the credential store", err))?;
@@ -54,6 +60,7 @@ impl Engine {
             stopping: Default::default(),
             host: HostInfo::gather(),
             id,
+            devices,
         }))
     }
 

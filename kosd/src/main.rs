@@ -7,6 +7,7 @@ mod config;
 mod containers;
 mod credentials;
 mod daemon;
+mod devices;
 mod dns_server;
 mod engine;
 mod error;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod build;
 pub mod containers;
+pub mod devices;
 pub mod exec;
 pub mod hijack;
 pub mod images;
@@ -133,6 +134,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .merge(devices::routes())
         .fallback(|| async { crate::error::ApiError::NotFound("page not found".into()) })
         .with_state(engine)
 }

@@ -240,6 +240,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     net.check(&e.nets)?;
     spec::capabilities(&hc)?;
     spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
+    crate::devices::cdi::check(&hc, &e.devices.cdi_dirs)?;
     let rc = img.config.config.clone().unwrap_or_default();
     let entry = config
         .entrypoint
@@ -794,6 +795,7 @@ async fn start_prepared(
             stop_signal,
             cgroup_v2: e.host.cgroup_version == "2",
             labels,
+            devices: Some(&e.devices),
         },
     )?;
     let data = serde_json::to_vec_pretty(&spec_json)

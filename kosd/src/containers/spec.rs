@@ -451,6 +451,8 @@ pub struct SpecInput<'a> {
     pub stop_signal: i32,
     pub cgroup_v2: bool,
     pub labels: BTreeMap<String, String>,
+    /// CDI devices and kaim grants edit the finished spec (none in unit tests).
+    pub devices: Option<&'a crate::devices::Devices>,
 }
 
 /// Builds config.json.
@@ -657,7 +659,7 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
     if let Some(l) = &sec.landlock {
         annotations.insert("org.kos.landlock".into(), l.clone());
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": "rootfs", "readonly": hc.readonly_rootfs.unwrap_or(false)},
@@ -666,7 +668,11 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
         "mounts": deduped,
         "linux": linux,
         "annotations": annotations,
-    }))
+    });
+    if let Some(d) = inp.devices {
+        d.edit_spec(&mut spec, hc, inp.id, &inp.labels)?;
+    }
+    Ok(spec)
 }
 
 /// A `tmpfs` mount from `--tmpfs /path:opts`.
@@ -752,6 +758,7 @@ mod tests {
             stop_signal: 15,
             cgroup_v2: false,
             labels: BTreeMap::new(),
+            devices: None,
         }
     }
 

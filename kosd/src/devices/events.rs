@@ -1,0 +1,85 @@
+//! The kernel's device uevents (through kadcm's netlink listener) as engine events:
+//! `{"Type":"device","Action":"add|remove|change|...","Actor":{"ID":DEVPATH,
+//! "Attributes":{"subsystem":..,"devname":..}}}`, so `docker events --filter type=device`
+//! shows them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::Engine;
+
+/// How often the listener looks at its stop flag.
+const TICK: Duration = Duration::from_millis(200);
+
+/// The engine event of one uevent: kind, action, actor id and attributes.
+pub fn attributes(ev: &kadcm::events::DeviceEvent) -> BTreeMap<String, String> {
+    let u = &ev.uevent;
+    let mut a = BTreeMap::new();
+    a.insert("subsystem".to_string(), u.subsystem.clone());
+    if let Some(n) = &u.devname {
+        a.insert("devname".to_string(), n.clone());
+    }
+    // Network interfaces have no node: their name is the interface.
+    if let Some(i) = u.properties.get("INTERFACE") {
+        a.insert("interface".to_string(), i.clone());
+    }
+    if let Some(t) = u.properties.get("DEVTYPE") {
+        a.insert("devtype".to_string(), t.clone());
+    }
+    if let Some(s) = u.seqnum {
+        a.insert("seqnum".to_string(), s.to_string());
+    }
+    if let Some(class) = ev.device.as_ref().map(|d| d.class) {
+        a.insert("class".to_string(), class.as_str().to_string());
+    }
+    a
+}
+
+/// The listener thread; stopped (and joined) on drop.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts publishing device uevents to the engine's event bus. A host without the uevent
+/// socket (no permission) logs why and publishes nothing; the engine runs on.
+pub fn start(engine: &Arc<Engine>) -> Watcher {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let engine = engine.clone();
+    let thread = std::thread::Builder::new()
+        .name("kosd-uevents".into())
+        .spawn(move || {
+            let sink = kadcm::events::Callback(|ev: &kadcm::events::DeviceEvent| {
+                engine.events.publish(
+                    "device",
+                    &ev.uevent.action,
+                    &ev.uevent.devpath,
+                    attributes(ev),
+                );
+            });
+            if let Err(e) = kadcm::events::watch(Path::new(super::SYS_ROOT), &sink, &flag, TICK) {
+                tracing::warn!(error = %e, "device events are not published");
+            }
+        });
+    let thread = match thread {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "device events are not published: no thread");
+            None
+        }
+    };
+    Watcher { stop, thread }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
