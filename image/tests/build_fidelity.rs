@@ -375,3 +375,92 @@ fn from_platform_selects_the_manifest_and_sets_the_automatic_args() {
     assert!(env.store.image(&canonical("kbt/plat:bad")).is_err());
     env.assert_clean();
 }
+
+#[test]
+fn moved_tags_leave_dangling_images_and_prune_takes_their_cache() {
+    use kos_image::build::{cache, dangling};
+    let env = Env::new();
+    let df = |v: &str| format!("FROM {BASE}\nRUN echo {v} > /v\nCMD [\"cat\", \"/v\"]\n");
+    let build = |v: &str, tags: &[&str]| {
+        let mut o = no_net("unused");
+        o.tags = tags.iter().map(|t| t.to_string()).collect();
+        let (r, ev) = env.build(&df(v), &[], &o);
+        let r = r.unwrap_or_else(|e| panic!("build: {e}\n{}", stream(&ev)));
+        (r, stream(&ev))
+    };
+    let names = || -> Vec<(String, String)> {
+        let mut v: Vec<_> = env
+            .store
+            .images()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name, r.config.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let tag = canonical("kbt/dang:1");
+    let (one, _) = build("one", &["kbt/dang:1"]);
+    assert!(names().iter().all(|(n, _)| !dangling::is_dangling(n)));
+    // The tag moves: the old image stays, dangling, runnable by its id.
+    let (two, _) = build("two", &["kbt/dang:1"]);
+    assert_ne!(one.image_id, two.image_id);
+    let old = dangling::name(&one.image_id);
+    let n = names();
+    assert!(
+        n.contains(&(tag.clone(), two.image_id.to_string())),
+        "{n:?}"
+    );
+    assert!(
+        n.contains(&(old.clone(), one.image_id.to_string())),
+        "{n:?}"
+    );
+    let dir = env.dir.join("old-rootfs");
+    let rootfs = env
+        .store
+        .prepare_rootfs(&old, "dang-old", &dir, kos_image::RootfsStrategy::Overlay)
+        .unwrap();
+    assert_eq!(std::fs::read(rootfs.path.join("v")).unwrap(), b"one\n");
+    env.store.release_rootfs(&rootfs).unwrap();
+    // A rebuild giving the same image moves nothing.
+    let (again, out) = build("two", &["kbt/dang:1"]);
+    assert_eq!(again.image_id, two.image_id, "{out}");
+    assert_eq!(names(), n);
+
+    // An untagged build is kept as dangling; tagging it by a build ends that.
+    let (three, _) = build("three", &[]);
+    let own = dangling::name(&three.image_id);
+    assert!(names().iter().any(|(name, _)| name == &own));
+    let (three_tagged, _) = build("three", &["kbt/dang:3"]);
+    assert_eq!(three_tagged.image_id, three.image_id);
+    assert!(!names().iter().any(|(name, _)| name == &own));
+
+    // The store's gc keeps dangling images; once pruned (the name removed),
+    // gc takes their layers and the cache prune their entries, so the next
+    // build of the same Dockerfile runs its steps again.
+    let report = env.store.gc().unwrap();
+    assert_eq!(report.snapshots, 0, "{report:?}");
+    assert_eq!(cache::prune(&env.store, false).unwrap().entries, 0);
+    env.store.remove_image(&old).unwrap();
+    let report = env.store.gc().unwrap();
+    assert!(
+        report.blobs >= 2,
+        "the RUN layer and the config: {report:?}"
+    );
+    let pruned = cache::prune(&env.store, false).unwrap();
+    assert_eq!(
+        pruned.entries, 2,
+        "RUN and CMD of the pruned image: {pruned:?}"
+    );
+    let (rebuilt, out) = build("one", &["kbt/dang:1"]);
+    assert!(out.contains("Running in"), "{out}");
+    assert_eq!(rebuilt.cached_steps, 0, "{out}");
+    // Its own tag moved again: the previous image is the dangling one now.
+    assert!(names().contains(&(dangling::name(&two.image_id), two.image_id.to_string())));
+    // `all` empties the cache.
+    let all = cache::prune(&env.store, true).unwrap();
+    assert!(all.entries >= 4, "{all:?}");
+    let (_, out) = build("one", &["kbt/dang:1"]);
+    assert!(out.contains("Running in"), "{out}");
+    env.assert_clean();
+}

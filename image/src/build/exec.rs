@@ -13,6 +13,7 @@ use tracing::info;
 use super::archive;
 use super::cache::{self, Cache};
 use super::copy::{self, Attrs, Dest, Source};
+use super::dangling;
 use super::dockerfile::{
     self, Command, CopyArgs, Dockerfile, Health, Instruction, RunArgs, ShellOrExec, Stage,
 };
@@ -1416,10 +1417,18 @@ impl Exec<'_> {
             (self.out)(BuildEvent::Stream(format!("{config_digest}\n")));
         }
         self.say(format!("Successfully built {}\n", short(&config_digest)));
+        let displaced = dangling::displaced(self.store, &tags)?;
         for t in &tags {
             self.store.tag_image(t, &md, &md)?;
             self.say(format!("Successfully tagged {}\n", familiar(t)));
         }
+        dangling::settle(
+            self.store,
+            &displaced,
+            &md,
+            &config_digest,
+            !tags.is_empty(),
+        )?;
         Ok(BuildResult {
             image_id: config_digest,
             manifest_digest: md,

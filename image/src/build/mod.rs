@@ -18,6 +18,7 @@ pub mod archive;
 pub mod cache;
 pub mod context;
 pub mod copy;
+pub mod dangling;
 pub mod dockerfile;
 pub mod error;
 mod exec;
