@@ -71,6 +71,9 @@ pub enum Error {
     UnknownGroup(String),
     #[error("image is in use: {0}")]
     InUse(String),
+    /// A registry mirror setting (hosts.toml, `registry-mirrors`) that cannot be used.
+    #[error("{origin}: {reason}")]
+    MirrorConfig { origin: String, reason: String },
 }
 
 impl Error {

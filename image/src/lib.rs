@@ -23,6 +23,7 @@ pub mod unpack;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub mod manifest;
+pub mod mirrors;
 pub mod store;
 
 pub use store::{Image, ImageRecord, Store};
