@@ -5,6 +5,7 @@ mod address;
 mod args;
 mod container;
 mod events;
+mod idle;
 mod log;
 mod metrics;
 mod mount;

@@ -4,11 +4,12 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use containerd_shim_protos::ttrpc::Request;
 use protobuf::Message;
 
+use crate::idle::Idle;
 use crate::reaper::Reaper;
 use crate::service::{Reply, Service, TASK_SERVICE};
 use crate::ttrpc::{self, RpcError, TYPE_REQUEST};
@@ -29,11 +30,15 @@ enum Token {
     Oom(String),
 }
 
+/// Quiet time after which the shim gives memory back (see `idle`).
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+
 pub struct Server {
     listener: UnixListener,
     conns: Vec<Conn>,
     next_conn: u64,
     reaper: Reaper,
+    idle: Idle,
     pub service: Service,
 }
 
@@ -45,6 +50,7 @@ impl Server {
             conns: Vec::new(),
             next_conn: 1,
             reaper,
+            idle: Idle::new(),
             service,
         })
     }
@@ -53,6 +59,8 @@ impl Server {
     pub fn run(&mut self) {
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut tokens: Vec<Token> = Vec::new();
+        // When to give memory back: set by any activity, cleared once done.
+        let mut release_at: Option<Instant> = None;
         loop {
             fds.clear();
             tokens.clear();
@@ -88,13 +96,26 @@ impl Server {
                     );
                 }
             }
-            let timeout = match self.service.events.deadline() {
+            // Released right before poll(), so that hardly any code runs (and faults back in)
+            // between giving the pages back and sleeping.
+            let release_now = release_at.is_some_and(|t| t <= Instant::now());
+            if release_now {
+                release_at = None;
+            }
+            let deadline = match (self.service.events.deadline(), release_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = match deadline {
                 None => -1,
                 Some(t) => t
                     .saturating_duration_since(Instant::now())
                     .as_millis()
                     .min(60_000) as i32,
             };
+            if release_now {
+                self.idle.release();
+            }
             // SAFETY: fds is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -105,7 +126,6 @@ impl Server {
                 crate::log::warn(&format!("poll: {e}"));
                 return;
             }
-            let mut handled_request = false;
             for (pfd, tok) in fds.iter().zip(tokens.iter()) {
                 if pfd.revents == 0 {
                     continue;
@@ -118,10 +138,7 @@ impl Server {
                             self.service.process_exited(pid, code);
                         }
                     }
-                    Token::Conn(i) => {
-                        self.conn_ready(*i, pfd.revents);
-                        handled_request = true;
-                    }
+                    Token::Conn(i) => self.conn_ready(*i, pfd.revents),
                     Token::Io(id, exec_id, idx) => {
                         if let Some(p) = self
                             .service
@@ -149,11 +166,9 @@ impl Server {
             // Events go out after the answers, so a caller never sees an event for a
             // request it has no reply to yet.
             self.service.events.flush();
-            if handled_request {
-                // Requests (Create above all) allocate transiently; give the pages back so an
-                // idle shim stays small.
-                // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
-                unsafe { libc::malloc_trim(0) };
+            if n > 0 {
+                // Something happened: give back what it used once things are quiet again.
+                release_at = Some(Instant::now() + IDLE_AFTER);
             }
             if self.service.shutdown && self.conns.iter().all(|c| c.wbuf.is_empty()) {
                 return;
