@@ -14,6 +14,7 @@ mod reaper;
 mod runtime;
 mod server;
 mod service;
+mod shim_cgroup;
 mod spec;
 mod stdio;
 mod timefmt;
@@ -105,7 +106,7 @@ fn start(args: &Args) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("socket {}", path.display())),
     };
-    if let Err(e) = write_address(&bundle, &uri) {
+    if let Err(e) = write_address(&bundle, &uri).and_then(|()| join_shim_cgroup()) {
         let _ = std::fs::remove_file(&path);
         return Err(e);
     }
@@ -126,6 +127,18 @@ fn start(args: &Args) -> Result<()> {
             let _ = std::fs::remove_file(&path);
             std::process::exit(code);
         }
+    }
+}
+
+/// containerd passes the runtime options on stdin: with a `ShimCgroup`, the shim goes there
+/// (this process, before the fork, so the daemon is born in it).
+fn join_shim_cgroup() -> Result<()> {
+    let opts = shim_cgroup::options_from_stdin().map_err(anyhow::Error::msg)?;
+    match opts {
+        Some(o) if !o.shim_cgroup.is_empty() => {
+            shim_cgroup::join(&o.shim_cgroup, std::process::id() as i32).map_err(anyhow::Error::msg)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct RuntimeOptions {
     /// to reopen them through /proc/self/fd).
     pub io_uid: u32,
     pub io_gid: u32,
+    /// The cgroup the shim itself goes into (`shim_cgroup`).
+    pub shim_cgroup: String,
 }
 
 impl RuntimeOptions {
@@ -80,6 +82,7 @@ fn decode_runc(bytes: &[u8], o: &mut RuntimeOptions) -> protobuf::Result<()> {
         match tag {
             8 => o.no_pivot_root = is.read_bool()?,
             16 => o.no_new_keyring = is.read_bool()?,
+            26 => o.shim_cgroup = is.read_string()?,
             32 => o.io_uid = is.read_uint32()?,
             40 => o.io_gid = is.read_uint32()?,
             50 => o.binary_name = is.read_string()?,
@@ -121,6 +124,7 @@ mod tests {
         assert_eq!((o.io_uid, o.io_gid), (1000, 0));
         assert_eq!(o.binary_name, "/usr/sbin/runc");
         assert_eq!(o.root, "/run/x");
+        assert_eq!(o.shim_cgroup, "/shim-cgroup");
         let d = RuntimeOptions::default().with_defaults("k8s.io");
         assert_eq!(d.root, "/run/containerd/kos/k8s.io");
         assert!(d.binary_name.ends_with("kosrun"));

@@ -745,3 +745,120 @@ fn io_uid_and_gid_own_the_stdio_pipes() {
     assert_eq!(wait(&mut shim.client, "o1", "x"), 0);
     assert_eq!(std::fs::read_to_string(&xout).expect("out"), "1234:4321\n");
 }
+
+/// A cgroup made for a test in every hierarchy, removed (with what is below it) on drop.
+struct TestCgroup(String);
+
+impl TestCgroup {
+    fn new(prefix: &str, subs: &[&str]) -> TestCgroup {
+        let name = support::unique(prefix);
+        let g = TestCgroup(name.clone());
+        for sub in subs {
+            kos_cgroups::Manager::new(Some(&format!("/{name}/{sub}")), "test")
+                .and_then(|m| m.create())
+                .expect("test cgroup");
+        }
+        g
+    }
+
+    fn path(&self, sub: &str) -> String {
+        format!("/{}/{sub}", self.0)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        support::remove_cgroups(&self.0);
+    }
+}
+
+/// The shim's cgroup in every hierarchy it is in (`/proc/PID/cgroup`).
+fn cgroups_of(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .expect("/proc/PID/cgroup")
+        .lines()
+        .map(|l| l.splitn(3, ':').nth(2).unwrap_or("").to_string())
+        .collect()
+}
+
+/// runc Options carrying only ShimCgroup (field 3), wrapped in an Any as containerd sends it.
+fn shim_cgroup_options(path: &str) -> Any {
+    let mut buf = Vec::new();
+    {
+        let mut os = CodedOutputStream::vec(&mut buf);
+        os.write_string(3, path).expect("encode");
+        os.flush().expect("flush");
+    }
+    let mut a = Any::new();
+    a.type_url = "containerd.runc.v1.Options".into();
+    a.value = buf;
+    a
+}
+
+#[test]
+fn shim_cgroup_from_the_start_action_and_from_create() {
+    // Declared first, dropped last: the shim is gone before its cgroups are removed.
+    let cg = TestCgroup::new("kos-shimcg", &["start", "create"]);
+
+    // containerd's way: the options on the start action's stdin.
+    let opts =
+        protobuf::Message::write_to_bytes(&shim_cgroup_options(&cg.path("start"))).expect("encode");
+    let mut shim = Shim::start_with_stdin("shimcg", &opts).expect("start");
+    let groups = cgroups_of(shim.pid);
+    assert!(
+        groups.iter().all(|g| *g == cg.path("start")),
+        "shim not in {} everywhere: {groups:?}",
+        cg.path("start")
+    );
+
+    // kosd's way: in CreateTaskRequest.options; the container runs as usual.
+    let b = shim.bundle("c1", &["sleep", "1000"], false);
+    create(
+        &mut shim,
+        "c1",
+        &b,
+        "",
+        "",
+        Some(shim_cgroup_options(&cg.path("create"))),
+    )
+    .expect("create");
+    let groups = cgroups_of(shim.pid);
+    assert!(
+        groups.iter().all(|g| *g == cg.path("create")),
+        "shim not in {} everywhere: {groups:?}",
+        cg.path("create")
+    );
+
+    // A cgroup that does not exist: a clear error, nothing made, the shim stays put.
+    let b = shim.bundle("c2", &["true"], false);
+    let missing = cg.path("missing");
+    let e = create(
+        &mut shim,
+        "c2",
+        &b,
+        "",
+        "",
+        Some(shim_cgroup_options(&missing)),
+    )
+    .expect_err("missing shim cgroup");
+    assert_eq!(e.code, INVALID_ARGUMENT, "{e:?}");
+    assert!(
+        e.message.contains(&missing) && e.message.contains("does not exist"),
+        "{}",
+        e.message
+    );
+    assert!(!Path::new(&format!("/run/containerd/kos/{}/c2", shim.ns)).exists());
+    assert!(cgroups_of(shim.pid).iter().all(|g| *g == cg.path("create")));
+    start(&mut shim.client, "c1", "");
+
+    // And at the start action: it fails, naming the cgroup (before any daemon is forked).
+    let opts = protobuf::Message::write_to_bytes(&shim_cgroup_options(&missing)).expect("encode");
+    let err = match Shim::start_with_stdin("shimcg-bad", &opts) {
+        Ok(_) => panic!("start with a missing shim cgroup succeeded"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains(&missing) && err.contains("does not exist"),
+        "{err}"
+    );
+}

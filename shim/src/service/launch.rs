@@ -68,6 +68,12 @@ impl Service {
         let opts = RuntimeOptions::from_any(r.options.as_ref())
             .map_err(RpcError::invalid)?
             .with_defaults(&self.namespace);
+        if !opts.shim_cgroup.is_empty() {
+            // For callers that give no options to the start action (kosd); containerd's
+            // were applied there already, and joining again changes nothing.
+            crate::shim_cgroup::join(&opts.shim_cgroup, std::process::id() as i32)
+                .map_err(|e| RpcError::invalid(format!("create: {e}")))?;
+        }
         if !binary_exists(&opts.binary_name) {
             return Err(RpcError::precondition(format!(
                 "create: runtime binary {:?} not found",

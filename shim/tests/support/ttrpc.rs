@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -156,6 +156,12 @@ pub struct Shim {
 
 impl Shim {
     pub fn start(name: &str) -> Shim {
+        Shim::start_with_stdin(name, &[]).expect("shim start")
+    }
+
+    /// The `start` action with `stdin` on its standard input (containerd passes the runtime
+    /// options there); Err(stderr) when the action fails.
+    pub fn start_with_stdin(name: &str, stdin: &[u8]) -> Result<Shim, String> {
         let dir = TempDir::new(&format!("kshim-{name}"));
         let ns = unique("kd");
         let sockdir = dir.path().join("s");
@@ -165,7 +171,7 @@ impl Shim {
         std::fs::create_dir_all(&first).expect("mkdir");
         // The shim logs to `log` in its first bundle (a fifo under containerd).
         std::fs::write(first.join("log"), b"").expect("log");
-        let out = Command::new(super::shim_binary())
+        let mut child = Command::new(super::shim_binary())
             .args(["-namespace", &ns, "-address"])
             .arg(&sockdir)
             .args([
@@ -178,13 +184,20 @@ impl Shim {
             ])
             .current_dir(&first)
             .env("TTRPC_ADDRESS", &events.path)
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("shim start");
-        assert!(
-            out.status.success(),
-            "start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        {
+            let mut w = child.stdin.take().expect("stdin pipe");
+            // A shim that does not read its stdin may close it first.
+            let _ = w.write_all(stdin);
+        }
+        let out = child.wait_with_output().expect("shim start");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
         let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(address.starts_with(&format!("unix://{}", sockdir.display())));
         assert_eq!(
@@ -198,7 +211,7 @@ impl Shim {
                 &containerd_shim_protos::api::ConnectRequest::new(),
             )
             .expect("connect");
-        Shim {
+        Ok(Shim {
             cgroup_parent: unique("kos-shim-test"),
             pid: c.shim_pid as i32,
             dir,
@@ -207,7 +220,7 @@ impl Shim {
             events,
             client,
             ids: Vec::new(),
-        }
+        })
     }
 
     /// A fresh bundle for container `id` running `args`.
