@@ -152,6 +152,11 @@ impl Runtime {
         )
     }
 
+    /// Whether the binary is kosrun (by its file name), which has no checkpoint/restore.
+    pub fn is_kosrun(&self) -> bool {
+        Path::new(&self.binary).file_name() == Some(std::ffi::OsStr::new("kosrun"))
+    }
+
     pub fn checkpoint(&self, id: &str, image_path: &str, work_path: &str) -> Result<()> {
         let mut args = vec!["checkpoint", "--image-path", image_path];
         if !work_path.is_empty() {

@@ -615,7 +615,27 @@ fn resize_update_pids_stats_and_checkpoint() {
         .call::<_, api::Empty>("Checkpoint", &c)
         .expect_err("checkpoint");
     assert_eq!(e.code, FAILED_PRECONDITION, "{e:?}");
-    assert!(e.message.contains("checkpoint"), "{}", e.message);
+    assert!(
+        e.message.contains("u1") && e.message.contains("kosrun has no checkpoint/restore"),
+        "{}",
+        e.message
+    );
+    // Nor can a container be created from one.
+    let b2 = shim.bundle("u2", &["true"], false);
+    let mut cr = api::CreateTaskRequest::new();
+    cr.id = "u2".into();
+    cr.bundle = b2.to_string_lossy().into_owned();
+    cr.checkpoint = c.path.clone();
+    let e = shim
+        .client
+        .call::<_, api::CreateTaskResponse>("Create", &cr)
+        .expect_err("restore");
+    assert_eq!(e.code, FAILED_PRECONDITION, "{e:?}");
+    assert!(
+        e.message.contains("kosrun has no checkpoint/restore"),
+        "{}",
+        e.message
+    );
     let mut sr = api::StateRequest::new();
     sr.id = "u1".into();
     let state: api::StateResponse = shim.client.call("State", &sr).expect("state");

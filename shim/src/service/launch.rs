@@ -54,7 +54,8 @@ impl Service {
         }
         if !r.checkpoint.is_empty() {
             return Err(RpcError::precondition(
-                "create: restoring from a checkpoint is not supported by the kos shim",
+                "create: restoring from a checkpoint is not supported (kosrun has no \
+                 checkpoint/restore, and the kos shim does not drive another runtime's restore)",
             ));
         }
         let bundle = PathBuf::from(&r.bundle);

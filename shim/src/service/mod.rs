@@ -393,6 +393,15 @@ impl Service {
         if r.path.is_empty() {
             return Err(RpcError::invalid("checkpoint: no image path"));
         }
+        if c.runtime.is_kosrun() {
+            // kosrun implements no checkpoint/restore at all: say so rather than pass on its
+            // "unrecognized subcommand".
+            return Err(RpcError::precondition(format!(
+                "checkpoint of {}: kosrun has no checkpoint/restore (runc with CRIU has: choose \
+                 it with the runtime options' BinaryName)",
+                r.id
+            )));
+        }
         c.runtime.checkpoint(&r.id, &r.path, "").map_err(|e| {
             RpcError::precondition(format!(
                 "checkpoint of {} failed (the runtime needs a working CRIU): {e}",
