@@ -44,6 +44,9 @@ pub struct Flags {
     /// Registry mirror URL; repeatable.
     #[arg(long = "registry-mirror", value_name = "URL")]
     pub registry_mirrors: Vec<String>,
+    /// Parent cgroup of containers (default "kos"), as dockerd's --cgroup-parent.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// Runtime binary the shim runs containers with.
     #[arg(long, value_name = "NAME")]
     pub default_runtime: Option<String>,
@@ -105,6 +108,7 @@ struct FileConfig {
     live_restore: Option<bool>,
     insecure_registries: Option<Vec<String>>,
     registry_mirrors: Option<Vec<String>>,
+    cgroup_parent: Option<String>,
     default_runtime: Option<String>,
     log_level: Option<String>,
     dns: Option<Vec<String>>,
@@ -156,6 +160,8 @@ pub struct Config {
     pub live_restore: bool,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
+    /// Parent cgroup of containers, without slashes at either end.
+    pub cgroup_parent: String,
     pub default_runtime: String,
     pub log_level: String,
     pub dns: Vec<IpAddr>,
@@ -239,6 +245,27 @@ pub fn parse_ulimit(s: &str) -> anyhow::Result<Ulimit> {
     })
 }
 
+/// A cgroup parent as dockerd's cgroupfs driver takes it (`/a/b` or `a/b`), without slashes
+/// at either end; `..`, `.`, empty components and odd characters are refused.
+pub fn normalize_cgroup_parent(s: &str) -> anyhow::Result<String> {
+    let t = s.trim_matches('/');
+    if t.is_empty() || t.len() > 255 {
+        bail!("expected a cgroup path such as kos or /a/b");
+    }
+    for part in t.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            bail!("the path has an empty, . or .. component");
+        }
+        if !part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c))
+        {
+            bail!("{part:?} has characters a cgroup name may not have here");
+        }
+    }
+    Ok(t.to_string())
+}
+
 fn read_file(path: &Path, explicit: bool) -> anyhow::Result<FileConfig> {
     use std::io::Read;
     let f = match std::fs::File::open(path) {
@@ -301,6 +328,13 @@ impl Config {
             &mut clashes,
         )
         .unwrap_or_default();
+        let cgroup_parent = pick(
+            "cgroup-parent",
+            flags.cgroup_parent,
+            file.cgroup_parent,
+            &mut clashes,
+        )
+        .unwrap_or_else(|| "kos".to_string());
         let default_runtime = pick(
             "default-runtime",
             flags.default_runtime,
@@ -422,6 +456,12 @@ impl Config {
         {
             bail!("invalid --nft-table {nft_table:?}");
         }
+        let cgroup_parent = normalize_cgroup_parent(&cgroup_parent)
+            .with_context(|| format!("invalid --cgroup-parent {cgroup_parent:?}"))?;
+        for m in &registry_mirrors {
+            kos_image::mirrors::Endpoint::registry_mirror(m)
+                .with_context(|| "invalid --registry-mirror".to_string())?;
+        }
         if !data_root.is_absolute() || !exec_root.is_absolute() {
             bail!("--data-root and --exec-root must be absolute paths");
         }
@@ -455,6 +495,7 @@ impl Config {
             live_restore,
             insecure_registries,
             registry_mirrors,
+            cgroup_parent,
             default_runtime,
             log_level,
             dns,
@@ -562,6 +603,42 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+    }
+
+    #[test]
+    fn registry_mirrors_are_validated() {
+        let f = |m: &str| {
+            Config::merge(
+                Flags {
+                    registry_mirrors: vec![m.into()],
+                    ..Default::default()
+                },
+                FileConfig::default(),
+            )
+        };
+        assert!(f("http://127.0.0.1:5000").is_ok());
+        let e = format!("{:#}", f("127.0.0.1:5000").unwrap_err());
+        assert!(e.contains("registry-mirror"), "{e}");
+    }
+
+    #[test]
+    fn cgroup_parent_default_flag_and_bad_values() {
+        let f = |flags| Config::merge(flags, FileConfig::default());
+        assert_eq!(f(Flags::default()).unwrap().cgroup_parent, "kos");
+        let c = f(Flags {
+            cgroup_parent: Some("/test/k1/".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.cgroup_parent, "test/k1");
+        for bad in ["", "/", "a/../b", "a//b", "a b", "./x"] {
+            assert!(normalize_cgroup_parent(bad).is_err(), "{bad:?}");
+        }
+        let file: FileConfig = serde_json::from_str(r#"{"cgroup-parent": "kp"}"#).unwrap();
+        assert_eq!(
+            Config::merge(Flags::default(), file).unwrap().cgroup_parent,
+            "kp"
+        );
     }
 
     #[test]

@@ -66,6 +66,8 @@ fn cri_config(engine: &Engine) -> kos_cri::CriConfig {
         ..Default::default()
     };
     cri.registry_config_dir = c.registry_config_dir.clone();
+    // Pods share the daemon's cgroup parent with its containers.
+    cri.cgroup_root = c.cgroup_parent.clone();
     cri.cni_conf_dir = c.cni_conf_dir.clone();
     cri.cni_bin_dirs = c.cni_bin_dirs.clone();
     cri.runtime_binary = crate::containers::runtime::runtime_binary(&c.default_runtime);

@@ -39,7 +39,7 @@ fn run_rm_exit_codes_and_output() {
         "cat",
         "/proc/self/cgroup",
     ]);
-    assert!(cg.contains("/kos/"), "{cg}");
+    assert!(cg.contains(&format!("/{}/", k.cgroup_parent)), "{cg}");
     // Nothing is left: no container, no shim, no mount.
     assert!(k.docker_ok(&["ps", "-aq"]).trim().is_empty());
     assert!(

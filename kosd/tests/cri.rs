@@ -63,9 +63,10 @@ async fn cri_images(sock: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// The pod's cgroup directories in every hierarchy (the CRI's root is `kos`, the pod's
-/// cgroup named by its id); removed with whatever runs in them on drop, when a test fails.
-struct PodCgroups(String);
+/// The pod's cgroup directories in every hierarchy (the CRI's root is kosd's cgroup
+/// parent, the pod's cgroup named by its id); removed with whatever runs in them on drop,
+/// when a test fails.
+struct PodCgroups(String, String);
 
 impl PodCgroups {
     fn dirs(&self) -> Vec<PathBuf> {
@@ -73,7 +74,7 @@ impl PodCgroups {
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| e.path().join("kos").join(&self.0))
+            .map(|e| e.path().join(&self.1).join(&self.0))
             .filter(|p| p.is_dir())
             .collect()
     }
@@ -241,7 +242,7 @@ async fn pod_with_a_container_and_exec_through_kosd() {
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
-    let cgroups = PodCgroups(pod.clone());
+    let cgroups = PodCgroups(pod.clone(), k.cgroup_parent.clone());
     let ours = Holders(
         holders()
             .into_iter()

@@ -35,6 +35,8 @@ fn main() -> anyhow::Result<()> {
     // containerd-shim-runc-v2 will not start without an event service to publish to.
     let events = std::env::temp_dir().join(format!("kos-lifecycle-{nanos}.sock"));
     let listener = UnixListener::bind(&events)?;
+    // Removed however this run ends (an early `?` too), not only on success.
+    let _events_guard = RemoveOnDrop(events.clone());
     std::thread::spawn(move || serve_events(listener));
     // containerd-shim-runc-v2 also insists on containerd's `log` fifo in the bundle.
     let log = bundle.join("log");
@@ -95,8 +97,16 @@ fn main() -> anyhow::Result<()> {
     sh.id = id;
     // The shim exits while answering; a closed connection is the expected end.
     let _ = task.shutdown(ctx(), &sh);
-    let _ = std::fs::remove_file(&events);
     Ok(())
+}
+
+/// A path removed when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Answers every ttrpc request with an empty success (events are not looked at).

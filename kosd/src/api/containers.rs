@@ -523,7 +523,12 @@ pub async fn stats(State(e): E, Path(id): Path<String>, p: Params) -> Result<Res
                 return;
             };
             let cur = if c.state.status.is_live() {
-                crate::containers::stats::sample(&c, ncpu, mem_total)
+                crate::containers::stats::sample(
+                    &c,
+                    &crate::containers::cgroups_path(&e, &c),
+                    ncpu,
+                    mem_total,
+                )
             } else {
                 None
             };

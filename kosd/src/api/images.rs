@@ -245,7 +245,32 @@ pub async fn pull_into(
         progress: Some(pf),
         unpack: true,
     };
-    let res = e.registry.pull(e.store.clone(), name, &opts).await;
+    // As dockerd: Docker Hub pulls go to the daemon's registry-mirrors first, in order,
+    // and to Docker Hub itself when every mirror fails.
+    let res = match kos_image::mirrors::Mirrors::from_registry_mirrors(&e.config.registry_mirrors)
+        .and_then(|m| m.endpoints(r.registry()))
+    {
+        Ok(endpoints) => {
+            kos_image::mirrors::pull_through(
+                &e.registry.config,
+                e.store.clone(),
+                name,
+                &endpoints,
+                &opts,
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    let res = res.map(|(rec, from, failed)| {
+        for a in failed {
+            tracing::warn!(image = %name, mirror = %a.endpoint.host, error = %a.error, "pull through a mirror failed; tried the next");
+        }
+        if !from.upstream {
+            tracing::info!(image = %name, mirror = %from.host, "pulled through a registry mirror");
+        }
+        rec
+    });
     drop(opts);
     let _ = fw.await;
     match res {

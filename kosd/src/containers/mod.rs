@@ -96,16 +96,28 @@ pub fn df(e: &Engine) -> serde_json::Value {
     serde_json::Value::Array(v)
 }
 
+/// The container's `cgroupsPath`: its own `HostConfig.CgroupParent`, else the daemon's
+/// `--cgroup-parent`, with the id as the leaf (dockerd's cgroupfs layout).
+pub fn cgroups_path(e: &Engine, c: &Container) -> String {
+    let parent = c
+        .host_config
+        .cgroup_parent
+        .as_deref()
+        .and_then(|p| crate::config::normalize_cgroup_parent(p).ok())
+        .unwrap_or_else(|| e.config.cgroup_parent.clone());
+    format!("/{parent}/{}", c.id)
+}
+
 /// Whether the kernel killed the container for memory (the v1 memory
 /// controller's oom_control or v2 memory.events, read before the cgroup goes).
-pub fn oom_killed(c: &Container) -> bool {
-    let v1 = format!("/sys/fs/cgroup/memory/kos/{}/memory.oom_control", c.id);
+pub fn oom_killed(cgroups_path: &str) -> bool {
+    let v1 = format!("/sys/fs/cgroup/memory{cgroups_path}/memory.oom_control");
     if let Ok(s) = std::fs::read_to_string(v1) {
         return s
             .lines()
             .any(|l| l.strip_prefix("oom_kill ").is_some_and(|n| n.trim() != "0"));
     }
-    let v2 = format!("/sys/fs/cgroup/kos/{}/memory.events", c.id);
+    let v2 = format!("/sys/fs/cgroup{cgroups_path}/memory.events");
     std::fs::read_to_string(v2)
         .map(|s| {
             s.lines()

@@ -241,6 +241,10 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     spec::capabilities(&hc)?;
     spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
     crate::devices::cdi::check(&hc, &e.devices.cdi_dirs)?;
+    if let Some(p) = hc.cgroup_parent.as_deref().filter(|p| !p.is_empty()) {
+        crate::config::normalize_cgroup_parent(p)
+            .map_err(|err| ApiError::bad(format!("invalid CgroupParent {p:?}: {err}")))?;
+    }
     let rc = img.config.config.clone().unwrap_or_default();
     let entry = config
         .entrypoint
@@ -793,6 +797,7 @@ async fn start_prepared(
             netns,
             default_ulimits: &e.config.default_ulimits,
             stop_signal,
+            cgroups_path: &super::cgroups_path(e, c),
             cgroup_v2: e.host.cgroup_version == "2",
             labels,
             devices: Some(&e.devices),
@@ -940,7 +945,7 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     }
     unmount_rootfs(&c);
     let _ = std::fs::remove_file(c.dir.join("shim.address"));
-    let oom = super::oom_killed(&c);
+    let oom = super::oom_killed(&super::cgroups_path(e, &c));
     c.state.status = Status::Exited;
     c.state.pid = 0;
     c.state.exit_code = code;

@@ -449,6 +449,8 @@ pub struct SpecInput<'a> {
     pub netns: Option<Option<String>>,
     pub default_ulimits: &'a [Ulimit],
     pub stop_signal: i32,
+    /// `linux.cgroupsPath` (the parent and the id).
+    pub cgroups_path: &'a str,
     pub cgroup_v2: bool,
     pub labels: BTreeMap<String, String>,
     /// CDI devices and kaim grants edit the finished spec (none in unit tests).
@@ -612,7 +614,7 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
 
     let mut linux = json!({
         "namespaces": namespaces,
-        "cgroupsPath": format!("/kos/{}", inp.id),
+        "cgroupsPath": inp.cgroups_path,
         "resources": resources,
     });
     if !linux_devices.is_empty() {
@@ -756,6 +758,7 @@ mod tests {
             netns: Some(None),
             default_ulimits: &[],
             stop_signal: 15,
+            cgroups_path: "/kos/abc",
             cgroup_v2: false,
             labels: BTreeMap::new(),
             devices: None,

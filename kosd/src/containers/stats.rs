@@ -22,8 +22,8 @@ fn system_cpu_nanos() -> u64 {
 }
 
 /// One sample; `None` when the cgroup is gone.
-pub fn sample(c: &Container, ncpu: usize, mem_total: u64) -> Option<Value> {
-    let m = kos_cgroups::Manager::new(Some(&format!("/kos/{}", c.id)), &c.id).ok()?;
+pub fn sample(c: &Container, cgroups_path: &str, ncpu: usize, mem_total: u64) -> Option<Value> {
+    let m = kos_cgroups::Manager::new(Some(cgroups_path), &c.id).ok()?;
     if !m.exists() {
         return None;
     }

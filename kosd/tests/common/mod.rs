@@ -303,6 +303,8 @@ pub struct Kosd {
     pub sock: PathBuf,
     pub extra: Vec<String>,
     pub log: PathBuf,
+    /// This daemon's own `--cgroup-parent`, removed (with anything left in it) on drop.
+    pub cgroup_parent: String,
 }
 
 /// The shim, runtime and kos-dns kosd drives, built once per test binary.
@@ -325,8 +327,10 @@ impl Kosd {
         let dir = Scratch::new("d");
         let sock = dir.join("exec/kos.sock");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let bridge = format!("kost{}x{n}", std::process::id() % 100000);
         let mut k = Kosd {
-            bridge: format!("kost{}x{n}", std::process::id() % 100000),
+            cgroup_parent: format!("kos-test-{bridge}"),
+            bridge,
             child: None,
             log: dir.join("kosd.log"),
             dir,
@@ -372,6 +376,8 @@ impl Kosd {
             .arg(&self.bridge)
             .arg("--nft-table")
             .arg(&self.bridge)
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
             .args(&self.extra)
             .env("KOSD_LOG", "debug")
             .stdout(Stdio::null())
@@ -582,6 +588,7 @@ impl Drop for Kosd {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         std::thread::sleep(Duration::from_millis(50));
+        remove_cgroups(&self.cgroup_dirs());
         unmount_below(&self.dir.0);
         // The daemon keeps its bridges and table (as dockerd keeps docker0): remove ours.
         let _ = Command::new("nft")
@@ -599,7 +606,61 @@ impl Drop for Kosd {
     }
 }
 
+/// Removes cgroup directories and everything below them, killing what still runs there.
+pub fn remove_cgroups(tops: &[PathBuf]) {
+    let mut all = Vec::new();
+    let mut todo = tops.to_vec();
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+        all.push(d);
+    }
+    // Deepest first: a cgroup goes only once its children have.
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in &all {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: killing what runs in this test daemon's own cgroup parent.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for d in &all {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(d).is_err() && d.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Kosd {
+    /// This daemon's cgroup parent in every hierarchy where it exists (v1 controllers,
+    /// the hybrid's unified tree, or a v2 root).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        roots.push(PathBuf::from("/sys/fs/cgroup"));
+        roots
+            .into_iter()
+            .map(|r| r.join(&self.cgroup_parent))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// The container's cgroup directory in one v1 controller's hierarchy.
+    pub fn v1_cgroup(&self, controller: &str, id: &str) -> PathBuf {
+        PathBuf::from("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_parent)
+            .join(id)
+    }
+
     /// Bridges of user networks this daemon made (names recorded in its network state).
     pub fn user_bridges(&self) -> Vec<String> {
         let mut out = Vec::new();

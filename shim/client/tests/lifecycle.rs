@@ -95,12 +95,20 @@ async fn launch_and_drive_a_task() {
     let opts = LaunchOptions {
         shim_binary: rel.join("containerd-shim-kos-v2"),
         namespace: "kos-shim-client-test".into(),
-        address: s.dir.join("owner.sock"),
+        // A directory, as kosd passes: the shim's socket goes inside it (not into
+        // /run/containerd/s) and leaves with the scratch dir.
+        address: s.dir.clone(),
         publish_binary: PathBuf::from("/bin/true"),
         ttrpc_address: s.dir.join("events.sock"),
         debug: false,
     };
     let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
+    assert!(
+        shim.address
+            .starts_with(&format!("unix://{}/", s.dir.display())),
+        "shim socket outside the scratch dir: {}",
+        shim.address
+    );
     let c = shim.client.clone();
     let out = s.dir.join("out.log");
     let ro = RuntimeOptions {
