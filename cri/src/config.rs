@@ -1,5 +1,6 @@
 //! What the CRI server is given by its host (kosd, or the example server).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct CriConfig {
     pub shim_binary: PathBuf,
     /// The cgroup parent of pods that come without one (cgroupfs driver).
     pub cgroup_root: String,
+    /// Where the streaming server of Exec/Attach/PortForward listens (port 0: any).
+    pub stream_address: SocketAddr,
 }
 
 pub const DEFAULT_REGISTRY_CONFIG_DIR: &str = "/etc/kos/certs.d";
@@ -50,6 +53,7 @@ impl CriConfig {
             runtime_binary: "kosrun".into(),
             shim_binary: kos_shim_client::LaunchOptions::find_shim(None),
             cgroup_root: "kos".into(),
+            stream_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         }
     }
 }

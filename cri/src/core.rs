@@ -33,6 +33,8 @@ pub struct Core {
     pub events: broadcast::Sender<cri::ContainerEventResponse>,
     inner: Mutex<Inner>,
     shims: Mutex<HashMap<String, ShimClient>>,
+    /// Write ends holding containers' stdin fifos open between attaches.
+    stdin_keepers: Mutex<HashMap<String, std::os::fd::OwnedFd>>,
 }
 
 pub type Shared = Arc<Core>;
@@ -97,6 +99,7 @@ impl Core {
             config,
             inner: Mutex::new(inner),
             shims: Mutex::new(HashMap::new()),
+            stdin_keepers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -152,7 +155,18 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        self.stdin_keepers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         Ok(())
+    }
+
+    pub fn hold_stdin(&self, id: &str, fd: std::os::fd::OwnedFd) {
+        self.stdin_keepers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), fd);
     }
 
     pub fn forget_sandbox(&self, id: &str) -> Result<()> {

@@ -3,6 +3,7 @@
 //! - [`images`]: ImageService over kos-image, Kubernetes references, registry mirrors from
 //!   containerd's `hosts.toml` files.
 //! - [`server`]: [`serve`] on a unix socket (tonic), what kosd calls.
+//! - [`streaming`]: the HTTP server behind Exec, Attach and PortForward (WebSocket).
 //!
 //! Pods need no pause image: their namespaces are pinned as bind-mounted files and
 //! containers (run by `containerd-shim-kos-v2` through kos-shim-client) join them by path.
@@ -16,6 +17,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod server;
 pub mod state;
+pub mod streaming;
 
 pub use config::CriConfig;
 pub use error::{Error, Result};

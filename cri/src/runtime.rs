@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 use crate::images::blocking;
 use crate::sandbox::RUNTIME_HANDLER;
 use crate::state::{ContainerRecord, ContainerState, SandboxRecord, SandboxState};
+use crate::streaming::session::{self, Wants};
+use crate::streaming::{portforward, StreamRequest, Streaming};
 
 pub const RUNTIME_NAME: &str = "kos";
 pub const CRI_API_VERSION: &str = "v1";
@@ -21,6 +23,7 @@ pub const CRI_API_VERSION: &str = "v1";
 #[derive(Clone)]
 pub struct Runtime {
     pub core: Arc<Core>,
+    pub streaming: Arc<Streaming>,
 }
 
 type R<T> = std::result::Result<Response<T>, Status>;
@@ -41,6 +44,7 @@ impl Runtime {
             .cloned()
             .collect();
         for c in running {
+            self.core.keep_stdin_open(&c.id, &c.config, &c.bundle);
             container::watch(self.core.clone(), c);
         }
     }
@@ -452,19 +456,39 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
         Ok(Response::new(resp))
     }
 
-    async fn exec(&self, _r: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
-        Err(Error::Unimplemented("streaming exec is not served yet; use ExecSync".into()).into())
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> R<cri::ExecResponse> {
+        let r = r.into_inner();
+        session::check(&self.core, &r.container_id, Wants::of_exec(&r))?;
+        if r.cmd.is_empty() {
+            return Err(Error::InvalidArgument("exec command is empty".into()).into());
+        }
+        if r.tty && r.stderr {
+            return Err(Error::InvalidArgument("tty and stderr cannot both be true".into()).into());
+        }
+        let url = self.streaming.url_for(StreamRequest::Exec(r))?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn attach(&self, _r: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
-        Err(Error::Unimplemented("attach is not served yet".into()).into())
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> R<cri::AttachResponse> {
+        let r = r.into_inner();
+        let w = Wants::of_attach(&r);
+        let rec = session::check(&self.core, &r.container_id, w)?;
+        session::check_attach(&rec, w)?;
+        let url = self.streaming.url_for(StreamRequest::Attach(r))?;
+        Ok(Response::new(cri::AttachResponse { url }))
     }
 
     async fn port_forward(
         &self,
-        _r: Request<cri::PortForwardRequest>,
+        r: Request<cri::PortForwardRequest>,
     ) -> R<cri::PortForwardResponse> {
-        Err(Error::Unimplemented("port forwarding is not served yet".into()).into())
+        let r = r.into_inner();
+        portforward::pod_netns(&self.core, &r.pod_sandbox_id)?;
+        if let Some(p) = r.port.iter().find(|p| !(1..=65535).contains(*p)) {
+            return Err(Error::InvalidArgument(format!("invalid port {p}")).into());
+        }
+        let url = self.streaming.url_for(StreamRequest::PortForward(r))?;
+        Ok(Response::new(cri::PortForwardResponse { url }))
     }
 
     async fn container_stats(

@@ -34,8 +34,10 @@ pub async fn serve_with_shutdown(
         registry: kos_image::Registry::new(config.registry.clone()),
         mirrors: Mirrors::new(&config.registry_config_dir),
     };
+    let stream_address = config.stream_address;
     let core = Arc::new(crate::core::Core::open(config, images.clone())?);
-    let runtime = crate::runtime::Runtime { core };
+    let (streaming, stream_server) = crate::streaming::bind(stream_address, core.clone()).await?;
+    let runtime = crate::runtime::Runtime { core, streaming };
     runtime.recover();
     if let Some(dir) = socket_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating socket directory", dir, e))?;
@@ -50,6 +52,8 @@ pub async fn serve_with_shutdown(
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| Error::io("setting mode of", socket_path, e))?;
     info!(socket = %socket_path.display(), "CRI server listening");
+    // The streaming server lives as long as the gRPC server.
+    let stream_task = tokio::spawn(stream_server);
     let result = tonic::transport::Server::builder()
         .add_service(
             RuntimeServiceServer::new(runtime)
@@ -63,6 +67,7 @@ pub async fn serve_with_shutdown(
         )
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
+    stream_task.abort();
     let _ = std::fs::remove_file(socket_path);
     result.map_err(|e| Error::Internal {
         step: "serving the CRI",

@@ -1,6 +1,7 @@
 //! Containers through the kos shim: bundle (overlay rootfs + config.json), one shim per
 //! container launched as containerd does, exit watching, exec, stats.
 
+pub mod fifo;
 pub mod spec;
 pub mod stats;
 
@@ -303,8 +304,22 @@ impl Core {
                 return Err(Error::shim("starting the container's shim", e));
             }
         };
+        // An attachable stdin: a fifo the shim reads, written by Attach sessions.
+        let stdin_fifo = bundle.join("stdin");
+        if config.stdin {
+            if let Err(e) = fifo::make(&stdin_fifo) {
+                let _ = launched.client.shutdown(&id).await;
+                let _ = self.launch.cleanup(&id, &bundle).await;
+                undo_bundle(self).await;
+                return Err(e);
+            }
+        }
         let io = Stdio {
-            stdin: String::new(),
+            stdin: if config.stdin {
+                stdin_fifo.to_string_lossy().into_owned()
+            } else {
+                String::new()
+            },
             stdout: if log_path.is_empty() {
                 String::new()
             } else {
@@ -339,6 +354,7 @@ impl Core {
             }
         };
         self.remember_shim(&id, launched.client.clone());
+        self.keep_stdin_open(&id, &config, &bundle);
         let rec = ContainerRecord {
             id: id.clone(),
             sandbox_id: sb.id.clone(),
@@ -491,18 +507,8 @@ impl Core {
             return Err(Error::InvalidArgument("exec command is empty".into()));
         }
         let shim = self.shim(&rec).await?;
-        let spec: serde_json::Value = {
-            let p = rec.bundle.join("config.json");
-            let bytes = std::fs::read(&p).map_err(|e| Error::io("reading", &p, e))?;
-            serde_json::from_slice(&bytes).map_err(|e| Error::Internal {
-                step: "reading the container's spec",
-                message: e.to_string(),
-            })?
-        };
-        let mut process = spec["process"].clone();
-        process["args"] = serde_json::json!(cmd);
-        process["terminal"] = serde_json::json!(false);
-        let exec_id = format!("exec-{}", &new_id()?[..16]);
+        let process = exec_process(&rec, &cmd, false)?;
+        let exec_id = new_exec_id()?;
         let dir = rec.bundle.join("exec");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
         let out = dir.join(format!("{exec_id}.out"));
@@ -564,6 +570,44 @@ impl Core {
             exit_code: code as i32,
         })
     }
+}
+
+impl Core {
+    /// A stdin that outlives each attach (`stdin` without `stdin_once`) is held open here;
+    /// a terminal's needs nothing (the shim holds it read-write), and a `stdin_once` one
+    /// ends with the first attach that closes it.
+    pub(crate) fn keep_stdin_open(&self, id: &str, config: &cri::ContainerConfig, bundle: &Path) {
+        if !config.stdin || config.stdin_once || config.tty {
+            return;
+        }
+        match fifo::open_keeper(&bundle.join("stdin")) {
+            Ok(fd) => self.hold_stdin(id, fd),
+            Err(e) => warn!(id, error = %e, "holding the container's stdin open failed"),
+        }
+    }
+}
+
+/// The OCI process of an exec: the container's own process (env, user, cwd, confinement)
+/// with `cmd` as its arguments.
+pub(crate) fn exec_process(
+    rec: &ContainerRecord,
+    cmd: &[String],
+    terminal: bool,
+) -> Result<serde_json::Value> {
+    let p = rec.bundle.join("config.json");
+    let bytes = std::fs::read(&p).map_err(|e| Error::io("reading", &p, e))?;
+    let spec: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::Internal {
+        step: "reading the container's spec",
+        message: e.to_string(),
+    })?;
+    let mut process = spec["process"].clone();
+    process["args"] = serde_json::json!(cmd);
+    process["terminal"] = serde_json::json!(terminal);
+    Ok(process)
+}
+
+pub(crate) fn new_exec_id() -> Result<String> {
+    Ok(format!("exec-{}", &new_id()?[..16]))
 }
 
 /// Releases a container's rootfs and removes its bundle.
