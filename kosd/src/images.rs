@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard_stubs::models::{HistoryResponseItem, ImageSummary};
+use kos_image::build::dangling;
 use kos_image::{Digest, ImageRecord, ImageRef, Store};
 use serde_json::json;
 
@@ -220,8 +221,9 @@ pub fn list(
         let (mut tags, mut digests) = names_of(&recs);
         let created = created_secs(&d.config_json, recs[0].created);
         let labels = labels_of(&d.config_json);
-        // Every image the store names has a tag or a digest; none is dangling.
-        if dangling == Some(true) {
+        // Dangling: only the builder's `<none>:<none>` names reach it.
+        let is_dangling = recs.iter().all(|r| dangling::is_dangling(&r.name));
+        if dangling.is_some_and(|d| d != is_dangling) {
             continue;
         }
         if !f.labels_match("label", |k| labels.get(k).map(String::as_str)) {

@@ -92,6 +92,28 @@ fn legacy_build_then_run() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+    // The untagged result is kept, dangling, as dockerd keeps it: listed as
+    // <none>:<none>, runnable by id, and what `image prune` removes.
+    let dangling = k.docker_ok(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]);
+    assert!(dangling.lines().any(|l| l == id), "{dangling}");
+    let shown = k.docker_ok(&[
+        "images",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+        "--no-trunc",
+    ]);
+    assert!(shown.contains(&format!("{id} <none>:<none>")), "{shown}");
+    let tagged = k.docker_ok(&["images", "-q", "--no-trunc", "--filter", "dangling=false"]);
+    assert!(!tagged.lines().any(|l| l == id), "{tagged}");
+    assert_eq!(
+        k.docker_ok(&["run", "--rm", &id]),
+        "hi from the context\nnone\n"
+    );
+    let pruned = k.docker_ok(&["image", "prune", "-f"]);
+    assert!(pruned.contains(&id), "{pruned}");
+    assert!(!k.docker(&["image", "inspect", &id]).status.success());
+    // The tagged image is not dangling and stays.
+    k.docker_ok(&["image", "inspect", &name]);
     k.docker_ok(&["rmi", &name]);
 }
 

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use axum::Json;
 use base64::Engine as _;
 use futures_util::StreamExt;
+use kos_image::build::dangling;
 use kos_image::progress::Progress;
 use kos_image::registry::push::PushOptions;
 use kos_image::{Credentials, ImageRef, PullOptions};
@@ -695,9 +696,10 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
     let eng = e.clone();
     let (deleted, bytes) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut deleted: Vec<serde_json::Value> = Vec::new();
-        // Every name in the store is a tag or digest, so nothing is dangling;
-        // `-a` removes every image no container uses.
-        if !dangling_only {
+        // Without `-a` only dangling images (the builder's untagged results
+        // and images a rebuild's tag moved away from); with it every image
+        // no container uses.
+        {
             let used = crate::containers::image_users(&eng);
             let mut groups: HashMap<String, Vec<kos_image::ImageRecord>> = HashMap::new();
             for r in eng.store.images()? {
@@ -705,6 +707,9 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
             }
             for (id, recs) in groups {
                 if used.contains_key(&id) {
+                    continue;
+                }
+                if dangling_only && !recs.iter().all(|r| dangling::is_dangling(&r.name)) {
                     continue;
                 }
                 let d = images::details(&eng.store, &recs[0])?;
@@ -732,12 +737,17 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
                 }
                 for r in &recs {
                     eng.store.remove_image(&r.name)?;
-                    deleted.push(json!({"Untagged": familiar(&r.name)}));
+                    if !dangling::is_dangling(&r.name) {
+                        deleted.push(json!({"Untagged": familiar(&r.name)}));
+                    }
                 }
                 deleted.push(json!({"Deleted": id}));
             }
         }
         let report = eng.store.gc()?;
+        // Build cache entries of the layers gc took are of no use any more.
+        kos_image::build::cache::prune(&eng.store, false)
+            .map_err(|e| ApiError::Internal(format!("pruning the build cache: {e}")))?;
         Ok((deleted, report.bytes))
     })
     .await??;
