@@ -96,6 +96,17 @@ pub struct Flags {
     /// containerd-style `<host>/hosts.toml` registry mirror files of the CRI.
     #[arg(long, value_name = "DIR")]
     pub registry_config_dir: Option<PathBuf>,
+    /// KOS: run the unit manager (kos-system.target); `--units=false` disables it.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub units: Option<bool>,
+    /// KOS: unit directory, lowest priority first; repeatable (default /usr/lib/kos/units,
+    /// /etc/kos/units). `enable` links go into the last one.
+    #[arg(long = "unit-dir", value_name = "DIR")]
+    pub unit_dirs: Vec<PathBuf>,
+    /// KOS: OCI archives `NAME.oci.tar` of the units' images, loaded as
+    /// kos.local/NAME:latest at start when missing (default /usr/lib/kos/images).
+    #[arg(long, value_name = "DIR")]
+    pub unit_image_dir: Option<PathBuf>,
 }
 
 /// daemon.json, with dockerd's key names.
@@ -125,6 +136,9 @@ struct FileConfig {
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<Vec<PathBuf>>,
     registry_config_dir: Option<PathBuf>,
+    units: Option<bool>,
+    unit_dirs: Option<Vec<PathBuf>>,
+    unit_image_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,11 +191,17 @@ pub struct Config {
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub registry_config_dir: PathBuf,
+    /// Whether kosd hosts the unit manager.
+    pub units: bool,
+    pub unit_dirs: Vec<PathBuf>,
+    pub unit_image_dir: PathBuf,
 }
 
 pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
 pub const DEFAULT_CNI_BIN_DIRS: &[&str] = &["/opt/cni/bin", "/usr/lib/cni"];
 pub const DEFAULT_REGISTRY_CONFIG_DIR: &str = "/etc/kos/certs.d";
+pub const DEFAULT_UNIT_DIRS: &[&str] = &["/usr/lib/kos/units", "/etc/kos/units"];
+pub const DEFAULT_UNIT_IMAGE_DIR: &str = "/usr/lib/kos/images";
 
 fn pick<T: std::fmt::Debug>(
     key: &str,
@@ -407,6 +427,21 @@ impl Config {
             &mut clashes,
         )
         .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRY_CONFIG_DIR));
+        let units = pick("units", flags.units, file.units, &mut clashes).unwrap_or(true);
+        let unit_dirs = pick(
+            "unit-dirs",
+            non_empty(flags.unit_dirs),
+            file.unit_dirs,
+            &mut clashes,
+        )
+        .unwrap_or_else(|| DEFAULT_UNIT_DIRS.iter().map(PathBuf::from).collect());
+        let unit_image_dir = pick(
+            "unit-image-dir",
+            flags.unit_image_dir,
+            file.unit_image_dir,
+            &mut clashes,
+        )
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_UNIT_IMAGE_DIR));
         if !clashes.is_empty() {
             bail!(
                 "the following directives are specified both as a flag and in the configuration file: {}",
@@ -488,6 +523,14 @@ impl Config {
                 );
             }
         }
+        for d in unit_dirs.iter().chain(std::iter::once(&unit_image_dir)) {
+            if !d.is_absolute() {
+                bail!(
+                    "invalid directory {}: --unit-dir and --unit-image-dir must be absolute paths",
+                    d.display()
+                );
+            }
+        }
         Ok(Config {
             hosts,
             data_root,
@@ -509,6 +552,9 @@ impl Config {
             cni_conf_dir,
             cni_bin_dirs,
             registry_config_dir,
+            units,
+            unit_dirs,
+            unit_image_dir,
         })
     }
 }

@@ -181,6 +181,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }));
     }
     let cri = start_cri(&engine, stop_rx.clone());
+    // Units after the API listens: their containers start on the manager's own thread.
+    if let Some(u) = crate::units::start_if_enabled(&engine) {
+        let _ = engine.units.set(u);
+    }
     engine.event("daemon", "start", &engine.id, &[]);
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -200,6 +204,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(cri) = cri {
         stop_cri(cri, config.cri_socket.as_deref()).await;
+    }
+    // Units stop in reverse dependency order before kosd stops the remaining containers;
+    // with live-restore they keep running and are adopted at the next start.
+    if let Some(u) = engine.units.get() {
+        u.shutdown(!config.live_restore).await;
     }
     crate::containers::runtime::shutdown(&engine).await;
     dns.stop().await;

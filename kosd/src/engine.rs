@@ -28,6 +28,8 @@ pub struct Engine {
     pub id: String,
     /// CDI specs and device hot-plug.
     pub devices: crate::devices::Devices,
+    /// The unit manager, once started (never with `--units=false`).
+    pub units: std::sync::OnceLock<Arc<crate::units::Units>>,
 }
 
 impl Engine {
@@ -61,6 +63,7 @@ impl Engine {
             host: HostInfo::gather(),
             id,
             devices,
+            units: Default::default(),
         }))
     }
 

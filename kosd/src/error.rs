@@ -92,6 +92,26 @@ impl From<kos_shim_client::Error> for ApiError {
     }
 }
 
+impl From<kos_units::Error> for ApiError {
+    fn from(e: kos_units::Error) -> Self {
+        use kos_units::Error as E;
+        match &e {
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::Ambiguous(..) | E::BadName(_) | E::BadUnit { .. } | E::Static(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            // The unit asked for is itself unloadable (bad-setting, masked): the request is bad.
+            E::Dependency { anchor, unit, why } if anchor == unit && why != "not found" => {
+                ApiError::BadRequest(format!("unit {unit} is {why}"))
+            }
+            E::Cycle { .. } | E::Dependency { .. } => ApiError::Conflict(e.to_string()),
+            E::Io { .. } | E::Parse { .. } | E::Runtime { .. } | E::Notify { .. } => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         ApiError::internal("state database", e)

@@ -20,6 +20,7 @@ mod listen;
 mod network;
 mod state;
 mod timefmt;
+mod units;
 mod volumes;
 
 use clap::Parser;

@@ -12,6 +12,7 @@ pub mod networks;
 pub mod params;
 pub mod stream;
 pub mod system;
+pub mod units;
 pub mod volumes;
 
 use std::convert::Infallible;
@@ -134,6 +135,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/kos/units", get(units::list))
+        .route("/kos/units/reload", post(units::reload))
+        .route("/kos/units/{name}", get(units::inspect))
+        .route("/kos/units/{name}/status", get(units::status))
+        .route("/kos/units/{name}/file", get(units::file))
+        .route("/kos/units/{name}/logs", get(units::logs_of))
+        .route("/kos/units/{name}/{action}", post(units::action))
         .merge(devices::routes())
         .fallback(|| async { crate::error::ApiError::NotFound("page not found".into()) })
         .with_state(engine)

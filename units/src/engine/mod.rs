@@ -234,6 +234,14 @@ impl<R: UnitRuntime, S: EventSink, C: Clock> Manager<R, S, C> {
         loader::disable(&name, &self.cfg.paths.enable_dir)
     }
 
+    /// The loaded definition of a unit (None when it is not loaded, bad or masked).
+    pub fn definition(&self, name: &str) -> Option<&UnitDef> {
+        match self.set.units.get(name) {
+            Some(Loaded::Ok(d)) => Some(d),
+            _ => None,
+        }
+    }
+
     /// `systemctl cat`.
     pub fn cat(&self, name: &str) -> Result<String> {
         let name = self.resolve(name)?;
