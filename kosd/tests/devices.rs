@@ -234,3 +234,257 @@ fn cdi_devices_in_docker_and_kos_run() {
     assert!(text(&o).contains("fuse"), "{}", text(&o));
     assert_eq!(k.docker_ok(&["ps", "-aq"]), before, "nothing was created");
 }
+
+/// A network interface the test makes (a bridge: this kernel has no dummy driver),
+/// deleted on drop.
+struct Link(String);
+
+impl Link {
+    fn add(name: &str) -> Link {
+        let st = Command::new("ip")
+            .args(["link", "add", name, "type", "bridge"])
+            .status()
+            .expect("ip link add");
+        assert!(st.success(), "ip link add {name} type bridge");
+        Link(name.to_string())
+    }
+
+    fn delete(&mut self) {
+        if !self.0.is_empty() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.0])
+                .stderr(Stdio::null())
+                .status();
+            self.0.clear();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// `docker events` running in the background; its JSON lines collected by a thread.
+struct EventStream {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl EventStream {
+    fn start(k: &Kosd, filters: &[&str]) -> EventStream {
+        let mut cmd = Command::new(DOCKER);
+        cmd.arg("-H").arg(k.host()).arg("events");
+        for f in filters {
+            cmd.arg("--filter").arg(f);
+        }
+        let mut child = cmd
+            .args(["--format", "{{json .}}"])
+            .env("DOCKER_CONFIG", k.dir.join("docker-config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        EventStream { child, lines }
+    }
+
+    /// The first event `want` accepts, within 20 s.
+    fn wait(&self, what: &str, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
+                        if want(&v) {
+                            return v;
+                        }
+                    }
+                }
+                Err(_) => panic!("no event: {what}"),
+            }
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn device_uevents_in_the_event_stream() {
+    let k = Kosd::start(&[]);
+    let events = EventStream::start(&k, &["type=device"]);
+    // Let the stream subscribe before the device appears.
+    std::thread::sleep(Duration::from_millis(500));
+    let name = format!("kosev{}", std::process::id() % 1_000_000);
+    let devpath = format!("/devices/virtual/net/{name}");
+    let mut link = Link::add(&name);
+    let added = events.wait("add of the interface", |v| {
+        v["Actor"]["ID"] == devpath.as_str() && v["Action"] == "add"
+    });
+    assert_eq!(added["Type"], "device", "{added}");
+    assert_eq!(added["Actor"]["Attributes"]["subsystem"], "net", "{added}");
+    assert_eq!(
+        added["Actor"]["Attributes"]["interface"],
+        name.as_str(),
+        "{added}"
+    );
+    link.delete();
+    let removed = events.wait("remove of the interface", |v| {
+        v["Actor"]["ID"] == devpath.as_str() && v["Action"] == "remove"
+    });
+    assert_eq!(removed["Type"], "device", "{removed}");
+    // Only device events pass the type filter; the raw API gives the same shape.
+    let (status, body) = k.http(
+        "GET",
+        &format!(
+            "/v1.47/events?since=0&until={}&filters=%7B%22type%22%3A%5B%22device%22%5D%7D",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+                + 1
+        ),
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let ours: Vec<serde_json::Value> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["Actor"]["ID"] == devpath.as_str())
+        .collect();
+    assert!(
+        ours.iter().any(|v| v["Action"] == "add") && ours.iter().any(|v| v["Action"] == "remove"),
+        "{body}"
+    );
+    assert!(ours.iter().all(|v| v["Type"] == "device"), "{body}");
+}
+
+/// The hot-plug policy of the test: FUSE may go to containers, the loop control device
+/// may not (with the reason named).
+const HOTPLUG_POLICY: &str = r#"package kaim
+
+default allow := false
+
+allow if {
+	input.Kind == "device"
+	input.Device.class == "fuse"
+}
+
+deny contains "loop control stays on the host" if input.Device.devnode == "/dev/loop-control"
+
+reason := sprintf("%s %s", [input.Action, input.Device.class]) if allow
+"#;
+
+fn exec(k: &Kosd, c: &str, script: &str) -> String {
+    text(&k.docker(&["exec", c, "sh", "-c", script]))
+}
+
+#[test]
+fn hot_plug_into_a_running_container() {
+    let work = Scratch::new("hotplug");
+    let policy = work.join("devices.rego");
+    std::fs::write(&policy, HOTPLUG_POLICY).expect("policy");
+    let k = Kosd::start(&["--device-policy", &policy.to_string_lossy()]);
+    let reg = Registry::start();
+    let img = image(&k, &reg, "hotplug");
+    let name = unique("hp");
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        &img,
+        "sleep",
+        "300",
+    ]);
+    // `<>` would make a regular file where no node is: open only a node that is there.
+    let open_fuse = "test -c /dev/fuse && echo node-present && exec 3<>/dev/fuse && echo fuse-open";
+    let before = exec(&k, &name, open_fuse);
+    assert!(
+        !before.contains("node-present") && !before.contains("fuse-open"),
+        "{before}"
+    );
+
+    let devices = format!("/v1.47/kos/containers/{name}/devices");
+    let (status, body) = k.http(
+        "POST",
+        &devices,
+        br#"{"Path":"/dev/fuse","Permissions":"rw"}"#,
+    );
+    assert_eq!(status, 201, "{body}\n{}", tail(&k.log_text(), 30));
+    let attached: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(attached["PathInContainer"], "/dev/fuse", "{body}");
+    assert_eq!(
+        (attached["Major"].as_u64(), attached["Minor"].as_u64()),
+        (Some(10), Some(229)),
+        "{body}"
+    );
+    let inside = exec(&k, &name, open_fuse);
+    assert!(
+        inside.contains("node-present") && inside.contains("fuse-open"),
+        "{inside}"
+    );
+    let (status, body) = k.http("GET", &devices, b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("/dev/fuse"), "{body}");
+    // The same path twice is a conflict.
+    let (status, _) = k.http("POST", &devices, br#"{"Path":"/dev/fuse"}"#);
+    assert_eq!(status, 409);
+
+    // The policy refuses the loop control device: 403 with its reason, nothing made.
+    let (status, body) = k.http("POST", &devices, br#"{"Path":"/dev/loop-control"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("loop control stays on the host"), "{body}");
+    let lc = exec(
+        &k,
+        &name,
+        "test -e /dev/loop-control && echo present; echo done",
+    );
+    assert!(!lc.contains("present"), "{lc}");
+    // Bad input: a path that is not a device, an unknown field.
+    let (status, body) = k.http("POST", &devices, br#"{"Path":"/etc/passwd"}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = k.http("POST", &devices, br#"{"Path":"/dev/fuse","Bogus":1}"#);
+    assert_eq!(status, 400, "{body}");
+
+    // Detach: the node is gone and the cgroup refuses the device again.
+    let (status, body) = k.http("DELETE", &format!("{devices}?path=/dev/fuse"), b"");
+    assert_eq!(status, 204, "{body}");
+    let after = exec(
+        &k,
+        &name,
+        "test -e /dev/fuse && echo node-present; mknod /tmp/f c 10 229 && exec 3<>/tmp/f && echo fuse-open",
+    );
+    assert!(
+        !after.contains("node-present") && !after.contains("fuse-open"),
+        "{after}"
+    );
+    assert!(after.contains("Operation not permitted"), "{after}");
+    let (status, _) = k.http("DELETE", &format!("{devices}?path=/dev/fuse"), b"");
+    assert_eq!(status, 404);
+
+    // A stopped container cannot take devices.
+    k.docker_ok(&["stop", "-t", "0", &name]);
+    let (status, body) = k.http("POST", &devices, br#"{"Path":"/dev/fuse"}"#);
+    assert_eq!(status, 409, "{body}");
+    k.docker_ok(&["rm", "-f", &name]);
+}
