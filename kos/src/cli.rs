@@ -91,6 +91,18 @@ pub enum Cmd {
     Login(LoginCmd),
     /// Log out from a registry
     Logout(LogoutCmd),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffCmd),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportCmd),
+    /// Show the history of an image
+    History(HistoryCmd),
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCmd),
@@ -1161,4 +1173,158 @@ pub struct ManCmd {
     /// Directory the pages are written to (kos.1, kos-run.1, ...)
     #[arg(value_name = "OUTDIR")]
     pub dir: String,
+}
+
+/// `kos container ...`: the container commands under one name, as docker's.
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachCmd),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpCmd),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(CreateCmd),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffCmd),
+    /// Execute a command in a running container
+    Exec(ExecCmd),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportCmd),
+    /// Display detailed information on one or more containers
+    Inspect(TypedInspectCmd),
+    /// Kill one or more running containers
+    Kill(KillCmd),
+    /// Fetch the logs of a container
+    Logs(LogsCmd),
+    /// List containers
+    #[command(visible_aliases = ["list", "ps"])]
+    Ls(PsCmd),
+    /// Pause all processes within one or more containers
+    Pause(ContainersCmd),
+    /// List port mappings or a specific mapping for the container
+    Port(PortCmd),
+    /// Remove all stopped containers
+    Prune(PruneCmd),
+    /// Rename a container
+    Rename(RenameCmd),
+    /// Restart one or more containers
+    Restart(StopCmd),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(RmCmd),
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(RunCmd),
+    /// Start one or more stopped containers
+    Start(StartCmd),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsCmd),
+    /// Stop one or more running containers
+    Stop(StopCmd),
+    /// Display the running processes of a container
+    Top(TopCmd),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersCmd),
+    /// Update configuration of one or more containers
+    Update(UpdateCmd),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersCmd),
+}
+
+/// `kos image ...`: the image commands under one name, as docker's.
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Build an image from a Dockerfile
+    Build(BuildCmd),
+    /// Show the history of an image
+    History(HistoryCmd),
+    /// Display detailed information on one or more images
+    Inspect(TypedInspectCmd),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadCmd),
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(ImagesCmd),
+    /// Remove unused images
+    Prune(ImagePruneCmd),
+    /// Download an image from a registry
+    Pull(PullCmd),
+    /// Upload an image to a registry
+    Push(PushCmd),
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm(RmiCmd),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveCmd),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct TypedInspectCmd {
+    /// Format output using a custom template: 'json', 'TEMPLATE'
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    /// Display total file sizes (containers)
+    #[arg(short = 's', long)]
+    pub size: bool,
+    #[arg(required = true, value_name = "NAME|ID")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneCmd {
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneCmd {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffCmd {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportCmd {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryCmd {
+    /// Format output using a custom template: 'table', 'table TEMPLATE', 'json', 'TEMPLATE'
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Print sizes and dates in human readable format (-H is the daemon address here)
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub human: bool,
+    /// Don't truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
 }

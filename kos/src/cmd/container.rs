@@ -1,13 +1,15 @@
 //! Container state changes: stop, restart, kill, rm, pause, unpause, wait,
-//! rename, update.
+//! rename, update, prune; and what a container's filesystem holds: diff, export.
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::{each, seg};
-use crate::cli::{ContainersCmd, KillCmd, RenameCmd, RmCmd, StopCmd, UpdateCmd};
+use crate::cli::{
+    ContainersCmd, DiffCmd, ExportCmd, KillCmd, PruneCmd, RenameCmd, RmCmd, StopCmd, UpdateCmd,
+};
 use crate::client::{query, Client};
-use crate::format::units::parse_ram;
+use crate::format::units::{human_size4, parse_ram};
 use crate::status;
 
 pub fn stop(c: &Client, s: StopCmd, op: &str) -> Result<i32> {
@@ -148,4 +150,60 @@ pub fn update(c: &Client, u: UpdateCmd) -> Result<i32> {
         }
         Ok(())
     })
+}
+
+/// `container prune`: docker's prompt, the removed ids, the space reclaimed.
+pub fn prune(c: &Client, p: PruneCmd) -> Result<i32> {
+    if !super::objects::confirm(p.force, "WARNING! This will remove all stopped containers.") {
+        return Ok(0);
+    }
+    let q = query(&[("filters", super::filters_json(&p.filter)?)]);
+    let r: Value = c.post_json(&format!("/containers/prune{q}"), None)?;
+    let ids: Vec<&str> = r["ContainersDeleted"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        println!("Deleted Containers:\n{}\n", ids.join("\n"));
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human_size4(r["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
+    Ok(0)
+}
+
+/// docker's change kinds: 0 modified, 1 added, 2 deleted.
+fn change_kind(k: i64) -> &'static str {
+    match k {
+        0 => "C",
+        1 => "A",
+        2 => "D",
+        _ => "?",
+    }
+}
+
+pub fn diff(c: &Client, d: DiffCmd) -> Result<i32> {
+    let changes: Value = c.get_json(&format!("/containers/{}/changes", seg(&d.container)))?;
+    for ch in changes.as_array().into_iter().flatten() {
+        println!(
+            "{} {}",
+            change_kind(ch["Kind"].as_i64().unwrap_or(-1)),
+            ch["Path"].as_str().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+pub fn export(c: &Client, e: ExportCmd) -> Result<i32> {
+    if e.output.is_none() && crate::tty::is_tty(1) {
+        return Err(status(
+            1,
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+        ));
+    }
+    let r = c.get(&format!("/containers/{}/export", seg(&e.container)))?;
+    super::image::write_stream(r, e.output.as_deref())
+        .map_err(|x| status(1, format!("failed to export container: {x}")))?;
+    Ok(0)
 }

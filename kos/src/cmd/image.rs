@@ -1,13 +1,15 @@
-//! Image commands: pull, push, rmi, tag, load, save.
+//! Image commands: pull, push, rmi, tag, load, save, history, prune.
 
 use std::io::{self, Write};
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{each, seg};
-use crate::cli::{LoadCmd, PullCmd, PushCmd, RmiCmd, SaveCmd, TagCmd};
+use crate::cli::{HistoryCmd, ImagePruneCmd, LoadCmd, PullCmd, PushCmd, RmiCmd, SaveCmd, TagCmd};
 use crate::client::{query, Client, ReqBody, Request};
+use crate::format::units::{ago, human_size, human_size4};
+use crate::format::{ellipsis, short_id, Format};
 use crate::progress;
 use crate::status;
 
@@ -196,6 +198,31 @@ pub fn load(c: &Client, l: LoadCmd) -> Result<i32> {
     Ok(0)
 }
 
+/// Copies a download to `path` (written beside it and renamed, so a failed
+/// copy leaves no partial file) or to stdout.
+pub fn write_stream(mut r: impl io::Read, path: Option<&str>) -> io::Result<()> {
+    match path {
+        Some(p) => {
+            let tmp = format!("{p}.kos-part-{}", std::process::id());
+            let res = (|| -> io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                io::copy(&mut r, &mut f)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, p)
+            })();
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            io::copy(&mut r, &mut out)?;
+            out.flush()
+        }
+    }
+}
+
 pub fn save(c: &Client, s: SaveCmd) -> Result<i32> {
     if s.output.is_none() && crate::tty::is_tty(1) {
         return Err(status(
@@ -204,28 +231,98 @@ pub fn save(c: &Client, s: SaveCmd) -> Result<i32> {
         ));
     }
     let q: Vec<(&str, String)> = s.images.iter().map(|i| ("names", i.clone())).collect();
-    let mut r = c.get(&format!("/images/get{}", query(&q)))?;
-    match &s.output {
-        Some(p) => {
-            // Written beside the target and renamed, so a failed save leaves no partial file.
-            let tmp = format!("{p}.kos-save-{}", std::process::id());
-            let res = (|| -> io::Result<()> {
-                let mut f = std::fs::File::create(&tmp)?;
-                io::copy(&mut r, &mut f)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, p)
-            })();
-            if let Err(e) = res {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(status(1, format!("failed to save image: {e}")));
+    let r = c.get(&format!("/images/get{}", query(&q)))?;
+    write_stream(r, s.output.as_deref())
+        .map_err(|e| status(1, format!("failed to save image: {e}")))?;
+    Ok(0)
+}
+
+const HISTORY_HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];
+
+/// One layer of `docker history` as its formatter shows it.
+pub fn history_row(h: &Value, trunc: bool, human: bool) -> Value {
+    let id = h["Id"].as_str().unwrap_or("");
+    let created = h["Created"].as_i64().unwrap_or(0);
+    let created_at = chrono::DateTime::from_timestamp(created, 0)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+        .unwrap_or_default();
+    let by = h["CreatedBy"].as_str().unwrap_or("").replace('\t', " ");
+    let size = h["Size"].as_i64().unwrap_or(0);
+    json!({
+        "Comment": h["Comment"].as_str().unwrap_or(""),
+        "CreatedAt": created_at,
+        "CreatedBy": if trunc { ellipsis(&by, 45) } else { by },
+        "CreatedSince": if human { ago(created as f64) } else { created_at.clone() },
+        "ID": if trunc && id != "<missing>" { short_id(id) } else { id.to_string() },
+        "Size": if human { human_size(size as f64) } else { size.to_string() },
+    })
+}
+
+pub fn history(c: &Client, h: HistoryCmd) -> Result<i32> {
+    let list: Vec<Value> = c.get_json(&format!("/images/{}/history", seg(&h.image)))?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|x| history_row(x, !h.no_trunc, h.human))
+        .collect();
+    let default = if h.human {
+        "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    } else {
+        "table {{.ID}}\t{{.CreatedAt}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+    };
+    let fmt = if h.quiet {
+        Some("{{.ID}}")
+    } else {
+        h.format.as_deref()
+    };
+    let f = Format::new(fmt, default).map_err(|e| status(1, e))?;
+    print!(
+        "{}",
+        f.render(&rows, HISTORY_HEADERS).map_err(|e| status(1, e))?
+    );
+    Ok(0)
+}
+
+/// `image prune`: docker's prompt, what was untagged and deleted, the space reclaimed.
+pub fn prune(c: &Client, p: ImagePruneCmd) -> Result<i32> {
+    let warning = if p.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !super::objects::confirm(p.force, warning) {
+        return Ok(0);
+    }
+    let mut f = p.filter.clone();
+    f.push(format!("dangling={}", !p.all));
+    let q = query(&[("filters", super::filters_json(&f)?)]);
+    let r: Value = c.post_json(&format!("/images/prune{q}"), None)?;
+    let gone = r["ImagesDeleted"].as_array().cloned().unwrap_or_default();
+    if !gone.is_empty() {
+        println!("Deleted Images:");
+        for i in gone {
+            if let Some(u) = i["Untagged"].as_str() {
+                println!("untagged: {u}");
+            }
+            if let Some(d) = i["Deleted"].as_str() {
+                println!("deleted: {d}");
             }
         }
-        None => {
-            let mut out = io::stdout().lock();
-            io::copy(&mut r, &mut out)?;
-            out.flush()?;
-        }
+        println!();
     }
+    println!(
+        "Total reclaimed space: {}",
+        human_size4(r["SpaceReclaimed"].as_f64().unwrap_or(0.0))
+    );
     Ok(0)
 }
 

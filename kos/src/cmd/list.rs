@@ -270,7 +270,12 @@ pub fn ps(c: &Client, p: PsCmd) -> Result<i32> {
         p.format.as_deref()
     };
     let f = Format::new(fmt, default).map_err(|e| status(1, e))?;
-    print!("{}", f.render(&rows, PS_HEADERS).map_err(|e| status(1, e))?);
+    let labels = super::objects::label_maps(&list);
+    print!(
+        "{}",
+        f.render_labeled(&rows, Some(&labels), PS_HEADERS)
+            .map_err(|e| status(1, e))?
+    );
     Ok(0)
 }
 

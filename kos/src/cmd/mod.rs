@@ -15,7 +15,7 @@ mod units;
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::cli::{Cli, Cmd};
+use crate::cli::{Cli, Cmd, ContainerCmd, ImageCmd, InspectCmd, TypedInspectCmd};
 use crate::client::Client;
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
@@ -26,44 +26,111 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         _ => {}
     }
     let c = Client::from_flag(cli.host.as_deref()).map_err(|e| crate::status(125, e))?;
-    match cli.cmd {
-        Cmd::Run(r) => run::run(&c, r),
-        Cmd::Create(r) => run::create(&c, r),
-        Cmd::Start(s) => run::start(&c, s),
-        Cmd::Attach(a) => run::attach(&c, a),
-        Cmd::Exec(e) => run::exec(&c, e),
-        Cmd::Stop(s) => container::stop(&c, s, "stop"),
-        Cmd::Restart(s) => container::stop(&c, s, "restart"),
-        Cmd::Kill(k) => container::kill(&c, k),
-        Cmd::Rm(r) => container::rm(&c, r),
-        Cmd::Pause(p) => container::simple(&c, p, "pause"),
-        Cmd::Unpause(p) => container::simple(&c, p, "unpause"),
-        Cmd::Wait(w) => container::wait(&c, w),
-        Cmd::Rename(r) => container::rename(&c, r),
-        Cmd::Update(u) => container::update(&c, u),
-        Cmd::Top(t) => logs::top(&c, t),
-        Cmd::Port(p) => logs::port(&c, p),
-        Cmd::Logs(l) => logs::logs(&c, l),
-        Cmd::Cp(cp) => logs::cp(&c, cp),
-        Cmd::Stats(s) => stats::stats(&c, s),
-        Cmd::Ps(p) => list::ps(&c, p),
-        Cmd::Images(i) => list::images(&c, i),
-        Cmd::Inspect(i) => inspect::inspect(&c, i),
-        Cmd::Pull(p) => image::pull_cmd(&c, p),
-        Cmd::Push(p) => image::push(&c, p),
-        Cmd::Rmi(r) => image::rmi(&c, r),
-        Cmd::Tag(t) => image::tag(&c, t),
-        Cmd::Load(l) => image::load(&c, l),
-        Cmd::Save(s) => image::save(&c, s),
-        Cmd::Build(b) => build::build(&c, b),
-        Cmd::Login(l) => system::login(&c, l),
-        Cmd::Logout(l) => system::logout(&c, l),
-        Cmd::Volume(v) => objects::volume(&c, v),
-        Cmd::Network(n) => objects::network(&c, n),
-        Cmd::System(s) => system::system(&c, s),
-        Cmd::Info(i) => system::info(&c, i),
-        Cmd::Version(v) => system::version(&c, v),
-        Cmd::Events(e) => system::events(&c, e),
+    run_cmd(&c, cli.cmd)
+}
+
+fn typed_inspect(kind: &str, i: TypedInspectCmd) -> Cmd {
+    Cmd::Inspect(InspectCmd {
+        format: i.format,
+        size: i.size,
+        kind: Some(kind.to_string()),
+        names: i.names,
+    })
+}
+
+/// `kos container X`: the top-level command X, same flags, as docker's aliases.
+fn container_cmd(c: &Client, cc: ContainerCmd) -> Result<i32> {
+    let cmd = match cc {
+        ContainerCmd::Attach(a) => Cmd::Attach(a),
+        ContainerCmd::Cp(x) => Cmd::Cp(x),
+        ContainerCmd::Create(x) => Cmd::Create(x),
+        ContainerCmd::Diff(x) => Cmd::Diff(x),
+        ContainerCmd::Exec(x) => Cmd::Exec(x),
+        ContainerCmd::Export(x) => Cmd::Export(x),
+        ContainerCmd::Inspect(i) => typed_inspect("container", i),
+        ContainerCmd::Kill(x) => Cmd::Kill(x),
+        ContainerCmd::Logs(x) => Cmd::Logs(x),
+        ContainerCmd::Ls(x) => Cmd::Ps(x),
+        ContainerCmd::Pause(x) => Cmd::Pause(x),
+        ContainerCmd::Port(x) => Cmd::Port(x),
+        ContainerCmd::Prune(p) => return container::prune(c, p),
+        ContainerCmd::Rename(x) => Cmd::Rename(x),
+        ContainerCmd::Restart(x) => Cmd::Restart(x),
+        ContainerCmd::Rm(x) => Cmd::Rm(x),
+        ContainerCmd::Run(x) => Cmd::Run(x),
+        ContainerCmd::Start(x) => Cmd::Start(x),
+        ContainerCmd::Stats(x) => Cmd::Stats(x),
+        ContainerCmd::Stop(x) => Cmd::Stop(x),
+        ContainerCmd::Top(x) => Cmd::Top(x),
+        ContainerCmd::Unpause(x) => Cmd::Unpause(x),
+        ContainerCmd::Update(x) => Cmd::Update(x),
+        ContainerCmd::Wait(x) => Cmd::Wait(x),
+    };
+    run_cmd(c, cmd)
+}
+
+/// `kos image X`, likewise.
+fn image_cmd(c: &Client, ic: ImageCmd) -> Result<i32> {
+    let cmd = match ic {
+        ImageCmd::Build(x) => Cmd::Build(x),
+        ImageCmd::History(x) => Cmd::History(x),
+        ImageCmd::Inspect(i) => typed_inspect("image", i),
+        ImageCmd::Load(x) => Cmd::Load(x),
+        ImageCmd::Ls(x) => Cmd::Images(x),
+        ImageCmd::Prune(p) => return image::prune(c, p),
+        ImageCmd::Pull(x) => Cmd::Pull(x),
+        ImageCmd::Push(x) => Cmd::Push(x),
+        ImageCmd::Rm(x) => Cmd::Rmi(x),
+        ImageCmd::Save(x) => Cmd::Save(x),
+        ImageCmd::Tag(x) => Cmd::Tag(x),
+    };
+    run_cmd(c, cmd)
+}
+
+fn run_cmd(c: &Client, cmd: Cmd) -> Result<i32> {
+    match cmd {
+        Cmd::Container(cc) => container_cmd(c, cc),
+        Cmd::Image(ic) => image_cmd(c, ic),
+        Cmd::Diff(d) => container::diff(c, d),
+        Cmd::Export(e) => container::export(c, e),
+        Cmd::History(h) => image::history(c, h),
+        Cmd::Run(r) => run::run(c, r),
+        Cmd::Create(r) => run::create(c, r),
+        Cmd::Start(s) => run::start(c, s),
+        Cmd::Attach(a) => run::attach(c, a),
+        Cmd::Exec(e) => run::exec(c, e),
+        Cmd::Stop(s) => container::stop(c, s, "stop"),
+        Cmd::Restart(s) => container::stop(c, s, "restart"),
+        Cmd::Kill(k) => container::kill(c, k),
+        Cmd::Rm(r) => container::rm(c, r),
+        Cmd::Pause(p) => container::simple(c, p, "pause"),
+        Cmd::Unpause(p) => container::simple(c, p, "unpause"),
+        Cmd::Wait(w) => container::wait(c, w),
+        Cmd::Rename(r) => container::rename(c, r),
+        Cmd::Update(u) => container::update(c, u),
+        Cmd::Top(t) => logs::top(c, t),
+        Cmd::Port(p) => logs::port(c, p),
+        Cmd::Logs(l) => logs::logs(c, l),
+        Cmd::Cp(cp) => logs::cp(c, cp),
+        Cmd::Stats(s) => stats::stats(c, s),
+        Cmd::Ps(p) => list::ps(c, p),
+        Cmd::Images(i) => list::images(c, i),
+        Cmd::Inspect(i) => inspect::inspect(c, i),
+        Cmd::Pull(p) => image::pull_cmd(c, p),
+        Cmd::Push(p) => image::push(c, p),
+        Cmd::Rmi(r) => image::rmi(c, r),
+        Cmd::Tag(t) => image::tag(c, t),
+        Cmd::Load(l) => image::load(c, l),
+        Cmd::Save(s) => image::save(c, s),
+        Cmd::Build(b) => build::build(c, b),
+        Cmd::Login(l) => system::login(c, l),
+        Cmd::Logout(l) => system::logout(c, l),
+        Cmd::Volume(v) => objects::volume(c, v),
+        Cmd::Network(n) => objects::network(c, n),
+        Cmd::System(s) => system::system(c, s),
+        Cmd::Info(i) => system::info(c, i),
+        Cmd::Version(v) => system::version(c, v),
+        Cmd::Events(e) => system::events(c, e),
         Cmd::Completion(_) | Cmd::Man(_) => Ok(0),
     }
 }

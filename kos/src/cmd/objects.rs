@@ -21,6 +21,9 @@ const VOLUME_HEADERS: &[(&str, &str)] = &[
     ("Labels", "LABELS"),
     ("Links", "LINKS"),
     ("Size", "SIZE"),
+    ("Group", "GROUP"),
+    ("Availability", "AVAILABILITY"),
+    ("Status", "STATUS"),
 ];
 
 const NETWORK_HEADERS: &[(&str, &str)] = &[
@@ -28,6 +31,7 @@ const NETWORK_HEADERS: &[(&str, &str)] = &[
     ("Name", "NAME"),
     ("Driver", "DRIVER"),
     ("Scope", "SCOPE"),
+    ("IPv4", "IPV4"),
     ("IPv6", "IPV6"),
     ("Internal", "INTERNAL"),
     ("Labels", "LABELS"),
@@ -45,6 +49,35 @@ fn labels(v: &Value) -> String {
         .unwrap_or_default();
     l.sort();
     l.join(",")
+}
+
+/// Each object's `Labels` (for docker's `{{.Label "key"}}`).
+pub fn label_maps(objs: &[Value]) -> Vec<Value> {
+    objs.iter().map(|o| o["Labels"].clone()).collect()
+}
+
+/// Go's `time.Time.String()` of an RFC 3339 time as docker prints a
+/// network's CreatedAt: `2026-11-30 11:25:00.1234 +0000 UTC`.
+pub fn go_time_string(rfc3339: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let mut frac = format!("{:09}", t.timestamp_subsec_nanos());
+    while frac.ends_with('0') {
+        frac.pop();
+    }
+    let off = t.format("%z").to_string();
+    let zone = if t.offset().local_minus_utc() == 0 {
+        "UTC".to_string()
+    } else {
+        off.clone()
+    };
+    format!(
+        "{}{}{} {off} {zone}",
+        t.format("%Y-%m-%d %H:%M:%S"),
+        if frac.is_empty() { "" } else { "." },
+        frac
+    )
 }
 
 fn kv(items: &[String]) -> Value {
@@ -107,13 +140,17 @@ pub fn volume(c: &Client, v: VolumeCmd) -> Result<i32> {
                 .iter()
                 .map(|x| {
                     json!({
+                        // Swarm cluster volumes only; kosd's are all local.
+                        "Availability": "N/A",
                         "Driver": x["Driver"].as_str().unwrap_or(""),
+                        "Group": "N/A",
                         "Labels": labels(&x["Labels"]),
                         "Links": x["UsageData"]["RefCount"].as_i64().filter(|n| *n >= 0).map(|n| n.to_string()).unwrap_or_else(|| "N/A".into()),
                         "Mountpoint": x["Mountpoint"].as_str().unwrap_or(""),
                         "Name": x["Name"].as_str().unwrap_or(""),
                         "Scope": x["Scope"].as_str().unwrap_or("local"),
                         "Size": x["UsageData"]["Size"].as_f64().filter(|n| *n >= 0.0).map(human_size4).unwrap_or_else(|| "N/A".into()),
+                        "Status": "N/A",
                     })
                 })
                 .collect();
@@ -125,7 +162,8 @@ pub fn volume(c: &Client, v: VolumeCmd) -> Result<i32> {
             let f = Format::new(fmt, "table {{.Driver}}\t{{.Name}}").map_err(|e| status(1, e))?;
             print!(
                 "{}",
-                f.render(&rows, VOLUME_HEADERS).map_err(|e| status(1, e))?
+                f.render_labeled(&rows, Some(&label_maps(&vols)), VOLUME_HEADERS)
+                    .map_err(|e| status(1, e))?
             );
             Ok(0)
         }
@@ -237,9 +275,10 @@ pub fn network(c: &Client, n: NetworkCmd) -> Result<i32> {
                 .map(|x| {
                     let id = x["Id"].as_str().unwrap_or("");
                     json!({
-                        "CreatedAt": x["Created"].as_str().unwrap_or(""),
+                        "CreatedAt": go_time_string(x["Created"].as_str().unwrap_or("")),
                         "Driver": x["Driver"].as_str().unwrap_or(""),
                         "ID": if no_trunc { id.to_string() } else { short_id(id) },
+                        "IPv4": x["EnableIPv4"].as_bool().unwrap_or(false).to_string(),
                         "IPv6": x["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
                         "Internal": x["Internal"].as_bool().unwrap_or(false).to_string(),
                         "Labels": labels(&x["Labels"]),
@@ -257,7 +296,8 @@ pub fn network(c: &Client, n: NetworkCmd) -> Result<i32> {
                 .map_err(|e| status(1, e))?;
             print!(
                 "{}",
-                f.render(&rows, NETWORK_HEADERS).map_err(|e| status(1, e))?
+                f.render_labeled(&rows, Some(&label_maps(&list)), NETWORK_HEADERS)
+                    .map_err(|e| status(1, e))?
             );
             Ok(0)
         }
@@ -334,5 +374,27 @@ pub fn network(c: &Client, n: NetworkCmd) -> Result<i32> {
             }
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_times_like_go() {
+        assert_eq!(
+            go_time_string("0001-01-01T00:00:00Z"),
+            "0001-01-01 00:00:00 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string("2026-11-30T11:25:00.123400000Z"),
+            "2026-11-30 11:25:00.1234 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string("2026-11-30T12:25:00+01:00"),
+            "2026-11-30 12:25:00 +0100 +0100"
+        );
+        assert_eq!(go_time_string("junk"), "junk");
     }
 }

@@ -12,8 +12,151 @@ use super::objects::confirm;
 use crate::cli::{Cli, EventsCmd, InfoCmd, LoginCmd, LogoutCmd, SystemCmd, VersionCmd};
 use crate::client::{query, Client};
 use crate::format::units::human_size4;
-use crate::format::{Format, Template};
+use crate::format::{json_ordered, Format, KeyOrder, Template};
 use crate::status;
+
+const CLIENT_ORDER: KeyOrder = KeyOrder {
+    keys: &[
+        "Debug",
+        "Version",
+        "ApiVersion",
+        "DefaultAPIVersion",
+        "GitCommit",
+        "GoVersion",
+        "Os",
+        "Arch",
+        "BuildTime",
+        "Context",
+        "Plugins",
+        "Warnings",
+    ],
+    nested: &[],
+};
+
+const COMPONENT_ORDER: KeyOrder = KeyOrder {
+    keys: &["Name", "Version", "Details"],
+    nested: &[],
+};
+
+const SERVER_ORDER: KeyOrder = KeyOrder {
+    keys: &[
+        "Platform",
+        "Components",
+        "Version",
+        "ApiVersion",
+        "MinAPIVersion",
+        "GitCommit",
+        "GoVersion",
+        "Os",
+        "Arch",
+        "KernelVersion",
+        "Experimental",
+        "BuildTime",
+    ],
+    nested: &[("Components", &COMPONENT_ORDER)],
+};
+
+/// docker's `version --format json`: its structs' field order.
+const VERSION_ORDER: KeyOrder = KeyOrder {
+    keys: &["Client", "Server"],
+    nested: &[("Client", &CLIENT_ORDER), ("Server", &SERVER_ORDER)],
+};
+
+/// docker's `info --format json`: `system.Info`'s field order, then the client's.
+const INFO_ORDER: KeyOrder = KeyOrder {
+    keys: &[
+        "ID",
+        "Containers",
+        "ContainersRunning",
+        "ContainersPaused",
+        "ContainersStopped",
+        "Images",
+        "Driver",
+        "DriverStatus",
+        "SystemStatus",
+        "Plugins",
+        "MemoryLimit",
+        "SwapLimit",
+        "KernelMemory",
+        "KernelMemoryTCP",
+        "CpuCfsPeriod",
+        "CpuCfsQuota",
+        "CPUShares",
+        "CPUSet",
+        "PidsLimit",
+        "IPv4Forwarding",
+        "BridgeNfIptables",
+        "BridgeNfIp6tables",
+        "Debug",
+        "NFd",
+        "OomKillDisable",
+        "NGoroutines",
+        "SystemTime",
+        "LoggingDriver",
+        "CgroupDriver",
+        "CgroupVersion",
+        "NEventsListener",
+        "KernelVersion",
+        "OperatingSystem",
+        "OSVersion",
+        "OSType",
+        "Architecture",
+        "IndexServerAddress",
+        "RegistryConfig",
+        "NCPU",
+        "MemTotal",
+        "GenericResources",
+        "DockerRootDir",
+        "HttpProxy",
+        "HttpsProxy",
+        "NoProxy",
+        "Name",
+        "Labels",
+        "ExperimentalBuild",
+        "ServerVersion",
+        "Runtimes",
+        "DefaultRuntime",
+        "Swarm",
+        "LiveRestoreEnabled",
+        "Isolation",
+        "InitBinary",
+        "ContainerdCommit",
+        "RuncCommit",
+        "InitCommit",
+        "SecurityOptions",
+        "ProductLicense",
+        "DefaultAddressPools",
+        "FirewallBackend",
+        "CDISpecDirs",
+        "Containerd",
+        "Warnings",
+    ],
+    nested: &[("ClientInfo", &CLIENT_ORDER)],
+};
+
+/// `--format` for one object: `json` in the key order docker prints, else a template.
+fn object_out(fmt: &str, v: &Value, order: &KeyOrder<'_>) -> Result<i32> {
+    if fmt.trim() == "json" {
+        let mut s = json_ordered(v, order);
+        // ClientInfo comes after the daemon's fields in docker's info.
+        if let (Some(ci), Value::Object(m)) = (v.get("ClientInfo"), v) {
+            let mut without = m.clone();
+            without.remove("ClientInfo");
+            let head = json_ordered(&Value::Object(without), order);
+            let tail = json_ordered(ci, &CLIENT_ORDER);
+            s = format!(
+                "{},\"ClientInfo\":{tail}}}",
+                head.strip_suffix('}').unwrap_or(&head)
+            );
+            if head == "{}" {
+                s = format!("{{\"ClientInfo\":{tail}}}");
+            }
+        }
+        println!("{s}");
+        return Ok(0);
+    }
+    template_out(fmt, v)
+}
 
 fn template_out(fmt: &str, v: &Value) -> Result<i32> {
     let f = if fmt.trim() == "json" {
@@ -51,7 +194,7 @@ pub fn info(c: &Client, i: InfoCmd) -> Result<i32> {
     let mut v: Value = c.get_json("/info")?;
     if let Some(f) = &i.format {
         v["ClientInfo"] = client_info(c);
-        return template_out(f, &v);
+        return object_out(f, &v, &INFO_ORDER);
     }
     let s = |k: &str| match &v[k] {
         Value::String(x) => x.clone(),
@@ -171,7 +314,7 @@ pub fn version(c: &Client, v: VersionCmd) -> Result<i32> {
     let server: std::result::Result<Value, _> = c.get_json("/version");
     if let Some(f) = &v.format {
         let all = json!({"Client": client, "Server": server.as_ref().ok()});
-        template_out(f, &all)?;
+        object_out(f, &all, &VERSION_ORDER)?;
         return server.map(|_| 0).map_err(Into::into);
     }
     println!("Client:");
@@ -315,10 +458,19 @@ pub fn df_rows(v: &Value) -> Vec<Value> {
     let arr = |k: &str| v[k].as_array().cloned().unwrap_or_default();
     let images = arr("Images");
     let layers = v["LayersSize"].as_f64().unwrap_or(0.0);
+    // As docker: an image in use counts its unique size; unknown sizes (-1) count nothing.
     let used: f64 = images
         .iter()
-        .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
-        .map(|i| i["Size"].as_f64().unwrap_or(0.0))
+        .filter(|i| i["Containers"].as_i64().unwrap_or(0) != 0)
+        .map(|i| {
+            let size = i["Size"].as_f64().unwrap_or(-1.0);
+            let shared = i["SharedSize"].as_f64().unwrap_or(-1.0);
+            if size < 0.0 || shared < 0.0 {
+                0.0
+            } else {
+                size - shared
+            }
+        })
         .sum();
     let img_active = images
         .iter()

@@ -6,7 +6,7 @@ pub mod units;
 
 use serde_json::Value;
 
-pub use template::Template;
+pub use template::{Labels, Template};
 
 /// Go's `text/tabwriter` as docker's formatters configure it (minwidth 10,
 /// padding 3, spaces): every tab-terminated cell is padded to its column's width.
@@ -75,6 +75,27 @@ impl Format {
     /// Renders `rows` (JSON objects of a command's fields), with `headers`
     /// naming each field's column title.
     pub fn render(&self, rows: &[Value], headers: &[(&str, &str)]) -> Result<String, String> {
+        self.render_labeled(rows, None, headers)
+    }
+
+    /// The same for contexts with docker's `Label "key"` method: `labels[i]`
+    /// is row i's label object.
+    pub fn render_labeled(
+        &self,
+        rows: &[Value],
+        labels: Option<&[Value]>,
+        headers: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let empty = Value::Object(serde_json::Map::new());
+        let lab = |i: usize| match labels {
+            None => Labels::None,
+            Some(l) => Labels::Of(l.get(i).unwrap_or(&empty)),
+        };
+        let head_labels = if labels.is_some() {
+            Labels::Header
+        } else {
+            Labels::None
+        };
         // A template naming an unknown field fails even with no rows, as docker's.
         let blank: serde_json::Map<String, Value> = headers
             .iter()
@@ -84,15 +105,20 @@ impl Format {
             let t = match self {
                 Format::Raw(t) | Format::Table(t) => t,
             };
-            t.render(&Value::Object(blank), true)
+            let l = if labels.is_some() {
+                Labels::Of(&empty)
+            } else {
+                Labels::None
+            };
+            t.render_with(&Value::Object(blank), true, l)
                 .map_err(|e| format!("failed to execute template: {e}"))?;
         }
         match self {
             Format::Raw(t) => {
                 let mut out = String::new();
-                for r in rows {
+                for (i, r) in rows.iter().enumerate() {
                     out.push_str(
-                        &t.render(r, true)
+                        &t.render_with(r, true, lab(i))
                             .map_err(|e| format!("failed to execute template: {e}"))?,
                     );
                     out.push('\n');
@@ -110,16 +136,73 @@ impl Format {
                         h.insert(f.clone(), Value::String(f.to_uppercase()));
                     }
                 }
-                let mut text = t.render(&Value::Object(h), false)?;
+                let mut text = t.render_with(&Value::Object(h), false, head_labels)?;
                 text.push('\n');
-                for r in rows {
-                    text.push_str(&t.render(r, true)?);
+                for (i, r) in rows.iter().enumerate() {
+                    text.push_str(&t.render_with(r, true, lab(i))?);
                     text.push('\n');
                 }
                 Ok(tabwrite(&text))
             }
         }
     }
+}
+
+/// The key order of a Go struct docker marshals (`--format json` of
+/// `version` and `info`): listed keys first in this order, then any others
+/// sorted; `nested` orders the objects (or arrays of objects) under a key.
+pub struct KeyOrder<'a> {
+    pub keys: &'a [&'a str],
+    pub nested: &'a [(&'a str, &'a KeyOrder<'a>)],
+}
+
+/// Compact JSON of `v` with its object keys in `order` (Go's HTML escaping
+/// included, as docker's encoder).
+pub fn json_ordered(v: &Value, order: &KeyOrder<'_>) -> String {
+    fn esc(s: String) -> String {
+        s.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+    }
+    fn plain(v: &Value) -> String {
+        esc(serde_json::to_string(v).unwrap_or_default())
+    }
+    let Value::Object(m) = v else {
+        return match v {
+            Value::Array(a) => format!(
+                "[{}]",
+                a.iter()
+                    .map(|x| json_ordered(x, order))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            other => plain(other),
+        };
+    };
+    let mut keys: Vec<&String> = Vec::new();
+    for k in order.keys {
+        if let Some((key, _)) = m.get_key_value(*k) {
+            keys.push(key);
+        }
+    }
+    let mut rest: Vec<&String> = m
+        .keys()
+        .filter(|k| !order.keys.contains(&k.as_str()))
+        .collect();
+    rest.sort();
+    keys.extend(rest);
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let val = &m[k.as_str()];
+            let body = match order.nested.iter().find(|(n, _)| *n == k.as_str()) {
+                Some((_, o)) => json_ordered(val, o),
+                None => plain(val),
+            };
+            format!("{}:{body}", plain(&Value::String((*k).clone())))
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
 }
 
 /// Go's `json.Indent(dst, src, "", indent)`: the daemon's bytes and key
@@ -259,6 +342,24 @@ mod tests {
                 .render(&[], &h)
                 .unwrap(),
             ""
+        );
+    }
+
+    #[test]
+    fn ordered_like_go_structs() {
+        const INNER: KeyOrder = KeyOrder {
+            keys: &["Name", "Version"],
+            nested: &[],
+        };
+        const OUTER: KeyOrder = KeyOrder {
+            keys: &["Version", "Components", "Api"],
+            nested: &[("Components", &INNER)],
+        };
+        let v = json!({"Api": "1.47", "Zed": 1, "Extra": "<x>", "Version": "1",
+                       "Components": [{"Version": "2", "Name": "E", "Details": {"b": 1, "a": 2}}]});
+        assert_eq!(
+            json_ordered(&v, &OUTER),
+            r#"{"Version":"1","Components":[{"Name":"E","Version":"2","Details":{"a":2,"b":1}}],"Api":"1.47","Extra":"\u003cx\u003e","Zed":1}"#
         );
     }
 

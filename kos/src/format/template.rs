@@ -226,8 +226,23 @@ impl Template {
     /// Renders with `root` as dot. `strict`: a missing field of the root is an
     /// error (docker's typed contexts for ps, images, ...), not "<no value>".
     pub fn render(&self, root: &Value, strict: bool) -> Result<String, String> {
+        self.render_with(root, strict, Labels::None)
+    }
+
+    /// Renders with docker's `Label "key"` method on dot (containers,
+    /// volumes, networks): `labels` answers it.
+    pub fn render_with(
+        &self,
+        root: &Value,
+        strict: bool,
+        labels: Labels<'_>,
+    ) -> Result<String, String> {
         let mut out = String::new();
-        let cx = Cx { root, strict };
+        let cx = Cx {
+            root,
+            strict,
+            labels,
+        };
         cx.nodes(&self.nodes, root, &mut out)?;
         Ok(out)
     }
@@ -262,9 +277,19 @@ impl Template {
     }
 }
 
+/// What `{{.Label "key"}}` reads: nothing (the context has no such method),
+/// an object's labels, or the header row of a table (the key itself).
+#[derive(Debug, Clone, Copy)]
+pub enum Labels<'a> {
+    None,
+    Of(&'a Value),
+    Header,
+}
+
 struct Cx<'a> {
     root: &'a Value,
     strict: bool,
+    labels: Labels<'a>,
 }
 
 fn truthy(v: &Value) -> bool {
@@ -438,11 +463,43 @@ impl Cx<'_> {
                         v
                     }
                 }
-                other => {
-                    if cmd.len() > 1 || prev.is_some() {
-                        return Err(format!("can't give argument to non-function {other:?}"));
+                Arg::Field(f)
+                    if f.len() == 1
+                        && f[0] == "Label"
+                        && !matches!(self.labels, Labels::None)
+                        && std::ptr::eq(dot, self.root) =>
+                {
+                    let mut args = Vec::new();
+                    for a in &cmd[1..] {
+                        args.push(self.arg(a, dot)?);
                     }
-                    self.arg(other, dot)?
+                    if let Some(pv) = prev.take() {
+                        args.push(pv);
+                    }
+                    if args.len() != 1 {
+                        return Err(format!(
+                            "template: :1: executing \"\" at <.Label>: wrong number of args for Label: want 1 got {}",
+                            args.len()
+                        ));
+                    }
+                    let key = as_str(&args[0]);
+                    match self.labels {
+                        Labels::Header => Value::String(key),
+                        Labels::Of(m) => Value::String(m.get(&key).map(as_str).unwrap_or_default()),
+                        Labels::None => Value::Null,
+                    }
+                }
+                other => {
+                    // A missing field is reported first, as Go evaluates it first.
+                    let v = self.arg(other, dot)?;
+                    if cmd.len() > 1 || prev.is_some() {
+                        let name = match other {
+                            Arg::Field(f) => format!(".{}", f.join(".")),
+                            o => format!("{o:?}"),
+                        };
+                        return Err(format!("can't give argument to non-function {name}"));
+                    }
+                    v
                 }
             };
             prev = Some(v);
@@ -634,6 +691,35 @@ mod tests {
         assert_eq!(r("{{printf \"%s-%d\" .ID .State.Pid}}", &v), "abc-42");
         assert_eq!(r("{{len .Names}}", &v), "2");
         assert_eq!(r("x {{- .ID -}} y", &v), "xabcy");
+    }
+
+    #[test]
+    fn label_method() {
+        let t = Template::parse("{{.Names}} {{.Label \"k\"}}|{{\"a\" | .Label}}|{{.Label \"x\"}}|")
+            .unwrap();
+        let row = json!({"Names": "c1", "Labels": "a=b,k=v"});
+        let labels = json!({"k": "v", "a": "b"});
+        assert_eq!(
+            t.render_with(&row, true, Labels::Of(&labels)).unwrap(),
+            "c1 v|b||"
+        );
+        let head = json!({"Names": "NAMES"});
+        assert_eq!(
+            t.render_with(&head, false, Labels::Header).unwrap(),
+            "NAMES k|a|x|"
+        );
+        // No labels map: a field like any other, missing in docker's image context.
+        assert!(t.render(&row, true).is_err());
+        let two = Template::parse("{{.Label \"a\" \"b\"}}").unwrap();
+        let e = two
+            .render_with(&row, true, Labels::Of(&labels))
+            .unwrap_err();
+        assert!(e.contains("want 1 got 2"), "{e}");
+        // Inside range, dot is not the context: no method there.
+        let r = Template::parse("{{range .L}}{{.Label \"k\"}}{{end}}").unwrap();
+        assert!(r
+            .render_with(&json!({"L": [{"x": 1}]}), true, Labels::Of(&labels))
+            .is_err());
     }
 
     #[test]
