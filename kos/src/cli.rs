@@ -1106,6 +1106,9 @@ pub struct UnitEnableCmd {
     /// Print nothing about the links made or removed
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Do not reload the unit files afterwards
+    #[arg(long = "no-reload")]
+    pub no_reload: bool,
     #[arg(required = true, value_name = "UNIT")]
     pub units: Vec<String>,
 }

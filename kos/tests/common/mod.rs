@@ -280,6 +280,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// A kosd with extra flags (unit directories, TLS listeners, ...).
+    pub fn start_with(extra: &[String]) -> Daemon {
         let kosd = bin("kosd");
         let dir = TempDir::new("kosd");
         let sock = dir.path("run/kos.sock");
@@ -294,6 +299,7 @@ impl Daemon {
             .arg(dir.path("run"))
             .arg("--config-file")
             .arg(dir.path("daemon.json"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -127,6 +127,10 @@ pub fn enable(c: &Client, e: UnitEnableCmd, enable: bool) -> Result<i32> {
             Err(x) => return Err(x.into()),
         }
     }
+    // As systemctl: the manager reloads so the links take effect at once.
+    if code == 0 && !e.no_reload {
+        reload(c)?;
+    }
     if code == 0 && e.now {
         code = job(c, &e.units, if enable { "start" } else { "stop" })?;
     }
