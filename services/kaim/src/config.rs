@@ -46,6 +46,18 @@ pub struct Config {
     /// Mode of the sockets kaim makes (clients are told apart by credentials, not by mode).
     #[serde(default = "default_socket_mode")]
     pub socket_mode: u32,
+    /// Where the engine adds and removes grants at run time (root only).
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// Where a grant's policy given by name is found (`NAME.rego`).
+    #[serde(default = "default_policy_dir")]
+    pub policy_dir: PathBuf,
+}
+
+pub const DEFAULT_POLICY_DIR: &str = "/etc/kos/kaim/policies";
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_POLICY_DIR)
 }
 
 fn default_max_body() -> usize {
@@ -80,9 +92,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         self.upstream_path()?;
-        if self.grants.is_empty() && self.users.is_none() {
+        if self.grants.is_empty() && self.users.is_none() && self.control_socket.is_none() {
             return Err(Error::Config(
-                "nothing to serve: give at least one grant or a users socket".into(),
+                "nothing to serve: give at least one grant, a users socket or a control socket"
+                    .into(),
             ));
         }
         let mut sockets = std::collections::HashSet::new();
@@ -102,6 +115,11 @@ impl Config {
                     "socket {} used twice",
                     g.socket.display()
                 )));
+            }
+        }
+        if let Some(c) = &self.control_socket {
+            if !sockets.insert(c) {
+                return Err(Error::Config(format!("socket {} used twice", c.display())));
             }
         }
         if let Some(u) = &self.users {

@@ -37,6 +37,12 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{op} {path}: {source}")]
+    Socket {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("identifying peer: {0}")]
     Peer(std::io::Error),
 }

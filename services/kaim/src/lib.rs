@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod body;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod identity;
 pub mod input;

@@ -1,7 +1,6 @@
 //! `kaim`: serve the grant sockets and the per-user socket until SIGTERM.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,6 +39,12 @@ struct Args {
     /// Largest request body read (bytes); larger bodies are refused.
     #[arg(long)]
     max_body: Option<usize>,
+    /// Control socket where the engine adds and removes grants while kaim runs (root only).
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Directory of policies that grants name without a path (NAME.rego).
+    #[arg(long)]
+    policy_dir: Option<PathBuf>,
 }
 
 fn load(args: Args) -> anyhow::Result<Config> {
@@ -52,8 +57,16 @@ fn load(args: Args) -> anyhow::Result<Config> {
             grants: Vec::new(),
             users: None,
             socket_mode: 0o666,
+            control_socket: None,
+            policy_dir: PathBuf::from(config::DEFAULT_POLICY_DIR),
         },
     };
+    if let Some(s) = args.control_socket {
+        c.control_socket = Some(s);
+    }
+    if let Some(d) = args.policy_dir {
+        c.policy_dir = d;
+    }
     if let Some(u) = args.upstream {
         c.upstream = u;
     }
@@ -84,20 +97,7 @@ fn load(args: Args) -> anyhow::Result<Config> {
 }
 
 fn bind(path: &Path, mode: u32) -> anyhow::Result<tokio::net::UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?,
-        Ok(_) => bail!("{} exists and is not a socket", path.display()),
-        Err(_) => {}
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let l = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    Ok(l)
+    Ok(kaim::control::bind_socket(path, mode)?)
 }
 
 fn grant_identify(g: &Grant) -> anyhow::Result<Identify> {
@@ -141,6 +141,17 @@ async fn run(c: Config) -> anyhow::Result<()> {
     }
     let mut sockets = Vec::new();
     let mut policies: Vec<Arc<Policy>> = Vec::new();
+    let grants = Arc::new(kaim::control::Grants::new(
+        shared.clone(),
+        c.socket_mode,
+        c.policy_dir.clone(),
+    ));
+    if let Some(path) = &c.control_socket {
+        // Root only: a grant hands out the engine's API.
+        let l = kaim::control::bind_socket(path, 0o600)?;
+        sockets.push(path.clone());
+        tokio::spawn(kaim::control::serve(l, grants.clone()));
+    }
     for (path, ident) in plans {
         let l = bind(&path, c.socket_mode)?;
         sockets.push(path);
@@ -184,6 +195,8 @@ async fn run(c: Config) -> anyhow::Result<()> {
                     let _ = n.notify("RELOADING=1");
                 }
                 let mut failed = 0;
+                let policies: Vec<Arc<Policy>> =
+                    policies.iter().cloned().chain(grants.policies()).collect();
                 for p in &policies {
                     if let Err(e) = p.reload() {
                         eprintln!("kaim: reload: {e}");
@@ -202,6 +215,7 @@ async fn run(c: Config) -> anyhow::Result<()> {
     if let Some(n) = &notifier {
         let _ = n.notify("STOPPING=1");
     }
+    grants.clear();
     for s in sockets {
         let _ = std::fs::remove_file(s);
     }
