@@ -3,6 +3,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
 
 use crate::options::RuntimeOptions;
 use crate::stdio::ChildStdio;
@@ -183,6 +184,7 @@ impl Runtime {
     }
 
     fn run(&self, step: &str, args: &[&str], input: Option<&[u8]>) -> Result<()> {
+        let started = Instant::now();
         let off = self.log_offset();
         let mut cmd = self.command(args);
         cmd.stdin(if input.is_some() {
@@ -205,17 +207,29 @@ impl Runtime {
             let _ = std::io::copy(&mut e, &mut std::io::sink());
         }
         let status = child.wait().map_err(|e| self.spawn_error(step, e))?;
+        self.timed(step, started);
         self.check(step, status, off, &stderr)
     }
 
     fn run_with_stdio(&self, step: &str, args: &[&str], stdio: ChildStdio) -> Result<()> {
+        let started = Instant::now();
         let off = self.log_offset();
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
         let status = cmd.status().map_err(|e| self.spawn_error(step, e))?;
+        self.timed(step, started);
         self.check(step, status, off, &[])
+    }
+
+    /// How long the runtime took, in the debug log: most of a lifecycle is spent there.
+    fn timed(&self, step: &str, started: Instant) {
+        crate::log::debug(&format!(
+            "{} {step}: {} us",
+            self.binary,
+            started.elapsed().as_micros()
+        ));
     }
 
     fn check(&self, step: &str, status: ExitStatus, log_off: u64, stderr: &[u8]) -> Result<()> {

@@ -253,9 +253,16 @@ impl Server {
                     format!("service {} is not served here", req.service),
                 ))),
                 Ok(req) => {
-                    crate::log::debug(&format!("request {}", req.method));
-                    self.service
-                        .dispatch(conn_id, h.stream_id, &req.method, &req.payload)
+                    let started = Instant::now();
+                    let r = self
+                        .service
+                        .dispatch(conn_id, h.stream_id, &req.method, &req.payload);
+                    crate::log::debug(&format!(
+                        "request {}: {} us",
+                        req.method,
+                        started.elapsed().as_micros()
+                    ));
+                    r
                 }
             };
             if let Reply::Now(res) = reply {
