@@ -2,7 +2,7 @@
 //!
 //! kos-cri-server --socket PATH --data-dir DIR --exec-root DIR [--registry-config-dir DIR]
 //!     [--cni-conf-dir DIR] [--cni-bin-dir DIR]... [--runtime BIN] [--shim BIN]
-//!     [--cgroup-root NAME]
+//!     [--cgroup-root NAME] [--cdi-spec-dir DIR]... [--stream-address IP:PORT]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +38,9 @@ fn run() -> anyhow::Result<()> {
             | "--cni-bin-dir"
             | "--runtime"
             | "--shim"
-            | "--cgroup-root" => rest.push((flag, value)),
+            | "--cgroup-root"
+            | "--cdi-spec-dir"
+            | "--stream-address" => rest.push((flag, value)),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -48,6 +50,7 @@ fn run() -> anyhow::Result<()> {
     let store = kos_image::Store::open(data.join("image")).context("opening the image store")?;
     let mut cfg = CriConfig::new(data.join("cri"), exec_root, Arc::new(store));
     let mut bin_dirs = Vec::new();
+    let mut cdi_dirs = Vec::new();
     for (flag, value) in rest {
         match flag.as_str() {
             "--registry-config-dir" => cfg.registry_config_dir = value.into(),
@@ -56,11 +59,20 @@ fn run() -> anyhow::Result<()> {
             "--runtime" => cfg.runtime_binary = value,
             "--shim" => cfg.shim_binary = value.into(),
             "--cgroup-root" => cfg.cgroup_root = value,
+            "--cdi-spec-dir" => cdi_dirs.push(PathBuf::from(value)),
+            "--stream-address" => {
+                cfg.stream_address = value
+                    .parse()
+                    .with_context(|| format!("invalid --stream-address {value:?}"))?
+            }
             _ => {}
         }
     }
     if !bin_dirs.is_empty() {
         cfg.cni_bin_dirs = bin_dirs;
+    }
+    if !cdi_dirs.is_empty() {
+        cfg.cdi_spec_dirs = cdi_dirs;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

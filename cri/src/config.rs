@@ -28,6 +28,8 @@ pub struct CriConfig {
     pub shim_binary: PathBuf,
     /// The cgroup parent of pods that come without one (cgroupfs driver).
     pub cgroup_root: String,
+    /// CDI spec directories, lowest priority first (default /etc/cdi, /var/run/cdi).
+    pub cdi_spec_dirs: Vec<PathBuf>,
     /// Where the streaming server of Exec/Attach/PortForward listens (port 0: any).
     pub stream_address: SocketAddr,
 }
@@ -53,6 +55,7 @@ impl CriConfig {
             runtime_binary: "kosrun".into(),
             shim_binary: kos_shim_client::LaunchOptions::find_shim(None),
             cgroup_root: "kos".into(),
+            cdi_spec_dirs: kadcm::cdi::default_dirs(),
             stream_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         }
     }

@@ -42,6 +42,12 @@ pub enum Error {
         #[source]
         source: kos_shim_client::Error,
     },
+    #[error("{step}: {source}")]
+    Cdi {
+        step: String,
+        #[source]
+        source: kadcm::Error,
+    },
     #[error("{step} {}: {source}", path.display())]
     Io {
         step: &'static str,
@@ -105,6 +111,8 @@ impl Error {
                 kos_image::Error::InvalidReference { .. } => Code::InvalidArgument,
                 _ => Code::Unknown,
             },
+            // An unknown device, a broken spec or a missing host node: the request's fault.
+            Error::Cdi { .. } => Code::InvalidArgument,
             Error::Shim { source, .. } => match source.kind() {
                 K::NotFound => Code::NotFound,
                 K::AlreadyExists => Code::AlreadyExists,

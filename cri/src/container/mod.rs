@@ -245,6 +245,20 @@ impl Core {
         let stop_signal = blocking(move || {
             std::fs::create_dir_all(&b).map_err(|e| Error::io("creating", &b, e))?;
             let made = (|| {
+                // CDI devices resolve (names, specs, host nodes) before anything is made.
+                let names = spec::cdi_names(&cfg);
+                let cdi = if names.is_empty() {
+                    None
+                } else {
+                    Some(
+                        kadcm::cdi::resolve(&names, &core.config.cdi_spec_dirs).map_err(|e| {
+                            Error::Cdi {
+                                step: format!("CDI devices {names:?}"),
+                                source: e,
+                            }
+                        })?,
+                    )
+                };
                 let rootfs = core
                     .images
                     .store
@@ -262,6 +276,15 @@ impl Core {
                     image: &image,
                     rootfs: &rootfs.path,
                     cgroups_path: &cg,
+                });
+                let built = built.and_then(|(mut spec, sig)| {
+                    if let Some(edits) = &cdi {
+                        kadcm::cdi::json::apply(&mut spec, edits).map_err(|e| Error::Cdi {
+                            step: "applying CDI device edits".into(),
+                            source: e,
+                        })?;
+                    }
+                    Ok((spec, sig))
                 });
                 let (spec, sig) = match built {
                     Ok(x) => x,

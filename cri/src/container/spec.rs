@@ -540,3 +540,31 @@ pub fn build(input: &SpecInput<'_>) -> Result<(Value, i32)> {
     });
     Ok((spec, rc.stop_signal))
 }
+
+/// Annotations naming CDI devices (`cdi.k8s.io/<any>: vendor/class=name[,...]`), the form
+/// kubelet's device plugins used before the `CDI_devices` field.
+pub const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
+/// The qualified CDI device names a container asks for: the `CDI_devices` field first,
+/// then the annotations (in key order, so the result is stable), each name once.
+pub fn cdi_names(c: &cri::ContainerConfig) -> Vec<String> {
+    let mut names: Vec<String> = c.cdi_devices.iter().map(|d| d.name.clone()).collect();
+    let mut keys: Vec<&String> = c
+        .annotations
+        .keys()
+        .filter(|k| k.starts_with(CDI_ANNOTATION_PREFIX))
+        .collect();
+    keys.sort();
+    for k in keys {
+        names.extend(
+            c.annotations[k]
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(String::from),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
