@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # containerd-shim-kos-v2 vs containerd-shim-runc-v2 on the same private containerd:
-#  - `ctr run --rm` of busybox `true` (target: kos shim at or under 0.5x the runc shim), and
-#    the same lifecycle through each shim alone (shim/examples/lifecycle.rs, same runtime);
+#  - `ctr run --rm` of busybox `true` (target: kos shim at or under 0.5x the runc shim), with
+#    the floor of that containerd measured in the same run: a shim that runs nothing
+#    (shim/examples/noop_shim.rs, containerd-shim-noop-v2), so what is left is containerd's
+#    and ctr's own time; and the same lifecycle through each shim alone
+#    (shim/examples/lifecycle.rs, same runtime);
 #  - idle shim memory with 1 and with 10 containers, RSS and PSS from /proc/PID/smaps_rollup
 #    (target: at or under conmon's footprint, measured here too when podman can run it, and
 #    at or under 0.2x containerd-shim-runc-v2).
@@ -11,8 +14,9 @@ release=$here/../target/release
 shim=${KOS_SHIM:-$release/containerd-shim-kos-v2}
 kosrun=${KOSRUN:-$release/kosrun}
 runs=${RUNS:-20}
-for f in "$shim" "$kosrun"; do
-    [ -x "$f" ] || { echo "missing $f: cargo build --release -p kos-shim -p kosrun" >&2; exit 1; }
+noop=${KOS_NOOP_SHIM:-$release/examples/noop_shim}
+for f in "$shim" "$kosrun" "$noop"; do
+    [ -x "$f" ] || { echo "missing $f: cargo build --release -p kos-shim -p kosrun && cargo build --release -p kos-shim --examples" >&2; exit 1; }
 done
 
 work=$(mktemp -d /tmp/kos-bench-shim.XXXXXX)
@@ -34,9 +38,11 @@ cleanup() {
         podman $podman_opts rm -f -a >/dev/null 2>&1
         podman $podman_opts system reset -f >/dev/null 2>&1
     fi
-    for p in $(pgrep -f -- "-address $sock " 2>/dev/null) $(pgrep -f -- "-namespace $ns-lc " 2>/dev/null); do
+    for p in $(pgrep -f -- "-address $sock " 2>/dev/null) $(pgrep -f -- "-namespace $ns-lc " 2>/dev/null) \
+        $(pgrep -f -- "serve /run/containerd/s/noop-$ns-" 2>/dev/null); do
         kill -9 "$p" 2>/dev/null
     done
+    rm -f /run/containerd/s/noop-"$ns"-*
     grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
     for d in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/unified/"$ns"; do
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
@@ -50,6 +56,7 @@ trap cleanup EXIT
 mkdir -p "$work/bin"
 cp "$shim" "$work/bin/containerd-shim-kos-v2"
 ln -s "$(readlink -f "$kosrun")" "$work/bin/kosrun"
+cp "$noop" "$work/bin/containerd-shim-noop-v2"
 
 # A busybox image built here (docker-save layout), never downloaded.
 mkdir -p "$work/img/root/bin" "$work/img/out"
@@ -82,12 +89,16 @@ $ctr images import "$work/busybox.tar" >/dev/null
 echo "== ctr run --rm busybox true: io.containerd.kos.v2 vs io.containerd.runc.v2 ($runs runs)"
 hyperfine --warmup 3 --runs "$runs" --export-json "$work/run.json" \
     -n kos "$ctr run --rm --runtime io.containerd.kos.v2 $img k\$(date +%s%N) true" \
-    -n runc "$ctr run --rm --runtime io.containerd.runc.v2 $img r\$(date +%s%N) true" >/dev/null
+    -n runc "$ctr run --rm --runtime io.containerd.runc.v2 $img r\$(date +%s%N) true" \
+    -n noop "$ctr run --rm --runtime io.containerd.noop.v2 $img n\$(date +%s%N) true" >/dev/null
 python3 - "$work/run.json" <<'PY'
 import json, sys
 res = {r["command"]: r["median"] * 1000 for r in json.load(open(sys.argv[1]))["results"]}
-k, r = res["kos"], res["runc"]
+k, r, n = res["kos"], res["runc"], res["noop"]
 print(f"ctr run --rm medians: kos shim {k:.1f} ms, runc shim {r:.1f} ms; kos/runc = {k / r:.2f} (target <= 0.5)")
+print(f"  floor (no-op shim, no runtime: containerd + ctr alone) {n:.1f} ms = {n / r:.2f} of runc;")
+print(f"  above the floor: kos shim + kosrun {k - n:.1f} ms, runc shim + runc {r - n:.1f} ms ({(k - n) / (r - n):.2f});")
+print(f"  0.5x would leave the kos shim and its runtime {max(0.5 * r - n, 0):.1f} ms")
 PY
 
 # The shims alone, without containerd: start, Create, Start, Wait, Delete, Shutdown driven by
@@ -153,6 +164,7 @@ c, kr, kp, kn, rr, rp, rn = map(int, sys.argv[1:])
 print(f"  kos shim : {kn} process(es), RSS {kr / c / 1024:.2f} MB, PSS {kp / c / 1024:.2f} MB per container")
 print(f"  runc shim: {rn} process(es), RSS {rr / c / 1024:.2f} MB, PSS {rp / c / 1024:.2f} MB per container")
 print(f"  kos/runc: RSS {kr / rr:.3f}, PSS {kp / rp:.3f} (target <= 0.2)")
+print(f"  kos shim vs conmon's footprint: RSS {kr / c / 1024:.2f} of 2 MB, PSS {kp / c / 1024:.2f} of 0.6 MB (target: at or under both)")
 PY
     for t in $($ctr tasks ls -q); do $ctr tasks kill -s 9 "$t" >/dev/null; done
     sleep 0.5
