@@ -225,3 +225,146 @@ fn raw_attach_and_detach(k: &Kosd, name: &str) -> String {
     }
     String::from_utf8_lossy(&got).into_owned()
 }
+
+/// `docker exec -it --detach-keys` through a pty: the keys end the CLI's stream and the
+/// exec's shell keeps running (with its terminal); a raw client's keys make kosd end the
+/// stream itself and say `exec_detach`.
+#[test]
+fn exec_detach_keys_leave_the_process_running() {
+    let k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let img = reg.image("execdetach:1");
+    push_busybox(&img, &ImageSpec::default());
+    k.docker_ok(&["pull", "-q", &img]);
+    let name = unique("xdet");
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        &img,
+        "sleep",
+        "300",
+    ]);
+    // Bad keys are refused when the exec is created.
+    let (st, body) = k.http(
+        "POST",
+        &format!("/containers/{name}/exec"),
+        br#"{"Cmd":["true"],"DetachKeys":"ctrl-x,alt-y"}"#,
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("detach keys"), "{body}");
+
+    let docker = format!(
+        "DOCKER_CONFIG={} {DOCKER} -H {}",
+        k.dir.join("docker-config").display(),
+        k.host()
+    );
+    let s = unique("xtty");
+    let _t = Tmux(s.clone());
+    tmux_session(
+        &s,
+        &format!(
+            "{docker} exec -it --detach-keys ctrl-x,y {name} sh; echo exec-ended-$?; sleep 30"
+        ),
+    );
+    wait_screen(&k, &s, "/ #");
+    tmux_keys(
+        &s,
+        &["echo $$ > /tmp/exec-pid; echo in-exec-$((40+2))", "Enter"],
+    );
+    wait_screen(&k, &s, "in-exec-42");
+    // ctrl-x alone is held, then passed on when the next key is not `y`.
+    tmux_keys(&s, &["C-x", "C-x", "y"]);
+    wait_screen(&k, &s, "exec-ended-");
+    let pid = k.docker_ok(&["exec", &name, "cat", "/tmp/exec-pid"]);
+    let pid = pid.trim();
+    assert!(!pid.is_empty());
+    // The exec's shell is still there, still on its terminal.
+    std::thread::sleep(Duration::from_millis(300));
+    let stat = k.docker_ok(&["exec", &name, "cat", &format!("/proc/{pid}/cmdline")]);
+    assert!(stat.starts_with("sh"), "exec shell gone: {stat:?}");
+    let tty = k.docker_ok(&["exec", &name, "readlink", &format!("/proc/{pid}/fd/0")]);
+    assert!(tty.trim().starts_with("/dev/pts/"), "{tty}");
+
+    // A raw client that sends the keys itself: kosd ends the stream, the exec runs on.
+    let (st, body) = k.http(
+        "POST",
+        &format!("/containers/{name}/exec"),
+        br#"{"Cmd":["sh"],"Tty":true,"AttachStdin":true,"AttachStdout":true,"DetachKeys":"ctrl-x,y"}"#,
+    );
+    assert_eq!(st, 201, "{body}");
+    let xid = serde_json::from_str::<serde_json::Value>(&body).expect("json")["Id"]
+        .as_str()
+        .expect("Id")
+        .to_string();
+    let got = raw_exec_and_detach(&k, &xid);
+    assert!(got.contains("raw-42"), "{got}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, body) = k.http("GET", &format!("/exec/{xid}/json"), b"");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Running"], true, "{body}");
+    // kosd saw the keys itself (the CLI may end its side first): it says so.
+    let ev = k.docker_ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={name}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(ev.lines().any(|l| l == "exec_detach"), "{ev}");
+    k.docker_ok(&["rm", "-f", &name]);
+}
+
+/// A hijacked exec start that types a command, then ctrl-x,y; returns what came back
+/// before kosd ended the stream (the read timeout fails the test if it never does).
+fn raw_exec_and_detach(k: &Kosd, xid: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&k.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let body = r#"{"Detach":false,"Tty":true}"#;
+    write!(
+        s,
+        "POST /exec/{xid}/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).expect("101 response");
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    s.write_all(b"echo raw-$((40+2))\n").expect("type");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains("raw-42") && Instant::now() < deadline {
+        let n = s.read(&mut buf).expect("output");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s.write_all(b"\x18y").expect("detach keys");
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "kosd did not end the exec stream on the detach keys ({e}): {}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}

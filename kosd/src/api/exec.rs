@@ -70,7 +70,7 @@ pub async fn start(
     if !upgrade {
         let running = exec::start(&e, &id).await?;
         let tty = running.tty || sb.tty;
-        let mut rx = output(running, tty, None, e.clone());
+        let (mut rx, _) = output(running, tty, None, e.clone());
         let s = futures_util::stream::poll_fn(move |cx| {
             rx.poll_recv(cx)
                 .map(|o| o.map(|v| Ok::<_, std::convert::Infallible>(Bytes::from(v))))
@@ -85,7 +85,12 @@ pub async fn start(
     // As dockerd: check, answer 101, and only then start the process, so no
     // output can arrive in the same read as the response headers.
     exec::check_startable(&e, &id)?;
-    let tty = e.execs.get(&id)?.config.tty || sb.tty;
+    let rec = e.execs.get(&id)?;
+    let tty = rec.config.tty || sb.tty;
+    // With a terminal, the detach keys end the stream and leave the process running.
+    let keys = tty
+        .then(|| hijack::detach_keys(&rec.config.detach_keys))
+        .transpose()?;
     let (on, resp) = hijack::upgrade(&mut req, tty);
     tokio::spawn(async move {
         let Some(io) = hijack::finish(on).await else {
@@ -105,11 +110,48 @@ pub async fn start(
                 let _ = wr.write_all(&msg).await;
             }
             Ok(running) => {
-                let mut rx = output(running, tty, Some(rd), e.clone());
-                while let Some(chunk) = rx.recv().await {
-                    if wr.write_all(&chunk).await.is_err() {
-                        return;
+                let cid = running.container_id.clone();
+                let (mut rx, detached) = output(running, tty, Some((rd, keys)), e.clone());
+                let mut detached = std::pin::pin!(async {
+                    match detached.await {
+                        Ok(keys) => keys,
+                        Err(_) => std::future::pending::<bool>().await,
                     }
+                });
+                let mut ended_early = None;
+                loop {
+                    let chunk = tokio::select! {
+                        c = rx.recv() => c,
+                        keys = &mut detached => {
+                            ended_early = Some(keys);
+                            None
+                        }
+                    };
+                    let Some(chunk) = chunk else { break };
+                    if wr.write_all(&chunk).await.is_err() {
+                        ended_early = Some(false);
+                        break;
+                    }
+                }
+                if ended_early.is_some() {
+                    // The process keeps running: its output is still read (and dropped),
+                    // so it never blocks on a full terminal or pipe.
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                }
+                if ended_early == Some(true) {
+                    let name = e
+                        .db()
+                        .get::<crate::containers::Container>(crate::state::Table::Containers, &cid)
+                        .ok()
+                        .flatten()
+                        .map(|c| c.name)
+                        .unwrap_or_default();
+                    e.event(
+                        "container",
+                        "exec_detach",
+                        &cid,
+                        &[("name", &name), ("execID", &id)],
+                    );
                 }
             }
         }
@@ -119,15 +161,25 @@ pub async fn start(
     Ok(resp)
 }
 
+/// The client's side of a hijacked exec: its input, and the detach keys watched for in it
+/// (with a terminal only).
+type Input = (tokio::io::ReadHalf<hijack::Upgraded>, Option<Vec<u8>>);
+
 /// Moves a started exec's output (framed unless tty) into a channel, and the
 /// client's input into its stdin; the channel closes once the exit code is known.
+/// The second receiver fires, with a terminal, when the client typed the detach keys
+/// (true) or its input ended (false).
 fn output(
     mut running: exec::Running,
     tty: bool,
-    input: Option<tokio::io::ReadHalf<hijack::Upgraded>>,
+    input: Option<Input>,
     e: Arc<Engine>,
-) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+) -> (
+    tokio::sync::mpsc::Receiver<Vec<u8>>,
+    tokio::sync::oneshot::Receiver<bool>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let (detached_tx, detached_rx) = tokio::sync::oneshot::channel::<bool>();
     let exit = running.exit.clone();
     let streams = [(running.stdout.take(), 1u8), (running.stderr.take(), 2u8)];
     for (pipe, n) in streams {
@@ -153,19 +205,40 @@ fn output(
             }
         });
     }
-    if let (Some(mut rd), Some(mut s)) = (input, running.stdin.take()) {
+    if let (Some((mut rd, keys)), Some(mut s)) = (input, running.stdin.take()) {
         let (cid, xid) = (running.container_id.clone(), running.exec_id.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
+            let mut scan = keys.map(hijack::DetachScanner::new);
+            let mut pass = Vec::new();
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if s.write_all(&buf[..n]).await.is_err() {
+                        pass.clear();
+                        let detach = match scan.as_mut() {
+                            Some(sc) => sc.scan(&buf[..n], &mut pass),
+                            None => {
+                                pass.extend_from_slice(&buf[..n]);
+                                false
+                            }
+                        };
+                        if s.write_all(&pass).await.is_err() {
                             break;
+                        }
+                        if detach {
+                            // As dockerd: the terminal's stdin stays open for the process.
+                            let _ = detached_tx.send(true);
+                            return;
                         }
                     }
                 }
+            }
+            if scan.is_some() {
+                // As dockerd: with a terminal, the end of the client's input ends this
+                // stream but not the process, whose terminal stays open.
+                let _ = detached_tx.send(false);
+                return;
             }
             use std::os::fd::AsRawFd;
             crate::containers::fifo::drain(s.as_raw_fd()).await;
@@ -188,7 +261,7 @@ fn output(
         }
         drop(tx);
     });
-    rx
+    (rx, detached_rx)
 }
 
 pub async fn inspect(

@@ -115,6 +115,8 @@ pub fn create(e: &Engine, key: &str, cfg: ExecConfig) -> Result<String> {
     if cfg.cmd.is_empty() {
         return Err(ApiError::bad("No exec command specified"));
     }
+    // As dockerd: bad detach keys are refused here, not when the exec starts.
+    crate::api::hijack::detach_keys(&cfg.detach_keys)?;
     let id = crate::engine::random_id()?;
     e.execs.put(ExecRecord {
         id: id.clone(),
