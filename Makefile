@@ -8,6 +8,7 @@ RUNTIME ?= $(KOSRUN)
 PREFIX ?= /usr/local
 SYSTEMD_UNIT_DIR ?= /lib/systemd/system
 KOS_UNIT_DIR ?= /usr/lib/kos/units
+KOS_IMAGE_DIR ?= /usr/lib/kos/images
 
 .PHONY: all deps build install demo test unit conformance lint bench clean
 
@@ -35,6 +36,11 @@ install: build
 		rm -f kosd.service.tmp && echo "installed $(DESTDIR)$(SYSTEMD_UNIT_DIR)/kosd.service"
 	@for u in units/shipped/* services/units/*; do \
 		install -D -m 0644 $$u $(DESTDIR)$(KOS_UNIT_DIR)/$$(basename $$u) && echo "installed $(DESTDIR)$(KOS_UNIT_DIR)/$$(basename $$u)"; \
+	done
+	@# The units' images (kosd loads them into its store at start when missing).
+	@NO_BUILD=1 bash services/build-images.sh target/kos-images >/dev/null && \
+	for i in target/kos-images/*.oci.tar; do \
+		install -D -m 0644 $$i $(DESTDIR)$(KOS_IMAGE_DIR)/$$(basename $$i) && echo "installed $(DESTDIR)$(KOS_IMAGE_DIR)/$$(basename $$i)"; \
 	done
 
 demo: build

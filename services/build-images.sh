@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=${1:-$TARGET_DIR/kos-images}
-SERVICES=(kaim kadcm)
+SERVICES=(kaim kadcm kos-dns)
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 for tool in tar gzip sha256sum ldd "$BUSYBOX"; do
@@ -40,7 +40,7 @@ for name in "${SERVICES[@]}"; do
     [ -x "$bin" ] || { echo "build-images: $bin missing (cargo build --release -p $name)" >&2; exit 1; }
     R=$T/$name/rootfs
     LAYOUT=$T/$name/oci
-    mkdir -p "$R"/{bin,usr/bin,etc,tmp,run/kos,var/log/kos,var/run/cdi,etc/kos/$name,dev,proc,sys} "$LAYOUT/blobs/sha256"
+    mkdir -p "$R"/{bin,usr/bin,etc,tmp,run/kos,run/host,var/log/kos,var/run/cdi,etc/kos/$name,dev,proc,sys} "$LAYOUT/blobs/sha256"
     chmod 1777 "$R/tmp"
     install -m 0755 "$bin" "$R/usr/bin/$name"
     install -m 0755 "$BUSYBOX" "$R/bin/busybox"

@@ -152,7 +152,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "network reconcile failed"),
     }
     // kos-dns before containers start again, so their names answer from the start.
-    let dns = crate::dns_server::start(&crate::dns_server::options(&config))?;
+    let dns_opts = crate::dns_server::options(&config);
+    let dns = if crate::dns_server::served_by_unit(&config) {
+        tracing::info!("kos-dns runs as the unit {}", crate::dns_server::UNIT);
+        crate::dns_server::prepare_for_unit(&dns_opts)?;
+        None
+    } else {
+        Some(crate::dns_server::start(&dns_opts)?)
+    };
     crate::containers::runtime::reconcile(&engine).await;
     let listeners = listen::bind_all(&config.hosts, config.tls.as_ref()).await?;
     let router = crate::api::router(engine.clone());
@@ -211,7 +218,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         u.shutdown(!config.live_restore).await;
     }
     crate::containers::runtime::shutdown(&engine).await;
-    dns.stop().await;
+    if let Some(dns) = dns {
+        dns.stop().await;
+    }
     for l in &listeners {
         l.cleanup();
     }

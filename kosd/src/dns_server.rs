@@ -5,8 +5,9 @@
 //! get that gateway as their nameserver. kos-network writes the table kos-dns serves and sends
 //! it SIGHUP through the pid file after each change.
 //!
-//! For now kos-dns is a child process restarted when it dies; it is meant to become a unit
-//! container later.
+//! kos-dns is a child process restarted when it dies, unless the kos-dns unit
+//! (services/units/kos-dns.container) is enabled in kosd's unit directories: the unit
+//! manager then runs it as a container and kosd does not start a second one.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +30,42 @@ pub fn options(config: &Config) -> DnsOptions {
         pid_file: Some(dir.join("kos-dns.pid")),
         domain: None,
     }
+}
+
+/// The unit that serves names when enabled.
+pub const UNIT: &str = "kos-dns.container";
+
+/// Whether the kos-dns unit is enabled (wanted or required by a target through the admin's
+/// links) in kosd's unit directories, so the unit manager runs kos-dns instead of kosd.
+pub fn served_by_unit(config: &Config) -> bool {
+    if !config.units {
+        return false;
+    }
+    match kos_units::loader::load(&crate::units::unit_paths(config)) {
+        Ok(set) => {
+            matches!(set.units.get(UNIT), Some(kos_units::loader::Loaded::Ok(_)))
+                && set
+                    .enabled_wants
+                    .iter()
+                    .chain(&set.enabled_requires)
+                    .any(|(_, u)| u == UNIT)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the unit directories for {UNIT}");
+            false
+        }
+    }
+}
+
+/// Prepares for the kos-dns unit: the table directory it binds, and no kos-dns child left
+/// by an earlier kosd.
+pub fn prepare_for_unit(opts: &DnsOptions) -> anyhow::Result<()> {
+    if let Some(dir) = opts.table.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    }
+    stop_stale(opts);
+    Ok(())
 }
 
 /// The kos-dns beside kosd's own executable, else the one in PATH.

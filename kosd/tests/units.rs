@@ -41,10 +41,16 @@ fn sha256_hex(b: &[u8]) -> String {
 /// An OCI archive `DIR/unit-test.oci.tar` holding kos.local/unit-test:latest: busybox,
 /// `kos-notify` and the shared objects it links, as services/build-images.sh makes images.
 fn build_image_archive(dir: &Path) {
+    build_archive(dir, "unit-test", &[kos_notify()], &[]);
+}
+
+/// `DIR/NAME.oci.tar` holding kos.local/NAME:latest: busybox, `bins` in /usr/bin with the
+/// shared objects they link, and an entrypoint.
+fn build_archive(dir: &Path, name: &str, bins: &[PathBuf], entrypoint: &[&str]) {
     let work = Scratch::new("unit-img");
     let root = work.join("rootfs");
     for d in [
-        "bin", "usr/bin", "etc", "tmp", "proc", "sys", "dev", "shared",
+        "bin", "usr/bin", "etc", "tmp", "proc", "sys", "dev", "shared", "run/host", "run/kos",
     ] {
         std::fs::create_dir_all(root.join(d)).expect("mkdir");
     }
@@ -58,16 +64,18 @@ fn build_image_archive(dir: &Path) {
             let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
         }
     }
-    let notify = kos_notify();
-    std::fs::copy(&notify, root.join("usr/bin/kos-notify")).expect("kos-notify");
-    let ldd = Command::new("ldd").arg(&notify).output().expect("ldd");
-    for lib in String::from_utf8_lossy(&ldd.stdout)
-        .split_whitespace()
-        .filter(|w| w.starts_with('/'))
-    {
-        let dst = root.join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(lib, &dst).expect("copy lib");
+    for bin in bins {
+        let file = bin.file_name().expect("binary name");
+        std::fs::copy(bin, root.join("usr/bin").join(file)).expect("copy binary");
+        let ldd = Command::new("ldd").arg(bin).output().expect("ldd");
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let dst = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(lib, &dst).expect("copy lib");
+        }
     }
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").expect("passwd");
     let layer = work.join("layer.tar");
@@ -90,9 +98,14 @@ fn build_image_archive(dir: &Path) {
     };
     let layer_bytes = std::fs::read(&layer).expect("layer");
     let layer_hex = put(&layer_bytes);
+    let mut image_config = serde_json::json!({"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["sh"]});
+    if !entrypoint.is_empty() {
+        image_config["Entrypoint"] = serde_json::json!(entrypoint);
+        image_config["Cmd"] = serde_json::json!([]);
+    }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["sh"]},
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_hex}")]},
     })
     .to_string();
@@ -110,7 +123,7 @@ fn build_image_archive(dir: &Path) {
         serde_json::json!({"schemaVersion": 2, "manifests": [{
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": format!("sha256:{manifest_hex}"), "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "latest", "io.containerd.image.name": IMAGE}}]})
+            "annotations": {"org.opencontainers.image.ref.name": "latest", "io.containerd.image.name": format!("kos.local/{name}:latest")}}]})
         .to_string(),
     )
     .expect("index");
@@ -124,7 +137,7 @@ fn build_image_archive(dir: &Path) {
         .arg("-C")
         .arg(&layout)
         .arg("-cf")
-        .arg(dir.join("unit-test.oci.tar"))
+        .arg(dir.join(format!("{name}.oci.tar")))
         .arg(".")
         .status()
         .expect("tar");
@@ -682,4 +695,122 @@ fn units_disabled_and_empty_dirs() {
     let (st, body) = k.http("GET", "/kos/units", b"");
     assert_eq!(st, 404, "{body}");
     assert!(body.contains("unit manager is not running"), "{body}");
+}
+
+#[test]
+fn kos_dns_runs_as_a_unit() {
+    let (dir, flags) = UnitsKosd::prepare("units-dns");
+    common::ensure_helpers();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_kosd"))
+        .parent()
+        .expect("target dir");
+    build_archive(
+        &dir.join("images"),
+        "kos-dns",
+        &[bin_dir.join("kos-dns")],
+        &["/usr/bin/kos-dns"],
+    );
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/units/kos-dns.container");
+    std::fs::copy(&shipped, dir.join("lib/kos-dns.container")).expect("kos-dns unit");
+    let mut k = UnitsKosd::start(dir, flags, &[]);
+    // A kosd with its own exec root: the paths go into a drop-in, as the unit file says.
+    let exec = k.k.exec_root();
+    let dropin = k.etc().join("kos-dns.container.d");
+    std::fs::create_dir_all(&dropin).expect("drop-in dir");
+    std::fs::write(
+        dropin.join("paths.conf"),
+        format!(
+            "[Container]\nExec=--table {0}/dns/table.json --pid-file {0}/dns/kos-dns.pid --resolv-conf /run/host/resolv.conf\nVolume=\nVolume={0}/dns:{0}/dns\nVolume=/etc/resolv.conf:/run/host/resolv.conf:ro\n",
+            exec.display()
+        ),
+    )
+    .expect("drop-in");
+    let (st, v) = k.json("POST", "/kos/units/kos-dns/enable");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["Changes"][0]["Path"],
+        k.etc()
+            .join("kos-network.target.wants/kos-dns.container")
+            .display()
+            .to_string()
+    );
+    // Enabled: the next kosd leaves kos-dns to the unit manager.
+    k.k.stop();
+    k.k.spawn();
+    let dns = k.wait_running("kos-dns");
+    assert!(k
+        .k
+        .log_text()
+        .contains("kos-dns runs as the unit kos-dns.container"));
+    assert!(
+        dns["Status"].as_str().unwrap_or("").starts_with("serving"),
+        "{dns}"
+    );
+    assert_eq!(
+        dns["DropInPaths"].as_array().map(Vec::len),
+        Some(1),
+        "{dns}"
+    );
+    let pid = dns["MainPID"].as_u64().expect("pid");
+    let kosd = k.k.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{kosd}/task/{kosd}/children")).unwrap_or_default();
+    for c in children.split_whitespace() {
+        let cmd = std::fs::read(format!("/proc/{c}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmd).contains("kos-dns"),
+            "kosd still runs its own kos-dns ({c})"
+        );
+    }
+    // The pid file names the unit's process as the host sees it (Pid=host), so table
+    // writers can signal it.
+    let pid_file = std::fs::read_to_string(exec.join("dns/kos-dns.pid")).expect("pid file");
+    assert_eq!(pid_file.trim(), pid.to_string());
+
+    // Names on a user network resolve through the unit's kos-dns.
+    let net = common::unique("un").replace('-', "");
+    k.k.docker_ok(&["network", "create", &net]);
+    let web = k.k.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{net}web"),
+        "--network",
+        &net,
+        IMAGE,
+        "sleep",
+        "60",
+    ]);
+    let ip = k.k.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        web.trim(),
+    ]);
+    let ip = ip.trim();
+    assert!(!ip.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = k.k.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            IMAGE,
+            "nslookup",
+            &format!("{net}web"),
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if o.status.success() && out.contains(ip) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{net}web did not resolve to {ip}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    k.k.docker_ok(&["rm", "-f", web.trim()]);
+    k.k.docker_ok(&["network", "rm", &net]);
 }

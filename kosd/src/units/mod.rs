@@ -82,16 +82,8 @@ impl Units {
     /// thread; returns at once.
     pub fn start(e: &Arc<Engine>) -> anyhow::Result<Arc<Units>> {
         let c = &e.config;
-        let dirs = c.unit_dirs.clone();
-        let paths = UnitPaths {
-            enable_dir: dirs
-                .last()
-                .cloned()
-                .unwrap_or_else(|| "/etc/kos/units".into()),
-            dirs,
-        };
         let cfg = ManagerConfig {
-            paths,
+            paths: unit_paths(c),
             notify_dir: c.exec_root.join("units").join("notify"),
             notify_dir_in_container: Some(NOTIFY_DIR_IN_CONTAINER.into()),
         };
@@ -157,6 +149,18 @@ impl Units {
         if let Some(t) = t {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+/// kosd's unit directories; `enable` links go into the last one (the admin's).
+pub fn unit_paths(c: &crate::config::Config) -> UnitPaths {
+    let dirs = c.unit_dirs.clone();
+    UnitPaths {
+        enable_dir: dirs
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "/etc/kos/units".into()),
+        dirs,
     }
 }
 
