@@ -464,3 +464,39 @@ fn moved_tags_leave_dangling_images_and_prune_takes_their_cache() {
     assert!(out.contains("Running in"), "{out}");
     env.assert_clean();
 }
+
+#[test]
+fn layers_compressed_behind_later_steps_are_cached_even_when_a_later_step_fails() {
+    let env = Env::new();
+    let files = [Entry::file("a.txt", b"a\n")];
+    let failing = format!("FROM {BASE}\nCOPY a.txt /a.txt\nRUN echo hi > /b\nRUN exit 3\n");
+    let (r, ev) = env.build(&failing, &files, &no_net("kbt/defer:1"));
+    assert!(
+        matches!(r, Err(BuildError::RunFailed { code: 3, .. })),
+        "{r:?}\n{}",
+        stream(&ev)
+    );
+    // The COPY and the first RUN were stored and cached before the failure.
+    let ok = format!("FROM {BASE}\nCOPY a.txt /a.txt\nRUN echo hi > /b\nRUN true\n");
+    let (r, ev) = env.build(&ok, &files, &no_net("kbt/defer:1"));
+    let r = r.unwrap_or_else(|e| panic!("build: {e}\n{}", stream(&ev)));
+    let out = stream(&ev);
+    assert_eq!(r.cached_steps, 2, "{out}");
+    // The last step's ID is the image ID, and the manifest names stored
+    // gzip blobs only.
+    let short = &r.image_id.hex()[..12];
+    assert!(
+        out.contains(&format!(" ---> {short}\nSuccessfully built {short}\n")),
+        "{out}"
+    );
+    let img = env.store.image(&canonical("kbt/defer:1")).unwrap();
+    for l in &img.manifest.layers {
+        assert!(
+            l.media_type.ends_with("tar+gzip") || l.media_type.ends_with("tar"),
+            "{l:?}"
+        );
+        assert!(env.store.has_blob(&l.digest) && l.size > 0, "{l:?}");
+    }
+    assert_eq!(env.read("kbt/defer:1", "/b").unwrap(), b"hi\n");
+    env.assert_clean();
+}

@@ -20,10 +20,10 @@ pub struct Cache {
     dir: PathBuf,
 }
 
-/// The key of a step.
+/// The key of a step: the parent's image ID ([`State::id`]) and the step.
 pub fn key(parent: &Digest, step: &str) -> String {
     let mut h = Sha256::new();
-    h.update(b"kos-build-cache-v1\n");
+    h.update(b"kos-build-cache-v2\n");
     h.update(parent.to_string().as_bytes());
     h.update(b"\n");
     h.update(step.as_bytes());

@@ -24,7 +24,7 @@ use super::lex::{process_word, process_words, Vars};
 use super::mount::{self, Mounted};
 use super::platform;
 use super::run::{self, Net};
-use super::state::{strings, State};
+use super::state::{strings, State, PENDING_LAYER};
 use super::{BuildEvent, BuildOptions, BuildResult, Builder, NetworkMode};
 use crate::config_to_spec::{self, Overrides};
 use crate::digest::{chain_ids, Digest};
@@ -139,9 +139,18 @@ pub(super) fn build(
         meta: Vars::new(),
         built: HashMap::new(),
         platform: opts.platform.clone().unwrap_or_else(Platform::host),
+        pending: Vec::new(),
+        stored: HashMap::new(),
+        deferred: Vec::new(),
     };
-    let state = ex.run(&df)?;
-    ex.finish(state, tags)
+    match ex.run(&df) {
+        Ok(state) => ex.finish(state, tags),
+        Err(e) => {
+            // What finished before the failure is still cached.
+            let _ = ex.settle_layers();
+            Err(e)
+        }
+    }
 }
 
 /// Reads a small file of the context (Dockerfile, .dockerignore) beneath its root.
@@ -214,6 +223,15 @@ struct Exec<'a> {
     /// Final states of built stages, by index.
     built: HashMap<usize, State>,
     platform: Platform,
+    /// Layers being compressed, by diff id.
+    pending: Vec<(
+        Digest,
+        std::thread::JoinHandle<crate::Result<manifest::Descriptor>>,
+    )>,
+    /// Compressed layer blobs, by diff id.
+    stored: HashMap<Digest, manifest::Descriptor>,
+    /// Cache entries waiting for pending layers.
+    deferred: Vec<(String, State)>,
 }
 
 /// Per-stage variables and flags.
@@ -437,7 +455,7 @@ impl Exec<'_> {
                 .get(&j)
                 .cloned()
                 .ok_or_else(|| step_err(&from_ins, format!("stage {base} was not built")))?;
-            self.say(format!(" ---> {}\n", short(&st.digest())));
+            self.say(format!(" ---> {}\n", short(&st.id())));
             st
         } else {
             let img = self
@@ -618,18 +636,83 @@ impl Exec<'_> {
         }
     }
 
-    /// Turns a step's upper directory into a layer on top of `st`.
+    /// Turns a step's upper directory into a layer on top of `st`. A gzip
+    /// blob is compressed on another thread while the next steps run: the
+    /// state carries a pending descriptor until [`Exec::settle_layers`].
     fn commit(&mut self, st: &mut State, dir: &Path) -> Result<(), crate::Error> {
         let upper = dir.join("upper");
-        let l = layer::commit_layer(self.store, &upper, self.opts.compress_layers)?;
+        let (diff_id, content_bytes, descriptor) = if self.opts.compress_layers {
+            let tar = layer::write_tar(&upper, &dir.join("layer.tar"))?;
+            let diff_id = tar.diff_id.clone();
+            let bytes = tar.content_bytes;
+            let store = self.b.store.clone();
+            let job = std::thread::spawn(move || layer::store_gzip(&store, &tar));
+            self.pending.push((diff_id.clone(), job));
+            let d = crate::manifest::Descriptor {
+                media_type: PENDING_LAYER.to_string(),
+                digest: diff_id.clone(),
+                size: 0,
+                platform: None,
+                annotations: None,
+            };
+            (diff_id, bytes, d)
+        } else {
+            let l = layer::commit_layer(self.store, &upper, false)?;
+            (l.diff_id, l.content_bytes, l.descriptor)
+        };
         let mut diffs = st.diff_ids();
         let parent = chain_ids(&diffs).last().cloned();
-        diffs.push(l.diff_id.clone());
-        let chain = chain_ids(&diffs).pop().unwrap_or_else(|| l.diff_id.clone());
+        diffs.push(diff_id.clone());
+        let chain = chain_ids(&diffs).pop().unwrap_or_else(|| diff_id.clone());
         self.store
-            .adopt_snapshot(&upper, &chain, parent.as_ref(), &l.diff_id, l.content_bytes)?;
-        st.push_layer(l.descriptor, &l.diff_id);
+            .adopt_snapshot(&upper, &chain, parent.as_ref(), &diff_id, content_bytes)?;
+        st.push_layer(descriptor, &diff_id);
         Ok(())
+    }
+
+    /// Waits for the layers being compressed, then records the cache entries
+    /// that waited for them. Runs when the build ends either way, so the
+    /// steps that succeeded before a failing one are cached.
+    fn settle_layers(&mut self) -> Result<(), BuildError> {
+        let mut first_err = None;
+        for (diff_id, job) in std::mem::take(&mut self.pending) {
+            match job.join() {
+                Ok(Ok(d)) => {
+                    self.stored.insert(diff_id, d);
+                }
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(BuildError::Image(e));
+                }
+                Err(_) => {
+                    first_err.get_or_insert(BuildError::io(
+                        "compressing a layer",
+                        std::io::Error::other("the compressing thread panicked"),
+                    ));
+                }
+            }
+        }
+        for (key, mut st) in std::mem::take(&mut self.deferred) {
+            if self.resolve_layers(&mut st) {
+                self.cache.put(&key, &st);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Replaces pending descriptors by the stored blobs'; false when one of
+    /// them failed.
+    fn resolve_layers(&self, st: &mut State) -> bool {
+        let diffs = st.diff_ids();
+        for (i, l) in st.layers.iter_mut().enumerate() {
+            if l.media_type != PENDING_LAYER {
+                continue;
+            }
+            match diffs.get(i).and_then(|d| self.stored.get(d)) {
+                Some(d) => *l = d.clone(),
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Runs one instruction through the cache: `key_text` identifies what it
@@ -640,11 +723,11 @@ impl Exec<'_> {
         key_text: &str,
         apply: &mut dyn FnMut(&mut Self, &mut State) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
-        let key = cache::key(&ctx.state.digest(), key_text);
+        let key = cache::key(&ctx.state.id(), key_text);
         if !self.opts.no_cache {
             if let Some(hit) = self.cache.get(self.store, &key) {
                 self.cached += 1;
-                let line = format!(" ---> Using cache\n ---> {}\n", short(&hit.digest()));
+                let line = format!(" ---> Using cache\n ---> {}\n", short(&hit.id()));
                 self.say(line);
                 ctx.state = hit;
                 return Ok(());
@@ -652,8 +735,13 @@ impl Exec<'_> {
         }
         let mut st = ctx.state.clone();
         apply(self, &mut st)?;
-        self.cache.put(&key, &st);
-        let line = format!(" ---> {}\n", short(&st.digest()));
+        if st.has_pending() {
+            // Recorded once its layers are stored (`settle_layers`).
+            self.deferred.push((key, st.clone()));
+        } else {
+            self.cache.put(&key, &st);
+        }
+        let line = format!(" ---> {}\n", short(&st.id()));
         self.say(line);
         ctx.state = st;
         Ok(())
@@ -1394,6 +1482,13 @@ impl Exec<'_> {
             self.say(format!(
                 "[Warning] One or more build-args [{}] were not consumed\n",
                 names.join(" ")
+            ));
+        }
+        self.settle_layers()?;
+        if !self.resolve_layers(&mut state) {
+            return Err(BuildError::io(
+                "writing the image",
+                std::io::Error::other("a layer of the image was not stored"),
             ));
         }
         let config_bytes = serde_json::to_vec(&state.config)

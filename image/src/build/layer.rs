@@ -187,6 +187,25 @@ impl<R: io::Read> io::Read for CountReader<'_, R> {
     }
 }
 
+/// Writes the tar of `root` to `w`; returns its diff id and the bytes of
+/// file content in it.
+fn write_tree<W: Write>(root: &Path, w: W) -> io::Result<(Digest, u64, W)> {
+    let mut diff = Hashing::new(w);
+    let bytes;
+    {
+        let mut tw = TarWriter {
+            b: tar::Builder::new(&mut diff),
+            links: HashMap::new(),
+            bytes: 0,
+        };
+        tw.walk(root, Path::new(""))?;
+        tw.b.finish()?;
+        bytes = tw.bytes;
+    }
+    let (diff_id, _, w) = diff.finish();
+    Ok((diff_id, bytes, w))
+}
+
 /// Writes the layer tar of `upper` into the store as a blob; returns its
 /// descriptor and diff id. `gzip` compresses it (fast level).
 pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
@@ -195,19 +214,8 @@ pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
     // Two threads share the work: this one walks the tree and writes the tar
     // (hashing it for the diff id); the caller's compresses, hashes and stores.
     let producer = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
-        let mut diff = Hashing::new(io::BufWriter::with_capacity(256 * 1024, writer));
-        let bytes;
-        {
-            let mut tw = TarWriter {
-                b: tar::Builder::new(&mut diff),
-                links: HashMap::new(),
-                bytes: 0,
-            };
-            tw.walk(&root, Path::new(""))?;
-            tw.b.finish()?;
-            bytes = tw.bytes;
-        }
-        let (diff_id, _, mut out) = diff.finish();
+        let (diff_id, bytes, mut out) =
+            write_tree(&root, io::BufWriter::with_capacity(256 * 1024, writer))?;
         out.flush()?;
         drop(out);
         Ok((diff_id, bytes))
@@ -235,6 +243,56 @@ pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
         },
         diff_id,
         content_bytes,
+    })
+}
+
+/// A layer's uncompressed tar in a scratch file: enough for the build to go
+/// on (the diff id names the snapshot) while the blob is compressed.
+#[derive(Debug)]
+pub struct TarFile {
+    pub path: PathBuf,
+    pub diff_id: Digest,
+    /// Bytes of file content in the layer.
+    pub content_bytes: u64,
+}
+
+/// Writes the layer tar of `upper` to the new file `out`.
+pub fn write_tar(upper: &Path, out: &Path) -> Result<TarFile> {
+    let f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| Error::path("creating layer tar", out, e))?;
+    let (diff_id, content_bytes, w) =
+        write_tree(upper, io::BufWriter::with_capacity(256 * 1024, f))
+            .map_err(|e| Error::path("writing layer from", upper, e))?;
+    w.into_inner()
+        .map_err(|e| Error::path("writing layer tar", out, e.into_error()))?;
+    Ok(TarFile {
+        path: out.to_path_buf(),
+        diff_id,
+        content_bytes,
+    })
+}
+
+/// Compresses a [`write_tar`] file into the store as a gzip layer blob (fast
+/// level) and removes the file.
+pub fn store_gzip(store: &Store, tar: &TarFile) -> Result<Descriptor> {
+    let f = std::fs::File::open(&tar.path)
+        .map_err(|e| Error::path("opening layer tar", &tar.path, e))?;
+    let mut enc = flate2::read::GzEncoder::new(
+        io::BufReader::with_capacity(256 * 1024, f),
+        flate2::Compression::fast(),
+    );
+    let stored = store.put_blob_stream(&mut enc, u64::MAX);
+    let _ = std::fs::remove_file(&tar.path);
+    let (digest, size) = stored?;
+    Ok(Descriptor {
+        media_type: LAYER_GZIP.to_string(),
+        digest,
+        size,
+        platform: None,
+        annotations: None,
     })
 }
 

@@ -8,6 +8,11 @@ use serde_json::{json, Value};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, Platform};
 
+/// The media type of a layer descriptor whose blob is still being
+/// compressed (its digest is the diff id); never written to a manifest or
+/// the cache.
+pub const PENDING_LAYER: &str = "application/vnd.kos.build.pending-layer";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub config: Value,
@@ -53,8 +58,16 @@ impl State {
         Ok(State { config, layers })
     }
 
-    pub fn digest(&self) -> Digest {
-        Digest::of(&serde_json::to_vec(self).unwrap_or_default())
+    /// The image ID this state would have: the digest of its config, which
+    /// names the layers by diff id, so a layer still being compressed does
+    /// not change it. Cache keys and the printed step IDs use it.
+    pub fn id(&self) -> Digest {
+        Digest::of(&serde_json::to_vec(&self.config).unwrap_or_default())
+    }
+
+    /// Whether a layer blob of this state is still being written.
+    pub fn has_pending(&self) -> bool {
+        self.layers.iter().any(|l| l.media_type == PENDING_LAYER)
     }
 
     /// Sets a run config field (`config.KEY` of the image config, an object
