@@ -17,6 +17,21 @@ pub struct Cli {
     /// Daemon socket to connect to (unix:///path or tcp://host:port)
     #[arg(short = 'H', long = "host", global = true, value_name = "HOST")]
     pub host: Option<String>,
+    /// Use TLS; implied by --tlsverify
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Use TLS and verify the daemon's certificate
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// Trust certs signed only by this CA (default ~/.docker/ca.pem)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// Path to TLS certificate file (default ~/.docker/cert.pem)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// Path to TLS key file (default ~/.docker/key.pem)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tlskey: Option<std::path::PathBuf>,
     /// Print version information and quit
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     pub version_flag: Option<bool>,

@@ -137,12 +137,7 @@ pub fn pump(reader: BufReader<Stream>, mut writer: Stream, a: &Attach) -> io::Re
                                 let _ = writer.write_all(&out);
                                 let _ = writer.write_all(&keys);
                                 let _ = shut.shutdown_write();
-                                if let Stream::Unix(s) = &shut {
-                                    let _ = s.shutdown(std::net::Shutdown::Both);
-                                }
-                                if let Stream::Tcp(s) = &shut {
-                                    let _ = s.shutdown(std::net::Shutdown::Both);
-                                }
+                                let _ = shut.shutdown_both();
                                 return;
                             }
                         } else {

@@ -6,7 +6,11 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
+use super::tls::{Tls, TlsStream};
+
 pub const DEFAULT_HOST: &str = "unix:///run/kos/kos.sock";
+/// docker's default address when TLS is asked for without one.
+pub const DEFAULT_TLS_HOST: &str = "tcp://localhost:2376";
 
 /// Where kosd listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +20,7 @@ pub enum Host {
 }
 
 impl Host {
-    /// Parses docker's address forms. TLS (`--tlsverify`) is not spoken by kos.
+    /// Parses docker's address forms (TLS is chosen by flags, not the address).
     pub fn parse(s: &str) -> Result<Host, String> {
         if let Some(p) = s.strip_prefix("unix://") {
             if p.is_empty() {
@@ -58,16 +62,30 @@ impl Host {
         }
     }
 
-    pub fn connect(&self) -> io::Result<Stream> {
+    /// Connects; a TCP address speaks TLS when `tls` is given (a unix
+    /// socket never does, as docker).
+    pub fn connect(&self, tls: Option<&Tls>) -> io::Result<Stream> {
         match self {
             Host::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
             Host::Tcp(a) => {
                 let s = TcpStream::connect(a)?;
                 s.set_nodelay(true)?;
-                Ok(Stream::Tcp(s))
+                match tls {
+                    Some(t) => Ok(Stream::Tls(t.connect(s, host_name(a))?)),
+                    None => Ok(Stream::Tcp(s)),
+                }
             }
         }
     }
+}
+
+/// The host part of `host:port` (`[::1]:2376` -> `::1`), as the daemon's
+/// certificate names it.
+fn host_name(addr: &str) -> &str {
+    let h = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+    h.strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h)
 }
 
 /// One connection to kosd.
@@ -75,6 +93,7 @@ impl Host {
 pub enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(TlsStream),
 }
 
 impl Stream {
@@ -82,6 +101,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.try_clone().map(Stream::Unix),
             Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            Stream::Tls(s) => s.try_clone().map(Stream::Tls),
         }
     }
 
@@ -90,6 +110,16 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Tls(s) => s.shutdown_write(),
+        }
+    }
+
+    /// Both directions closed (a detach).
+    pub fn shutdown_both(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => s.shutdown_both(),
         }
     }
 }
@@ -99,6 +129,7 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -108,12 +139,14 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.flush(),
             Stream::Tcp(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -138,6 +171,9 @@ mod tests {
             Host::Tcp("localhost:2375".into())
         );
         assert!(Host::parse("ssh://x").is_err());
+        assert_eq!(host_name("127.0.0.1:2376"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:2376"), "::1");
+        assert_eq!(host_name("kos.example:2376"), "kos.example");
         assert!(Host::parse("unix://").is_err());
     }
 }

@@ -4,15 +4,18 @@
 
 pub mod conn;
 pub mod http;
+pub mod tls;
 
 use std::cell::OnceCell;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use conn::{Host, Stream};
 pub use http::{query, ReqBody, Request, Response};
+pub use tls::TlsFlags;
 
 /// The newest API version kos speaks (the one kosd advertises).
 pub const MAX_API: (u32, u32) = (1, 47);
@@ -67,6 +70,7 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 
 pub struct Client {
     pub host: Host,
+    tls: Option<Arc<tls::Tls>>,
     version: OnceCell<String>,
 }
 
@@ -76,15 +80,30 @@ fn parse_ver(s: &str) -> Option<(u32, u32)> {
 }
 
 impl Client {
-    /// The daemon address: the flag, then `KOS_HOST`, then `DOCKER_HOST`.
-    pub fn from_flag(flag: Option<&str>) -> std::result::Result<Client, String> {
+    /// The daemon address: the flag, then `KOS_HOST`, then `DOCKER_HOST`
+    /// (with TLS asked for and no address, docker's tcp://localhost:2376).
+    pub fn from_flag(
+        flag: Option<&str>,
+        tls_flags: &TlsFlags,
+    ) -> std::result::Result<Client, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let files = tls::resolve(tls_flags, env, |p| p.exists());
         let addr = flag
             .map(str::to_string)
             .or_else(|| env("KOS_HOST"))
             .or_else(|| env("DOCKER_HOST"))
-            .unwrap_or_else(|| conn::DEFAULT_HOST.to_string());
+            .unwrap_or_else(|| {
+                if files.is_some() {
+                    conn::DEFAULT_TLS_HOST.to_string()
+                } else {
+                    conn::DEFAULT_HOST.to_string()
+                }
+            });
         let host = Host::parse(&addr)?;
+        let tls = match (&host, files) {
+            (Host::Tcp(_), Some(f)) => Some(Arc::new(tls::Tls::new(&f)?)),
+            _ => None,
+        };
         let version = OnceCell::new();
         // As docker: a pinned version skips negotiation.
         if let Some(v) = env("KOS_API_VERSION").or_else(|| env("DOCKER_API_VERSION")) {
@@ -93,7 +112,7 @@ impl Client {
             }
             let _ = version.set(v);
         }
-        Ok(Client { host, version })
+        Ok(Client { host, tls, version })
     }
 
     /// A copy for another thread, with the negotiated version kept.
@@ -104,15 +123,18 @@ impl Client {
         }
         Client {
             host: self.host.clone(),
+            tls: self.tls.clone(),
             version,
         }
     }
 
     fn connect(&self) -> Result<Stream> {
-        self.host.connect().map_err(|source| ClientError::Connect {
-            host: self.host.display(),
-            source,
-        })
+        self.host
+            .connect(self.tls.as_deref())
+            .map_err(|source| ClientError::Connect {
+                host: self.host.display(),
+                source,
+            })
     }
 
     /// The API version: the daemon's (from `/_ping`), capped at what kos speaks.

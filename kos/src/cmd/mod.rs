@@ -25,7 +25,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Man(m) => return system::man(&m.dir),
         _ => {}
     }
-    let c = Client::from_flag(cli.host.as_deref()).map_err(|e| crate::status(125, e))?;
+    let tls = crate::client::TlsFlags {
+        tls: cli.tls,
+        verify: cli.tlsverify,
+        cacert: cli.tlscacert.clone(),
+        cert: cli.tlscert.clone(),
+        key: cli.tlskey.clone(),
+    };
+    let c = Client::from_flag(cli.host.as_deref(), &tls).map_err(|e| crate::status(125, e))?;
     run_cmd(&c, cli.cmd)
 }
 
