@@ -137,6 +137,15 @@ impl Runtime {
             }
             containers.push(s);
         }
+        let network = match (&sb.netns, sb.state) {
+            (Some(ns), SandboxState::Ready) => {
+                let ns = ns.clone();
+                let ifaces = blocking(move || crate::sandbox::netstats::read(&ns)).await?;
+                Some(network_usage(ifaces))
+            }
+            // A host-network pod's traffic is the node's, not the pod's.
+            _ => None,
+        };
         Ok(cri::PodSandboxStats {
             attributes: Some(cri::PodSandboxAttributes {
                 id: sb.id.clone(),
@@ -147,7 +156,7 @@ impl Runtime {
             linux: Some(cri::LinuxPodSandboxStats {
                 cpu: Some(stats::cpu(&total)),
                 memory: Some(stats::memory(&total)),
-                network: None,
+                network,
                 process: Some(cri::ProcessUsage {
                     timestamp: crate::core::now_nanos(),
                     process_count: None,
@@ -156,6 +165,33 @@ impl Runtime {
             }),
             windows: None,
         })
+    }
+}
+
+/// The pod's interfaces as CRI reports them; eth0 (or the first) is the default one.
+fn network_usage(ifaces: Vec<crate::sandbox::netstats::Counters>) -> cri::NetworkUsage {
+    let now = crate::core::now_nanos();
+    let v = |x: u64| Some(cri::UInt64Value { value: x });
+    let interfaces: Vec<cri::NetworkInterfaceUsage> = ifaces
+        .into_iter()
+        .map(|c| cri::NetworkInterfaceUsage {
+            name: c.name,
+            rx_bytes: v(c.rx_bytes),
+            rx_errors: v(c.rx_errors),
+            tx_bytes: v(c.tx_bytes),
+            tx_errors: v(c.tx_errors),
+        })
+        .collect();
+    // The default one is also in the list of all, as kubelet's summary expects.
+    let default = interfaces
+        .iter()
+        .find(|i| i.name == "eth0")
+        .or(interfaces.first())
+        .cloned();
+    cri::NetworkUsage {
+        timestamp: now,
+        default_interface: default,
+        interfaces,
     }
 }
 

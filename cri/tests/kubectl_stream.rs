@@ -374,7 +374,7 @@ async fn kubectl_exec_attach_and_port_forward() {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Container as i32,
                     ..Default::default()
                 }),
                 ..Default::default()

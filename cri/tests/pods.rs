@@ -335,6 +335,29 @@ async fn cni_pods_reach_each_other_and_host_port() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(got, "hello-from-web\n");
+    // The pods' network counters: eth0 saw the request and the answer.
+    let stats = rt
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: a.clone(),
+        })
+        .await
+        .expect("pod stats")
+        .into_inner()
+        .stats
+        .expect("stats");
+    let net = stats.linux.expect("linux").network.expect("network stats");
+    let eth0 = net.default_interface.expect("default interface");
+    assert_eq!(eth0.name, "eth0");
+    let val = |v: &Option<UInt64Value>| v.as_ref().map(|x| x.value).unwrap_or(0);
+    assert!(
+        val(&eth0.rx_bytes) > 0 && val(&eth0.tx_bytes) > 0,
+        "{eth0:?}"
+    );
+    assert!(
+        net.interfaces.iter().all(|i| i.name != "lo"),
+        "{:?}",
+        net.interfaces
+    );
     // The pod's eth0 holds the address CNI gave.
     let (_, out) = exec(&mut rt, &web, "ip -4 addr show eth0").await;
     assert!(out.contains(&ip_a), "{out}");

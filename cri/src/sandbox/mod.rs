@@ -4,6 +4,7 @@
 pub mod files;
 pub mod holder;
 pub mod namespaces;
+pub mod netstats;
 pub mod network;
 
 use std::path::{Path, PathBuf};
