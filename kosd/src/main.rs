@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod filters;
 mod hostinfo;
+mod image_import;
 mod images;
 mod init_binary;
 mod listen;

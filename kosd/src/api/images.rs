@@ -305,11 +305,10 @@ pub async fn pull(
     State(e): State<Arc<Engine>>,
     headers: HeaderMap,
     p: Params,
+    req: Request,
 ) -> Result<Response<Body>> {
-    if p.non_empty("fromSrc").is_some() {
-        return Err(ApiError::bad(
-            "importing a root filesystem (docker import, fromSrc) is not supported by kosd",
-        ));
+    if let Some(src) = p.non_empty("fromSrc") {
+        return import(e, &p, src, req).await;
     }
     let from = p
         .non_empty("fromImage")
@@ -325,6 +324,86 @@ pub async fn pull(
         pull_into(&e, &name, creds, platform, &tx).await;
     });
     Ok(resp)
+}
+
+/// `POST /images/create?fromSrc=-` (`docker import`): the body is the root filesystem
+/// archive; `repo`/`tag` name the image, `changes` set its config, `message` its comment.
+async fn import(e: Arc<Engine>, p: &Params, src: &str, req: Request) -> Result<Response<Body>> {
+    if src != "-" {
+        return Err(ApiError::bad(format!(
+            "importing from a URL ({src}) is not supported by kosd: send the archive as the request body (fromSrc=-)"
+        )));
+    }
+    let name = match p.non_empty("repo") {
+        None => None,
+        Some(repo) => Some(normalize(&pull_reference(repo, p.non_empty("tag")))?),
+    };
+    let platform = p
+        .non_empty("platform")
+        .map(kos_image::manifest::Platform::parse)
+        .transpose()?;
+    let ireq = crate::image_import::ImportRequest {
+        name,
+        message: p.str("message").unwrap_or("").to_string(),
+        changes: p.all("changes"),
+        platform,
+    };
+    // Checked before the body is read, so a bad change costs no upload.
+    crate::image_import::apply_changes(&mut serde_json::Map::new(), &ireq.changes)?;
+    let f = spool(&e, "import", req, MAX_LOAD).await?;
+    let eng = e.clone();
+    let (rec, id) = tokio::task::spawn_blocking(move || {
+        crate::image_import::import(&eng.store, std::io::BufReader::new(f), MAX_LOAD, &ireq)
+    })
+    .await??;
+    let shown = if kos_image::build::dangling::is_dangling(&rec.name) {
+        id.to_string()
+    } else {
+        familiar(&rec.name)
+    };
+    e.event("image", "import", &id.to_string(), &[("name", &shown)]);
+    let mut r = Response::new(Body::from(
+        json!({"status": id.to_string()}).to_string() + "\n",
+    ));
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// Writes a request body into an unlinked scratch file (at most `max` bytes) and
+/// returns it rewound.
+async fn spool(e: &Engine, what: &str, req: Request, max: u64) -> Result<std::fs::File> {
+    let path = scratch_path(e, what)?;
+    let mut f = tokio::fs::File::options()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .await
+        .map_err(|err| ApiError::internal(&format!("creating {what} file"), err))?;
+    let _ = tokio::fs::remove_file(&path).await;
+    let mut body = req.into_body().into_data_stream();
+    let mut total: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|err| ApiError::bad(format!("reading request body: {err}")))?;
+        total += chunk.len() as u64;
+        if total > max {
+            return Err(ApiError::bad(format!(
+                "the {what} archive is larger than {max} bytes"
+            )));
+        }
+        f.write_all(&chunk)
+            .await
+            .map_err(|err| ApiError::internal(&format!("writing {what} file"), err))?;
+    }
+    f.flush()
+        .await
+        .map_err(|err| ApiError::internal(&format!("writing {what} file"), err))?;
+    use std::io::{Seek, SeekFrom};
+    let mut f = f.into_std().await;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|err| ApiError::internal(&format!("rewinding {what} file"), err))?;
+    Ok(f)
 }
 
 pub async fn list(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde_json::Value>> {
@@ -614,33 +693,7 @@ pub async fn load(State(e): State<Arc<Engine>>, p: Params, req: Request) -> Resu
     // `quiet` only silences progress, which a local load does not have; the
     // "Loaded image" lines are the result and always go out, as dockerd does.
     p.bool("quiet")?;
-    let path = scratch_path(&e, "load")?;
-    let mut f = tokio::fs::File::options()
-        .create_new(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .await
-        .map_err(|err| ApiError::internal("creating load file", err))?;
-    let _ = tokio::fs::remove_file(&path).await;
-    let mut body = req.into_body().into_data_stream();
-    let mut total: u64 = 0;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|err| ApiError::bad(format!("reading request body: {err}")))?;
-        total += chunk.len() as u64;
-        if total > MAX_LOAD {
-            return Err(ApiError::bad(format!(
-                "image archive is larger than {MAX_LOAD} bytes"
-            )));
-        }
-        f.write_all(&chunk)
-            .await
-            .map_err(|err| ApiError::internal("writing load file", err))?;
-    }
-    f.flush()
-        .await
-        .map_err(|err| ApiError::internal("writing load file", err))?;
-    let f = f.into_std().await;
+    let f = spool(&e, "load", req, MAX_LOAD).await?;
     let eng = e.clone();
     let recs = tokio::task::spawn_blocking(move || -> Result<Vec<kos_image::ImageRecord>> {
         use std::io::{Seek, SeekFrom};
