@@ -3,6 +3,7 @@
 //! kos-cri-server --socket PATH --data-dir DIR --exec-root DIR [--registry-config-dir DIR]
 //!     [--cni-conf-dir DIR] [--cni-bin-dir DIR]... [--runtime BIN] [--shim BIN]
 //!     [--cgroup-root NAME] [--cdi-spec-dir DIR]... [--stream-address IP:PORT]
+//!     [--stream-token-ttl-ms MS]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +41,8 @@ fn run() -> anyhow::Result<()> {
             | "--shim"
             | "--cgroup-root"
             | "--cdi-spec-dir"
-            | "--stream-address" => rest.push((flag, value)),
+            | "--stream-address"
+            | "--stream-token-ttl-ms" => rest.push((flag, value)),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -64,6 +66,12 @@ fn run() -> anyhow::Result<()> {
                 cfg.stream_address = value
                     .parse()
                     .with_context(|| format!("invalid --stream-address {value:?}"))?
+            }
+            "--stream-token-ttl-ms" => {
+                let ms: u64 = value
+                    .parse()
+                    .with_context(|| format!("invalid --stream-token-ttl-ms {value:?}"))?;
+                cfg.stream_token_ttl = std::time::Duration::from_millis(ms);
             }
             _ => {}
         }

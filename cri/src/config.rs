@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kos_image::{RegistryConfig, Store};
 
@@ -32,6 +33,8 @@ pub struct CriConfig {
     pub cdi_spec_dirs: Vec<PathBuf>,
     /// Where the streaming server of Exec/Attach/PortForward listens (port 0: any).
     pub stream_address: SocketAddr,
+    /// How long a streaming URL stays valid unused.
+    pub stream_token_ttl: Duration,
 }
 
 pub const DEFAULT_REGISTRY_CONFIG_DIR: &str = "/etc/kos/certs.d";
@@ -57,6 +60,7 @@ impl CriConfig {
             cgroup_root: "kos".into(),
             cdi_spec_dirs: kadcm::cdi::default_dirs(),
             stream_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            stream_token_ttl: crate::streaming::tokens::TOKEN_TTL,
         }
     }
 }

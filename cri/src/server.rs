@@ -34,9 +34,10 @@ pub async fn serve_with_shutdown(
         registry: kos_image::Registry::new(config.registry.clone()),
         mirrors: Mirrors::new(&config.registry_config_dir),
     };
-    let stream_address = config.stream_address;
+    let (stream_address, token_ttl) = (config.stream_address, config.stream_token_ttl);
     let core = Arc::new(crate::core::Core::open(config, images.clone())?);
-    let (streaming, stream_server) = crate::streaming::bind(stream_address, core.clone()).await?;
+    let (streaming, stream_server) =
+        crate::streaming::bind(stream_address, token_ttl, core.clone()).await?;
     let runtime = crate::runtime::Runtime { core, streaming };
     runtime.recover();
     if let Some(dir) = socket_path.parent() {

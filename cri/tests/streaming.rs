@@ -251,7 +251,11 @@ fn text(got: &HashMap<u8, Vec<u8>>, ch: u8) -> String {
 }
 
 async fn http_status(url: &str) -> u16 {
-    let host = url.trim_start_matches("http://").split('/').next().expect("host");
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host");
     let path = &url[url.find(host).expect("host in url") + host.len()..];
     let mut s = TcpStream::connect(host).await.expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -277,7 +281,11 @@ async fn refused(url: &str, protocol: &str) -> u16 {
         .expect("request");
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
-    let host = url.trim_start_matches("http://").split('/').next().expect("host");
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host");
     let tcp = TcpStream::connect(host).await.expect("connect");
     match tokio_tungstenite::client_async(req, tcp).await {
         Ok(_) => panic!("{url}: the handshake succeeded"),
@@ -582,4 +590,77 @@ async fn port_forward_over_websocket_into_the_pods_netns() {
         .expect_err("unknown pod");
     assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
     p.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_not_found() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let server = Server::start(&[("--stream-token-ttl-ms", "300".to_string())]);
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let mut pc = pod_config("expiry", &server.dir.path().join("logs"));
+    let ns = pc
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+        .expect("namespace options");
+    ns.network = NamespaceMode::Node as i32;
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let cid = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container("c", &image, &["sleep", "300"])),
+            sandbox_config: Some(pc),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    rt.start_container(StartContainerRequest {
+        container_id: cid.clone(),
+    })
+    .await
+    .expect("start");
+    let exec = |cmd: &str| ExecRequest {
+        container_id: cid.clone(),
+        cmd: vec![cmd.into()],
+        stdout: true,
+        ..Default::default()
+    };
+    // Used in time: served.
+    let url = rt.exec(exec("true")).await.expect("exec").into_inner().url;
+    let mut ws = connect(&url, "v5.channel.k8s.io").await;
+    assert_eq!(status(&collect(&mut ws).await)["status"], "Success");
+    // Used too late: 404, over HTTP and as a refused upgrade.
+    let url = rt.exec(exec("true")).await.expect("exec").into_inner().url;
+    let url2 = rt.exec(exec("true")).await.expect("exec").into_inner().url;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(http_status(&url).await, 404);
+    assert_eq!(refused(&url2, "v5.channel.k8s.io").await, 404);
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await
+    .expect("stop pod");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .expect("remove pod");
 }

@@ -12,7 +12,7 @@ use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -26,6 +26,8 @@ use crate::core::Core;
 use crate::error::Error;
 
 type Resp = Response<Full<Bytes>>;
+
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest WebSocket message accepted from a client.
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
@@ -43,7 +45,10 @@ pub async fn serve(listener: TcpListener, streaming: Arc<Streaming>, core: Arc<C
         let (st, core) = (streaming.clone(), core.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, st.clone(), core.clone()));
+            // A client that never finishes its request head is not waited for forever.
             if let Err(e) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .with_upgrades()
                 .await

@@ -75,6 +75,7 @@ impl Streaming {
 /// Binds the streaming server's listener; the returned future serves it.
 pub async fn bind(
     address: SocketAddr,
+    token_ttl: std::time::Duration,
     core: Arc<Core>,
 ) -> Result<(Arc<Streaming>, impl std::future::Future<Output = ()>)> {
     let listener = TcpListener::bind(address)
@@ -85,7 +86,7 @@ pub async fn bind(
         .map_err(|e| Error::io("reading the address of", address.to_string(), e))?;
     let streaming = Arc::new(Streaming {
         base_url: format!("http://{local}"),
-        tokens: Tokens::new(),
+        tokens: Tokens::with_ttl(token_ttl),
     });
     tracing::info!(address = %local, "CRI streaming server listening");
     let served = http::serve(listener, streaming.clone(), core);
