@@ -500,3 +500,34 @@ fn layers_compressed_behind_later_steps_are_cached_even_when_a_later_step_fails(
     assert_eq!(env.read("kbt/defer:1", "/b").unwrap(), b"hi\n");
     env.assert_clean();
 }
+
+#[test]
+fn context_names_given_twice_and_copies_over_existing_trees() {
+    let env = Env::new();
+    let files = [
+        Entry::file("dup.txt", b"first\n"),
+        Entry::file("dup.txt", b"second\n"),
+        Entry::dir("etc"),
+        Entry::file("etc/passwd", b"root:x:0:0::/:/bin/sh\n"),
+        Entry::dir("tree"),
+        Entry::dir("tree/sub"),
+        Entry::file("tree/sub/f", b"f\n"),
+    ];
+    let df = format!(
+        "FROM {BASE}\nCOPY dup.txt /dup.txt\nCOPY etc/ /etc/\nCOPY tree /tree\nCOPY tree /tree\n"
+    );
+    let (r, ev) = env.build(&df, &files, &no_net("kbt/twice:1"));
+    r.unwrap_or_else(|e| panic!("build: {e}\n{}", stream(&ev)));
+    let read = |p: &str| {
+        env.read("kbt/twice:1", p)
+            .unwrap_or_else(|| panic!("{p} missing"))
+    };
+    assert_eq!(read("/dup.txt"), b"second\n", "the later tar entry wins");
+    assert_eq!(read("/etc/passwd"), b"root:x:0:0::/:/bin/sh\n");
+    assert!(
+        read("/etc/group").starts_with(b"root:x:0:"),
+        "the base's file stays"
+    );
+    assert_eq!(read("/tree/sub/f"), b"f\n");
+    env.assert_clean();
+}

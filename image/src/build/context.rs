@@ -150,20 +150,30 @@ impl Extractor {
                 self.dir_meta.push((rel, mode, mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                Self::remove_existing(dirfd, name).map_err(|er| fail("replacing", er))?;
-                // SAFETY: valid fd and C string.
-                let fd = cvt(unsafe {
-                    libc::openat(
-                        dirfd,
-                        name.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                })
+                let create = || {
+                    // SAFETY: valid fd and C string.
+                    cvt(unsafe {
+                        libc::openat(
+                            dirfd,
+                            name.as_ptr(),
+                            libc::O_WRONLY
+                                | libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_NOFOLLOW
+                                | libc::O_CLOEXEC,
+                            0o600,
+                        )
+                    })
+                };
+                // A name given twice replaces the first: only then is there
+                // something to remove.
+                let fd = match create() {
+                    Err(er) if er.kind() == io::ErrorKind::AlreadyExists => {
+                        Self::remove_existing(dirfd, name).map_err(|er| fail("replacing", er))?;
+                        create()
+                    }
+                    other => other,
+                }
                 .map_err(|er| fail("creating", er))?;
                 // SAFETY: fresh fd.
                 let mut f = unsafe { std::fs::File::from_raw_fd(fd) };

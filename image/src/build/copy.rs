@@ -380,7 +380,7 @@ pub fn copy_entries(
 ) -> io::Result<u64> {
     let mut plan = Plan::default();
     for (src, name, follow) in items {
-        plan_entry(src, dirfd, name, attrs, *follow, &mut plan)?;
+        plan_entry(src, dirfd, name, attrs, *follow, false, &mut plan)?;
     }
     parallel(&plan.files, |j| copy_file(j, attrs))?;
     // Deepest first, so a parent's times are set after its children changed it.
@@ -395,12 +395,15 @@ pub fn copy_entries(
     Ok(plan.count)
 }
 
+/// `fresh`: `dirfd` is a directory this copy just made, so nothing in it
+/// exists yet and there is nothing to look up or replace.
 fn plan_entry(
     src: &Path,
     dirfd: RawFd,
     name: &OsStr,
     attrs: &Attrs,
     follow: bool,
+    fresh: bool,
     plan: &mut Plan,
 ) -> io::Result<()> {
     let meta = if follow {
@@ -410,7 +413,11 @@ fn plan_entry(
     };
     let cname = cstr(name.as_bytes())?;
     let ft = meta.file_type();
-    let existing = lstat_at(dirfd, &cname)?;
+    let existing = if fresh {
+        None
+    } else {
+        lstat_at(dirfd, &cname)?
+    };
     let existing_dir = existing.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
     let mode = attrs.chmod.unwrap_or(meta.mode() & 0o7777);
     plan.count += 1;
@@ -435,7 +442,7 @@ fn plan_entry(
             .collect::<io::Result<_>>()?;
         names.sort();
         for n in names {
-            plan_entry(&src.join(&n), subfd, &n, attrs, false, plan)?;
+            plan_entry(&src.join(&n), subfd, &n, attrs, false, !existing_dir, plan)?;
         }
         plan.dirs.push(DirDone {
             parent: dirfd,
