@@ -278,6 +278,10 @@ fn label_method_and_json_order_like_docker() {
         let theirs: Vec<&String> = dkk.iter().filter(|x| kk.contains(x)).collect();
         assert_eq!(common, theirs, "{cmd}");
         assert!(common.len() >= 2, "{cmd}: {kk:?}");
+        if cmd == "info" {
+            // Every field docker prints is there (zero when kosd has no value).
+            assert_eq!(common.len(), dkk.len(), "{kk:?}\n{dkk:?}");
+        }
     }
     let k = d.kos_ok(&["version", "--format", "json"]);
     let server = &k[k.find("\"Server\":").expect("server")..];

@@ -194,6 +194,21 @@ pub fn info(c: &Client, i: InfoCmd) -> Result<i32> {
     let mut v: Value = c.get_json("/info")?;
     if let Some(f) = &i.format {
         v["ClientInfo"] = client_info(c);
+        if f.trim() == "json" {
+            // Fields docker's struct always prints, zero when the daemon leaves them out.
+            let zero = [
+                ("GenericResources", Value::Null),
+                ("HttpProxy", json!("")),
+                ("HttpsProxy", json!("")),
+                ("NoProxy", json!("")),
+                ("CDISpecDirs", Value::Null),
+            ];
+            if let Value::Object(m) = &mut v {
+                for (k, z) in zero {
+                    m.entry(k).or_insert(z);
+                }
+            }
+        }
         return object_out(f, &v, &INFO_ORDER);
     }
     let s = |k: &str| match &v[k] {
