@@ -80,6 +80,10 @@ pub struct Flags {
     /// Unix socket of the Kubernetes CRI (default EXEC_ROOT/cri.sock; "" disables it).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<String>,
+    /// Address of the CRI's streaming server (Exec/Attach/PortForward URLs; default
+    /// 127.0.0.1:0, a free loopback port).
+    #[arg(long, value_name = "IP:PORT")]
+    pub cri_stream_address: Option<String>,
     /// Directory of CDI specs, lowest priority first; repeatable (default /etc/cdi,
     /// /var/run/cdi).
     #[arg(long = "cdi-spec-dir", value_name = "DIR")]
@@ -131,6 +135,7 @@ struct FileConfig {
     tlscert: Option<PathBuf>,
     tlskey: Option<PathBuf>,
     cri_socket: Option<String>,
+    cri_stream_address: Option<String>,
     cdi_spec_dirs: Option<Vec<PathBuf>>,
     device_policy: Option<PathBuf>,
     cni_conf_dir: Option<PathBuf>,
@@ -185,6 +190,8 @@ pub struct Config {
     pub nft_table: String,
     /// Where the CRI is served; `None` when disabled.
     pub cri_socket: Option<PathBuf>,
+    /// Where the CRI's streaming server listens.
+    pub cri_stream_address: std::net::SocketAddr,
     /// CDI spec directories, lowest priority first.
     pub cdi_spec_dirs: Vec<PathBuf>,
     pub device_policy: Option<PathBuf>,
@@ -500,6 +507,17 @@ impl Config {
         if !data_root.is_absolute() || !exec_root.is_absolute() {
             bail!("--data-root and --exec-root must be absolute paths");
         }
+        let cri_stream_address = match pick(
+            "cri-stream-address",
+            flags.cri_stream_address,
+            file.cri_stream_address,
+            &mut clashes,
+        ) {
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(a) => a.parse().with_context(|| {
+                format!("invalid --cri-stream-address {a:?}: expected IP:PORT")
+            })?,
+        };
         let cri_socket = match cri_socket {
             None => Some(exec_root.join("cri.sock")),
             Some(s) if s.is_empty() => None,
@@ -547,6 +565,7 @@ impl Config {
             bridge,
             nft_table,
             cri_socket,
+            cri_stream_address,
             cdi_spec_dirs,
             device_policy,
             cni_conf_dir,

@@ -70,6 +70,8 @@ fn cri_config(engine: &Engine) -> kos_cri::CriConfig {
     cri.cgroup_root = c.cgroup_parent.clone();
     cri.cni_conf_dir = c.cni_conf_dir.clone();
     cri.cni_bin_dirs = c.cni_bin_dirs.clone();
+    cri.cdi_spec_dirs = c.cdi_spec_dirs.clone();
+    cri.stream_address = c.cri_stream_address;
     cri.runtime_binary = crate::containers::runtime::runtime_binary(&c.default_runtime);
     cri.shim_binary = crate::containers::runtime::shim_binary();
     cri
