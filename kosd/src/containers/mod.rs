@@ -6,6 +6,7 @@ pub mod fifo;
 pub mod files;
 pub mod health;
 pub mod logs;
+pub mod mcs;
 pub mod mounts;
 pub mod netmode;
 pub mod record;

@@ -239,7 +239,9 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     let net = NetMode::parse(&hc);
     net.check(&e.nets)?;
     spec::capabilities(&hc)?;
-    spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
+    let sec = spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
+    // Held until the record is saved: no other create can take the same MCS pair.
+    let mcs_labels = super::mcs::labels_for(e, e.host.selinux, &sec)?;
     crate::devices::cdi::check(&hc, &e.devices.cdi_dirs)?;
     if let Some(p) = hc.cgroup_parent.as_deref().filter(|p| !p.is_empty()) {
         crate::config::normalize_cgroup_parent(p)
@@ -399,8 +401,8 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         volumes: Vec::new(),
         networks: serde_json::Map::new(),
         ports: serde_json::Value::Null,
-        mount_label: String::new(),
-        process_label: String::new(),
+        mount_label: mcs_labels.mount.clone(),
+        process_label: mcs_labels.process.clone(),
     };
     log_uri(&c)?;
     if let NetMode::Network(n) = &net {
@@ -490,6 +492,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         &c.id,
         &[("name", &c.name), ("image", &c.image)],
     );
+    drop(mcs_labels);
     Ok(c)
 }
 
@@ -798,6 +801,7 @@ async fn start_prepared(
             default_ulimits: &e.config.default_ulimits,
             stop_signal,
             cgroups_path: &super::cgroups_path(e, c),
+            selinux_labels: (&c.process_label, &c.mount_label),
             cgroup_v2: e.host.cgroup_version == "2",
             labels,
             devices: Some(&e.devices),

@@ -451,6 +451,8 @@ pub struct SpecInput<'a> {
     pub stop_signal: i32,
     /// `linux.cgroupsPath` (the parent and the id).
     pub cgroups_path: &'a str,
+    /// The container's (process, mount) SELinux labels; empty when SELinux is off.
+    pub selinux_labels: (&'a str, &'a str),
     pub cgroup_v2: bool,
     pub labels: BTreeMap<String, String>,
     /// CDI devices and kaim grants edit the finished spec (none in unit tests).
@@ -519,7 +521,9 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
     if let Some(a) = &sec.apparmor {
         process["apparmorProfile"] = json!(a);
     }
-    if !sec.label_disable {
+    if !inp.selinux_labels.0.is_empty() {
+        process["selinuxLabel"] = json!(inp.selinux_labels.0);
+    } else if !sec.label_disable {
         if let Some(l) = sec.label_parts.get("level") {
             process["selinuxLabel"] = json!(format!(
                 "{}:{}:{}:{}",
@@ -653,7 +657,9 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
         }
         linux["sysctl"] = json!(sysctls);
     }
-    if let Some(sec_label) = sec.label_parts.get("level").filter(|_| !sec.label_disable) {
+    if !inp.selinux_labels.1.is_empty() {
+        linux["mountLabel"] = json!(inp.selinux_labels.1);
+    } else if let Some(sec_label) = sec.label_parts.get("level").filter(|_| !sec.label_disable) {
         linux["mountLabel"] = json!(format!("system_u:object_r:container_file_t:{sec_label}"));
     }
     let mut annotations: BTreeMap<String, String> = inp.labels.clone();
@@ -759,10 +765,34 @@ mod tests {
             default_ulimits: &[],
             stop_signal: 15,
             cgroups_path: "/kos/abc",
+            selinux_labels: ("", ""),
             cgroup_v2: false,
             labels: BTreeMap::new(),
             devices: None,
         }
+    }
+
+    #[test]
+    fn selinux_labels_reach_the_runtime_config() {
+        let dir = std::env::temp_dir();
+        let mut inp = input(&dir);
+        inp.selinux_labels = (
+            "system_u:system_r:container_t:s0:c1,c2",
+            "system_u:object_r:container_file_t:s0:c1,c2",
+        );
+        let v = build(&HostConfig::default(), &inp).unwrap();
+        assert_eq!(
+            v["process"]["selinuxLabel"],
+            "system_u:system_r:container_t:s0:c1,c2"
+        );
+        assert_eq!(
+            v["linux"]["mountLabel"],
+            "system_u:object_r:container_file_t:s0:c1,c2"
+        );
+        // SELinux off: no labels at all.
+        let v = build(&HostConfig::default(), &input(&dir)).unwrap();
+        assert!(v["process"].get("selinuxLabel").is_none());
+        assert!(v["linux"].get("mountLabel").is_none());
     }
 
     #[test]
