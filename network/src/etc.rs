@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use kos_dns::etc_files::{self, ExtraHost, HostsSpec, Nameservers, ResolvConfSpec};
+use kos_dns::etc_files::{self, HostsSpec, Nameservers, ResolvConfSpec};
+
+pub use kos_dns::etc_files::ExtraHost;
 
 use crate::error::{Error, Result};
 use crate::manager::Networks;
@@ -22,6 +24,9 @@ pub struct EtcSpec<'a> {
     pub search: &'a [String],
     pub options: &'a [String],
     pub extra_hosts: &'a [ExtraHost],
+    /// Without `dns_servers`, the host's resolvers even when kos-dns serves the
+    /// container's first network (dockerd gives the default bridge no embedded DNS).
+    pub host_resolvers: bool,
 }
 
 fn etc_err(step: &'static str) -> impl FnOnce(etc_files::Error) -> Error {
@@ -60,7 +65,7 @@ pub(crate) fn write(
     }
     let servers = if !spec.dns_servers.is_empty() {
         Nameservers::Explicit(spec.dns_servers)
-    } else if !dns_gateways.is_empty() {
+    } else if !dns_gateways.is_empty() && !spec.host_resolvers {
         Nameservers::KosDns(&dns_gateways)
     } else {
         Nameservers::Host(Path::new(HOST_RESOLV_CONF))

@@ -153,4 +153,18 @@ fn containers_reach_each_other_by_name_on_their_network_only() {
             .trim(),
         "apphost"
     );
+    // Asked for the host's resolvers (kosd's default bridge): kos-dns is not named.
+    env.nets
+        .write_etc_files(
+            &app.container_id,
+            etc.path(),
+            &EtcSpec {
+                hostname: "apphost",
+                host_resolvers: true,
+                ..EtcSpec::default()
+            },
+        )
+        .unwrap();
+    let resolv = std::fs::read_to_string(etc.path().join("resolv.conf")).unwrap();
+    assert!(!resolv.contains(&gw_a.to_string()), "{resolv}");
 }

@@ -496,78 +496,82 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     Ok(c)
 }
 
+/// hostname, hosts and resolv.conf in the container's directory: with the host's network
+/// copies of the host's own (as dockerd), otherwise kos-network's writers. Nameservers:
+/// the container's --dns, else the daemon's, else kos-dns on a user network's gateway,
+/// else the host's resolvers.
 fn write_etc_files(
     e: &Engine,
     c: &Container,
     net: &NetMode,
-    ips: &[std::net::IpAddr],
     dns_gateways: &[std::net::IpAddr],
 ) -> Result<()> {
-    let w = |name: &str, data: String| {
-        let p = c.dir.join(name);
-        std::fs::write(&p, data)
-            .map_err(|err| ApiError::internal(&format!("writing {}", p.display()), err))
-    };
-    let hostname = c.config.hostname.clone().unwrap_or_default();
     if *net == NetMode::Host {
+        let w = |name: &str, data: String| {
+            let p = c.dir.join(name);
+            std::fs::write(&p, data)
+                .map_err(|err| ApiError::internal(&format!("writing {}", p.display()), err))
+        };
         w("hostname", format!("{}\n", e.host.hostname))?;
-        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        w("hosts", hosts)?;
+        w(
+            "hosts",
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        )?;
+        // The host's resolv.conf as it is: its loopback resolvers are reachable here.
         w(
             "resolv.conf",
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            std::fs::read_to_string(kos_network::etc::HOST_RESOLV_CONF).unwrap_or_default(),
         )?;
         return Ok(());
     }
-    w("hostname", format!("{hostname}\n"))?;
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    for ip in ips {
-        hosts.push_str(&format!("{ip}\t{hostname}\n"));
-    }
-    for h in c.host_config.extra_hosts.clone().unwrap_or_default() {
-        let (name, ip) = h
-            .split_once(':')
-            .ok_or_else(|| ApiError::bad(format!("invalid extra host {h:?}: expected name:ip")))?;
-        hosts.push_str(&format!("{ip}\t{name}\n"));
-    }
-    w("hosts", hosts)?;
-    let mut dns: Vec<String> = c.host_config.dns.clone().unwrap_or_default();
+    let hostname = c.config.hostname.clone().unwrap_or_default();
+    let mut dns = c
+        .host_config
+        .dns
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| ApiError::bad(format!("invalid DNS server {d:?}: not an IP address")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     if dns.is_empty() {
-        dns = e.config.dns.iter().map(|d| d.to_string()).collect();
+        dns = e.config.dns.clone();
     }
-    let host_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     if dns.is_empty() {
         // kos-dns on the gateway stands in for Docker's 127.0.0.11: it answers container
         // names and aliases of the network and forwards the rest to the host's resolvers.
-        dns = dns_gateways.iter().map(|g| g.to_string()).collect();
+        dns = dns_gateways.to_vec();
     }
-    if dns.is_empty() {
-        // Loopback resolvers of the host are unreachable from another namespace.
-        dns = host_conf
-            .lines()
-            .filter_map(|l| l.strip_prefix("nameserver"))
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.starts_with("127.") && s != "::1")
-            .collect();
-    }
-    let mut rc = String::new();
-    for d in &dns {
-        rc.push_str(&format!("nameserver {d}\n"));
-    }
+    let extra_hosts = c
+        .host_config
+        .extra_hosts
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            let bad = || ApiError::bad(format!("invalid extra host {h:?}: expected name:ip"));
+            let (name, ip) = h.split_once(':').ok_or_else(bad)?;
+            Ok(kos_network::etc::ExtraHost {
+                names: vec![name.to_string()],
+                address: ip.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let search = c.host_config.dns_search.clone().unwrap_or_default();
-    if !search.is_empty() {
-        rc.push_str(&format!("search {}\n", search.join(" ")));
-    } else if let Some(l) = host_conf.lines().find(|l| l.starts_with("search ")) {
-        rc.push_str(l);
-        rc.push('\n');
-    }
-    let opts = c.host_config.dns_options.clone().unwrap_or_default();
-    if !opts.is_empty() {
-        rc.push_str(&format!("options {}\n", opts.join(" ")));
-    }
-    w("resolv.conf", rc)
+    let options = c.host_config.dns_options.clone().unwrap_or_default();
+    let spec = kos_network::EtcSpec {
+        hostname: &hostname,
+        dns_servers: &dns,
+        search: &search,
+        options: &options,
+        extra_hosts: &extra_hosts,
+        // The default bridge has no kos-dns, as dockerd's has no embedded DNS.
+        host_resolvers: true,
+    };
+    e.nets.write_etc_files(&c.id, &c.dir, &spec)?;
+    Ok(())
 }
 
 fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {
@@ -710,7 +714,6 @@ async fn start_prepared(
     };
     let rootfs = c.dir.join("rootfs");
     let rc = config_to_spec::runtime_config(&img.config, &rootfs, &ov)?;
-    let mut ips = Vec::new();
     let mut dns_gateways = Vec::new();
     if let NetMode::Network(mode_net) = net {
         let mut exposed: Vec<String> = rc
@@ -751,7 +754,6 @@ async fn start_prepared(
             let nets = e.nets.clone();
             let att = tokio::task::spawn_blocking(move || nets.attach(&req)).await??;
             if i == 0 {
-                ips = att.addresses.iter().map(|a| a.addr()).collect();
                 // As dockerd gives only user networks its embedded DNS, kos-dns (on the
                 // gateway) serves names on user networks and the default network keeps the
                 // host's resolvers.
@@ -765,7 +767,7 @@ async fn start_prepared(
         }
         c.ports = crate::network::ports_json(&atts, &exposed);
     }
-    write_etc_files(e, c, net, &ips, &dns_gateways)?;
+    write_etc_files(e, c, net, &dns_gateways)?;
     let mut mounts = super::mounts::collect(e, c)?;
     let mut process = rc.process_json();
     if c.host_config.init.unwrap_or(false) {
