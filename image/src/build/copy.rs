@@ -198,6 +198,15 @@ fn hash_walk(path: &Path, rel: &Path, top: bool, items: &mut Vec<HashItem>) -> i
     } else {
         std::fs::symlink_metadata(path)?
     };
+    hash_entry(path, rel, meta, items)
+}
+
+fn hash_entry(
+    path: &Path,
+    rel: &Path,
+    meta: std::fs::Metadata,
+    items: &mut Vec<HashItem>,
+) -> io::Result<()> {
     let ft = meta.file_type();
     let mut header = rel.as_os_str().as_bytes().to_vec();
     header.extend_from_slice(format!("\0{:o}\0{}\0", meta.mode(), meta.len()).as_bytes());
@@ -212,15 +221,22 @@ fn hash_walk(path: &Path, rel: &Path, top: bool, items: &mut Vec<HashItem>) -> i
         file: ft.is_file().then(|| path.to_path_buf()),
     });
     if ft.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(path)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()?;
-        names.sort();
-        for n in names {
-            hash_walk(&path.join(&n), &rel.join(&n), false, items)?;
+        for (n, m) in sorted_entries(path)? {
+            hash_entry(&path.join(&n), &rel.join(&n), m, items)?;
         }
     }
     Ok(())
+}
+
+/// A directory's entries by name with their metadata (not following
+/// symlinks), read relative to the open directory rather than by a lookup
+/// of each full path.
+fn sorted_entries(dir: &Path) -> io::Result<Vec<(std::ffi::OsString, std::fs::Metadata)>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.and_then(|e| Ok((e.file_name(), e.metadata()?))))
+        .collect::<io::Result<_>>()?;
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
 }
 
 fn file_sha256(p: &Path) -> io::Result<[u8; 32]> {
@@ -380,7 +396,12 @@ pub fn copy_entries(
 ) -> io::Result<u64> {
     let mut plan = Plan::default();
     for (src, name, follow) in items {
-        plan_entry(src, dirfd, name, attrs, *follow, false, &mut plan)?;
+        let meta = if *follow {
+            std::fs::metadata(src)?
+        } else {
+            std::fs::symlink_metadata(src)?
+        };
+        plan_entry(src, meta, dirfd, name, attrs, false, &mut plan)?;
     }
     parallel(&plan.files, |j| copy_file(j, attrs))?;
     // Deepest first, so a parent's times are set after its children changed it.
@@ -399,18 +420,13 @@ pub fn copy_entries(
 /// exists yet and there is nothing to look up or replace.
 fn plan_entry(
     src: &Path,
+    meta: std::fs::Metadata,
     dirfd: RawFd,
     name: &OsStr,
     attrs: &Attrs,
-    follow: bool,
     fresh: bool,
     plan: &mut Plan,
 ) -> io::Result<()> {
-    let meta = if follow {
-        std::fs::metadata(src)?
-    } else {
-        std::fs::symlink_metadata(src)?
-    };
     let cname = cstr(name.as_bytes())?;
     let ft = meta.file_type();
     let existing = if fresh {
@@ -437,12 +453,8 @@ fn plan_entry(
         )?;
         let subfd = sub.as_raw_fd();
         plan.fds.push(sub);
-        let mut names: Vec<_> = std::fs::read_dir(src)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()?;
-        names.sort();
-        for n in names {
-            plan_entry(&src.join(&n), subfd, &n, attrs, false, !existing_dir, plan)?;
+        for (n, m) in sorted_entries(src)? {
+            plan_entry(&src.join(&n), m, subfd, &n, attrs, !existing_dir, plan)?;
         }
         plan.dirs.push(DirDone {
             parent: dirfd,

@@ -71,6 +71,10 @@ impl<W: Write> TarWriter<W> {
     /// Precedes the next entry with a PAX header of `path`'s extended attributes.
     fn xattrs(&mut self, path: &Path) -> io::Result<()> {
         let attrs = super::xattrs::read(path)?;
+        self.pax_xattrs(attrs)
+    }
+
+    fn pax_xattrs(&mut self, attrs: Vec<(String, Vec<u8>)>) -> io::Result<()> {
         if attrs.is_empty() {
             return Ok(());
         }
@@ -87,14 +91,15 @@ impl<W: Write> TarWriter<W> {
 
     fn walk(&mut self, root: &Path, rel: &Path) -> io::Result<()> {
         let dir = root.join(rel);
-        let mut names: Vec<_> = std::fs::read_dir(&dir)?
-            .map(|e| e.map(|e| e.file_name()))
+        // The entries' metadata is read relative to the open directory, not
+        // by a lookup of each full path.
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)?
+            .map(|e| e.and_then(|e| Ok((e.file_name(), e.metadata()?))))
             .collect::<io::Result<_>>()?;
-        names.sort();
-        for name in names {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, meta) in entries {
             let path = dir.join(&name);
             let rp = rel.join(&name);
-            let meta = std::fs::symlink_metadata(&path)?;
             let ft = meta.file_type();
             if ft.is_char_device() && meta.rdev() == 0 {
                 let mut h = tar::Header::new_gnu();
@@ -128,11 +133,11 @@ impl<W: Write> TarWriter<W> {
                     }
                     self.links.insert(key, rp.clone());
                 }
-                self.xattrs(&path)?;
+                let f = std::fs::File::open(&path)?;
+                self.pax_xattrs(super::xattrs::read_fd(std::os::fd::AsRawFd::as_raw_fd(&f))?)?;
                 let mut h = Self::header(&meta, tar::EntryType::Regular);
                 h.set_size(meta.len());
                 self.bytes += meta.len();
-                let f = std::fs::File::open(&path)?;
                 // A file that changes size under us must not yield a broken tar.
                 let mut limited = io::Read::take(f, meta.len());
                 let mut counted = CountReader {

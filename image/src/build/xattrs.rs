@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -21,15 +22,62 @@ pub fn recorded(name: &str) -> bool {
         && name != "security.selinux"
 }
 
+/// Where attributes are read from: a path (not following a symlink) or an
+/// open file, which spares a lookup of its path.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Path(&'a CString),
+    Fd(RawFd),
+}
+
+impl Source<'_> {
+    fn list(self, buf: &mut [u8]) -> isize {
+        match self {
+            // SAFETY: valid C string and buffer of the given length.
+            Source::Path(p) => unsafe {
+                libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            },
+            // SAFETY: an open fd and a buffer of the given length.
+            Source::Fd(fd) => unsafe { libc::flistxattr(fd, buf.as_mut_ptr().cast(), buf.len()) },
+        }
+    }
+
+    fn get(self, name: &CString, buf: &mut [u8]) -> isize {
+        match self {
+            // SAFETY: valid C strings and buffer of the given length.
+            Source::Path(p) => unsafe {
+                libc::lgetxattr(
+                    p.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            },
+            // SAFETY: an open fd, a valid C string and a buffer of the given length.
+            Source::Fd(fd) => unsafe {
+                libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            },
+        }
+    }
+}
+
 /// The attributes of `path` (not following a symlink) that a layer records,
 /// sorted by name so the same tree always gives the same tar.
 pub fn read(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let p = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    read_from(Source::Path(&p))
+}
+
+/// [`read`] of an open file.
+pub fn read_fd(fd: RawFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+    read_from(Source::Fd(fd))
+}
+
+fn read_from(src: Source<'_>) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut names = vec![0u8; 1024];
     let n = loop {
-        // SAFETY: valid C string and buffer of the given length.
-        let n = unsafe { libc::llistxattr(p.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        let n = src.list(&mut names);
         if n >= 0 {
             break n as usize;
         }
@@ -48,7 +96,7 @@ pub fn read(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
         if !recorded(name) {
             continue;
         }
-        if let Some(v) = value(&p, raw)? {
+        if let Some(v) = value(src, raw)? {
             out.push((name.to_string(), v));
         }
     }
@@ -57,20 +105,12 @@ pub fn read(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// One attribute's value; `None` when it vanished since the listing.
-fn value(path: &CString, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+fn value(src: Source<'_>, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let cname = CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in xattr name"))?;
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: valid C strings and buffer of the given length.
-        let n = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                cname.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+        let n = src.get(&cname, &mut buf);
         if n >= 0 {
             buf.truncate(n as usize);
             return Ok(Some(buf));
