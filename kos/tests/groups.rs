@@ -283,6 +283,29 @@ fn label_method_and_json_order_like_docker() {
             assert_eq!(common.len(), dkk.len(), "{kk:?}\n{dkk:?}");
         }
     }
+    // inspect's json: one line, the array of the daemon's objects.
+    same(&d, &["inspect", "--format", "json", &name, &img]);
+    same(&d, &["volume", "inspect", "--format", "json", &vol, &vol]);
+    same(&d, &["network", "inspect", "--format", "json", &net]);
+    same(&d, &["volume", "inspect", "--format", "json", "nope"]);
+    // events' json: docker's Message field order.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+    };
+    let since = (now() - 1).to_string();
+    d.kos_ok(&["restart", "-t", "0", &name]);
+    let until = (now() + 1).to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let ev = [
+        "events", "--format", "json", "--since", &since, "--until", &until,
+    ];
+    let k = d.kos_ok(&ev);
+    assert!(k.lines().count() >= 3, "{k}");
+    assert!(k.starts_with("{\"status\":"), "{k}");
+    assert_eq!(k, d.docker_ok(&ev));
     let k = d.kos_ok(&["version", "--format", "json"]);
     let server = &k[k.find("\"Server\":").expect("server")..];
     assert!(server.starts_with("\"Server\":{\"Platform\":"), "{server}");

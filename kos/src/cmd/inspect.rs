@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::seg;
 use crate::cli::InspectCmd;
 use crate::client::Client;
-use crate::format::{json_indent, Template};
+use crate::format::{json_compact, json_indent, Template};
 use crate::status;
 
 fn path_for(kind: &str, name: &str, size: bool) -> Option<String> {
@@ -30,9 +30,11 @@ pub fn print_objects(
     size: bool,
     typed: bool,
 ) -> Result<i32> {
+    // `json` is docker's JSON inspector: one line holding the array of the
+    // daemon's objects, compacted.
+    let json_line = format.map(str::trim) == Some("json");
     let tmpl = match format.map(str::trim) {
-        None | Some("") => None,
-        Some("json") => Some(Template::parse("{{json .}}").map_err(|e| status(1, e))?),
+        None | Some("") | Some("json") => None,
         Some(f) => Some(
             Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))
                 .map_err(|e| status(1, e))?,
@@ -70,7 +72,11 @@ pub fn print_objects(
                 joined.extend_from_slice(r.trim_ascii());
             }
             joined.push(b']');
-            println!("{}", json_indent(&joined, "    "));
+            if json_line {
+                println!("{}", json_compact(&joined));
+            } else {
+                println!("{}", json_indent(&joined, "    "));
+            }
         }
         Some(t) => {
             for r in &raws {

@@ -403,6 +403,19 @@ fn event_time(nanos: i64) -> String {
     }
 }
 
+const ACTOR_ORDER: KeyOrder = KeyOrder {
+    keys: &["ID", "Attributes"],
+    nested: &[],
+};
+
+/// docker's `events.Message` field order.
+const EVENT_ORDER: KeyOrder = KeyOrder {
+    keys: &[
+        "status", "id", "from", "Type", "Action", "Actor", "scope", "time", "timeNano",
+    ],
+    nested: &[("Actor", &ACTOR_ORDER)],
+};
+
 pub fn events(c: &Client, e: EventsCmd) -> Result<i32> {
     let ts = |v: &Option<String>| v.as_deref().map(super::logs::timestamp).unwrap_or_default();
     let q = query(&[
@@ -411,9 +424,9 @@ pub fn events(c: &Client, e: EventsCmd) -> Result<i32> {
         ("filters", filters_json(&e.filter)?),
     ]);
     let r = c.get(&format!("/events{q}"))?;
+    let json_out = e.format.as_deref().map(str::trim) == Some("json");
     let tmpl = match e.format.as_deref() {
-        None | Some("") => None,
-        Some("json") => Some(Template::parse("{{json .}}").map_err(|x| status(1, x))?),
+        None | Some("") | Some("json") => None,
         Some(f) => Some(
             Template::parse(&f.replace("\\t", "\t").replace("\\n", "\n"))
                 .map_err(|x| status(1, x))?,
@@ -422,6 +435,7 @@ pub fn events(c: &Client, e: EventsCmd) -> Result<i32> {
     let mut out = io::stdout().lock();
     crate::client::json_lines(r, |ev| {
         let line = match &tmpl {
+            _ if json_out => json_ordered(&ev, &EVENT_ORDER),
             Some(t) => t.render(&ev, false).map_err(|x| status(1, x))?,
             None => {
                 let mut attrs: Vec<String> = ev["Actor"]["Attributes"]

@@ -205,6 +205,44 @@ pub fn json_ordered(v: &Value, order: &KeyOrder<'_>) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
+/// Go's `json.Compact` with HTML escaping, as `encoding/json` marshals a
+/// `RawMessage`: the daemon's bytes and key order, whitespace removed, `<`,
+/// `>`, `&`, U+2028 and U+2029 inside strings escaped.
+pub fn json_compact(src: &[u8]) -> String {
+    let text = String::from_utf8_lossy(src);
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut esc = false;
+    for c in text.chars() {
+        if in_str {
+            match c {
+                '<' => out.push_str("\\u003c"),
+                '>' => out.push_str("\\u003e"),
+                '&' => out.push_str("\\u0026"),
+                '\u{2028}' => out.push_str("\\u2028"),
+                '\u{2029}' => out.push_str("\\u2029"),
+                _ => out.push(c),
+            }
+            if esc {
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if c == '"' {
+            in_str = true;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Go's `json.Indent(dst, src, "", indent)`: the daemon's bytes and key
 /// order are kept, only whitespace changes.
 pub fn json_indent(src: &[u8], indent: &str) -> String {
@@ -360,6 +398,14 @@ mod tests {
         assert_eq!(
             json_ordered(&v, &OUTER),
             r#"{"Version":"1","Components":[{"Name":"E","Version":"2","Details":{"a":2,"b":1}}],"Api":"1.47","Extra":"\u003cx\u003e","Zed":1}"#
+        );
+    }
+
+    #[test]
+    fn compact_like_go() {
+        assert_eq!(
+            json_compact(b"{\n  \"A\": \"x <y> & z\",\n  \"B\": [1, 2],\n  \"C\": \"q\\\" s\"\n}"),
+            r#"{"A":"x \u003cy\u003e \u0026 z","B":[1,2],"C":"q\" s"}"#
         );
     }
 
