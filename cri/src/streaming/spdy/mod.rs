@@ -86,8 +86,10 @@ pub struct Session {
     pub writer: JoinHandle<()>,
 }
 
-/// Most bytes of one stream's data queued for its consumer (the reader waits beyond).
+/// Most messages of one stream's data queued for its consumer (the reader waits beyond).
 const INBOX: usize = 64;
+/// Most streams a client may hold open on one connection.
+pub const MAX_STREAMS: usize = 256;
 
 async fn read_loop<S: AsyncRead>(
     mut rd: ReadHalf<S>,
@@ -106,8 +108,8 @@ async fn read_loop<S: AsyncRead>(
         };
         match f {
             Frame::SynStream { id, fin, headers } => {
-                // Client streams have odd ids; anything else is refused.
-                if id % 2 == 0 || inboxes.contains_key(&id) {
+                // Client streams have odd ids; anything else, or one too many, is refused.
+                if id % 2 == 0 || inboxes.contains_key(&id) || inboxes.len() >= MAX_STREAMS {
                     let _ = out
                         .send(Frame::RstStream {
                             id,

@@ -232,6 +232,11 @@ where
             None if kind == "data" => ns.id.saturating_sub(2).to_string(),
             None => ns.id.to_string(),
         };
+        if !pending.contains_key(&rid) && pending.len() >= super::MAX_STREAMS {
+            // Half pairs that never complete are not kept without bound.
+            s.conn.fin(ns.id).await;
+            continue;
+        }
         let h = pending.entry(rid.clone()).or_insert(Half {
             error: None,
             data: None,
