@@ -5,9 +5,13 @@
 
 use serde_json::Value;
 
+/// Where a node starts in the template: line (from 1) and byte column
+/// (from 0), as Go's errors name it (`template: :1:2: ...`).
+type Pos = (usize, usize);
+
 #[derive(Debug, Clone, PartialEq)]
 enum Arg {
-    Field(Vec<String>),
+    Field(Vec<String>, Pos),
     Str(String),
     Num(f64),
     Func(String),
@@ -36,26 +40,28 @@ const FUNCS: &[&str] = &[
     "println", "printf", "pad",
 ];
 
-fn lex_action(src: &str) -> Result<Vec<String>, String> {
+/// The words of an action and the byte offset where each starts.
+fn lex_action(src: &str) -> Result<Vec<(String, usize)>, String> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    let mut chars = src.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut start = 0;
+    let mut chars = src.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match c {
             '"' | '`' => {
                 if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
+                    out.push((std::mem::take(&mut cur), start));
                 }
                 let quote = c;
                 let mut s = String::from("\"");
                 let mut closed = false;
-                while let Some(d) = chars.next() {
+                while let Some((_, d)) = chars.next() {
                     if d == quote {
                         closed = true;
                         break;
                     }
                     if d == '\\' && quote == '"' {
-                        match chars.next() {
+                        match chars.next().map(|(_, x)| x) {
                             Some('n') => s.push('\n'),
                             Some('t') => s.push('\t'),
                             Some('\\') => s.push('\\'),
@@ -73,32 +79,38 @@ fn lex_action(src: &str) -> Result<Vec<String>, String> {
                 if !closed {
                     return Err("unterminated quoted string".into());
                 }
-                out.push(s);
+                out.push((s, i));
             }
             '|' => {
                 if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
+                    out.push((std::mem::take(&mut cur), start));
                 }
-                out.push("|".into());
+                out.push(("|".into(), i));
             }
             c if c.is_whitespace() => {
                 if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
+                    out.push((std::mem::take(&mut cur), start));
                 }
             }
-            c => cur.push(c),
+            c => {
+                if cur.is_empty() {
+                    start = i;
+                }
+                cur.push(c)
+            }
         }
     }
     if !cur.is_empty() {
-        out.push(cur);
+        out.push((cur, start));
     }
     Ok(out)
 }
 
-fn parse_pipe(words: &[String]) -> Result<Pipe, String> {
+fn parse_pipe(words: &[(String, Pos)]) -> Result<Pipe, String> {
     let mut pipe = Vec::new();
     let mut cmd = Vec::new();
-    for w in words {
+    for (w, pos) in words {
+        let pos = *pos;
         if w == "|" {
             if cmd.is_empty() {
                 return Err("missing command in pipeline".into());
@@ -109,9 +121,9 @@ fn parse_pipe(words: &[String]) -> Result<Pipe, String> {
         let a = if let Some(s) = w.strip_prefix('"') {
             Arg::Str(s.to_string())
         } else if w == "." {
-            Arg::Field(Vec::new())
+            Arg::Field(Vec::new(), pos)
         } else if let Some(p) = w.strip_prefix('.') {
-            Arg::Field(p.split('.').map(str::to_string).collect())
+            Arg::Field(p.split('.').map(str::to_string).collect(), pos)
         } else if w == "true" || w == "false" {
             Arg::Bool(w == "true")
         } else if let Ok(n) = w.parse::<f64>() {
@@ -132,7 +144,15 @@ fn parse_pipe(words: &[String]) -> Result<Pipe, String> {
 
 enum Tok {
     Text(String),
-    Act(Vec<String>),
+    Act(Vec<(String, Pos)>),
+}
+
+/// Line (from 1) and column (from 0) of byte `at` of `src`.
+fn line_col(src: &str, at: usize) -> Pos {
+    let before = &src[..at.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|n| at - n - 1).unwrap_or(at);
+    (line, col)
 }
 
 fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
@@ -162,7 +182,12 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
             inner = x;
             trim_next = true;
         }
-        toks.push(Tok::Act(lex_action(inner)?));
+        let base = inner.as_ptr() as usize - src.as_ptr() as usize;
+        let words = lex_action(inner)?
+            .into_iter()
+            .map(|(w, off)| (w, line_col(src, base + off)))
+            .collect();
+        toks.push(Tok::Act(words));
         rest = &after[end + 2..];
     }
     let text = if trim_next { rest.trim_start() } else { rest };
@@ -180,7 +205,7 @@ fn build(
         match t {
             Tok::Text(s) => nodes.push(Node::Text(s)),
             Tok::Act(words) => {
-                let first = words.first().map(String::as_str).unwrap_or("");
+                let first = words.first().map(|(w, _)| w.as_str()).unwrap_or("");
                 match first {
                     "" => return Err("missing value for command".into()),
                     "end" | "else" => return Ok((nodes, Some(first.to_string()))),
@@ -255,7 +280,7 @@ impl Template {
                     Node::Action(p) => {
                         for c in p {
                             for a in c {
-                                if let Arg::Field(f) = a {
+                                if let Arg::Field(f, _) = a {
                                     if let Some(h) = f.first() {
                                         out.push(h.clone());
                                     }
@@ -397,7 +422,8 @@ impl Cx<'_> {
         Ok(())
     }
 
-    fn field(&self, dot: &Value, path: &[String]) -> Result<Value, String> {
+    fn field(&self, dot: &Value, path: &[String], pos: Pos) -> Result<Value, String> {
+        let (line, col) = pos;
         let mut cur = dot.clone();
         for (i, k) in path.iter().enumerate() {
             cur = match &cur {
@@ -413,7 +439,7 @@ impl Cx<'_> {
                     Some(v) => v.clone(),
                     None if self.strict && i == 0 && std::ptr::eq(dot, self.root) => {
                         return Err(format!(
-                            "template: :1: executing \"\" at <.{}>: can't evaluate field {k}",
+                            "template: :{line}:{col}: executing \"\" at <.{}>: can't evaluate field {k}",
                             path.join(".")
                         ))
                     }
@@ -422,7 +448,7 @@ impl Cx<'_> {
                 Value::Null => Value::Null,
                 _ => {
                     return Err(format!(
-                    "template: :1: executing \"\" at <.{}>: can't evaluate field {k} in type {}",
+                    "template: :{line}:{col}: executing \"\" at <.{}>: can't evaluate field {k} in type {}",
                     path.join("."),
                     type_name(&cur)
                 ))
@@ -434,7 +460,7 @@ impl Cx<'_> {
 
     fn arg(&self, a: &Arg, dot: &Value) -> Result<Value, String> {
         Ok(match a {
-            Arg::Field(p) => self.field(dot, p)?,
+            Arg::Field(p, pos) => self.field(dot, p, *pos)?,
             Arg::Str(s) => Value::String(s.clone()),
             Arg::Num(n) => serde_json::json!(n),
             Arg::Bool(b) => Value::Bool(*b),
@@ -463,7 +489,7 @@ impl Cx<'_> {
                         v
                     }
                 }
-                Arg::Field(f)
+                Arg::Field(f, (line, col))
                     if f.len() == 1
                         && f[0] == "Label"
                         && !matches!(self.labels, Labels::None)
@@ -478,7 +504,7 @@ impl Cx<'_> {
                     }
                     if args.len() != 1 {
                         return Err(format!(
-                            "template: :1: executing \"\" at <.Label>: wrong number of args for Label: want 1 got {}",
+                            "template: :{line}:{col}: executing \"\" at <.Label>: wrong number of args for Label: want 1 got {}",
                             args.len()
                         ));
                     }
@@ -494,7 +520,7 @@ impl Cx<'_> {
                     let v = self.arg(other, dot)?;
                     if cmd.len() > 1 || prev.is_some() {
                         let name = match other {
-                            Arg::Field(f) => format!(".{}", f.join(".")),
+                            Arg::Field(f, _) => format!(".{}", f.join(".")),
                             o => format!("{o:?}"),
                         };
                         return Err(format!("can't give argument to non-function {name}"));
@@ -730,6 +756,10 @@ mod tests {
         let t = Template::parse("{{.Nope}}").unwrap();
         let e = t.render(&json!({"ID": "x"}), true).unwrap_err();
         assert!(e.contains("can't evaluate field Nope"), "{e}");
+        // Go's position of the node: line from 1, byte column from 0.
+        let t = Template::parse("ab {{.ID}}\nx {{ .Nope}}").unwrap();
+        let e = t.render(&json!({"ID": "x"}), true).unwrap_err();
+        assert!(e.starts_with("template: :2:5: executing"), "{e}");
         assert_eq!(
             Template::parse("{{.ID}}\t{{.Names}}").unwrap().fields(),
             ["ID", "Names"]
