@@ -448,6 +448,34 @@ async fn exec_and_attach_over_websocket() {
         assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{word}");
     }
 
+    // Attach to a terminal: the size set over the resize channel is the container's
+    // terminal's; the shell's answer comes from the CRI log.
+    let mut t = container("term", &p.image, &["sh"]);
+    t.stdin = true;
+    t.tty = true;
+    let term = p.run(t).await;
+    let url = rt
+        .attach(AttachRequest {
+            container_id: term.clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("attach tty")
+        .into_inner()
+        .url;
+    let mut ws = connect(&url, "v5.channel.k8s.io").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(&mut ws, 4, br#"{"Width":77,"Height":22}"#).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&mut ws, 0, b"/bin/busybox stty size; echo tty-$((6*7))\r").await;
+    // The typed line echoes as `tty-$((6*7))`; only the shell's answer says tty-42.
+    let seen = read_until(&mut ws, 1, "tty-42").await;
+    assert!(seen.contains("22 77"), "{seen:?}");
+    ws.close(None).await.expect("close");
+
     // Bad requests: no streams, tty with stderr, stdin on a container without it, an
     // unknown container.
     let e = rt
