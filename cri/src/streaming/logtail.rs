@@ -123,7 +123,15 @@ mod tests {
 
     #[test]
     fn follows_from_the_end_and_across_rotation() {
-        let dir = std::env::temp_dir().join(format!("kos-cri-logtail-{}", std::process::id()));
+        struct Dir(PathBuf);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let guard =
+            Dir(std::env::temp_dir().join(format!("kos-cri-logtail-{}", std::process::id())));
+        let dir = guard.0.clone();
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("0.log");
         std::fs::write(&p, "t stdout F before\n").unwrap();
@@ -145,6 +153,5 @@ mod tests {
                 (LogStream::Stdout, b"three\n".to_vec())
             ]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
