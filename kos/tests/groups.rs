@@ -269,6 +269,14 @@ fn label_method_and_json_order_like_docker() {
             assert_eq!(common.len(), dkk.len(), "{kk:?}\n{dkk:?}");
         }
     }
+    // system df -v: docker's four tables (a clock tick may move "N seconds ago": retried).
+    let df = ["system", "df", "-v"];
+    assert!(
+        eventually(5, || d.kos_ok(&df) == d.docker_ok(&df)),
+        "{}\n{}",
+        d.kos_ok(&df),
+        d.docker_ok(&df)
+    );
     // inspect's json: one line, the array of the daemon's objects.
     same(&d, &["inspect", "--format", "json", &name, &img]);
     same(&d, &["volume", "inspect", "--format", "json", &vol, &vol]);

@@ -2,6 +2,7 @@
 
 mod build;
 mod container;
+mod df;
 mod image;
 mod inspect;
 mod list;

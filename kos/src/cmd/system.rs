@@ -561,11 +561,7 @@ pub fn system(c: &Client, s: SystemCmd) -> Result<i32> {
         SystemCmd::Df { format, verbose } => {
             let v: Value = c.get_json("/system/df")?;
             if verbose {
-                // The per-object listing as JSON, since the summary is what scripts read.
-                println!(
-                    "{}",
-                    crate::format::json_indent(v.to_string().as_bytes(), "    ")
-                );
+                print!("{}", super::df::verbose(&v).map_err(|e| status(1, e))?);
                 return Ok(0);
             }
             let f = Format::new(
