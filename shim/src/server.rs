@@ -28,6 +28,7 @@ enum Token {
     Conn(usize),
     Io(String, String, usize),
     Oom(String),
+    Events,
 }
 
 /// Quiet time after which the shim gives memory back (see `idle`).
@@ -96,6 +97,9 @@ impl Server {
                     );
                 }
             }
+            if let Some((fd, ev)) = self.service.events.interest() {
+                add(fd, ev, Token::Events);
+            }
             // Released right before poll(), so that hardly any code runs (and faults back in)
             // between giving the pages back and sleeping.
             let release_now = release_at.is_some_and(|t| t <= Instant::now());
@@ -150,6 +154,7 @@ impl Server {
                         }
                     }
                     Token::Oom(id) => self.service.oom_ready(id),
+                    Token::Events => self.service.events.ready(),
                 }
             }
             for c in self.service.containers.values_mut() {
@@ -171,6 +176,8 @@ impl Server {
                 release_at = Some(Instant::now() + IDLE_AFTER);
             }
             if self.service.shutdown && self.conns.iter().all(|c| c.wbuf.is_empty()) {
+                // The last events (TaskDelete, TaskExit) still go out before the shim leaves.
+                self.service.events.finish();
                 return;
             }
         }

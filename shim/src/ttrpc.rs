@@ -165,20 +165,24 @@ pub fn call(
     let mut head = [0u8; HEADER_LEN];
     s.read_exact(&mut head)?;
     let h = Header::parse(&head).ok_or_else(|| io::Error::other("short ttrpc header"))?;
-    if h.length as usize > MAX_MESSAGE || h.kind != TYPE_RESPONSE || h.stream_id != 1 {
-        return Err(io::Error::other(
-            "unexpected ttrpc frame from the event service",
-        ));
+    if h.length as usize > MAX_MESSAGE {
+        return Err(io::Error::other("oversized ttrpc frame"));
     }
     let mut body = vec![0u8; h.length as usize];
     s.read_exact(&mut body)?;
-    let resp = Response::parse_from_bytes(&body).map_err(io::Error::other)?;
+    parse_response(&h, &body, 1)
+        .map_err(|e| io::Error::new(e.kind(), format!("{service}/{method}: {e}")))
+}
+
+/// The payload of a response frame to call `stream_id`, or its error status.
+pub fn parse_response(h: &Header, body: &[u8], stream_id: u32) -> io::Result<Vec<u8>> {
+    if h.kind != TYPE_RESPONSE || h.stream_id != stream_id {
+        return Err(io::Error::other("unexpected ttrpc frame"));
+    }
+    let resp = Response::parse_from_bytes(body).map_err(io::Error::other)?;
     if let Some(st) = resp.status.as_ref() {
         if st.code.value() != 0 {
-            return Err(io::Error::other(format!(
-                "{}/{} failed: {}",
-                service, method, st.message
-            )));
+            return Err(io::Error::other(format!("failed: {}", st.message)));
         }
     }
     Ok(resp.payload)
