@@ -428,8 +428,8 @@ async fn exec_and_attach_over_websocket() {
             .into_inner()
             .url;
         let mut ws = connect(&url, "v5.channel.k8s.io").await;
-        // The follower starts at the log's end once the session runs.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The log is followed from where it ended when the request came: input sent at
+        // once is answered on the stream.
         send(&mut ws, 0, format!("{word}\n").as_bytes()).await;
         read_until(&mut ws, 1, &format!("got-{word}\n")).await;
         read_until(&mut ws, 2, &format!("err-{word}\n")).await;
@@ -467,7 +467,6 @@ async fn exec_and_attach_over_websocket() {
         .into_inner()
         .url;
     let mut ws = connect(&url, "v5.channel.k8s.io").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     send(&mut ws, 4, br#"{"Width":77,"Height":22}"#).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     send(&mut ws, 0, b"/bin/busybox stty size; echo tty-$((6*7))\r").await;

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, warn};
 
+use super::logtail::Follower;
 use super::session::{self, Wants};
 use super::websocket::{self, MAX_PORTS};
 use super::{portforward, spdy, StreamRequest, Streaming};
@@ -119,18 +120,36 @@ pub fn parse_ports(query: Option<&str>) -> Result<Vec<u16>, String> {
     Ok(ports)
 }
 
+/// What a request needs beyond itself, made before the upgrade.
+#[derive(Default)]
+pub struct Prepared {
+    /// Port forwarding: the pod's network namespace (`None`: the host's).
+    pub netns: Option<std::path::PathBuf>,
+    /// Attach: the container log, opened at its end now.
+    pub log: Option<Follower>,
+}
+
 /// Checks that make a request fail before the upgrade, with an HTTP status.
-fn precheck(core: &Core, req: &StreamRequest) -> Result<Option<std::path::PathBuf>, Error> {
+fn precheck(core: &Core, req: &StreamRequest) -> Result<Prepared, Error> {
     match req {
         StreamRequest::Exec(r) => {
-            session::check(core, &r.container_id, Wants::of_exec(r)).map(|_| None)
+            session::check(core, &r.container_id, Wants::of_exec(r)).map(|_| Prepared::default())
         }
         StreamRequest::Attach(r) => {
             let w = Wants::of_attach(r);
             let rec = session::check(core, &r.container_id, w)?;
-            session::check_attach(&rec, w).map(|_| None)
+            session::check_attach(&rec, w)?;
+            let log = if w.stdout || w.stderr {
+                Some(session::open_log(&rec)?)
+            } else {
+                None
+            };
+            Ok(Prepared { netns: None, log })
         }
-        StreamRequest::PortForward(r) => portforward::pod_netns(core, &r.pod_sandbox_id),
+        StreamRequest::PortForward(r) => Ok(Prepared {
+            netns: portforward::pod_netns(core, &r.pod_sandbox_id)?,
+            log: None,
+        }),
     }
 }
 
@@ -148,8 +167,8 @@ async fn handle(
             format!("{path}: unknown or expired streaming request"),
         ));
     };
-    let netns = match precheck(&core, &sreq) {
-        Ok(n) => n,
+    let prepared = match precheck(&core, &sreq) {
+        Ok(p) => p,
         Err(e) => return Ok(error_response(e)),
     };
     let upgrade = req
@@ -159,10 +178,10 @@ async fn handle(
         .unwrap_or("")
         .to_ascii_lowercase();
     if upgrade == "websocket" {
-        return Ok(websocket_upgrade(&mut req, sreq, netns, core));
+        return Ok(websocket_upgrade(&mut req, sreq, prepared, core));
     }
     if upgrade == "spdy/3.1" {
-        return Ok(spdy_upgrade(&mut req, sreq, netns, core));
+        return Ok(spdy_upgrade(&mut req, sreq, prepared, core));
     }
     Ok(plain(
         StatusCode::BAD_REQUEST,
@@ -173,7 +192,7 @@ async fn handle(
 fn spdy_upgrade(
     req: &mut Request<Incoming>,
     sreq: StreamRequest,
-    netns: Option<std::path::PathBuf>,
+    prepared: Prepared,
     core: Arc<Core>,
 ) -> Resp {
     let pf = matches!(sreq, StreamRequest::PortForward(_));
@@ -203,9 +222,9 @@ fn spdy_upgrade(
         };
         match sreq {
             StreamRequest::PortForward(r) => {
-                spdy::streams::serve_port_forward(up, r.pod_sandbox_id, netns).await
+                spdy::streams::serve_port_forward(up, r.pod_sandbox_id, prepared.netns).await
             }
-            other => spdy::streams::serve_stream(up, version, other, core).await,
+            other => spdy::streams::serve_stream(up, version, other, prepared.log, core).await,
         }
     });
     let mut r = Response::new(Full::new(Bytes::new()));
@@ -224,7 +243,7 @@ fn spdy_upgrade(
 fn websocket_upgrade(
     req: &mut Request<Incoming>,
     sreq: StreamRequest,
-    netns: Option<std::path::PathBuf>,
+    prepared: Prepared,
     core: Arc<Core>,
 ) -> Resp {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
@@ -262,9 +281,10 @@ fn websocket_upgrade(
             WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(config)).await;
         match sreq {
             StreamRequest::PortForward(r) => {
-                websocket::serve_port_forward(ws, chans, r.pod_sandbox_id, netns, ports).await
+                websocket::serve_port_forward(ws, chans, r.pod_sandbox_id, prepared.netns, ports)
+                    .await
             }
-            other => websocket::serve_stream(ws, chans, other, core).await,
+            other => websocket::serve_stream(ws, chans, other, prepared.log, core).await,
         }
     });
     let mut r = Response::new(Full::new(Bytes::new()));

@@ -68,6 +68,9 @@ pub struct Session {
     pub out: mpsc::Sender<Chunk>,
     /// Completes (with an error) when the client's connection is gone.
     pub gone: oneshot::Receiver<()>,
+    /// Attach: the container log, opened at its end when the request came (so what the
+    /// container writes once the client has its answer is never missed).
+    pub log: Option<Follower>,
 }
 
 /// Checks a request before its URL is handed out (what kubelet's server refuses early).
@@ -276,6 +279,7 @@ async fn run_exec(
         resize,
         out,
         mut gone,
+        log: _,
     } = s;
     let mut pumps = Vec::new();
     if let Some(r) = stdout {
@@ -359,6 +363,12 @@ pub fn check_attach(rec: &ContainerRecord, w: Wants) -> Result<()> {
     Ok(())
 }
 
+/// The container's CRI log, to be followed from its current end.
+pub fn open_log(rec: &ContainerRecord) -> Result<Follower> {
+    Follower::open_at_end(std::path::Path::new(&rec.log_path))
+        .map_err(|e| Error::io("opening the container log", &rec.log_path, e))
+}
+
 /// How often the log is read while following it.
 const LOG_POLL: Duration = Duration::from_millis(50);
 
@@ -409,12 +419,15 @@ async fn attach_inner(core: Arc<Core>, req: cri::AttachRequest, s: Session) -> R
         resize,
         out,
         mut gone,
+        log,
     } = s;
     let tty = rec.config.tty;
     let (stop_tx, stop_rx) = oneshot::channel();
     let follower = if w.stdout || w.stderr {
-        let f = Follower::open_at_end(std::path::Path::new(&rec.log_path))
-            .map_err(|e| Error::io("opening the container log", &rec.log_path, e))?;
+        let f = match log {
+            Some(f) => f,
+            None => open_log(&rec)?,
+        };
         Some(tokio::spawn(follow(f, out, w, tty, stop_rx)))
     } else {
         drop(out);

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::logtail::Follower;
 use super::session::{self, Out, Session, Wants};
 use super::status::{self, Outcome};
 use super::StreamRequest;
@@ -168,6 +169,7 @@ pub async fn serve_stream<S>(
     ws: WebSocketStream<S>,
     c: Channels,
     req: StreamRequest,
+    log: Option<Follower>,
     core: Arc<Core>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -215,6 +217,7 @@ pub async fn serve_stream<S>(
         resize: resize_rx,
         out: out_tx,
         gone: gone_rx,
+        log,
     };
     let run = async move {
         match req {

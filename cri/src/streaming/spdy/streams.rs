@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::frame::header;
 use super::{start, Conn, NewStream, Session};
 use crate::core::Core;
+use crate::streaming::logtail::Follower;
 use crate::streaming::portforward;
 use crate::streaming::session::{self, Out, Wants};
 use crate::streaming::status::{self, Outcome};
@@ -84,8 +85,13 @@ async fn finish(s: Session, ids: &[u32]) {
 }
 
 /// Serves one exec or attach; `version` is the negotiated channel protocol (1..4).
-pub async fn serve_stream<S>(io: S, version: u8, req: StreamRequest, core: Arc<Core>)
-where
+pub async fn serve_stream<S>(
+    io: S,
+    version: u8,
+    req: StreamRequest,
+    log: Option<Follower>,
+    core: Arc<Core>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (w, cmd) = match &req {
@@ -153,6 +159,7 @@ where
         resize: resize_rx,
         out: out_tx,
         gone: gone_rx,
+        log,
     };
     let run = async move {
         match req {
