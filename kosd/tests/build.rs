@@ -114,6 +114,30 @@ fn legacy_build_then_run() {
     assert!(!k.docker(&["image", "inspect", &id]).status.success());
     // The tagged image is not dangling and stays.
     k.docker_ok(&["image", "inspect", &name]);
+
+    // `docker builder prune -a` empties the build cache: the same build runs
+    // its steps again.
+    k.docker_ok(&["builder", "prune", "-a", "-f"]);
+    let o = k.docker_in(
+        &ctx.0,
+        LEGACY,
+        &[
+            "build",
+            "-f",
+            "docker/Build.df",
+            "--build-arg",
+            &base_arg,
+            ".",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.contains("Using cache"), "{out}");
+    assert!(out.contains("hi from the context"), "the RUN ran: {out}");
     k.docker_ok(&["rmi", &name]);
 }
 

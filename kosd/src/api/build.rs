@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::Response;
+use axum::Json;
 use futures_util::StreamExt;
 use kos_image::build::{BuildEvent, BuildOptions, Builder, NetworkMode, RegistryPuller};
 use serde_json::json;
@@ -55,6 +56,11 @@ fn options(p: &Params) -> Result<BuildOptions> {
         pull: p.bool("pull")?,
         network,
         quiet: p.bool("q")?,
+        platform: p
+            .non_empty("platform")
+            .map(kos_image::manifest::Platform::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad(format!("invalid platform: {e}")))?,
         max_context_bytes: MAX_CONTEXT,
         ..Default::default()
     })
@@ -153,6 +159,21 @@ pub async fn build(
     Ok(resp)
 }
 
+/// `POST /build/prune` (`docker builder prune`): the build cache entries
+/// whose layers image removal took, or every entry with `all`. The layers
+/// belong to images and go with them (`image prune`).
+pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde_json::Value>> {
+    let all = p.bool("all")?;
+    let store = e.store.clone();
+    let report = tokio::task::spawn_blocking(move || kos_image::build::cache::prune(&store, all))
+        .await
+        .map_err(|err| ApiError::Internal(format!("build cache prune task: {err}")))?
+        .map_err(|err| ApiError::internal("pruning the build cache", err))?;
+    Ok(Json(
+        json!({"CachesDeleted": serde_json::Value::Null, "SpaceReclaimed": report.bytes}),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +197,13 @@ mod tests {
         assert_eq!(o.labels.get("l").map(String::as_str), Some("v"));
         assert_eq!(o.network, NetworkMode::None);
         assert_eq!(o.max_context_bytes, MAX_CONTEXT);
+        assert!(o.platform.is_none());
+        let p = options(&params("platform=linux%2Farm64")).expect("platform");
+        assert_eq!(
+            p.platform.map(|p| p.to_string()).as_deref(),
+            Some("linux/arm64")
+        );
+        assert!(options(&params("platform=linux")).is_err());
     }
 
     #[test]

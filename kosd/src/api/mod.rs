@@ -74,6 +74,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/system/df", get(system::df))
         .route("/auth", post(auth::login))
         .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::pull))
         .route("/images/load", post(images::load))
