@@ -568,3 +568,32 @@ pub fn cdi_names(c: &cri::ContainerConfig) -> Vec<String> {
     names.retain(|n| seen.insert(n.clone()));
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdi_names_from_field_and_annotations_once_each() {
+        let c = cri::ContainerConfig {
+            cdi_devices: vec![cri::CdiDevice {
+                name: "v.com/gpu=0".into(),
+            }],
+            annotations: [
+                (
+                    "cdi.k8s.io/b".to_string(),
+                    "v.com/gpu=1, v.com/gpu=0".to_string(),
+                ),
+                ("cdi.k8s.io/a".to_string(), "v.com/nic=x".to_string()),
+                ("other/c".to_string(), "v.com/gpu=9".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            cdi_names(&c),
+            vec!["v.com/gpu=0", "v.com/nic=x", "v.com/gpu=1"]
+        );
+    }
+}
