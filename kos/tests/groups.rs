@@ -215,6 +215,45 @@ fn label_method_and_json_order_like_docker() {
     ] {
         same(&d, &["network", "ls", "--filter", &filt_n, "--format", f]);
     }
+    // A bad template fails as docker's: message, Go's position, the row type.
+    for args in [
+        vec!["ps", "--filter", &filt_c],
+        vec!["ps", "-q", "--filter", "name=nothing-here"],
+        vec!["images"],
+        vec!["volume", "ls"],
+        vec!["network", "ls"],
+        vec!["image", "history", &img],
+        vec!["system", "df"],
+    ] {
+        for f in ["x {{.Nope}}", "table x {{.Nope}}", "{{.Nope.X}}"] {
+            let mut a = args.clone();
+            a.extend(["--format", f]);
+            same(&d, &a);
+        }
+    }
+    // Nothing listed: nothing executes the template (a table shows its header).
+    same(
+        &d,
+        &[
+            "volume",
+            "ls",
+            "--filter",
+            "name=nothing-here",
+            "--format",
+            "table x {{.Nope}}",
+        ],
+    );
+    same(
+        &d,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "name=nothing-here",
+            "--format",
+            "{{.Nope}}",
+        ],
+    );
     // Images have no Label method in docker: both refuse it.
     let k = d.kos(&["images", "--format", "{{.Label \"x\"}}"]);
     let dk = d.docker(&["images", "--format", "{{.Label \"x\"}}"]);

@@ -9,7 +9,7 @@ use super::{each, seg};
 use crate::cli::{HistoryCmd, ImagePruneCmd, LoadCmd, PullCmd, PushCmd, RmiCmd, SaveCmd, TagCmd};
 use crate::client::{query, Client, ReqBody, Request};
 use crate::format::units::{ago, human_size, human_size4};
-use crate::format::{ellipsis, short_id, Format};
+use crate::format::{ellipsis, short_id, Ctx, Format};
 use crate::progress;
 use crate::status;
 
@@ -284,7 +284,9 @@ pub fn history(c: &Client, h: HistoryCmd) -> Result<i32> {
     } else {
         h.format.as_deref()
     };
-    let f = Format::new(fmt, default).map_err(|e| status(1, e))?;
+    let f = Format::new(fmt, default)
+        .map_err(|e| status(1, e))?
+        .in_context(Ctx("*image.historyContext"));
     print!(
         "{}",
         f.render(&rows, HISTORY_HEADERS).map_err(|e| status(1, e))?

@@ -7,8 +7,10 @@ use super::filters_json;
 use crate::cli::{ImagesCmd, PsCmd};
 use crate::client::{query, Client};
 use crate::format::units::{ago, human_size, human_size4};
-use crate::format::{ellipsis, short_id, Format};
+use crate::format::{ellipsis, short_id, validate, Ctx, Format};
 use crate::status;
+
+const PS_CTX: Ctx = Ctx("*formatter.ContainerContext");
 
 pub const PS_HEADERS: &[(&str, &str)] = &[
     ("ID", "CONTAINER ID"),
@@ -25,6 +27,7 @@ pub const PS_HEADERS: &[(&str, &str)] = &[
     ("Mounts", "MOUNTS"),
     ("Networks", "NETWORKS"),
     ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Platform", "PLATFORM"),
 ];
 
 /// Go's `strconv.Quote` (printable Unicode kept as is).
@@ -231,6 +234,15 @@ pub fn ps_row(c: &Value, trunc: bool, size: bool) -> Value {
 }
 
 pub fn ps(c: &Client, p: PsCmd) -> Result<i32> {
+    if let Some(f) = p.format.as_deref().filter(|f| !f.is_empty()) {
+        if p.quiet {
+            eprintln!(
+                "WARNING: Ignoring custom format, because both --format and --quiet are set."
+            );
+        }
+        // As docker: the format is tried on an empty container before listing.
+        validate(f, &ps_row(&json!({}), true, false), PS_CTX).map_err(|e| status(1, e))?;
+    }
     let limit = if p.latest { 1 } else { p.last };
     let size_wanted = p.size
         || p.format
@@ -269,7 +281,9 @@ pub fn ps(c: &Client, p: PsCmd) -> Result<i32> {
     } else {
         p.format.as_deref()
     };
-    let f = Format::new(fmt, default).map_err(|e| status(1, e))?;
+    let f = Format::new(fmt, default)
+        .map_err(|e| status(1, e))?
+        .in_context(PS_CTX);
     let labels = super::objects::label_maps(&list);
     print!(
         "{}",
@@ -408,7 +422,9 @@ pub fn images(c: &Client, i: ImagesCmd) -> Result<i32> {
     } else {
         i.format.as_deref()
     };
-    let f = Format::new(fmt, default).map_err(|e| status(1, e))?;
+    let f = Format::new(fmt, default)
+        .map_err(|e| status(1, e))?
+        .in_context(Ctx("*formatter.imageContext"));
     print!(
         "{}",
         f.render(&rows, IMAGE_HEADERS).map_err(|e| status(1, e))?

@@ -10,7 +10,7 @@ use super::{each, filters_json, seg};
 use crate::cli::{NetworkCmd, VolumeCmd};
 use crate::client::{query, Client};
 use crate::format::units::human_size4;
-use crate::format::{short_id, Format};
+use crate::format::{short_id, Ctx, Format};
 use crate::status;
 
 const VOLUME_HEADERS: &[(&str, &str)] = &[
@@ -159,7 +159,9 @@ pub fn volume(c: &Client, v: VolumeCmd) -> Result<i32> {
             } else {
                 format.as_deref()
             };
-            let f = Format::new(fmt, "table {{.Driver}}\t{{.Name}}").map_err(|e| status(1, e))?;
+            let f = Format::new(fmt, "table {{.Driver}}\t{{.Name}}")
+                .map_err(|e| status(1, e))?
+                .in_context(Ctx("*formatter.volumeContext"));
             print!(
                 "{}",
                 f.render_labeled(&rows, Some(&label_maps(&vols)), VOLUME_HEADERS)
@@ -293,7 +295,8 @@ pub fn network(c: &Client, n: NetworkCmd) -> Result<i32> {
                 format.as_deref()
             };
             let f = Format::new(fmt, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}")
-                .map_err(|e| status(1, e))?;
+                .map_err(|e| status(1, e))?
+                .in_context(Ctx("*network.networkContext"));
             print!(
                 "{}",
                 f.render_labeled(&rows, Some(&label_maps(&list)), NETWORK_HEADERS)

@@ -12,7 +12,7 @@ use super::seg;
 use crate::cli::StatsCmd;
 use crate::client::{self, query, Client};
 use crate::format::units::{bytes_size, human_size};
-use crate::format::{short_id, Format};
+use crate::format::{short_id, Ctx, Format};
 use crate::status;
 
 const HEADERS: &[(&str, &str)] = &[
@@ -117,7 +117,9 @@ fn targets(c: &Client, st: &StatsCmd) -> Result<Vec<String>> {
 }
 
 pub fn stats(c: &Client, st: StatsCmd) -> Result<i32> {
-    let fmt = Format::new(st.format.as_deref(), DEFAULT).map_err(|e| status(1, e))?;
+    let fmt = Format::new(st.format.as_deref(), DEFAULT)
+        .map_err(|e| status(1, e))?
+        .in_context(Ctx("*container.statsContext"));
     let names = targets(c, &st)?;
     let trunc = !st.no_trunc;
     let latest: Arc<Mutex<HashMap<String, Value>>> = Arc::new(Mutex::new(HashMap::new()));

@@ -12,7 +12,7 @@ use super::objects::confirm;
 use crate::cli::{Cli, EventsCmd, InfoCmd, LoginCmd, LogoutCmd, SystemCmd, VersionCmd};
 use crate::client::{query, Client};
 use crate::format::units::human_size4;
-use crate::format::{json_ordered, Format, KeyOrder, Template};
+use crate::format::{json_ordered, Ctx, Format, KeyOrder, Template};
 use crate::status;
 
 const CLIENT_ORDER: KeyOrder = KeyOrder {
@@ -568,7 +568,9 @@ pub fn system(c: &Client, s: SystemCmd) -> Result<i32> {
                 format.as_deref(),
                 "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
             )
-            .map_err(|e| status(1, e))?;
+            .map_err(|e| status(1, e))?
+            // docker's rows are one context per type; the first is the images'.
+            .in_context(Ctx("*formatter.diskUsageImagesContext"));
             print!(
                 "{}",
                 f.render(&df_rows(&v), DF_HEADERS)

@@ -48,11 +48,49 @@ pub fn tabwrite_min(text: &str, minwidth: usize) -> String {
 }
 
 /// A `--format` value resolved the way docker resolves it.
-pub enum Format {
+pub struct Format {
+    kind: Kind,
+    ctx: Ctx,
+}
+
+enum Kind {
     /// `table ...`: a header row, then rows, aligned.
     Table(Template),
     /// Anything else: the template per row, as is.
     Raw(Template),
+}
+
+/// The Go type docker executes a command's rows with, named in its template
+/// errors (`... can't evaluate field X in type *formatter.imageContext`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx(pub &'static str);
+
+impl Ctx {
+    pub const NONE: Ctx = Ctx("");
+
+    /// A field error of the context itself names the context's type.
+    pub fn explain(self, e: String) -> String {
+        if !self.0.is_empty() && e.contains("can't evaluate field") && !e.contains(" in type ") {
+            format!("{e} in type {}", self.0)
+        } else {
+            e
+        }
+    }
+}
+
+/// docker ps's check of `--format` before it lists anything: the whole
+/// string as given, over an empty container, fails as docker's does.
+pub fn validate(format: &str, blank: &Value, ctx: Ctx) -> Result<(), String> {
+    let f = if format.trim() == "json" {
+        "{{json .}}".to_string()
+    } else {
+        format.replace("\\t", "\t").replace("\\n", "\n")
+    };
+    let empty = Value::Object(serde_json::Map::new());
+    Template::parse(&f)
+        .and_then(|t| t.render_with(blank, true, Labels::Of(&empty)))
+        .map(|_| ())
+        .map_err(|e| format!("failed to execute template: {}", ctx.explain(e)))
 }
 
 impl Format {
@@ -65,11 +103,22 @@ impl Format {
             Some(other) => other.to_string(),
         };
         let unescape = |s: &str| s.replace("\\t", "\t").replace("\\n", "\n");
-        if let Some(rest) = f.strip_prefix("table") {
+        let kind = if let Some(rest) = f.strip_prefix("table") {
             let body = unescape(rest.trim_matches(' '));
-            return Ok(Format::Table(Template::parse(&body)?));
-        }
-        Ok(Format::Raw(Template::parse(&unescape(&f))?))
+            Kind::Table(Template::parse(&body)?)
+        } else {
+            Kind::Raw(Template::parse(&unescape(&f))?)
+        };
+        Ok(Format {
+            kind,
+            ctx: Ctx::NONE,
+        })
+    }
+
+    /// Names the Go type of the rows in errors, as docker's formatter does.
+    pub fn in_context(mut self, ctx: Ctx) -> Format {
+        self.ctx = ctx;
+        self
     }
 
     /// Renders `rows` (JSON objects of a command's fields), with `headers`
@@ -96,52 +145,41 @@ impl Format {
         } else {
             Labels::None
         };
-        // A template naming an unknown field fails even with no rows, as docker's.
-        let blank: serde_json::Map<String, Value> = headers
-            .iter()
-            .map(|(k, _)| ((*k).to_string(), Value::String(String::new())))
-            .collect();
-        if rows.is_empty() && !headers.is_empty() {
-            let t = match self {
-                Format::Raw(t) | Format::Table(t) => t,
-            };
-            let l = if labels.is_some() {
-                Labels::Of(&empty)
-            } else {
-                Labels::None
-            };
-            t.render_with(&Value::Object(blank), true, l)
-                .map_err(|e| format!("failed to execute template: {e}"))?;
-        }
-        match self {
-            Format::Raw(t) => {
+        // docker's formatter executes the template per row; with no rows
+        // only a table's header is written (an unknown field as <no value>).
+        let row_err = |e: String| format!("template parsing error: {}", self.ctx.explain(e));
+        match &self.kind {
+            Kind::Raw(t) => {
                 let mut out = String::new();
                 for (i, r) in rows.iter().enumerate() {
-                    out.push_str(
-                        &t.render_with(r, true, lab(i))
-                            .map_err(|e| format!("failed to execute template: {e}"))?,
-                    );
+                    out.push_str(&t.render_with(r, true, lab(i)).map_err(row_err)?);
                     out.push('\n');
                 }
                 Ok(out)
             }
-            Format::Table(t) => {
+            Kind::Table(t) => {
+                let mut body = String::new();
+                for (i, r) in rows.iter().enumerate() {
+                    body.push_str(&t.render_with(r, true, lab(i)).map_err(row_err)?);
+                    body.push('\n');
+                }
                 let mut h = serde_json::Map::new();
                 for (k, v) in headers {
                     h.insert((*k).to_string(), Value::String((*v).to_string()));
                 }
-                // Fields without a known title get their name upper-cased, as docker's header map.
-                for f in t.fields() {
-                    if !h.contains_key(&f) {
-                        h.insert(f.clone(), Value::String(f.to_uppercase()));
+                // A field of the rows without a known title gets its name upper-cased.
+                if let Some(Value::Object(first)) = rows.first() {
+                    for k in first.keys() {
+                        if !h.contains_key(k) {
+                            h.insert(k.clone(), Value::String(k.to_uppercase()));
+                        }
                     }
                 }
-                let mut text = t.render_with(&Value::Object(h), false, head_labels)?;
+                let mut text = t
+                    .render_with(&Value::Object(h), false, head_labels)
+                    .map_err(row_err)?;
                 text.push('\n');
-                for (i, r) in rows.iter().enumerate() {
-                    text.push_str(&t.render_with(r, true, lab(i))?);
-                    text.push('\n');
-                }
+                text.push_str(&body);
                 Ok(tabwrite(&text))
             }
         }
@@ -366,14 +404,33 @@ mod tests {
         );
         let f = Format::new(None, "table {{.ID}}").unwrap();
         assert_eq!(f.render(&rows, &h).unwrap(), "CONTAINER ID\nabc\n");
-        assert!(Format::new(Some("{{.Nope}}"), "")
+        let e = Format::new(Some("x {{.Nope}}"), "")
             .unwrap()
+            .in_context(Ctx("*formatter.imageContext"))
             .render(&rows, &h)
-            .is_err());
-        assert!(Format::new(Some("{{.Nope}}"), "")
-            .unwrap()
-            .render(&[], &h)
-            .is_err());
+            .unwrap_err();
+        assert_eq!(e, "template parsing error: template: :1:4: executing \"\" at <.Nope>: can't evaluate field Nope in type *formatter.imageContext");
+        // No rows: nothing runs the template; a table shows its header only.
+        assert_eq!(
+            Format::new(Some("{{.Nope}}"), "")
+                .unwrap()
+                .render(&[], &h)
+                .unwrap(),
+            ""
+        );
+        assert_eq!(
+            Format::new(Some("table x {{.Nope}}"), "")
+                .unwrap()
+                .render(&[], &h)
+                .unwrap(),
+            "x <no value>\n"
+        );
+        let blank = json!({"ID": "", "Names": ""});
+        assert!(validate("table {{.ID}}", &blank, Ctx::NONE).is_ok());
+        assert_eq!(
+            validate("table x {{.Nope}}", &blank, Ctx("*formatter.ContainerContext")).unwrap_err(),
+            "failed to execute template: template: :1:10: executing \"\" at <.Nope>: can't evaluate field Nope in type *formatter.ContainerContext"
+        );
         assert_eq!(
             Format::new(Some("{{.ID}}"), "")
                 .unwrap()

@@ -123,7 +123,12 @@ fn parse_pipe(words: &[(String, Pos)]) -> Result<Pipe, String> {
         } else if w == "." {
             Arg::Field(Vec::new(), pos)
         } else if let Some(p) = w.strip_prefix('.') {
-            Arg::Field(p.split('.').map(str::to_string).collect(), pos)
+            // Go places a field chain at its last link (`.A.B` at `.B`).
+            let last = w.rfind('.').unwrap_or(0);
+            Arg::Field(
+                p.split('.').map(str::to_string).collect(),
+                (pos.0, pos.1 + last),
+            )
         } else if w == "true" || w == "false" {
             Arg::Bool(w == "true")
         } else if let Ok(n) = w.parse::<f64>() {
@@ -270,35 +275,6 @@ impl Template {
         };
         cx.nodes(&self.nodes, root, &mut out)?;
         Ok(out)
-    }
-
-    /// The field names a template reads from dot (for table headers).
-    pub fn fields(&self) -> Vec<String> {
-        fn walk(n: &[Node], out: &mut Vec<String>) {
-            for x in n {
-                match x {
-                    Node::Action(p) => {
-                        for c in p {
-                            for a in c {
-                                if let Arg::Field(f, _) = a {
-                                    if let Some(h) = f.first() {
-                                        out.push(h.clone());
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Node::If(_, a, b) | Node::Range(_, a, b) | Node::With(_, a, b) => {
-                        walk(a, out);
-                        walk(b, out);
-                    }
-                    Node::Text(_) => {}
-                }
-            }
-        }
-        let mut v = Vec::new();
-        walk(&self.nodes, &mut v);
-        v
     }
 }
 
@@ -760,9 +736,8 @@ mod tests {
         let t = Template::parse("ab {{.ID}}\nx {{ .Nope}}").unwrap();
         let e = t.render(&json!({"ID": "x"}), true).unwrap_err();
         assert!(e.starts_with("template: :2:5: executing"), "{e}");
-        assert_eq!(
-            Template::parse("{{.ID}}\t{{.Names}}").unwrap().fields(),
-            ["ID", "Names"]
-        );
+        let t = Template::parse("{{.Nope.X}}").unwrap();
+        let e = t.render(&json!({"ID": "x"}), true).unwrap_err();
+        assert!(e.starts_with("template: :1:7: executing"), "{e}");
     }
 }
