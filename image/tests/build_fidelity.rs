@@ -531,3 +531,94 @@ fn context_names_given_twice_and_copies_over_existing_trees() {
     assert_eq!(read("/tree/sub/f"), b"f\n");
     env.assert_clean();
 }
+
+#[test]
+fn from_platform_pulls_the_asked_platform_from_a_registry() {
+    let env = Env::new();
+    let host = Platform::host();
+    let other = Platform {
+        os: "linux".into(),
+        architecture: if host.architecture == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        }
+        .into(),
+        variant: None,
+    };
+    let layer_for = |p: &Platform| {
+        let mut e = common::busybox_entries();
+        e.push(Entry::file("arch", p.architecture.as_bytes()));
+        common::layer(&e, Comp::Gzip)
+    };
+    common::build_index(
+        &env.store,
+        &canonical("kbt/multi:1"),
+        &[
+            (host.clone(), vec![layer_for(&host)]),
+            (other.clone(), vec![layer_for(&other)]),
+        ],
+        0,
+    );
+    let reg = common::TestRegistry::start();
+    let remote = reg.reference("kbt/multi:1");
+    let rt = common::rt();
+    rt.block_on(kos_image::Registry::default().push(
+        env.store.clone(),
+        &canonical("kbt/multi:1"),
+        &remote,
+        &kos_image::registry::push::PushOptions::default(),
+    ))
+    .unwrap();
+    drop(rt);
+    // A fresh store that has never seen the image.
+    let store = std::sync::Arc::new(kos_image::Store::open(env.dir.join("fresh")).unwrap());
+    let builder = kos_image::build::Builder::new(store.clone())
+        .with_kosrun(build_support::kosrun())
+        .with_puller(std::sync::Arc::new(kos_image::build::RegistryPuller {
+            registry: kos_image::Registry::default(),
+            options: kos_image::PullOptions::default(),
+        }));
+    let build = |df: &str, tag: &str| {
+        let tar = common::tarw::build(&[Entry::file("Dockerfile", df.as_bytes())]);
+        let mut events = Vec::new();
+        let r = builder.build(&tar[..], &no_net(tag), &mut |e| events.push(e));
+        (r, stream(&events))
+    };
+    let (r, out) = build(
+        &format!("FROM --platform={other} {remote}\nRUN cat /arch\n"),
+        "kbt/pulled-plat:1",
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert!(out.contains(&format!("Pulling {remote}")), "{out}");
+    assert!(
+        out.contains(&format!("\n{}\n", other.architecture)),
+        "{out}"
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &store
+            .image(&canonical("kbt/pulled-plat:1"))
+            .unwrap()
+            .config_bytes,
+    )
+    .unwrap();
+    assert_eq!(cfg["architecture"], other.architecture);
+    // The host's platform next: its manifest is not in the store yet, so it
+    // is pulled too.
+    let (r, out) = build(
+        &format!("FROM {remote}\nRUN cat /arch\n"),
+        "kbt/pulled-plat:2",
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert!(out.contains(&format!("Pulling {remote}")), "{out}");
+    assert!(out.contains(&format!("\n{}\n", host.architecture)), "{out}");
+    // A platform the registry's index does not have.
+    let (r, out) = build(
+        &format!("FROM --platform=linux/s390x {remote}\nRUN true\n"),
+        "kbt/pulled-plat:3",
+    );
+    let e = r.expect_err(&out);
+    assert_eq!(e.line(), Some(1), "{e}");
+    assert!(e.to_string().contains("linux/s390x"), "{e}");
+    assert!(store.image(&canonical("kbt/pulled-plat:3")).is_err());
+}

@@ -75,7 +75,13 @@ pub fn local_image(
     let img = if chosen == record.manifest {
         store.image(name)?
     } else {
-        let (mt, body) = store.manifest(&chosen)?;
+        // An index pulled for one platform holds only that child.
+        let (mt, body) = match store.manifest(&chosen) {
+            Err(Error::BlobNotFound(_)) => {
+                return Err(Error::ImageNotFound(format!("{name} for platform {want}")))
+            }
+            other => other?,
+        };
         let Document::Image(m) = manifest::parse_document(&body, Some(&mt))?.1 else {
             return Err(Error::UnsupportedMediaType(mt));
         };
