@@ -307,6 +307,8 @@ fn exec_detach_keys_leave_the_process_running() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["Running"], true, "{body}");
     // kosd saw the keys itself (the CLI may end its side first): it says so.
+    // `--until 0s` is the client's clock in whole seconds: let this second pass.
+    std::thread::sleep(Duration::from_millis(1100));
     let ev = k.docker_ok(&[
         "events",
         "--since",

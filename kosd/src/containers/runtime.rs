@@ -928,6 +928,10 @@ fn spawn_monitor(e: Arc<Engine>, id: String, sh: Shim) {
 async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     let lock = e.rt.lock(id);
     let g = lock.lock().await;
+    // The kernel's OOM count lives in the cgroup, which the runtime's delete removes.
+    let oom = load(e, id)
+        .map(|c| super::oom_killed(&super::cgroups_path(e, &c)))
+        .unwrap_or(false);
     let _ = sh.delete(id, "").await;
     let _ = sh.shutdown(id).await;
     e.rt.set_shim(id, None);
@@ -951,7 +955,6 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     }
     unmount_rootfs(&c);
     let _ = std::fs::remove_file(c.dir.join("shim.address"));
-    let oom = super::oom_killed(&super::cgroups_path(e, &c));
     c.state.status = Status::Exited;
     c.state.pid = 0;
     c.state.exit_code = code;

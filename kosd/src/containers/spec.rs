@@ -325,10 +325,99 @@ fn host_device(on_host: &str, in_container: &str, perms: &str) -> Result<(Value,
     };
     let rdev = md.rdev();
     let (maj, min) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
+    // KOS: the node's mode follows the permissions too, so a device given without `w`
+    // is not writable by the container's non-root users even when the cgroup cannot
+    // tell it from a default one (`/dev/null:/dev/xnull:r` is still c 1:3).
+    let mut mode = md.mode() & 0o7777;
+    if !perms.contains('w') {
+        mode &= !0o222;
+    }
+    if !perms.contains('r') {
+        mode &= !0o444;
+    }
     Ok((
-        json!({"path": in_container, "type": kind, "major": maj, "minor": min, "fileMode": md.mode() & 0o7777, "uid": 0, "gid": 0}),
+        json!({"path": in_container, "type": kind, "major": maj, "minor": min, "fileMode": mode, "uid": 0, "gid": 0}),
         json!({"allow": true, "type": kind, "major": maj, "minor": min, "access": perms}),
     ))
+}
+
+/// Major and minor of a block device named by a `--blkio-weight-device` or
+/// `--device-*-bps|iops` path.
+fn block_device(path: &str, flag: &str) -> Result<(i64, i64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::metadata(path)
+        .map_err(|e| ApiError::bad(format!("invalid {flag} device {path:?}: {e}")))?;
+    if !md.file_type().is_block_device() {
+        return Err(ApiError::bad(format!(
+            "invalid {flag} device {path:?}: not a block device"
+        )));
+    }
+    Ok((libc::major(md.rdev()) as i64, libc::minor(md.rdev()) as i64))
+}
+
+/// `linux.resources.blockIO`: weight, per-device weights and throttles.
+fn block_io(hc: &HostConfig) -> Result<serde_json::Map<String, Value>> {
+    let mut b = serde_json::Map::new();
+    let check = |w: i64| {
+        if (10..=1000).contains(&w) {
+            Ok(w)
+        } else {
+            Err(ApiError::bad("Range of blkio weight is from 10 to 1000"))
+        }
+    };
+    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
+        b.insert("weight".into(), json!(check(i64::from(w))?));
+    }
+    let mut weights = Vec::new();
+    for d in hc.blkio_weight_device.clone().unwrap_or_default() {
+        let path = d.path.unwrap_or_default();
+        let (major, minor) = block_device(&path, "--blkio-weight-device")?;
+        let w = i64::try_from(d.weight.unwrap_or(0)).unwrap_or(i64::MAX);
+        weights.push(json!({"major": major, "minor": minor, "weight": check(w)?}));
+    }
+    if !weights.is_empty() {
+        b.insert("weightDevice".into(), json!(weights));
+    }
+    let throttles = [
+        (
+            &hc.blkio_device_read_bps,
+            "throttleReadBpsDevice",
+            "--device-read-bps",
+        ),
+        (
+            &hc.blkio_device_write_bps,
+            "throttleWriteBpsDevice",
+            "--device-write-bps",
+        ),
+        (
+            &hc.blkio_device_read_iops,
+            "throttleReadIOPSDevice",
+            "--device-read-iops",
+        ),
+        (
+            &hc.blkio_device_write_iops,
+            "throttleWriteIOPSDevice",
+            "--device-write-iops",
+        ),
+    ];
+    for (list, key, flag) in throttles {
+        let mut out = Vec::new();
+        for d in list.clone().unwrap_or_default() {
+            let path = d.path.unwrap_or_default();
+            let (major, minor) = block_device(&path, flag)?;
+            let rate = d.rate.unwrap_or(0);
+            if rate < 0 {
+                return Err(ApiError::bad(format!(
+                    "invalid {flag} rate {rate} for {path}"
+                )));
+            }
+            out.push(json!({"major": major, "minor": minor, "rate": rate}));
+        }
+        if !out.is_empty() {
+            b.insert(key.into(), json!(out));
+        }
+    }
+    Ok(b)
 }
 
 /// `linux.resources` (and the host devices to create) from the HostConfig.
@@ -425,11 +514,9 @@ pub fn resources(hc: &HostConfig) -> Result<(Value, Vec<Value>)> {
     if let Some(p) = hc.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({"limit": p});
     }
-    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
-        if !(10..=1000).contains(&w) {
-            return Err(ApiError::bad("Range of blkio weight is from 10 to 1000"));
-        }
-        resources["blockIO"] = json!({"weight": w});
+    let block_io = block_io(hc)?;
+    if !block_io.is_empty() {
+        resources["blockIO"] = Value::Object(block_io);
     }
 
     Ok((resources, linux_devices))

@@ -678,3 +678,26 @@ impl Kosd {
         out
     }
 }
+
+/// Records that the calling test cannot run here because the machine lacks a kernel feature
+/// (`reason` names it). A missing tool is never a skip: scripts/deps.sh installs it. `make
+/// test` points KOS_TEST_SKIPS at a directory and counts the lines written there.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", env!("CARGO_PKG_NAME"));
+    eprint!("KOS-SKIP {line}");
+    if let Some(dir) = std::env::var_os("KOS_TEST_SKIPS") {
+        // One O_APPEND write per line: concurrent tests never interleave.
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join("skips.log"))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = res {
+            panic!("recording the skip: {e}");
+        }
+    }
+}
