@@ -7,8 +7,7 @@
 //! - [`error`]: one error type; ttrpc status codes become [`ErrorKind`]s.
 //! - [`options`]: containerd's runc `Options` message (runtime binary and root).
 //!
-//! The CRI server uses it today; kosd's own `containers/shim.rs` has the same shape
-//! (launch, connect, create/start/wait/kill/delete/exec/...) and can switch to it.
+//! The CRI server and kosd drive their shims through it.
 
 pub mod client;
 pub mod error;
