@@ -156,6 +156,10 @@ fn system_units_like_systemctl() {
     );
     assert!(list.contains("\n1 loaded units listed."), "{list}");
     let js = d.kos_ok(&["system", "list", "--format", "json", &name]);
+    assert!(
+        js.starts_with(&format!("{{\"Name\":\"{name}\",\"Description\":")),
+        "{js}"
+    );
     let v: serde_json::Value = serde_json::from_str(js.trim()).expect("json line");
     assert_eq!(v["Name"], name.as_str());
     assert_eq!(v["SubState"], "running");

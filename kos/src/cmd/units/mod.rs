@@ -11,9 +11,28 @@ use serde_json::Value;
 use super::seg;
 use crate::cli::{UnitEnableCmd, UnitListCmd, UnitLogsCmd, UnitNamesCmd, UnitStatusCmd};
 use crate::client::{query, Client, ClientError, MAX_JSON};
-use crate::format::Format;
+use crate::format::{json_ordered, Format, KeyOrder};
 use crate::status;
 use render::{change_line, glob_match, job_failure, list_table, UNIT_HEADERS};
+
+/// UnitSummary's fields in the order the API contract lists them.
+const SUMMARY_ORDER: KeyOrder = KeyOrder {
+    keys: &[
+        "Name",
+        "Description",
+        "LoadState",
+        "ActiveState",
+        "SubState",
+        "Result",
+        "MainPID",
+        "Status",
+        "ActiveEnterTimestamp",
+        "UnitFileState",
+        "Preset",
+        "ContainerID",
+    ],
+    nested: &[],
+};
 
 fn unit_path(name: &str, rest: &str) -> String {
     format!("/kos/units/{}{rest}", seg(name))
@@ -38,6 +57,11 @@ pub fn list(c: &Client, l: UnitListCmd) -> Result<i32> {
     }
     let out = match l.format.as_deref().map(str::trim) {
         None | Some("") => list_table(&units, l.all, !l.no_legend),
+        // One object per line in the contract's field order.
+        Some("json") => units
+            .iter()
+            .map(|u| json_ordered(u, &SUMMARY_ORDER) + "\n")
+            .collect(),
         Some(f) => {
             let default = "table {{.Name}}\t{{.LoadState}}\t{{.ActiveState}}\t{{.SubState}}\t{{.Description}}";
             Format::new(Some(f), default)
