@@ -1,9 +1,11 @@
 //! A build step's overlay upper directory -> an OCI layer: whiteout devices
 //! become `.wh.` files, opaque directories get `.wh..wh..opq`, hard links
 //! inside the layer stay links, extended attributes travel as PAX
-//! `SCHILY.xattr.*` records. The blob is stored while it is written, and
-//! the upper directory itself becomes the layer's snapshot (it already has
-//! the overlay form that snapshots use).
+//! `SCHILY.xattr.*` records. The tar is written straight into the store
+//! ([`commit_layer`]) or to a scratch file that is compressed into the
+//! store later ([`write_tar`], [`store_gzip`]); the upper directory itself
+//! becomes the layer's snapshot (it already has the overlay form that
+//! snapshots use).
 
 use std::collections::HashMap;
 use std::ffi::CString;

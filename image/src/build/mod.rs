@@ -6,13 +6,21 @@
 //! - [`dockerfile`] parses (directives, continuations, heredocs, every
 //!   instruction); [`lex`] substitutes variables; [`ignore`] is `.dockerignore`.
 //! - Each RUN, COPY and ADD runs over an overlay of the parent's layer
-//!   snapshots with a fresh upper directory; RUN executes through `kosrun`.
-//!   The upper directory becomes the step's layer blob (whiteouts converted)
-//!   and its snapshot. Metadata steps only change the config (`empty_layer`).
-//! - The [`cache`] maps (parent state, instruction after substitution, content
-//!   hash of copied files) to the resulting state, so unchanged steps hit.
+//!   snapshots with a fresh upper directory; RUN executes through `kosrun`
+//!   with Docker's default capability set and seccomp profile ([`run`]).
+//!   The upper directory becomes the step's layer (whiteouts converted,
+//!   extended attributes as PAX records: [`layer`], [`xattrs`]) and its
+//!   snapshot; the blob is compressed on another thread while the next
+//!   steps run. Metadata steps only change the config (`empty_layer`).
+//! - `ADD` unpacks local archives recognised by their magic ([`archive`]);
+//!   `FROM --platform` and the automatic platform ARGs are in [`platform`].
+//! - The [`cache`] maps (parent image ID, instruction after substitution,
+//!   content hash of copied files) to the resulting state, so unchanged
+//!   steps hit; entries whose layers gc took are dropped ([`cache::prune`]).
 //! - Nothing is tagged unless the whole build succeeds; mounts, containers
-//!   and scratch directories are removed by guards on every path out.
+//!   and scratch directories are removed by guards on every path out. An
+//!   untagged result, and the image a moved tag leaves, are kept as
+//!   [`dangling`] images.
 
 pub mod archive;
 pub mod cache;
