@@ -160,6 +160,24 @@ fn failing_run_exits_non_zero_and_tags_nothing() {
         "stdout: {out}\nstderr: {err}"
     );
     assert!(!k.docker(&["image", "inspect", &name]).status.success());
+
+    // Build containers are confined as `docker run`'s are: a user namespace
+    // (unshare needs CAP_SYS_ADMIN under the default seccomp profile) is
+    // refused alike in a RUN step and in a container.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN busybox unshare -U true\n"),
+    )
+    .expect("dockerfile");
+    let o = k.docker_in(&ctx.0, LEGACY, &["build", "."]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{out}{err}");
+    assert!(out.contains("Operation not permitted"), "{out}{err}");
+    let o = k.docker(&["run", "--rm", &base, "busybox", "unshare", "-U", "true"]);
+    assert!(!o.status.success());
+    let run_err = String::from_utf8_lossy(&o.stderr);
+    assert!(run_err.contains("Operation not permitted"), "{run_err}");
     // A bad parameter is a 400 before anything streams.
     let (status, body) = k.http("POST", "/build?buildargs=%5B1%5D", b"");
     assert_eq!(status, 400, "{body}");
