@@ -320,6 +320,14 @@ fn system_units_like_systemctl() {
     assert!(!d.kos_ok(&["system", "list", "--all"]).contains(&late));
     d.kos_ok(&["system", "reload"]);
     assert!(d.kos_ok(&["system", "list", "--all"]).contains(&late));
+    // Never started: no container, so no logs (the daemon's 404, docker's wording).
+    let o = d.kos(&["system", "logs", &late]);
+    assert_eq!(code(&o), Some(1));
+    assert!(
+        err(&o).starts_with("Error response from daemon: "),
+        "{}",
+        err(&o)
+    );
 
     // Unit state changes in the event stream, printed like docker's events.
     let ev = d.kos_ok(&[
