@@ -2,7 +2,8 @@
 //! talks to a stand-in API server in this test, which answers the pod lookup and, as
 //! kubelet does, asks the CRI for a streaming URL and proxies the upgraded connection to
 //! it byte for byte. kubectl's WebSocket (v5.channel.k8s.io) and SPDY/3.1 paths are both
-//! driven (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS`, `KUBECTL_PORT_FORWARD_WEBSOCKETS`).
+//! driven (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS`, `KUBECTL_PORT_FORWARD_WEBSOCKETS`), and
+//! port-forward's SPDY tunnelled in WebSocket as well as plain SPDY.
 
 mod support;
 
@@ -524,39 +525,62 @@ async fn kubectl_exec_attach_and_port_forward() {
         assert_eq!(st.state, ContainerState::ContainerRunning as i32);
     }
 
-    // port-forward over SPDY (kubectl's default tunnels SPDY inside WebSocket, which the
-    // API server unwraps before kubelet: a runtime is reached with plain SPDY).
-    let local = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&cfg)
-        .args([
-            "port-forward",
-            "pod/web",
-            &format!("{local}:8080"),
-            "--address",
-            "127.0.0.1",
-        ])
-        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("kubectl port-forward");
-    let stdout = child.stdout.take().expect("stdout");
-    let pf = Kubectl(child);
-    let mut first = String::new();
-    let mut reader = std::io::BufReader::new(stdout);
-    tokio::task::block_in_place(|| reader.read_line(&mut first)).expect("port-forward output");
-    assert!(first.contains("Forwarding from"), "{first:?}");
-    // Two connections: two stream pairs on the one SPDY connection.
-    for _ in 0..2 {
-        let page = tokio::task::block_in_place(|| get_page(local));
-        assert!(page.contains("kubectl-page"), "{page:?}");
+    // port-forward: kubectl's default tunnels SPDY inside WebSocket
+    // (`SPDY/3.1+portforward.k8s.io`); without it, plain SPDY (what kubelet sends).
+    let mut forwarded = Vec::new();
+    for websockets in [true, false] {
+        let before = UPGRADES.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let local = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&cfg)
+            .args([
+                "port-forward",
+                "pod/web",
+                &format!("{local}:8080"),
+                "--address",
+                "127.0.0.1",
+            ])
+            .env(
+                "KUBECTL_PORT_FORWARD_WEBSOCKETS",
+                if websockets { "true" } else { "false" },
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kubectl port-forward");
+        let stdout = child.stdout.take().expect("stdout");
+        let pf = Kubectl(child);
+        let mut first = String::new();
+        let mut reader = std::io::BufReader::new(stdout);
+        tokio::task::block_in_place(|| reader.read_line(&mut first)).expect("port-forward output");
+        assert!(first.contains("Forwarding from"), "{first:?}");
+        // Two connections: two stream pairs on the one SPDY connection.
+        for _ in 0..2 {
+            let page = tokio::task::block_in_place(|| get_page(local));
+            assert!(
+                page.contains("kubectl-page"),
+                "websockets={websockets} {page:?}"
+            );
+        }
+        drop(pf);
+        // Served the way asked, with no fallback to the other transport.
+        let seen = UPGRADES.lock().unwrap_or_else(|p| p.into_inner())[before..].to_vec();
+        let want = if websockets {
+            "portforward websocket"
+        } else {
+            "portforward SPDY/3.1"
+        };
+        assert!(
+            seen.iter().all(|s| s == want),
+            "websockets={websockets}: {seen:?}"
+        );
+        forwarded.extend(seen);
     }
-    drop(pf);
+    assert!(!forwarded.is_empty());
     api.abort();
     let seen = UPGRADES.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for want in [
@@ -565,6 +589,7 @@ async fn kubectl_exec_attach_and_port_forward() {
         "attach websocket",
         "attach SPDY/3.1",
         "portforward SPDY/3.1",
+        "portforward websocket",
     ] {
         assert!(
             seen.iter().any(|s| s == want),

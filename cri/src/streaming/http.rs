@@ -189,6 +189,56 @@ async fn handle(
     ))
 }
 
+fn switching(key: &HeaderValue, proto: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert("sec-websocket-accept", v);
+    }
+    if !proto.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(proto) {
+            h.insert("sec-websocket-protocol", v);
+        }
+    }
+    r
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// Port forwarding as SPDY inside WebSocket (`SPDY/3.1+portforward.k8s.io`).
+fn spdy_tunnel_upgrade(
+    req: &mut Request<Incoming>,
+    sreq: StreamRequest,
+    prepared: Prepared,
+    key: &HeaderValue,
+) -> Resp {
+    let StreamRequest::PortForward(r) = sreq else {
+        return plain(StatusCode::BAD_REQUEST, "not a port-forward request");
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let up = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(ws_config()))
+                .await;
+        websocket::serve_spdy_tunnel(ws, r.pod_sandbox_id, prepared.netns).await;
+    });
+    switching(key, websocket::SPDY_TUNNEL)
+}
+
 fn spdy_upgrade(
     req: &mut Request<Incoming>,
     sreq: StreamRequest,
@@ -251,6 +301,9 @@ fn websocket_upgrade(
     };
     let pf = matches!(sreq, StreamRequest::PortForward(_));
     let offered = list(req, "sec-websocket-protocol");
+    if pf && offered.iter().any(|p| p == websocket::SPDY_TUNNEL) {
+        return spdy_tunnel_upgrade(req, sreq, prepared, &key);
+    }
     let Some((proto, chans)) = websocket::negotiate(&offered, pf) else {
         return plain(
             StatusCode::BAD_REQUEST,
@@ -274,11 +327,9 @@ fn websocket_upgrade(
                 return;
             }
         };
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
         let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(config)).await;
+            WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(ws_config()))
+                .await;
         match sreq {
             StreamRequest::PortForward(r) => {
                 websocket::serve_port_forward(ws, chans, r.pod_sandbox_id, prepared.netns, ports)
@@ -287,20 +338,7 @@ fn websocket_upgrade(
             other => websocket::serve_stream(ws, chans, other, prepared.log, core).await,
         }
     });
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        h.insert("sec-websocket-accept", v);
-    }
-    if !proto.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&proto) {
-            h.insert("sec-websocket-protocol", v);
-        }
-    }
-    r
+    switching(&key, &proto)
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub const V1: &str = "channel.k8s.io";
 pub const V1_BASE64: &str = "base64.channel.k8s.io";
 /// What kubectl's port-forward names its protocol; served as the binary channel protocol.
 pub const PORT_FORWARD: &str = "portforward.k8s.io";
+/// SPDY carried in binary WebSocket messages (kubectl's port-forward since 1.30).
+pub const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -263,6 +265,45 @@ pub async fn serve_stream<S>(
 
 /// How long the client may take to answer a close.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Port forwarding over SPDY tunnelled in WebSocket binary messages: the messages are the
+/// SPDY connection's bytes, served as a plain SPDY/3.1 port-forward connection.
+pub async fn serve_spdy_tunnel<S>(ws: WebSocketStream<S>, sandbox: String, netns: Option<PathBuf>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (inner, outer) = tokio::io::duplex(64 * 1024);
+    let (mut from_spdy, mut to_spdy) = tokio::io::split(outer);
+    let (mut sink, mut stream) = ws.split();
+    let inbound = async move {
+        while let Some(Ok(m)) = stream.next().await {
+            match m {
+                Message::Binary(d) if to_spdy.write_all(&d).await.is_err() => break,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = to_spdy.shutdown().await;
+    };
+    let outbound = async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match from_spdy.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sink.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        close(&mut sink).await;
+    };
+    let serve = super::spdy::streams::serve_port_forward(inner, sandbox, netns);
+    let out = tokio::spawn(outbound);
+    tokio::join!(serve, inbound);
+    let _ = tokio::time::timeout(CLOSE_WAIT, out).await;
+}
 
 /// Most ports one port-forward connection may name (two channels each, in one byte).
 pub const MAX_PORTS: usize = 64;
