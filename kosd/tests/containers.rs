@@ -383,3 +383,80 @@ fn host_config_reaches_the_container() {
     k.docker_ok(&["rm", "holder"]);
     k.docker_ok(&["volume", "rm", "vol1"]);
 }
+
+/// The super options of the container's `/` from its own mountinfo.
+fn root_super_options(k: &Kosd, args: &[&str]) -> String {
+    let out = k.docker_ok(args);
+    out.lines()
+        .find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            (pre.split(' ').nth(4)? == "/")
+                .then(|| post.split(' ').nth(2).unwrap_or("").to_string())
+        })
+        .unwrap_or_else(|| panic!("no / in mountinfo: {out}"))
+}
+
+fn waits_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn auto_remove_rootfs_is_volatile_and_removed_files_go() {
+    let (mut k, _reg, img) = setup("vol");
+    let volatile = |o: &str| {
+        o.split(',')
+            .any(|x| x == "volatile" || x == "fsync=volatile")
+    };
+    let rm = root_super_options(
+        &k,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &img,
+            "cat",
+            "/proc/self/mountinfo",
+        ],
+    );
+    assert!(volatile(&rm), "{rm}");
+    let kept = root_super_options(
+        &k,
+        &[
+            "run",
+            "--name",
+            "kept",
+            "--network",
+            "none",
+            &img,
+            "cat",
+            "/proc/self/mountinfo",
+        ],
+    );
+    assert!(!volatile(&kept), "{kept}");
+    // A second start mounts the kept (not volatile) upper layer again.
+    k.docker_ok(&["start", "-a", "kept"]);
+    let id = k.docker_ok(&["inspect", "-f", "{{.Id}}", "kept"]);
+    let id = id.trim();
+    k.docker_ok(&["rm", "kept"]);
+    let containers = k.data_root().join("containers");
+    assert!(!containers.join(id).exists());
+    let trash = k.data_root().join("trash");
+    waits_until("removed files deleted", || !trash.join(id).exists());
+    assert_eq!(
+        std::fs::read_dir(&containers)
+            .expect("containers dir")
+            .count(),
+        0
+    );
+    // What a stopped kosd left in the trash is deleted at the next start.
+    k.stop();
+    std::fs::create_dir_all(trash.join("left/upper/d")).expect("trash entry");
+    std::fs::write(trash.join("left/upper/d/f"), b"x").expect("trash file");
+    k.spawn();
+    waits_until("trash emptied at start", || !trash.join("left").exists());
+}

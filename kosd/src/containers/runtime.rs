@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bollard_stubs::models::{ContainerConfig, HostConfig, RestartPolicyNameEnum};
 use kos_image::config_to_spec::{self, Overrides};
-use kos_image::RootfsStrategy;
+use kos_image::{RootfsOptions, RootfsStrategy};
 use kos_network::AttachRequest;
 use kos_shim_client::{LaunchOptions, ProcessState, RuntimeOptions, ShimClient as Shim, Stdio};
 use serde::Deserialize;
@@ -673,8 +673,13 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     let netns = netns_for(e, &c, &net)?;
     let store = e.store.clone();
     let (sname, cid, cdir) = (c.image_store_name.clone(), c.id.clone(), c.dir.clone());
+    // An auto-remove container's rootfs goes with it: a volatile overlay spares the sync
+    // of the whole upper filesystem that unmounting a normal overlay costs at every exit.
+    let options = RootfsOptions {
+        volatile: c.host_config.auto_remove.unwrap_or(false),
+    };
     let rootfs = tokio::task::spawn_blocking(move || {
-        store.prepare_rootfs(&sname, &cid, &cdir, RootfsStrategy::Auto)
+        store.prepare_rootfs_with(&sname, &cid, &cdir, RootfsStrategy::Auto, options)
     })
     .await??;
     c.rootfs_kind = match rootfs.kind {
@@ -1232,6 +1237,40 @@ pub async fn pause(e: &Arc<Engine>, key: &str, on: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where removed containers' directories wait for deletion (same filesystem as theirs).
+fn trash_dir(e: &Engine) -> std::path::PathBuf {
+    e.config.data_root.join("trash")
+}
+
+fn remove_tree(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(ApiError::internal(
+            &format!("removing {}", p.display()),
+            err,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes what removals left in the trash when kosd stopped before finishing. The
+/// entries are listed now, so removals made meanwhile are not raced.
+fn empty_trash(e: &Engine) {
+    let Ok(entries) = std::fs::read_dir(trash_dir(e)) else {
+        return;
+    };
+    let doomed: Vec<_> = entries.filter_map(|d| d.ok().map(|d| d.path())).collect();
+    if doomed.is_empty() {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        for p in doomed {
+            if let Err(err) = remove_tree(&p) {
+                tracing::warn!(error = %err, "emptying the trash of removed containers");
+            }
+        }
+    });
+}
+
 /// `DELETE /containers/{id}`.
 pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> Result<()> {
     let c = find(e, key)?;
@@ -1274,24 +1313,41 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
     save(e, &c2)?;
     release_network(e, &c.id).await;
     unmount_rootfs(&c);
-    let store = e.store.clone();
-    let rootfs = kos_image::Rootfs {
-        id: c.id.clone(),
-        path: c.dir.join("rootfs"),
-        dir: c.dir.clone(),
-        kind: kos_image::RootfsKind::Overlay,
-    };
-    tokio::task::spawn_blocking(move || store.release_rootfs(&rootfs)).await??;
-    crate::volumes::release(e, &c, volumes);
-    if let Err(err) = std::fs::remove_dir_all(&c.dir) {
-        if err.kind() != std::io::ErrorKind::NotFound {
-            return Err(ApiError::internal(
-                &format!("removing {}", c.dir.display()),
-                err,
-            ));
-        }
+    let rootfs = c.dir.join("rootfs");
+    if kos_image::snapshot::overlay::is_mounted(&rootfs) {
+        return Err(ApiError::Internal(format!(
+            "the rootfs of container {} is still mounted at {}",
+            c.id,
+            rootfs.display()
+        )));
     }
+    // The directory leaves the containers' tree in one rename; its files (the rootfs's
+    // upper layer, or a whole copied rootfs) are deleted after the answer.
+    let doomed = trash_dir(e).join(&c.id);
+    if let Some(parent) = doomed.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let doomed = match std::fs::rename(&c.dir, &doomed) {
+        Ok(()) => Some(doomed),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            tracing::debug!(id = %c.id, error = %err, "moving the container's directory aside");
+            remove_tree(&c.dir)?;
+            None
+        }
+    };
+    let store = e.store.clone();
+    let id = c.id.clone();
+    tokio::task::spawn_blocking(move || store.remove_lease(&id)).await??;
+    crate::volumes::release(e, &c, volumes);
     e.db().delete(Table::Containers, &c.id)?;
+    if let Some(doomed) = doomed {
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = remove_tree(&doomed) {
+                tracing::warn!(error = %err, "deleting a removed container's files");
+            }
+        });
+    }
     drop(g);
     e.rt.forget(&c.id);
     let _ = e.rt.changed.send(c.id.clone());
@@ -1381,6 +1437,7 @@ pub async fn wait(e: &Arc<Engine>, id: &str, cond: WaitCondition) -> Result<i64>
 /// At start: reconnect to shims of containers that kept running (live-restore),
 /// and mark the rest as exited, cleaning what they left.
 pub async fn reconcile(e: &Arc<Engine>) {
+    empty_trash(e);
     for mut c in super::all(e) {
         if !c.state.status.is_live() && c.state.status != Status::Removing {
             continue;
@@ -1430,6 +1487,13 @@ pub async fn reconcile(e: &Arc<Engine>) {
                 c.state.exit_code = 255;
                 c.state.finished_at = timefmt::now_nanos();
                 let _ = save(e, &c);
+                // As dockerd: an auto-remove container that ended while kosd was away is
+                // removed (its volatile rootfs could not be mounted again anyway).
+                if c.host_config.auto_remove.unwrap_or(false) {
+                    if let Err(err) = remove(e, &c.id, true, true).await {
+                        tracing::warn!(id = %c.id, error = %err, "auto-remove at start failed");
+                    }
+                }
             }
         }
     }
