@@ -30,6 +30,8 @@ use crate::identity::ContainerMatch;
 use crate::policy::Policy;
 use crate::proxy::{self, Identify, Shared};
 
+/// A control client that has not sent its request head by then is dropped.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest control request body.
 const MAX_CONTROL_BODY: usize = 64 * 1024;
 
@@ -324,6 +326,8 @@ pub async fn serve(listener: UnixListener, grants: Arc<Grants>) {
                 }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {
