@@ -91,6 +91,9 @@ pub struct Flags {
     /// KOS: kaim policy (Rego) judging every device hot-plug; without one any is allowed.
     #[arg(long, value_name = "FILE")]
     pub device_policy: Option<PathBuf>,
+    /// KOS: kaim's control socket, where containers labelled kos.kaim.policy get grants.
+    #[arg(long, value_name = "PATH")]
+    pub kaim_control: Option<PathBuf>,
     /// CNI network configurations of CRI pods.
     #[arg(long, value_name = "DIR")]
     pub cni_conf_dir: Option<PathBuf>,
@@ -138,6 +141,7 @@ struct FileConfig {
     cri_stream_address: Option<String>,
     cdi_spec_dirs: Option<Vec<PathBuf>>,
     device_policy: Option<PathBuf>,
+    kaim_control: Option<PathBuf>,
     cni_conf_dir: Option<PathBuf>,
     cni_bin_dir: Option<Vec<PathBuf>>,
     registry_config_dir: Option<PathBuf>,
@@ -195,6 +199,7 @@ pub struct Config {
     /// CDI spec directories, lowest priority first.
     pub cdi_spec_dirs: Vec<PathBuf>,
     pub device_policy: Option<PathBuf>,
+    pub kaim_control: Option<PathBuf>,
     pub cni_conf_dir: PathBuf,
     pub cni_bin_dirs: Vec<PathBuf>,
     pub registry_config_dir: PathBuf,
@@ -413,6 +418,12 @@ impl Config {
             file.device_policy,
             &mut clashes,
         );
+        let kaim_control = pick(
+            "kaim-control",
+            flags.kaim_control,
+            file.kaim_control,
+            &mut clashes,
+        );
         let cni_conf_dir = pick(
             "cni-conf-dir",
             flags.cni_conf_dir,
@@ -568,6 +579,7 @@ impl Config {
             cri_stream_address,
             cdi_spec_dirs,
             device_policy,
+            kaim_control,
             cni_conf_dir,
             cni_bin_dirs,
             registry_config_dir,

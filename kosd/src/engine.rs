@@ -42,10 +42,7 @@ impl Engine {
             ..Default::default()
         });
         let id = daemon_id(data)?;
-        let devices = crate::devices::Devices::new(
-            config.cdi_spec_dirs.clone(),
-            config.device_policy.as_deref(),
-        )?;
+        let devices = crate::devices::Devices::new(&config)?;
         let nets = crate::network::open(&config);
         let creds = crate::credentials::CredStore::open(&data.join("credentials"))
             .map_err(|err| crate::error::ApiError::internal("opening the credential store", err))?;

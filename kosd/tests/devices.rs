@@ -488,3 +488,289 @@ fn hot_plug_into_a_running_container() {
     assert_eq!(status, 409, "{body}");
     k.docker_ok(&["rm", "-f", &name]);
 }
+
+/// A tiny static HTTP client over a unix socket (busybox has none): `kaimc SOCKET METHOD
+/// PATH [BODY]` prints the whole response.
+const CLIENT_C: &str = r#"
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) { perror("connect"); return 1; }
+    const char *body = argc > 4 ? argv[4] : "";
+    char head[4096];
+    int n = snprintf(head, sizeof head,
+        "%s %s HTTP/1.0\r\nHost: kaim\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+        argv[2], argv[3], strlen(body));
+    /* The server may answer and close before an empty body is "sent": no SIGPIPE. */
+    if (send(s, head, n, MSG_NOSIGNAL) != n) { perror("send"); return 1; }
+    size_t blen = strlen(body);
+    if (blen && send(s, body, blen, MSG_NOSIGNAL) != (ssize_t)blen) { perror("send"); return 1; }
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(s, buf, sizeof buf)) > 0) fwrite(buf, 1, r, stdout);
+    if (r < 0) { perror("read"); return 1; }
+    return 0;
+}
+"#;
+
+fn build_client(dir: &Path) -> PathBuf {
+    let src = dir.join("kaimc.c");
+    let bin = dir.join("kaimc");
+    std::fs::write(&src, CLIENT_C).expect("client source");
+    let o = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc");
+    assert!(
+        o.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    bin
+}
+
+/// kaim as a host process (the units engineer's unit form is not needed here), killed on
+/// drop.
+struct KaimProcess {
+    child: std::process::Child,
+    control: PathBuf,
+}
+
+impl KaimProcess {
+    fn start(k: &Kosd, work: &Path, policies: &Path) -> KaimProcess {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "kaim"])
+                .status()
+                .expect("cargo build");
+            assert!(st.success(), "building kaim failed");
+        });
+        let bin = Path::new(env!("CARGO_BIN_EXE_kosd")).with_file_name("kaim");
+        let control = work.join("kaim-control.sock");
+        let child = Command::new(bin)
+            .arg("--upstream")
+            .arg(k.host())
+            .arg("--audit")
+            .arg(work.join("audit.log"))
+            .arg("--control-socket")
+            .arg(&control)
+            .arg("--policy-dir")
+            .arg(policies)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.join("kaim.log")).expect("kaim log"))
+            .spawn()
+            .expect("start kaim");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&control).is_err() {
+            assert!(Instant::now() < deadline, "kaim did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        KaimProcess { child, control }
+    }
+}
+
+impl Drop for KaimProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child; SIGTERM lets kaim remove its sockets.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The container's log once it holds `marker` (within 30 s).
+fn logs_until(k: &Kosd, container: &str, marker: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = k.docker(&["logs", container]);
+        let log = text(&o);
+        if log.contains(marker) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {marker} in the log of {container}: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const LIST_ONLY: &str = r#"package kaim
+
+default allow := false
+
+allow if {
+	input.RequestMethod == "GET"
+	input.RequestPath in {"/_ping", "/containers/json"}
+}
+
+reason := "listing only" if allow
+
+deny contains "this client may only list containers" if not allow
+"#;
+
+#[test]
+fn kaim_grant_from_a_run_label() {
+    let work = Scratch::new("kaim");
+    let policies = work.join("policies");
+    std::fs::create_dir_all(&policies).expect("policies");
+    std::fs::write(policies.join("list-only.rego"), LIST_ONLY).expect("policy");
+    let client = build_client(&work.0);
+    let control = work.join("kaim-control.sock");
+    let k = Kosd::start(&["--kaim-control", &control.to_string_lossy()]);
+    let kaim = KaimProcess::start(&k, &work.0, &policies);
+    let reg = Registry::start();
+    let img = image(&k, &reg, "kaim");
+    let client_mount = format!("{}:/kaimc:ro", client.display());
+    let name = unique("granted");
+    // The client's calls run as the container's own process and their answers are read
+    // from its log, each section ended by a marker (quoted in the script so that the
+    // command line, which the container list shows, does not hold the marker itself).
+    let script = format!(
+        "c() {{ /kaimc /run/kos/kaim.sock \"$@\"; echo \"<<END\" \"$2>>\"; }}; \
+         c GET /_ping; \
+         c GET /v1.47/containers/json?all=1; \
+         c POST /v1.47/containers/create '{{\"Image\":\"{img}\",\"Cmd\":[\"true\"]}}'; \
+         c GET /v1.47/images/json; \
+         touch /run/kos/x 2>/dev/null || echo read-only; \
+         echo '<<DO''NE>>'; sleep 300"
+    );
+    let id = k
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            "kos.kaim.policy=list-only",
+            "-v",
+            &client_mount,
+            "--name",
+            &name,
+            &img,
+            "sh",
+            "-c",
+            &script,
+        ])
+        .trim()
+        .to_string();
+    let log = logs_until(&k, &name, "<<DONE>>");
+    // The answers in the order asked: each piece after the first starts with the path
+    // that the previous marker named.
+    let pieces: Vec<&str> = log.split("<<END ").collect();
+    let section = |n: usize| -> String {
+        let p = pieces.get(n).copied().unwrap_or("");
+        if n == 0 {
+            p.to_string()
+        } else {
+            p.split_once(">>").map(|x| x.1).unwrap_or("").to_string()
+        }
+    };
+    let ping = section(0);
+    assert!(
+        ping.contains("HTTP/1.") && ping.contains(" 200 ") && ping.contains("\r\n\r\nOK"),
+        "{log}"
+    );
+    let list = section(1);
+    assert!(list.contains(" 200 ") && list.contains(&id), "{log}");
+    let create = section(2);
+    assert!(create.contains(" 403 "), "{log}");
+    assert!(
+        create.contains("this client may only list containers"),
+        "{log}"
+    );
+    let images = section(3);
+    assert!(images.contains(" 403 "), "{log}");
+    // The grant's directory is read-only in the container.
+    assert!(log.contains("read-only"), "{log}");
+    // Nothing was created through the denied request.
+    assert_eq!(
+        k.docker_ok(&["ps", "-aq", "--no-trunc"]).trim(),
+        id,
+        "only the client exists"
+    );
+    // kaim audited its decisions.
+    let audit = std::fs::read_to_string(work.join("audit.log")).unwrap_or_default();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("deny") && l.contains("/containers/create")),
+        "{audit}"
+    );
+
+    // A container without the label has no socket.
+    let other = k
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            &img,
+            "sh",
+            "-c",
+            "test -e /run/kos/kaim.sock && echo has-socket; echo '<<DONE>>'",
+        ])
+        .trim()
+        .to_string();
+    let other_log = logs_until(&k, &other, "<<DONE>>");
+    assert!(!other_log.contains("has-socket"), "{other_log}");
+    k.docker_ok(&["rm", "-f", &other]);
+    // An unknown policy fails the start with kaim's reason.
+    let o = k.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        "kos.kaim.policy=no-such-policy",
+        &img,
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no-such-policy"), "{}", text(&o));
+
+    // The grant of a removed container goes when the next grant is made.
+    k.docker_ok(&["rm", "-f", &name]);
+    let name2 = unique("granted");
+    let id2 = k
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            "kos.kaim.policy=list-only",
+            "--name",
+            &name2,
+            &img,
+            "sleep",
+            "300",
+        ])
+        .trim()
+        .to_string();
+    let grants = Command::new(&client)
+        .arg(&kaim.control)
+        .args(["GET", "/grants"])
+        .output()
+        .expect("kaimc");
+    let grants = text(&grants);
+    assert!(grants.contains(&id2) && !grants.contains(&id), "{grants}");
+    k.docker_ok(&["rm", "-f", &name2]);
+}

@@ -4,6 +4,7 @@
 
 pub mod cdi;
 pub mod events;
+pub mod grant;
 pub mod hotplug;
 
 use std::path::{Path, PathBuf};
@@ -14,11 +15,17 @@ use crate::error::{ApiError, Result};
 /// Where sysfs is: the device tree kadcm reads.
 pub const SYS_ROOT: &str = "/sys";
 
-/// What every devices call shares: the CDI spec directories and the passthrough state.
+/// What every devices call shares: the CDI spec directories, the passthrough state and
+/// kaim's control socket.
 pub struct Devices {
     /// CDI spec directories, lowest priority first.
     pub cdi_dirs: Vec<PathBuf>,
     pub hotplug: hotplug::Hotplug,
+    kaim: Option<grant::Kaim>,
+    /// Where grant sockets are made (EXEC_ROOT/kaim).
+    grants_dir: PathBuf,
+    /// Containers' directories: a grant whose container has none is stale.
+    containers_dir: PathBuf,
 }
 
 /// Without `--device-policy`, hot-plug through kosd's own (root-only) socket is allowed:
@@ -27,29 +34,53 @@ const ALLOW_ALL: &str =
     "package kaim\n\nallow := true\n\nreason := \"no device policy configured\"\n";
 
 impl Devices {
-    pub fn new(cdi_dirs: Vec<PathBuf>, policy: Option<&Path>) -> Result<Devices> {
-        let policy = match policy {
+    pub fn new(config: &crate::config::Config) -> Result<Devices> {
+        let policy = match config.device_policy.as_deref() {
             Some(p) => kaim::Policy::from_file(p)
                 .map_err(|e| ApiError::bad(format!("device policy {}: {e}", p.display())))?,
             None => kaim::Policy::from_source(Path::new("<no device policy>"), ALLOW_ALL)
                 .map_err(|e| ApiError::internal("compiling the allow-all device policy", e))?,
         };
         Ok(Devices {
-            cdi_dirs,
+            cdi_dirs: config.cdi_spec_dirs.clone(),
             hotplug: hotplug::Hotplug::new(Arc::new(policy)),
+            kaim: config
+                .kaim_control
+                .clone()
+                .map(|control| grant::Kaim { control }),
+            grants_dir: config.exec_root.join("kaim"),
+            containers_dir: config.data_root.join("containers"),
         })
     }
 }
 
 impl Devices {
-    /// The devices' part of a container's config.json: the CDI devices it asked for.
+    /// The devices' part of a container's config.json: the CDI devices it asked for, and
+    /// the kaim grant its `kos.kaim.policy` label asks for.
     pub fn edit_spec(
         &self,
         spec: &mut serde_json::Value,
         hc: &bollard_stubs::models::HostConfig,
-        _id: &str,
-        _labels: &std::collections::BTreeMap<String, String>,
+        id: &str,
+        labels: &std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
-        cdi::apply(spec, hc, &self.cdi_dirs)
+        cdi::apply(spec, hc, &self.cdi_dirs)?;
+        if let Some(policy) = labels.get(grant::LABEL) {
+            let kaim = self.kaim.as_ref().ok_or_else(|| {
+                ApiError::bad(format!(
+                    "label {} needs kosd --kaim-control (kaim's control socket)",
+                    grant::LABEL
+                ))
+            })?;
+            let containers = &self.containers_dir;
+            let exists = |other: &str| other == id || containers.join(other).is_dir();
+            let dir = kaim.grant(&self.grants_dir, id, policy, &exists)?;
+            let mounts = spec["mounts"]
+                .as_array_mut()
+                .ok_or_else(|| ApiError::Internal("config.json has no mounts".into()))?;
+            mounts.retain(|m| m["destination"].as_str() != Some(grant::MOUNT_POINT));
+            mounts.push(grant::mount(&dir));
+        }
+        Ok(())
     }
 }
