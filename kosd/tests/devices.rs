@@ -417,6 +417,16 @@ fn hot_plug_into_a_running_container() {
         "300",
     ]);
     // `<>` would make a regular file where no node is: open only a node that is there.
+    // The host's devices as kadcm sees them.
+    let (status, body) = k.http("GET", "/v1.47/kos/devices", b"");
+    assert_eq!(status, 200, "{body}");
+    let host: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        host.as_array().is_some_and(|a| a
+            .iter()
+            .any(|d| d["devnode"] == "/dev/fuse" && d["class"] == "fuse")),
+        "{body}"
+    );
     let open_fuse = "test -c /dev/fuse && echo node-present && exec 3<>/dev/fuse && echo fuse-open";
     let before = exec(&k, &name, open_fuse);
     assert!(
@@ -460,7 +470,14 @@ fn hot_plug_into_a_running_container() {
         "test -e /dev/loop-control && echo present; echo done",
     );
     assert!(!lc.contains("present"), "{lc}");
-    // Bad input: a path that is not a device, an unknown field.
+    // Bad input: a path that is not a device, a node outside /dev, an unknown field.
+    let (status, body) = k.http(
+        "POST",
+        &devices,
+        br#"{"Path":"/dev/fuse","PathInContainer":"/dev/../etc/fuse"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("below /dev"), "{body}");
     let (status, body) = k.http("POST", &devices, br#"{"Path":"/etc/passwd"}"#);
     assert_eq!(status, 400, "{body}");
     let (status, body) = k.http("POST", &devices, br#"{"Path":"/dev/fuse","Bogus":1}"#);

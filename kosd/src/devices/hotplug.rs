@@ -4,7 +4,7 @@
 //! and bundle, so kadcm is handed the container directly instead of asking the runtime.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,17 @@ impl Hotplug {
             );
         }
         let inside = PathBuf::from(req.path_in_container.as_deref().unwrap_or(&req.path));
+        // Checked before the policy or the cgroup see it: a node goes only below /dev.
+        let plain = inside
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain || !inside.starts_with("/dev") || inside == Path::new("/dev") {
+            return Err(ApiError::bad(format!(
+                "device path in the container {} must be a plain path below /dev",
+                inside.display()
+            ))
+            .into());
+        }
         if self
             .list(c)
             .iter()
