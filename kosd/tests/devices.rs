@@ -763,8 +763,32 @@ fn kaim_grant_from_a_run_label() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no-such-policy"), "{}", text(&o));
 
-    // The grant of a removed container goes when the next grant is made.
+    let list_grants = || {
+        text(
+            &Command::new(&client)
+                .arg(&kaim.control)
+                .args(["GET", "/grants"])
+                .output()
+                .expect("kaimc"),
+        )
+    };
+    assert!(list_grants().contains(&id), "{}", list_grants());
+    // Removing the container removes its grant and the socket's directory.
+    let grant_dirs = k.exec_root().join("kaim");
+    assert_eq!(
+        std::fs::read_dir(&grant_dirs).expect("grant dirs").count(),
+        1
+    );
     k.docker_ok(&["rm", "-f", &name]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while list_grants().contains(&id) {
+        assert!(Instant::now() < deadline, "grant kept: {}", list_grants());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_dir(&grant_dirs).expect("grant dirs").count(),
+        0
+    );
     let name2 = unique("granted");
     let id2 = k
         .docker_ok(&[
@@ -782,12 +806,7 @@ fn kaim_grant_from_a_run_label() {
         ])
         .trim()
         .to_string();
-    let grants = Command::new(&client)
-        .arg(&kaim.control)
-        .args(["GET", "/grants"])
-        .output()
-        .expect("kaimc");
-    let grants = text(&grants);
+    let grants = list_grants();
     assert!(grants.contains(&id2) && !grants.contains(&id), "{grants}");
     k.docker_ok(&["rm", "-f", &name2]);
 }

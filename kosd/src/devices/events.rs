@@ -38,15 +38,44 @@ pub fn attributes(ev: &kadcm::events::DeviceEvent) -> BTreeMap<String, String> {
     a
 }
 
-/// The listener thread; stopped (and joined) on drop.
+/// The listener thread and the container-removal follower; stopped on drop.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts publishing device uevents to the engine's event bus. A host without the uevent
-/// socket (no permission) logs why and publishes nothing; the engine runs on.
+/// Follows the engine's own events: a destroyed container's grant and device records go
+/// (kosd's remove path knows nothing of devices). Must run inside the tokio runtime.
+fn follow_removals(engine: &Arc<Engine>) -> tokio::task::JoinHandle<()> {
+    let (_, mut rx) = engine.events.subscribe(None, None);
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if ev.kind == "container" && ev.action == "destroy" => {
+                    let engine = engine.clone();
+                    let id = ev.id.clone();
+                    let _ =
+                        tokio::task::spawn_blocking(move || engine.devices.forget_container(&id))
+                            .await;
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // Missed removals are collected at the next grant.
+                    tracing::debug!(missed = n, "device follower lagged");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
+}
+
+/// Starts publishing device uevents to the engine's event bus (a host without the uevent
+/// socket logs why and publishes nothing; the engine runs on), and following container
+/// removals. Must run inside the tokio runtime.
 pub fn start(engine: &Arc<Engine>) -> Watcher {
+    let follower = Some(follow_removals(engine));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let engine = engine.clone();
@@ -72,12 +101,19 @@ pub fn start(engine: &Arc<Engine>) -> Watcher {
             None
         }
     };
-    Watcher { stop, thread }
+    Watcher {
+        stop,
+        thread,
+        follower,
+    }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(f) = self.follower.take() {
+            f.abort();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

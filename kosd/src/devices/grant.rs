@@ -87,6 +87,19 @@ impl Kaim {
         Ok(())
     }
 
+    /// Removes container `id`'s grant (if kaim has one) and its directory.
+    pub fn revoke(&self, grants_dir: &Path, id: &str) -> Result<()> {
+        let (status, reply) = self.call("DELETE", &format!("/grants/{PREFIX}{id}"), None)?;
+        let _ = std::fs::remove_dir_all(grants_dir.join(dir_name(id)));
+        match status {
+            204 | 404 => Ok(()),
+            s => Err(ApiError::Internal(format!(
+                "kaim: removing the grant of {id}: status {s}: {}",
+                reply["message"].as_str().unwrap_or("")
+            ))),
+        }
+    }
+
     /// Asks kaim to serve container `id`'s grant under `policy`; returns the directory
     /// holding its socket.
     pub fn grant(
@@ -108,7 +121,12 @@ impl Kaim {
             "policy": policy,
             "socket": dir.join(SOCKET_NAME),
         });
-        let (status, reply) = self.call("PUT", &format!("/grants/{PREFIX}{id}"), Some(&body))?;
+        let answer = self.call("PUT", &format!("/grants/{PREFIX}{id}"), Some(&body));
+        if !matches!(answer, Ok((201, _))) {
+            // Nothing is left of a grant kaim did not make.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let (status, reply) = answer?;
         match status {
             201 => Ok(dir),
             400 => Err(ApiError::bad(format!(
@@ -124,7 +142,7 @@ impl Kaim {
 }
 
 /// A grant's directory: short, as the socket path inside must fit in `sun_path`.
-fn dir_name(id: &str) -> &str {
+pub fn dir_name(id: &str) -> &str {
     &id[..id.len().min(24)]
 }
 

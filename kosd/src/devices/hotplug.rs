@@ -103,6 +103,11 @@ impl Hotplug {
         self.attached.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops the records of a removed container.
+    pub fn forget(&self, id: &str) {
+        self.records().remove(id);
+    }
+
     /// The devices attached to the container's current init.
     pub fn list(&self, c: &Record) -> Vec<Attached> {
         let pid = c.state.pid as i32;

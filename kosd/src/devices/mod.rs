@@ -55,6 +55,18 @@ impl Devices {
 }
 
 impl Devices {
+    /// A removed container's kaim grant and hot-plug records go with it.
+    pub fn forget_container(&self, id: &str) {
+        self.hotplug.forget(id);
+        if let Some(kaim) = &self.kaim {
+            if self.grants_dir.join(grant::dir_name(id)).exists() {
+                if let Err(e) = kaim.revoke(&self.grants_dir, id) {
+                    tracing::warn!(id, error = %e, "removing the kaim grant failed");
+                }
+            }
+        }
+    }
+
     /// The devices' part of a container's config.json: the CDI devices it asked for, and
     /// the kaim grant its `kos.kaim.policy` label asks for.
     pub fn edit_spec(
