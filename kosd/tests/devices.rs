@@ -504,6 +504,16 @@ fn hot_plug_into_a_running_container() {
     let (status, body) = k.http("POST", &devices, br#"{"Path":"/dev/fuse"}"#);
     assert_eq!(status, 409, "{body}");
     k.docker_ok(&["rm", "-f", &name]);
+
+    // This kosd has no kaim: a grant label is refused at create, and nothing is made.
+    let o = k.docker(&["create", "--label", "kos.kaim.policy=any", &img, "true"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--kaim-control"), "{}", text(&o));
+    assert_eq!(
+        k.docker_ok(&["ps", "-aq"]).trim(),
+        "",
+        "nothing was created"
+    );
 }
 
 /// A tiny static HTTP client over a unix socket (busybox has none): `kaimc SOCKET METHOD

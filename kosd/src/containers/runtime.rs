@@ -242,7 +242,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     let sec = spec::security_opts(&hc.security_opt.clone().unwrap_or_default())?;
     // Held until the record is saved: no other create can take the same MCS pair.
     let mcs_labels = super::mcs::labels_for(e, e.host.selinux, &sec)?;
-    crate::devices::cdi::check(&hc, &e.devices.cdi_dirs)?;
+    e.devices.check_create(&hc, config.labels.as_ref())?;
     if let Some(p) = hc.cgroup_parent.as_deref().filter(|p| !p.is_empty()) {
         crate::config::normalize_cgroup_parent(p)
             .map_err(|err| ApiError::bad(format!("invalid CgroupParent {p:?}: {err}")))?;

@@ -55,6 +55,32 @@ impl Devices {
 }
 
 impl Devices {
+    /// What can be checked at create, so a bad request makes nothing: every CDI device
+    /// resolves, and a kaim grant label can be served.
+    pub fn check_create(
+        &self,
+        hc: &bollard_stubs::models::HostConfig,
+        labels: Option<&std::collections::HashMap<String, String>>,
+    ) -> Result<()> {
+        cdi::check(hc, &self.cdi_dirs)?;
+        if let Some(policy) = labels.and_then(|l| l.get(grant::LABEL)) {
+            self.kaim_for(policy)?;
+        }
+        Ok(())
+    }
+
+    fn kaim_for(&self, policy: &str) -> Result<&grant::Kaim> {
+        if policy.is_empty() {
+            return Err(ApiError::bad(format!("label {} is empty", grant::LABEL)));
+        }
+        self.kaim.as_ref().ok_or_else(|| {
+            ApiError::bad(format!(
+                "label {} needs kosd --kaim-control (kaim's control socket)",
+                grant::LABEL
+            ))
+        })
+    }
+
     /// A removed container's kaim grant and hot-plug records go with it.
     pub fn forget_container(&self, id: &str) {
         self.hotplug.forget(id);
@@ -78,12 +104,7 @@ impl Devices {
     ) -> Result<()> {
         cdi::apply(spec, hc, &self.cdi_dirs)?;
         if let Some(policy) = labels.get(grant::LABEL) {
-            let kaim = self.kaim.as_ref().ok_or_else(|| {
-                ApiError::bad(format!(
-                    "label {} needs kosd --kaim-control (kaim's control socket)",
-                    grant::LABEL
-                ))
-            })?;
+            let kaim = self.kaim_for(policy)?;
             let containers = &self.containers_dir;
             let exists = |other: &str| other == id || containers.join(other).is_dir();
             let dir = kaim.grant(&self.grants_dir, id, policy, &exists)?;
