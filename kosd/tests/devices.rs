@@ -374,6 +374,8 @@ fn device_uevents_in_the_event_stream() {
         "{body}"
     );
     assert!(ours.iter().all(|v| v["Type"] == "device"), "{body}");
+    // The interface's rx/tx queue objects are not devices and are not published.
+    assert!(!body.contains(&format!("{devpath}/queues")), "{body}");
 }
 
 /// The hot-plug policy of the test: FUSE may go to containers, the loop control device

@@ -14,6 +14,16 @@ use crate::engine::Engine;
 /// How often the listener looks at its stop flag.
 const TICK: Duration = Duration::from_millis(200);
 
+/// Subsystems whose uevents are not devices: every network interface's rx/tx queue
+/// kobjects come and go with it, and would crowd the event history (shared with
+/// container events) on a host that makes many veths.
+const NOT_DEVICES: &[&str] = &["queues"];
+
+/// Whether a uevent becomes an engine event.
+pub fn published(ev: &kadcm::events::DeviceEvent) -> bool {
+    !NOT_DEVICES.contains(&ev.uevent.subsystem.as_str())
+}
+
 /// The engine event of one uevent: kind, action, actor id and attributes.
 pub fn attributes(ev: &kadcm::events::DeviceEvent) -> BTreeMap<String, String> {
     let u = &ev.uevent;
@@ -83,6 +93,9 @@ pub fn start(engine: &Arc<Engine>) -> Watcher {
         .name("kosd-uevents".into())
         .spawn(move || {
             let sink = kadcm::events::Callback(|ev: &kadcm::events::DeviceEvent| {
+                if !published(ev) {
+                    return;
+                }
                 engine.events.publish(
                     "device",
                     &ev.uevent.action,
