@@ -822,3 +822,46 @@ fn kaim_grant_from_a_run_label() {
     assert!(grants.contains(&id2) && !grants.contains(&id), "{grants}");
     k.docker_ok(&["rm", "-f", &name2]);
 }
+
+#[test]
+fn bad_device_settings_stop_kosd_with_one_line() {
+    let work = Scratch::new("badflags");
+    let broken = work.join("broken.rego");
+    std::fs::write(&broken, "package kaim\nallow := {\n").expect("policy");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--device-policy", &broken.to_string_lossy()],
+            "device policy",
+        ),
+        (
+            &["--device-policy", "/nonexistent/p.rego"],
+            "/nonexistent/p.rego",
+        ),
+        (&["--cdi-spec-dir", "relative/cdi"], "--cdi-spec-dir"),
+    ];
+    for (i, (flags, want)) in cases.iter().enumerate() {
+        let root = work.join(&format!("r{i}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_kosd"))
+            .arg("-H")
+            .arg(format!("unix://{}", root.join("kos.sock").display()))
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--config-file")
+            .arg("/dev/null")
+            .arg("--cri-socket")
+            .arg("")
+            .args(*flags)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kosd");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flags:?} started");
+        assert!(err.contains(want), "{flags:?}: {err}");
+        assert!(
+            !root.join("kos.sock").exists(),
+            "{flags:?}: the API socket was made"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Host devices in kosd, over kadcm: CDI device names at create/start (`cdi`), the kernel's
 //! device uevents in the /events stream (`events`), and device nodes hot-plugged into
-//! running containers and taken out again, each judged by a kaim policy (`hotplug`).
+//! running containers and taken out again, each judged by a kaim policy (`hotplug`), and
+//! kaim grants for containers labelled for one (`grant`).
 
 pub mod cdi;
 pub mod events;
