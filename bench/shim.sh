@@ -15,9 +15,14 @@ shim=${KOS_SHIM:-$release/containerd-shim-kos-v2}
 kosrun=${KOSRUN:-$release/kosrun}
 runs=${RUNS:-20}
 noop=${KOS_NOOP_SHIM:-$release/examples/noop_shim}
-for f in "$shim" "$kosrun" "$noop"; do
-    [ -x "$f" ] || { echo "missing $f: cargo build --release -p kos-shim -p kosrun && cargo build --release -p kos-shim --examples" >&2; exit 1; }
+for f in "$shim" "$kosrun"; do
+    [ -x "$f" ] || { echo "missing $f: cargo build --release -p kos-shim -p kosrun" >&2; exit 1; }
 done
+# `make bench` builds binaries only: the no-op shim and the lifecycle driver are examples.
+if [ ! -x "$noop" ] || [ ! -x "$release/examples/lifecycle" ]; then
+    (cd "$here/.." && "${CARGO:-cargo}" build --release -p kos-shim --examples) >&2
+fi
+[ -x "$noop" ] || { echo "missing $noop: cargo build --release -p kos-shim --examples" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/kos-bench-shim.XXXXXX)
 ns=kos-bench-$$
