@@ -11,7 +11,7 @@ use protobuf::Message;
 
 use crate::idle::Idle;
 use crate::reaper::Reaper;
-use crate::service::{Reply, Service, TASK_SERVICE};
+use crate::service::{Reply, Service, LOGS_SERVICE, TASK_SERVICE};
 use crate::ttrpc::{self, RpcError, TYPE_REQUEST};
 
 struct Conn {
@@ -255,6 +255,9 @@ impl Server {
             let conn_id = self.conns[i].id;
             let reply = match Request::parse_from_bytes(&body) {
                 Err(e) => Reply::Now(Err(RpcError::invalid(format!("bad ttrpc request: {e}")))),
+                Ok(req) if req.service == LOGS_SERVICE => {
+                    self.service.dispatch_logs(&req.method, &req.payload)
+                }
                 Ok(req) if req.service != TASK_SERVICE => Reply::Now(Err(RpcError::new(
                     containerd_shim_protos::ttrpc::Code::UNIMPLEMENTED,
                     format!("service {} is not served here", req.service),

@@ -882,3 +882,144 @@ fn shim_cgroup_from_the_start_action_and_from_create() {
         "{err}"
     );
 }
+
+/// Writes `out-N` and `err-N` every 100 ms, N counting from 0.
+const TICKER: &str =
+    "i=0; while true; do echo out-$i; echo err-$i >&2; i=$((i+1)); sleep 0.1; done";
+
+fn reopen(c: &mut Client, id: &str, exec_id: &str) -> Result<api::Empty, support::ttrpc::RpcError> {
+    let mut r = api::StateRequest::new();
+    r.id = id.into();
+    r.exec_id = exec_id.into();
+    c.call_service("kos.shim.v1.Logs", "Reopen", &r)
+}
+
+/// The numbers N of the `out-N` lines (stream stdout) of a CRI or json-file log, in order.
+fn out_numbers(path: &Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let msg = if l.starts_with('{') {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json-file entry");
+                (v["stream"] == "stdout").then(|| v["log"].as_str().expect("log").to_string())
+            } else {
+                let parts: Vec<&str> = l.splitn(4, ' ').collect();
+                assert_eq!(parts.len(), 4, "cri line {l:?}");
+                (parts[1] == "stdout").then(|| parts[3].to_string())
+            }?;
+            Some(
+                msg.trim_end()
+                    .strip_prefix("out-")
+                    .expect("out-N")
+                    .parse()
+                    .expect("N"),
+            )
+        })
+        .collect()
+}
+
+fn inode(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).expect("stat").ino()
+}
+
+/// Renames `log` to `log.1`, reopens through the shim, and checks that the new file exists
+/// at once, new lines go there and the old file keeps what it had, nothing lost or doubled.
+fn rotate_and_check(shim: &mut Shim, id: &str, log: &Path) {
+    wait_for("first lines", Duration::from_secs(10), || {
+        out_numbers(log).len() >= 3
+    });
+    let old = PathBuf::from(format!("{}.1", log.display()));
+    std::fs::rename(log, &old).expect("rename");
+    reopen(&mut shim.client, id, "").expect("reopen");
+    // Synchronous: the new file is there as soon as the call returns, mode as before.
+    let meta = std::fs::metadata(log).expect("new log file right after Reopen");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    assert_ne!(inode(log), inode(&old));
+    let old_text = std::fs::read_to_string(&old).expect("old log");
+    wait_for("lines in the new file", Duration::from_secs(10), || {
+        out_numbers(log).len() >= 3
+    });
+    assert_eq!(
+        std::fs::read_to_string(&old).expect("old log"),
+        old_text,
+        "the old file got lines after Reopen"
+    );
+    let (a, b) = (out_numbers(&old), out_numbers(log));
+    assert!(!a.is_empty() && !b.is_empty());
+    let all: Vec<u32> = a.iter().chain(b.iter()).copied().collect();
+    let expected: Vec<u32> = (0..all.len() as u32).collect();
+    assert_eq!(all, expected, "old {a:?} then new {b:?}");
+}
+
+#[test]
+fn reopen_log_writes_into_a_new_file_after_a_rename() {
+    let mut shim = Shim::start("reopen");
+    let d = shim.dir.path().to_path_buf();
+    // Two containers in one shim (one pod): c1 with a CRI log, c2 with a json-file log.
+    let log1 = d.join("c1.log");
+    let uri1 = format!("cri-log://{}", log1.display());
+    let b = shim.bundle("c1", &["sh", "-c", TICKER], false);
+    create(&mut shim, "c1", &b, &uri1, &uri1, None).expect("create c1");
+    start(&mut shim.client, "c1", "");
+    let log2 = d.join("c2.log");
+    let uri2 = format!("json-file://{}?max-size=1000000&max-file=2", log2.display());
+    let b = shim.bundle("c2", &["sh", "-c", TICKER], false);
+    create(&mut shim, "c2", &b, &uri2, &uri2, None).expect("create c2");
+    start(&mut shim.client, "c2", "");
+
+    wait_for("c2 lines", Duration::from_secs(10), || {
+        out_numbers(&log2).len() >= 2
+    });
+    let c2_inode = inode(&log2);
+    rotate_and_check(&mut shim, "c1", &log1);
+    // Reopening c1 left c2's file alone: same file, still growing.
+    assert_eq!(inode(&log2), c2_inode);
+    let n = out_numbers(&log2).len();
+    wait_for("c2 still writing", Duration::from_secs(10), || {
+        out_numbers(&log2).len() > n
+    });
+    rotate_and_check(&mut shim, "c2", &log2);
+
+    // Mistakes: unknown container or exec, a container without a log file, a bad method.
+    let e = reopen(&mut shim.client, "ghost", "").expect_err("unknown container");
+    assert_eq!(e.code, NOT_FOUND, "{e:?}");
+    assert!(e.message.contains("ghost"), "{}", e.message);
+    let e = reopen(&mut shim.client, "c1", "nope").expect_err("unknown exec");
+    assert_eq!(e.code, NOT_FOUND, "{e:?}");
+    let b = shim.bundle("nolog", &["sleep", "1000"], false);
+    create(&mut shim, "nolog", &b, "", "", None).expect("create nolog");
+    let e = reopen(&mut shim.client, "nolog", "").expect_err("no log file");
+    assert_eq!(e.code, FAILED_PRECONDITION, "{e:?}");
+    assert!(e.message.contains("no log file"), "{}", e.message);
+    let e = shim
+        .client
+        .call_service::<_, api::Empty>("kos.shim.v1.Logs", "Rotate", &api::StateRequest::new())
+        .expect_err("unknown method");
+    assert_eq!(e.code, 12, "UNIMPLEMENTED: {e:?}");
+    // A log directory that is gone: an error naming the file, the old file stays in use.
+    let gone = d.join("gone");
+    std::fs::create_dir(&gone).expect("mkdir");
+    let log3 = gone.join("c3.log");
+    let uri3 = format!("cri-log://{}", log3.display());
+    let b = shim.bundle("c3", &["sh", "-c", TICKER], false);
+    create(&mut shim, "c3", &b, &uri3, &uri3, None).expect("create c3");
+    start(&mut shim.client, "c3", "");
+    let moved = d.join("moved");
+    std::fs::rename(&gone, &moved).expect("rename dir");
+    let e = reopen(&mut shim.client, "c3", "").expect_err("directory gone");
+    assert!(e.message.contains("c3.log"), "{}", e.message);
+    let kept = moved.join("c3.log");
+    let n = out_numbers(&kept).len();
+    wait_for(
+        "c3 still writing into its file",
+        Duration::from_secs(10),
+        || out_numbers(&kept).len() > n,
+    );
+    // The shim still serves the task API.
+    let mut s = api::StateRequest::new();
+    s.id = "c1".into();
+    let st: api::StateResponse = shim.client.call("State", &s).expect("state");
+    assert_eq!(st.status.value(), 2, "running");
+}

@@ -19,8 +19,10 @@ use crate::timefmt::Time;
 use crate::ttrpc::{response_frame, RpcError};
 
 mod launch;
+mod logs;
 
 use launch::{reap_now, start_exec, ExecEnv};
+pub use logs::LOGS_SERVICE;
 
 pub const TASK_SERVICE: &str = "containerd.task.v2.Task";
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::line::{LineSplitter, Record, MAX_LINE};
@@ -12,18 +12,36 @@ use super::Sink;
 use crate::timefmt::Time;
 
 pub struct CriFile {
+    path: PathBuf,
     file: File,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 impl CriFile {
     pub fn open(path: &Path) -> io::Result<CriFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(path)?;
-        Ok(CriFile { file })
+        Ok(CriFile {
+            path: path.to_path_buf(),
+            file: open_append(path)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the path again (kubelet renamed the file to rotate it) and writes there from
+    /// now on. On failure the old file stays in use.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_append(&self.path)?;
+        Ok(())
     }
 
     fn write_record(&mut self, stream: &str, rec: Record<'_>) -> io::Result<()> {

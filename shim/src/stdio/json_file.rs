@@ -42,6 +42,19 @@ impl JsonFile {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the path again (someone renamed the file away) and writes there from now on,
+    /// counting its size afresh. On failure the old file stays in use.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        let file = open_append(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.file = file;
+        Ok(())
+    }
+
     fn write_record(&mut self, stream: &str, rec: Record<'_>) -> io::Result<()> {
         let mut text = String::from_utf8_lossy(rec.data).into_owned();
         if !rec.partial {

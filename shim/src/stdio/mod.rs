@@ -7,6 +7,7 @@ pub mod console;
 pub mod cri;
 pub mod json_file;
 pub mod line;
+pub mod log_file;
 pub mod uri;
 
 use std::cell::RefCell;
@@ -19,6 +20,7 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use log_file::LogFile;
 use uri::Target;
 
 /// Where a pump delivers bytes.
@@ -249,6 +251,8 @@ pub struct ProcessIo {
     pub console: Option<OwnedFd>,
     /// Waiting for the terminal: where its output and input go once it arrives.
     await_console: Option<(Out, Option<OwnedFd>)>,
+    /// The json-file and CRI log files its output goes to (once each when shared).
+    logs: Vec<LogFile>,
 }
 
 pub struct IoRequest<'a> {
@@ -287,8 +291,8 @@ impl ProcessIo {
                 req.terminal,
             )?)
         };
-        let (out, err) = outputs(&out_t, &err_t, req)?;
         let mut io = ProcessIo::default();
+        let (out, err) = outputs(&out_t, &err_t, req, &mut io.logs)?;
         let null = |w| dev_null(w).map_err(|e| format!("/dev/null: {e}"));
         if req.terminal {
             io.await_console = Some((out, stdin_fifo));
@@ -382,6 +386,15 @@ impl ProcessIo {
         self.stdin = None;
     }
 
+    /// Opens every log file of the process again at its path (see `log_file`); returns how
+    /// many there are, 0 when its output goes to no log file.
+    pub fn reopen_logs(&self) -> Result<usize, String> {
+        for l in &self.logs {
+            l.reopen()?;
+        }
+        Ok(self.logs.len())
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
@@ -429,7 +442,13 @@ impl Sink for Discard {
 }
 
 /// stdout and stderr targets; the same json-file or CRI path on both shares one writer.
-fn outputs(out_t: &Target, err_t: &Target, req: &IoRequest<'_>) -> Result<(Out, Out), String> {
+/// Every json-file or CRI file opened goes into `logs`.
+fn outputs(
+    out_t: &Target,
+    err_t: &Target,
+    req: &IoRequest<'_>,
+    logs: &mut Vec<LogFile>,
+) -> Result<(Out, Out), String> {
     match (out_t, err_t) {
         (
             Target::JsonFile {
@@ -443,6 +462,7 @@ fn outputs(out_t: &Target, err_t: &Target, req: &IoRequest<'_>) -> Result<(Out, 
                 json_file::JsonFile::open(path, *max_size, *max_file)
                     .map_err(|e| format!("json-file log {}: {e}", path.display()))?,
             ));
+            logs.push(LogFile::Json(f.clone()));
             Ok((
                 Out::Pump(Box::new(
                     json_file::JsonFileSink::new(f.clone(), "stdout").for_terminal(req.terminal),
@@ -456,6 +476,7 @@ fn outputs(out_t: &Target, err_t: &Target, req: &IoRequest<'_>) -> Result<(Out, 
             let f = Rc::new(RefCell::new(
                 cri::CriFile::open(path).map_err(|e| format!("cri log {}: {e}", path.display()))?,
             ));
+            logs.push(LogFile::Cri(f.clone()));
             Ok((
                 Out::Pump(Box::new(cri::CriSink::new(f.clone(), "stdout"))),
                 Out::Pump(Box::new(cri::CriSink::new(f, "stderr"))),
@@ -468,13 +489,19 @@ fn outputs(out_t: &Target, err_t: &Target, req: &IoRequest<'_>) -> Result<(Out, 
             Ok((Out::Direct(o), Out::Direct(e)))
         }
         _ => Ok((
-            output(out_t, "stdout", "stdout", req.terminal)?,
-            output(err_t, "stderr", "stderr", req.terminal)?,
+            output(out_t, "stdout", req.terminal, logs)?,
+            output(err_t, "stderr", req.terminal, logs)?,
         )),
     }
 }
 
-fn output(t: &Target, stream: &'static str, what: &str, terminal: bool) -> Result<Out, String> {
+fn output(
+    t: &Target,
+    stream: &'static str,
+    terminal: bool,
+    logs: &mut Vec<LogFile>,
+) -> Result<Out, String> {
+    let what = stream;
     Ok(match t {
         Target::Null => Out::Null,
         Target::Fifo(p) => Out::Pump(Box::new(FdSink(open_fifo(p, what)?))),
@@ -492,20 +519,21 @@ fn output(t: &Target, stream: &'static str, what: &str, terminal: bool) -> Resul
             max_size,
             max_file,
         } => {
-            let f = json_file::JsonFile::open(path, *max_size, *max_file)
-                .map_err(|e| format!("json-file log {}: {e}", path.display()))?;
+            let f = Rc::new(RefCell::new(
+                json_file::JsonFile::open(path, *max_size, *max_file)
+                    .map_err(|e| format!("json-file log {}: {e}", path.display()))?,
+            ));
+            logs.push(LogFile::Json(f.clone()));
             Out::Pump(Box::new(
-                json_file::JsonFileSink::new(Rc::new(RefCell::new(f)), stream)
-                    .for_terminal(terminal),
+                json_file::JsonFileSink::new(f, stream).for_terminal(terminal),
             ))
         }
         Target::CriLog(path) => {
-            let f =
-                cri::CriFile::open(path).map_err(|e| format!("cri log {}: {e}", path.display()))?;
-            Out::Pump(Box::new(cri::CriSink::new(
-                Rc::new(RefCell::new(f)),
-                stream,
-            )))
+            let f = Rc::new(RefCell::new(
+                cri::CriFile::open(path).map_err(|e| format!("cri log {}: {e}", path.display()))?,
+            ));
+            logs.push(LogFile::Cri(f.clone()));
+            Out::Pump(Box::new(cri::CriSink::new(f, stream)))
         }
         Target::Binary { .. } => Out::Null,
     })

@@ -66,8 +66,17 @@ impl Client {
         method: &str,
         req: &Req,
     ) -> Result<Resp, RpcError> {
+        self.call_service("containerd.task.v2.Task", method, req)
+    }
+
+    pub fn call_service<Req: Message, Resp: Message>(
+        &mut self,
+        service: &str,
+        method: &str,
+        req: &Req,
+    ) -> Result<Resp, RpcError> {
         let mut r = Request::new();
-        r.service = "containerd.task.v2.Task".into();
+        r.service = service.into();
         r.method = method.into();
         r.payload = req.write_to_bytes().expect("encode");
         let id = self.next;
