@@ -60,6 +60,8 @@ pub struct Metrics {
 #[derive(Clone)]
 pub struct ShimClient {
     task: TaskClient,
+    /// The same connection, for the shim's own `kos.shim.v1.Logs` service.
+    raw: Client,
 }
 
 fn ts_nanos(
@@ -92,7 +94,8 @@ impl ShimClient {
             .await
             .map_err(|e| Error::rpc("connect", e))?;
         Ok(ShimClient {
-            task: TaskClient::new(c),
+            task: TaskClient::new(c.clone()),
+            raw: c,
         })
     }
 
@@ -338,6 +341,35 @@ impl ShimClient {
             .resume(ctx(), &req)
             .await
             .map_err(|e| Error::rpc("resume", e))?;
+        Ok(())
+    }
+
+    /// Makes the shim open the task's `cri-log://` / `json-file://` log file again at its
+    /// path (after the caller renamed it, as kubelet rotates); returns once the new file is
+    /// there. The shim's own `kos.shim.v1.Logs/Reopen`, its request encoded as a
+    /// `StateRequest` (id, empty exec id). NotFound for an unknown task, FailedPrecondition
+    /// when its output goes to no log file.
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
+        use containerd_shim_protos::protobuf::Message;
+        let req = api::StateRequest {
+            id: id.into(),
+            ..Default::default()
+        };
+        let payload = req.write_to_bytes().map_err(|e| Error::Encode {
+            step: "encoding reopen log",
+            message: e.to_string(),
+        })?;
+        let creq = containerd_shim_protos::ttrpc::Request {
+            service: "kos.shim.v1.Logs".into(),
+            method: "Reopen".into(),
+            timeout_nano: CALL_TIMEOUT.as_nanos() as i64,
+            payload,
+            ..Default::default()
+        };
+        self.raw
+            .request(creq)
+            .await
+            .map_err(|e| Error::rpc("reopen log", e))?;
         Ok(())
     }
 

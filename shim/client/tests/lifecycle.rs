@@ -1,6 +1,6 @@
 //! The real shim (release build, with kosrun beside it) launched and driven through the
-//! client: create, start, state, exec, kill, wait, delete, shutdown, NotFound mapping, and
-//! the delete action. Everything made is removed by Drop guards.
+//! client: create, start, state, reopen_log, exec, kill, wait, delete, shutdown, NotFound
+//! mapping, and the delete action. Everything made is removed by Drop guards.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -139,6 +139,14 @@ async fn launch_and_drive_a_task() {
         ProcessState::Running
     );
     assert!(c.pids(&id).await.expect("pids").contains(&pid));
+
+    // The log renamed away (kubelet's rotation): reopen makes a new file at the path before
+    // it returns; an unknown task is NotFound.
+    std::fs::rename(&out, s.dir.join("out.log.1")).expect("rename log");
+    c.reopen_log(&id).await.expect("reopen log");
+    assert!(out.is_file(), "no new log file after reopen_log");
+    let e = c.reopen_log("ghost").await.expect_err("unknown task");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
     // An exec whose output lands in the CRI log of its own.
     let exec_log = s.dir.join("exec.log");
