@@ -249,13 +249,18 @@ impl UnitsKosd {
     }
 
     fn unit_containers(&self) -> Vec<String> {
-        let o = self
-            .k
-            .docker(&["ps", "-aq", "--no-trunc", "--filter", "label=kos.unit"]);
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        let mut ids = Vec::new();
+        for label in ["label=kos.unit", "label=kos.unit.pre"] {
+            let o = self
+                .k
+                .docker(&["ps", "-aq", "--no-trunc", "--filter", label]);
+            ids.extend(
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+        ids
     }
 }
 
@@ -266,9 +271,13 @@ impl Drop for UnitsKosd {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.k.spawn()));
         }
         if self.k.child.is_some() {
-            let _ = self
-                .k
-                .http("POST", "/kos/units/kos-system.target/stop", b"");
+            // Every unit stopped first, so none is restarted by its policy once removed.
+            let (_, list) = self.json("GET", "/kos/units");
+            for u in list.as_array().into_iter().flatten() {
+                if let Some(n) = u["Name"].as_str() {
+                    let _ = self.k.http("POST", &format!("/kos/units/{n}/stop"), b"");
+                }
+            }
             for id in self.unit_containers() {
                 let _ = self.k.docker(&["rm", "-f", &id]);
             }
@@ -350,6 +359,21 @@ fn system_target_supervision_and_api() {
         )
         .expect("link");
     }
+    // Start commands: one before the start in a one-off container of the unit's image, one
+    // on the host, one after READY=1 inside the running container.
+    std::fs::write(
+        lib.join("p.container"),
+        service_unit(
+            &shared,
+            "p",
+            "",
+            &format!(
+                "ExecStartPre=/bin/sh -c \"echo pre $(hostname) >> /shared/p-log\"\nExecStartPre=host:/bin/sh -c \"echo host-pre >> {}/p-log\"\nExecStartPost=/bin/sh -c \"echo post $(hostname) >> /shared/p-log\"",
+                shared.display()
+            ),
+        ),
+    )
+    .expect("p");
     // A broken unit and a cycle: loaded, never started by the target.
     std::fs::write(
         lib.join("bad.container"),
@@ -584,6 +608,25 @@ fn system_target_supervision_and_api() {
     let (st, body) = k.k.http("POST", "/kos/units/reload", b"");
     assert_eq!((st, body.as_str()), (204, ""));
     assert_eq!(k.unit("d")["LoadState"], "loaded");
+
+    // ExecStartPre= / ExecStartPost=: in order, where they belong.
+    let (st, v) = k.json("POST", "/kos/units/p/start");
+    assert_eq!((st, v["Result"].clone()), (200, "done".into()), "{v}");
+    let p = k.unit("p");
+    assert_eq!(p["SubState"], "running", "{p}");
+    let short = &p["ContainerID"].as_str().expect("id")[..12];
+    let plog = std::fs::read_to_string(shared.join("p-log")).expect("p-log");
+    let lines: Vec<&str> = plog.lines().collect();
+    assert_eq!(lines.len(), 3, "{plog}");
+    assert!(
+        lines[0].starts_with("pre ") && !lines[0].ends_with(short),
+        "{plog}"
+    );
+    assert_eq!(lines[1], "host-pre");
+    assert_eq!(lines[2], format!("post {short}"));
+    let pre =
+        k.k.docker_ok(&["ps", "-aq", "--filter", "label=kos.unit.pre"]);
+    assert_eq!(pre.trim(), "", "the pre-command container is removed");
 
     // Errors: a bad unit names the key (400), an unknown one is 404, a cycle 409.
     let (st, v) = k.json("POST", "/kos/units/bad/start");
