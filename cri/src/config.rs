@@ -35,7 +35,13 @@ pub struct CriConfig {
     pub stream_address: SocketAddr,
     /// How long a streaming URL stays valid unused.
     pub stream_token_ttl: Duration,
+    /// Whether the host's other containers (kosd's Docker side) use an image, by id.
+    pub image_in_use: Option<ImageInUse>,
 }
+
+/// Asked by RemoveImage with an image id (`sha256:...`): when it answers yes, the
+/// image's names go but its content is kept, unnamed, for those containers.
+pub type ImageInUse = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub const DEFAULT_REGISTRY_CONFIG_DIR: &str = "/etc/kos/certs.d";
 pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
@@ -61,6 +67,7 @@ impl CriConfig {
             cdi_spec_dirs: kadcm::cdi::default_dirs(),
             stream_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             stream_token_ttl: crate::streaming::tokens::TOKEN_TTL,
+            image_in_use: None,
         }
     }
 }

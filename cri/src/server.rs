@@ -33,6 +33,7 @@ pub async fn serve_with_shutdown(
         store: config.store.clone(),
         registry: kos_image::Registry::new(config.registry.clone()),
         mirrors: Mirrors::new(&config.registry_config_dir),
+        in_use: config.image_in_use.clone(),
     };
     let (stream_address, token_ttl) = (config.stream_address, config.stream_token_ttl);
     let core = Arc::new(crate::core::Core::open(config, images.clone())?);

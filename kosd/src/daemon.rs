@@ -83,7 +83,8 @@ fn start_cri(
     mut stop: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<kos_cri::Result<()>>> {
     let socket = engine.config.cri_socket.clone()?;
-    let config = cri_config(engine);
+    let mut config = cri_config(engine);
+    config.image_in_use = Some(crate::containers::image_use::docker_uses(engine));
     tracing::info!(socket = %socket.display(), "CRI listening");
     Some(tokio::spawn(async move {
         let shutdown = async move {

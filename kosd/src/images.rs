@@ -348,8 +348,18 @@ pub fn history(store: &Store, r: &Resolved) -> Result<Vec<HistoryResponseItem>> 
 /// Who uses an image: (container id, running).
 pub type Users = Vec<(String, bool)>;
 
+/// Keeps an image that is losing its last name under its dangling name
+/// (`<none>:<none>`), as dockerd keeps an image a container still uses: its content
+/// survives gc and its containers find it by id. Named before the last tag goes, so a
+/// gc in between cannot take it.
+fn keep_unnamed(store: &Store, rec: &ImageRecord) -> Result<()> {
+    store.tag_image(&dangling::name(&rec.config), &rec.target, &rec.manifest)?;
+    Ok(())
+}
+
 /// `DELETE /images/{name}`: untags (and deletes once no name is left),
-/// with Docker's conflict rules. Returns the response items.
+/// with Docker's conflict rules. `users` are the containers (of both API sides)
+/// using the image. Returns the response items.
 pub fn remove(
     store: &Store,
     name: &str,
@@ -361,11 +371,16 @@ pub fn remove(
     let mut out = Vec::new();
     let untag = |rec: &ImageRecord, out: &mut Vec<serde_json::Value>| -> Result<()> {
         store.remove_image(&rec.name)?;
+        if dangling::is_dangling(&rec.name) {
+            // Not a name users gave: dockerd reports only the deletion.
+            return Ok(());
+        }
         let (tags, digests) = names_of(std::slice::from_ref(rec));
         let shown = tags.into_iter().next().or(digests.into_iter().next());
         out.push(json!({"Untagged": shown.unwrap_or_else(|| rec.name.clone())}));
         Ok(())
     };
+    let short_id = |c: &str| c[..12.min(c.len())].to_string();
     match &r.by_name {
         Some(rec) if r.records.len() > 1 => {
             // Another name keeps the image; only this tag goes.
@@ -373,14 +388,17 @@ pub fn remove(
             return Ok(out);
         }
         Some(rec) => {
-            if let Some((c, running)) = users.first() {
-                if !force || *running {
+            if let Some((c, _)) = users.first() {
+                if !force {
                     return Err(ApiError::Conflict(format!(
                         "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
-                        &c[..12.min(c.len())]
+                        short_id(c)
                     )));
                 }
-                let _ = running;
+                // Forced: the name goes, the image stays for its containers.
+                keep_unnamed(store, rec)?;
+                untag(rec, &mut out)?;
+                return Ok(out);
             }
             untag(rec, &mut out)?;
         }
@@ -389,13 +407,13 @@ pub fn remove(
                 if *running {
                     return Err(ApiError::Conflict(format!(
                         "conflict: unable to delete {short} (cannot be forced) - image is being used by running container {}",
-                        &c[..12.min(c.len())]
+                        short_id(c)
                     )));
                 }
                 if !force {
                     return Err(ApiError::Conflict(format!(
                         "conflict: unable to delete {short} (must be forced) - image is being used by stopped container {}",
-                        &c[..12.min(c.len())]
+                        short_id(c)
                     )));
                 }
             }
@@ -403,6 +421,16 @@ pub fn remove(
                 return Err(ApiError::Conflict(format!(
                     "conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
                 )));
+            }
+            if !users.is_empty() {
+                // Forced with stopped containers: every name goes, but kosd starts a
+                // container from its image's config, so the image stays unnamed until
+                // the last of them is removed (dockerd deletes it here).
+                keep_unnamed(store, r.any())?;
+                for rec in r.records.iter().filter(|x| !dangling::is_dangling(&x.name)) {
+                    untag(rec, &mut out)?;
+                }
+                return Ok(out);
             }
             for rec in &r.records {
                 untag(rec, &mut out)?;

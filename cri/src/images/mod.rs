@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use k8s_cri::v1 as cri;
+use kos_image::build::dangling;
 use kos_image::{Credentials, ImageRecord, PullOptions, Registry, Store};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -24,6 +25,8 @@ pub struct Images {
     pub store: Arc<Store>,
     pub registry: Registry,
     pub mirrors: Mirrors,
+    /// The host's other users of images (see [`crate::config::ImageInUse`]).
+    pub in_use: Option<crate::config::ImageInUse>,
 }
 
 /// Runs blocking store work off the async threads.
@@ -226,6 +229,9 @@ impl Images {
     }
 
     /// Removes every name of the image `image` names; a missing image is not an error.
+    /// As containerd's CRI, an image in use is removed too (containers keep their
+    /// snapshots); one the host's other containers use keeps its content under its
+    /// unnamed (`<none>:<none>`) name, made before the names go so no gc can take it.
     pub fn remove(&self, image: &str) -> Result<()> {
         let Some(rec) = self.resolve(image)? else {
             return Ok(());
@@ -234,7 +240,21 @@ impl Images {
             .store
             .images()
             .map_err(|e| Error::image("listing images", e))?;
-        for r in all.iter().filter(|r| r.config == rec.config) {
+        let unnamed = dangling::name(&rec.config);
+        let keep = self
+            .in_use
+            .as_ref()
+            .is_some_and(|f| f(&rec.config.to_string()));
+        if keep {
+            self.store
+                .tag_image(&unnamed, &rec.target, &rec.manifest)
+                .map_err(|e| Error::image("keeping the image for the host's containers", e))?;
+            info!(image = %rec.config, "image removed; content kept for the host's containers");
+        }
+        for r in all
+            .iter()
+            .filter(|r| r.config == rec.config && !(keep && r.name == unnamed))
+        {
             match self.store.remove_image(&r.name) {
                 Ok(()) | Err(kos_image::Error::ImageNotFound(_)) => {}
                 Err(e) => return Err(Error::image(format!("removing {}", r.name), e)),

@@ -580,7 +580,8 @@ async fn with_rootfs<T: Send + 'static>(
     let mounted_here = !kos_image::snapshot::overlay::is_mounted(&rootfs);
     if mounted_here {
         let store = e.store.clone();
-        let (n, i, d) = (c.image_store_name.clone(), c.id.clone(), c.dir.clone());
+        let n = crate::containers::image_use::store_name(&store, &c);
+        let (i, d) = (c.id.clone(), c.dir.clone());
         tokio::task::spawn_blocking(move || {
             store.prepare_rootfs(&n, &i, &d, kos_image::RootfsStrategy::Overlay)
         })
@@ -630,7 +631,8 @@ async fn tar_response(
     let mounted_here = !kos_image::snapshot::overlay::is_mounted(&rootfs);
     if mounted_here {
         let store = e.store.clone();
-        let (n, i, d) = (c.image_store_name.clone(), c.id.clone(), c.dir.clone());
+        let n = crate::containers::image_use::store_name(&store, &c);
+        let (i, d) = (c.id.clone(), c.dir.clone());
         tokio::task::spawn_blocking(move || {
             store.prepare_rootfs(&n, &i, &d, kos_image::RootfsStrategy::Overlay)
         })
@@ -784,7 +786,9 @@ pub async fn archive_put(
 
 pub async fn changes(State(e): E, Path(id): Path<String>) -> Result<Json<serde_json::Value>> {
     let c = runtime::find(&e, &id)?;
-    let img = e.store.image(&c.image_store_name)?;
+    let img = e
+        .store
+        .image(&crate::containers::image_use::store_name(&e.store, &c))?;
     let store = e.store.clone();
     let upper = c.dir.join("upper");
     let v = tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>> {

@@ -410,7 +410,7 @@ pub async fn list(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde_
     let f = Filters::parse(p.str("filters"), images::IMAGE_LIST_FILTERS)?;
     let eng = e.clone();
     let list = tokio::task::spawn_blocking(move || {
-        let users = crate::containers::image_users(&eng);
+        let users = crate::containers::image_use::counts(&eng);
         images::list(&eng.store, &f, &users)
     })
     .await??;
@@ -608,7 +608,7 @@ pub async fn delete(
     let eng = e.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<_> {
         let r = images::resolve(&eng.store, &name)?;
-        let users = crate::containers::users_of_image(&eng, &r.id());
+        let users = crate::containers::image_use::users_of(&eng, &r.id());
         let out = images::remove(&eng.store, &name, force, &users)?;
         if out.iter().any(|o| o.get("Deleted").is_some()) {
             // Content nobody names any more goes now, as Docker frees it on rmi.
@@ -753,7 +753,8 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
         // and images a rebuild's tag moved away from); with it every image
         // no container uses.
         {
-            let used = crate::containers::image_users(&eng);
+            // The CRI's containers too: a pod's image is not the Docker side's to drop.
+            let used = crate::containers::image_use::counts(&eng);
             let mut groups: HashMap<String, Vec<kos_image::ImageRecord>> = HashMap::new();
             for r in eng.store.images()? {
                 groups.entry(r.config.to_string()).or_default().push(r);

@@ -162,7 +162,7 @@ fn process_json(e: &Engine, cid: &str, cfg: &ExecConfig) -> Result<serde_json::V
     )
     .map_err(|err| ApiError::internal("parsing config.json", err))?;
     let mut p = spec["process"].clone();
-    let img = e.store.image(&c.image_store_name)?;
+    let img = e.store.image(&super::image_use::store_name(&e.store, &c))?;
     let mut env: Vec<String> = p["env"]
         .as_array()
         .map(|a| {

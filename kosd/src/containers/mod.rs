@@ -5,6 +5,7 @@ pub mod exec;
 pub mod fifo;
 pub mod files;
 pub mod health;
+pub mod image_use;
 pub mod logs;
 pub mod mcs;
 pub mod mounts;
@@ -14,8 +15,6 @@ pub mod runtime;
 pub mod spec;
 pub mod stats;
 pub mod view;
-
-use std::collections::HashMap;
 
 pub use record::{Container, Status};
 
@@ -53,24 +52,6 @@ pub fn counts(e: &Engine) -> Counts {
         }
     }
     c
-}
-
-/// Image id -> number of containers created from it.
-pub fn image_users(e: &Engine) -> HashMap<String, i64> {
-    let mut m = HashMap::new();
-    for c in all(e) {
-        *m.entry(c.image_id.clone()).or_insert(0) += 1;
-    }
-    m
-}
-
-/// (container id, running) of every container of image `id`.
-pub fn users_of_image(e: &Engine, id: &str) -> Vec<(String, bool)> {
-    all(e)
-        .into_iter()
-        .filter(|c| c.image_id == id)
-        .map(|c| (c.id.clone(), c.state.status.is_live()))
-        .collect()
 }
 
 /// The containers part of /system/df.

@@ -672,7 +672,8 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     let net = NetMode::parse(&c.host_config);
     let netns = netns_for(e, &c, &net)?;
     let store = e.store.clone();
-    let (sname, cid, cdir) = (c.image_store_name.clone(), c.id.clone(), c.dir.clone());
+    let sname = super::image_use::store_name(&e.store, &c);
+    let (cid, cdir) = (c.id.clone(), c.dir.clone());
     // An auto-remove container's rootfs goes with it: a volatile overlay spares the sync
     // of the whole upper filesystem that unmounting a normal overlay costs at every exit.
     let options = RootfsOptions {
@@ -709,7 +710,7 @@ async fn start_prepared(
     net: &NetMode,
     netns: Option<Option<String>>,
 ) -> Result<()> {
-    let img = e.store.image(&c.image_store_name)?;
+    let img = e.store.image(&super::image_use::store_name(&e.store, c))?;
     let ov = Overrides {
         entrypoint: Some(vec![c.path.clone()]),
         cmd: Some(c.args.clone()),
