@@ -178,6 +178,8 @@ pub async fn info(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
         "SecurityOptions": sec,
+        // API 1.44: where CDI specs are read (`--cdi-spec-dir`; /etc/cdi, /var/run/cdi).
+        "CDISpecDirs": e.config.cdi_spec_dirs,
         "Warnings": warnings,
         "KOS": {
             "CgroupLayout": h.cgroup_layout,
@@ -251,7 +253,7 @@ pub async fn events(State(e): State<Arc<Engine>>, p: Params) -> Result<Response<
 pub async fn df(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>> {
     let eng = e.clone();
     let (images, layers) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let users = crate::containers::image_users(&eng);
+        let users = crate::containers::image_use::counts(&eng);
         let list = crate::images::list(&eng.store, &Filters::default(), &users)?;
         let total = list.iter().map(|i| i.size).sum::<i64>();
         Ok((list, total))
