@@ -155,4 +155,26 @@ mod tests {
         assert_eq!(p["Labels"][PRE_LABEL], "a.container");
         assert!(p["Labels"].get(UNIT_LABEL).is_none());
     }
+
+    #[test]
+    fn shipped_units_load_and_map_onto_create() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = kos_units::UnitPaths {
+            dirs: vec![root.join("units/shipped"), root.join("services/units")],
+            enable_dir: tmp.path().to_path_buf(),
+        };
+        let set = kos_units::loader::load(&paths).unwrap();
+        for name in ["kaim.container", "kadcm.container", "kos-dns.container"] {
+            let Some(kos_units::loader::Loaded::Ok(def)) = set.units.get(name) else {
+                panic!("{name} does not load: {:?}", set.units.get(name));
+            };
+            assert!(def.warnings.is_empty(), "{name}: {:?}", def.warnings);
+            let body = create_body(name, &def.container);
+            assert_eq!(body["HostConfig"]["PidMode"], "host", "{name}");
+            let parsed: crate::containers::runtime::CreateBody =
+                serde_json::from_value(body).unwrap();
+            assert!(parsed.config.image.unwrap().starts_with("kos.local/"));
+        }
+    }
 }
