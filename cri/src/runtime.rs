@@ -477,10 +477,13 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
                 Error::FailedPrecondition(format!("container {} is not running", rec.id)).into(),
             );
         }
-        Err(Error::Unimplemented(
-            "the kos shim keeps the CRI log open itself; reopening it on request is not supported yet".into(),
-        )
-        .into())
+        // The shim writes the log itself: it opens a new file at the log path (kubelet
+        // renamed the old one) and answers once that file exists.
+        let shim = self.core.shim(&rec).await?;
+        shim.reopen_log(&rec.id)
+            .await
+            .map_err(|e| Error::shim(format!("reopening the log of {}", rec.id), e))?;
+        Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> R<cri::ExecSyncResponse> {

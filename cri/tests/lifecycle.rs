@@ -609,3 +609,138 @@ async fn exit_while_the_server_is_down_is_reported() {
     .expect("remove pod");
     assert_clean(&server);
 }
+
+/// The N of each `tick-N` line of a CRI log, in order.
+fn ticks(path: &std::path::Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let parts: Vec<&str> = l.splitn(4, ' ').collect();
+            assert_eq!(parts.len(), 4, "CRI log line {l:?}");
+            assert_eq!(parts[1..3], ["stdout", "F"], "{l:?}");
+            parts[3]
+                .strip_prefix("tick-")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("tick-N: {l:?}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reopen_container_log_after_kubelet_renames_it() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let server = Server::start(&[]);
+    let logs = server.dir.path().join("logs");
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let ns = NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ..Default::default()
+    };
+    let mut pc = pod_config("rotate", &logs, ns);
+    pc.linux.as_mut().expect("linux").sysctls.clear();
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let script = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.1; done";
+    let c = rt
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("ticker", &image, &["sh", "-c", script])),
+            sandbox_config: None,
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+
+    // Not running yet: refused as containerd refuses it; unknown ids are NotFound.
+    let e = rt
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: c.clone(),
+        })
+        .await
+        .expect_err("created, not running");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("is not running"), "{}", e.message());
+    let e = rt
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: "no-such-container".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+
+    rt.start_container(StartContainerRequest {
+        container_id: c.clone(),
+    })
+    .await
+    .expect("start");
+    let log = logs.join("ticker/0.log");
+    support::wait_for("first lines", Duration::from_secs(10), || {
+        ticks(&log).len() >= 3
+    });
+    // kubelet's rotation: rename, then ReopenContainerLog.
+    let rotated = logs.join("ticker/0.log.20261130-120000");
+    std::fs::rename(&log, &rotated).expect("rename");
+    rt.reopen_container_log(ReopenContainerLogRequest {
+        container_id: c.clone(),
+    })
+    .await
+    .expect("reopen");
+    assert!(
+        log.is_file(),
+        "no new log file when ReopenContainerLog returned"
+    );
+    let old_text = std::fs::read_to_string(&rotated).expect("rotated log");
+    support::wait_for("lines in the new file", Duration::from_secs(10), || {
+        ticks(&log).len() >= 3
+    });
+    assert_eq!(
+        std::fs::read_to_string(&rotated).expect("rotated log"),
+        old_text,
+        "the renamed file got lines after ReopenContainerLog"
+    );
+    let (a, b) = (ticks(&rotated), ticks(&log));
+    let all: Vec<u32> = a.iter().chain(b.iter()).copied().collect();
+    assert_eq!(
+        all,
+        (0..all.len() as u32).collect::<Vec<_>>(),
+        "old {a:?} then new {b:?}: lines lost or doubled"
+    );
+
+    rt.stop_container(StopContainerRequest {
+        container_id: c.clone(),
+        timeout: 1,
+    })
+    .await
+    .expect("stop");
+    let e = rt
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: c.clone(),
+        })
+        .await
+        .expect_err("stopped");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("is not running"), "{}", e.message());
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod,
+    })
+    .await
+    .expect("remove pod");
+    assert_clean(&server);
+}
