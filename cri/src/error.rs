@@ -48,6 +48,12 @@ pub enum Error {
         #[source]
         source: kadcm::Error,
     },
+    #[error("{step}: {source}")]
+    Cgroup {
+        step: &'static str,
+        #[source]
+        source: kos_cgroups::Error,
+    },
     #[error("{step} {}: {source}", path.display())]
     Io {
         step: &'static str,

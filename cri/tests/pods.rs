@@ -439,7 +439,9 @@ async fn failed_run_pod_sandbox_leaves_nothing() {
         .into_inner()
         .items;
     assert!(list.is_empty());
-    assert!(support::pids_with_cmdline("kos-cri-pod-holder").is_empty());
+    // No pod cgroup (which a holder would be in) left below the server's root.
+    let left = support::cgroup_dirs(&server.cgroup_root());
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -473,8 +475,7 @@ async fn shared_pid_namespace_and_security_context() {
         .expect("run pod")
         .into_inner()
         .pod_sandbox_id;
-    let holders = support::pids_with_cmdline("kos-cri-pod-holder");
-    assert_eq!(holders.len(), 1, "one holder");
+    let holders = [holder_pid(&mut rt, &p).await];
     let _first = run(&mut rt, &p, ctr("first", &image, &["sleep", "301"])).await;
     let mut locked = ctr("locked", &image, &["sleep", "302"]);
     locked.linux = Some(LinuxContainerConfig {
@@ -652,4 +653,121 @@ async fn oom_killed_and_resource_update() {
     let r = st.resources.and_then(|r| r.linux).expect("resources");
     assert_eq!(r.memory_limit_in_bytes, 48 * 1024 * 1024);
     remove_pod(&mut rt, &p).await;
+}
+
+/// The holder's cgroup lines (`/proc/<pid>/cgroup`), one per hierarchy.
+fn cgroup_lines(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .expect("holder's cgroup file")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn holder_pid(rt: &mut RuntimeServiceClient<Channel>, pod: &str) -> i32 {
+    let st = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: true,
+        })
+        .await
+        .expect("pod status")
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&st.info["info"]).expect("info json");
+    info["pidHolder"].as_i64().expect("a holder pid") as i32
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pid_holder_lives_in_the_pod_cgroup() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let server = Server::start(&[]);
+    let root = server.cgroup_root();
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    let shared = || NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Pod as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    };
+    // One pod under the server's own cgroup root, one under a parent the kubelet names.
+    let own = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod("cg-own", shared(), vec![])),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let given_parent = format!("/{root}/kubepods/pod-given");
+    let mut cfg = pod("cg-given", shared(), vec![]);
+    cfg.linux.as_mut().expect("linux").cgroup_parent = given_parent.clone();
+    let given = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(cfg),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod with a cgroup parent")
+        .into_inner()
+        .pod_sandbox_id;
+    for (p, parent) in [
+        (&own, format!("/{root}/{own}")),
+        (&given, given_parent.clone()),
+    ] {
+        let holder = holder_pid(&mut rt, p).await;
+        let want = format!("{parent}/{p}");
+        let lines = cgroup_lines(holder);
+        assert!(lines.len() >= 2, "{lines:?}");
+        for l in &lines {
+            assert!(
+                l.ends_with(&format!(":{want}")),
+                "{l} not in {want}: {lines:?}"
+            );
+        }
+        assert!(
+            lines.iter().any(|l| l.starts_with("0::")),
+            "v2 mount: {lines:?}"
+        );
+        // From inside a container of the pod: its pid 1 is the holder, seen through the
+        // container's cgroup namespace as its sibling below the pod's parent.
+        let c = run(&mut rt, p, ctr("sleeper", &image, &["sleep", "303"])).await;
+        let (code, inside) = exec(&mut rt, &c, "cat /proc/1/cgroup").await;
+        assert_eq!(code, 0, "{inside}");
+        let inside: Vec<&str> = inside.lines().collect();
+        assert_eq!(inside.len(), lines.len(), "{inside:?}");
+        for l in &inside {
+            assert!(l.ends_with(&format!(":/../{p}")), "{l}: {inside:?}");
+        }
+    }
+    let holders = [
+        holder_pid(&mut rt, &own).await,
+        holder_pid(&mut rt, &given).await,
+    ];
+    remove_pod(&mut rt, &own).await;
+    remove_pod(&mut rt, &given).await;
+    let own_dirs = support::cgroup_dirs(&format!("{root}/{own}"));
+    assert!(own_dirs.is_empty(), "left: {own_dirs:?}");
+    let given_dirs =
+        support::cgroup_dirs(&format!("{}/{given}", given_parent.trim_start_matches('/')));
+    assert!(given_dirs.is_empty(), "left: {given_dirs:?}");
+    // Gone, or a zombie its reaper has not collected yet.
+    support::wait_for("holders gone", Duration::from_secs(5), || {
+        holders.iter().all(|h| {
+            std::fs::read_to_string(format!("/proc/{h}/stat"))
+                .map(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(true)
+        })
+    });
 }

@@ -96,6 +96,41 @@ pub fn start() -> Result<i32> {
     })
 }
 
+/// The holder's own cgroup: beside the pod's containers, below the pod's cgroup parent,
+/// so the pod's accounting and limits include it.
+pub fn cgroup_path(cgroup_parent: &str, sandbox_id: &str) -> String {
+    format!("{}/{sandbox_id}", cgroup_parent.trim_end_matches('/'))
+}
+
+fn cgroup(path: &str) -> Result<kos_cgroups::Manager> {
+    kos_cgroups::Manager::new(Some(path), "").map_err(|source| Error::Cgroup {
+        step: "resolving the pod holder's cgroup",
+        source,
+    })
+}
+
+/// Moves the holder into `path` in every hierarchy (v1 controllers and the v2 mount),
+/// making the directories. The holder has no children yet, so nothing stays behind.
+pub fn place(pid: i32, path: &str) -> Result<()> {
+    let m = cgroup(path)?;
+    m.create().map_err(|source| Error::Cgroup {
+        step: "creating the pod holder's cgroup",
+        source,
+    })?;
+    m.add_process(pid).map_err(|source| Error::Cgroup {
+        step: "moving the pod holder into its cgroup",
+        source,
+    })
+}
+
+/// Removes the holder's cgroup (after the holder is gone); absent is fine.
+pub fn remove_cgroup(path: &str) -> Result<()> {
+    cgroup(path)?.remove().map_err(|source| Error::Cgroup {
+        step: "removing the pod holder's cgroup",
+        source,
+    })
+}
+
 /// Start time (clock ticks since boot) of `pid`, to tell it from a reused pid.
 pub fn start_time(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

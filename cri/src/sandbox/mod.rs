@@ -278,7 +278,19 @@ impl Core {
                 step: "starting the pod's PID holder",
                 message: format!("holder {pid} exited at once"),
             })?;
-            undo.push(move || holder::stop((pid, st)));
+            let cg = holder::cgroup_path(&cgroup_parent, &id);
+            {
+                let (cg, parent, own) = (cg.clone(), cgroup_parent.clone(), own_cgroup);
+                // The holder first: a cgroup that still holds it cannot go.
+                undo.push(move || {
+                    holder::stop((pid, st));
+                    let _ = holder::remove_cgroup(&cg);
+                    if own {
+                        remove_cgroup(&parent);
+                    }
+                });
+            }
+            holder::place(pid, &cg)?;
             Some((pid, st))
         } else {
             None
@@ -333,6 +345,8 @@ impl Core {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("removing", &rec.dir, e)),
         }
+        // The holder (stopped with the network) had a cgroup of its own below the parent.
+        holder::remove_cgroup(&holder::cgroup_path(&rec.cgroup_parent, &rec.id))?;
         if rec.own_cgroup {
             remove_cgroup(&rec.cgroup_parent);
         }
