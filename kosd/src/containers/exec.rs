@@ -203,7 +203,7 @@ fn process_json(e: &Engine, cid: &str, cfg: &ExecConfig) -> Result<serde_json::V
     p["user"] = rcj["user"].clone();
     p["terminal"] = serde_json::json!(cfg.tty);
     if cfg.privileged {
-        let all: Vec<&str> = super::spec::ALL_CAPS.to_vec();
+        let all = super::spec::available_caps();
         p["capabilities"] =
             serde_json::json!({"bounding": all, "effective": all, "permitted": all});
     }

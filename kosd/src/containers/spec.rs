@@ -73,68 +73,6 @@ pub const ALL_CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// Syscalls refused (EPERM) in the default profile: the ones Docker's profile
-/// keeps from unprivileged containers (kernel modules, clocks, keyrings,
-/// namespaces, tracing other processes, mounts).
-const DENIED_SYSCALLS: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "open_tree",
-    "fsopen",
-    "fsmount",
-    "fsconfig",
-    "fspick",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "stime",
-    "swapon",
-    "swapoff",
-    "sysfs",
-    "_sysctl",
-    "umount",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vm86",
-    "vm86old",
-];
-
 /// Normalises `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` to `CAP_NET_ADMIN`.
 pub fn cap_name(c: &str) -> Result<String> {
     let up = c.to_ascii_uppercase();
@@ -152,10 +90,33 @@ pub fn cap_name(c: &str) -> Result<String> {
     Ok(full)
 }
 
+/// The capabilities of ALL_CAPS (numbered by position) in kosd's own bounding set: what
+/// `--privileged` and `--cap-add ALL` mean, as dockerd reads them from its environment. A
+/// capability the daemon cannot hold (CAP_SYS_RESOURCE in some sandboxes) cannot be granted.
+pub fn available_caps() -> &'static [String] {
+    static AVAILABLE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    AVAILABLE.get_or_init(|| {
+        let bounding = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX);
+        ALL_CAPS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+            .map(|(_, c)| c.to_string())
+            .collect()
+    })
+}
+
 /// The capability set for `--privileged`, `--cap-add`, `--cap-drop`.
 pub fn capabilities(hc: &HostConfig) -> Result<Vec<String>> {
     if hc.privileged.unwrap_or(false) {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(available_caps().to_vec());
     }
     let add: Vec<String> = hc
         .cap_add
@@ -181,10 +142,10 @@ pub fn capabilities(hc: &HostConfig) -> Result<Vec<String>> {
             .collect()
     };
     if add.iter().any(|a| a == "ALL") {
-        caps = ALL_CAPS
+        caps = available_caps()
             .iter()
-            .map(|s| s.to_string())
             .filter(|c| !drop.contains(c))
+            .cloned()
             .collect();
     }
     for a in add {
@@ -252,12 +213,15 @@ pub fn security_opts(opts: &[String]) -> Result<SecurityOpts> {
     Ok(s)
 }
 
-fn default_seccomp() -> Value {
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-        "syscalls": [{"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}],
-    })
+/// Docker's default profile (an allow-list), widened by the capabilities the container
+/// holds (e.g. CAP_SYS_ADMIN opens mount and the namespace calls), as dockerd derives it.
+fn default_seccomp(caps: &[String]) -> Result<Value> {
+    let held: Vec<oci_spec::runtime::Capability> = caps
+        .iter()
+        .filter_map(|c| serde_json::from_value(json!(c)).ok())
+        .collect();
+    serde_json::to_value(kos_security::seccomp::default_profile_for(&held))
+        .map_err(|e| ApiError::internal("encoding the default seccomp profile", e))
 }
 
 fn rlimit_name(n: &str) -> String {
@@ -719,7 +683,7 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
         None
     } else {
         match &sec.seccomp {
-            None => Some(default_seccomp()),
+            None => Some(default_seccomp(&caps)?),
             Some(None) => None,
             Some(Some(profile)) => Some(
                 serde_json::from_str::<Value>(profile)
@@ -905,7 +869,7 @@ mod tests {
             privileged: Some(true),
             ..Default::default()
         };
-        assert_eq!(capabilities(&hc).unwrap().len(), ALL_CAPS.len());
+        assert_eq!(capabilities(&hc).unwrap().len(), available_caps().len());
         let hc = HostConfig {
             cap_add: Some(vec!["BOGUS".into()]),
             ..Default::default()
@@ -937,10 +901,17 @@ mod tests {
         assert_eq!(s["root"]["readonly"], true);
         assert_eq!(s["process"]["noNewPrivileges"], true);
         assert_eq!(s["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
-        assert!(s["linux"]["seccomp"]["syscalls"][0]["names"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("keyctl")));
+        // Docker's default profile: an allow-list without keyctl, read allowed.
+        let seccomp = &s["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        let allowed = |name: &str| {
+            seccomp["syscalls"].as_array().unwrap().iter().any(|r| {
+                r["action"] == "SCMP_ACT_ALLOW"
+                    && r["args"].is_null()
+                    && r["names"].as_array().unwrap().contains(&json!(name))
+            })
+        };
+        assert!(allowed("read") && !allowed("keyctl"));
         assert!(s["linux"]["namespaces"]
             .as_array()
             .unwrap()
