@@ -18,6 +18,7 @@ mod image_import;
 mod images;
 mod init_binary;
 mod listen;
+mod memory;
 mod network;
 mod state;
 mod timefmt;
@@ -29,6 +30,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // A CRI pod's PID-namespace holder is this executable re-run: become it before anything.
     kos_cri::run_if_holder();
+    memory::configure();
     let flags = config::Flags::parse();
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,
@@ -60,7 +62,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match rt.block_on(daemon::run(config)) {
+    match rt.block_on(async {
+        memory::spawn_trimmer();
+        daemon::run(config).await
+    }) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kosd: {e:#}");
