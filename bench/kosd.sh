@@ -5,8 +5,9 @@
 #   run-bridge   the same on the default bridge (kosd on its own bridge and nft table, dockerd
 #                on its own kos-named bridge without iptables, podman on its own network)
 #   100 x `docker run -d` then `docker ps`, and `docker rm -f` of the 100 (kosd, dockerd)
-#   idle RSS of kosd, and of dockerd + its containerd
-# Targets (issue 12): kosd <= 0.15x dockerd and <= 0.2x podman medians; idle RSS <= 15 MB.
+#   idle RSS of kosd, and of dockerd + its containerd; kosd's and its shims' RSS with 100 running
+# Targets (issue 12): kosd <= 0.15x dockerd and <= 0.2x podman medians; idle RSS <= 15 MB,
+# <= 30 MB with 100 running containers.
 # Each engine gets its own data root, exec root and socket under one temp dir; everything is
 # stopped and removed at exit (bridges, netavark chains, ip_forward as it was).
 #
@@ -140,11 +141,21 @@ hyperfine -N -w 2 -r "$RUNS" --export-json "$T/bridge.json" \
     -n dockerd "$D run --rm $IMG true" \
     -n podman "$P run $PR --rm --network $PODNET $IMG true"
 
-hundred() { # engine-cli: 100 x run -d, ps, rm -f; prints seconds for each phase
-    local cli=$1 t0 t1 t2 t3
+# Resident memory of kosd's shims (their total and their number), found by their socket directory.
+shims_rss_kb() {
+    local total=0 n=0 p
+    for p in $(pgrep -f "containerd-shim-kos-v2 .*-address $T/kosd/exec/s" || true); do
+        total=$(( total + $(rss_kb "$p" 2>/dev/null || echo 0) )); n=$(( n + 1 ))
+    done
+    echo "$total $n"
+}
+hundred() { # engine-cli [kosd-pid]: 100 x run -d, ps, rm -f; prints seconds for each phase
+    local cli=$1 pid=${2:-} t0 t1 t2 t3
     t0=$(date +%s.%N)
     for i in $(seq 1 100); do $cli run -d --network none "$IMG" sleep 1000 >/dev/null; done
     t1=$(date +%s.%N)
+    # With the 100 running: kosd's own RSS, and its shims'.
+    [ -z "$pid" ] || { rss_kb "$pid" > "$T/rss100"; shims_rss_kb > "$T/shims100"; }
     $cli ps -q | wc -l >/dev/null
     t2=$(date +%s.%N)
     $cli rm -f $($cli ps -aq) >/dev/null
@@ -152,8 +163,10 @@ hundred() { # engine-cli: 100 x run -d, ps, rm -f; prints seconds for each phase
     echo "$(echo "$t1 - $t0" | bc) $(echo "$t2 - $t1" | bc) $(echo "$t3 - $t2" | bc)"
 }
 echo "== 100 x run -d, then ps, then rm -f of the 100 (seconds)"
-read -r k1 k2 k3 <<<"$(hundred "$K")"
-KRSS100=$(rss_kb "$KPID")
+read -r k1 k2 k3 <<<"$(hundred "$K" "$KPID")"
+KRSS100=$(cat "$T/rss100")
+read -r SHIMS SHIMN < "$T/shims100"
+KRSSRM=$(rss_kb "$KPID")
 read -r d1 d2 d3 <<<"$(hundred "$D")"
 printf '%-8s run-d x100 %7.2f   ps %6.3f   rm -f x100 %7.2f\n' kosd "$k1" "$k2" "$k3" dockerd "$d1" "$d2" "$d3"
 
@@ -165,5 +178,6 @@ printf 'network none: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f
 kb=$(med "$T/bridge.json" kosd); db=$(med "$T/bridge.json" dockerd); pb=$(med "$T/bridge.json" podman)
 printf 'bridge: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f, kosd/podman %.3f\n' \
     "$kb" "$db" "$pb" "$(echo "$kb / $db" | bc -l)" "$(echo "$kb / $pb" | bc -l)"
-printf 'idle RSS: kosd %d kB (target <= 15360), dockerd+containerd %d kB; kosd after 100 run/rm cycles %d kB\n' \
-    "$KRSS" "$DRSS" "$KRSS100"
+printf 'idle RSS: kosd %d kB (target <= 15360), dockerd+containerd %d kB\n' "$KRSS" "$DRSS"
+printf 'RSS with 100 running: kosd %d kB (target <= 30720), its %d shims %d kB (%d kB each); kosd after their rm -f %d kB\n' \
+    "$KRSS100" "$SHIMN" "$SHIMS" "$(( SHIMS / (SHIMN > 0 ? SHIMN : 1) ))" "$KRSSRM"
