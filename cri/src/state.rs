@@ -31,6 +31,10 @@ pub struct SandboxRecord {
     pub netns: Option<PathBuf>,
     pub ipcns: Option<PathBuf>,
     pub utsns: Option<PathBuf>,
+    /// The pod's user namespace (userns mode POD); its net/ipc/uts pins are then ours too,
+    /// not kos-network's.
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
     /// The shared-PID holder: pid and its start time (to tell it from a reused pid).
     pub holder: Option<(i32, u64)>,
     /// CNI network name when attached.

@@ -771,3 +771,187 @@ async fn pid_holder_lives_in_the_pod_cgroup() {
         })
     });
 }
+
+fn userns(uid_host: u32, gid_host: u32, len: u32) -> UserNamespace {
+    let m = |h| IdMapping {
+        host_id: h,
+        container_id: 0,
+        length: len,
+    };
+    UserNamespace {
+        mode: NamespaceMode::Pod as i32,
+        uids: vec![m(uid_host)],
+        gids: vec![m(gid_host)],
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pod_user_namespace() {
+    let reg = Registry::start();
+    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
+    let server = Server::start(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
+    // Loopback only: the pod's own network namespace without a bridge.
+    let netd = server.dir.path().join("net.d");
+    std::fs::create_dir_all(&netd).expect("net.d");
+    std::fs::write(
+        netd.join("10-lo.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "kos-lo", "plugins": [{"type": "loopback"}]}"#,
+    )
+    .expect("conflist");
+    let mut img = server.images().await;
+    img.pull_image(PullImageRequest {
+        image: spec(&image),
+        ..Default::default()
+    })
+    .await
+    .expect("pull");
+    let mut rt = server.runtime().await;
+    // A range of 65536 ids per test process, as the kubelet hands out (multiples of 65536).
+    let host = 65536 * (16 + std::process::id() % 4096);
+    let ns = |u: UserNamespace| NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Pod as i32,
+        ipc: NamespaceMode::Pod as i32,
+        userns_options: Some(u),
+        ..Default::default()
+    };
+
+    // Bad mappings: InvalidArgument, nothing made.
+    let mut split = userns(host, host, 65536);
+    split.uids = vec![
+        IdMapping {
+            host_id: host,
+            container_id: 0,
+            length: 1000,
+        },
+        IdMapping {
+            host_id: host + 2000,
+            container_id: 1000,
+            length: 1000,
+        },
+    ];
+    for (bad, what) in [
+        (split, "one contiguous range"),
+        (userns(host, host, 0), "length 0"),
+        (userns(u32::MAX - 100, host, 65536), "32-bit"),
+    ] {
+        let e = rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod("userns-bad", ns(bad), vec![])),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.message().contains(what), "{e}");
+    }
+    let mut host_net = ns(userns(host, host, 65536));
+    host_net.network = NamespaceMode::Node as i32;
+    let e = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod("userns-hostnet", host_net, vec![])),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect_err("host network with a pod user namespace");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    let run_dir = server.dir.path().join("run");
+    assert!(
+        mounts_under(&run_dir).is_empty(),
+        "{:?}",
+        mounts_under(&run_dir)
+    );
+
+    let p = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod("userns", ns(userns(host, host + 65536, 65536)), vec![])),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run pod with a user namespace")
+        .into_inner()
+        .pod_sandbox_id;
+    // An emptyDir-like host directory (world-writable, as the kubelet makes them).
+    let vol = support::Scratch::new("userns-vol");
+    std::fs::set_permissions(
+        vol.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let mut c = ctr("first", &image, &["sleep", "304"]);
+    c.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: vol.path().to_string_lossy().into_owned(),
+        ..Default::default()
+    }];
+    let first = run(&mut rt, &p, c).await;
+    let second = run(&mut rt, &p, ctr("second", &image, &["sleep", "305"])).await;
+    for id in [&first, &second] {
+        let (code, maps) = exec(&mut rt, id, "cat /proc/self/uid_map /proc/self/gid_map").await;
+        assert_eq!(code, 0, "{maps}");
+        let rows: Vec<Vec<&str>> = maps
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec!["0", &host.to_string(), "65536"],
+                vec!["0", &(host + 65536).to_string(), "65536"]
+            ],
+            "{maps}"
+        );
+        let (_, uid) = exec(&mut rt, id, "id -u; id -g").await;
+        assert_eq!(
+            uid.split_whitespace().collect::<Vec<_>>(),
+            ["0", "0"],
+            "{uid}"
+        );
+    }
+    // One user namespace for the pod: both containers and the holder (their pid 1).
+    let (_, a) = exec(
+        &mut rt,
+        &first,
+        "readlink /proc/self/ns/user; readlink /proc/1/ns/user",
+    )
+    .await;
+    let (_, b) = exec(&mut rt, &second, "readlink /proc/self/ns/user").await;
+    let a: Vec<&str> = a.lines().collect();
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0], a[1], "holder in the pod's user namespace");
+    assert_eq!(a[0], b.trim(), "one user namespace for the pod");
+    let host_userns = std::fs::read_link("/proc/self/ns/user").expect("own userns");
+    assert_ne!(a[0], host_userns.to_string_lossy(), "not the host's");
+    // Root inside is host id N outside.
+    let (code, out) = exec(&mut rt, &first, "echo hi > /data/f && ls -ln /data/f").await;
+    assert_eq!(code, 0, "{out}");
+    // The rootfs is the pod root's own: it may write where the image's root may.
+    let (code, out) = exec(
+        &mut rt,
+        &first,
+        "touch /etc/made-by-root && ls -ln /etc/made-by-root /bin/busybox",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    for l in out.lines() {
+        assert_eq!(
+            l.split_whitespace().nth(2),
+            Some("0"),
+            "owned by the pod's root: {out}"
+        );
+    }
+    let md = std::fs::metadata(vol.path().join("f")).expect("file made inside");
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&md),
+            std::os::unix::fs::MetadataExt::gid(&md)
+        ),
+        (host, host + 65536)
+    );
+    remove_pod(&mut rt, &p).await;
+    assert!(
+        mounts_under(&run_dir).is_empty(),
+        "{:?}",
+        mounts_under(&run_dir)
+    );
+}

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::core::{new_id, now_nanos, Core};
 use crate::error::{Error, Result};
 use crate::images::blocking;
+use crate::sandbox::userns;
 use crate::state::{ContainerRecord, ContainerState, SandboxState};
 
 /// Largest ExecSync output kept per stream (kubelet's own limit).
@@ -264,6 +265,25 @@ impl Core {
                     .store
                     .prepare_rootfs(&name, &cid, &b, RootfsStrategy::Auto)
                     .map_err(|e| Error::image("preparing the container's rootfs", e))?;
+                // A pod with its own user namespace runs on an idmapped mount of the rootfs
+                // (beside it in the bundle) or, where the filesystem refuses, on the
+                // rootfs with its owners shifted into the pod's ranges.
+                let root_path = match &sbc.userns {
+                    Some(u) => {
+                        let t = b.join(IDMAPPED_ROOTFS);
+                        match userns::pod_ranges(&sbc.config).and_then(|(ur, gr)| {
+                            userns::rootfs_for_pod(&rootfs.path, &t, u, ur, gr)
+                        }) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                userns::remove_idmapped_rootfs(&t);
+                                let _ = core.images.store.release_rootfs(&rootfs);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    None => rootfs.path.clone(),
+                };
                 let image = core
                     .images
                     .store
@@ -274,7 +294,7 @@ impl Core {
                     config: &cfg,
                     sandbox: &sbc,
                     image: &image,
-                    rootfs: &rootfs.path,
+                    rootfs: &root_path,
                     cgroups_path: &cg,
                 });
                 let built = built.and_then(|(mut spec, sig)| {
@@ -289,6 +309,7 @@ impl Core {
                 let (spec, sig) = match built {
                     Ok(x) => x,
                     Err(e) => {
+                        userns::remove_idmapped_rootfs(&b.join(IDMAPPED_ROOTFS));
                         let _ = core.images.store.release_rootfs(&rootfs);
                         return Err(e);
                     }
@@ -633,6 +654,9 @@ pub(crate) fn new_exec_id() -> Result<String> {
     Ok(format!("exec-{}", &new_id()?[..16]))
 }
 
+/// The idmapped view of the rootfs in the bundle of a container in a pod user namespace.
+const IDMAPPED_ROOTFS: &str = "rootfs-userns";
+
 /// Releases a container's rootfs and removes its bundle.
 fn release_bundle(core: &Core, id: &str, bundle: &Path) {
     let rootfs = kos_image::Rootfs {
@@ -641,6 +665,7 @@ fn release_bundle(core: &Core, id: &str, bundle: &Path) {
         dir: bundle.to_path_buf(),
         kind: kos_image::RootfsKind::Overlay,
     };
+    userns::remove_idmapped_rootfs(&bundle.join(IDMAPPED_ROOTFS));
     if let Err(e) = core.images.store.release_rootfs(&rootfs) {
         warn!(id, error = %e, "releasing the rootfs failed");
     }

@@ -397,6 +397,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<(Value, i32)> {
     let c_ns = sc.namespace_options.clone().or(pod_ns);
     let pid_mode = crate::sandbox::mode(c_ns.as_ref(), |n| n.pid);
     let mut namespaces = vec![json!({"type": "mount"})];
+    if let Some(p) = &sb.userns {
+        // Joined first by the runtime; the pod's other namespaces belong to it.
+        namespaces.push(ns_path("user", Some(p)));
+    }
     if let Some(p) = &sb.netns {
         namespaces.push(ns_path("network", Some(p)));
     }

@@ -37,7 +37,42 @@ pub fn run_if_holder() {
     }
 }
 
+/// `__user_cap_header_struct` / `__user_cap_data_struct` of capset(2), version 3.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Holds no capabilities: reaping and waiting need none, and the pod's containers may
+/// then inspect their pid 1 (ptrace-style access needs the inspector to hold every
+/// capability its target holds).
+fn drop_capabilities() {
+    let h = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let d = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset on ourselves with a version-3 header and its two data words.
+    unsafe {
+        libc::syscall(libc::SYS_capset, &h as *const CapHeader, d.as_ptr());
+    }
+}
+
 fn hold() -> ! {
+    drop_capabilities();
     let mut all = SigSet::all();
     all.remove(Signal::SIGKILL);
     all.remove(Signal::SIGSTOP);
@@ -64,8 +99,13 @@ fn hold() -> ! {
     }
 }
 
-/// Starts a holder in a new PID namespace; returns its pid (in our namespace).
-pub fn start() -> Result<i32> {
+/// Starts a holder in a new PID namespace (made inside the pod's user namespace `userns`
+/// when it has one, so the pod's containers, which join that first, may join it and mount
+/// its /proc); returns its pid (in our namespace).
+pub fn start(userns: Option<&std::path::Path>) -> Result<i32> {
+    let userns = userns
+        .map(|p| std::fs::File::open(p).map_err(|e| Error::io("opening", p, e)))
+        .transpose()?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::io("finding own executable", "/proc/self/exe", e))?;
     let mut cmd = Command::new(exe);
@@ -76,7 +116,17 @@ pub fn start() -> Result<i32> {
         .env_clear();
     // SAFETY: unshare is async-signal-safe; it runs between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            if let Some(u) = &userns {
+                // The pod's root, not the host's: a host id unmapped in the pod would make
+                // the holder a stranger its own containers cannot even inspect.
+                nix::sched::setns(u, nix::sched::CloneFlags::CLONE_NEWUSER)?;
+                let root_g = nix::unistd::Gid::from_raw(0);
+                let root_u = nix::unistd::Uid::from_raw(0);
+                nix::unistd::setgroups(&[])?;
+                nix::unistd::setresgid(root_g, root_g, root_g)?;
+                nix::unistd::setresuid(root_u, root_u, root_u)?;
+            }
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).map_err(std::io::Error::from)
         });
     }

@@ -6,6 +6,7 @@ pub mod holder;
 pub mod namespaces;
 pub mod netstats;
 pub mod network;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 
@@ -182,15 +183,30 @@ impl Core {
                 "pid namespace mode TARGET is not supported".into(),
             ));
         }
-        if let Some(u) = ns.and_then(|n| n.userns_options.as_ref()) {
-            if u.mode == cri::NamespaceMode::Pod as i32 {
-                return Err(Error::InvalidArgument(
-                    "pod user namespaces are not supported by this runtime".into(),
-                ));
-            }
-        }
         let host_net = net_mode == cri::NamespaceMode::Node;
         let own_ipc = ipc_mode != cri::NamespaceMode::Node;
+        let user_ranges = match ns.and_then(|n| n.userns_options.as_ref()) {
+            None => None,
+            Some(u) => match cri::NamespaceMode::try_from(u.mode) {
+                Ok(cri::NamespaceMode::Node) => None,
+                Ok(cri::NamespaceMode::Pod) => {
+                    // As the kubelet: a pod in its own user namespace uses none of the
+                    // host's namespaces.
+                    if host_net || !own_ipc || pid_mode == cri::NamespaceMode::Node {
+                        return Err(Error::InvalidArgument(
+                            "a pod with its own user namespace cannot use the host's network, IPC or PID namespace".into(),
+                        ));
+                    }
+                    Some(userns::ranges(u)?)
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "user namespace mode {} is not valid for a pod (POD or NODE)",
+                        u.mode
+                    )))
+                }
+            },
+        };
         let hostname = if host_net {
             nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -220,7 +236,25 @@ impl Core {
                 let _ = std::fs::remove_dir_all(&d);
             });
         }
-        let netns = if host_net {
+        let user_pins = match user_ranges {
+            Some((uid, gid)) => {
+                let pins = userns::create(&dir, uid, gid, !host_net, own_ipc, !host_net)?;
+                let all: Vec<PathBuf> = pins.all().cloned().collect();
+                undo.push(move || {
+                    for p in all {
+                        let _ = namespaces::unpin(&p);
+                    }
+                });
+                if let Some(uts) = &pins.uts {
+                    namespaces::set_hostname(uts, &hostname)?;
+                }
+                Some(pins)
+            }
+            None => None,
+        };
+        let netns = if let Some(p) = &user_pins {
+            p.net.clone()
+        } else if host_net {
             None
         } else {
             let p = self.netns.create(&id).map_err(|e| Error::Network {
@@ -234,7 +268,11 @@ impl Core {
             });
             Some(p)
         };
-        let (ipcns, utsns) = namespaces::pin_ipc_uts(&dir, own_ipc, !host_net, &hostname)?;
+        let (ipcns, utsns) = match &user_pins {
+            Some(p) => (p.ipc.clone(), p.uts.clone()),
+            None => namespaces::pin_ipc_uts(&dir, own_ipc, !host_net, &hostname)?,
+        };
+        let userns_pin = user_pins.map(|p| p.user);
         for p in ipcns.clone().into_iter().chain(utsns.clone()) {
             undo.push(move || {
                 let _ = namespaces::unpin(&p);
@@ -273,7 +311,7 @@ impl Core {
         };
         files::write(&dir, &hostname, host_net, &ips, &resolv)?;
         let holder = if pid_mode == cri::NamespaceMode::Pod {
-            let pid = holder::start()?;
+            let pid = holder::start(userns_pin.as_deref())?;
             let st = holder::start_time(pid).ok_or_else(|| Error::Internal {
                 step: "starting the pod's PID holder",
                 message: format!("holder {pid} exited at once"),
@@ -304,6 +342,7 @@ impl Core {
             netns,
             ipcns,
             utsns,
+            userns: userns_pin,
             holder,
             cni_network,
             ips,
@@ -325,7 +364,11 @@ impl Core {
             self.network.detach(&rec.id, &n)?;
             rec.cni_network = None;
         }
-        if rec.netns.take().is_some() {
+        if let Some(p) = rec.netns.take() {
+            if rec.userns.is_some() {
+                // Made inside the pod's user namespace and pinned by us, not kos-network.
+                return namespaces::unpin(&p);
+            }
             self.netns.remove(&rec.id).map_err(|e| Error::Network {
                 step: "removing the pod's network namespace pin".into(),
                 source: e,
@@ -336,7 +379,12 @@ impl Core {
 
     /// Removes the pod's files, pins, shm and cgroup parent (after its containers are gone).
     pub fn destroy_sandbox(&self, rec: &SandboxRecord) -> Result<()> {
-        for p in rec.ipcns.iter().chain(rec.utsns.iter()) {
+        for p in rec
+            .ipcns
+            .iter()
+            .chain(rec.utsns.iter())
+            .chain(rec.userns.iter())
+        {
             namespaces::unpin(p)?;
         }
         unmount(&rec.dir.join("shm"));

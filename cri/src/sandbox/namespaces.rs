@@ -99,6 +99,17 @@ pub fn pin_ipc_uts(
     Ok((ipc_path, uts_path))
 }
 
+/// Sets the hostname inside the pinned UTS namespace `uts`.
+pub fn set_hostname(uts: &Path, hostname: &str) -> Result<()> {
+    on_thread(|| {
+        let f = std::fs::File::open(uts)?;
+        setns(&f, CloneFlags::CLONE_NEWUTS)?;
+        nix::unistd::sethostname(hostname)?;
+        Ok(())
+    })
+    .map_err(|e| Error::io("setting the pod's hostname in", uts, e))
+}
+
 /// Whether a sysctl is namespaced by the net or IPC namespace (the only ones a pod may set).
 fn sysctl_namespace(key: &str) -> Option<CloneFlags> {
     if key.starts_with("net.") {
