@@ -303,6 +303,7 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
                     "netns": sb.netns,
                     "ipcns": sb.ipcns,
                     "utsns": sb.utsns,
+                    "userns": sb.userns,
                     "pidHolder": sb.holder.map(|h| h.0),
                     "cniNetwork": sb.cni_network,
                     "cgroupParent": sb.cgroup_parent,

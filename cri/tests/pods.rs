@@ -871,6 +871,20 @@ async fn pod_user_namespace() {
         .expect("run pod with a user namespace")
         .into_inner()
         .pod_sandbox_id;
+    let st = rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: p.clone(),
+            verbose: true,
+        })
+        .await
+        .expect("pod status")
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&st.info["info"]).expect("info json");
+    let pin = info["userns"]
+        .as_str()
+        .expect("userns pin in the verbose status")
+        .to_string();
+    assert!(Path::new(&pin).exists(), "{pin}");
     // An emptyDir-like host directory (world-writable, as the kubelet makes them).
     let vol = support::Scratch::new("userns-vol");
     std::fs::set_permissions(
@@ -954,4 +968,5 @@ async fn pod_user_namespace() {
         "{:?}",
         mounts_under(&run_dir)
     );
+    assert!(!Path::new(&pin).exists(), "{pin} left");
 }
