@@ -27,6 +27,18 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// Writes `data` to `path` with `mode`. On error the temp file is removed and `path` is
 /// untouched.
 pub fn replace(path: &Path, data: &[u8], mode: u32) -> Result<(), ReplaceError> {
+    replace_inner(path, data, mode, true)
+}
+
+/// [`replace`] without the fsyncs: readers still see the old or the new contents, but a
+/// power loss may leave either. For files rendered again from other state at every use
+/// (a container's /etc files, rewritten at each start), where each fsync would cost a
+/// journal commit (tens of ms on a busy disk) for nothing.
+pub fn replace_unsynced(path: &Path, data: &[u8], mode: u32) -> Result<(), ReplaceError> {
+    replace_inner(path, data, mode, false)
+}
+
+fn replace_inner(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<(), ReplaceError> {
     let step = |step| move |source| ReplaceError { step, source };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -52,6 +64,9 @@ pub fn replace(path: &Path, data: &[u8], mode: u32) -> Result<(), ReplaceError> 
             .open(&tmp)
             .map_err(step("create temp file"))?;
         f.write_all(data).map_err(step("write temp file"))?;
+        if !durable {
+            return std::fs::rename(&tmp, path).map_err(step("rename into place"));
+        }
         f.sync_all().map_err(step("fsync temp file"))?;
         std::fs::rename(&tmp, path).map_err(step("rename into place"))?;
         File::open(&dir)
@@ -117,6 +132,25 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn unsynced_replace_writes_whole_files_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hosts");
+        replace_unsynced(&p, b"old", 0o644).unwrap();
+        replace_unsynced(&p, b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let d = dir.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        let e = replace_unsynced(&d, b"x", 0o644).unwrap_err();
+        assert_eq!(e.step, "rename into place", "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

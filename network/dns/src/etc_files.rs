@@ -202,8 +202,9 @@ fn invalid(what: &'static str, value: &str, why: &'static str) -> Error {
     }
 }
 
+/// The files are rendered again at every container start, so they need no fsync.
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
-    kos_statefile::replace(path, data, 0o644).map_err(|e| Error::Write {
+    kos_statefile::replace_unsynced(path, data, 0o644).map_err(|e| Error::Write {
         path: path.to_owned(),
         step: e.step,
         source: e.source,
