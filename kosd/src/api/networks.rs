@@ -1,13 +1,13 @@
 //! Network endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{Response, StatusCode};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::params::{JsonBody, Params};
@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::error::{ApiError, Result};
 use crate::filters::Filters;
 use crate::network::{self, canonical};
+use crate::state::Table;
 
 type E = State<Arc<Engine>>;
 
@@ -39,6 +40,40 @@ fn members(e: &Engine, net: &str) -> Value {
     Value::Object(m)
 }
 
+/// What kosd keeps of a network beside kos-network's definition (in its state
+/// database, keyed by the network's name): when it was created.
+#[derive(Debug, Serialize, Deserialize)]
+struct NetworkMeta {
+    /// Unix nanoseconds.
+    created: i64,
+}
+
+fn record_created(e: &Engine, name: &str, at: i64) -> Result<()> {
+    e.db()
+        .put(Table::Networks, name, name, &NetworkMeta { created: at })
+}
+
+/// The creation time of each of `names` (unix nanoseconds). A network without a record
+/// (the default bridge kos-network makes on first use, host and none, a network of an
+/// older kosd) is recorded now, so it keeps the time it was first seen from then on.
+fn created_times(e: &Engine, names: &[String]) -> Result<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for n in names {
+        // Bound first: the database guard must not live into record_created's lock.
+        let known = e.db().get::<NetworkMeta>(Table::Networks, n)?;
+        let t = match known {
+            Some(m) => m.created,
+            None => {
+                let now = crate::timefmt::now_nanos();
+                record_created(e, n, now)?;
+                now
+            }
+        };
+        out.insert(n.clone(), t);
+    }
+    Ok(out)
+}
+
 fn all_json(e: &Engine) -> Result<Vec<Value>> {
     e.nets.ensure_default()?;
     let mut out: Vec<Value> = e
@@ -49,6 +84,16 @@ fn all_json(e: &Engine) -> Result<Vec<Value>> {
         .collect();
     out.push(builtin("host", "host"));
     out.push(builtin("none", "null"));
+    let names: Vec<String> = out
+        .iter()
+        .filter_map(|n| n["Name"].as_str().map(str::to_string))
+        .collect();
+    let created = created_times(e, &names)?;
+    for n in &mut out {
+        if let Some(t) = n["Name"].as_str().and_then(|name| created.get(name)) {
+            n["Created"] = json!(crate::timefmt::rfc3339_nanos(*t));
+        }
+    }
     Ok(out)
 }
 
@@ -160,7 +205,13 @@ pub async fn create(State(e): E, JsonBody(b): JsonBody<CreateBody>) -> Result<Re
         spec.subnets.push(s);
     }
     let eng = e.clone();
-    let n = tokio::task::spawn_blocking(move || eng.nets.create(&spec)).await??;
+    let n = tokio::task::spawn_blocking(move || -> Result<_> {
+        let n = eng.nets.create(&spec)?;
+        // Replaces the record a network of the same name may have left.
+        record_created(&eng, &n.name, crate::timefmt::now_nanos())?;
+        Ok(n)
+    })
+    .await??;
     e.event(
         "network",
         "create",
@@ -191,7 +242,12 @@ pub async fn remove(State(e): E, Path(id): Path<String>) -> Result<Response<Body
     }
     let eng = e.clone();
     let id2 = id.clone();
-    tokio::task::spawn_blocking(move || eng.nets.remove(&id2)).await??;
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        eng.nets.remove(&id2)?;
+        eng.db().delete(Table::Networks, &id2)?;
+        Ok(())
+    })
+    .await??;
     e.event(
         "network",
         "destroy",
@@ -204,9 +260,17 @@ pub async fn remove(State(e): E, Path(id): Path<String>) -> Result<Response<Body
 }
 
 pub async fn prune(State(e): E, p: Params) -> Result<Json<Value>> {
-    Filters::parse(p.str("filters"), &["until", "label"])?;
+    let f = Filters::parse(p.str("filters"), &["until", "label", "label!"])?;
+    let until = f
+        .get("until")
+        .first()
+        .map(|u| crate::timefmt::parse_timestamp(u))
+        .transpose()?;
     let mut deleted = Vec::new();
-    for n in e.nets.list()? {
+    let nets = e.nets.list()?;
+    let names: Vec<String> = nets.iter().map(|n| n.name.clone()).collect();
+    let created = created_times(&e, &names)?;
+    for n in nets {
         if n.name == network::DEFAULT
             || crate::containers::all(&e)
                 .iter()
@@ -214,7 +278,22 @@ pub async fn prune(State(e): E, p: Params) -> Result<Json<Value>> {
         {
             continue;
         }
+        if until.is_some_and(|u| created.get(&n.name).is_some_and(|t| *t > u)) {
+            continue;
+        }
+        if !f.labels_match("label", |k| n.labels.get(k).map(String::as_str)) {
+            continue;
+        }
+        if f.has("label!")
+            && !f.get("label!").iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => n.labels.get(k).map(String::as_str) != Some(v),
+                None => !n.labels.contains_key(l.as_str()),
+            })
+        {
+            continue;
+        }
         if e.nets.remove(&n.name).is_ok() {
+            let _ = e.db().delete(Table::Networks, &n.name);
             e.event(
                 "network",
                 "destroy",
