@@ -197,6 +197,14 @@ async fn docker_rmi_and_prune_spare_the_images_of_cri_containers() {
     assert!(exists(&k, &id), "the image went with its last name");
     let dangling = k.docker_ok(&["images", "-q", "--no-trunc", "-f", "dangling=true"]);
     assert!(dangling.lines().any(|l| l == id), "{dangling}");
+    // Tagged again it is no longer dangling; untagged by force, it is again.
+    let again = format!("{image}-again");
+    k.docker_ok(&["tag", &id, &again]);
+    let dangling = k.docker_ok(&["images", "-q", "--no-trunc", "-f", "dangling=true"]);
+    assert!(!dangling.lines().any(|l| l == id), "{dangling}");
+    let out = k.docker_ok(&["rmi", "-f", &again]);
+    assert!(!out.contains("Deleted"), "{out}");
+    assert!(exists(&k, &id));
     let out = rt
         .exec_sync(ExecSyncRequest {
             container_id: c.clone(),

@@ -501,6 +501,12 @@ async fn tag(e: Arc<Engine>, name: &str, p: &Params) -> Result<Response<Body>> {
     tokio::task::spawn_blocking(move || -> Result<()> {
         let r = images::resolve(&eng.store, &name)?;
         eng.store.tag(&r.any().name, &t)?;
+        // Named again, an image kept unnamed (for its containers, or by a build) is
+        // no longer dangling, so removing this tag later deletes it as usual.
+        let unnamed = dangling::name(&r.config);
+        if r.records.iter().any(|x| x.name == unnamed) {
+            eng.store.remove_image(&unnamed)?;
+        }
         Ok(())
     })
     .await??;
