@@ -289,6 +289,31 @@ fn first_event(ev: &[Value], unit: &str, action: &str, sub: Option<&str>) -> i64
         .unwrap_or_else(|| panic!("no {action} event for {unit} in {ev:#?}"))
 }
 
+/// `GET /grants` on kaim's control socket (retried while the restarted kaim binds it);
+/// returns the HTTP status.
+fn control_get(sock: &Path) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) {
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let _ = s.write_all(b"GET /grants HTTP/1.0\r\nHost: kaim\r\n\r\n");
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            if let Some(code) = r.split(' ').nth(1).and_then(|c| c.parse().ok()) {
+                return code;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kaim's control socket {} does not answer",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until kos-dns's pid file names `pid` (kos-dns writes it once serving).
 fn wait_pid_file(pid_file: &Path, pid: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -386,12 +411,27 @@ fn shipped_target_comes_up_in_order_and_restarts_a_killed_component() {
     });
     assert_eq!(again["ContainerID"], kaim["ContainerID"], "{again}");
     let ev = k.unit_events(killed_at);
-    assert!(
-        ev.iter().any(|e| e["Actor"]["ID"] == "kaim.container"
-            && e["Actor"]["Attributes"]["sub"] == "auto-restart"
-            && e["Actor"]["Attributes"]["result"] == "signal"),
-        "no auto-restart after a signal for kaim in {ev:#?}"
+    let kaim_ev = |sub: &str, after: i64| {
+        ev.iter().find(|e| {
+            e["Actor"]["ID"] == "kaim.container"
+                && e["Actor"]["Attributes"]["sub"] == sub
+                && e["timeNano"].as_i64().is_some_and(|t| t >= after)
+        })
+    };
+    let waiting =
+        kaim_ev("auto-restart", 0).unwrap_or_else(|| panic!("no auto-restart for kaim in {ev:#?}"));
+    assert_eq!(
+        waiting["Actor"]["Attributes"]["result"], "signal",
+        "{waiting}"
     );
+    // Started again only after RestartSec=200ms.
+    let waited_at = waiting["timeNano"].as_i64().expect("time");
+    let restarted =
+        kaim_ev("start", waited_at).unwrap_or_else(|| panic!("kaim not started again in {ev:#?}"));
+    let delay = restarted["timeNano"].as_i64().expect("time") - waited_at;
+    assert!(delay >= 200_000_000, "restarted after {delay} ns");
+    // The new kaim serves: its control socket answers root on the host.
+    assert_eq!(control_get(&k.k.exec_root().join("kaim-control.sock")), 200);
     // The others were not disturbed.
     for (c, before) in [("kos-dns", &units[0]), ("kadcm", &units[2])] {
         let (_, v) = k.json("GET", &format!("/kos/units/{c}"));
