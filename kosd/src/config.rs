@@ -525,9 +525,9 @@ impl Config {
             &mut clashes,
         ) {
             None => std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            Some(a) => a.parse().with_context(|| {
-                format!("invalid --cri-stream-address {a:?}: expected IP:PORT")
-            })?,
+            Some(a) => a
+                .parse()
+                .with_context(|| format!("invalid --cri-stream-address {a:?}: expected IP:PORT"))?,
         };
         let cri_socket = match cri_socket {
             None => Some(exec_root.join("cri.sock")),
