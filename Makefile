@@ -37,6 +37,12 @@ install: build
 	@for u in units/shipped/* services/units/*; do \
 		install -D -m 0644 $$u $(DESTDIR)$(KOS_UNIT_DIR)/$$(basename $$u) && echo "installed $(DESTDIR)$(KOS_UNIT_DIR)/$$(basename $$u)"; \
 	done
+	@# Default settings of the components, never over an admin's own.
+	@for f in services/kaim/etc/config.json:/etc/kos/kaim/config.json \
+		services/kadcm/policies/default.rego:/etc/kos/kadcm/policy.rego; do \
+		src=$${f%%:*}; dst=$(DESTDIR)$${f#*:}; \
+		if [ ! -e $$dst ]; then install -D -m 0644 $$src $$dst && echo "installed $$dst"; fi; \
+	done
 	@# The units' images (kosd loads them into its store at start when missing).
 	@NO_BUILD=1 bash services/build-images.sh target/kos-images >/dev/null && \
 	for i in target/kos-images/*.oci.tar; do \
