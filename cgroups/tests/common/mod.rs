@@ -79,7 +79,9 @@ pub fn read(p: impl AsRef<Path>) -> String {
 
 /// Waits (bounded) until `f` holds.
 pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
+    // 15 s: the whole suite runs two test binaries at once on two cores, and a freshly
+    // spawned shell can take seconds to get going there.
+    for _ in 0..1500 {
         if f() {
             return true;
         }

@@ -407,7 +407,8 @@ impl Daemon {
 
     /// Processes whose command line names this daemon's directory.
     fn leftovers(&self) -> Vec<i32> {
-        let key = self.dir.0.to_string_lossy().into_owned();
+        // With the trailing slash: daemon 1's dir must not match daemon 12's.
+        let key = format!("{}/", self.dir.0.to_string_lossy());
         let me = self.proc.as_ref().map(|c| c.id() as i32);
         let mut v = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {

@@ -334,22 +334,16 @@ async fn import(e: Arc<Engine>, p: &Params, src: &str, req: Request) -> Result<R
             "importing from a URL ({src}) is not supported by kosd: send the archive as the request body (fromSrc=-)"
         )));
     }
-    let name = match p.non_empty("repo") {
-        None => None,
-        Some(repo) => Some(normalize(&pull_reference(repo, p.non_empty("tag")))?),
+    // Checked before the body is spooled, so bad parameters cost no disk. The body is still
+    // read (and dropped, bounded): a client that is still sending the archive then gets this
+    // answer instead of a broken pipe.
+    let ireq = match import_request(p) {
+        Ok(r) => r,
+        Err(err) => {
+            drain(req, MAX_LOAD).await;
+            return Err(err);
+        }
     };
-    let platform = p
-        .non_empty("platform")
-        .map(kos_image::manifest::Platform::parse)
-        .transpose()?;
-    let ireq = crate::image_import::ImportRequest {
-        name,
-        message: p.str("message").unwrap_or("").to_string(),
-        changes: p.all("changes"),
-        platform,
-    };
-    // Checked before the body is read, so a bad change costs no upload.
-    crate::image_import::apply_changes(&mut serde_json::Map::new(), &ireq.changes)?;
     let f = spool(&e, "import", req, MAX_LOAD).await?;
     let eng = e.clone();
     let (rec, id) = tokio::task::spawn_blocking(move || {
@@ -368,6 +362,38 @@ async fn import(e: Arc<Engine>, p: &Params, src: &str, req: Request) -> Result<R
     r.headers_mut()
         .insert("Content-Type", HeaderValue::from_static("application/json"));
     Ok(r)
+}
+
+/// The parameters of an import, validated (the changes are applied to a scratch config).
+fn import_request(p: &Params) -> Result<crate::image_import::ImportRequest> {
+    let name = match p.non_empty("repo") {
+        None => None,
+        Some(repo) => Some(normalize(&pull_reference(repo, p.non_empty("tag")))?),
+    };
+    let platform = p
+        .non_empty("platform")
+        .map(kos_image::manifest::Platform::parse)
+        .transpose()?;
+    let ireq = crate::image_import::ImportRequest {
+        name,
+        message: p.str("message").unwrap_or("").to_string(),
+        changes: p.all("changes"),
+        platform,
+    };
+    crate::image_import::apply_changes(&mut serde_json::Map::new(), &ireq.changes)?;
+    Ok(ireq)
+}
+
+/// Reads and drops a request body, at most `max` bytes.
+async fn drain(req: Request, max: u64) {
+    let mut body = req.into_body().into_data_stream();
+    let mut total: u64 = 0;
+    while let Some(Ok(chunk)) = body.next().await {
+        total += chunk.len() as u64;
+        if total > max {
+            break;
+        }
+    }
 }
 
 /// Writes a request body into an unlinked scratch file (at most `max` bytes) and

@@ -539,7 +539,8 @@ impl Kosd {
 
     /// Processes whose command line mentions our directory (shims, containers' runtime).
     pub fn leftover_processes(&self) -> Vec<(i32, String)> {
-        let needle = self.dir.0.to_string_lossy().into_owned();
+        // With the trailing slash: daemon 1's dir must not match daemon 12's.
+        let needle = format!("{}/", self.dir.0.to_string_lossy());
         let mut out = Vec::new();
         let me = self.child.as_ref().map(|c| c.id() as i32);
         if let Ok(rd) = std::fs::read_dir("/proc") {
