@@ -1146,6 +1146,7 @@ impl Exec<'_> {
             additional_gids: rc.additional_gids,
             rootfs: &rootfs,
             net,
+            cgroup_parent: &self.b.cgroup_parent,
         };
         let short_id = hex_id[..12].to_string();
         self.say(format!(" ---> Running in {short_id}\n"));

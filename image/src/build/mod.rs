@@ -227,6 +227,7 @@ pub struct Builder {
     kosrun: PathBuf,
     network: Option<Arc<dyn BuildNetwork>>,
     puller: Option<Arc<dyn ImagePuller>>,
+    cgroup_parent: String,
 }
 
 impl Builder {
@@ -237,7 +238,14 @@ impl Builder {
             kosrun: PathBuf::from("kosrun"),
             network: None,
             puller: None,
+            cgroup_parent: "kos".to_string(),
         }
+    }
+
+    /// The cgroup RUN steps' containers go below (default `kos`), as the engine's own.
+    pub fn with_cgroup_parent(mut self, parent: impl Into<String>) -> Self {
+        self.cgroup_parent = parent.into();
+        self
     }
 
     /// The runtime binary for RUN steps.

@@ -37,6 +37,8 @@ pub struct Spec<'a> {
     pub additional_gids: Vec<u32>,
     pub rootfs: &'a Path,
     pub net: Net,
+    /// The cgroup the step's container goes below (the engine's cgroup parent).
+    pub cgroup_parent: &'a str,
 }
 
 /// The exit of a step's process.
@@ -122,7 +124,7 @@ fn config(spec: &Spec) -> std::io::Result<serde_json::Value> {
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
-            "cgroupsPath": format!("/kos/{}", spec.id),
+            "cgroupsPath": format!("/{}/{}", spec.cgroup_parent.trim_matches('/'), spec.id),
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "maskedPaths": spec_defaults::masked_paths(),
             "readonlyPaths": spec_defaults::readonly_paths(),

@@ -276,6 +276,56 @@ pub struct Daemon {
     proc: Option<Child>,
     pub dir: TempDir,
     pub sock: PathBuf,
+    /// The daemon's own bridge and nft table name; its cgroup parent is `kos-test-NAME`.
+    name: String,
+}
+
+/// A name of at most 15 characters (an interface name), unique per test daemon.
+fn daemon_name() -> String {
+    format!(
+        "kosc{}x{}",
+        std::process::id() % 1_000_000,
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Removes a cgroup parent in every hierarchy, deepest first, killing what still runs there.
+fn remove_cgroup_parent(parent: &str) {
+    let mut roots: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    let mut all = Vec::new();
+    let mut todo: Vec<PathBuf> = roots
+        .into_iter()
+        .map(|r| r.join(parent))
+        .filter(|p| p.is_dir())
+        .collect();
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+        all.push(d);
+    }
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in &all {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: killing what runs in this test daemon's own cgroup parent.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for d in &all {
+        let until = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(d).is_err() && d.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Daemon {
@@ -290,6 +340,7 @@ impl Daemon {
         let sock = dir.path("run/kos.sock");
         std::fs::write(dir.path("daemon.json"), "{}").expect("daemon.json");
         let log = std::fs::File::create(dir.path("kosd.log")).expect("log");
+        let name = daemon_name();
         let proc = Command::new(kosd)
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
@@ -299,6 +350,9 @@ impl Daemon {
             .arg(dir.path("run"))
             .arg("--config-file")
             .arg(dir.path("daemon.json"))
+            .args(["--bridge", &name, "--nft-table", &name])
+            .arg("--cgroup-parent")
+            .arg(format!("kos-test-{name}"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -308,6 +362,7 @@ impl Daemon {
             proc: Some(proc),
             dir,
             sock,
+            name,
         };
         let until = Instant::now() + Duration::from_secs(30);
         loop {
@@ -464,6 +519,21 @@ impl Drop for Daemon {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         std::thread::sleep(Duration::from_millis(50));
+        // What the daemon keeps after it stops (as dockerd keeps docker0 and its cgroup
+        // parent): this test's own bridge, table and cgroup parent.
+        remove_cgroup_parent(&format!("kos-test-{}", self.name));
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.name])
+            .stderr(Stdio::null())
+            .status();
+        if std::path::Path::new("/sys/class/net")
+            .join(&self.name)
+            .exists()
+        {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.name])
+                .status();
+        }
     }
 }
 

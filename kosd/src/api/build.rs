@@ -68,6 +68,7 @@ fn options(p: &Params) -> Result<BuildOptions> {
 
 fn builder(e: &Arc<Engine>) -> Builder {
     Builder::new(e.store.clone())
+        .with_cgroup_parent(e.config.cgroup_parent.clone())
         .with_kosrun(crate::containers::runtime::runtime_binary(
             &e.config.default_runtime,
         ))

@@ -40,7 +40,11 @@ struct Kosd {
     child: std::process::Child,
     dir: TempDir,
     sock: PathBuf,
+    /// The daemon's own bridge and nft table; its cgroup parent is `kos-test-NAME`.
+    name: String,
 }
+
+static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Kosd {
     fn start() -> Kosd {
@@ -49,6 +53,11 @@ impl Kosd {
         let sock = dir.0.join("exec/kos.sock");
         std::fs::write(dir.0.join("daemon.json"), "{}").expect("daemon.json");
         let log = std::fs::File::create(dir.0.join("kosd.log")).expect("log");
+        let name = format!(
+            "kosk{}x{}",
+            std::process::id() % 1_000_000,
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         let child = Command::new(bin)
             .arg("-H")
             .arg(format!("unix://{}", sock.display()))
@@ -58,11 +67,19 @@ impl Kosd {
             .arg(dir.0.join("exec"))
             .arg("--config-file")
             .arg(dir.0.join("daemon.json"))
+            .args(["--bridge", &name, "--nft-table", &name])
+            .arg("--cgroup-parent")
+            .arg(format!("kos-test-{name}"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start kosd");
-        let mut k = Kosd { child, dir, sock };
+        let mut k = Kosd {
+            child,
+            dir,
+            sock,
+            name,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !k.sock.exists() {
             if let Ok(Some(st)) = k.child.try_wait() {
@@ -102,6 +119,27 @@ impl Drop for Kosd {
             .arg(&self.dir.0)
             .stderr(Stdio::null())
             .status();
+        // What a stopped kosd keeps: this test's bridge, table and (empty) cgroup parent.
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.name])
+            .stderr(Stdio::null())
+            .status();
+        if Path::new("/sys/class/net").join(&self.name).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.name])
+                .status();
+        }
+        let parent = format!("kos-test-{}", self.name);
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let d = e.path().join(&parent);
+            if d.is_dir() {
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
     }
 }
 
