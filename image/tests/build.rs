@@ -604,6 +604,7 @@ fn run_steps_get_the_network_asked_for() {
     });
     env.builder = kos_image::build::Builder::new(env.store.clone())
         .with_kosrun(build_support::kosrun())
+        .with_cgroup_parent(build_support::cgroup_parent())
         .with_network(net.clone());
     let df = format!("FROM {BASE}\nRUN cat /proc/net/dev > /dev.txt\nRUN --network=none cat /proc/net/dev > /none.txt\n");
     let (r, events) = env.build(&df, &[], &opts("kbt/net:1"));
@@ -664,6 +665,7 @@ fn missing_base_images_are_pulled() {
     });
     let builder = kos_image::build::Builder::new(store.clone())
         .with_kosrun(build_support::kosrun())
+        .with_cgroup_parent(build_support::cgroup_parent())
         .with_puller(puller);
     let tar = common::tarw::build(&[Entry::file(
         "Dockerfile",
@@ -678,7 +680,9 @@ fn missing_base_images_are_pulled() {
     assert!(store.image(&remote).is_ok(), "the base is in the store now");
     // Without a puller, a missing base is a clear error naming it.
     let other = std::sync::Arc::new(kos_image::Store::open(env.dir.join("nopull")).unwrap());
-    let b = kos_image::build::Builder::new(other).with_kosrun(build_support::kosrun());
+    let b = kos_image::build::Builder::new(other)
+        .with_kosrun(build_support::kosrun())
+        .with_cgroup_parent(build_support::cgroup_parent());
     let e = b
         .build(&tar[..], &o, &mut |_| {})
         .expect_err("no puller, no base");

@@ -575,6 +575,7 @@ fn from_platform_pulls_the_asked_platform_from_a_registry() {
     let store = std::sync::Arc::new(kos_image::Store::open(env.dir.join("fresh")).unwrap());
     let builder = kos_image::build::Builder::new(store.clone())
         .with_kosrun(build_support::kosrun())
+        .with_cgroup_parent(build_support::cgroup_parent())
         .with_puller(std::sync::Arc::new(kos_image::build::RegistryPuller {
             registry: kos_image::Registry::default(),
             options: kos_image::PullOptions::default(),

@@ -38,6 +38,11 @@ pub fn canonical(name: &str) -> String {
     ImageRef::parse(name).expect("reference").to_string()
 }
 
+/// The cgroup parent of this test binary's build steps (removed when an Env goes).
+pub fn cgroup_parent() -> String {
+    format!("kos-test-build-{}", std::process::id())
+}
+
 /// A store under a scratch dir with the busybox base image tagged `BASE`.
 pub struct Env {
     pub dir: Scratch,
@@ -65,7 +70,9 @@ impl Env {
             &[layer],
             serde_json::json!({"Env": ["PATH=/bin", "BASE_ENV=yes"], "Cmd": ["sh"]}),
         );
-        let builder = Builder::new(store.clone()).with_kosrun(kosrun());
+        let builder = Builder::new(store.clone())
+            .with_kosrun(kosrun())
+            .with_cgroup_parent(cgroup_parent());
         Env {
             dir,
             store,
@@ -250,4 +257,20 @@ pub fn layer_xattrs(store: &Store, digest: &kos_image::Digest) -> Vec<(String, X
         out.push((path, x));
     }
     out
+}
+
+impl Drop for Env {
+    /// The steps' cgroups went with their containers; the shared parent goes once empty
+    /// (a step of a test still running keeps it busy: rmdir fails, it is retried later).
+    fn drop(&mut self) {
+        let parent = cgroup_parent();
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(e.path().join(&parent));
+        }
+        let _ = std::fs::remove_dir(std::path::Path::new("/sys/fs/cgroup").join(&parent));
+    }
 }
