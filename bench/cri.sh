@@ -22,7 +22,7 @@ work=$(mktemp -d /tmp/kos-bench-cri.XXXXXX)
 cg=kos-bench-cri-$$
 pids=()
 # containerd's CRI plugin puts pods under k8s.io/ in every hierarchy; removed after if made here.
-k8s_existed=$(ls -d /sys/fs/cgroup/*/k8s.io 2>/dev/null | wc -l)
+k8s_existed=$( (ls -d /sys/fs/cgroup/*/k8s.io 2>/dev/null || true) | wc -l)
 cleanup() {
     set +e
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
