@@ -3,53 +3,17 @@
 //! kosd's socket, and nothing of the pod left after it is removed.
 
 mod common;
+mod cri_support;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{push_busybox, unique, Kosd, Registry};
-use hyper_util::rt::TokioIo;
+use cri_support::{channel, cri_socket, spec};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
-use tower::service_fn;
-
-async fn channel(sock: PathBuf) -> Channel {
-    Endpoint::try_from("http://[::]:50051")
-        .expect("endpoint")
-        .connect_with_connector(service_fn(move |_: Uri| {
-            let p = sock.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(p).await?)) }
-        }))
-        .await
-        .expect("connect to kosd's CRI socket")
-}
-
-/// kosd's CRI socket, once it accepts (the CRI starts beside the Docker API).
-fn cri_socket(k: &Kosd) -> PathBuf {
-    let sock = k.exec_root().join("cri.sock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "no CRI socket at {}: {}",
-            sock.display(),
-            k.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    sock
-}
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
 
 async fn cri_images(sock: &std::path::Path) -> Vec<String> {
     let mut img = ImageServiceClient::new(channel(sock.to_path_buf()).await);
