@@ -11,14 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use k8s_cri::v1::*;
-use support::{unique, Registry, Scratch, Server};
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
+use support::{spec, unique, Registry, Scratch, Server};
 
 fn write_cdi_spec(dir: &Path, node: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir cdi");

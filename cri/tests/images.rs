@@ -4,14 +4,7 @@
 mod support;
 
 use k8s_cri::v1::*;
-use support::{Registry, Server};
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
+use support::{spec, Registry, Server};
 
 #[tokio::test(flavor = "current_thread")]
 async fn pull_list_status_remove() {

@@ -15,17 +15,10 @@ use std::time::Duration;
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use support::{unique, Registry, Scratch, Server};
+use support::{spec, unique, Registry, Scratch, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Channel;
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
 
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();

@@ -9,15 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_cri::v1::*;
-use support::{cgroup_dirs, mounts_under, pids_with_cmdline, unique, Registry, Server};
+use support::{cgroup_dirs, mounts_under, pids_with_cmdline, spec, unique, Registry, Server};
 use tokio_stream::StreamExt;
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
 
 fn pod_config(name: &str, logs: &std::path::Path, ns: NamespaceOption) -> PodSandboxConfig {
     PodSandboxConfig {

@@ -11,15 +11,8 @@ use std::time::Duration;
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use support::{mounts_under, unique, Registry, Server};
+use support::{mounts_under, spec, unique, Registry, Server};
 use tonic::transport::Channel;
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
 
 fn pod(name: &str, ns: NamespaceOption, ports: Vec<PortMapping>) -> PodSandboxConfig {
     PodSandboxConfig {

@@ -13,20 +13,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use k8s_cri::v1::*;
-use support::{unique, Registry, Server};
+use support::{spec, unique, Registry, Server};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TcpStream>;
-
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
-        image: image.into(),
-        ..Default::default()
-    })
-}
 
 fn write_loopback_conflist(dir: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir net.d");

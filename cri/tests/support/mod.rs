@@ -471,3 +471,11 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The image spec of a CRI request for `image`.
+pub fn spec(image: &str) -> Option<k8s_cri::v1::ImageSpec> {
+    Some(k8s_cri::v1::ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
+}
