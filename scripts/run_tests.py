@@ -5,6 +5,7 @@
 Suites are found, not listed: every test harness `cargo build --workspace --tests` produces
 (the unit tests of each library and binary, each integration test file), the doc tests, and
 the conformance suite against kosrun. A crate added to the workspace is picked up by itself.
+Examples are built with them, as `cargo test` does: some tests start one as their server.
 A crate that does not compile counts as one failure and the others still run.
 
 Independent suites run side by side (KOS_TEST_JOBS, default 2 on this 2-core machine), the
@@ -88,7 +89,7 @@ def build(meta):
     suites to run and the packages that failed to build."""
     say("== building the tests of every crate")
     pkgs = {p["id"]: p for p in meta["packages"]}
-    cmd = [CARGO, "build", "--workspace", "--tests", "--bins", "--keep-going",
+    cmd = [CARGO, "build", "--workspace", "--tests", "--bins", "--examples", "--keep-going",
            "--message-format=json-render-diagnostics"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     suites, broken = [], set()
