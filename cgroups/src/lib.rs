@@ -20,6 +20,7 @@ mod dirs;
 mod error;
 mod freeze;
 mod fsutil;
+mod join;
 mod kernel;
 mod kill;
 mod layout;
@@ -34,6 +35,7 @@ mod validate;
 
 pub use convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2, weight_to_shares};
 pub use error::{Error, Result};
+pub use join::SelfJoin;
 pub use layout::{detect_layout, Layout, CGROUP_ROOT};
 pub use manager::{CgroupMountSource, Hierarchy, Manager};
 pub use oom::OomWatch;

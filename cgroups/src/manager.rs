@@ -7,6 +7,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::dirs::{Dirs, V1Dir};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Writer};
+use crate::join::SelfJoin;
 use crate::layout::{self, Layout, CGROUP_ROOT};
 use crate::{freeze, path, remove, stats, v1, v2};
 
@@ -255,6 +256,32 @@ impl Manager {
     /// Moves `pid` into the container's cgroup in every hierarchy.
     pub fn add_process(&self, pid: i32) -> Result<()> {
         self.add_process_to("", None, pid)
+    }
+
+    /// Descriptors through which a new process joins this cgroup by itself, without the
+    /// global migration lock `add_process` takes (see [`SelfJoin`]). Open them after
+    /// `create`, before the process is cloned.
+    pub fn open_self_join(&self) -> Result<SelfJoin> {
+        SelfJoin::open(&self.dirs)
+    }
+
+    /// Moves `pid` into the container's v2 directory only (the unified mount of a hybrid
+    /// host, or the whole tree on a pure v2 host): for a process that joined the v1
+    /// hierarchies by itself but could not be cloned into the v2 directory.
+    pub fn add_process_v2(&self, pid: i32) -> Result<()> {
+        match self.dirs.v2() {
+            Some(d) => {
+                let p = d.join("cgroup.procs");
+                let v = pid.to_string();
+                fsutil::write_raw(&p, &v).map_err(|source| Error::Write {
+                    field: "cgroup.procs".into(),
+                    path: p,
+                    value: v,
+                    source,
+                })
+            }
+            None => Ok(()),
+        }
     }
 
     /// Moves `pid` into `sub`, a cgroup below the container's own ("" or "/" is the

@@ -701,3 +701,67 @@ fn add_process_to_a_sub_cgroup() {
     let e = cg.add_process_to("missing", None, one.pid()).unwrap_err();
     assert!(e.to_string().contains("missing"), "{e}");
 }
+
+/// `SelfJoin`: a forked child that writes "0" through the descriptors opened before the fork
+/// lands in the container's cgroup of every v1 hierarchy; the descriptors are close-on-exec.
+#[test]
+fn self_join_moves_the_calling_process_into_every_v1_hierarchy() {
+    if !v1_host() {
+        return;
+    }
+    let cg = new_cg("selfjoin");
+    cg.create().unwrap();
+    let join = cg.open_self_join().unwrap();
+    for fd in join.raw_fds() {
+        // SAFETY: fcntl on a descriptor `join` owns.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        assert!(
+            flags & libc::FD_CLOEXEC != 0,
+            "fd {fd} is not close-on-exec"
+        );
+    }
+    // SAFETY: the child only makes system calls (the writes, pause) and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = if join.join_v1().is_ok() { 0 } else { 1 };
+        if code == 0 {
+            // SAFETY: waits for the parent's SIGKILL.
+            unsafe { libc::pause() };
+        }
+        // SAFETY: leave the forked copy of the test harness without unwinding.
+        unsafe { libc::_exit(code) };
+    }
+    let _reap = ForkGuard(pid);
+    let want: Vec<String> = cg
+        .mount_sources()
+        .iter()
+        .filter(|s| !s.v2)
+        .map(|s| s.host_dir.join("cgroup.procs").display().to_string())
+        .collect();
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    let missing = loop {
+        let missing: Vec<&String> = want
+            .iter()
+            .filter(|p| !read(Path::new(p)).lines().any(|l| l == pid.to_string()))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing.into_iter().cloned().collect::<Vec<_>>();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(missing.is_empty(), "pid {pid} not in {missing:?}");
+}
+
+/// SIGKILLs and reaps a forked child, even after a failed assert.
+struct ForkGuard(i32);
+
+impl Drop for ForkGuard {
+    fn drop(&mut self) {
+        // SAFETY: signalling and reaping our own child.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}

@@ -37,6 +37,9 @@ pub struct InitCtx<'a> {
     pub confinement: &'a Confinement,
     /// Per spec mount, an idmapped source tree (made by the runtime) to attach.
     pub idmap_trees: &'a [Option<OwnedFd>],
+    /// The container's cgroup for the init to join itself (v1 `tasks` files and the v2
+    /// directory clone3 used); None when the parent places it.
+    pub cgroup_join: Option<&'a kos_cgroups::SelfJoin>,
 }
 
 /// Runs in the cloned child; never returns.
@@ -59,6 +62,11 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
 /// Everything `create` does inside the container; returns after `start` connects.
 fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     chan.expect("go-ahead from kosrun", |m| matches!(m, Msg::Go))?;
+    if let Some(j) = ctx.cgroup_join {
+        // Before the cgroup namespace is unshared: its root is the cgroup we are in.
+        j.join_v1()?;
+        crate::sys::close_fds(&j.raw_fds());
+    }
     let spec = ctx.spec;
     let plan = ctx.plan;
     let in_userns = plan.has(LinuxNamespaceType::User);

@@ -1,7 +1,7 @@
 //! Cloning the container's init into its namespaces, and the parent's half of
 //! the handshake (id maps, cgroup) that must happen before the init goes on.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -19,6 +19,19 @@ use crate::sys::KillOnDrop;
 fn clone(flags: libc::c_ulong) -> Result<i32> {
     crate::sys::raw_clone(flags)
         .map_err(|e| Error::failed_by(Stage::Create, format!("clone: {e}"), e))
+}
+
+/// clone(2) as fork, straight into the container's v2 cgroup directory when one is given
+/// and clone3 can place it there; returns the pid and whether it was placed.
+fn clone_joined(flags: libc::c_ulong, v2_dir: Option<BorrowedFd>) -> Result<(i32, bool)> {
+    if let Some(dir) = v2_dir {
+        // Any refusal (a kernel before 5.7, no write access from a user namespace we
+        // entered) leaves nothing made: clone as before and let the parent place it.
+        if let Ok(pid) = crate::sys::raw_clone_into_cgroup(flags, dir.as_raw_fd()) {
+            return Ok((pid, true));
+        }
+    }
+    Ok((clone(flags)?, false))
 }
 
 /// Everything the parent needs to finish the init's setup.
@@ -54,7 +67,8 @@ fn clone_flags(plan: &Plan) -> libc::c_ulong {
 }
 
 fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -> Result<i32> {
-    let pid = clone(clone_flags(ctx.plan))?;
+    let v2_dir = ctx.cgroup_join.and_then(|j| j.v2_dir());
+    let (pid, in_v2) = clone_joined(clone_flags(ctx.plan), v2_dir)?;
     if pid == 0 {
         init::run(ctx, child_end);
     }
@@ -62,6 +76,7 @@ fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -
     finish_parent(
         pid,
         ctx.plan.creates(LinuxNamespaceType::User),
+        Joined::by(ctx, in_v2),
         parent,
         chan,
     )?;
@@ -88,13 +103,13 @@ fn via_intermediate(
     // Until it has told us the init's pid, an error here leaves the intermediate
     // waiting for us: it is killed before it is reaped.
     let reap = KillOnDrop::new(mid);
-    let pid = loop {
+    let (pid, in_v2) = loop {
         match chan.recv()? {
             Some(Msg::MapUsers) => {
                 write_id_maps(mid, parent.spec)?;
                 chan.send(&Msg::Mapped)?;
             }
-            Some(Msg::InitPid(p)) => break p,
+            Some(Msg::InitPid { pid, in_v2_cgroup }) => break (pid, in_v2_cgroup),
             Some(Msg::Error(e)) => return Err(Error::Remote(e)),
             Some(m) => {
                 return Err(Error::failed(
@@ -113,7 +128,7 @@ fn via_intermediate(
     reap.disarm();
     let _ = waitpid(Pid::from_raw(mid), None);
     let guard = KillOnDrop::new(pid);
-    finish_parent(pid, false, parent, chan)?;
+    finish_parent(pid, false, Joined::by(ctx, in_v2), parent, chan)?;
     guard.disarm();
     Ok(pid)
 }
@@ -130,19 +145,48 @@ fn intermediate(ctx: &InitCtx, chan: &Channel) -> Result<()> {
     let rest = clone_flags(ctx.plan) & !(libc::CLONE_NEWUSER as libc::c_ulong);
     nix::sched::unshare(CloneFlags::from_bits_retain(rest as libc::c_int))
         .ctx(|| "unshare namespaces".into())?;
-    let pid = clone(libc::CLONE_PARENT as libc::c_ulong)?;
+    let v2_dir = ctx.cgroup_join.and_then(|j| j.v2_dir());
+    let (pid, in_v2_cgroup) = clone_joined(libc::CLONE_PARENT as libc::c_ulong, v2_dir)?;
     if pid == 0 {
         init::run(ctx, chan);
     }
-    chan.send(&Msg::InitPid(pid))
+    chan.send(&Msg::InitPid { pid, in_v2_cgroup })
 }
 
-fn finish_parent(pid: i32, write_maps: bool, parent: &Parent, chan: &Channel) -> Result<()> {
+/// How much of the cgroup placement the init has done or will do by itself.
+#[derive(Clone, Copy)]
+enum Joined {
+    /// Nothing: the parent moves it in every hierarchy.
+    No,
+    /// The init joins the v1 hierarchies itself; `in_v2` if clone3 already put it in v2.
+    Itself { in_v2: bool },
+}
+
+impl Joined {
+    fn by(ctx: &InitCtx, in_v2: bool) -> Joined {
+        match ctx.cgroup_join {
+            Some(_) => Joined::Itself { in_v2 },
+            None => Joined::No,
+        }
+    }
+}
+
+fn finish_parent(
+    pid: i32,
+    write_maps: bool,
+    joined: Joined,
+    parent: &Parent,
+    chan: &Channel,
+) -> Result<()> {
     if write_maps {
         write_id_maps(pid, parent.spec)?;
     }
     if let Some(cg) = parent.cgroup {
-        cg.add_process(pid)?;
+        match joined {
+            Joined::No => cg.add_process(pid)?,
+            Joined::Itself { in_v2: false } => cg.add_process_v2(pid)?,
+            Joined::Itself { in_v2: true } => {}
+        }
     }
     if let Some(adj) = parent
         .spec

@@ -16,14 +16,16 @@ pub const MAX_MSG: usize = 32 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
-    /// Parent -> init: id mappings written and the cgroup joined; go on.
+    /// Parent -> init: id mappings written and the cgroup joined (but for the v1
+    /// hierarchies the init joins itself); go on.
     Go,
     /// Intermediate -> parent: please write the id mappings of my new user namespace.
     MapUsers,
     /// Parent -> intermediate: mappings written.
     Mapped,
-    /// Intermediate -> parent: the init process's pid (host view).
-    InitPid(i32),
+    /// Intermediate -> parent: the init process's pid (host view), and whether clone3 put
+    /// it in the container's v2 cgroup.
+    InitPid { pid: i32, in_v2_cgroup: bool },
     /// Init -> parent: the environment exists; run prestart and createRuntime hooks.
     RunHooks,
     /// Parent -> init: hooks ran; here is the state for createContainer hooks.

@@ -163,6 +163,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         .copied()
         .filter(|fd| (*fd as i64) < last)
         .collect();
+    let self_join = cgroup.open_self_join()?;
     let sources = cgroup.mount_sources();
     let ctx = InitCtx {
         spec,
@@ -180,6 +181,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         close_fds: &close_fds,
         confinement: &confinement,
         idmap_trees: &idmap_trees,
+        cgroup_join: Some(&self_join),
     };
     let parent = Parent {
         spec,
