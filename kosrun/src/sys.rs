@@ -38,7 +38,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 pub fn raw_clone_into_cgroup(flags: libc::c_ulong, cgroup_dir: RawFd) -> io::Result<i32> {
     // SAFETY: clone_args is plain old data; zero is "unset" for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = u64::from(flags) | CLONE_INTO_CGROUP;
+    args.flags = flags | CLONE_INTO_CGROUP;
     args.exit_signal = libc::SIGCHLD as u64;
     args.cgroup = cgroup_dir as u64;
     // SAFETY: fork-like clone3 (no stack, no CLONE_VM) in a single-threaded process; args
