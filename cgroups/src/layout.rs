@@ -128,22 +128,12 @@ fn add_first(out: &mut Vec<V1Mount>, m: V1Mount) {
     }
 }
 
-/// Parses /proc/self/mountinfo text into the v1 cgroup hierarchies, first mount of each
-/// hierarchy wins.
-pub(crate) fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
-    let mut out: Vec<V1Mount> = Vec::new();
-    for m in mountinfo.lines().filter_map(parse_v1_line) {
-        add_first(&mut out, m);
-    }
-    out
-}
-
 /// The v1 hierarchies this process belongs to, from /proc/self/cgroup text: each one's
 /// controllers ("name=systemd" for a named one), sorted.
 fn v1_hierarchies(proc_cgroup: &str) -> Vec<Vec<String>> {
     proc_cgroup
         .lines()
-        .filter_map(|l| l.splitn(3, ':').nth(1))
+        .filter_map(|l| l.split(':').nth(1))
         .filter(|c| !c.is_empty())
         .map(|c| {
             let mut v: Vec<String> = c.split(',').map(str::to_string).collect();
@@ -197,6 +187,16 @@ pub(crate) fn v1_mounts() -> Result<Vec<V1Mount>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses /proc/self/mountinfo text into the v1 cgroup hierarchies, first mount of each
+    /// hierarchy wins.
+    fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
+        let mut out: Vec<V1Mount> = Vec::new();
+        for m in mountinfo.lines().filter_map(parse_v1_line) {
+            add_first(&mut out, m);
+        }
+        out
+    }
 
     const SAMPLE: &str = "\
 30 23 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755
