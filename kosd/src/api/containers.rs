@@ -51,14 +51,28 @@ pub async fn create(
     Ok(r)
 }
 
-pub async fn list(State(e): E, p: Params) -> Result<Json<serde_json::Value>> {
+pub async fn list(State(e): E, p: Params) -> Result<Response<Body>> {
     let f = Filters::parse(p.str("filters"), view::LIST_FILTERS)?;
     let all = p.bool("all")?;
     let size = p.bool("size")?;
     let limit = p.int("limit")?;
     let eng = e.clone();
-    let v = tokio::task::spawn_blocking(move || view::list(&eng, all, limit, size, &f)).await??;
-    Ok(Json(serde_json::Value::Array(v)))
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let v = view::list(&eng, all, limit, size, &f)?;
+        // One buffer about the size of the answer (an entry is near 700 bytes), written off the
+        // async workers.
+        let mut buf = Vec::with_capacity(v.len() * 768 + 2);
+        serde_json::to_writer(&mut buf, &v)
+            .map_err(|err| ApiError::internal("encoding the container list", err))?;
+        Ok(buf)
+    })
+    .await??;
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }
 
 pub async fn inspect(

@@ -1,12 +1,19 @@
 //! Containers as Docker shows them: inspect, the `ps` list with filters, top.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bollard_stubs::models::{ContainerConfig, HostConfig, Mount};
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::netmode::NetMode;
-use super::record::{Container, Status};
+use super::record::{Container, State, Status};
 use crate::engine::Engine;
 use crate::error::{ApiError, Result};
 use crate::filters::Filters;
+use crate::state::Table;
 use crate::timefmt::{rfc3339_nanos, ZERO_TIME};
 
 fn time_or_zero(n: i64) -> String {
@@ -17,25 +24,68 @@ fn time_or_zero(n: i64) -> String {
     }
 }
 
-fn networks(c: &Container) -> Value {
-    let mode = NetMode::parse(&c.host_config);
-    let mut m = c.networks.clone();
-    if m.is_empty() {
-        let name = match mode {
-            NetMode::Container(_) => return json!({}),
-            other => other.name(),
-        };
-        m.insert(
-            name,
-            json!({
-                "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
-                "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
-                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
-            }),
-        );
+/// `NetworkSettings.Networks` of inspect and ps: the endpoints kosd recorded, or for a
+/// container without any (none, host, not yet started) one empty endpoint under its mode's name.
+/// Typed rather than built as a `Value`, as the ps list writes it once per container.
+enum Networks {
+    Recorded(serde_json::Map<String, Value>),
+    Unattached(String),
+    Shared,
+}
+
+impl Networks {
+    fn new(recorded: serde_json::Map<String, Value>, hc: &HostConfig) -> Networks {
+        if !recorded.is_empty() {
+            return Networks::Recorded(recorded);
+        }
+        match NetMode::parse(hc) {
+            NetMode::Container(_) => Networks::Shared,
+            other => Networks::Unattached(other.name()),
+        }
     }
-    Value::Object(m)
+}
+
+impl Serialize for Networks {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Networks::Recorded(m) => m.serialize(s),
+            Networks::Shared => s.serialize_map(Some(0))?.end(),
+            Networks::Unattached(name) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(name, &EmptyEndpoint)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// Docker's EndpointSettings with nothing set.
+struct EmptyEndpoint;
+
+impl Serialize for EmptyEndpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("EndpointSettings", 14)?;
+        m.serialize_field("IPAMConfig", &())?;
+        m.serialize_field("Links", &())?;
+        m.serialize_field("Aliases", &())?;
+        m.serialize_field("DriverOpts", &())?;
+        m.serialize_field("NetworkID", "")?;
+        m.serialize_field("EndpointID", "")?;
+        m.serialize_field("Gateway", "")?;
+        m.serialize_field("IPAddress", "")?;
+        m.serialize_field("IPPrefixLen", &0)?;
+        m.serialize_field("IPv6Gateway", "")?;
+        m.serialize_field("GlobalIPv6Address", "")?;
+        m.serialize_field("GlobalIPv6PrefixLen", &0)?;
+        m.serialize_field("MacAddress", "")?;
+        m.serialize_field("DNSNames", &())?;
+        m.end()
+    }
+}
+
+fn networks(c: &Container) -> Value {
+    serde_json::to_value(Networks::new(c.networks.clone(), &c.host_config))
+        .unwrap_or_else(|_| json!({}))
 }
 
 pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
@@ -160,6 +210,152 @@ fn health_status(c: &Container) -> &str {
         .unwrap_or("none")
 }
 
+/// The part of a container record the ps list reads. Decoding only this, while the parser
+/// skips the rest (mostly Docker's HostConfig with its hundred-odd fields, which made up
+/// most of the time of a list), is what keeps `docker ps` cheap with many containers.
+/// Field names are the record's (`Container`'s serde names).
+#[derive(Deserialize)]
+struct Listed {
+    id: String,
+    name: String,
+    created: i64,
+    image: String,
+    image_id: String,
+    #[serde(default)]
+    config: ListedConfig,
+    #[serde(default)]
+    host_config: ListedHostConfig,
+    path: String,
+    args: Vec<String>,
+    state: State,
+    dir: PathBuf,
+    #[serde(default)]
+    volumes: Vec<(String, String)>,
+    #[serde(default)]
+    networks: serde_json::Map<String, Value>,
+    #[serde(default)]
+    ports: Value,
+}
+
+#[derive(Deserialize, Default)]
+struct ListedConfig {
+    #[serde(rename = "Labels")]
+    labels: Option<std::collections::HashMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListedHostConfig {
+    #[serde(rename = "NetworkMode")]
+    network_mode: Option<String>,
+    #[serde(rename = "Binds")]
+    binds: Option<Vec<String>>,
+    #[serde(rename = "Mounts")]
+    mounts: Option<Vec<Mount>>,
+}
+
+impl Listed {
+    /// A `Container` holding every field the list reads (filters, mounts, status text,
+    /// size); the fields it never reads (log path, image store name, labels of SELinux, the
+    /// rest of Config and HostConfig) stay empty.
+    fn into_container(self) -> Container {
+        Container {
+            id: self.id,
+            name: self.name,
+            created: self.created,
+            image: self.image,
+            image_id: self.image_id,
+            image_store_name: String::new(),
+            config: ContainerConfig {
+                labels: self.config.labels,
+                ..Default::default()
+            },
+            host_config: HostConfig {
+                network_mode: self.host_config.network_mode,
+                binds: self.host_config.binds,
+                mounts: self.host_config.mounts,
+                ..Default::default()
+            },
+            path: self.path,
+            args: self.args,
+            state: self.state,
+            dir: self.dir,
+            log_path: PathBuf::new(),
+            rootfs_kind: String::new(),
+            volumes: self.volumes,
+            networks: self.networks,
+            ports: self.ports,
+            mount_label: String::new(),
+            process_label: String::new(),
+        }
+    }
+}
+
+/// One row of `GET /containers/json`, in Docker's field order.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Entry {
+    id: String,
+    names: [String; 1],
+    image: String,
+    #[serde(rename = "ImageID")]
+    image_id: String,
+    command: String,
+    created: i64,
+    ports: Value,
+    labels: BTreeMap<String, String>,
+    state: &'static str,
+    status: String,
+    host_config: EntryHostConfig,
+    network_settings: EntryNetworkSettings,
+    mounts: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_rw: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_root_fs: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EntryHostConfig {
+    network_mode: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct EntryNetworkSettings {
+    networks: Networks,
+}
+
+fn entry(e: &Engine, mut c: Container, size: bool) -> Entry {
+    let labels = c
+        .config
+        .labels
+        .take()
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default();
+    let mounts = super::mounts::describe(e, &c);
+    let networks = Networks::new(std::mem::take(&mut c.networks), &c.host_config);
+    Entry {
+        names: [format!("/{}", c.name)],
+        command: c.command_line(),
+        created: c.created / 1_000_000_000,
+        ports: ps_ports(&c.ports),
+        labels,
+        state: c.state.status.as_str(),
+        status: c.status_text(),
+        host_config: EntryHostConfig {
+            network_mode: c.host_config.network_mode.take().unwrap_or_default(),
+        },
+        network_settings: EntryNetworkSettings { networks },
+        mounts,
+        size_rw: size.then(|| c.size_rw()),
+        size_root_fs: size.then_some(0),
+        id: c.id,
+        image: c.image,
+        image_id: c.image_id,
+    }
+}
+
 /// `GET /containers/json`.
 pub fn list(
     e: &Engine,
@@ -167,9 +363,7 @@ pub fn list(
     limit: Option<i64>,
     size: bool,
     f: &Filters,
-) -> Result<Vec<Value>> {
-    let mut cs = super::all(e);
-    cs.sort_by_key(|c| std::cmp::Reverse(c.created));
+) -> Result<Vec<Entry>> {
     for s in f.get("status") {
         if ![
             "created",
@@ -198,25 +392,29 @@ pub fn list(
         .iter()
         .filter_map(|a| crate::images::resolve(&e.store, a).ok().map(|r| r.id()))
         .collect();
+    let show_all = all
+        || f.has("status")
+        || f.has("exited")
+        || limit.is_some_and(|l| l > 0)
+        || before.is_some()
+        || since.is_some();
+    let mut cs = e.db().all::<Listed>(Table::Containers)?;
+    cs.sort_by_key(|c| std::cmp::Reverse(c.created));
     let mut out = Vec::new();
     for c in cs {
-        let running = c.state.status.is_live();
-        let show_all = all
-            || f.has("status")
-            || f.has("exited")
-            || limit.is_some_and(|l| l > 0)
-            || before.is_some()
-            || since.is_some();
-        if !show_all && !running {
+        if !show_all && !c.state.status.is_live() {
             continue;
         }
-        let labels = c.config.labels.clone().unwrap_or_default();
+        let c = c.into_container();
+        let labels = c.config.labels.as_ref();
         let ok = f.any_or_unset("id", |x| c.id.starts_with(x))
             && f.any_or_unset("name", |x| {
                 let x = x.strip_prefix('/').unwrap_or(x);
                 c.name.contains(x)
             })
-            && f.labels_match("label", |k| labels.get(k).map(String::as_str))
+            && f.labels_match("label", |k| {
+                labels.and_then(|l| l.get(k)).map(String::as_str)
+            })
             && f.any_or_unset("status", |s| s == c.state.status.as_str())
             && f.any_or_unset("exited", |x| {
                 c.state.status == Status::Exited && x.parse::<i64>().ok() == Some(c.state.exit_code)
@@ -236,26 +434,7 @@ pub fn list(
         if !ok {
             continue;
         }
-        let mut s = json!({
-            "Id": c.id,
-            "Names": [format!("/{}", c.name)],
-            "Image": c.image,
-            "ImageID": c.image_id,
-            "Command": c.command_line(),
-            "Created": c.created / 1_000_000_000,
-            "Ports": ps_ports(&c.ports),
-            "Labels": labels,
-            "State": c.state.status.as_str(),
-            "Status": c.status_text(),
-            "HostConfig": {"NetworkMode": c.host_config.network_mode.clone().unwrap_or_default()},
-            "NetworkSettings": {"Networks": networks(&c)},
-            "Mounts": super::mounts::describe(e, &c),
-        });
-        if size {
-            s["SizeRw"] = json!(c.size_rw());
-            s["SizeRootFs"] = json!(0);
-        }
-        out.push(s);
+        out.push(entry(e, c, size));
         if limit.is_some_and(|l| l > 0 && out.len() as i64 >= l) {
             break;
         }
@@ -303,4 +482,102 @@ pub fn top(pids: &[u32]) -> Value {
         ]));
     }
     json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows})
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A record with every part the list reads set, and heavy parts it skips.
+    fn rich() -> Container {
+        serde_json::from_value(json!({
+            "id": "a".repeat(64), "name": "web", "created": 1_700_000_000_123_456_789i64,
+            "image": "reg/img:1", "image_id": "sha256:abc", "image_store_name": "reg/img:1",
+            "config": {"Labels": {"tier": "front", "a": "b"}, "Env": ["A=1"], "Cmd": ["sleep", "9"],
+                       "Healthcheck": {"Test": ["CMD", "true"]}},
+            "host_config": {"NetworkMode": "mynet", "Binds": ["/tmp:/h:ro", "vol1:/v"],
+                            "Mounts": [{"Type": "tmpfs", "Target": "/t", "ReadOnly": true}],
+                            "Memory": 1048576, "CapAdd": ["NET_ADMIN"], "Privileged": false,
+                            "RestartPolicy": {"Name": "always"}},
+            "path": "sleep", "args": ["9"],
+            "state": {"status": "paused", "pid": 42, "exit_code": 0, "error": "", "oom_killed": false,
+                      "started_at": 1_700_000_001_000_000_000i64, "finished_at": 0, "restart_count": 2,
+                      "stopped_by_user": false,
+                      "health": {"status": "healthy", "failing_streak": 0,
+                                 "log": [{"start": 1, "end": 2, "exit_code": 0, "output": "ok"}]}},
+            "dir": "/var/lib/kos/containers/x", "log_path": "/var/lib/kos/containers/x/x-json.log",
+            "rootfs_kind": "overlay", "volumes": [["vol1", "/v"], ["anon", "/data"]],
+            "networks": {"mynet": {"IPAddress": "10.1.0.2", "Aliases": ["web"]}},
+            "ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "53/udp": null},
+            "mount_label": "s0:c1,c2", "process_label": "s0:c1,c2"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn listed_projection_keeps_every_field_the_list_reads() {
+        let full = rich();
+        let rec = serde_json::to_string(&full).unwrap();
+        let lean: Listed = serde_json::from_str(&rec).unwrap();
+        let lean = lean.into_container();
+        let (a, b) = (
+            serde_json::to_value(&full).unwrap(),
+            serde_json::to_value(&lean).unwrap(),
+        );
+        for p in [
+            "/id",
+            "/name",
+            "/created",
+            "/image",
+            "/image_id",
+            "/config/Labels",
+            "/host_config/NetworkMode",
+            "/host_config/Binds",
+            "/host_config/Mounts",
+            "/path",
+            "/args",
+            "/state",
+            "/dir",
+            "/volumes",
+            "/networks",
+            "/ports",
+        ] {
+            assert!(a.pointer(p).is_some(), "{p} missing from the full record");
+            assert_eq!(a.pointer(p), b.pointer(p), "{p}");
+        }
+        assert_eq!(lean.status_text(), full.status_text());
+        assert_eq!(lean.command_line(), "sleep 9");
+        assert_eq!(health_status(&lean), "healthy");
+        assert_eq!(networks(&lean), networks(&full));
+    }
+
+    #[test]
+    fn networks_of_unattached_shared_and_recorded_containers() {
+        let mut c = rich();
+        assert_eq!(networks(&c)["mynet"]["IPAddress"], "10.1.0.2");
+        c.networks.clear();
+        let v = networks(&c);
+        let ep = v["mynet"].as_object().unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        assert_eq!(ep.len(), 14);
+        assert_eq!(ep["IPAMConfig"], Value::Null);
+        assert_eq!(ep["IPPrefixLen"], 0);
+        assert_eq!(ep["NetworkID"], "");
+        c.host_config.network_mode = Some("container:abc".into());
+        assert_eq!(networks(&c), json!({}));
+        c.host_config.network_mode = None;
+        assert!(networks(&c).get("bridge").is_some());
+    }
+
+    #[test]
+    fn ps_ports_one_entry_per_binding() {
+        let v = ps_ports(&rich().ports);
+        let a = v.as_array().unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(a.contains(&json!({"PrivatePort": 53, "Type": "udp"})));
+        assert!(a.contains(
+            &json!({"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"})
+        ));
+    }
 }
