@@ -4,7 +4,9 @@
 #   run-none     `docker run --rm --network none IMG true` (kosd, dockerd) / `podman run --rm`
 #   run-bridge   the same on the default bridge (kosd on its own bridge and nft table, dockerd
 #                on its own kos-named bridge without iptables, podman on its own network)
-#   100 x `docker run -d` then `docker ps`, and `docker rm -f` of the 100 (kosd, dockerd)
+#   100 x `docker run -d`; with 100 running on each, `docker ps`, `ps -a` and `ps -a --filter`
+#                (CLI time) and GET /containers/json (API time, no CLI start); `docker rm -f`
+#                of the 100 (kosd, dockerd); ratios kosd/dockerd against the 0.15 target
 #   idle RSS of kosd, and of dockerd + its containerd; kosd's and its shims' RSS with 100 running
 # Targets (issue 12): kosd <= 0.15x dockerd and <= 0.2x podman medians; idle RSS <= 15 MB,
 # <= 30 MB with 100 running containers.
@@ -149,26 +151,46 @@ shims_rss_kb() {
     done
     echo "$total $n"
 }
-hundred() { # engine-cli [kosd-pid]: 100 x run -d, ps, rm -f; prints seconds for each phase
-    local cli=$1 pid=${2:-} t0 t1 t2 t3
-    t0=$(date +%s.%N)
-    for i in $(seq 1 100); do $cli run -d --network none "$IMG" sleep 1000 >/dev/null; done
-    t1=$(date +%s.%N)
-    # With the 100 running: kosd's own RSS, and its shims'.
-    [ -z "$pid" ] || { rss_kb "$pid" > "$T/rss100"; shims_rss_kb > "$T/shims100"; }
-    $cli ps -q | wc -l >/dev/null
-    t2=$(date +%s.%N)
-    $cli rm -f $($cli ps -aq) >/dev/null
-    t3=$(date +%s.%N)
-    echo "$(echo "$t1 - $t0" | bc) $(echo "$t2 - $t1" | bc) $(echo "$t3 - $t2" | bc)"
+# The 100-container phases, side by side: 100 x `run -d` on kosd, then on dockerd (kosd's
+# 100 still running), then the lists with 100 running on each, then `rm -f` of each 100.
+# kosd's RSS is sampled between the phases, outside every timed span (sampling 100 shims
+# with pgrep and awk takes most of a second; inside the ps span it was once read as ps time).
+now() { date +%s.%N; }
+run100() { # engine-cli: seconds for 100 x run -d
+    local t0; t0=$(now)
+    for _ in $(seq 1 100); do $1 run -d --network none "$IMG" sleep 1000 >/dev/null; done
+    echo "$(now) - $t0" | bc
 }
-echo "== 100 x run -d, then ps, then rm -f of the 100 (seconds)"
-read -r k1 k2 k3 <<<"$(hundred "$K" "$KPID")"
-KRSS100=$(cat "$T/rss100")
-read -r SHIMS SHIMN < "$T/shims100"
+rm100() { # engine-cli: seconds for one rm -f of every container
+    local ids t0; ids=$($1 ps -aq); t0=$(now)
+    $1 rm -f $ids >/dev/null
+    echo "$(now) - $t0" | bc
+}
+api_ms() { # socket query: median ms of 50 GET /containers/json on one connection (no CLI start)
+    local args=() i
+    for i in $(seq 1 50); do args+=(-o /dev/null "http://localhost/containers/json$2"); done
+    curl -s --unix-socket "$1" -w '%{time_total}\n' "${args[@]}" | sort -n \
+        | awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)] * 1000}'
+}
+echo "== 100 x run -d, then ps with 100 running, then rm -f of the 100"
+k1=$(run100 "$K")
+KRSS100=$(rss_kb "$KPID")
+read -r SHIMS SHIMN <<<"$(shims_rss_kb)"
+d1=$(run100 "$D")
+[ "$($K ps -q | wc -l)" = 100 ] && [ "$($D ps -q | wc -l)" = 100 ] \
+    || { echo "bench/kosd.sh: expected 100 running containers on each engine" >&2; exit 1; }
+hyperfine -N -w 3 -r "$RUNS" --export-json "$T/ps.json" \
+    -n kosd-ps "$K ps" -n dockerd-ps "$D ps" \
+    -n kosd-ps-a "$K ps -a" -n dockerd-ps-a "$D ps -a" \
+    -n kosd-ps-filter "$K ps -a --filter status=running --filter name=_" \
+    -n dockerd-ps-filter "$D ps -a --filter status=running --filter name=_" \
+    -n kosd-version "$K version" -n dockerd-version "$D version"
+FQ='?all=1&filters=%7B%22status%22%3A%7B%22running%22%3Atrue%7D%7D'
+ka=$(api_ms "$T/kosd/kos.sock" ""); da=$(api_ms "$T/docker.sock" "")
+kaf=$(api_ms "$T/kosd/kos.sock" "$FQ"); daf=$(api_ms "$T/docker.sock" "$FQ")
+k3=$(rm100 "$K")
 KRSSRM=$(rss_kb "$KPID")
-read -r d1 d2 d3 <<<"$(hundred "$D")"
-printf '%-8s run-d x100 %7.2f   ps %6.3f   rm -f x100 %7.2f\n' kosd "$k1" "$k2" "$k3" dockerd "$d1" "$d2" "$d3"
+d3=$(rm100 "$D")
 
 med() { jq -r ".results[] | select(.command==\"$2\") | .median * 1000" "$1"; }
 kn=$(med "$T/none.json" kosd); dn=$(med "$T/none.json" dockerd); pn=$(med "$T/none.json" podman)
@@ -178,6 +200,19 @@ printf 'network none: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f
 kb=$(med "$T/bridge.json" kosd); db=$(med "$T/bridge.json" dockerd); pb=$(med "$T/bridge.json" podman)
 printf 'bridge: kosd %.1f  dockerd %.1f  podman %.1f  -> kosd/dockerd %.3f, kosd/podman %.3f\n' \
     "$kb" "$db" "$pb" "$(echo "$kb / $db" | bc -l)" "$(echo "$kb / $pb" | bc -l)"
+psmed() { med "$T/ps.json" "$1"; }
+ratio() { echo "$1 / $2" | bc -l; }
+echo "== 100 containers (kosd/dockerd, target <= 0.15)"
+printf '100 x run -d: kosd %.2f s  dockerd %.2f s  -> %.3f\n' "$k1" "$d1" "$(ratio "$k1" "$d1")"
+for c in ps ps-a ps-filter; do
+    kp=$(psmed "kosd-$c"); dp=$(psmed "dockerd-$c")
+    printf 'docker %-10s (CLI, median): kosd %.1f ms  dockerd %.1f ms  -> %.3f\n' "${c/-a/ -a}" "$kp" "$dp" "$(ratio "$kp" "$dp")"
+done
+printf 'GET /containers/json (API, median): kosd %.3f ms  dockerd %.3f ms  -> %.3f\n' "$ka" "$da" "$(ratio "$ka" "$da")"
+printf 'GET /containers/json?all=1&filters=status (API): kosd %.3f ms  dockerd %.3f ms  -> %.3f\n' "$kaf" "$daf" "$(ratio "$kaf" "$daf")"
+printf 'rm -f of 100: kosd %.2f s  dockerd %.2f s  -> %.3f\n' "$k3" "$d3" "$(ratio "$k3" "$d3")"
+printf '(the CLI times hold the docker CLI'"'"'s own start: docker version takes kosd %.1f ms, dockerd %.1f ms)\n' \
+    "$(psmed kosd-version)" "$(psmed dockerd-version)"
 printf 'idle RSS: kosd %d kB (target <= 15360), dockerd+containerd %d kB\n' "$KRSS" "$DRSS"
 printf 'RSS with 100 running: kosd %d kB (target <= 30720), its %d shims %d kB (%d kB each); kosd after their rm -f %d kB\n' \
     "$KRSS100" "$SHIMN" "$SHIMS" "$(( SHIMS / (SHIMN > 0 ? SHIMN : 1) ))" "$KRSSRM"
