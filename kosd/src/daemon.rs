@@ -136,7 +136,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     make_private_dir(&config.data_root)?;
     make_private_dir(&config.exec_root)?;
     let _lock = lock_data_root(&config.data_root)?;
-    crate::init_binary::install(&config.exec_root)?;
     let engine = Engine::open(config.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Kernel device uevents into /events until kosd stops.
     let _device_events = crate::devices::events::start(&engine);
