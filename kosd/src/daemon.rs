@@ -178,7 +178,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = stop.changed() => break,
                     r = l.accept() => match r {
-                        Ok(Some(conn)) => { tokio::spawn(crate::api::serve_conn(router.clone(), conn)); }
+                        Ok(Some(conn)) => {
+                            let router = router.clone();
+                            tokio::spawn(async move {
+                                crate::api::serve_conn(router, conn).await;
+                                crate::memory::connection_done();
+                            });
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
