@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -67,8 +67,15 @@ fn map_err(e: kadcm::Error) -> Refused {
     }
 }
 
+/// Without `--device-policy`, hot-plug through kosd's own (root-only) socket is allowed:
+/// whoever holds that socket can already run privileged containers.
+const ALLOW_ALL: &str =
+    "package kaim\n\nallow := true\n\nreason := \"no device policy configured\"\n";
+
 pub struct Hotplug {
-    passthrough: kadcm::passthrough::Passthrough,
+    /// The policy's passthrough. Without `--device-policy` it is made (the allow-all policy
+    /// compiled) at the first hot-plug: a kosd that plugs nothing never loads the Rego engine.
+    passthrough: OnceLock<kadcm::passthrough::Passthrough>,
     attached: Mutex<HashMap<String, Vec<Attached>>>,
 }
 
@@ -92,11 +99,28 @@ fn kadcm_container(
 }
 
 impl Hotplug {
-    pub fn new(policy: Arc<kaim::Policy>) -> Hotplug {
+    /// `policy` is the `--device-policy` one, already compiled (a bad file stops kosd at
+    /// start); `None` allows every hot-plug.
+    pub fn new(policy: Option<Arc<kaim::Policy>>) -> Hotplug {
+        let passthrough = OnceLock::new();
+        if let Some(policy) = policy {
+            let _ = passthrough.set(kadcm::passthrough::Passthrough::new(policy));
+        }
         Hotplug {
-            passthrough: kadcm::passthrough::Passthrough::new(policy),
+            passthrough,
             attached: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn passthrough(&self) -> Result<&kadcm::passthrough::Passthrough> {
+        if let Some(p) = self.passthrough.get() {
+            return Ok(p);
+        }
+        let policy = kaim::Policy::from_source(Path::new("<no device policy>"), ALLOW_ALL)
+            .map_err(|e| ApiError::internal("compiling the allow-all device policy", e))?;
+        Ok(self
+            .passthrough
+            .get_or_init(|| kadcm::passthrough::Passthrough::new(Arc::new(policy))))
     }
 
     fn records(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Attached>>> {
@@ -169,7 +193,7 @@ impl Hotplug {
             ..Default::default()
         };
         let node = self
-            .passthrough
+            .passthrough()?
             .attach(&kc, &device, &opts)
             .map_err(map_err)?;
         let a = Attached {
@@ -207,10 +231,27 @@ impl Hotplug {
                 ))
             })?;
         let kc = kadcm_container(c, pid)?;
-        self.passthrough.detach(&kc, &a.node).map_err(map_err)?;
+        self.passthrough()?.detach(&kc, &a.node).map_err(map_err)?;
         if let Some(v) = self.records().get_mut(&c.id) {
             v.retain(|x| x.path_in_container != path_in_container);
         }
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_all_policy_compiled_at_first_use() {
+        let h = Hotplug::new(None);
+        assert!(h.passthrough.get().is_none());
+        h.passthrough().unwrap();
+        assert!(h.passthrough.get().is_some());
+        let p = kaim::Policy::from_source(Path::new("<test>"), ALLOW_ALL).unwrap();
+        let d = p.evaluate(serde_json::json!({"device": {"path": "/dev/null"}}));
+        assert!(d.allow, "{d:?}");
     }
 }

@@ -8,7 +8,7 @@ pub mod events;
 pub mod grant;
 pub mod hotplug;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{ApiError, Result};
@@ -29,22 +29,17 @@ pub struct Devices {
     containers_dir: PathBuf,
 }
 
-/// Without `--device-policy`, hot-plug through kosd's own (root-only) socket is allowed:
-/// whoever holds that socket can already run privileged containers.
-const ALLOW_ALL: &str =
-    "package kaim\n\nallow := true\n\nreason := \"no device policy configured\"\n";
-
 impl Devices {
     pub fn new(config: &crate::config::Config) -> Result<Devices> {
         let policy = match config.device_policy.as_deref() {
-            Some(p) => kaim::Policy::from_file(p)
-                .map_err(|e| ApiError::bad(format!("device policy {}: {e}", p.display())))?,
-            None => kaim::Policy::from_source(Path::new("<no device policy>"), ALLOW_ALL)
-                .map_err(|e| ApiError::internal("compiling the allow-all device policy", e))?,
+            Some(p) => Some(Arc::new(kaim::Policy::from_file(p).map_err(|e| {
+                ApiError::bad(format!("device policy {}: {e}", p.display()))
+            })?)),
+            None => None,
         };
         Ok(Devices {
             cdi_dirs: config.cdi_spec_dirs.clone(),
-            hotplug: hotplug::Hotplug::new(Arc::new(policy)),
+            hotplug: hotplug::Hotplug::new(policy),
             kaim: config
                 .kaim_control
                 .clone()
