@@ -2,12 +2,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
 use tokio::net::{TcpListener, UnixListener};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
 
@@ -45,27 +47,52 @@ impl Address {
 /// A bound listener.
 pub enum Listener {
     Unix(UnixListener, PathBuf),
-    Tls(TcpListener, Arc<SslAcceptor>),
+    Tls(TcpListener, TlsAcceptor),
 }
 
 /// A connection the API serves.
 pub trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Conn for T {}
 
-fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<SslAcceptor> {
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())
-        .context("creating TLS context")?;
-    b.set_ca_file(&files.ca)
-        .with_context(|| format!("loading CA {}", files.ca.display()))?;
-    b.set_certificate_chain_file(&files.cert)
-        .with_context(|| format!("loading certificate {}", files.cert.display()))?;
-    b.set_private_key_file(&files.key, SslFiletype::PEM)
+fn pem_certs(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("loading {what} {}", path.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "loading {what} {}: no PEM certificate in it",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// TLS 1.2 and 1.3 (as dockerd's default), mutual: a client without a certificate
+/// from our CA is refused in the handshake.
+fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pem_certs(&files.ca, "CA")? {
+        roots
+            .add(c)
+            .with_context(|| format!("loading CA {}", files.ca.display()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .with_context(|| format!("using CA {}", files.ca.display()))?;
+    let chain = pem_certs(&files.cert, "certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("loading key {}", files.key.display()))?;
-    b.check_private_key()
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("creating TLS context")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
         .context("the TLS key does not match the certificate")?;
-    // Mutual TLS: a client without a certificate from our CA is refused in the handshake.
-    b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
-    Ok(b.build())
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
@@ -104,7 +131,7 @@ pub async fn bind_all(hosts: &[String], tls: Option<&TlsFiles>) -> anyhow::Resul
                         "refusing to listen on {h}: TCP needs --tlsverify with --tlscacert, --tlscert and --tlskey (mutual TLS)"
                     );
                 };
-                let acc = Arc::new(tls_acceptor(files)?);
+                let acc = tls_acceptor(files)?;
                 let l = TcpListener::bind(&a)
                     .await
                     .with_context(|| format!("binding {a}"))?;
@@ -126,28 +153,10 @@ impl Listener {
             }
             Listener::Tls(l, acc) => {
                 let (s, peer) = l.accept().await?;
-                let acc = acc.clone();
-                let ssl = match Ssl::new(acc.context()) {
-                    Ok(ssl) => ssl,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "TLS setup failed");
-                        return Ok(None);
-                    }
-                };
-                let mut stream = match tokio_openssl::SslStream::new(ssl, s) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "TLS setup failed");
-                        return Ok(None);
-                    }
-                };
-                let hs = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    Pin::new(&mut stream).accept(),
-                )
-                .await;
+                let hs =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acc.accept(s)).await;
                 match hs {
-                    Ok(Ok(())) => Ok(Some(Box::new(stream))),
+                    Ok(Ok(stream)) => Ok(Some(Box::new(stream))),
                     Ok(Err(e)) => {
                         tracing::info!(%peer, error = %e, "TLS handshake refused");
                         Ok(None)

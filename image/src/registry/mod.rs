@@ -49,6 +49,7 @@ impl Registry {
     }
 
     pub(crate) fn client(&self, r: &ImageRef) -> oci_client::Client {
+        install_crypto_provider();
         let protocol = if auth::plain_http_allowed(r, &self.config.insecure_registries) {
             ClientProtocol::Http
         } else {
@@ -70,6 +71,16 @@ impl Registry {
             ..Default::default()
         })
     }
+}
+
+/// reqwest (under oci-client) builds its rustls configuration from the process's default
+/// crypto provider: ring, unless the program installed another first.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err only when a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 pub(crate) fn reg_err(r: &ImageRef, e: impl std::fmt::Display) -> Error {

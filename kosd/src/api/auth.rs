@@ -41,6 +41,7 @@ fn challenge_param(h: &str, key: &str) -> Option<String> {
 
 async fn check(e: &Engine, host: &str, user: &str, pass: &str) -> Result<()> {
     let scheme = if plain_http(e, host) { "http" } else { "https" };
+    kos_image::registry::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()

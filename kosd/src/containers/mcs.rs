@@ -82,8 +82,15 @@ pub struct Labels {
 
 fn random_u32() -> Result<u32> {
     let mut b = [0u8; 4];
-    openssl::rand::rand_bytes(&mut b)
-        .map_err(|e| ApiError::internal("drawing an MCS category pair", e))?;
+    // SAFETY: getrandom writes at most b.len() bytes into b. Four bytes from the kernel's
+    // initialised pool come whole (no short read below 256 bytes).
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(ApiError::internal(
+            "drawing an MCS category pair",
+            std::io::Error::last_os_error(),
+        ));
+    }
     Ok(u32::from_ne_bytes(b))
 }
 
