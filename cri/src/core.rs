@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use k8s_cri::v1 as cri;
 use kos_network::netns::NetnsDir;
@@ -30,7 +30,7 @@ pub struct Core {
     pub network: PodNetwork,
     pub netns: NetnsDir,
     pub launch: LaunchOptions,
-    pub events: broadcast::Sender<cri::ContainerEventResponse>,
+    pub events: ContainerEvents,
     inner: Mutex<Inner>,
     shims: Mutex<HashMap<String, ShimClient>>,
     /// Write ends holding containers' stdin fifos open between attaches.
@@ -38,6 +38,34 @@ pub struct Core {
 }
 
 pub type Shared = Arc<Core>;
+
+/// Events a subscriber that falls behind may miss before it skips ahead.
+const EVENT_BUFFER: usize = 1024;
+
+/// The container event stream (GetContainerEvents). Its buffer is made for the first
+/// subscriber: tokio fills every slot of a broadcast buffer up front, and 1024 events of
+/// about 470 bytes stayed resident in every kosd, kubelet or not. Events sent before any
+/// subscriber are dropped either way (a receiver sees only what is sent after it
+/// subscribed).
+#[derive(Default)]
+pub struct ContainerEvents {
+    tx: OnceLock<broadcast::Sender<cri::ContainerEventResponse>>,
+}
+
+impl ContainerEvents {
+    pub fn subscribe(&self) -> broadcast::Receiver<cri::ContainerEventResponse> {
+        self.tx
+            .get_or_init(|| broadcast::channel(EVENT_BUFFER).0)
+            .subscribe()
+    }
+
+    pub fn send(&self, ev: cri::ContainerEventResponse) {
+        if let Some(tx) = self.tx.get() {
+            // No subscriber left is fine.
+            let _ = tx.send(ev);
+        }
+    }
+}
 
 /// A random 64-hex-digit id, as kubelet expects of sandbox and container ids.
 pub fn new_id() -> Result<String> {
@@ -88,14 +116,13 @@ impl Core {
             ttrpc_address: config.exec_root.join("cri-events.sock"),
             debug: false,
         };
-        let (events, _) = broadcast::channel(1024);
         Ok(Core {
             netns: NetnsDir::new(config.exec_root.join("netns")),
             state,
             images,
             network,
             launch,
-            events,
+            events: ContainerEvents::default(),
             config,
             inner: Mutex::new(inner),
             shims: Mutex::new(HashMap::new()),
@@ -203,8 +230,7 @@ impl Core {
     }
 
     pub fn emit(&self, ev: cri::ContainerEventResponse) {
-        // No subscriber is fine.
-        let _ = self.events.send(ev);
+        self.events.send(ev);
     }
 }
 
@@ -223,5 +249,28 @@ fn find<T: Clone>(map: &HashMap<String, T>, id: &str, what: &str) -> Result<T> {
             "{what} id prefix {id} is ambiguous"
         ))),
         _ => Err(Error::NotFound(format!("{what} {id} not found"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_buffer_made_for_the_first_subscriber() {
+        let ev = |id: &str| cri::ContainerEventResponse {
+            container_id: id.into(),
+            ..Default::default()
+        };
+        let events = ContainerEvents::default();
+        events.send(ev("before"));
+        assert!(events.tx.get().is_none());
+        let mut rx = events.subscribe();
+        let mut rx2 = events.subscribe();
+        events.send(ev("after"));
+        assert_eq!(rx.try_recv().unwrap().container_id, "after");
+        assert_eq!(rx2.try_recv().unwrap().container_id, "after");
+        assert!(rx.try_recv().is_err());
     }
 }
