@@ -32,18 +32,70 @@ fn labels_match(selector: &HashMap<String, String>, labels: &HashMap<String, Str
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// A container filter's common part: id and pod id prefixes and a label selector.
+fn container_selected(
+    c: &ContainerRecord,
+    id: &str,
+    pod_sandbox_id: &str,
+    label_selector: &HashMap<String, String>,
+) -> bool {
+    (id.is_empty() || c.id.starts_with(id))
+        && (pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(pod_sandbox_id))
+        && labels_match(label_selector, &c.config.labels)
+}
+
+/// A pod filter's common part: an id prefix and a label selector.
+fn sandbox_selected(s: &SandboxRecord, id: &str, label_selector: &HashMap<String, String>) -> bool {
+    (id.is_empty() || s.id.starts_with(id)) && labels_match(label_selector, &s.config.labels)
+}
+
+/// The `info` map of a verbose status answer: one JSON document under `key`, built only
+/// when asked for.
+fn verbose_info(
+    verbose: bool,
+    key: &str,
+    doc: impl FnOnce() -> serde_json::Value,
+) -> HashMap<String, String> {
+    let mut info = HashMap::new();
+    if verbose {
+        info.insert(key.to_string(), doc().to_string());
+    }
+    info
+}
+
 impl Runtime {
-    /// Picks up where a previous server left: watches containers that were running.
-    pub fn recover(&self) {
-        let running: Vec<ContainerRecord> = self
-            .core
-            .inner()
+    /// A snapshot of the containers `keep` selects; the state lock is not held after.
+    fn containers(&self, keep: impl Fn(&ContainerRecord) -> bool) -> Vec<ContainerRecord> {
+        let inner = self.core.inner();
+        inner
             .containers
             .values()
-            .filter(|c| c.state == ContainerState::Running)
+            .filter(|c| keep(c))
             .cloned()
-            .collect();
-        for c in running {
+            .collect()
+    }
+
+    /// A snapshot of the pods `keep` selects; the state lock is not held after.
+    fn sandboxes(&self, keep: impl Fn(&SandboxRecord) -> bool) -> Vec<SandboxRecord> {
+        let inner = self.core.inner();
+        inner
+            .sandboxes
+            .values()
+            .filter(|s| keep(s))
+            .cloned()
+            .collect()
+    }
+
+    fn sandbox_container_ids(&self, sandbox_id: &str) -> Vec<String> {
+        self.containers(|c| c.sandbox_id == sandbox_id)
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Picks up where a previous server left: watches containers that were running.
+    pub fn recover(&self) {
+        for c in self.containers(|c| c.state == ContainerState::Running) {
             self.core.keep_stdin_open(&c.id, &c.config, &c.bundle);
             container::watch(self.core.clone(), c);
         }
@@ -51,15 +103,7 @@ impl Runtime {
 
     async fn stop_sandbox(&self, id: &str) -> Result<()> {
         let sb = self.core.sandbox(id)?;
-        let ids: Vec<String> = self
-            .core
-            .inner()
-            .containers
-            .values()
-            .filter(|c| c.sandbox_id == sb.id)
-            .map(|c| c.id.clone())
-            .collect();
-        for c in ids {
+        for c in self.sandbox_container_ids(&sb.id) {
             self.core.stop_container(&c, 0).await?;
         }
         let core = self.core.clone();
@@ -107,19 +151,20 @@ impl Runtime {
         Ok(out)
     }
 
+    /// Each container's stats in turn, stopping at the first error.
+    async fn containers_stats(&self, recs: &[ContainerRecord]) -> Result<Vec<cri::ContainerStats>> {
+        let mut out = Vec::with_capacity(recs.len());
+        for r in recs {
+            out.push(self.container_stats(r).await?);
+        }
+        Ok(out)
+    }
+
     async fn sandbox_stats(&self, sb: &SandboxRecord) -> Result<cri::PodSandboxStats> {
-        let recs: Vec<ContainerRecord> = self
-            .core
-            .inner()
-            .containers
-            .values()
-            .filter(|c| c.sandbox_id == sb.id)
-            .cloned()
-            .collect();
-        let mut containers = Vec::new();
+        let recs = self.containers(|c| c.sandbox_id == sb.id);
+        let containers = self.containers_stats(&recs).await?;
         let mut total = stats::Figures::default();
-        for r in &recs {
-            let s = self.container_stats(r).await?;
+        for s in &containers {
             if let Some(c) = &s.cpu {
                 total.cpu_ns += c
                     .usage_core_nano_seconds
@@ -135,7 +180,6 @@ impl Runtime {
                 total.faults += g(&m.page_faults);
                 total.major_faults += g(&m.major_page_faults);
             }
-            containers.push(s);
         }
         let network = match (&sb.netns, sb.state) {
             (Some(ns), SandboxState::Ready) => {
@@ -199,10 +243,7 @@ fn sandbox_brief(s: &SandboxRecord) -> cri::PodSandbox {
     cri::PodSandbox {
         id: s.id.clone(),
         metadata: s.config.metadata.clone(),
-        state: match s.state {
-            SandboxState::Ready => cri::PodSandboxState::SandboxReady as i32,
-            SandboxState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
-        },
+        state: crate::sandbox::state_value(s.state) as i32,
         created_at: s.created_at,
         labels: s.config.labels.clone(),
         annotations: s.config.annotations.clone(),
@@ -258,15 +299,7 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
         if sb.state == SandboxState::Ready {
             self.stop_sandbox(&sb.id).await?;
         }
-        let ids: Vec<String> = self
-            .core
-            .inner()
-            .containers
-            .values()
-            .filter(|c| c.sandbox_id == sb.id)
-            .map(|c| c.id.clone())
-            .collect();
-        for c in ids {
+        for c in self.sandbox_container_ids(&sb.id) {
             self.core.remove_container(&c).await?;
         }
         let core = self.core.clone();
@@ -287,18 +320,12 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
         let sb = self.core.sandbox(&r.pod_sandbox_id)?;
         let status = self.core.sandbox_status(&sb);
         let containers_statuses = self
-            .core
-            .inner()
-            .containers
-            .values()
-            .filter(|c| c.sandbox_id == sb.id)
+            .containers(|c| c.sandbox_id == sb.id)
+            .iter()
             .map(container::status)
             .collect();
-        let mut info = HashMap::new();
-        if r.verbose {
-            info.insert(
-                "info".to_string(),
-                serde_json::json!({
+        let info = verbose_info(r.verbose, "info", || {
+            serde_json::json!({
                     "dir": sb.dir,
                     "netns": sb.netns,
                     "ipcns": sb.ipcns,
@@ -309,10 +336,8 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
                     "cgroupParent": sb.cgroup_parent,
                     "runtimeHandler": RUNTIME_HANDLER,
                     "config": sb.config,
-                })
-                .to_string(),
-            );
-        }
+            })
+        });
         Ok(Response::new(cri::PodSandboxStatusResponse {
             status: Some(status),
             info,
@@ -327,14 +352,10 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
     ) -> R<cri::ListPodSandboxResponse> {
         let f = r.into_inner().filter.unwrap_or_default();
         let items = self
-            .core
-            .inner()
-            .sandboxes
-            .values()
-            .filter(|s| f.id.is_empty() || s.id.starts_with(&f.id))
+            .sandboxes(|s| sandbox_selected(s, &f.id, &f.label_selector))
+            .iter()
             .map(sandbox_brief)
             .filter(|s| f.state.as_ref().is_none_or(|st| st.state == s.state))
-            .filter(|s| labels_match(&f.label_selector, &s.labels))
             .collect();
         Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
@@ -391,29 +412,24 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
     ) -> R<cri::ListContainersResponse> {
         let f = r.into_inner().filter.unwrap_or_default();
         let containers = self
-            .core
-            .inner()
-            .containers
-            .values()
-            .filter(|c| f.id.is_empty() || c.id.starts_with(&f.id))
-            .filter(|c| f.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&f.pod_sandbox_id))
-            .filter(|c| {
-                f.state
-                    .as_ref()
-                    .is_none_or(|s| s.state == container::state_value(c.state) as i32)
+            .containers(|c| {
+                container_selected(c, &f.id, &f.pod_sandbox_id, &f.label_selector)
+                    && f.state
+                        .as_ref()
+                        .is_none_or(|s| s.state == container::state_value(c.state) as i32)
             })
-            .filter(|c| labels_match(&f.label_selector, &c.config.labels))
+            .into_iter()
             .map(|c| cri::Container {
-                id: c.id.clone(),
-                pod_sandbox_id: c.sandbox_id.clone(),
-                metadata: c.config.metadata.clone(),
-                image: c.config.image.clone(),
-                image_ref: c.image_id.clone(),
-                image_id: c.image_id.clone(),
                 state: container::state_value(c.state) as i32,
                 created_at: c.created_at,
-                labels: c.config.labels.clone(),
-                annotations: c.config.annotations.clone(),
+                image_ref: c.image_id.clone(),
+                id: c.id,
+                pod_sandbox_id: c.sandbox_id,
+                metadata: c.config.metadata,
+                image: c.config.image,
+                image_id: c.image_id,
+                labels: c.config.labels,
+                annotations: c.config.annotations,
             })
             .collect();
         Ok(Response::new(cri::ListContainersResponse { containers }))
@@ -425,21 +441,16 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
     ) -> R<cri::ContainerStatusResponse> {
         let r = r.into_inner();
         let rec = self.core.container(&r.container_id)?;
-        let mut info = HashMap::new();
-        if r.verbose {
-            info.insert(
-                "info".to_string(),
-                serde_json::json!({
+        let info = verbose_info(r.verbose, "info", || {
+            serde_json::json!({
                     "sandboxID": rec.sandbox_id,
                     "pid": rec.pid,
                     "bundle": rec.bundle,
                     "shim": rec.shim_address,
                     "cgroupsPath": rec.cgroups_path,
                     "imageName": rec.image_name,
-                })
-                .to_string(),
-            );
-        }
+            })
+        });
         Ok(Response::new(cri::ContainerStatusResponse {
             status: Some(container::status(&rec)),
             info,
@@ -547,20 +558,9 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
         r: Request<cri::ListContainerStatsRequest>,
     ) -> R<cri::ListContainerStatsResponse> {
         let f = r.into_inner().filter.unwrap_or_default();
-        let recs: Vec<ContainerRecord> = self
-            .core
-            .inner()
-            .containers
-            .values()
-            .filter(|c| f.id.is_empty() || c.id.starts_with(&f.id))
-            .filter(|c| f.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&f.pod_sandbox_id))
-            .filter(|c| labels_match(&f.label_selector, &c.config.labels))
-            .cloned()
-            .collect();
-        let mut stats = Vec::new();
-        for r in &recs {
-            stats.push(self.container_stats(r).await?);
-        }
+        let recs =
+            self.containers(|c| container_selected(c, &f.id, &f.pod_sandbox_id, &f.label_selector));
+        let stats = self.containers_stats(&recs).await?;
         Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 
@@ -580,16 +580,8 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
         r: Request<cri::ListPodSandboxStatsRequest>,
     ) -> R<cri::ListPodSandboxStatsResponse> {
         let f = r.into_inner().filter.unwrap_or_default();
-        let sbs: Vec<SandboxRecord> = self
-            .core
-            .inner()
-            .sandboxes
-            .values()
-            .filter(|s| f.id.is_empty() || s.id.starts_with(&f.id))
-            .filter(|s| labels_match(&f.label_selector, &s.config.labels))
-            .cloned()
-            .collect();
-        let mut stats = Vec::new();
+        let sbs = self.sandboxes(|s| sandbox_selected(s, &f.id, &f.label_selector));
+        let mut stats = Vec::with_capacity(sbs.len());
         for s in &sbs {
             stats.push(self.sandbox_stats(s).await?);
         }
@@ -614,19 +606,14 @@ impl cri::runtime_service_server::RuntimeService for Runtime {
 
     async fn status(&self, r: Request<cri::StatusRequest>) -> R<cri::StatusResponse> {
         let net = self.core.network.ready();
-        let mut info = HashMap::new();
-        if r.into_inner().verbose {
-            info.insert(
-                "config".into(),
-                serde_json::json!({
+        let info = verbose_info(r.into_inner().verbose, "config", || {
+            serde_json::json!({
                     "cniConfDir": self.core.config.cni_conf_dir,
                     "cniBinDirs": self.core.config.cni_bin_dirs,
                     "runtime": self.core.config.runtime_binary,
                     "registryConfigDir": self.core.config.registry_config_dir,
-                })
-                .to_string(),
-            );
-        }
+            })
+        });
         let handler = |name: &str| cri::RuntimeHandler {
             name: name.into(),
             features: Some(cri::RuntimeHandlerFeatures {

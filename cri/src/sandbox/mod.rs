@@ -48,6 +48,14 @@ pub fn mode(
         .unwrap_or(cri::NamespaceMode::Pod)
 }
 
+/// The CRI value of a pod's state, as status and list answers report it.
+pub fn state_value(s: SandboxState) -> cri::PodSandboxState {
+    match s {
+        SandboxState::Ready => cri::PodSandboxState::SandboxReady,
+        SandboxState::NotReady => cri::PodSandboxState::SandboxNotready,
+    }
+}
+
 fn ns_options(c: &cri::PodSandboxConfig) -> Option<&cri::NamespaceOption> {
     c.linux
         .as_ref()
@@ -407,10 +415,7 @@ impl Core {
         cri::PodSandboxStatus {
             id: rec.id.clone(),
             metadata: rec.config.metadata.clone(),
-            state: match rec.state {
-                SandboxState::Ready => cri::PodSandboxState::SandboxReady as i32,
-                SandboxState::NotReady => cri::PodSandboxState::SandboxNotready as i32,
-            },
+            state: state_value(rec.state) as i32,
             created_at: rec.created_at,
             network: Some(cri::PodSandboxNetworkStatus {
                 ip: ips.next().cloned().unwrap_or_default(),
