@@ -224,16 +224,9 @@ fn spdy_tunnel_upgrade(
     };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        let up = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                debug!(error = %e, "websocket upgrade failed");
-                return;
-            }
+        let Some(ws) = accept_websocket(on_upgrade).await else {
+            return;
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(ws_config()))
-                .await;
         websocket::serve_spdy_tunnel(ws, r.pod_sandbox_id, prepared.netns).await;
     });
     switching(key, websocket::SPDY_TUNNEL)
@@ -290,6 +283,21 @@ fn spdy_upgrade(
     r
 }
 
+/// The server side of a WebSocket on the connection hyper hands over after the 101
+/// answer; `None` (logged) when the upgrade failed.
+async fn accept_websocket(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>> {
+    let up = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            debug!(error = %e, "websocket upgrade failed");
+            return None;
+        }
+    };
+    Some(WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(ws_config())).await)
+}
+
 fn websocket_upgrade(
     req: &mut Request<Incoming>,
     sreq: StreamRequest,
@@ -320,16 +328,9 @@ fn websocket_upgrade(
     };
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        let up = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                debug!(error = %e, "websocket upgrade failed");
-                return;
-            }
+        let Some(ws) = accept_websocket(on_upgrade).await else {
+            return;
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, Some(ws_config()))
-                .await;
         match sreq {
             StreamRequest::PortForward(r) => {
                 websocket::serve_port_forward(ws, chans, r.pod_sandbox_id, prepared.netns, ports)

@@ -6,7 +6,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use nix::sched::{setns, CloneFlags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -71,4 +75,42 @@ pub async fn connect(netns: Option<PathBuf>, port: u16) -> Result<tokio::net::Tc
     })??;
     tokio::net::TcpStream::from_std(s)
         .map_err(|e| Error::io("registering", "port-forward socket", e))
+}
+
+/// Pipes a connected pod port both ways: what arrives on `inbox` is written to the port,
+/// which is half-closed when the inbox ends; what the port sends goes to `deliver` until
+/// the port closes or `deliver` says the client is gone. Returns the port's read error, if
+/// that ended it, and the writing task, which the caller aborts once its own streams are
+/// closed.
+pub async fn pipe<F, D>(
+    tcp: tokio::net::TcpStream,
+    mut inbox: mpsc::Receiver<Bytes>,
+    mut deliver: F,
+) -> (Option<std::io::Error>, JoinHandle<()>)
+where
+    F: FnMut(Bytes) -> D,
+    D: std::future::Future<Output = bool>,
+{
+    let (mut r, mut w) = tcp.into_split();
+    let up = tokio::spawn(async move {
+        while let Some(b) = inbox.recv().await {
+            if w.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    let mut buf = vec![0u8; 32 * 1024];
+    let failed = loop {
+        match r.read(&mut buf).await {
+            Ok(0) => break None,
+            Ok(n) => {
+                if !deliver(Bytes::copy_from_slice(&buf[..n])).await {
+                    break None;
+                }
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    (failed, up)
 }

@@ -313,7 +313,7 @@ pub(crate) async fn forward_port(
     netns: Option<PathBuf>,
     sandbox: String,
     port: u16,
-    mut inbox: mpsc::Receiver<Bytes>,
+    inbox: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<(u8, Bytes)>,
     data_ch: u8,
 ) {
@@ -332,33 +332,13 @@ pub(crate) async fn forward_port(
             return;
         }
     };
-    let (mut r, mut w) = tcp.into_split();
-    let up = tokio::spawn(async move {
-        while let Some(b) = inbox.recv().await {
-            if w.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                if out
-                    .send((data_ch, Bytes::copy_from_slice(&buf[..n])))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Err(e) => {
-                let _ = out.send((err_ch, fail(e.to_string()))).await;
-                break;
-            }
-        }
+    let o = &out;
+    let (failed, up) = super::portforward::pipe(tcp, inbox, move |b| async move {
+        o.send((data_ch, b)).await.is_ok()
+    })
+    .await;
+    if let Some(e) = failed {
+        let _ = out.send((err_ch, fail(e.to_string()))).await;
     }
     up.abort();
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::frame::header;
@@ -292,7 +292,7 @@ async fn forward(
     port: String,
     error: u32,
     data: u32,
-    mut inbox: mpsc::Receiver<Bytes>,
+    inbox: mpsc::Receiver<Bytes>,
 ) {
     let fail = |m: String| {
         Bytes::from(format!(
@@ -319,29 +319,10 @@ async fn forward(
             return;
         }
     };
-    let (mut r, mut w) = tcp.into_split();
-    let up = tokio::spawn(async move {
-        while let Some(b) = inbox.recv().await {
-            if w.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-        let _ = w.shutdown().await;
-    });
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                if !conn.data(data, Bytes::copy_from_slice(&buf[..n])).await {
-                    break;
-                }
-            }
-            Err(e) => {
-                conn.data(error, fail(e.to_string())).await;
-                break;
-            }
-        }
+    let c = &conn;
+    let (failed, up) = portforward::pipe(tcp, inbox, move |b| c.data(data, b)).await;
+    if let Some(e) = failed {
+        conn.data(error, fail(e.to_string())).await;
     }
     conn.fin(data).await;
     conn.fin(error).await;
