@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use k8s_cri::v1::*;
-use support::{spec, unique, Registry, Scratch, Server};
+use support::Scratch;
 
 fn write_cdi_spec(dir: &Path, node: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir cdi");
@@ -31,15 +31,7 @@ fn write_cdi_spec(dir: &Path, node: &Path) {
 }
 
 fn container(name: &str, image: &str) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: spec(image),
-        args: ["sleep", "300"].map(String::from).to_vec(),
-        ..Default::default()
-    }
+    support::container_config(name, image, &["sleep", "300"])
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -55,46 +47,15 @@ async fn cdi_devices_from_the_field_and_annotations() {
     let cdi_dir = scratch.path().join("cdi");
     write_cdi_spec(&cdi_dir, &node);
 
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[("--cdi-spec-dir", cdi_dir.to_string_lossy().into_owned())]);
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    let (_reg, image, server) =
+        support::busybox_server(&[("--cdi-spec-dir", cdi_dir.to_string_lossy().into_owned())]);
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
-    let pc = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "cdi".into(),
-            uid: unique("uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pc.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
+    let pc = support::pod_config(
+        "cdi",
+        support::namespaces(NamespaceMode::Node, NamespaceMode::Container),
+    );
+    let pod = support::run_pod(&mut rt, pc.clone()).await;
 
     let mut c = container("dev", &image);
     c.cdi_devices = vec![CdiDevice {
@@ -104,21 +65,7 @@ async fn cdi_devices_from_the_field_and_annotations() {
         "cdi.k8s.io/kos-test".to_string(),
         "kos.test/dev=two".to_string(),
     )]);
-    let cid = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(c),
-            sandbox_config: Some(pc.clone()),
-        })
-        .await
-        .expect("create with CDI devices")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: cid.clone(),
-    })
-    .await
-    .expect("start");
+    let cid = support::run_container(&mut rt, &pod, c, Some(pc.clone())).await;
     let r = rt
         .exec_sync(ExecSyncRequest {
             container_id: cid.clone(),
@@ -172,14 +119,5 @@ async fn cdi_devices_from_the_field_and_annotations() {
         .containers;
     assert_eq!(list.len(), 1);
 
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .expect("stop pod");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .expect("remove pod");
+    support::remove_pod(&mut rt, &pod).await;
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use support::{spec, unique, Registry, Scratch, Server};
+use support::Scratch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Channel;
@@ -330,94 +330,34 @@ fn get_page(port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_exec_attach_and_port_forward() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
-    let netd = server.dir.path().join("net.d");
-    std::fs::create_dir_all(&netd).expect("net.d");
-    std::fs::write(
-        netd.join("10-lo.conflist"),
-        format!(
-            r#"{{"cniVersion": "1.0.0", "name": "{}", "plugins": [{{"type": "loopback"}}]}}"#,
-            unique("kos-lo")
-        ),
-    )
-    .expect("conflist");
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    let (_reg, image, server) =
+        support::busybox_server(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
+    support::write_loopback_conflist(&server.dir.path().join("net.d"));
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
-    let pc = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "kubectl".into(),
-            uid: unique("uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        log_directory: server
-            .dir
-            .path()
-            .join("logs")
-            .to_string_lossy()
-            .into_owned(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let sandbox = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pc.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
-    let cc = ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: "c".into(),
-            attempt: 0,
-        }),
-        image: spec(&image),
-        args: [
+    let mut pc = support::pod_config(
+        "kubectl",
+        support::namespaces(NamespaceMode::Pod, NamespaceMode::Container),
+    );
+    pc.log_directory = server
+        .dir
+        .path()
+        .join("logs")
+        .to_string_lossy()
+        .into_owned();
+    let sandbox = support::run_pod(&mut rt, pc.clone()).await;
+    let mut cc = support::container_config(
+        "c",
+        &image,
+        &[
             "sh",
             "-c",
             "mkdir -p /tmp/w && echo kubectl-page > /tmp/w/index.html && httpd -p 127.0.0.1:8080 -h /tmp/w && while read l; do echo seen-$l; done",
-        ]
-        .map(String::from)
-        .to_vec(),
-        stdin: true,
-        log_path: "c/0.log".into(),
-        ..Default::default()
-    };
-    let container = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(cc),
-            sandbox_config: Some(pc),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: container.clone(),
-    })
-    .await
-    .expect("start");
+        ],
+    );
+    cc.stdin = true;
+    cc.log_path = "c/0.log".into();
+    let container = support::run_container(&mut rt, &sandbox, cc, Some(pc)).await;
 
     let pods = HashMap::from([(
         "web".to_string(),
@@ -505,16 +445,7 @@ async fn kubectl_exec_attach_and_port_forward() {
         }
         drop(stdin);
         drop(attached);
-        let st = rt
-            .container_status(ContainerStatusRequest {
-                container_id: container.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
+        let st = support::container_status(&mut rt, &container).await;
         assert_eq!(st.state, ContainerState::ContainerRunning as i32);
     }
 
@@ -590,14 +521,5 @@ async fn kubectl_exec_attach_and_port_forward() {
         );
     }
 
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: sandbox.clone(),
-    })
-    .await
-    .expect("stop pod");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: sandbox,
-    })
-    .await
-    .expect("remove pod");
+    support::remove_pod(&mut rt, &sandbox).await;
 }

@@ -9,52 +9,32 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_cri::v1::*;
-use support::{cgroup_dirs, mounts_under, pids_with_cmdline, spec, unique, Registry, Server};
+use support::{cgroup_dirs, mounts_under, pids_with_cmdline, Server};
 use tokio_stream::StreamExt;
 
 fn pod_config(name: &str, logs: &std::path::Path, ns: NamespaceOption) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: unique("uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: "kos-pod".into(),
-        log_directory: logs.to_string_lossy().into_owned(),
-        dns_config: Some(DnsConfig {
-            servers: vec!["10.96.0.10".into()],
-            searches: vec!["default.svc.cluster.local".into()],
-            options: vec!["ndots:5".into()],
-        }),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(ns),
-                ..Default::default()
-            }),
-            sysctls: HashMap::from([("kernel.shmmni".to_string(), "1234".to_string())]),
-            ..Default::default()
-        }),
-        labels: HashMap::from([("app".to_string(), name.to_string())]),
-        ..Default::default()
-    }
+    let mut pc = support::pod_config(name, ns);
+    pc.hostname = "kos-pod".into();
+    pc.log_directory = logs.to_string_lossy().into_owned();
+    pc.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["default.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
+    pc.linux.as_mut().expect("linux").sysctls =
+        HashMap::from([("kernel.shmmni".to_string(), "1234".to_string())]);
+    pc.labels = HashMap::from([("app".to_string(), name.to_string())]);
+    pc
 }
 
 fn container_config(name: &str, image: &str, args: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: spec(image),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        envs: vec![KeyValue {
-            key: "GREETING".into(),
-            value: "hello-cri".into(),
-        }],
-        log_path: format!("{name}/0.log"),
-        ..Default::default()
-    }
+    let mut c = support::container_config(name, image, args);
+    c.envs = vec![KeyValue {
+        key: "GREETING".into(),
+        value: "hello-cri".into(),
+    }];
+    c.log_path = format!("{name}/0.log");
+    c
 }
 
 /// Nothing of the server's pods is left: no pins, mounts, shims, cgroups, pod dirs.
@@ -87,17 +67,9 @@ fn assert_clean(server: &Server) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn pod_and_container_lifecycle() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let mut server = Server::start(&[]);
+    let (_reg, image, mut server) = support::busybox_server(&[]);
     let logs = server.dir.path().join("logs");
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
 
     let v = rt
@@ -131,10 +103,8 @@ async fn pod_and_container_lifecycle() {
 
     // Host network (no CNI here), own IPC and UTS, container-private PID.
     let ns = NamespaceOption {
-        network: NamespaceMode::Node as i32,
         ipc: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ..Default::default()
+        ..support::namespaces(NamespaceMode::Node, NamespaceMode::Container)
     };
     let mut pc = pod_config("life", &logs, ns);
     // A host-network pod may not set net.* sysctls: InvalidArgument, nothing made.
@@ -204,24 +174,21 @@ async fn pod_and_container_lifecycle() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].id, pod);
 
-    let c = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config(
-                "main",
-                &image,
-                &[
-                    "sh",
-                    "-c",
-                    "echo out-$GREETING; echo err-line >&2; exec sleep 300",
-                ],
-            )),
-            sandbox_config: Some(pc.clone()),
-        })
-        .await
-        .expect("create container")
-        .into_inner()
-        .container_id;
+    let c = support::create_container(
+        &mut rt,
+        &pod,
+        container_config(
+            "main",
+            &image,
+            &[
+                "sh",
+                "-c",
+                "echo out-$GREETING; echo err-line >&2; exec sleep 300",
+            ],
+        ),
+        Some(pc.clone()),
+    )
+    .await;
     let e = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
@@ -261,21 +228,8 @@ async fn pod_and_container_lifecycle() {
         .expect_err("bad capability");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
 
-    rt.start_container(StartContainerRequest {
-        container_id: c.clone(),
-    })
-    .await
-    .expect("start");
-    let st = rt
-        .container_status(ContainerStatusRequest {
-            container_id: c.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("container status")
-        .into_inner()
-        .status
-        .expect("status");
+    support::start_container(&mut rt, &c).await;
+    let st = support::container_status(&mut rt, &c).await;
     assert_eq!(st.state, ContainerState::ContainerRunning as i32);
 
     // Exec sees the pod's hostname, sysctl (IPC namespace) and DNS config.
@@ -366,16 +320,7 @@ async fn pod_and_container_lifecycle() {
     drop(events);
     server.restart();
     let mut rt = server.runtime().await;
-    let st = rt
-        .container_status(ContainerStatusRequest {
-            container_id: c.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("status after restart")
-        .into_inner()
-        .status
-        .expect("status");
+    let st = support::container_status(&mut rt, &c).await;
     assert_eq!(st.state, ContainerState::ContainerRunning as i32);
     let x = rt
         .exec_sync(ExecSyncRequest {
@@ -404,16 +349,7 @@ async fn pod_and_container_lifecycle() {
     })
     .await
     .expect("stop");
-    let st = rt
-        .container_status(ContainerStatusRequest {
-            container_id: c.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("status")
-        .into_inner()
-        .status
-        .expect("status");
+    let st = support::container_status(&mut rt, &c).await;
     assert_eq!(st.state, ContainerState::ContainerExited as i32);
     // sleep is pid 1 of its PID namespace, where SIGTERM without a handler does nothing:
     // after the 2 s timeout SIGKILL ends it (137 = 128 + 9), an Error exit.
@@ -431,40 +367,21 @@ async fn pod_and_container_lifecycle() {
     );
 
     // A container that completes.
-    let done = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("done", &image, &["true"])),
-            sandbox_config: None,
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: done.clone(),
-    })
-    .await
-    .expect("start");
-    let mut reason = String::new();
-    for _ in 0..100 {
-        let st = rt
-            .container_status(ContainerStatusRequest {
-                container_id: done.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
-        if st.state == ContainerState::ContainerExited as i32 {
-            reason = st.reason;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(reason, "Completed");
+    let done = support::run_container(
+        &mut rt,
+        &pod,
+        container_config("done", &image, &["true"]),
+        None,
+    )
+    .await;
+    let st = support::wait_for_state(
+        &mut rt,
+        &done,
+        ContainerState::ContainerExited,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(st.reason, "Completed");
 
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
@@ -511,49 +428,21 @@ async fn pod_and_container_lifecycle() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn exit_while_the_server_is_down_is_reported() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let mut server = Server::start(&[]);
+    let (_reg, image, mut server) = support::busybox_server(&[]);
     let logs = server.dir.path().join("logs");
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
-    let ns = NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ..Default::default()
-    };
+    let ns = support::namespaces(NamespaceMode::Node, NamespaceMode::Container);
     let mut pc = pod_config("down", &logs, ns);
     pc.linux.as_mut().expect("linux").sysctls.clear();
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pc),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
-    let c = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("sleeper", &image, &["sleep", "300"])),
-            sandbox_config: None,
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: c.clone(),
-    })
-    .await
-    .expect("start");
+    let pod = support::run_pod(&mut rt, pc).await;
+    let c = support::run_container(
+        &mut rt,
+        &pod,
+        container_config("sleeper", &image, &["sleep", "300"]),
+        None,
+    )
+    .await;
     let info = rt
         .container_status(ContainerStatusRequest {
             container_id: c.clone(),
@@ -574,25 +463,14 @@ async fn exit_while_the_server_is_down_is_reported() {
     .expect("kill the container's init");
     server.restart();
     let mut rt = server.runtime().await;
-    let mut st = None;
-    for _ in 0..100 {
-        let s = rt
-            .container_status(ContainerStatusRequest {
-                container_id: c.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
-        if s.state == ContainerState::ContainerExited as i32 {
-            st = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let st = st.expect("the exit is seen after the restart");
+    // The exit is seen after the restart.
+    let st = support::wait_for_state(
+        &mut rt,
+        &c,
+        ContainerState::ContainerExited,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(st.exit_code, 137);
     assert_eq!(st.reason, "Error");
     rt.remove_pod_sandbox(RemovePodSandboxRequest {
@@ -621,45 +499,22 @@ fn ticks(path: &std::path::Path) -> Vec<u32> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn reopen_container_log_after_kubelet_renames_it() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[]);
+    let (_reg, image, server) = support::busybox_server(&[]);
     let logs = server.dir.path().join("logs");
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
-    let ns = NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Container as i32,
-        ..Default::default()
-    };
+    let ns = support::namespaces(NamespaceMode::Node, NamespaceMode::Container);
     let mut pc = pod_config("rotate", &logs, ns);
     pc.linux.as_mut().expect("linux").sysctls.clear();
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pc),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = support::run_pod(&mut rt, pc).await;
     let script = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.1; done";
-    let c = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("ticker", &image, &["sh", "-c", script])),
-            sandbox_config: None,
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .container_id;
+    let c = support::create_container(
+        &mut rt,
+        &pod,
+        container_config("ticker", &image, &["sh", "-c", script]),
+        None,
+    )
+    .await;
 
     // Not running yet: refused as containerd refuses it; unknown ids are NotFound.
     let e = rt
@@ -678,11 +533,7 @@ async fn reopen_container_log_after_kubelet_renames_it() {
         .expect_err("unknown");
     assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
 
-    rt.start_container(StartContainerRequest {
-        container_id: c.clone(),
-    })
-    .await
-    .expect("start");
+    support::start_container(&mut rt, &c).await;
     let log = logs.join("ticker/0.log");
     support::wait_for("first lines", Duration::from_secs(10), || {
         ticks(&log).len() >= 3

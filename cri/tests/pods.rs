@@ -11,59 +11,18 @@ use std::time::Duration;
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use support::{mounts_under, spec, unique, Registry, Server};
+use support::{mounts_under, Registry, Server};
 use tonic::transport::Channel;
 
 fn pod(name: &str, ns: NamespaceOption, ports: Vec<PortMapping>) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: unique("uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        port_mappings: ports,
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(ns),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn ctr(name: &str, image: &str, args: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: spec(image),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
+    let mut pc = support::pod_config(name, ns);
+    pc.hostname = name.into();
+    pc.port_mappings = ports;
+    pc
 }
 
 async fn run(rt: &mut RuntimeServiceClient<Channel>, pod_id: &str, c: ContainerConfig) -> String {
-    let id = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod_id.into(),
-            config: Some(c),
-            sandbox_config: None,
-        })
-        .await
-        .expect("create container")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: id.clone(),
-    })
-    .await
-    .expect("start container");
-    id
+    support::run_container(rt, pod_id, c, None).await
 }
 
 async fn exec(rt: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &str) -> (i32, String) {
@@ -84,19 +43,6 @@ async fn exec(rt: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &str) -> (i
             String::from_utf8_lossy(&r.stderr)
         ),
     )
-}
-
-async fn remove_pod(rt: &mut RuntimeServiceClient<Channel>, id: &str) {
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .expect("stop pod");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: id.into(),
-    })
-    .await
-    .expect("remove pod");
 }
 
 /// The test's own bridge, removed on drop (CNI DEL leaves the bridge itself).
@@ -146,26 +92,18 @@ impl Drop for PortmapChains {
             // Someone else's port mappings: leave the chains.
             return;
         }
-        iptables(&[
-            "-D",
-            "PREROUTING",
+        // The jumps into the chains, as the portmap plugin adds them.
+        let local_dnat = [
             "-m",
             "addrtype",
             "--dst-type",
             "LOCAL",
             "-j",
             "CNI-HOSTPORT-DNAT",
-        ]);
-        iptables(&[
-            "-D",
-            "OUTPUT",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "CNI-HOSTPORT-DNAT",
-        ]);
+        ];
+        for chain in ["PREROUTING", "OUTPUT"] {
+            iptables(&[&["-D", chain][..], &local_dnat].concat());
+        }
         iptables(&[
             "-D",
             "POSTROUTING",
@@ -231,13 +169,7 @@ async fn cni_pods_reach_each_other_and_host_port() {
         r#",
   {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}"#,
     );
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
     let st = rt
         .status(StatusRequest { verbose: false })
@@ -252,10 +184,8 @@ async fn cni_pods_reach_each_other_and_host_port() {
         .any(|c| c.r#type == "NetworkReady" && c.status));
 
     let ns = NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
         ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
+        ..support::namespaces(NamespaceMode::Pod, NamespaceMode::Container)
     };
     let host_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -304,14 +234,19 @@ async fn cni_pods_reach_each_other_and_host_port() {
     let web = run(
         &mut rt,
         &a,
-        ctr(
+        support::container_config(
             "web",
             &image,
             &["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www"],
         ),
     )
     .await;
-    let client = run(&mut rt, &b, ctr("client", &image, &["sleep", "300"])).await;
+    let client = run(
+        &mut rt,
+        &b,
+        support::container_config("client", &image, &["sleep", "300"]),
+    )
+    .await;
     // Pod B reaches pod A by IP.
     let mut got = String::new();
     for _ in 0..50 {
@@ -371,8 +306,8 @@ async fn cni_pods_reach_each_other_and_host_port() {
     .expect("join");
     assert!(body.ends_with("hello-from-web\n"), "{body}");
 
-    remove_pod(&mut rt, &a).await;
-    remove_pod(&mut rt, &b).await;
+    support::remove_pod(&mut rt, &a).await;
+    support::remove_pod(&mut rt, &b).await;
     // CNI DEL took the veths and pins away.
     assert_eq!(veths_on(&bridge.0), 0);
     let pins: Vec<_> = std::fs::read_dir(server.dir.path().join("run/netns"))
@@ -402,11 +337,7 @@ async fn failed_run_pod_sandbox_leaves_nothing() {
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(pod(
                 "broken",
-                NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                },
+                support::namespaces(NamespaceMode::Pod, NamespaceMode::Pod),
                 vec![],
             )),
             runtime_handler: String::new(),
@@ -439,38 +370,29 @@ async fn failed_run_pod_sandbox_leaves_nothing() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn shared_pid_namespace_and_security_context() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[]);
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    let (_reg, image, server) = support::busybox_server(&[]);
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
-    let p = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod(
-                "shared",
-                NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Pod as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                },
-                vec![],
-            )),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
+    let p = support::run_pod(
+        &mut rt,
+        pod(
+            "shared",
+            NamespaceOption {
+                ipc: NamespaceMode::Pod as i32,
+                ..support::namespaces(NamespaceMode::Node, NamespaceMode::Pod)
+            },
+            vec![],
+        ),
+    )
+    .await;
     let holders = [holder_pid(&mut rt, &p).await];
-    let _first = run(&mut rt, &p, ctr("first", &image, &["sleep", "301"])).await;
-    let mut locked = ctr("locked", &image, &["sleep", "302"]);
+    let _first = run(
+        &mut rt,
+        &p,
+        support::container_config("first", &image, &["sleep", "301"]),
+    )
+    .await;
+    let mut locked = support::container_config("locked", &image, &["sleep", "302"]);
     locked.linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {
             run_as_user: Some(Int64Value { value: 1000 }),
@@ -514,7 +436,7 @@ async fn shared_pid_namespace_and_security_context() {
     assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
     assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
     // A Localhost seccomp profile that does not exist is InvalidArgument.
-    let mut bad = ctr("bad", &image, &["true"]);
+    let mut bad = support::container_config("bad", &image, &["true"]);
     bad.linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {
             seccomp: Some(SecurityProfile {
@@ -534,7 +456,7 @@ async fn shared_pid_namespace_and_security_context() {
         .await
         .expect_err("missing seccomp profile");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
-    remove_pod(&mut rt, &p).await;
+    support::remove_pod(&mut rt, &p).await;
     support::wait_for("holder gone", Duration::from_secs(5), || {
         holders
             .iter()
@@ -545,36 +467,20 @@ async fn shared_pid_namespace_and_security_context() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn oom_killed_and_resource_update() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[]);
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    let (_reg, image, server) = support::busybox_server(&[]);
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
-    let p = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod(
-                "oom",
-                NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ..Default::default()
-                },
-                vec![],
-            )),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
+    let p = support::run_pod(
+        &mut rt,
+        pod(
+            "oom",
+            support::namespaces(NamespaceMode::Node, NamespaceMode::Container),
+            vec![],
+        ),
+    )
+    .await;
     let limit = 32 * 1024 * 1024;
-    let mut hog = ctr(
+    let mut hog = support::container_config(
         "hog",
         &image,
         &[
@@ -592,30 +498,24 @@ async fn oom_killed_and_resource_update() {
         ..Default::default()
     });
     let hog = run(&mut rt, &p, hog).await;
-    let mut st = None;
-    for _ in 0..200 {
-        let s = rt
-            .container_status(ContainerStatusRequest {
-                container_id: hog.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
-        if s.state == ContainerState::ContainerExited as i32 {
-            st = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let st = st.expect("the hog exits");
+    // The hog exits.
+    let st = support::wait_for_state(
+        &mut rt,
+        &hog,
+        ContainerState::ContainerExited,
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(st.reason, "OOMKilled", "exit {}", st.exit_code);
     assert_ne!(st.exit_code, 0);
 
     // UpdateContainerResources reaches the running container's cgroup.
-    let idle = run(&mut rt, &p, ctr("idle", &image, &["sleep", "300"])).await;
+    let idle = run(
+        &mut rt,
+        &p,
+        support::container_config("idle", &image, &["sleep", "300"]),
+    )
+    .await;
     rt.update_container_resources(UpdateContainerResourcesRequest {
         container_id: idle.clone(),
         linux: Some(LinuxContainerResources {
@@ -633,19 +533,10 @@ async fn oom_killed_and_resource_update() {
     )
     .await;
     assert_eq!(out.trim(), (48 * 1024 * 1024).to_string());
-    let st = rt
-        .container_status(ContainerStatusRequest {
-            container_id: idle.clone(),
-            verbose: false,
-        })
-        .await
-        .expect("status")
-        .into_inner()
-        .status
-        .expect("status");
+    let st = support::container_status(&mut rt, &idle).await;
     let r = st.resources.and_then(|r| r.linux).expect("resources");
     assert_eq!(r.memory_limit_in_bytes, 48 * 1024 * 1024);
-    remove_pod(&mut rt, &p).await;
+    support::remove_pod(&mut rt, &p).await;
 }
 
 /// The holder's cgroup lines (`/proc/<pid>/cgroup`), one per hierarchy.
@@ -672,34 +563,16 @@ async fn holder_pid(rt: &mut RuntimeServiceClient<Channel>, pod: &str) -> i32 {
 
 #[tokio::test(flavor = "current_thread")]
 async fn pid_holder_lives_in_the_pod_cgroup() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[]);
+    let (_reg, image, server) = support::busybox_server(&[]);
     let root = server.cgroup_root();
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
     let shared = || NamespaceOption {
-        network: NamespaceMode::Node as i32,
-        pid: NamespaceMode::Pod as i32,
         ipc: NamespaceMode::Pod as i32,
-        ..Default::default()
+        ..support::namespaces(NamespaceMode::Node, NamespaceMode::Pod)
     };
     // One pod under the server's own cgroup root, one under a parent the kubelet names.
-    let own = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod("cg-own", shared(), vec![])),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
+    let own = support::run_pod(&mut rt, pod("cg-own", shared(), vec![])).await;
     let given_parent = format!("/{root}/kubepods/pod-given");
     let mut cfg = pod("cg-given", shared(), vec![]);
     cfg.linux.as_mut().expect("linux").cgroup_parent = given_parent.clone();
@@ -732,7 +605,12 @@ async fn pid_holder_lives_in_the_pod_cgroup() {
         );
         // From inside a container of the pod: its pid 1 is the holder, seen through the
         // container's cgroup namespace as its sibling below the pod's parent.
-        let c = run(&mut rt, p, ctr("sleeper", &image, &["sleep", "303"])).await;
+        let c = run(
+            &mut rt,
+            p,
+            support::container_config("sleeper", &image, &["sleep", "303"]),
+        )
+        .await;
         let (code, inside) = exec(&mut rt, &c, "cat /proc/1/cgroup").await;
         assert_eq!(code, 0, "{inside}");
         let inside: Vec<&str> = inside.lines().collect();
@@ -745,8 +623,8 @@ async fn pid_holder_lives_in_the_pod_cgroup() {
         holder_pid(&mut rt, &own).await,
         holder_pid(&mut rt, &given).await,
     ];
-    remove_pod(&mut rt, &own).await;
-    remove_pod(&mut rt, &given).await;
+    support::remove_pod(&mut rt, &own).await;
+    support::remove_pod(&mut rt, &given).await;
     let own_dirs = support::cgroup_dirs(&format!("{root}/{own}"));
     assert!(own_dirs.is_empty(), "left: {own_dirs:?}");
     let given_dirs =
@@ -780,24 +658,11 @@ fn userns(uid_host: u32, gid_host: u32, len: u32) -> UserNamespace {
 
 #[tokio::test(flavor = "current_thread")]
 async fn pod_user_namespace() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
+    let (_reg, image, server) =
+        support::busybox_server(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
     // Loopback only: the pod's own network namespace without a bridge.
-    let netd = server.dir.path().join("net.d");
-    std::fs::create_dir_all(&netd).expect("net.d");
-    std::fs::write(
-        netd.join("10-lo.conflist"),
-        r#"{"cniVersion": "1.0.0", "name": "kos-lo", "plugins": [{"type": "loopback"}]}"#,
-    )
-    .expect("conflist");
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    support::write_loopback_conflist(&server.dir.path().join("net.d"));
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
     // A range of 65536 ids per test process, as the kubelet hands out (multiples of 65536).
     let host = 65536 * (16 + std::process::id() % 4096);
@@ -885,14 +750,19 @@ async fn pod_user_namespace() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .expect("chmod");
-    let mut c = ctr("first", &image, &["sleep", "304"]);
+    let mut c = support::container_config("first", &image, &["sleep", "304"]);
     c.mounts = vec![Mount {
         container_path: "/data".into(),
         host_path: vol.path().to_string_lossy().into_owned(),
         ..Default::default()
     }];
     let first = run(&mut rt, &p, c).await;
-    let second = run(&mut rt, &p, ctr("second", &image, &["sleep", "305"])).await;
+    let second = run(
+        &mut rt,
+        &p,
+        support::container_config("second", &image, &["sleep", "305"]),
+    )
+    .await;
     for id in [&first, &second] {
         let (code, maps) = exec(&mut rt, id, "cat /proc/self/uid_map /proc/self/gid_map").await;
         assert_eq!(code, 0, "{maps}");
@@ -955,7 +825,7 @@ async fn pod_user_namespace() {
         ),
         (host, host + 65536)
     );
-    remove_pod(&mut rt, &p).await;
+    support::remove_pod(&mut rt, &p).await;
     assert!(
         mounts_under(&run_dir).is_empty(),
         "{:?}",

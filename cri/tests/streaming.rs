@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use k8s_cri::v1::*;
-use support::{spec, unique, Registry, Server};
+use support::{Registry, Server};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -21,52 +21,21 @@ use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TcpStream>;
 
-fn write_loopback_conflist(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("mkdir net.d");
-    let conf = format!(
-        r#"{{"cniVersion": "1.0.0", "name": "{}", "plugins": [{{"type": "loopback"}}]}}"#,
-        unique("kos-lo")
-    );
-    std::fs::write(dir.join("10-lo.conflist"), conf).expect("write conflist");
-}
-
 fn pod_config(name: &str, logs: &Path) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: unique("uid"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: "stream-pod".into(),
-        log_directory: logs.to_string_lossy().into_owned(),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let ns = NamespaceOption {
+        ipc: NamespaceMode::Pod as i32,
+        ..support::namespaces(NamespaceMode::Pod, NamespaceMode::Container)
+    };
+    let mut pc = support::pod_config(name, ns);
+    pc.hostname = "stream-pod".into();
+    pc.log_directory = logs.to_string_lossy().into_owned();
+    pc
 }
 
 fn container(name: &str, image: &str, args: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: spec(image),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}/0.log"),
-        ..Default::default()
-    }
+    let mut c = support::container_config(name, image, args);
+    c.log_path = format!("{name}/0.log");
+    c
 }
 
 /// A pulled image, a server with the loopback CNI network and one ready pod.
@@ -79,72 +48,31 @@ struct Pod {
 }
 
 async fn pod(name: &str) -> Pod {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
-    write_loopback_conflist(&server.dir.path().join("net.d"));
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    let (_reg, image, server) =
+        support::busybox_server(&[("--cni-bin-dir", "/usr/lib/cni".to_string())]);
+    support::write_loopback_conflist(&server.dir.path().join("net.d"));
+    support::pull(&server, &image).await;
     let logs = server.dir.path().join("logs");
     let config = pod_config(name, &logs);
-    let id = server
-        .runtime()
-        .await
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
+    let id = support::run_pod(&mut server.runtime().await, config.clone()).await;
     Pod {
         server,
         id,
         config,
         image,
-        _reg: reg,
+        _reg,
     }
 }
 
 impl Pod {
     async fn run(&self, c: ContainerConfig) -> String {
         let mut rt = self.server.runtime().await;
-        let id = rt
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: self.id.clone(),
-                config: Some(c),
-                sandbox_config: Some(self.config.clone()),
-            })
-            .await
-            .expect("create")
-            .into_inner()
-            .container_id;
-        rt.start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .expect("start");
-        id
+        support::run_container(&mut rt, &self.id, c, Some(self.config.clone())).await
     }
 
     async fn remove(self) {
         let mut rt = self.server.runtime().await;
-        rt.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: self.id.clone(),
-        })
-        .await
-        .expect("stop pod");
-        rt.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: self.id.clone(),
-        })
-        .await
-        .expect("remove pod");
+        support::remove_pod(&mut rt, &self.id).await;
     }
 }
 
@@ -428,16 +356,7 @@ async fn exec_and_attach_over_websocket() {
         read_until(&mut ws, 2, &format!("err-{word}\n")).await;
         ws.close(None).await.expect("close");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let st = rt
-            .container_status(ContainerStatusRequest {
-                container_id: cid.clone(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
+        let st = support::container_status(&mut rt, &cid).await;
         assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{word}");
     }
 
@@ -614,16 +533,9 @@ async fn port_forward_over_websocket_into_the_pods_netns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_not_found() {
-    let reg = Registry::start();
-    let image = reg.push_busybox("cri/busybox:1", &["sh"]);
-    let server = Server::start(&[("--stream-token-ttl-ms", "300".to_string())]);
-    let mut img = server.images().await;
-    img.pull_image(PullImageRequest {
-        image: spec(&image),
-        ..Default::default()
-    })
-    .await
-    .expect("pull");
+    let (_reg, image, server) =
+        support::busybox_server(&[("--stream-token-ttl-ms", "300".to_string())]);
+    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
     let mut pc = pod_config("expiry", &server.dir.path().join("logs"));
     let ns = pc
@@ -633,30 +545,14 @@ async fn an_expired_token_is_not_found() {
         .and_then(|s| s.namespace_options.as_mut())
         .expect("namespace options");
     ns.network = NamespaceMode::Node as i32;
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pc.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run pod")
-        .into_inner()
-        .pod_sandbox_id;
-    let cid = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container("c", &image, &["sleep", "300"])),
-            sandbox_config: Some(pc),
-        })
-        .await
-        .expect("create")
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: cid.clone(),
-    })
-    .await
-    .expect("start");
+    let pod = support::run_pod(&mut rt, pc.clone()).await;
+    let cid = support::run_container(
+        &mut rt,
+        &pod,
+        container("c", &image, &["sleep", "300"]),
+        Some(pc),
+    )
+    .await;
     let exec = |cmd: &str| ExecRequest {
         container_id: cid.clone(),
         cmd: vec![cmd.into()],
@@ -673,14 +569,5 @@ async fn an_expired_token_is_not_found() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(http_status(&url).await, 404);
     assert_eq!(refused(&url2, "v5.channel.k8s.io").await, 404);
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .expect("stop pod");
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .expect("remove pod");
+    support::remove_pod(&mut rt, &pod).await;
 }

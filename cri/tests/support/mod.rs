@@ -17,6 +17,11 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
 
+mod cri;
+// Not every test binary makes CRI calls (images.rs only pulls).
+#[allow(unused_imports)]
+pub use self::cri::*;
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Unique on this machine for this run (other engineers' tests run at the same time).
