@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::logtail::{Follower, LogStream};
 use super::status::Outcome;
+use super::StreamRequest;
 use crate::container::{exec_process, fifo, new_exec_id};
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -335,6 +336,16 @@ async fn run_exec(
         p.abort();
     }
     Ok(code)
+}
+
+/// Runs the exec or attach session a request asked for to its end, whichever transport
+/// carries it (port forwarding has no session of this kind).
+pub async fn run(core: Arc<Core>, req: StreamRequest, s: Session) -> Outcome {
+    match req {
+        StreamRequest::Exec(r) => exec(core, r, s).await,
+        StreamRequest::Attach(r) => attach(core, r, s).await,
+        StreamRequest::PortForward(_) => Outcome::Exited(0),
+    }
 }
 
 /// Attaches to the container's main process: its output from the CRI log (which the shim

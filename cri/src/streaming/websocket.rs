@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::logtail::Follower;
 use super::session::{self, Out, Session, Wants};
-use super::status::{self, Outcome};
+use super::status;
 use super::StreamRequest;
 use crate::core::Core;
 
@@ -221,13 +221,7 @@ pub async fn serve_stream<S>(
         gone: gone_rx,
         log,
     };
-    let run = async move {
-        match req {
-            StreamRequest::Exec(r) => session::exec(core, r, s).await,
-            StreamRequest::Attach(r) => session::attach(core, r, s).await,
-            StreamRequest::PortForward(_) => Outcome::Exited(0),
-        }
-    };
+    let run = session::run(core, req, s);
     let write = async {
         // An empty first message on the lowest output channel tells the client the
         // streams are ready.

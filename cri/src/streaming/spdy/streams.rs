@@ -15,7 +15,7 @@ use crate::core::Core;
 use crate::streaming::logtail::Follower;
 use crate::streaming::portforward;
 use crate::streaming::session::{self, Out, Wants};
-use crate::streaming::status::{self, Outcome};
+use crate::streaming::status;
 use crate::streaming::websocket::parse_resize;
 use crate::streaming::StreamRequest;
 
@@ -161,13 +161,7 @@ pub async fn serve_stream<S>(
         gone: gone_rx,
         log,
     };
-    let run = async move {
-        match req {
-            StreamRequest::Exec(r) => session::exec(core, r, sess).await,
-            StreamRequest::Attach(r) => session::attach(core, r, sess).await,
-            StreamRequest::PortForward(_) => Outcome::Exited(0),
-        }
-    };
+    let run = session::run(core, req, sess);
     let conn = s.conn.clone();
     let (stdout_id, stderr_id) = (ids.get("stdout").copied(), ids.get("stderr").copied());
     let write = async {
