@@ -47,9 +47,11 @@ async fn cdi_devices_from_the_field_and_annotations() {
     let cdi_dir = scratch.path().join("cdi");
     write_cdi_spec(&cdi_dir, &node);
 
-    let (_reg, image, server) =
-        support::busybox_server(&[("--cdi-spec-dir", cdi_dir.to_string_lossy().into_owned())]);
-    support::pull(&server, &image).await;
+    let (_reg, image, server) = support::pulled_busybox_server(&[(
+        "--cdi-spec-dir",
+        cdi_dir.to_string_lossy().into_owned(),
+    )])
+    .await;
     let mut rt = server.runtime().await;
     let pc = support::pod_config(
         "cdi",

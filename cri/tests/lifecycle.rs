@@ -67,9 +67,8 @@ fn assert_clean(server: &Server) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn pod_and_container_lifecycle() {
-    let (_reg, image, mut server) = support::busybox_server(&[]);
+    let (_reg, image, mut server) = support::pulled_busybox_server(&[]).await;
     let logs = server.dir.path().join("logs");
-    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
 
     let v = rt
@@ -428,9 +427,8 @@ async fn pod_and_container_lifecycle() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn exit_while_the_server_is_down_is_reported() {
-    let (_reg, image, mut server) = support::busybox_server(&[]);
+    let (_reg, image, mut server) = support::pulled_busybox_server(&[]).await;
     let logs = server.dir.path().join("logs");
-    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
     let ns = support::namespaces(NamespaceMode::Node, NamespaceMode::Container);
     let mut pc = pod_config("down", &logs, ns);
@@ -499,9 +497,8 @@ fn ticks(path: &std::path::Path) -> Vec<u32> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn reopen_container_log_after_kubelet_renames_it() {
-    let (_reg, image, server) = support::busybox_server(&[]);
+    let (_reg, image, server) = support::pulled_busybox_server(&[]).await;
     let logs = server.dir.path().join("logs");
-    support::pull(&server, &image).await;
     let mut rt = server.runtime().await;
     let ns = support::namespaces(NamespaceMode::Node, NamespaceMode::Container);
     let mut pc = pod_config("rotate", &logs, ns);

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -370,8 +369,7 @@ async fn failed_run_pod_sandbox_leaves_nothing() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn shared_pid_namespace_and_security_context() {
-    let (_reg, image, server) = support::busybox_server(&[]);
-    support::pull(&server, &image).await;
+    let (_reg, image, server) = support::pulled_busybox_server(&[]).await;
     let mut rt = server.runtime().await;
     let p = support::run_pod(
         &mut rt,
@@ -462,13 +460,11 @@ async fn shared_pid_namespace_and_security_context() {
             .iter()
             .all(|h| !Path::new(&format!("/proc/{h}")).exists())
     });
-    let _ = HashMap::<String, String>::new();
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn oom_killed_and_resource_update() {
-    let (_reg, image, server) = support::busybox_server(&[]);
-    support::pull(&server, &image).await;
+    let (_reg, image, server) = support::pulled_busybox_server(&[]).await;
     let mut rt = server.runtime().await;
     let p = support::run_pod(
         &mut rt,

@@ -534,8 +534,7 @@ async fn port_forward_over_websocket_into_the_pods_netns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_not_found() {
     let (_reg, image, server) =
-        support::busybox_server(&[("--stream-token-ttl-ms", "300".to_string())]);
-    support::pull(&server, &image).await;
+        support::pulled_busybox_server(&[("--stream-token-ttl-ms", "300".to_string())]).await;
     let mut rt = server.runtime().await;
     let mut pc = pod_config("expiry", &server.dir.path().join("logs"));
     let ns = pc

@@ -23,6 +23,13 @@ pub fn busybox_server(extra: &[(&str, String)]) -> (Registry, String, Server) {
     (reg, image, server)
 }
 
+/// [`busybox_server`] with the image pulled, for tests that set nothing up in between.
+pub async fn pulled_busybox_server(extra: &[(&str, String)]) -> (Registry, String, Server) {
+    let (reg, image, server) = busybox_server(extra);
+    pull(&server, &image).await;
+    (reg, image, server)
+}
+
 /// A CNI config of only the loopback plugin (a network of its own name) in `dir`.
 pub fn write_loopback_conflist(dir: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir net.d");
