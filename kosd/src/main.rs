@@ -27,10 +27,23 @@ mod volumes;
 
 use clap::Parser;
 
+/// kosd reports errors as one line, never with a backtrace, yet with `RUST_BACKTRACE=1`
+/// in the environment (a developer's shell) every anyhow error it makes, and it makes
+/// them in normal operation, captured one: the unwinder run and the binary's unwind
+/// tables read in (about 1 MB resident after a pull and two runs). Panics keep their
+/// backtraces (`RUST_BACKTRACE`); `RUST_LIB_BACKTRACE=1` still asks for error ones.
+fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Before any thread exists: nothing reads the environment concurrently.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     // A CRI pod's PID-namespace holder is this executable re-run: become it before anything.
     kos_cri::run_if_holder();
     memory::configure();
+    quiet_error_backtraces();
     let flags = config::Flags::parse();
     let config = match config::Config::from_flags(flags) {
         Ok(c) => c,
