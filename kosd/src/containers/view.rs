@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use bollard_stubs::models::{ContainerConfig, HostConfig, Mount};
 use serde::ser::{SerializeMap, SerializeStruct, Serializer};
@@ -326,34 +327,75 @@ struct EntryNetworkSettings {
     networks: Networks,
 }
 
-fn entry(e: &Engine, mut c: Container, size: bool) -> Entry {
-    let labels = c
-        .config
-        .labels
-        .take()
-        .map(|l| l.into_iter().collect())
-        .unwrap_or_default();
-    let mounts = super::mounts::describe(e, &c);
-    let networks = Networks::new(std::mem::take(&mut c.networks), &c.host_config);
+fn entry(e: &Engine, c: &Container, size: bool) -> Entry {
     Entry {
+        id: c.id.clone(),
         names: [format!("/{}", c.name)],
+        image: c.image.clone(),
+        image_id: c.image_id.clone(),
         command: c.command_line(),
         created: c.created / 1_000_000_000,
         ports: ps_ports(&c.ports),
-        labels,
+        labels: c
+            .config
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         state: c.state.status.as_str(),
         status: c.status_text(),
         host_config: EntryHostConfig {
-            network_mode: c.host_config.network_mode.take().unwrap_or_default(),
+            network_mode: c.host_config.network_mode.clone().unwrap_or_default(),
         },
-        network_settings: EntryNetworkSettings { networks },
-        mounts,
+        network_settings: EntryNetworkSettings {
+            networks: Networks::new(c.networks.clone(), &c.host_config),
+        },
+        mounts: super::mounts::describe(e, c),
         size_rw: size.then(|| c.size_rw()),
         size_root_fs: size.then_some(0),
-        id: c.id,
-        image: c.image,
-        image_id: c.image_id,
     }
+}
+
+/// Decoded list rows by container id, each with the record text it was decoded from.
+/// A row is reused only while its record is stored in exactly that text, so a list always
+/// shows the record as it is now (start, stop, rename, exit... each rewrite it); rows of
+/// containers gone from the store are dropped at the next list. Decoding every record at
+/// every list was most of what `docker ps` cost with many containers.
+struct Rows(BTreeMap<String, (Box<str>, Arc<Container>)>);
+
+static ROWS: Mutex<Rows> = Mutex::new(Rows(BTreeMap::new()));
+
+impl Rows {
+    /// The row of a record as stored now, moved (or decoded) into `next`; None for a record
+    /// that does not decode (from a newer kosd, or damage), skipped as `StateDb::all` does.
+    fn keep(&mut self, next: &mut Rows, id: &str, text: &str) -> Option<Arc<Container>> {
+        let row = match self.0.remove(id) {
+            Some(row) if *row.0 == *text => row,
+            _ => match serde_json::from_str::<Listed>(text) {
+                Ok(l) => (text.into(), Arc::new(l.into_container())),
+                Err(err) => {
+                    tracing::warn!(%id, error = %err, "skipping bad container record");
+                    return None;
+                }
+            },
+        };
+        let c = row.1.clone();
+        next.0.insert(id.to_string(), row);
+        Some(c)
+    }
+}
+
+/// Every container as its record is stored now, for the list.
+fn current(e: &Engine) -> Result<Vec<Arc<Container>>> {
+    let mut rows = ROWS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut next = Rows(BTreeMap::new());
+    let mut out = Vec::new();
+    e.db().each_record(Table::Containers, |id, text| {
+        out.extend(rows.keep(&mut next, id, text));
+    })?;
+    *rows = next;
+    Ok(out)
 }
 
 /// `GET /containers/json`.
@@ -398,14 +440,13 @@ pub fn list(
         || limit.is_some_and(|l| l > 0)
         || before.is_some()
         || since.is_some();
-    let mut cs = e.db().all::<Listed>(Table::Containers)?;
+    let mut cs = current(e)?;
     cs.sort_by_key(|c| std::cmp::Reverse(c.created));
     let mut out = Vec::new();
-    for c in cs {
+    for c in &cs {
         if !show_all && !c.state.status.is_live() {
             continue;
         }
-        let c = c.into_container();
         let labels = c.config.labels.as_ref();
         let ok = f.any_or_unset("id", |x| c.id.starts_with(x))
             && f.any_or_unset("name", |x| {
@@ -430,7 +471,7 @@ pub fn list(
             && f.any_or_unset("network", |n| {
                 NetMode::parse(&c.host_config).name() == n || c.networks.contains_key(n)
             })
-            && f.any_or_unset("health", |h| h == health_status(&c));
+            && f.any_or_unset("health", |h| h == health_status(c));
         if !ok {
             continue;
         }
@@ -550,6 +591,36 @@ mod tests {
         assert_eq!(lean.command_line(), "sleep 9");
         assert_eq!(health_status(&lean), "healthy");
         assert_eq!(networks(&lean), networks(&full));
+    }
+
+    #[test]
+    fn rows_are_reused_only_for_the_same_record_text() {
+        let mut c = rich();
+        let one = serde_json::to_string(&c).unwrap();
+        c.state.status = Status::Running;
+        c.name = "renamed".into();
+        let two = serde_json::to_string(&c).unwrap();
+        let id = c.id.clone();
+        let mut rows = Rows(BTreeMap::new());
+        let mut next = Rows(BTreeMap::new());
+        let a = rows.keep(&mut next, &id, &one).unwrap();
+        assert_eq!((a.state.status, a.name.as_str()), (Status::Paused, "web"));
+        rows = next;
+        // The same text: the row decoded before.
+        let mut next = Rows(BTreeMap::new());
+        let b = rows.keep(&mut next, &id, &one).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        rows = next;
+        // A rewritten record: decoded again, never the old row.
+        let mut next = Rows(BTreeMap::new());
+        let b = rows.keep(&mut next, &id, &two).unwrap();
+        assert_eq!(
+            (b.state.status, b.name.as_str()),
+            (Status::Running, "renamed")
+        );
+        // A record that does not decode is skipped; rows not kept are gone.
+        assert!(rows.keep(&mut next, "other", "{\"id\": 1}").is_none());
+        assert_eq!(next.0.keys().collect::<Vec<_>>(), [&id]);
     }
 
     #[test]
