@@ -332,6 +332,18 @@ fn check_filters(k: &Kosd, ins: &BTreeMap<String, Value>, img: &str) {
         ps_ids(k, &["since=ls-running-4"]),
         select(ins, |v| created_nanos(v) > pivot)
     );
+    let pivot_id = ins
+        .iter()
+        .find(|(_, v)| v["Name"] == "/ls-running-4")
+        .map(|(id, _)| id.clone())
+        .expect("ls-running-4 listed");
+    assert_eq!(
+        ps_ids(k, &[&format!("before={}", &pivot_id[..12])]),
+        ps_ids(k, &["before=ls-running-4"])
+    );
+    let o = k.docker(&["ps", "--filter", "since=ls-nosuch"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such container: ls-nosuch"));
     assert!(!ps_ids(k, &["before=ls-running-4"]).is_empty());
     assert!(!ps_ids(k, &["since=ls-running-4"]).is_empty());
     // -n: the newest, whatever their state.

@@ -398,6 +398,30 @@ fn current(e: &Engine) -> Result<Vec<Arc<Container>>> {
     Ok(out)
 }
 
+/// The container a `before`/`since` filter names, resolved as `runtime::find` resolves a
+/// key (full id, then name, then a unique id prefix) among the rows the list already holds,
+/// rather than decoding every full record again.
+fn named<'a>(cs: &'a [Arc<Container>], key: &str) -> Result<&'a Container> {
+    let name = key.strip_prefix('/').unwrap_or(key);
+    if let Some(c) = cs
+        .iter()
+        .find(|c| c.id == key)
+        .or_else(|| cs.iter().find(|c| c.name == name))
+    {
+        return Ok(c);
+    }
+    let mut hits = cs
+        .iter()
+        .filter(|c| !key.is_empty() && c.id.starts_with(key));
+    match (hits.next(), hits.next()) {
+        (Some(c), None) => Ok(c),
+        (None, _) => Err(ApiError::NotFound(format!("No such container: {key}"))),
+        _ => Err(ApiError::bad(format!(
+            "multiple IDs found with provided prefix: {key}"
+        ))),
+    }
+}
+
 /// `GET /containers/json`.
 pub fn list(
     e: &Engine,
@@ -421,10 +445,11 @@ pub fn list(
             return Err(ApiError::bad(format!("invalid filter 'status={s}'")));
         }
     }
+    let mut cs = current(e)?;
     let bound = |k: &str| -> Result<Option<i64>> {
         match f.get(k).first() {
             None => Ok(None),
-            Some(x) => Ok(Some(super::runtime::find(e, x)?.created)),
+            Some(x) => Ok(Some(named(&cs, x)?.created)),
         }
     };
     let before = bound("before")?;
@@ -440,7 +465,6 @@ pub fn list(
         || limit.is_some_and(|l| l > 0)
         || before.is_some()
         || since.is_some();
-    let mut cs = current(e)?;
     cs.sort_by_key(|c| std::cmp::Reverse(c.created));
     let mut out = Vec::new();
     for c in &cs {
@@ -621,6 +645,27 @@ mod tests {
         // A record that does not decode is skipped; rows not kept are gone.
         assert!(rows.keep(&mut next, "other", "{\"id\": 1}").is_none());
         assert_eq!(next.0.keys().collect::<Vec<_>>(), [&id]);
+    }
+
+    #[test]
+    fn before_and_since_name_containers_as_find_does() {
+        let mk = |id: &str, name: &str| {
+            let mut c = rich();
+            c.id = id.into();
+            c.name = name.into();
+            Arc::new(c)
+        };
+        let cs = [mk("abc1", "web"), mk("abd2", "abc1x"), mk("ffff", "abc")];
+        assert_eq!(named(&cs, "abc1").unwrap().name, "web");
+        assert_eq!(named(&cs, "/abc1x").unwrap().id, "abd2");
+        // A name before an id prefix, and a unique prefix.
+        assert_eq!(named(&cs, "abc").unwrap().id, "ffff");
+        assert_eq!(named(&cs, "abd").unwrap().id, "abd2");
+        let e = named(&cs, "ab").unwrap_err();
+        assert!(matches!(e, ApiError::BadRequest(_)), "{e}");
+        let e = named(&cs, "zz").unwrap_err();
+        assert!(matches!(e, ApiError::NotFound(_)), "{e}");
+        assert!(matches!(named(&cs, ""), Err(ApiError::NotFound(_))));
     }
 
     #[test]
