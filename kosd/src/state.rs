@@ -92,6 +92,42 @@ impl StateDb {
             .transpose()
     }
 
+    /// The record named `name` (the unique `name` column: no other record is decoded).
+    pub fn get_by_name<T: DeserializeOwned>(&self, t: Table, name: &str) -> Result<Option<T>> {
+        let s: Option<String> = self
+            .conn
+            .query_row(
+                &format!("SELECT record FROM {} WHERE name = ?1", t.name()),
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        s.map(|s| serde_json::from_str(&s).map_err(|e| ApiError::internal("decoding record", e)))
+            .transpose()
+    }
+
+    /// The id of the record named `name`, if any.
+    pub fn id_of_name(&self, t: Table, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT id FROM {} WHERE name = ?1", t.name()),
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Up to `limit` ids that start with `prefix`, read from the id column alone.
+    pub fn ids_with_prefix(&self, t: Table, prefix: &str, limit: u32) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT id FROM {} WHERE substr(id, 1, length(?1)) = ?1 LIMIT ?2",
+            t.name()
+        ))?;
+        let rows = st.query_map(params![prefix, limit], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     pub fn delete(&self, t: Table, id: &str) -> Result<bool> {
         Ok(self.conn.execute(
             &format!("DELETE FROM {} WHERE id = ?1", t.name()),

@@ -233,6 +233,28 @@ fn bad_requests_leave_nothing() {
     assert_eq!(code, 404, "{body}");
     let (code, _) = k.http("POST", "/v1.47/containers/dup/kill", b"");
     assert_eq!(code, 409);
+    // Refused after the container's directory was made: it goes again.
+    for (body, want) in [
+        (
+            format!(
+                r#"{{"Image": "{img}", "HostConfig": {{"NetworkMode": "none", "VolumesFrom": ["nope"]}}}}"#
+            ),
+            404,
+        ),
+        (
+            format!(
+                r#"{{"Image": "{img}", "StopSignal": "SIGBOGUS", "HostConfig": {{"NetworkMode": "none"}}}}"#
+            ),
+            400,
+        ),
+        (
+            format!(r#"{{"Image": "{img}", "HostConfig": {{"NetworkMode": "kos-no-such-net"}}}}"#),
+            404,
+        ),
+    ] {
+        let (code, answer) = k.http("POST", "/v1.47/containers/create", body.as_bytes());
+        assert_eq!(code, want, "{body}: {answer}");
+    }
     // Only the one good container exists; no stray directories.
     assert_eq!(k.docker_ok(&["ps", "-aq"]).lines().count(), 1);
     let dirs = std::fs::read_dir(k.data_root().join("containers"))
@@ -240,6 +262,59 @@ fn bad_requests_leave_nothing() {
         .unwrap_or(0);
     assert_eq!(dirs, 1);
     k.docker_ok(&["rm", "dup"]);
+}
+
+/// Containers are found by full id, name (with or without its slash) and unique id prefix,
+/// as dockerd finds them; an ambiguous prefix and a taken name are refused.
+#[test]
+fn lookups_by_id_name_and_prefix() {
+    let (k, _reg, img) = setup("lookup");
+    let id = k
+        .docker_ok(&["create", "--network", "none", "--name", "lk1", &img])
+        .trim()
+        .to_string();
+    let found = |key: &str| {
+        let (code, body) = k.http("GET", &format!("/v1.47/containers/{key}/json"), b"");
+        assert_eq!(code, 200, "{key}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("inspect json");
+        v["Id"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(found(&id), id);
+    assert_eq!(found("lk1"), id);
+    assert_eq!(found("%2Flk1"), id);
+    assert_eq!(found(&id[..12]), id);
+    let (code, _) = k.http("GET", "/v1.47/containers/lk2/json", b"");
+    assert_eq!(code, 404);
+    // Two ids share a first hex digit after at most 17 containers.
+    let mut ids = vec![id.clone()];
+    let shared = loop {
+        let next = k
+            .docker_ok(&["create", "--network", "none", &img])
+            .trim()
+            .to_string();
+        let first = next[..1].to_string();
+        ids.push(next);
+        if ids.iter().filter(|i| i.starts_with(&first)).count() > 1 {
+            break first;
+        }
+        assert!(ids.len() <= 17, "17 ids with distinct first digits");
+    };
+    let (code, body) = k.http("GET", &format!("/v1.47/containers/{shared}/json"), b"");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("multiple IDs found with provided prefix"),
+        "{body}"
+    );
+    let (code, body) = k.http(
+        "POST",
+        &format!("/v1.47/containers/{}/rename?name=lk1", ids[1]),
+        b"",
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains(&id), "{body}");
+    let mut rm = vec!["rm"];
+    rm.extend(ids.iter().map(String::as_str));
+    k.docker_ok(&rm);
 }
 
 #[test]

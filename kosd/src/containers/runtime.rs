@@ -101,22 +101,40 @@ pub fn find(e: &Engine, key: &str) -> Result<Container> {
     if key.is_empty() {
         return Err(ApiError::NotFound("No such container: ".into()));
     }
-    let all = super::all(e);
-    if let Some(c) = all.iter().find(|c| c.id == key) {
-        return Ok(c.clone());
+    // Through the table's id and name indexes: only the record found is decoded.
+    let db = e.db();
+    if let Some(c) = db.get::<Container>(Table::Containers, key)? {
+        return Ok(c);
     }
     let name = key.strip_prefix('/').unwrap_or(key);
-    if let Some(c) = all.iter().find(|c| c.name == name) {
-        return Ok(c.clone());
+    if let Some(c) = db.get_by_name::<Container>(Table::Containers, name)? {
+        return Ok(c);
     }
-    let hits: Vec<&Container> = all.iter().filter(|c| c.id.starts_with(key)).collect();
-    match hits.len() {
-        1 => Ok(hits[0].clone()),
-        0 => Err(ApiError::NotFound(format!("No such container: {key}"))),
+    match db.ids_with_prefix(Table::Containers, key, 2)?.as_slice() {
+        [one] => db
+            .get::<Container>(Table::Containers, one)?
+            .ok_or_else(|| ApiError::NotFound(format!("No such container: {key}"))),
+        [] => Err(ApiError::NotFound(format!("No such container: {key}"))),
         _ => Err(ApiError::bad(format!(
             "multiple IDs found with provided prefix: {key}"
         ))),
     }
+}
+
+/// Removes a directory a request made unless the request got through.
+struct RemoveDirOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveDirOnDrop {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// The id of the container holding `name`, if any.
+fn name_holder(e: &Engine, name: &str) -> Result<Option<String>> {
+    e.db().id_of_name(Table::Containers, name)
 }
 
 fn valid_name(n: &str) -> bool {
@@ -310,20 +328,22 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         ));
     }
     let id = crate::engine::random_id()?;
-    let all = super::all(e);
     let name = match name.filter(|n| !n.is_empty()) {
         Some(n) => n.strip_prefix('/').unwrap_or(n).to_string(),
-        None => random_name(&id, &|n| all.iter().any(|c| c.name == n)),
+        // A lookup error counts as taken: another name is drawn.
+        None => random_name(&id, &|n| !matches!(name_holder(e, n), Ok(None))),
     };
-    if let Some(other) = all.iter().find(|c| c.name == name) {
+    if let Some(other) = name_holder(e, &name)? {
         return Err(ApiError::Conflict(format!(
-            "Conflict. The container name \"/{name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-            other.id
+            "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
         )));
     }
     let dir = e.config.data_root.join("containers").join(&id);
     std::fs::create_dir_all(&dir)
         .map_err(|err| ApiError::internal(&format!("creating {}", dir.display()), err))?;
+    // A request refused from here on (a bad stop signal, log option, network or
+    // --volumes-from) leaves no directory behind.
+    let mut made = RemoveDirOnDrop(Some(dir.clone()));
     if config.hostname.as_deref().unwrap_or("").is_empty() {
         config.hostname = Some(if net.shares_host_uts() {
             e.host.hostname.clone()
@@ -451,10 +471,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
                 "invalid mode for volumes-from: {mode}"
             )));
         }
-        let other = all
-            .iter()
-            .find(|o| o.id == src || o.name == src || o.id.starts_with(src))
-            .ok_or_else(|| ApiError::NotFound(format!("No such container: {src}")))?;
+        let other = find(e, src)?;
         let mut binds = c.host_config.binds.clone().unwrap_or_default();
         for b in other.host_config.binds.clone().unwrap_or_default() {
             let pb = super::mounts::parse_bind(&b)?;
@@ -486,6 +503,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         undo(e, &c);
         return Err(err);
     }
+    made.0 = None;
     e.event(
         "container",
         "create",
@@ -1377,10 +1395,9 @@ pub async fn rename(e: &Arc<Engine>, key: &str, new: &str) -> Result<()> {
             "Renaming a container with the same name as its current name".to_string(),
         ));
     }
-    if let Some(o) = super::all(e).iter().find(|o| o.name == new) {
+    if let Some(o) = name_holder(e, new)? {
         return Err(ApiError::Conflict(format!(
-            "Conflict. The container name \"/{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-            o.id
+            "Conflict. The container name \"/{new}\" is already in use by container \"{o}\". You have to remove (or rename) that container to be able to reuse that name."
         )));
     }
     let old = std::mem::replace(&mut c.name, new.to_string());
