@@ -62,8 +62,15 @@ cleanup() {
     iptables-save 2>/dev/null | grep -q "$PODNET" && iptables-save | grep -v "$PODNET" | iptables-restore 2>/dev/null
     echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
     grep " $T/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+    # The engines' cgroup parents this run made (kosd's own; dockerd's and podman's defaults).
+    for d in /sys/fs/cgroup/*/"$KBR" /sys/fs/cgroup/*/docker /sys/fs/cgroup/*/libpod_parent; do
+        [ -d "$d" ] || continue
+        grep -qxF "$d" <<<"$cg_before" && continue
+        find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
     rm -rf "$T"
 }
+cg_before=$(ls -d /sys/fs/cgroup/*/docker /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 trap cleanup EXIT INT TERM
 
 # The image: busybox-static with its applets, as an OCI layout pushed to a loopback registry.
@@ -92,7 +99,7 @@ skopeo copy --quiet --dest-tls-verify=false "oci:$T/oci:bench" "docker://$IMG"
 mkdir -p "$T/kosd"
 echo '{}' > "$T/kosd/daemon.json"
 "$BIN/kosd" -H "unix://$T/kosd/kos.sock" --data-root "$T/kosd/data" --exec-root "$T/kosd/exec" \
-    --config-file "$T/kosd/daemon.json" --bridge "$KBR" --nft-table "$KBR" --log-level error 2>"$T/kosd.log" & KPID=$!
+    --config-file "$T/kosd/daemon.json" --bridge "$KBR" --nft-table "$KBR" --cgroup-parent "$KBR" --log-level error 2>"$T/kosd.log" & KPID=$!
 # dockerd on its own bridge, without touching the host's firewall.
 ip link add "$BR" type bridge && ip addr add 10.213.$(( sfx % 200 )).1/24 dev "$BR" && ip link set "$BR" up
 dockerd --data-root "$T/docker" --exec-root "$T/dexec" --host "unix://$T/docker.sock" --pidfile "$T/docker.pid" \
