@@ -33,8 +33,28 @@ struct Podman {
     runtime: PathBuf,
 }
 
+/// Live `Podman`s of this test binary, and whether podman's default cgroup parent (with
+/// cgroupfs, `libpod_parent`, which holds each conmon under `conmon`) existed before the first.
+static LIVE: std::sync::Mutex<(usize, Option<bool>)> = std::sync::Mutex::new((0, None));
+
+fn libpod_parents() -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("libpod_parent"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Podman {
     fn new(runtime: &Path) -> Podman {
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        live.0 += 1;
+        if live.1.is_none() {
+            live.1 = Some(!libpod_parents().is_empty());
+        }
         Podman {
             dir: TempDir::new("podman"),
             runtime: runtime.to_path_buf(),
@@ -75,6 +95,17 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = run(self.cmd().args(["rm", "-a", "-f", "-t", "0"]));
         let _ = run(self.cmd().args(["rmi", "-a", "-f"]));
+        // The last one out removes the cgroup parent podman made for its conmons (empty
+        // cgroups only: rmdir refuses one that still holds a process).
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        live.0 -= 1;
+        if live.0 == 0 && live.1 == Some(false) {
+            for parent in libpod_parents() {
+                let _ = std::fs::remove_dir(parent.join("conmon"));
+                let _ = std::fs::remove_dir(&parent);
+            }
+            live.1 = None;
+        }
     }
 }
 
