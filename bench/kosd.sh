@@ -58,8 +58,12 @@ cleanup() {
     ip link del "$PODNET" 2>/dev/null
     stop_pid "$RPID"
     ip link del "$BR" 2>/dev/null
-    # netavark's chains for our network, and ip_forward as it was.
+    # netavark's chains for our network (and its own base chains when this run made them),
+    # and ip_forward as it was.
     iptables-save 2>/dev/null | grep -q "$PODNET" && iptables-save | grep -v "$PODNET" | iptables-restore 2>/dev/null
+    if [ "$netavark_before" = 0 ] && iptables-save 2>/dev/null | grep -q NETAVARK; then
+        iptables-save | grep -v NETAVARK | iptables-restore 2>/dev/null
+    fi
     echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
     grep " $T/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
     # The engines' cgroup parents this run made (kosd's own; dockerd's and podman's defaults).
@@ -71,6 +75,7 @@ cleanup() {
     rm -rf "$T"
 }
 cg_before=$(ls -d /sys/fs/cgroup/*/docker /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
+netavark_before=$(iptables-save 2>/dev/null | grep -c NETAVARK || true)
 trap cleanup EXIT INT TERM
 
 # The image: busybox-static with its applets, as an OCI layout pushed to a loopback registry.
