@@ -110,6 +110,9 @@ impl Drop for Containerd {
         {
             let _ = std::fs::remove_dir(h.path().join(&self.ns));
         }
+        // The runc shim keeps its runtime's state under /run/containerd/runc/<namespace>;
+        // emptied by the deletes above, the directory itself stays unless removed.
+        let _ = std::fs::remove_dir(std::path::Path::new("/run/containerd/runc").join(&self.ns));
     }
 }
 
