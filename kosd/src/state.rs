@@ -80,11 +80,21 @@ impl StateDb {
     }
 
     pub fn get<T: DeserializeOwned>(&self, t: Table, id: &str) -> Result<Option<T>> {
+        self.record_where(t, "id", id)
+    }
+
+    /// The one record whose `column` (id or name, both unique) is `key`.
+    fn record_where<T: DeserializeOwned>(
+        &self,
+        t: Table,
+        column: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
         let s: Option<String> = self
             .conn
             .query_row(
-                &format!("SELECT record FROM {} WHERE id = ?1", t.name()),
-                params![id],
+                &format!("SELECT record FROM {} WHERE {column} = ?1", t.name()),
+                params![key],
                 |r| r.get(0),
             )
             .optional()?;
@@ -94,16 +104,7 @@ impl StateDb {
 
     /// The record named `name` (the unique `name` column: no other record is decoded).
     pub fn get_by_name<T: DeserializeOwned>(&self, t: Table, name: &str) -> Result<Option<T>> {
-        let s: Option<String> = self
-            .conn
-            .query_row(
-                &format!("SELECT record FROM {} WHERE name = ?1", t.name()),
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        s.map(|s| serde_json::from_str(&s).map_err(|e| ApiError::internal("decoding record", e)))
-            .transpose()
+        self.record_where(t, "name", name)
     }
 
     /// The id of the record named `name`, if any.
