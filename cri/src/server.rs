@@ -49,10 +49,23 @@ pub async fn serve_with_shutdown(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("removing stale socket", socket_path, e)),
     }
-    let listener =
-        UnixListener::bind(socket_path).map_err(|e| Error::io("binding", socket_path, e))?;
-    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| Error::io("setting mode of", socket_path, e))?;
+    // Bound beside its final name, given its mode, then renamed into place: a client that
+    // sees the socket never sees it with the process's default mode.
+    let mut staged = socket_path.as_os_str().to_owned();
+    staged.push(format!(".{}", std::process::id()));
+    let staged = std::path::PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
+    let listener = UnixListener::bind(&staged).map_err(|e| Error::io("binding", &staged, e))?;
+    let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| Error::io("setting mode of", &staged, e))
+        .and_then(|()| {
+            std::fs::rename(&staged, socket_path)
+                .map_err(|e| Error::io("moving into place", socket_path, e))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
+    }
     info!(socket = %socket_path.display(), "CRI server listening");
     // The streaming server lives as long as the gRPC server.
     let stream_task = tokio::spawn(stream_server);
