@@ -47,7 +47,14 @@ cleanup() {
     rm -rf "${T:?}"/* 2>/dev/null || true
     if [ -n "$TMPFS" ]; then umount -l "$T" 2>/dev/null || true; fi
     rm -rf "$T"
+    # The cgroup parents of dockerd's build containers ("docker") and the builder's RUN steps
+    # ("kos"), removed when this run made them.
+    for n in docker kos; do
+        grep -qx "$n" <<<"$cg_before" && continue
+        for d in /sys/fs/cgroup/*/"$n"; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    done
 }
+cg_before=$(for n in docker kos; do if ls -d /sys/fs/cgroup/*/"$n" >/dev/null 2>&1; then echo "$n"; fi; done)
 trap cleanup EXIT INT TERM
 
 # The context: 2,000 small files and the Dockerfile.

@@ -40,8 +40,13 @@ cleanup() {
         kill -9 "$KPID" 2>/dev/null
     fi
     grep " $T/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+    # kosd's containers go under the default cgroup parent "kos": removed when this run made it.
+    if [ "$kos_cg_before" = 0 ]; then
+        for d in /sys/fs/cgroup/*/kos; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    fi
     rm -rf "$T"
 }
+kos_cg_before=$( (ls -d /sys/fs/cgroup/*/kos 2>/dev/null || true) | wc -l)
 trap cleanup EXIT INT TERM
 
 # A docker-archive of busybox-static and its applets.

@@ -21,6 +21,7 @@ cg=kos-bench-cri-$$
 pids=()
 # containerd's CRI plugin puts pods under k8s.io/ in every hierarchy; removed after if made here.
 k8s_existed=$( (ls -d /sys/fs/cgroup/*/k8s.io 2>/dev/null || true) | wc -l)
+runc_k8s_existed=$( [ -d /run/containerd/runc/k8s.io ] && echo 1 || echo 0)
 cleanup() {
     set +e
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
@@ -30,6 +31,8 @@ cleanup() {
         [ -d "$h$cg" ] && find "$h$cg" -depth -type d -exec rmdir {} \; 2>/dev/null
         [ "$k8s_existed" = 0 ] && [ -d "${h}k8s.io" ] && find "${h}k8s.io" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
+    # The runc shim's state root for the k8s.io namespace, when this run made it (empty now).
+    [ "$runc_k8s_existed" = 0 ] && rmdir /run/containerd/runc/k8s.io 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
