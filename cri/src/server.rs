@@ -1,6 +1,5 @@
 //! The gRPC server on a unix socket.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use std::sync::Arc;
@@ -44,28 +43,14 @@ pub async fn serve_with_shutdown(
     if let Some(dir) = socket_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating socket directory", dir, e))?;
     }
-    match std::fs::remove_file(socket_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("removing stale socket", socket_path, e)),
-    }
-    // Bound beside its final name, given its mode, then renamed into place: a client that
-    // sees the socket never sees it with the process's default mode.
-    let mut staged = socket_path.as_os_str().to_owned();
-    staged.push(format!(".{}", std::process::id()));
-    let staged = std::path::PathBuf::from(staged);
-    let _ = std::fs::remove_file(&staged);
-    let listener = UnixListener::bind(&staged).map_err(|e| Error::io("binding", &staged, e))?;
-    let placed = std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| Error::io("setting mode of", &staged, e))
-        .and_then(|()| {
-            std::fs::rename(&staged, socket_path)
-                .map_err(|e| Error::io("moving into place", socket_path, e))
-        });
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&staged);
-        return Err(e);
-    }
+    // Placed with its mode (a stale socket of a dead server replaced), never seen without it.
+    let listener = kos_statefile::bind_unix(socket_path, 0o660)
+        .map_err(|e| Error::io(e.step, socket_path, e.source))
+        .and_then(|l| {
+            l.set_nonblocking(true)
+                .and_then(|()| UnixListener::from_std(l))
+                .map_err(|e| Error::io("registering the listener", socket_path, e))
+        })?;
     info!(socket = %socket_path.display(), "CRI server listening");
     // The streaming server lives as long as the gRPC server.
     let stream_task = tokio::spawn(stream_server);

@@ -1,6 +1,5 @@
 //! API listeners: unix sockets (0660, root-owned) and TCP with mutual TLS.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -99,23 +98,15 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    // The data-root lock is held, so a socket file here is a stale one from a dead daemon.
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing stale {}", path.display())),
-    }
-    // Bind under a restrictive umask so the socket is never briefly world-connectable.
-    // SAFETY: umask only changes this process's file-creation mask.
-    let old = unsafe { libc::umask(0o177) };
-    let l = UnixListener::bind(path);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
-    let l = l.with_context(|| format!("binding {}", path.display()))?;
+    // The data-root lock is held, so a socket file here is a stale one from a dead daemon:
+    // it is replaced, and the new one is never seen without its mode.
+    let l = kos_statefile::bind_unix(path, 0o660)
+        .with_context(|| format!("binding {}", path.display()))?;
+    l.set_nonblocking(true)
+        .with_context(|| format!("binding {}", path.display()))?;
+    let l = UnixListener::from_std(l).with_context(|| format!("binding {}", path.display()))?;
     std::os::unix::fs::chown(path, Some(0), Some(0))
         .with_context(|| format!("chown {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("chmod {}", path.display()))?;
     Ok(l)
 }
 

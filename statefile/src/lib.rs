@@ -40,21 +40,7 @@ pub fn replace_unsynced(path: &Path, data: &[u8], mode: u32) -> Result<(), Repla
 
 fn replace_inner(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<(), ReplaceError> {
     let step = |step| move |source| ReplaceError { step, source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| step("name temp file")(std::io::Error::other("path has no file name")))?;
-    // Hidden and not ending in the target's extension, so directory scanners (CDI's `*.json`)
-    // never pick up a half-written file.
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let (dir, tmp) = beside(path).map_err(step("name temp file"))?;
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -72,6 +58,47 @@ fn replace_inner(path: &Path, data: &[u8], mode: u32, durable: bool) -> Result<(
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(step("fsync directory"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The directory of `path` and a temp name in it, unique per process and call. Hidden and
+/// not ending in the target's extension, so directory scanners (CDI's `*.json`) never pick
+/// up a half-made file.
+fn beside(path: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    Ok((dir, tmp))
+}
+
+/// Binds a listening unix socket at `path` with `mode`, placed as [`replace`] places a file:
+/// bound under a temp name beside it, given its mode, renamed over whatever was there. A
+/// client never finds the socket with the default mode, and the process-wide umask (racy in
+/// a threaded daemon) is never touched. On error nothing is left.
+pub fn bind_unix(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, ReplaceError> {
+    use std::os::unix::fs::PermissionsExt;
+    let step = |step| move |source| ReplaceError { step, source };
+    let (_, tmp) = beside(path).map_err(step("name temp socket"))?;
+    let result = (|| {
+        let l = std::os::unix::net::UnixListener::bind(&tmp).map_err(step("bind temp socket"))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(step("set the socket's mode"))?;
+        std::fs::rename(&tmp, path).map_err(step("rename into place"))?;
+        Ok(l)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -132,6 +159,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn bind_unix_places_a_socket_with_its_mode_over_a_stale_one() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("api.sock");
+        drop(bind_unix(&p, 0o600).unwrap());
+        // The stale socket of a dead listener is replaced.
+        let l = bind_unix(&p, 0o660).unwrap();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert!(md.file_type().is_socket());
+        assert_eq!(md.permissions().mode() & 0o777, 0o660);
+        std::os::unix::net::UnixStream::connect(&p).unwrap();
+        assert!(l.accept().is_ok());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["api.sock"]);
     }
 
     #[test]
