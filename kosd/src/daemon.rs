@@ -164,6 +164,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     crate::containers::runtime::reconcile(&engine).await;
     let listeners = listen::bind_all(&config.hosts, config.tls.as_ref()).await?;
+    // The unit manager is in place before the first request is accepted, so `/kos/units`
+    // never answers "not running" in between; the sockets are bound, so unit containers that
+    // talk to kosd queue in the backlog. Their starts run on the manager's own thread.
+    if let Some(u) = crate::units::start_if_enabled(&engine) {
+        let _ = engine.units.set(u);
+    }
     let router = crate::api::router(engine.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let listeners: Vec<Arc<Listener>> = listeners.into_iter().map(Arc::new).collect();
@@ -196,10 +202,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }));
     }
     let cri = start_cri(&engine, stop_rx.clone());
-    // Units after the API listens: their containers start on the manager's own thread.
-    if let Some(u) = crate::units::start_if_enabled(&engine) {
-        let _ = engine.units.set(u);
-    }
     engine.event("daemon", "start", &engine.id, &[]);
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
