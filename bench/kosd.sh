@@ -54,7 +54,7 @@ cleanup() {
     nft delete table inet "$KBR" 2>/dev/null
     [ -n "$DPID" ] && "$DOCKER" -H "unix://$T/docker.sock" rm -f $("$DOCKER" -H "unix://$T/docker.sock" ps -aq 2>/dev/null) >/dev/null 2>&1
     stop_pid "$DPID"
-    podman --root "$T/podman" --runroot "$T/podman-run" rm -af >/dev/null 2>&1
+    podman --root "$T/podman" --runroot "$T/run/podman" rm -af >/dev/null 2>&1
     ip link del "$PODNET" 2>/dev/null
     stop_pid "$RPID"
     ip link del "$BR" 2>/dev/null
@@ -101,13 +101,18 @@ IMG=127.0.0.1:$PORT/kosbench/busybox:1
 skopeo copy --quiet --dest-tls-verify=false "oci:$T/oci:bench" "docker://$IMG"
 
 # kosd.
-mkdir -p "$T/kosd"
+mkdir -p "$T/kosd" "$T/run"
+# Each engine's exec/run root (state that must not outlive a boot: runtime state, shim and
+# containerd sockets, fifos) lives under /run on a standard host, a tmpfs; on this VM /run
+# is ext4 without a journal, where every new inode scans past recently deleted ones. So all
+# three get theirs on one tmpfs; data roots stay on disk.
+mount -t tmpfs -o mode=0700 kos-bench-run "$T/run"
 echo '{}' > "$T/kosd/daemon.json"
-"$BIN/kosd" -H "unix://$T/kosd/kos.sock" --data-root "$T/kosd/data" --exec-root "$T/kosd/exec" \
+"$BIN/kosd" -H "unix://$T/kosd/kos.sock" --data-root "$T/kosd/data" --exec-root "$T/run/kosd" \
     --config-file "$T/kosd/daemon.json" --bridge "$KBR" --nft-table "$KBR" --cgroup-parent "$KBR" --log-level error 2>"$T/kosd.log" & KPID=$!
 # dockerd on its own bridge, without touching the host's firewall.
 ip link add "$BR" type bridge && ip addr add 10.213.$(( sfx % 200 )).1/24 dev "$BR" && ip link set "$BR" up
-dockerd --data-root "$T/docker" --exec-root "$T/dexec" --host "unix://$T/docker.sock" --pidfile "$T/docker.pid" \
+dockerd --data-root "$T/docker" --exec-root "$T/run/docker" --host "unix://$T/docker.sock" --pidfile "$T/docker.pid" \
     --iptables=false --ip6tables=false --ip-masq=false --bridge="$BR" --storage-driver=overlay2 \
     --containerd-namespace "kosbench$sfx" --log-level error >"$T/dockerd.log" 2>&1 & DPID=$!
 for _ in $(seq 1 300); do
@@ -122,7 +127,7 @@ printf '[network]\nnetwork_config_dir = "%s"\n' "$T/podnet" > "$T/containers.con
 export CONTAINERS_CONF=$T/containers.conf
 printf '{"name":"%s","id":"%064d","driver":"bridge","network_interface":"%s","created":"2024-01-01T00:00:00Z","subnets":[{"subnet":"10.214.%d.0/24","gateway":"10.214.%d.1"}],"ipv6_enabled":false,"internal":false,"dns_enabled":false,"ipam_options":{"driver":"host-local"}}' \
     "$PODNET" "$sfx" "$PODNET" $(( sfx % 200 )) $(( sfx % 200 )) > "$T/podnet/$PODNET.json"
-P="podman --runtime runc --root $T/podman --runroot $T/podman-run"
+P="podman --runtime runc --root $T/podman --runroot $T/run/podman --tmpdir $T/run/libpod"
 # runc: crun refuses hybrid cgroup hosts. No CAP_SYS_RESOURCE here: podman's default
 # nofile/nproc limits cannot be set, so the limits are given.
 PR="--ulimit nofile=1024:1024 --ulimit nproc=4096:4096"
@@ -140,7 +145,7 @@ $P run $PR --rm --network "$PODNET" "$IMG" true
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 sleep 1
 KRSS=$(rss_kb "$KPID")
-CPID=$(pgrep -f "containerd --config $T/dexec" | head -1 || true)
+CPID=$(pgrep -f "containerd --config $T/run/docker" | head -1 || true)
 [ -n "$CPID" ] || CPID=$(pgrep -P "$DPID" containerd | head -1 || true)
 DRSS=$(( $(rss_kb "$DPID") + ${CPID:+$(rss_kb "$CPID")}+0 ))
 
@@ -158,7 +163,7 @@ hyperfine -N -w 2 -r "$RUNS" --export-json "$T/bridge.json" \
 # Resident memory of kosd's shims (their total and their number), found by their socket directory.
 shims_rss_kb() {
     local total=0 n=0 p
-    for p in $(pgrep -f "containerd-shim-kos-v2 .*-address $T/kosd/exec/s" || true); do
+    for p in $(pgrep -f "containerd-shim-kos-v2 .*-address $T/run/kosd/s" || true); do
         total=$(( total + $(rss_kb "$p" 2>/dev/null || echo 0) )); n=$(( n + 1 ))
     done
     echo "$total $n"

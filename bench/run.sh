@@ -11,7 +11,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 kosrun=${KOSRUN:-$here/../target/release/kosrun}
 runs=${RUNS:-40}
 work=$(mktemp -d /tmp/kos-bench.XXXXXX)
-trap 'for r in kosrun runc crun; do for s in "$work"/state-*; do "$r" --root "$s" delete --force kb-$r >/dev/null 2>&1 || true; done; done; rm -rf "$work"' EXIT
+trap 'for r in kosrun runc crun; do for s in "$work"/run/state-*; do "$r" --root "$s" delete --force kb-$r >/dev/null 2>&1 || true; done; done; umount "$work/run" 2>/dev/null; rm -rf "$work"' EXIT
+# The runtimes keep their state under /run (runc's and crun's default roots), which is a
+# tmpfs on a standard host; on this VM it is ext4 without a journal, where every new inode
+# scans past recently deleted ones. So all three get their --root on one tmpfs.
+mkdir "$work/run"
+mount -t tmpfs -o mode=0700 kos-bench-run "$work/run"
 
 make_bundle "$work/bundle"
 (cd "$work/bundle" && "$kosrun" spec)
@@ -29,8 +34,8 @@ floor="unshare --mount --uts --ipc --net --pid --cgroup --fork true"
 
 echo "== hybrid cgroups (this host): kosrun vs runc vs the floor"
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hybrid.json" \
-    -n kosrun "$kosrun --root $work/state-k run -b $work/bundle kb-kosrun" \
-    -n runc "runc --root $work/state-r run -b $work/bundle kb-runc" \
+    -n kosrun "$kosrun --root $work/run/state-k run -b $work/bundle kb-kosrun" \
+    -n runc "runc --root $work/run/state-r run -b $work/bundle kb-runc" \
     -n floor "$floor" >/dev/null
 
 echo "== pure cgroup v2 view (private mount namespace): kosrun vs crun vs runc vs the floor"
@@ -38,9 +43,9 @@ unshare -m -- sh -c "
     mount --make-rprivate / &&
     mount -t cgroup2 none /sys/fs/cgroup &&
     hyperfine -N --warmup 3 --runs $runs --export-json $work/v2.json \
-        -n kosrun '$kosrun --root $work/state-k2 run -b $work/bundle kb-kosrun' \
-        -n crun 'crun --root $work/state-c2 run -b $work/bundle kb-crun' \
-        -n runc 'runc --root $work/state-r2 run -b $work/bundle kb-runc' \
+        -n kosrun '$kosrun --root $work/run/state-k2 run -b $work/bundle kb-kosrun' \
+        -n crun 'crun --root $work/run/state-c2 run -b $work/bundle kb-crun' \
+        -n runc 'runc --root $work/run/state-r2 run -b $work/bundle kb-runc' \
         -n floor '$floor' >/dev/null"
 
 python3 - "$work/hybrid.json" "$work/v2.json" <<'PY'
