@@ -80,11 +80,14 @@ pub fn status_of(saved: &Saved) -> Status {
     if !saved.init_alive() {
         return Status::Stopped;
     }
-    if !saved.create_done {
-        return Status::Creating;
-    }
+    // An init that has exec'd was started, whatever was recorded (`run` records its
+    // create and start in one write, after the start).
     if !saved.init_execed() {
-        return Status::Created;
+        return if saved.create_done {
+            Status::Created
+        } else {
+            Status::Creating
+        };
     }
     let frozen = kos_cgroups::Manager::new(Some(&saved.cgroup_path), &saved.id)
         .and_then(|m| m.is_frozen())

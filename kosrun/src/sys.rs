@@ -192,6 +192,23 @@ pub fn pidfd_wait_exit(pidfd: &OwnedFd, ms: i32) -> bool {
     unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
+/// Whether a child of ours has exited (or cannot be waited for), without reaping it.
+pub fn child_exited(pid: i32) -> bool {
+    // SAFETY: siginfo_t is plain old data; zero means "nothing waitable".
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid siginfo_t to fill.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is set by waitid when it returns a child.
+    rc != 0 || unsafe { info.si_pid() } != 0
+}
+
 /// SIGKILL a child of ours and reap it.
 pub fn kill_and_reap(pid: i32) {
     let p = Pid::from_raw(pid);

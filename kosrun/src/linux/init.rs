@@ -21,7 +21,8 @@ pub struct InitCtx<'a> {
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
     pub plan: &'a Plan,
-    pub start_listener: &'a OwnedFd,
+    /// How `start` reaches the init once it is ready.
+    pub start: StartBy<'a>,
     pub console_socket: Option<&'a OwnedFd>,
     pub cgroup_sources: &'a [kos_cgroups::CgroupMountSource],
     /// The caller's descriptors the program gets (--preserve-fds and LISTEN_FDS).
@@ -42,6 +43,17 @@ pub struct InitCtx<'a> {
     pub cgroup_join: Option<&'a kos_cgroups::SelfJoin>,
 }
 
+/// How the ready init waits for `start`.
+#[derive(Clone, Copy)]
+pub enum StartBy<'a> {
+    /// A later `kosrun start` connects to this listening socket in the state directory.
+    Socket(&'a OwnedFd),
+    /// `run`: the kosrun that made the init starts it over the init channel it holds,
+    /// with no socket in the state directory. If that kosrun goes away first, nothing
+    /// else could start the init, so it exits.
+    Channel,
+}
+
 /// Runs in the cloned child; never returns.
 pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
     // Nothing outside the container may open our /proc/<pid>/exe (the runtime
@@ -50,7 +62,7 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     crate::sys::close_fds(ctx.close_fds);
     match setup(ctx, chan) {
-        Ok(ready) => start(ctx, ready),
+        Ok(ready) => start(ctx, chan, ready),
         Err(e) => {
             let _ = chan.send(&Msg::Error(e.to_remote()));
             // SAFETY: leave without unwinding into the parent's copy of the stack.
@@ -238,20 +250,47 @@ fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
     }
 }
 
-/// The start operation: wait for `start`'s byte, run startContainer hooks, exec.
-fn start(ctx: &InitCtx, ready: Ready) -> ! {
-    // A `start` that dies before its byte leaves us waiting for the next one: the
-    // container stays created, as its status says.
-    let conn = loop {
-        let Ok(conn) = accept(ctx.start_listener) else {
-            // SAFETY: leave without unwinding into the parent's copy of the stack.
-            unsafe { libc::_exit(1) }
-        };
-        let mut go = [0u8; 1];
+/// Read the one byte that releases the init; false on EOF or an error.
+fn read_go(fd: i32) -> bool {
+    let mut go = [0u8; 1];
+    loop {
         // SAFETY: read into our buffer.
-        let n = unsafe { libc::read(conn.as_raw_fd(), go.as_mut_ptr().cast(), go.len()) };
-        if n == 1 {
-            break conn;
+        let n = unsafe { libc::read(fd, go.as_mut_ptr().cast(), go.len()) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return n == 1;
+    }
+}
+
+/// The start operation: wait for `start`'s byte, run startContainer hooks, exec.
+fn start(ctx: &InitCtx, chan: &Channel, ready: Ready) -> ! {
+    // The connection (or channel) the byte came on, where a failure is reported.
+    let _conn: Option<OwnedFd>;
+    let reply_fd = match ctx.start {
+        StartBy::Socket(listener) => {
+            // A `start` that dies before its byte leaves us waiting for the next one: the
+            // container stays created, as its status says.
+            let conn = loop {
+                let Ok(conn) = accept(listener) else {
+                    // SAFETY: leave without unwinding into the parent's copy of the stack.
+                    unsafe { libc::_exit(1) }
+                };
+                if read_go(conn.as_raw_fd()) {
+                    break conn;
+                }
+            };
+            let fd = conn.as_raw_fd();
+            _conn = Some(conn);
+            fd
+        }
+        StartBy::Channel => {
+            if !read_go(chan.raw()) {
+                // SAFETY: leave without unwinding into the parent's copy of the stack.
+                unsafe { libc::_exit(1) }
+            }
+            _conn = None;
+            chan.raw()
         }
     };
     let fail = |e: Error| -> ! {
@@ -265,7 +304,7 @@ fn start(ctx: &InitCtx, ready: Ready) -> ! {
             msg.truncate(cut);
         }
         // SAFETY: writing our own buffer to the connection `start` reads.
-        unsafe { libc::write(conn.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+        unsafe { libc::write(reply_fd, msg.as_ptr().cast(), msg.len()) };
         unsafe { libc::_exit(127) }
     };
     if let Err(e) = hooks::run_all(ctx.spec, hooks::Kind::StartContainer, &ready.start_state) {

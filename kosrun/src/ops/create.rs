@@ -4,14 +4,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::StateDoc;
-use crate::config::load_bundle;
+use crate::config::{load_bundle, Bundle};
 use crate::error::{Error, Result, Stage};
 use crate::hooks;
 use crate::linux::confine::Confinement;
-use crate::linux::init::InitCtx;
+use crate::linux::init::{InitCtx, StartBy};
 use crate::linux::namespaces::Plan;
 use crate::linux::spawn::{self, Parent};
 use crate::linux::sync::{self, Msg};
@@ -68,10 +68,29 @@ impl Drop for Cleanup {
 pub struct Created {
     pub pid: i32,
     pub saved: Saved,
+    /// For `run`: what starts the init (see [`create_for_run`]).
+    pub starter: Option<Starter>,
 }
 
+/// What `run` holds between its create and its start: the container's directory, still
+/// locked, and kosrun's end of the init channel, which the init waits on.
+pub struct Starter {
+    pub dir: ContainerDir,
+    pub chan: sync::Channel,
+}
+
+/// `create`: the init waits on a socket in the state directory for a later `start`.
 pub fn create(opts: &CreateOpts) -> Result<Created> {
-    let bundle = load_bundle(&opts.bundle)?;
+    create_bundle(opts, &load_bundle(&opts.bundle)?, false)
+}
+
+/// `run`'s create: the init waits on the channel this process holds (no start socket is
+/// made), and the state lock is kept for the start that follows at once.
+pub fn create_for_run(opts: &CreateOpts, bundle: &Bundle) -> Result<Created> {
+    create_bundle(opts, bundle, true)
+}
+
+fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Created> {
     let spec = &bundle.spec;
     let plan = Plan::from_spec(spec)?;
     let confinement = Confinement::prepare(spec, &bundle.rootfs)?;
@@ -144,7 +163,7 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
 
     let mut resources = linux
         .and_then(|l| l.resources().clone())
-        .unwrap_or_else(LinuxResources::default);
+        .unwrap_or_default();
     let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
     let mut rules = resources.devices().clone().unwrap_or_default();
     rules.extend(crate::linux::rootfs::devices::default_cgroup_rules(devices));
@@ -155,7 +174,11 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         cleanup.host_mounts = Some(bundle.rootfs.clone());
     }
 
-    let listener = spawn::start_listener(&dir_path)?;
+    let listener = if for_run {
+        None
+    } else {
+        Some(spawn::start_listener(&dir_path)?)
+    };
     let last = 3 + opts.preserve_fds.saturating_add(opts.listen_fds) as i64;
     let preserved: Vec<i32> = opts
         .inherited_fds
@@ -170,7 +193,10 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         rootfs: &bundle.rootfs,
         bundle: &bundle.dir,
         plan: &plan,
-        start_listener: &listener,
+        start: match &listener {
+            Some(l) => StartBy::Socket(l),
+            None => StartBy::Channel,
+        },
         console_socket: console.as_ref(),
         cgroup_sources: &sources,
         preserved: &preserved,
@@ -236,30 +262,47 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
             None => return Err(init_gone(pid, spec)),
         }
     }
-    if !saved.init_alive() {
+    // It told us it is ready; if it died since, it is a zombie of ours (the init is our
+    // child, or our sibling's child by CLONE_PARENT): ask wait, not /proc.
+    if crate::sys::child_exited(pid) {
         return Err(Error::failed(
             Stage::Create,
             "container init exited during setup".into(),
         ));
     }
     saved.create_done = true;
-    let dir = cleanup
-        .dir
-        .as_ref()
-        .ok_or_else(|| Error::failed(Stage::Create, "state lost".into()))?;
-    dir.save(&saved)?;
+    // `run` records this together with its start, in one write (each is a new inode and
+    // a rename); until then its container shows as creating, and once the init has
+    // exec'd, as running (the kernel's word, see `status_of`).
+    if !for_run {
+        let dir = cleanup
+            .dir
+            .as_ref()
+            .ok_or_else(|| Error::failed(Stage::Create, "state lost".into()))?;
+        dir.save(&saved)?;
+    }
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
     }
-    // Created: keep everything. The directory lock is released when we return.
+    // Created: keep everything. The directory lock is released when we return, or
+    // for `run` when its start is done.
     cleanup.pid = None;
     cleanup.cgroup = None;
     cleanup.poststop = None;
     cleanup.host_mounts = None;
-    if let Some(d) = cleanup.dir.take() {
-        drop(d);
-    }
-    Ok(Created { pid, saved })
+    let dir = cleanup
+        .dir
+        .take()
+        .ok_or_else(|| Error::failed(Stage::Create, "state lost".into()))?;
+    let starter = for_run.then_some(Starter {
+        dir,
+        chan: parent_end,
+    });
+    Ok(Created {
+        pid,
+        saved,
+        starter,
+    })
 }
 
 /// The runtime spec's state as oci-spec types, for the seccomp agent.

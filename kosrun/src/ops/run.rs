@@ -9,7 +9,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{create, CreateOpts};
+use super::create::{create_for_run, CreateOpts};
 use super::{delete, start};
 use crate::error::{Error, Result, Stage};
 use crate::linux::tty;
@@ -113,19 +113,16 @@ pub fn wait_forwarding(pid: Pid, set: &SigSet) -> Result<i32> {
     }
 }
 
-fn wants_terminal(opts: &CreateOpts) -> Result<bool> {
+pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
     let bundle = crate::config::load_bundle(&opts.bundle)?;
-    Ok(bundle
+    let terminal = bundle
         .spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
-        .unwrap_or(false))
-}
-
-pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
+        .unwrap_or(false);
     // With a terminal and no console socket, the caller's own tty is the container's.
-    let own_console = if opts.console_socket.is_none() && wants_terminal(opts)? {
+    let own_console = if opts.console_socket.is_none() && terminal {
         if detach {
             return Err(Error::failed(Stage::Create,
                 "process.terminal is true: --detach needs a --console-socket to hand the terminal to"
@@ -149,7 +146,7 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
         set.thread_block()
             .map_err(|e| Error::sys("block signals", e))?;
     }
-    let created = create(opts)?;
+    let mut created = create_for_run(opts, &bundle)?;
     let master = match own_console.as_ref().map(|c| c.master()).transpose() {
         Ok(m) => {
             // Sized before the program starts: it may ask at once.
@@ -159,11 +156,12 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
             m
         }
         Err(e) => {
+            drop(created);
             let _ = delete::delete(&opts.root, &opts.id, true);
             return Err(e);
         }
     };
-    let mut warnings = match start::start(&opts.root, &opts.id) {
+    let mut warnings = match start::start_created(&mut created) {
         Ok(w) => w,
         Err(e) => {
             let _ = delete::delete(&opts.root, &opts.id, true);

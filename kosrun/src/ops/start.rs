@@ -1,14 +1,15 @@
 //! `start`: release a created container's init into the user's program.
 
-use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
+use super::create::Created;
 use super::StateDoc;
 use crate::container::Container;
 use crate::error::{Error, Result, Stage};
 use crate::hooks;
 use crate::linux::spawn;
-use crate::store::Status;
+use crate::store::{Saved, Status};
 
 /// Returns hook warnings (poststart failures are reported, not fatal).
 pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
@@ -22,30 +23,85 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
         });
     }
     let conn = spawn::start_connect(c.dir())?;
-    let mut conn = std::fs::File::from(conn);
-    // One byte releases the init; it already holds the state for startContainer hooks.
-    conn.write_all(b"s")
-        .map_err(|e| Error::failed_by(Stage::Start, format!("release container init: {e}"), e))?;
-    // The init closes its end by exec'ing (close-on-exec), or writes why it could not.
-    let mut reply = String::new();
-    let _ = (&mut conn).take(64 * 1024).read_to_string(&mut reply);
+    let released = release(conn.as_fd());
     let _ = std::fs::remove_file(c.start_socket());
     let _ = std::fs::remove_file(c.dir().join(crate::store::OLD_START_SOCKET));
-    if !reply.is_empty() {
-        return Err(Error::failed(Stage::Start, reply));
-    }
-    // Only a shortcut for later commands: the status comes from the init's executable,
-    // so a full or read-only --root (or our death right here) cannot make it wrong.
+    released?;
     c.saved.started = true;
-    let mut warnings = Vec::new();
-    if let Err(e) = c.save() {
-        warnings.push(format!("container started; its state was not updated: {e}"));
+    let warnings = record_started(c.save());
+    Ok(finish(&c.saved, warnings))
+}
+
+/// `run`'s start of the container it has just created: the init is released over the
+/// channel `create_for_run` kept, and the state is written once, with create and start
+/// both done. The directory lock is released when this returns.
+pub fn start_created(created: &mut Created) -> Result<Vec<String>> {
+    let starter = created.starter.take().ok_or_else(|| {
+        Error::failed(
+            Stage::Start,
+            "container was not created for run: no channel to its init".into(),
+        )
+    })?;
+    // SAFETY: the channel's descriptor lives as long as `starter`, which outlives this use.
+    let fd = unsafe { BorrowedFd::borrow_raw(starter.chan.raw()) };
+    release(fd)?;
+    created.saved.started = true;
+    let warnings = record_started(starter.dir.save(&created.saved));
+    drop(starter);
+    Ok(finish(&created.saved, warnings))
+}
+
+/// One byte releases the init (it already holds the state for startContainer hooks);
+/// it closes its end by exec'ing (close-on-exec), or writes why it could not.
+fn release(conn: BorrowedFd) -> Result<()> {
+    loop {
+        match nix::unistd::write(conn, b"s") {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::failed_by(
+                    Stage::Start,
+                    format!("release container init: {e}"),
+                    e,
+                ))
+            }
+        }
     }
-    let state = StateDoc::new(&c.saved, Status::Running).json();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while reply.len() < 64 * 1024 {
+        match nix::unistd::read(conn, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if !reply.is_empty() {
+        return Err(Error::failed(
+            Stage::Start,
+            String::from_utf8_lossy(&reply).into_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Only a shortcut for later commands: the status comes from the init's executable,
+/// so a full or read-only --root (or our death right here) cannot make it wrong.
+fn record_started(saved: Result<()>) -> Vec<String> {
+    match saved {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!("container started; its state was not updated: {e}")],
+    }
+}
+
+/// Poststart hooks, after the program has started.
+fn finish(saved: &Saved, mut warnings: Vec<String>) -> Vec<String> {
+    let state = StateDoc::new(saved, Status::Running).json();
     warnings.extend(hooks::run_all_warn(
-        &c.saved.config,
+        &saved.config,
         hooks::Kind::Poststart,
         &state,
     ));
-    Ok(warnings)
+    warnings
 }
