@@ -10,8 +10,9 @@
 //! The fast path is `openat2(2)` with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`. When the kernel
 //! lacks it (before 5.6, or a seccomp filter denies it) a component-by-component walk does the
 //! same with `O_PATH | O_NOFOLLOW` opens and symlinks read and expanded by hand. The creating
-//! variants ([`mkdir_all_in_root`], [`create_file_in_root`]) always use the walk, because they
-//! must act on each missing component.
+//! variants ([`mkdir_all_in_root`], [`create_file_in_root`]) first try one `openat2` for a
+//! target that already exists (the common case), and walk when something is missing, because
+//! they must act on each missing component.
 //!
 //! To mount onto a resolved object, pass [`proc_fd_path`] of the returned fd to `mount(2)`: the
 //! kernel then follows the magic link to exactly the inode we resolved.
@@ -205,6 +206,11 @@ pub fn mkdir_all_in_root_fd(
     unsafe_path: &Path,
     mode: u32,
 ) -> Result<OwnedFd, PathError> {
+    // Most targets exist already (an image's /proc, /dev, a directory made by an earlier
+    // mount): one openat2 then resolves the whole path with the walk's semantics.
+    if let Some(fd) = existing_in_root(root, unsafe_path, libc::O_DIRECTORY) {
+        return Ok(fd);
+    }
     walk_in_root(root, unsafe_path, Final::MkdirAll(mode))
 }
 
@@ -226,10 +232,35 @@ pub fn create_file_in_root_fd(
     unsafe_path: &Path,
     mode: u32,
 ) -> Result<OwnedFd, PathError> {
+    if let Some(fd) = existing_in_root(root, unsafe_path, 0) {
+        // A directory there is the walk's error to report, in its words.
+        let is_dir = fstat(&fd).is_ok_and(|st| file_kind(&st) == SFlag::S_IFDIR);
+        if !is_dir {
+            return Ok(fd);
+        }
+    }
     walk_in_root(root, unsafe_path, Final::CreateFile(mode))
 }
 
 static OPENAT2_USABLE: AtomicBool = AtomicBool::new(true);
+
+/// The creating variants' fast path: an `O_PATH` fd of `unsafe_path` (with `extra` flags,
+/// e.g. `O_DIRECTORY`) when openat2 resolves it whole, following symlinks inside the root
+/// as the walk does. None for anything else (a missing component, the wrong type, no
+/// openat2): the walk then creates what is missing or reports the error in its own terms.
+fn existing_in_root(root: BorrowedFd<'_>, unsafe_path: &Path, extra: i32) -> Option<OwnedFd> {
+    if !OPENAT2_USABLE.load(Ordering::Relaxed) {
+        return None;
+    }
+    match openat2_in_root(root, unsafe_path, libc::O_PATH | libc::O_CLOEXEC | extra) {
+        Ok(fd) => Some(fd),
+        Err(Errno::ENOSYS) | Err(Errno::EPERM) | Err(Errno::E2BIG) => {
+            OPENAT2_USABLE.store(false, Ordering::Relaxed);
+            None
+        }
+        Err(_) => None,
+    }
+}
 
 fn openat2_in_root(root: BorrowedFd<'_>, unsafe_path: &Path, flags: i32) -> Result<OwnedFd, Errno> {
     let rel = if unsafe_path.as_os_str().is_empty() {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kos_security::path::{
-    create_file_in_root, mkdir_all_in_root, open_in_root, open_in_root_fd, open_in_root_walk,
-    open_root, proc_fd_path, PathError,
+    create_file_in_root, create_file_in_root_fd, mkdir_all_in_root, mkdir_all_in_root_fd,
+    open_in_root, open_in_root_fd, open_in_root_walk, open_root, proc_fd_path, PathError,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -276,4 +276,78 @@ fn symlink_swap_race_never_escapes() {
         "created outside the root"
     );
     assert!(resolved > 0, "the race never let a resolution through");
+}
+
+/// The creating variants resolve an existing target in one openat2 (their fast path) with
+/// the walk's semantics: these cover what that path meets.
+#[test]
+fn mkdir_all_on_existing_targets() {
+    let r = TempRoot::new("fast-mkdir");
+    let root = open_root(&r.path).unwrap();
+    fs::create_dir_all(r.path.join("sys/fs/cgroup")).unwrap();
+    // An existing directory: that directory, nothing else made.
+    let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("/sys/fs/cgroup"), 0o755).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("sys/fs/cgroup")));
+    assert_eq!(
+        fs::read_dir(r.path.join("sys/fs/cgroup")).unwrap().count(),
+        0
+    );
+    // A symlink inside the root, relative and absolute: followed to its target.
+    symlink("sys/fs", r.path.join("rel")).unwrap();
+    symlink("/sys/fs/cgroup", r.path.join("abs")).unwrap();
+    let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("rel/cgroup"), 0o755).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("sys/fs/cgroup")));
+    let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("/abs"), 0o755).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("sys/fs/cgroup")));
+    // A symlink out of the root, to a place that exists both inside and on the host:
+    // the one inside, never the host's.
+    fs::create_dir(r.path.join("etc")).unwrap();
+    symlink("/etc", r.path.join("esc-abs")).unwrap();
+    symlink("../../../../../../etc", r.path.join("esc-up")).unwrap();
+    for link in ["esc-abs", "esc-up", "/esc-up/../esc-abs"] {
+        let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new(link), 0o755).unwrap();
+        assert_eq!(ident(&fd), ident_path(&r.path.join("etc")), "{link}");
+        assert_ne!(ident(&fd), ident_path(Path::new("/etc")), "{link}");
+    }
+    // A file where a directory is expected: the walk's errors, final or in the middle.
+    let e = mkdir_all_in_root_fd(root.as_fd(), Path::new("marker"), 0o755).unwrap_err();
+    assert!(matches!(e, PathError::WrongType { .. }), "{e}");
+    let e = mkdir_all_in_root_fd(root.as_fd(), Path::new("marker/sub"), 0o755).unwrap_err();
+    assert!(matches!(e, PathError::NotADirectory { .. }), "{e}");
+    symlink("/marker", r.path.join("to-file")).unwrap();
+    let e = mkdir_all_in_root_fd(root.as_fd(), Path::new("to-file"), 0o755).unwrap_err();
+    assert!(matches!(e, PathError::WrongType { .. }), "{e}");
+    // Partly there: the rest is made below what exists.
+    let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("abs/cpu/x"), 0o755).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("sys/fs/cgroup/cpu/x")));
+}
+
+#[test]
+fn create_file_on_existing_targets() {
+    let r = TempRoot::new("fast-file");
+    let root = open_root(&r.path).unwrap();
+    let marker = ident_path(&r.path.join("marker"));
+    // An existing file, directly and through symlinks inside and out of the root.
+    symlink("marker", r.path.join("rel")).unwrap();
+    symlink("/marker", r.path.join("abs")).unwrap();
+    symlink("../../../../../marker", r.path.join("up")).unwrap();
+    for p in ["marker", "/marker", "rel", "abs", "up"] {
+        let fd = create_file_in_root_fd(root.as_fd(), Path::new(p), 0o644).unwrap();
+        assert_eq!(ident(&fd), marker, "{p}");
+    }
+    assert_eq!(fs::read(r.path.join("marker")).unwrap(), b"inside");
+    // A symlink out of the root to a host file: resolved (and made) inside.
+    symlink("/etc/hostname", r.path.join("host")).unwrap();
+    let fd = create_file_in_root_fd(root.as_fd(), Path::new("host"), 0o644).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("etc/hostname")));
+    // A directory where a file is expected, also through a symlink.
+    fs::create_dir(r.path.join("d")).unwrap();
+    symlink("/d", r.path.join("to-dir")).unwrap();
+    for p in ["d", "to-dir", "/"] {
+        let e = create_file_in_root_fd(root.as_fd(), Path::new(p), 0o644).unwrap_err();
+        assert!(matches!(e, PathError::WrongType { .. }), "{p}: {e}");
+    }
+    // A file in the middle of the path.
+    let e = create_file_in_root_fd(root.as_fd(), Path::new("marker/f"), 0o644).unwrap_err();
+    assert!(matches!(e, PathError::NotADirectory { .. }), "{e}");
 }
