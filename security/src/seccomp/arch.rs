@@ -1,8 +1,8 @@
 //! Syscall ABIs a filter can cover: their audit arch values and syscall tables.
 
-use std::str::FromStr;
-
 use oci_spec::runtime::Arch;
+
+use super::names;
 
 /// The ABIs whose syscall tables this crate carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,48 +30,25 @@ pub(crate) const AUDIT_ARCH_RISCV64: u32 = 0xc000_00f3;
 /// Bit 30 of the syscall number marks the x32 ABI on x86-64.
 pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-/// x32 syscalls whose numbers differ from x86-64's (the x32-specific compat entries, 512-547
-/// in the kernel's table); every other x32 syscall is x86-64's number with bit 30 set.
-const X32_SPECIFIC: &[(&str, u32)] = &[
-    ("rt_sigaction", 512),
-    ("rt_sigreturn", 513),
-    ("ioctl", 514),
-    ("readv", 515),
-    ("writev", 516),
-    ("recvfrom", 517),
-    ("sendmsg", 518),
-    ("recvmsg", 519),
-    ("execve", 520),
-    ("ptrace", 521),
-    ("rt_sigpending", 522),
-    ("rt_sigtimedwait", 523),
-    ("rt_sigqueueinfo", 524),
-    ("sigaltstack", 525),
-    ("timer_create", 526),
-    ("mq_notify", 527),
-    ("kexec_load", 528),
-    ("waitid", 529),
-    ("set_robust_list", 530),
-    ("get_robust_list", 531),
-    ("vmsplice", 532),
-    ("move_pages", 533),
-    ("preadv", 534),
-    ("pwritev", 535),
-    ("rt_tgsigqueueinfo", 536),
-    ("recvmmsg", 537),
-    ("sendmmsg", 538),
-    ("process_vm_readv", 539),
-    ("process_vm_writev", 540),
-    ("setsockopt", 541),
-    ("getsockopt", 542),
-    ("io_setup", 543),
-    ("io_submit", 544),
-    ("execveat", 545),
-    ("preadv2", 546),
-    ("pwritev2", 547),
-];
-
 impl Abi {
+    /// How many ABIs there are.
+    pub const COUNT: usize = 6;
+
+    /// Every ABI, in [`column`](Self::column) order.
+    pub const ALL: [Abi; Abi::COUNT] = [
+        Abi::X86_64,
+        Abi::X32,
+        Abi::X86,
+        Abi::Aarch64,
+        Abi::Arm,
+        Abi::Riscv64,
+    ];
+
+    /// This ABI's column in the syscall name table.
+    pub(crate) fn column(self) -> usize {
+        self as usize
+    }
+
     /// The ABI this crate was compiled for.
     pub fn native() -> Abi {
         if cfg!(target_arch = "x86_64") {
@@ -127,32 +104,9 @@ impl Abi {
 
     /// The number of syscall `name` in this ABI, as it appears in `seccomp_data.nr`.
     pub fn syscall_nr(self, name: &str) -> Option<u32> {
-        match self {
-            Abi::X86_64 => syscalls::x86_64::Sysno::from_str(name)
-                .ok()
-                .map(|s| s.id() as u32),
-            Abi::X32 => {
-                if let Some(&(_, nr)) = X32_SPECIFIC.iter().find(|(n, _)| *n == name) {
-                    return Some(nr | X32_SYSCALL_BIT);
-                }
-                let nr = syscalls::x86_64::Sysno::from_str(name).ok()?.id() as u32;
-                // x86-64 numbers 512+ do not exist; the x86-64-only entries those x32 ones
-                // replace are still valid numbers and just return ENOSYS under x32.
-                Some(nr | X32_SYSCALL_BIT)
-            }
-            Abi::X86 => syscalls::x86::Sysno::from_str(name)
-                .ok()
-                .map(|s| s.id() as u32),
-            Abi::Aarch64 => syscalls::aarch64::Sysno::from_str(name)
-                .ok()
-                .map(|s| s.id() as u32),
-            Abi::Arm => syscalls::arm::Sysno::from_str(name)
-                .ok()
-                .map(|s| s.id() as u32),
-            Abi::Riscv64 => syscalls::riscv64::Sysno::from_str(name)
-                .ok()
-                .map(|s| s.id() as u32),
-        }
+        names::numbers(name)
+            .map(|row| row[self.column()])
+            .filter(|&nr| nr != names::NONE)
     }
 }
 

@@ -1,9 +1,9 @@
 //! A tiny classic-BPF assembler for seccomp filters.
 //!
 //! Classic BPF conditional jumps carry 8-bit forward offsets, so the compiler keeps every
-//! conditional jump local (inside one rule or one group of syscall comparisons) and crosses
-//! longer distances with `BPF_JA`, whose offset is 32 bits. Jumps name [`Label`]s; [`Asm::finish`]
-//! resolves them and rejects any conditional jump that would not fit.
+//! conditional jump local (inside one rule, or one chunk of the syscall-number search) and
+//! crosses longer distances with `BPF_JA`, whose offset is 32 bits. Jumps name [`Label`]s;
+//! [`Asm::finish`] resolves them and rejects any conditional jump that would not fit.
 
 use super::SeccompError;
 
@@ -274,19 +274,27 @@ pub fn emit_cmp(asm: &mut Asm, index: u32, cmp: Cmp, fail: Label) {
 /// output can be checked against `seccomp_data` inputs without installing it.
 #[cfg(test)]
 pub(crate) fn run(prog: &[SockFilter], data: &[u8; 64]) -> u32 {
+    run_counted(prog, data).0
+}
+
+/// [`run`], also saying how many instructions the input went through.
+#[cfg(test)]
+pub(crate) fn run_counted(prog: &[SockFilter], data: &[u8; 64]) -> (u32, usize) {
     let word = |off: u32| {
         let o = off as usize;
         u32::from_ne_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]])
     };
     let mut a = 0u32;
     let mut pc = 0usize;
+    let mut steps = 0usize;
     loop {
         let ins = prog[pc];
         pc += 1;
+        steps += 1;
         match ins.code {
             BPF_LD_W_ABS => a = word(ins.k),
             BPF_ALU_AND_K => a &= ins.k,
-            BPF_RET_K => return ins.k,
+            BPF_RET_K => return (ins.k, steps),
             BPF_JMP_JA => pc += ins.k as usize,
             BPF_JEQ_K | BPF_JGT_K | BPF_JGE_K => {
                 let hit = match ins.code {

@@ -21,8 +21,9 @@ use oci_spec::runtime::{
     LinuxSeccompOperator, LinuxSyscall,
 };
 
-use super::arch::{Abi, X32_SYSCALL_BIT};
-use super::bpf::{emit_cmp, Asm, Cmp, SockFilter, Tgt, BPF_JEQ_K, BPF_JGE_K, OFF_ARCH, OFF_NR};
+use super::arch::Abi;
+use super::bpf::{Cmp, SockFilter};
+use super::names::{self, Numbers};
 use super::SeccompError;
 
 pub(crate) const RET_KILL_PROCESS: u32 = 0x8000_0000;
@@ -48,9 +49,6 @@ pub const BAD_ARCH_ACTION: u32 = RET_KILL_PROCESS;
 /// Syscalls the runtime itself makes after installing a filter with a NOTIFY rule and before
 /// the listener fd reaches the agent; notifying them would deadlock the container's start.
 pub const NOTIFY_FORBIDDEN: &[&str] = &["sendmsg", "write", "close"];
-
-/// Unconditional comparisons per group: keeps every conditional jump within BPF's 8-bit reach.
-const GROUP: usize = 200;
 
 /// The compiled form, before installation.
 #[derive(Debug, Clone)]
@@ -115,16 +113,30 @@ fn flag_bits(flags: &[LinuxSeccompFilterFlag]) -> u32 {
 }
 
 /// One ANDed set of argument conditions and the action taken when all hold.
-#[derive(Debug, Clone)]
-struct Rule {
-    conds: Vec<(u32, Cmp)>,
-    ret: u32,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rule {
+    /// (argument index, comparison).
+    pub conds: Vec<(u32, Cmp)>,
+    pub ret: u32,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Entry {
-    conditional: Vec<Rule>,
-    unconditional: Option<u32>,
+/// Everything a profile says about one syscall number of one ABI.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// Tried in profile order; the first that holds decides.
+    pub conditional: Vec<Rule>,
+    /// The first unconditional rule's action, taken when no conditional rule holds.
+    pub unconditional: Option<u32>,
+}
+
+/// A profile resolved to per-ABI rule tables, before any BPF is emitted.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub tables: BTreeMap<Abi, BTreeMap<u32, Entry>>,
+    pub default_ret: u32,
+    pub flags: u32,
+    pub has_notify: bool,
+    pub abis: Vec<Abi>,
 }
 
 fn cmp_of(arg: &LinuxSeccompArg, what: &str) -> Result<(u32, Cmp), SeccompError> {
@@ -178,6 +190,22 @@ fn rules_of(sc: &LinuxSyscall, ret: u32, what: &str) -> Result<Vec<Rule>, Seccom
 
 /// Compile a spec profile. Pure: touches no kernel state.
 pub(crate) fn compile(spec: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
+    let plan = plan(spec, |name| names::numbers(name).copied())?;
+    let filter = super::emit::emit(&plan.tables, plan.default_ret)?;
+    Ok(Compiled {
+        filter,
+        flags: plan.flags,
+        has_notify: plan.has_notify,
+        abis: plan.abis,
+    })
+}
+
+/// Validate a profile and sort its rules by ABI and syscall number; `numbers` gives a name's
+/// number in every ABI.
+pub(crate) fn plan(
+    spec: &LinuxSeccomp,
+    numbers: impl Fn(&str) -> Option<Numbers>,
+) -> Result<Plan, SeccompError> {
     if spec.default_action() == LinuxSeccompAction::ScmpActNotify {
         return Err(SeccompError::Invalid(
             "defaultAction SCMP_ACT_NOTIFY is not allowed: the runtime's own syscalls after \
@@ -235,8 +263,9 @@ pub(crate) fn compile(spec: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
         let unconditional = sc.args().as_deref().unwrap_or(&[]).is_empty();
         for name in sc.names() {
             let mut known = false;
+            let row = numbers(name);
             for (abi, table) in tables.iter_mut() {
-                let Some(nr) = abi.syscall_nr(name) else {
+                let Some(nr) = row.map(|r| r[abi.column()]).filter(|&nr| nr != names::NONE) else {
                     continue;
                 };
                 known = true;
@@ -268,117 +297,18 @@ pub(crate) fn compile(spec: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
         }
     }
 
-    let filter = emit(&tables, default_ret)?;
-    Ok(Compiled {
-        filter,
+    Ok(Plan {
+        tables,
+        default_ret,
         flags,
         has_notify,
         abis,
     })
 }
 
-fn emit(
-    tables: &BTreeMap<Abi, BTreeMap<u32, Entry>>,
-    default_ret: u32,
-) -> Result<Vec<SockFilter>, SeccompError> {
-    let mut asm = Asm::default();
-    // Dispatch on the audit arch. x86-64 and x32 share one and split on bit 30 of nr.
-    let mut arches: Vec<u32> = tables.keys().map(|a| a.audit_arch()).collect();
-    arches.dedup();
-    asm.load(OFF_ARCH);
-    let mut blocks = Vec::new();
-    for arch in &arches {
-        let next = asm.label();
-        let block = asm.label();
-        asm.jump(BPF_JEQ_K, *arch, Tgt::Next, Tgt::To(next));
-        asm.ja(block);
-        asm.bind(next);
-        blocks.push((*arch, block));
-    }
-    asm.ret(BAD_ARCH_ACTION);
-
-    for (arch, block) in blocks {
-        asm.bind(block);
-        let abis: Vec<Abi> = tables
-            .keys()
-            .copied()
-            .filter(|a| a.audit_arch() == arch)
-            .collect();
-        if arch == super::arch::AUDIT_ARCH_X86_64 {
-            let native64 = asm.label();
-            let x32 = asm.label();
-            asm.load(OFF_NR);
-            asm.jump(BPF_JGE_K, X32_SYSCALL_BIT, Tgt::Next, Tgt::To(native64));
-            asm.ja(x32);
-            asm.bind(native64);
-            match tables.get(&Abi::X86_64) {
-                Some(t) => emit_body(&mut asm, t, default_ret),
-                None => asm.ret(BAD_ARCH_ACTION),
-            }
-            asm.bind(x32);
-            match tables.get(&Abi::X32) {
-                Some(t) => emit_body(&mut asm, t, default_ret),
-                None => asm.ret(BAD_ARCH_ACTION),
-            }
-        } else {
-            for abi in abis {
-                if let Some(t) = tables.get(&abi) {
-                    emit_body(&mut asm, t, default_ret);
-                }
-            }
-        }
-    }
-    asm.finish()
-}
-
-/// Rules of one ABI. Entered and left with nothing assumed about A; ends in a return.
-fn emit_body(asm: &mut Asm, table: &BTreeMap<u32, Entry>, default_ret: u32) {
-    asm.load(OFF_NR);
-    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for (nr, e) in table {
-        if e.conditional.is_empty() {
-            let ret = e.unconditional.unwrap_or(default_ret);
-            if ret != default_ret {
-                groups.entry(ret).or_default().push(*nr);
-            }
-            continue;
-        }
-        let enter = asm.label();
-        let skip = asm.label();
-        asm.jump(BPF_JEQ_K, *nr, Tgt::To(enter), Tgt::Next);
-        asm.ja(skip);
-        asm.bind(enter);
-        for rule in &e.conditional {
-            let next = asm.label();
-            for (idx, cmp) in &rule.conds {
-                emit_cmp(asm, *idx, *cmp, next);
-            }
-            asm.ret(rule.ret);
-            asm.bind(next);
-        }
-        asm.ret(e.unconditional.unwrap_or(default_ret));
-        asm.bind(skip);
-        // The chain clobbered A only on paths that returned; `skip` is reached with nr intact.
-    }
-    for (ret, nrs) in groups {
-        for chunk in nrs.chunks(GROUP) {
-            let hit = asm.label();
-            let miss = asm.label();
-            for nr in chunk {
-                asm.jump(BPF_JEQ_K, *nr, Tgt::To(hit), Tgt::Next);
-            }
-            asm.ja(miss);
-            asm.bind(hit);
-            asm.ret(ret);
-            asm.bind(miss);
-        }
-    }
-    asm.ret(default_ret);
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::arch::AUDIT_ARCH_I386;
+    use super::super::arch::{AUDIT_ARCH_I386, X32_SYSCALL_BIT};
     use super::super::bpf::{data, run};
     use super::*;
 

@@ -26,8 +26,13 @@
 pub mod arch;
 pub mod bpf;
 mod compile;
+mod emit;
+mod names;
+mod names_table;
 pub mod notify;
 pub mod profile;
+#[cfg(test)]
+mod reference;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
