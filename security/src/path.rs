@@ -211,7 +211,30 @@ pub fn mkdir_all_in_root_fd(
     if let Some(fd) = existing_in_root(root, unsafe_path, libc::O_DIRECTORY) {
         return Ok(fd);
     }
+    if let Some(fd) = mkdir_leaf(root, unsafe_path, mode) {
+        return Ok(fd);
+    }
     walk_in_root(root, unsafe_path, Final::MkdirAll(mode))
+}
+
+/// The other common case: only the last component is missing. Its parent is resolved by
+/// openat2 and the directory made there; mkdirat never follows a symlink (a dangling one
+/// there gives EEXIST), and the new directory is opened without following one (a swap
+/// in between fails the O_DIRECTORY open). Anything unexpected is left to the walk.
+fn mkdir_leaf(root: BorrowedFd<'_>, unsafe_path: &Path, mode: u32) -> Option<OwnedFd> {
+    let Some(Component::Normal(leaf)) = unsafe_path.components().next_back() else {
+        return None;
+    };
+    let parent = unsafe_path.parent()?;
+    let dir = existing_in_root(root, parent, libc::O_DIRECTORY)?;
+    mkdirat(&dir, leaf, Mode::from_bits_truncate(mode)).ok()?;
+    openat(
+        &dir,
+        leaf,
+        OPATH_NOFOLLOW | OFlag::O_DIRECTORY,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// Ensure a regular file exists at `unsafe_path` inside `root` (creating it empty with `mode`,

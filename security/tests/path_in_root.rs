@@ -320,6 +320,18 @@ fn mkdir_all_on_existing_targets() {
     // Partly there: the rest is made below what exists.
     let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("abs/cpu/x"), 0o755).unwrap();
     assert_eq!(ident(&fd), ident_path(&r.path.join("sys/fs/cgroup/cpu/x")));
+    // Only the last component missing, below a symlinked parent: made inside.
+    let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("esc-up/leaf"), 0o755).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("etc/leaf")));
+    assert!(!Path::new("/etc/leaf").exists());
+    // A dangling symlink as the last component: followed (inside), never replaced.
+    symlink("/made/by/link", r.path.join("dangling")).unwrap();
+    let fd = mkdir_all_in_root_fd(root.as_fd(), Path::new("dangling"), 0o755).unwrap();
+    assert_eq!(ident(&fd), ident_path(&r.path.join("made/by/link")));
+    assert!(fs::symlink_metadata(r.path.join("dangling"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
