@@ -118,6 +118,7 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     }
     let mctx = MountCtx {
         rootfs: ctx.rootfs,
+        root: rootfs::mount::RootDir::new(ctx.rootfs),
         bundle: ctx.bundle,
         cgroups: ctx.cgroup_sources,
         cgroup_ns: plan.has(LinuxNamespaceType::Cgroup),

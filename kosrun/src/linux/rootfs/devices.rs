@@ -8,6 +8,7 @@ use std::path::Path;
 use kos_security::path as safe;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
+use super::mount::RootDir;
 use crate::error::{Error, Result, Stage};
 use crate::sys::mount as sys_mount;
 
@@ -56,7 +57,7 @@ const DEFAULTS: [Dev; 6] = [
 /// is also a mount destination of the config was mounted already and stays as mounted
 /// (a bind of the host's /dev/null or /dev/fuse over it, as runc allows).
 pub fn create_all(
-    rootfs: &Path,
+    root: &RootDir,
     devices: &[LinuxDevice],
     in_userns: bool,
     mounted: &[&Path],
@@ -68,7 +69,7 @@ pub fn create_all(
             continue;
         }
         make(
-            rootfs,
+            root,
             Path::new(d.path),
             libc::S_IFCHR,
             d.major,
@@ -110,7 +111,7 @@ pub fn create_all(
         }
         let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
         make(
-            rootfs,
+            root,
             d.path(),
             kind,
             d.major() as u64,
@@ -126,7 +127,7 @@ pub fn create_all(
 
 #[allow(clippy::too_many_arguments)]
 fn make(
-    rootfs: &Path,
+    root: &RootDir,
     path: &Path,
     kind: libc::mode_t,
     major: u64,
@@ -144,7 +145,7 @@ fn make(
             format!("device path {} has no name", path.display()),
         )
     })?;
-    let dir = safe::mkdir_all_in_root(rootfs, parent, 0o755)?;
+    let dir = root.mkdir_all(parent, 0o755)?;
     let cname = CString::new(name.as_encoded_bytes()).map_err(|_| {
         Error::invalid_in(
             Stage::Devices,
@@ -153,7 +154,7 @@ fn make(
         )
     })?;
     if in_userns && kind != libc::S_IFIFO {
-        let target = safe::create_file_in_root(rootfs, path, 0o644)?;
+        let target = root.create_file(path, 0o644)?;
         sys_mount(
             Some(path),
             &safe::proc_fd_path(&target),
@@ -212,8 +213,8 @@ fn make(
 }
 
 /// /dev/fd, /dev/std{in,out,err}, /dev/ptmx and /dev/core.
-pub fn symlinks(rootfs: &Path, has_devpts: bool) -> Result<()> {
-    let dev = safe::mkdir_all_in_root(rootfs, Path::new("/dev"), 0o755)?;
+pub fn symlinks(root: &RootDir, has_devpts: bool) -> Result<()> {
+    let dev = root.mkdir_all(Path::new("/dev"), 0o755)?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),

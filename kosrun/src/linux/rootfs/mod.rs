@@ -55,6 +55,8 @@ pub fn prepare(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()> {
             e,
         )
     })?;
+    // Lookups from here on start at the bind mount just made.
+    ctx.root.reopen();
     mount_and_devices(ctx, spec, in_userns)
 }
 
@@ -80,11 +82,11 @@ fn mount_and_devices(ctx: &MountCtx, spec: &Spec, in_userns: bool) -> Result<()>
     if !dev_bound {
         let devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]);
         let mounted: Vec<&Path> = mounts.iter().map(|m| m.destination().as_path()).collect();
-        devices::create_all(ctx.rootfs, devices, in_userns, &mounted)?;
+        devices::create_all(&ctx.root, devices, in_userns, &mounted)?;
         let has_devpts = mounts
             .iter()
             .any(|m| m.destination() == Path::new("/dev/pts"));
-        devices::symlinks(ctx.rootfs, has_devpts)?;
+        devices::symlinks(&ctx.root, has_devpts)?;
     }
     Ok(())
 }
@@ -111,12 +113,14 @@ fn unshare_rootfs_parent(rootfs: &Path, mode: libc::c_ulong) -> Result<()> {
 /// Masking and read-only paths, then the switch of root.
 pub fn finish(rootfs: &Path, spec: &Spec, no_pivot: bool) -> Result<()> {
     if let Some(linux) = spec.linux() {
+        // Opened afresh: a createContainer hook may have mounted over the rootfs.
+        let root = mount::RootDir::new(rootfs);
         if let Some(masked) = linux.masked_paths().as_deref().filter(|m| !m.is_empty()) {
             let null = paths::open_host_null()?;
-            paths::mask(rootfs, masked, &null)?;
+            paths::mask(&root, masked, &null)?;
         }
         if let Some(ro) = linux.readonly_paths() {
-            paths::readonly(rootfs, ro)?;
+            paths::readonly(&root, ro)?;
         }
     }
     if no_pivot {

@@ -2,9 +2,11 @@
 //! the rootfs (never through a symlink out of it) and mounted through its
 //! /proc/self/fd path, so the kernel acts on exactly the object we resolved.
 
+use std::cell::RefCell;
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use kos_security::path as safe;
 use libc::c_ulong;
@@ -17,8 +19,67 @@ use crate::error::{Error, Result, Stage};
 /// place: a symlinked /proc could hide masked paths (CVE-2023-27561/28642).
 const NO_SYMLINK_TYPES: [&str; 2] = ["proc", "sysfs"];
 
+/// The rootfs, opened once for every lookup inside it (each resolution starts from this
+/// descriptor instead of opening the path again). Opened at first use, which is after the
+/// rootfs was bind-mounted onto itself, so it is the new mount; opened again only after
+/// something is mounted over the rootfs itself.
+pub struct RootDir<'a> {
+    path: &'a Path,
+    fd: RefCell<Option<Rc<OwnedFd>>>,
+}
+
+impl<'a> RootDir<'a> {
+    pub fn new(path: &'a Path) -> RootDir<'a> {
+        RootDir {
+            path,
+            fd: RefCell::new(None),
+        }
+    }
+
+    /// The open rootfs.
+    fn fd(&self) -> std::result::Result<Rc<OwnedFd>, safe::PathError> {
+        if let Some(fd) = self.fd.borrow().as_ref() {
+            return Ok(fd.clone());
+        }
+        let fd = Rc::new(safe::open_root(self.path)?);
+        *self.fd.borrow_mut() = Some(fd.clone());
+        Ok(fd)
+    }
+
+    /// Something was mounted over the rootfs: the next lookup opens the mount on top.
+    pub fn reopen(&self) {
+        *self.fd.borrow_mut() = None;
+    }
+
+    pub fn mkdir_all(&self, p: &Path, mode: u32) -> Result<OwnedFd> {
+        Ok(safe::mkdir_all_in_root_fd(self.fd()?.as_fd(), p, mode)?)
+    }
+
+    pub fn create_file(&self, p: &Path, mode: u32) -> Result<OwnedFd> {
+        Ok(safe::create_file_in_root_fd(self.fd()?.as_fd(), p, mode)?)
+    }
+
+    pub fn open(&self, p: &Path, flags: i32) -> std::result::Result<OwnedFd, safe::PathError> {
+        safe::open_in_root_fd(self.fd()?.as_fd(), p, flags)
+    }
+}
+
+/// Whether `dest` names the rootfs itself, spelled lexically ("/", "/.", "/a/..").
+fn is_root(dest: &Path) -> bool {
+    let mut depth = 0usize;
+    for c in dest.components() {
+        match c {
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::ParentDir => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
 pub struct MountCtx<'a> {
     pub rootfs: &'a Path,
+    pub root: RootDir<'a>,
     pub bundle: &'a Path,
     pub cgroups: &'a [kos_cgroups::CgroupMountSource],
     pub cgroup_ns: bool,
@@ -55,6 +116,9 @@ pub fn mount_all(ctx: &MountCtx, mounts: &[Mount]) -> Result<()> {
     for (i, m) in mounts.iter().enumerate() {
         let tree = ctx.idmap_trees.get(i).and_then(|u| u.as_ref());
         mount_one(ctx, m, tree)?;
+        if is_root(m.destination()) {
+            ctx.root.reopen();
+        }
     }
     Ok(())
 }
@@ -72,9 +136,9 @@ fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<
         let source = bind_source(ctx, m)?;
         let meta = std::fs::metadata(&source).map_err(|e| mount_err(m, "bind source", e))?;
         let target = if meta.is_dir() {
-            safe::mkdir_all_in_root(ctx.rootfs, dest, 0o755)?
+            ctx.root.mkdir_all(dest, 0o755)?
         } else {
-            safe::create_file_in_root(ctx.rootfs, dest, 0o644)?
+            ctx.root.create_file(dest, 0o644)?
         };
         if let Some(tree) = idmap_tree {
             super::idmap::attach(tree, &target)?;
@@ -96,7 +160,7 @@ fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<
         }
         finish(m, &opts, &mounted)
     } else {
-        let target = safe::mkdir_all_in_root(ctx.rootfs, dest, 0o755)?;
+        let target = ctx.root.mkdir_all(dest, 0o755)?;
         if NO_SYMLINK_TYPES.contains(&typ) {
             ensure_exact(ctx.rootfs, dest, &target)?;
         }
@@ -117,11 +181,10 @@ fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(typ));
         let copy_from = if opts.tmpcopyup && typ == "tmpfs" {
-            Some(safe::open_in_root(
-                ctx.rootfs,
-                dest,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )?)
+            Some(
+                ctx.root
+                    .open(dest, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
+            )
         } else {
             None
         };
@@ -211,11 +274,7 @@ fn finish(m: &Mount, opts: &Parsed, mounted: &OwnedFd) -> Result<()> {
 }
 
 fn reopen(ctx: &MountCtx, dest: &Path) -> Result<OwnedFd> {
-    Ok(safe::open_in_root(
-        ctx.rootfs,
-        dest,
-        libc::O_PATH | libc::O_CLOEXEC,
-    )?)
+    Ok(ctx.root.open(dest, libc::O_PATH | libc::O_CLOEXEC)?)
 }
 
 /// Remount a bind mount with per-mount flags, keeping the locked flags it already has
@@ -298,7 +357,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// otherwise a tmpfs holding bind mounts of the container's own cgroup directories.
 fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
     let dest = m.destination();
-    let target = safe::mkdir_all_in_root(ctx.rootfs, dest, 0o755)?;
+    let target = ctx.root.mkdir_all(dest, 0o755)?;
     let ro = opts.flags & libc::MS_RDONLY;
     let base = opts.flags & (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC);
     let all_v2 = !ctx.cgroups.is_empty() && ctx.cgroups.iter().all(|s| s.v2);
@@ -337,7 +396,7 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
     .map_err(|e| mount_err(m, "cgroup tmpfs", e))?;
     for s in ctx.cgroups {
         let sub = dest.join(if s.v2 { "unified" } else { s.name.as_str() });
-        let t = safe::mkdir_all_in_root(ctx.rootfs, &sub, 0o755)?;
+        let t = ctx.root.mkdir_all(&sub, 0o755)?;
         sys_mount(
             Some(&s.host_dir),
             &safe::proc_fd_path(&t),
@@ -351,11 +410,9 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
         // Co-mounted controllers ("cpu,cpuacct") are reachable by each name, as on the host.
         if s.name.contains(',') {
             for alias in s.name.split(',') {
-                let dir = safe::open_in_root(
-                    ctx.rootfs,
-                    dest,
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )?;
+                let dir = ctx
+                    .root
+                    .open(dest, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
                 let _ = nix::unistd::symlinkat(
                     s.name.as_str(),
                     nix::fcntl::AT_FDCWD,

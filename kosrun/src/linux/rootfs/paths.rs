@@ -6,13 +6,13 @@ use std::path::Path;
 
 use kos_security::path as safe;
 
-use super::mount::set_recursive_attrs;
+use super::mount::{set_recursive_attrs, RootDir};
 use super::options::attr;
 use crate::error::{Error, Result, Stage};
 use crate::sys::mount as sys_mount;
 
-fn open_nofollow(rootfs: &Path, p: &Path) -> Result<Option<OwnedFd>> {
-    match safe::open_in_root(rootfs, p, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) {
+fn open_nofollow(root: &RootDir, p: &Path) -> Result<Option<OwnedFd>> {
+    match root.open(p, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.into()),
@@ -25,9 +25,9 @@ fn is_dir(fd: &OwnedFd) -> Result<bool> {
 }
 
 /// Hide each path: directories under an empty read-only tmpfs, files under /dev/null.
-pub fn mask(rootfs: &Path, paths: &[String], host_null: &OwnedFd) -> Result<()> {
+pub fn mask(root: &RootDir, paths: &[String], host_null: &OwnedFd) -> Result<()> {
     for p in paths {
-        let Some(fd) = open_nofollow(rootfs, Path::new(p))? else {
+        let Some(fd) = open_nofollow(root, Path::new(p))? else {
             continue;
         };
         let target = safe::proc_fd_path(&fd);
@@ -54,9 +54,9 @@ pub fn mask(rootfs: &Path, paths: &[String], host_null: &OwnedFd) -> Result<()> 
 }
 
 /// Make each path (and every mount below it) read-only.
-pub fn readonly(rootfs: &Path, paths: &[String]) -> Result<()> {
+pub fn readonly(root: &RootDir, paths: &[String]) -> Result<()> {
     for p in paths {
-        let Some(fd) = open_nofollow(rootfs, Path::new(p))? else {
+        let Some(fd) = open_nofollow(root, Path::new(p))? else {
             continue;
         };
         let target = safe::proc_fd_path(&fd);
@@ -68,7 +68,7 @@ pub fn readonly(rootfs: &Path, paths: &[String]) -> Result<()> {
             None,
         )
         .map_err(|e| Error::failed_by(Stage::Mounts, format!("readonly path {p}: {e}"), e))?;
-        let Some(mounted) = open_nofollow(rootfs, Path::new(p))? else {
+        let Some(mounted) = open_nofollow(root, Path::new(p))? else {
             continue;
         };
         set_recursive_attrs(&mounted, attr::RDONLY, 0)
