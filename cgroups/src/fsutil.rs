@@ -110,6 +110,41 @@ fn mkdir_inner(dir: &Path, made: &mut Vec<PathBuf>) -> Result<()> {
     }
 }
 
+/// A cgroup file opened at its first write and kept open for the next ones: for files the
+/// kernel parses one write(2) at a time (devices.allow takes one rule per write), so a list
+/// of values costs one open, not one per value.
+pub(crate) struct HeldFile {
+    path: PathBuf,
+    file: Option<fs::File>,
+}
+
+impl HeldFile {
+    pub fn new(path: PathBuf) -> HeldFile {
+        HeldFile { path, file: None }
+    }
+
+    fn write(&mut self, value: &str) -> io::Result<()> {
+        let f = match self.file.as_mut() {
+            Some(f) => f,
+            None => self.file.insert(
+                fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&self.path)?,
+            ),
+        };
+        // One write(2) for the whole value: a short write would split a rule.
+        let n = f.write(value.as_bytes())?;
+        if n != value.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {n} of {} bytes", value.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One undo step: write `value` back to `path`.
 #[derive(Debug, Clone)]
 pub(crate) struct Undo {
@@ -190,6 +225,18 @@ impl Writer {
         write_raw(path, value).map_err(|source| Error::Write {
             field: field.to_string(),
             path: path.to_path_buf(),
+            value: value.to_string(),
+            source,
+        })
+    }
+
+    /// Writes one value through a file kept open across writes (see [`HeldFile`]), without
+    /// journaling, like [`Writer::write_only`].
+    pub fn write_held(&mut self, field: &str, file: &mut HeldFile, value: &str) -> Result<()> {
+        tracing::trace!(path = %file.path.display(), value, "cgroup write");
+        file.write(value).map_err(|source| Error::Write {
+            field: field.to_string(),
+            path: file.path.clone(),
             value: value.to_string(),
             source,
         })

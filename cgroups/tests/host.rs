@@ -490,6 +490,41 @@ fn v1_device_rules_stop_a_process_in_the_cgroup() {
     assert!(!out.contains("mknod-ok"), "{out}");
 }
 
+/// The rules reach the kernel one per write, in order, allows and denies interleaved (each
+/// file is held open across its rules): what devices.list shows is the order's result.
+#[test]
+fn v1_device_rules_apply_in_order_one_per_write() {
+    if !v1_host() {
+        return;
+    }
+    let cg = new_cg("devorder");
+    let r = resources(
+        r#"{"devices": [{"allow": false, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rw"},
+                        {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+                        {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "w"},
+                        {"allow": true, "type": "b", "access": "m"}]}"#,
+    );
+    cg.create_with_resources(&r).unwrap();
+    let dir = cg
+        .mount_sources()
+        .into_iter()
+        .find(|s| s.controllers.iter().any(|c| c == "devices"))
+        .expect("a v1 devices hierarchy")
+        .host_dir;
+    let list = std::fs::read_to_string(dir.join("devices.list")).unwrap();
+    let mut got: Vec<&str> = list.lines().collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        ["b *:* m", "c 136:* rwm", "c 1:5 rm", "c 1:7 rw"],
+        "devices.list:\n{list}"
+    );
+}
+
 #[test]
 fn kill_all_stops_a_forking_workload_and_remove_takes_child_cgroups() {
     if !v1_host() {

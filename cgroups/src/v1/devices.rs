@@ -5,7 +5,7 @@ use std::path::Path;
 use oci_spec::runtime::LinuxResources;
 
 use crate::error::Result;
-use crate::fsutil::{self, Writer};
+use crate::fsutil::{self, HeldFile, Writer};
 use crate::validate;
 
 pub(crate) fn apply(d: &Path, r: &LinuxResources, w: &mut Writer) -> Result<()> {
@@ -19,15 +19,15 @@ pub(crate) fn apply(d: &Path, r: &LinuxResources, w: &mut Writer) -> Result<()> 
         }
         w.remember(&d.join("devices.deny"), "a".to_string());
     }
+    // Both files stay open for the whole list: each write(2) is one rule the kernel applies
+    // at once, so interleaved allows and denies keep their order.
+    let mut allow = HeldFile::new(d.join("devices.allow"));
+    let mut deny = HeldFile::new(d.join("devices.deny"));
     for (i, rule) in rules.iter().enumerate() {
-        let file = if rule.allow {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        };
-        w.write_only(
+        let file = if rule.allow { &mut allow } else { &mut deny };
+        w.write_held(
             &format!("linux.resources.devices[{i}]"),
-            &d.join(file),
+            file,
             &rule.v1_line(),
         )?;
     }
