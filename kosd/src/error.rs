@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 500: the engine failed while doing something valid; says which step failed.
     #[error("{0}")]
     Internal(String),
+    /// 503: the endpoint needs a mode kosd does not run in (swarm).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -38,6 +41,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotModified => StatusCode::NOT_MODIFIED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

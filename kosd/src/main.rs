@@ -3,6 +3,7 @@
 
 mod api;
 mod build_network;
+mod commit;
 mod config;
 mod containers;
 mod credentials;

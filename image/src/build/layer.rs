@@ -52,13 +52,25 @@ fn is_opaque(path: &Path) -> bool {
     n == 1 && buf[0] == b'y'
 }
 
-struct TarWriter<W: Write> {
+struct TarWriter<'a, W: Write> {
     b: tar::Builder<W>,
     links: HashMap<(u64, u64), PathBuf>,
     bytes: u64,
+    /// Paths (relative to the root) left out when they are mount-point stubs.
+    stubs: &'a [PathBuf],
 }
 
-impl<W: Write> TarWriter<W> {
+/// An empty directory or an empty regular file: what a runtime leaves in a container's
+/// upper directory as the mount point of /proc or a bind-mounted /etc/hosts.
+pub fn is_stub(path: &Path, meta: &std::fs::Metadata) -> bool {
+    if meta.is_dir() {
+        std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+    } else {
+        meta.is_file() && meta.len() == 0
+    }
+}
+
+impl<W: Write> TarWriter<'_, W> {
     fn header(meta: &std::fs::Metadata, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -102,6 +114,9 @@ impl<W: Write> TarWriter<W> {
         for (name, meta) in entries {
             let path = dir.join(&name);
             let rp = rel.join(&name);
+            if self.stubs.contains(&rp) && is_stub(&path, &meta) {
+                continue;
+            }
             let ft = meta.file_type();
             if ft.is_char_device() && meta.rdev() == 0 {
                 let mut h = tar::Header::new_gnu();
@@ -196,7 +211,7 @@ impl<R: io::Read> io::Read for CountReader<'_, R> {
 
 /// Writes the tar of `root` to `w`; returns its diff id and the bytes of
 /// file content in it.
-fn write_tree<W: Write>(root: &Path, w: W) -> io::Result<(Digest, u64, W)> {
+fn write_tree<W: Write>(root: &Path, stubs: &[PathBuf], w: W) -> io::Result<(Digest, u64, W)> {
     let mut diff = Hashing::new(w);
     let bytes;
     {
@@ -204,6 +219,7 @@ fn write_tree<W: Write>(root: &Path, w: W) -> io::Result<(Digest, u64, W)> {
             b: tar::Builder::new(&mut diff),
             links: HashMap::new(),
             bytes: 0,
+            stubs,
         };
         tw.walk(root, Path::new(""))?;
         tw.b.finish()?;
@@ -216,13 +232,29 @@ fn write_tree<W: Write>(root: &Path, w: W) -> io::Result<(Digest, u64, W)> {
 /// Writes the layer tar of `upper` into the store as a blob; returns its
 /// descriptor and diff id. `gzip` compresses it (fast level).
 pub fn commit_layer(store: &Store, upper: &Path, gzip: bool) -> Result<Layer> {
+    commit_layer_without(store, upper, gzip, &[])
+}
+
+/// [`commit_layer`] leaving out `stubs` (paths relative to `upper`) where they are empty
+/// directories or empty files: the mount points a runtime made in a container's upper
+/// directory (`proc`, `etc/hosts`), which `docker commit` keeps out of the image as well.
+pub fn commit_layer_without(
+    store: &Store,
+    upper: &Path,
+    gzip: bool,
+    stubs: &[PathBuf],
+) -> Result<Layer> {
     let (reader, writer) = io::pipe().map_err(|e| Error::io("creating layer pipe", e))?;
     let root = upper.to_path_buf();
+    let stubs = stubs.to_vec();
     // Two threads share the work: this one walks the tree and writes the tar
     // (hashing it for the diff id); the caller's compresses, hashes and stores.
     let producer = std::thread::spawn(move || -> io::Result<(Digest, u64)> {
-        let (diff_id, bytes, mut out) =
-            write_tree(&root, io::BufWriter::with_capacity(256 * 1024, writer))?;
+        let (diff_id, bytes, mut out) = write_tree(
+            &root,
+            &stubs,
+            io::BufWriter::with_capacity(256 * 1024, writer),
+        )?;
         out.flush()?;
         drop(out);
         Ok((diff_id, bytes))
@@ -271,7 +303,7 @@ pub fn write_tar(upper: &Path, out: &Path) -> Result<TarFile> {
         .open(out)
         .map_err(|e| Error::path("creating layer tar", out, e))?;
     let (diff_id, content_bytes, w) =
-        write_tree(upper, io::BufWriter::with_capacity(256 * 1024, f))
+        write_tree(upper, &[], io::BufWriter::with_capacity(256 * 1024, f))
             .map_err(|e| Error::path("writing layer from", upper, e))?;
     w.into_inner()
         .map_err(|e| Error::path("writing layer tar", out, e.into_error()))?;
@@ -336,5 +368,56 @@ impl Store {
             parent: parent.cloned(),
             size,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entries(store: &Store, l: &Layer) -> Vec<String> {
+        let f = store.open_blob(&l.descriptor.digest).unwrap();
+        let mut a = tar::Archive::new(f);
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn mount_point_stubs_are_left_out_only_while_empty() {
+        let tmp = std::env::temp_dir().join(crate::store::unique_name("kos-layer-stubs"));
+        let store = Store::open(tmp.join("store")).unwrap();
+        let upper = tmp.join("upper");
+        for d in ["proc", "sys", "etc", "data"] {
+            std::fs::create_dir_all(upper.join(d)).unwrap();
+        }
+        std::fs::write(upper.join("etc/hosts"), b"").unwrap();
+        std::fs::write(upper.join("etc/hostname"), b"written").unwrap();
+        std::fs::write(upper.join("sys/kept"), b"x").unwrap();
+        let stubs: Vec<PathBuf> = ["proc", "sys", "etc/hosts", "etc/hostname"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let l = commit_layer_without(&store, &upper, false, &stubs).unwrap();
+        let names = entries(&store, &l);
+        for gone in ["proc", "etc/hosts"] {
+            assert!(
+                !names.iter().any(|n| n.trim_end_matches('/') == gone),
+                "{gone}: {names:?}"
+            );
+        }
+        for kept in ["sys", "sys/kept", "etc", "etc/hostname", "data"] {
+            assert!(
+                names.iter().any(|n| n.trim_end_matches('/') == kept),
+                "{kept}: {names:?}"
+            );
+        }
+        let all = commit_layer(&store, &upper, false).unwrap();
+        assert!(entries(&store, &all)
+            .iter()
+            .any(|n| n.trim_end_matches('/') == "proc"));
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -847,6 +847,78 @@ pub async fn prune(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde
     ))
 }
 
+/// `POST /commit` (`docker commit`): a new image from the container's layer. The container
+/// is paused meanwhile unless `pause=false` (dockerd's default is to pause).
+pub async fn commit(
+    State(e): State<Arc<Engine>>,
+    p: Params,
+    super::params::JsonBody(body): super::params::JsonBody<serde_json::Value>,
+) -> Result<Response<Body>> {
+    use crate::containers::record::Status;
+    use crate::containers::runtime;
+    let key = p
+        .non_empty("container")
+        .ok_or_else(|| ApiError::bad("container is required"))?;
+    let c = runtime::find(&e, key)?;
+    let name = match p.non_empty("repo") {
+        None => None,
+        Some(repo) => Some(normalize(&pull_reference(repo, p.non_empty("tag")))?),
+    };
+    if name.as_ref().is_some_and(|n| n.contains('@')) {
+        return Err(ApiError::bad(
+            "refusing to create a tag with a digest reference",
+        ));
+    }
+    let config = match body {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::bad("the commit config must be a JSON object")),
+    };
+    let req = crate::commit::CommitRequest {
+        name,
+        comment: p.str("comment").unwrap_or("").to_string(),
+        author: p.str("author").unwrap_or("").to_string(),
+        changes: p.all("changes"),
+        config,
+    };
+    crate::image_import::apply_changes(&mut serde_json::Map::new(), &req.changes)?;
+    let pause = p.str("pause").is_none() || p.bool("pause")?;
+    let paused_here =
+        pause && c.state.status == Status::Running && runtime::pause(&e, &c.id, true).await.is_ok();
+    let base = crate::containers::image_use::store_name(&e.store, &c);
+    let (eng, c2) = (e.clone(), c.clone());
+    let done =
+        tokio::task::spawn_blocking(move || crate::commit::commit(&eng.store, &c2, &base, &req))
+            .await;
+    if paused_here {
+        if let Err(err) = runtime::pause(&e, &c.id, false).await {
+            tracing::warn!(id = %c.id, error = %err, "resuming the container after commit");
+        }
+    }
+    let (rec, id) = done??;
+    let id = id.to_string();
+    let shown = if dangling::is_dangling(&rec.name) {
+        String::new()
+    } else {
+        familiar(&rec.name)
+    };
+    e.event(
+        "container",
+        "commit",
+        &c.id,
+        &[
+            ("comment", p.str("comment").unwrap_or("")),
+            ("imageID", &id),
+            ("imageRef", &shown),
+            ("name", &c.name),
+            ("image", &c.image),
+        ],
+    );
+    let mut r = axum::response::IntoResponse::into_response(Json(json!({"Id": id})));
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -86,6 +86,35 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::delete),
         )
+        .route("/commit", post(images::commit))
+        .route("/plugins", get(system::plugins))
+        .route("/swarm", get(system::not_a_swarm))
+        .route(
+            "/swarm/{*rest}",
+            get(system::not_a_swarm).post(system::not_a_swarm),
+        )
+        .route("/services", get(system::not_a_swarm))
+        .route(
+            "/services/{*rest}",
+            get(system::not_a_swarm).post(system::not_a_swarm),
+        )
+        .route("/nodes", get(system::not_a_swarm))
+        .route(
+            "/nodes/{*rest}",
+            get(system::not_a_swarm).post(system::not_a_swarm),
+        )
+        .route("/tasks", get(system::not_a_swarm))
+        .route("/tasks/{*rest}", get(system::not_a_swarm))
+        .route("/secrets", get(system::not_a_swarm))
+        .route(
+            "/secrets/{*rest}",
+            get(system::not_a_swarm).post(system::not_a_swarm),
+        )
+        .route("/configs", get(system::not_a_swarm))
+        .route(
+            "/configs/{*rest}",
+            get(system::not_a_swarm).post(system::not_a_swarm),
+        )
         .route("/containers/create", post(containers::create))
         .route("/containers/json", get(containers::list))
         .route("/containers/prune", post(containers::prune))

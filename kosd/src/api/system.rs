@@ -279,6 +279,19 @@ pub async fn df(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>>
     })))
 }
 
+/// `GET /plugins`: kosd runs no managed plugins (an empty list, as dockerd with none).
+pub async fn plugins() -> Json<serde_json::Value> {
+    Json(serde_json::json!([]))
+}
+
+/// The swarm endpoints (`/swarm`, `/services`, `/nodes`, `/tasks`, `/secrets`, `/configs`):
+/// kosd is never a swarm node, and answers as dockerd does outside a swarm.
+pub async fn not_a_swarm() -> Result<Response<Body>> {
+    Err(crate::error::ApiError::Unavailable(
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

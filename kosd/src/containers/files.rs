@@ -155,6 +155,41 @@ pub fn extract(rootfs: &Path, path: &str, input: impl std::io::Read + Send) -> R
     Ok(())
 }
 
+/// What the runtime and kosd leave in a container's upper directory as mount points (the
+/// pieces of dockerd's "init layer", which sits below the container's layer there): not
+/// the container's changes, and not committed, while they are still empty.
+pub const MOUNT_POINT_STUBS: [&str; 6] = [
+    "proc",
+    "sys",
+    "dev",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/resolv.conf",
+];
+
+/// `rel` is one of the mount-point stubs, still empty.
+fn is_mount_stub(upper: &Path, rel: &Path, md: &std::fs::Metadata) -> bool {
+    MOUNT_POINT_STUBS.iter().any(|s| Path::new(s) == rel)
+        && kos_image::build::layer::is_stub(&upper.join(rel), md)
+}
+
+/// A directory of the upper dir that holds nothing but mount-point stubs (the /etc made
+/// for /etc/hosts): there only for them.
+fn holds_only_stubs(upper: &Path, rel: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(upper.join(rel)) else {
+        return false;
+    };
+    let mut any = false;
+    for en in rd.flatten() {
+        let r = rel.join(en.file_name());
+        match en.metadata() {
+            Ok(md) if is_mount_stub(upper, &r, &md) => any = true,
+            _ => return false,
+        }
+    }
+    any
+}
+
 /// `GET /containers/{id}/changes`: what the container's own layer holds.
 pub fn changes(upper: &Path, lowers_root: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
@@ -168,6 +203,9 @@ pub fn changes(upper: &Path, lowers_root: &Path) -> Vec<serde_json::Value> {
         for en in entries {
             let r = rel.join(en.file_name());
             let Ok(md) = en.metadata() else { continue };
+            if is_mount_stub(upper, &r, &md) || (md.is_dir() && holds_only_stubs(upper, &r)) {
+                continue;
+            }
             let shown = format!("/{}", r.display());
             use std::os::unix::fs::FileTypeExt;
             // overlayfs whiteout: a 0:0 character device.
