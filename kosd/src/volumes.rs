@@ -208,13 +208,26 @@ pub fn create_for(
     rc: &kos_image::manifest::RunConfig,
 ) -> Result<()> {
     let mut covered: Vec<String> = Vec::new();
-    for b in c.host_config.binds.clone().unwrap_or_default() {
-        let b = crate::containers::mounts::parse_bind(&b)?;
+    let mut binds = Vec::new();
+    for spec in c.host_config.binds.clone().unwrap_or_default() {
+        let b = crate::containers::mounts::parse_bind(&spec)?;
         covered.push(b.dest.clone());
+        if b.is_anonymous() {
+            // `-v /data`: a new anonymous volume, named in the entry from now on so that
+            // every later reader (mounts, inspect, --volumes-from) sees a volume bind.
+            let v = create(e, None, None, HashMap::new(), HashMap::new())?;
+            c.volumes.push((v.name.clone(), b.dest.clone()));
+            binds.push(b.with_volume(&v.name));
+            continue;
+        }
         if let Some(name) = b.volume_name() {
             create(e, Some(&name), None, HashMap::new(), HashMap::new())?;
             c.volumes.push((name, b.dest.clone()));
         }
+        binds.push(spec);
+    }
+    if c.host_config.binds.is_some() {
+        c.host_config.binds = Some(binds);
     }
     for m in c.host_config.mounts.clone().unwrap_or_default() {
         let dest = m.target.clone().unwrap_or_default();

@@ -186,6 +186,34 @@ fn volumes_named_anonymous_copy_up_prune() {
     // rm -v removes the anonymous volume with the container.
     k.docker_ok(&["rm", "-v", "anon"]);
     assert!(!k.docker_ok(&["volume", "ls", "-q"]).contains(&anon_name));
+    // `-v /path` (a bind entry with no source) is an anonymous volume too, read-only with
+    // `:ro`, seeded from the image, and gone with `rm -v`.
+    let before = k.docker_ok(&["volume", "ls", "-q"]);
+    let o = k.docker_ok(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "anon2",
+        "-v",
+        "/data:ro",
+        &img,
+        "sh",
+        "-c",
+        "cat /data/seed; touch /data/x 2>/dev/null || echo read-only",
+    ]);
+    assert_eq!(o, "from image\nread-only\n");
+    let m = k.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Destination}} {{.RW}} {{.Name}}{{end}}",
+        "anon2",
+    ]);
+    assert!(m.starts_with("volume /data false "), "{m}");
+    let name2 = m.split_whitespace().nth(3).expect("name").to_string();
+    assert!(!before.contains(&name2));
+    k.docker_ok(&["rm", "-v", "anon2"]);
+    assert!(!k.docker_ok(&["volume", "ls", "-q"]).contains(&name2));
     // --mount with a tmpfs-backed local volume.
     k.docker_ok(&[
         "volume",

@@ -19,25 +19,60 @@ pub struct Bind {
 impl Bind {
     /// A named volume when the source is not a path.
     pub fn volume_name(&self) -> Option<String> {
-        (!self.src.starts_with('/')).then(|| self.src.clone())
+        (!self.src.is_empty() && !self.src.starts_with('/')).then(|| self.src.clone())
+    }
+    /// An anonymous volume (`-v /data`): no source at all.
+    pub fn is_anonymous(&self) -> bool {
+        self.src.is_empty()
+    }
+    /// The entry again, naming `volume` as its source.
+    pub fn with_volume(&self, volume: &str) -> String {
+        if self.opts.is_empty() {
+            format!("{volume}:{}", self.dest)
+        } else {
+            format!("{volume}:{}:{}", self.dest, self.opts.join(","))
+        }
     }
     pub fn read_only(&self) -> bool {
         self.opts.iter().any(|o| o == "ro")
     }
 }
 
+/// The modes a bind or volume entry may carry after its destination.
+fn is_mode(o: &str) -> bool {
+    matches!(
+        o,
+        "ro" | "rw"
+            | "z"
+            | "Z"
+            | "nocopy"
+            | "private"
+            | "rprivate"
+            | "shared"
+            | "rslave"
+            | "slave"
+            | "rshared"
+    )
+}
+
+/// Parses a `HostConfig.Binds` entry: `src:dest[:opts]`, or `dest[:opts]` alone for an
+/// anonymous volume (what `docker run -v /data` sends), whose `src` is empty.
 pub fn parse_bind(s: &str) -> Result<Bind> {
     let parts: Vec<&str> = s.split(':').collect();
-    let (src, dest, opts) = match parts.as_slice() {
-        [src, dest] => (*src, *dest, ""),
-        [src, dest, opts] => (*src, *dest, *opts),
+    let (src, dest, opts, anonymous) = match parts.as_slice() {
+        [dest] => ("", *dest, "", true),
+        [dest, opts] if dest.starts_with('/') && opts.split(',').all(is_mode) => {
+            ("", *dest, *opts, true)
+        }
+        [src, dest] => (*src, *dest, "", false),
+        [src, dest, opts] => (*src, *dest, *opts, false),
         _ => {
             return Err(ApiError::bad(format!(
                 "invalid volume specification: '{s}'"
             )))
         }
     };
-    if src.is_empty() || !dest.starts_with('/') {
+    if (src.is_empty() && !anonymous) || !dest.starts_with('/') {
         return Err(ApiError::bad(format!(
             "invalid volume specification: '{s}'"
         )));
@@ -48,19 +83,7 @@ pub fn parse_bind(s: &str) -> Result<Bind> {
         .map(str::to_string)
         .collect();
     for o in &opts {
-        if !matches!(
-            o.as_str(),
-            "ro" | "rw"
-                | "z"
-                | "Z"
-                | "nocopy"
-                | "private"
-                | "rprivate"
-                | "shared"
-                | "rshared"
-                | "slave"
-                | "rslave"
-        ) {
+        if !is_mode(o) {
             return Err(ApiError::bad(format!("invalid mode: {o}")));
         }
     }
@@ -222,7 +245,13 @@ mod tests {
         assert!(b.read_only() && b.volume_name().is_none());
         let v = parse_bind("cache:/cache").unwrap();
         assert_eq!(v.volume_name().as_deref(), Some("cache"));
-        assert!(parse_bind("/tmp").is_err());
+        let anon = parse_bind("/data").unwrap();
+        assert!(anon.is_anonymous() && anon.dest == "/data" && anon.volume_name().is_none());
+        let anon = parse_bind("/data:ro").unwrap();
+        assert!(anon.is_anonymous() && anon.read_only());
+        assert_eq!(anon.with_volume("v1"), "v1:/data:ro");
+        assert!(parse_bind("data").is_err());
+        assert!(parse_bind(":/data").is_err());
         assert!(parse_bind("/tmp:rel").is_err());
         assert!(parse_bind("/tmp:/x:bogus").is_err());
     }
