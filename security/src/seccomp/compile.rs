@@ -129,6 +129,37 @@ pub(crate) struct Entry {
     pub unconditional: Option<u32>,
 }
 
+/// One rule of the profile naming a syscall: its action, or its argument rules (an index into
+/// the profile's rule sets).
+#[derive(Clone, Copy, Debug)]
+enum Hit {
+    Unconditional(u32),
+    Rules(usize),
+}
+
+/// Fold the hits of one ABI, sorted by number, into one entry per number: conditional rules
+/// in profile order, the first unconditional action.
+fn entries(abi: Abi, hits: &[(u32, Hit)], rule_sets: &[Vec<Rule>]) -> BTreeMap<u32, Entry> {
+    let mut out: Vec<(u32, Entry)> = Vec::new();
+    for &(nr, hit) in hits {
+        if out.last().map(|(n, _)| *n) != Some(nr) {
+            out.push((nr, Entry::default()));
+        }
+        let Some((_, e)) = out.last_mut() else {
+            continue;
+        };
+        match hit {
+            Hit::Unconditional(ret) if e.unconditional.is_none() => e.unconditional = Some(ret),
+            Hit::Unconditional(_) => {
+                tracing::debug!(?abi, nr, "second unconditional rule ignored");
+            }
+            Hit::Rules(i) => e.conditional.extend(rule_sets[i].iter().cloned()),
+        }
+    }
+    // Sorted input: the map is built in one pass.
+    out.into_iter().collect()
+}
+
 /// A profile resolved to per-ABI rule tables, before any BPF is emitted.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -237,8 +268,11 @@ pub(crate) fn plan(
         }
     }
 
-    let mut tables: BTreeMap<Abi, BTreeMap<u32, Entry>> =
-        abis.iter().map(|a| (*a, BTreeMap::new())).collect();
+    // Every (number, rule) pair per ABI in profile order, grouped by number afterwards: a
+    // stable sort keeps the profile's order among the rules of one number.
+    let mut hits: Vec<(Abi, Vec<(u32, Hit)>)> = abis.iter().map(|a| (*a, Vec::new())).collect();
+    hits.sort_by_key(|(abi, _)| *abi);
+    let mut rule_sets: Vec<Vec<Rule>> = Vec::new();
     let mut has_notify = false;
     for (i, sc) in spec.syscalls().as_deref().unwrap_or(&[]).iter().enumerate() {
         let what = format!("syscalls[{i}]");
@@ -259,32 +293,32 @@ pub(crate) fn plan(
             }
             has_notify = true;
         }
-        let rules = rules_of(sc, ret, &what)?;
-        let unconditional = sc.args().as_deref().unwrap_or(&[]).is_empty();
+        let hit = if sc.args().as_deref().unwrap_or(&[]).is_empty() {
+            Hit::Unconditional(ret)
+        } else {
+            rule_sets.push(rules_of(sc, ret, &what)?);
+            Hit::Rules(rule_sets.len() - 1)
+        };
         for name in sc.names() {
-            let mut known = false;
-            let row = numbers(name);
-            for (abi, table) in tables.iter_mut() {
-                let Some(nr) = row.map(|r| r[abi.column()]).filter(|&nr| nr != names::NONE) else {
-                    continue;
-                };
-                known = true;
-                let e = table.entry(nr).or_default();
-                if unconditional {
-                    if e.unconditional.is_none() {
-                        e.unconditional = Some(ret);
-                    } else {
-                        tracing::debug!(syscall = %name, "second unconditional rule ignored");
-                    }
-                } else {
-                    e.conditional.extend(rules.iter().cloned());
-                }
-            }
-            if !known {
+            let Some(row) = numbers(name) else {
                 tracing::debug!(syscall = %name, "unknown syscall name skipped");
+                continue;
+            };
+            for (abi, hits) in hits.iter_mut() {
+                let nr = row[abi.column()];
+                if nr != names::NONE {
+                    hits.push((nr, hit));
+                }
             }
         }
     }
+    let tables = hits
+        .into_iter()
+        .map(|(abi, mut hits)| {
+            hits.sort_by_key(|(nr, _)| *nr);
+            (abi, entries(abi, &hits, &rule_sets))
+        })
+        .collect();
     if !has_notify && flags & FLAG_WAIT_KILLABLE_RECV != 0 {
         // The kernel refuses this flag without a listener; with no NOTIFY rule it means nothing.
         tracing::debug!("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV without a NOTIFY rule ignored");

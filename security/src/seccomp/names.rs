@@ -1,12 +1,14 @@
-//! Syscall name -> number in every ABI this crate covers, resolved by one binary search.
+//! Syscall name -> number in every ABI this crate covers, resolved by one hash lookup.
 //!
 //! A profile names a few hundred syscalls and the runtime compiles it once per container, so
-//! resolving names is on `kosrun run`'s path: one search of a sorted table per name (giving all
-//! ABIs' numbers at once) replaces matching every name against each ABI's full list of names.
+//! resolving names is on `kosrun run`'s path: one probe of a hash index over one table (giving
+//! all ABIs' numbers at once) replaces matching every name against each ABI's full list.
 //!
 //! The table ([`super::names_table`]) is generated from the `syscalls` crate's tables plus the
 //! x32 compat numbers below; the test `table_matches_its_sources` checks that it still matches
 //! them and rewrites it when run with `KOS_REGEN_SYSCALL_TABLE=1`.
+
+use std::sync::OnceLock;
 
 use super::arch::Abi;
 use super::names_table::TABLE;
@@ -20,10 +22,47 @@ pub(crate) type Numbers = [u32; Abi::COUNT];
 
 /// The numbers of syscall `name` in every ABI, or `None` when no ABI knows the name.
 pub(crate) fn numbers(name: &str) -> Option<&'static Numbers> {
-    TABLE
-        .binary_search_by(|(n, _)| (*n).cmp(name))
-        .ok()
-        .map(|i| &TABLE[i].1)
+    let slots = index();
+    let mask = slots.len() - 1;
+    let mut s = hash(name) & mask;
+    loop {
+        let row = *slots.get(s)?;
+        let (n, numbers) = TABLE.get(usize::from(row))?;
+        if *n == name {
+            return Some(numbers);
+        }
+        s = (s + 1) & mask;
+    }
+}
+
+/// An empty slot of the index.
+const EMPTY: u16 = u16::MAX;
+
+/// FNV-1a: a few cycles per byte, and syscall names are short.
+fn hash(name: &str) -> usize {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h ^ (h >> 32)) as usize
+}
+
+/// Open-addressing index of [`TABLE`] rows by name hash, a quarter full so a lookup almost
+/// always probes one slot. Built on first use: a few microseconds, once per process.
+fn index() -> &'static [u16] {
+    static INDEX: OnceLock<Box<[u16]>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut slots = vec![EMPTY; (TABLE.len() * 4).next_power_of_two()].into_boxed_slice();
+        let mask = slots.len() - 1;
+        for (row, (name, _)) in TABLE.iter().enumerate() {
+            let mut s = hash(name) & mask;
+            while slots[s] != EMPTY {
+                s = (s + 1) & mask;
+            }
+            // The table has far fewer rows than u16::MAX (checked by the tests).
+            slots[s] = row as u16;
+        }
+        slots
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +176,7 @@ pub(crate) mod tests {
              (KOS_REGEN_SYSCALL_TABLE=1); do not edit.\n\
              //! Columns in `Abi::column` order: x86-64, x32, i386, AArch64, ARM, RISC-V 64.\n\n\
              use super::names::{Numbers, NONE as N};\n\n\
-             /// Sorted by name (byte order) for binary search.\n\
+             /// Sorted by name (byte order), one row per name.\n\
              #[rustfmt::skip]\n\
              pub(crate) static TABLE: &[(&str, Numbers)] = &[\n",
         );
@@ -158,13 +197,11 @@ pub(crate) mod tests {
 
     #[test]
     fn table_matches_its_sources() {
-        let want = expected();
-        let have: BTreeMap<String, Numbers> =
-            TABLE.iter().map(|(n, r)| (n.to_string(), *r)).collect();
-        if have != want {
+        let want = render(&expected());
+        if include_str!("names_table.rs") != want {
             if std::env::var_os("KOS_REGEN_SYSCALL_TABLE").is_some() {
                 let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/seccomp/names_table.rs");
-                std::fs::write(path, render(&want)).expect("write names_table.rs");
+                std::fs::write(path, want).expect("write names_table.rs");
                 panic!("{path} regenerated; run the tests again");
             }
             panic!(
@@ -174,7 +211,11 @@ pub(crate) mod tests {
         }
         assert!(
             TABLE.windows(2).all(|w| w[0].0 < w[1].0),
-            "table not sorted for binary search"
+            "table not sorted and unique"
+        );
+        assert!(
+            TABLE.len() < usize::from(EMPTY),
+            "rows must fit the u16 index"
         );
     }
 

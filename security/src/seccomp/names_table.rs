@@ -3,7 +3,7 @@
 
 use super::names::{Numbers, NONE as N};
 
-/// Sorted by name (byte order) for binary search.
+/// Sorted by name (byte order), one row per name.
 #[rustfmt::skip]
 pub(crate) static TABLE: &[(&str, Numbers)] = &[
     ("_llseek", [N, N, 140, N, 140, N]),
