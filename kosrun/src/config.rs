@@ -20,7 +20,7 @@ pub struct Bundle {
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 pub fn load_bundle(dir: &Path) -> Result<Bundle> {
-    let dir = fs::canonicalize(dir).map_err(|e| Error::Invalid {
+    let dir = real_path(dir).map_err(|e| Error::Invalid {
         stage: Stage::LoadConfig,
         field: "bundle".into(),
         message: format!("bundle {}: {e}", dir.display()),
@@ -41,7 +41,7 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         .as_ref()
         .ok_or_else(|| Error::invalid("root.path", "root.path is required"))?;
     let rootfs = dir.join(root.path());
-    let resolved = fs::canonicalize(&rootfs).map_err(|e| {
+    let resolved = real_path(&rootfs).map_err(|e| {
         Error::invalid_by(
             Stage::LoadConfig,
             "root.path",
@@ -72,6 +72,25 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         rootfs: resolved,
         spec,
     })
+}
+
+/// The canonical path of `p` (as `fs::canonicalize`) from the kernel's name for it once
+/// opened: three system calls, where resolving by hand reads each component as a link.
+fn real_path(p: &Path) -> std::io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let fd = nix::fcntl::open(
+        p,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    match fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+        // Only an absolute name is a path: not "anon_inode:..." or one outside our root.
+        Ok(real) if real.is_absolute() && !real.to_string_lossy().ends_with(" (deleted)") => {
+            Ok(real)
+        }
+        // No /proc (or an odd name): resolve by hand.
+        _ => fs::canonicalize(p),
+    }
 }
 
 /// `.` and `..` removed without following anything (the bundle dir is already canonical).

@@ -145,9 +145,6 @@ impl ContainerDir {
     pub fn open(root: &Path, id: &str) -> Result<ContainerDir> {
         id::validate(id)?;
         let path = root.join(id);
-        if !path.join(STATE_FILE).exists() {
-            return Err(Error::NotFound(id.to_string()));
-        }
         let lock = lock_dir(&path).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::NotFound(id.to_string())
@@ -204,8 +201,18 @@ impl ContainerDir {
         self.path.join(START_SOCKET)
     }
 
-    /// Remove the directory and everything in it; the lock goes with it.
+    /// Remove the directory and everything in it; the lock goes with it. The state goes
+    /// first (as `remove_dir_all` would), so the id is free from that moment; a directory
+    /// holding nothing else then needs one rmdir, not a listing.
     pub fn destroy(self) -> Result<()> {
+        match fs::remove_file(self.path.join(STATE_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&self.path, e)),
+        }
+        if fs::remove_dir(&self.path).is_ok() {
+            return Ok(());
+        }
         match fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -319,12 +326,22 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// A small kernel-generated file (its size reads as 0, so `fs::read_to_string` grows its
+/// buffer read by read): one read into a page-sized buffer, another to see the end.
+pub fn read_small(p: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(p)?;
+    let mut buf = Vec::with_capacity(4096);
+    f.read_to_end(&mut buf)?;
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// The start time (clock ticks since boot) of a live, non-zombie process.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     // comm may contain spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

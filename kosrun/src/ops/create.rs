@@ -68,6 +68,8 @@ impl Drop for Cleanup {
 pub struct Created {
     pub pid: i32,
     pub saved: Saved,
+    /// The container's cgroup, for a `run` that deletes it in the same process.
+    pub cgroup: kos_cgroups::Manager,
     /// For `run`: what starts the init (see [`create_for_run`]).
     pub starter: Option<Starter>,
 }
@@ -301,6 +303,7 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
     Ok(Created {
         pid,
         saved,
+        cgroup,
         starter,
     })
 }

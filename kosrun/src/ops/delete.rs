@@ -10,6 +10,17 @@ use crate::store::{Saved, Status};
 
 /// Returns poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    delete_known(root, id, force, None)
+}
+
+/// [`delete`] by the process that created the container (`run`), with the cgroup manager
+/// it already has: the hierarchies are not discovered again when it is the saved cgroup.
+pub fn delete_known(
+    root: &Path,
+    id: &str,
+    force: bool,
+    cgroup: Option<&kos_cgroups::Manager>,
+) -> Result<Vec<String>> {
     let c = match Container::load(root, id) {
         Ok(c) => c,
         // runc treats a forced delete of a missing container as done; a create of this id
@@ -22,7 +33,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     };
     let status = c.status();
     let saved = &c.saved;
-    let cg = kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?;
+    let cg = match cgroup.filter(|c| c.resolved_path() == saved.cgroup_path) {
+        Some(c) => c.clone(),
+        None => kos_cgroups::Manager::new(Some(&saved.cgroup_path), id)?,
+    };
     // Only what is ours: another container whose cgroup sits below ours keeps its
     // processes and its cgroup.
     let pids = cg.pids().unwrap_or_default();

@@ -156,15 +156,15 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
             m
         }
         Err(e) => {
-            drop(created);
-            let _ = delete::delete(&opts.root, &opts.id, true);
+            created.starter = None;
+            let _ = delete::delete_known(&opts.root, &opts.id, true, Some(&created.cgroup));
             return Err(e);
         }
     };
     let mut warnings = match start::start_created(&mut created) {
         Ok(w) => w,
         Err(e) => {
-            let _ = delete::delete(&opts.root, &opts.id, true);
+            let _ = delete::delete_known(&opts.root, &opts.id, true, Some(&created.cgroup));
             return Err(e);
         }
     };
@@ -182,12 +182,17 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
     let code = match waited {
         Ok(c) => c,
         Err(e) => {
-            let _ = delete::delete(&opts.root, &opts.id, true);
+            let _ = delete::delete_known(&opts.root, &opts.id, true, Some(&created.cgroup));
             return Err(e);
         }
     };
     if !keep {
-        warnings.extend(delete::delete(&opts.root, &opts.id, true)?);
+        warnings.extend(delete::delete_known(
+            &opts.root,
+            &opts.id,
+            true,
+            Some(&created.cgroup),
+        )?);
     }
     Ok(RunOutcome {
         exit_code: code,
