@@ -310,6 +310,13 @@ try:
     raise SystemExit("expected NotFound")
 except docker.errors.NotFound:
     pass
+# attach(logs=True) right after start: the output already written, then the rest, none lost
+# to the client's buffered read of the 101 answer.
+for _ in range(3):
+    a = c.containers.run("{img}", ["sh", "-c", "echo first; sleep 0.5; echo second"], network_mode="none", detach=True)
+    got = b"".join(a.attach(stream=True, logs=True))
+    assert got == b"first\nsecond\n", got
+    a.remove(force=True)
 print("ok")
 "#
     ));

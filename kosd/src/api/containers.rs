@@ -190,7 +190,15 @@ struct Pump {
     history: bool,
     follow: bool,
     attach: bool,
+    /// On a hijacked connection: let the client read the `101` answer before output
+    /// arrives. Clients that read the answer through a buffer and then switch to the raw
+    /// socket (docker-py's `attach(logs=True)`) lose what came in the same read.
+    hijacked: bool,
 }
+
+/// How long a hijacked attach to a live container waits before its first output (see
+/// [`Pump`]).
+const HISTORY_SETTLE: Duration = Duration::from_millis(50);
 
 /// Sends log entries to `out`: history (when asked), then new entries while
 /// `follow` and the container lives. Returns when done or the client left.
@@ -206,6 +214,7 @@ async fn pump_logs(
         history,
         follow,
         attach,
+        hijacked,
     } = mode;
     let Ok(c) = runtime::load(&e, &id) else {
         return;
@@ -222,6 +231,11 @@ async fn pump_logs(
         Ok(Ok(x)) => x,
         _ => (Vec::new(), None),
     };
+    // An attach before start (`docker run`) has nothing to send yet; one to a live
+    // container may have output at once.
+    if hijacked && c.state.status.is_live() {
+        tokio::time::sleep(HISTORY_SETTLE).await;
+    }
     if history {
         for en in &past {
             if out.send(o.render(en, tty)).await.is_err() {
@@ -307,6 +321,7 @@ pub async fn logs(State(e): E, Path(id): Path<String>, p: Params) -> Result<Resp
             history: true,
             follow,
             attach: false,
+            hijacked: false,
         },
         tx,
     ));
@@ -350,6 +365,7 @@ pub async fn attach(
                 history,
                 follow: stream,
                 attach: true,
+                hijacked: false,
             },
             tx,
         ));
@@ -383,6 +399,7 @@ pub async fn attach(
                 history,
                 follow: stream,
                 attach: true,
+                hijacked: true,
             },
             tx,
         ));
