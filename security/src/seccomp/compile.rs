@@ -137,11 +137,18 @@ enum Hit {
     Rules(usize),
 }
 
-/// Fold the hits of one ABI, sorted by number, into one entry per number: conditional rules
-/// in profile order, the first unconditional action.
-fn entries(abi: Abi, hits: &[(u32, Hit)], rule_sets: &[Vec<Rule>]) -> BTreeMap<u32, Entry> {
-    let mut out: Vec<(u32, Entry)> = Vec::new();
-    for &(nr, hit) in hits {
+/// A syscall number named by the profile's rule `i`, as `nr << 32 | i`: sorting these plain
+/// integers orders by number, then by the rule's place in the profile.
+fn hit_key(nr: u32, i: usize) -> u64 {
+    u64::from(nr) << 32 | i as u64
+}
+
+/// Fold the sorted hit keys of one ABI into one entry per number: conditional rules in profile
+/// order, the first unconditional action.
+fn entries(abi: Abi, keys: &[u64], hits: &[Hit], rule_sets: &[Vec<Rule>]) -> Table {
+    let mut out: Vec<(u32, Entry)> = Vec::with_capacity(keys.len());
+    for &key in keys {
+        let (nr, hit) = ((key >> 32) as u32, hits[key as u32 as usize]);
         if out.last().map(|(n, _)| *n) != Some(nr) {
             out.push((nr, Entry::default()));
         }
@@ -156,14 +163,16 @@ fn entries(abi: Abi, hits: &[(u32, Hit)], rule_sets: &[Vec<Rule>]) -> BTreeMap<u
             Hit::Rules(i) => e.conditional.extend(rule_sets[i].iter().cloned()),
         }
     }
-    // Sorted input: the map is built in one pass.
-    out.into_iter().collect()
+    out
 }
+
+/// One ABI's entries: sorted by syscall number, one per number.
+pub(crate) type Table = Vec<(u32, Entry)>;
 
 /// A profile resolved to per-ABI rule tables, before any BPF is emitted.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    pub tables: BTreeMap<Abi, BTreeMap<u32, Entry>>,
+    pub tables: BTreeMap<Abi, Table>,
     pub default_ret: u32,
     pub flags: u32,
     pub has_notify: bool,
@@ -268,10 +277,19 @@ pub(crate) fn plan(
         }
     }
 
-    // Every (number, rule) pair per ABI in profile order, grouped by number afterwards: a
-    // stable sort keeps the profile's order among the rules of one number.
-    let mut hits: Vec<(Abi, Vec<(u32, Hit)>)> = abis.iter().map(|a| (*a, Vec::new())).collect();
-    hits.sort_by_key(|(abi, _)| *abi);
+    // Every (number, rule) pair per ABI, grouped by number afterwards.
+    let named: usize = spec
+        .syscalls()
+        .iter()
+        .flatten()
+        .map(|s| s.names().len())
+        .sum();
+    let mut keys: Vec<(Abi, Vec<u64>)> = abis
+        .iter()
+        .map(|a| (*a, Vec::with_capacity(named)))
+        .collect();
+    keys.sort_by_key(|(abi, _)| *abi);
+    let mut hits: Vec<Hit> = Vec::new();
     let mut rule_sets: Vec<Vec<Rule>> = Vec::new();
     let mut has_notify = false;
     for (i, sc) in spec.syscalls().as_deref().unwrap_or(&[]).iter().enumerate() {
@@ -293,30 +311,30 @@ pub(crate) fn plan(
             }
             has_notify = true;
         }
-        let hit = if sc.args().as_deref().unwrap_or(&[]).is_empty() {
+        hits.push(if sc.args().as_deref().unwrap_or(&[]).is_empty() {
             Hit::Unconditional(ret)
         } else {
             rule_sets.push(rules_of(sc, ret, &what)?);
             Hit::Rules(rule_sets.len() - 1)
-        };
+        });
         for name in sc.names() {
             let Some(row) = numbers(name) else {
                 tracing::debug!(syscall = %name, "unknown syscall name skipped");
                 continue;
             };
-            for (abi, hits) in hits.iter_mut() {
+            for (abi, keys) in keys.iter_mut() {
                 let nr = row[abi.column()];
                 if nr != names::NONE {
-                    hits.push((nr, hit));
+                    keys.push(hit_key(nr, i));
                 }
             }
         }
     }
-    let tables = hits
+    let tables = keys
         .into_iter()
-        .map(|(abi, mut hits)| {
-            hits.sort_by_key(|(nr, _)| *nr);
-            (abi, entries(abi, &hits, &rule_sets))
+        .map(|(abi, mut keys)| {
+            keys.sort_unstable();
+            (abi, entries(abi, &keys, &hits, &rule_sets))
         })
         .collect();
     if !has_notify && flags & FLAG_WAIT_KILLABLE_RECV != 0 {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::arch::{Abi, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use super::bpf::{emit_cmp, Asm, Label, SockFilter, Tgt, BPF_JEQ_K, BPF_JGE_K, OFF_ARCH, OFF_NR};
-use super::compile::{Entry, BAD_ARCH_ACTION};
+use super::compile::{Entry, Table, BAD_ARCH_ACTION};
 
 /// The reach of a conditional jump (8-bit offset).
 const MAX_COND_JUMP: usize = u8::MAX as usize;
@@ -75,7 +75,7 @@ impl Cover {
         &mut self,
         asm: &mut Asm,
         args: &mut ArgBlocks<'a>,
-        table: Option<&'a BTreeMap<u32, Entry>>,
+        table: Option<&'a Table>,
         (lo, hi): (u32, u32),
         default_ret: u32,
     ) {
@@ -85,7 +85,9 @@ impl Cover {
         };
         // u64: the first number not yet covered may be one past u32::MAX.
         let mut next = u64::from(lo);
-        for (&nr, e) in table.range(lo..=hi) {
+        let from = table.partition_point(|(nr, _)| *nr < lo);
+        for (nr, e) in table[from..].iter().take_while(|(nr, _)| *nr <= hi) {
+            let nr = *nr;
             if u64::from(nr) > next {
                 self.push(next as u32, Leaf::Ret(default_ret));
             }
@@ -105,7 +107,7 @@ impl Cover {
 
 /// Emit the filter for per-ABI rule tables.
 pub(crate) fn emit(
-    tables: &BTreeMap<Abi, BTreeMap<u32, Entry>>,
+    tables: &BTreeMap<Abi, Table>,
     default_ret: u32,
 ) -> Result<Vec<SockFilter>, super::SeccompError> {
     let mut asm = Asm::default();

@@ -18,7 +18,7 @@ use super::bpf::{
     data, emit_cmp, run, run_counted, Asm, Cmp, SockFilter, Tgt, BPF_JEQ_K, BPF_JGE_K, BPF_JMP_JA,
     BPF_LD_W_ABS, BPF_RET_K, MAX_INSNS, OFF_ARCH, OFF_NR,
 };
-use super::compile::{compile, plan, Entry, Plan, BAD_ARCH_ACTION, NOTIFY_FORBIDDEN};
+use super::compile::{compile, plan, Plan, Table, BAD_ARCH_ACTION, NOTIFY_FORBIDDEN};
 use super::names::tests::{all_names, reference_nr};
 use super::names::{Numbers, NONE};
 use super::profile::{default_profile, default_profile_for};
@@ -39,7 +39,7 @@ fn compile_linear(spec: &LinuxSeccomp) -> (Plan, Vec<SockFilter>) {
 }
 
 fn emit_linear(
-    tables: &BTreeMap<Abi, BTreeMap<u32, Entry>>,
+    tables: &BTreeMap<Abi, Table>,
     default_ret: u32,
 ) -> Result<Vec<SockFilter>, super::SeccompError> {
     let mut asm = Asm::default();
@@ -90,7 +90,7 @@ fn emit_linear(
     asm.finish()
 }
 
-fn emit_body_linear(asm: &mut Asm, table: &BTreeMap<u32, Entry>, default_ret: u32) {
+fn emit_body_linear(asm: &mut Asm, table: &Table, default_ret: u32) {
     asm.load(OFF_NR);
     let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for (nr, e) in table {
@@ -219,7 +219,7 @@ fn numbers_to_try() -> Vec<u32> {
 /// Argument values at and around every value a condition of `plan` compares with.
 fn values_around(plan: &Plan) -> Vec<u64> {
     let mut vals: BTreeSet<u64> = [0, 1, 0xffff_ffff, 1 << 32, u64::MAX, 1 << 63].into();
-    for e in plan.tables.values().flat_map(|t| t.values()) {
+    for (_, e) in plan.tables.values().flatten() {
         for (_, cmp) in e.conditional.iter().flat_map(|r| &r.conds) {
             let (a, b) = match *cmp {
                 Cmp::Eq(v) | Cmp::Ne(v) | Cmp::Lt(v) | Cmp::Le(v) | Cmp::Gt(v) | Cmp::Ge(v) => {
