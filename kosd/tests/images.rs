@@ -199,3 +199,87 @@ print("ok")
         String::from_utf8_lossy(&py.stderr)
     );
 }
+
+#[test]
+fn search_and_distribution_against_the_registry() {
+    let k = Kosd::start(&[]);
+    let reg = Registry::start();
+    let a = reg.image("team/alpha:1");
+    let b = reg.image("team/beta:1");
+    push_busybox(&a, &ImageSpec::default());
+    push_busybox(&b, &ImageSpec::default());
+    let host = a.split('/').next().expect("host").to_string();
+    // The distribution registry has no /v1/search: its catalog, filtered by the term.
+    let names = k.docker_ok(&["search", "--format", "{{.Name}}", &format!("{host}/team")]);
+    let mut got: Vec<&str> = names.lines().collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [format!("{host}/team/alpha"), format!("{host}/team/beta")]
+    );
+    let one = k.docker_ok(&["search", "--format", "{{.Name}}", &format!("{host}/beta")]);
+    assert_eq!(one.trim(), format!("{host}/team/beta"));
+    let limited = k.docker_ok(&[
+        "search",
+        "--limit",
+        "1",
+        "--format",
+        "{{.Name}}",
+        &format!("{host}/team"),
+    ]);
+    assert_eq!(limited.lines().count(), 1, "{limited}");
+    let none = k.docker_ok(&["search", "--format", "{{.Name}}", &format!("{host}/zzz")]);
+    assert!(none.trim().is_empty(), "{none}");
+    let (st, body) = k.http(
+        "GET",
+        &format!(
+            "/images/search?term={host}/team&filters=%7B%22stars%22%3A%7B%22x%22%3Atrue%7D%7D"
+        ),
+        b"",
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = k.http("GET", "/images/search?term=x&limit=1000", b"");
+    assert_eq!(st, 400, "{body}");
+    // GET /distribution/{name}/json: the manifest's descriptor and platform, unpulled.
+    let (st, body) = k.http("GET", &format!("/v1.47/distribution/{a}/json"), b"");
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        v["Descriptor"]["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{v}"
+    );
+    assert!(
+        v["Descriptor"]["size"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
+    assert_eq!(v["Platforms"][0]["os"], "linux", "{v}");
+    assert!(
+        k.docker_ok(&["images", "-q"]).trim().is_empty(),
+        "nothing pulled"
+    );
+    let (st, _) = k.http(
+        "GET",
+        &format!("/v1.47/distribution/{host}/team/missing:1/json"),
+        b"",
+    );
+    assert!(st == 404 || st == 500, "{st}");
+    let py = k.python(&format!(
+        r#"
+import docker
+c = docker.from_env()
+d = c.api.inspect_distribution("{b}")
+assert d["Descriptor"]["mediaType"].endswith("manifest.v1+json"), d
+r = c.images.search("{host}/alpha")
+assert [x["name"] for x in r] == ["{host}/team/alpha"], r
+print("ok")
+"#
+    ));
+    assert!(
+        py.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&py.stdout),
+        String::from_utf8_lossy(&py.stderr)
+    );
+}

@@ -1,6 +1,7 @@
 //! Talking to OCI distribution registries (through `oci-client`).
 
 pub mod auth;
+pub mod inspect;
 pub mod pull;
 pub mod push;
 

@@ -154,7 +154,7 @@ impl Registry {
 
 /// Fetches a manifest, checks its digest (against the reference's or the
 /// descriptor's) and its size, and returns media type, bytes and digest.
-async fn fetch_manifest(
+pub(super) async fn fetch_manifest(
     client: &oci_client::Client,
     r: &ImageRef,
     auth: &oci_client::secrets::RegistryAuth,
@@ -192,7 +192,7 @@ async fn fetch_manifest(
     Ok((mt, bytes.to_vec(), actual))
 }
 
-async fn fetch_small_blob(
+pub(super) async fn fetch_small_blob(
     client: &oci_client::Client,
     r: &ImageRef,
     d: &Descriptor,

@@ -24,7 +24,7 @@ pub struct AuthBody {
     serveraddress: String,
 }
 
-fn plain_http(e: &Engine, host: &str) -> bool {
+pub(super) fn plain_http(e: &Engine, host: &str) -> bool {
     let h = host.rsplit_once(':').map(|x| x.0).unwrap_or(host);
     h == "localhost"
         || h.trim_matches(['[', ']'])

@@ -919,6 +919,30 @@ pub async fn commit(
     Ok(r)
 }
 
+/// `GET /distribution/{name}/json`: the registry's descriptor and platforms for `name`,
+/// without pulling it (`X-Registry-Auth` honoured as for a pull).
+pub async fn distribution(
+    State(e): State<Arc<Engine>>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>> {
+    let name = rest
+        .strip_suffix("/json")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::NotFound("page not found".into()))?;
+    let name = normalize(&pull_reference(name, None))?;
+    let creds = credentials_for(&e, &headers, &name)?;
+    let d = e.registry.inspect(&name, &creds).await?;
+    Ok(Json(json!({
+        "Descriptor": {
+            "mediaType": d.media_type,
+            "digest": d.digest.to_string(),
+            "size": d.size,
+        },
+        "Platforms": d.platforms,
+    })))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -10,6 +10,7 @@ pub mod hijack;
 pub mod images;
 pub mod networks;
 pub mod params;
+pub mod search;
 pub mod stream;
 pub mod system;
 pub mod units;
@@ -80,6 +81,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
+        .route("/images/search", get(search::search))
         .route(
             "/images/{*rest}",
             get(images::get_dispatch)
@@ -87,6 +89,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .delete(images::delete),
         )
         .route("/commit", post(images::commit))
+        .route("/distribution/{*rest}", get(images::distribution))
         .route("/plugins", get(system::plugins))
         .route("/swarm", get(system::not_a_swarm))
         .route(
