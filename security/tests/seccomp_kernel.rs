@@ -374,3 +374,130 @@ fn malformed_profiles_are_clear_errors() {
     let e = seccomp::compile(&p).unwrap_err();
     assert!(e.to_string().contains("listenerPath"), "{e}");
 }
+
+/// Syscalls the child needs after installing the sweep's filter (reporting, allocating: a
+/// thread's malloc arena grows with mprotect; exiting); everything else gets its own errno.
+#[cfg(target_arch = "x86_64")]
+const SWEEP_ALLOWED: &[&str] = &[
+    "write",
+    "exit",
+    "exit_group",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "mremap",
+    "brk",
+    "madvise",
+    "futex",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigaltstack",
+];
+
+/// The filter as the kernel runs it (checked, converted, JIT-compiled): one errno per syscall
+/// name, so each x86-64 and x32 number is its own range of the compiled search and the far
+/// halves need `BPF_JA` hops; an argument rule in front of one of them. Every number
+/// 0..=600 of both ABIs is called with zero arguments and must fail with its own errno (the
+/// filter answers before the kernel runs anything) or the default's.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_syscall_number_gets_its_own_errno_in_kernel() {
+    use std::collections::BTreeMap;
+
+    use kos_security::seccomp::Abi;
+
+    const DEFAULT_ERRNO: i32 = 4000;
+    const KILL_HIGH_SIGNAL_ERRNO: i32 = 3000;
+    const X32_BIT: i64 = 0x4000_0000;
+    let names: Vec<&str> = syscalls::x86_64::Sysno::iter()
+        .map(|s| s.name())
+        .filter(|n| !SWEEP_ALLOWED.contains(n))
+        .collect();
+    let errno_of = |i: usize| 100 + i as i32;
+    let mut rules = vec![serde_json::json!({
+        "names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": KILL_HIGH_SIGNAL_ERRNO,
+        "args": [{"index": 1, "value": 0x1_0000_0000u64, "op": "SCMP_CMP_GE"}]
+    })];
+    rules.push(serde_json::json!({"names": SWEEP_ALLOWED, "action": "SCMP_ACT_ALLOW"}));
+    for (i, n) in names.iter().enumerate() {
+        rules.push(serde_json::json!({
+            "names": [n], "action": "SCMP_ACT_ERRNO", "errnoRet": errno_of(i)
+        }));
+    }
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": DEFAULT_ERRNO,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"], "syscalls": rules
+    });
+    let prog = compile(&profile.to_string());
+    assert!(
+        prog.filter().len() > 1000,
+        "{} instructions",
+        prog.filter().len()
+    );
+
+    // What each number must answer: the first rule naming it wins.
+    let mut want: BTreeMap<i64, i32> = BTreeMap::new();
+    let mut allowed = Vec::new();
+    for abi in [Abi::X86_64, Abi::X32] {
+        for n in SWEEP_ALLOWED {
+            allowed.extend(abi.syscall_nr(n).map(i64::from));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if let Some(nr) = abi.syscall_nr(n) {
+                let nr = i64::from(nr);
+                if !allowed.contains(&nr) {
+                    want.entry(nr).or_insert(errno_of(i));
+                }
+            }
+        }
+    }
+    // The kernel passes x86-64's uretprobe and uprobe by seccomp (6.11+) and answers a call
+    // from outside a uprobe trampoline with SIGILL: not called.
+    let unfiltered: Vec<i64> = ["uretprobe", "uprobe"]
+        .iter()
+        .filter_map(|n| Abi::X86_64.syscall_nr(n).map(i64::from))
+        .collect();
+    let numbers: Vec<i64> = (0..=600)
+        .chain((0..=600).map(|n| n | X32_BIT))
+        .filter(|nr| !allowed.contains(nr) && !unfiltered.contains(nr))
+        .collect();
+
+    let report = in_child(|out| {
+        let mut lines = String::with_capacity(64 * 1024);
+        set_no_new_privs();
+        prog.install().unwrap();
+        for &nr in &numbers {
+            // SAFETY: every number here is denied by the filter before the kernel runs it.
+            let r = unsafe { libc::syscall(nr, 0, 0, 0, 0, 0, 0) };
+            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            lines.push_str(&format!("{nr} {r} {e}\n"));
+        }
+        let kill = libc::SYS_kill;
+        // SAFETY: as above; the argument rule answers.
+        let r = unsafe { libc::syscall(kill, 0, 0x1_0000_0000_i64, 0, 0, 0, 0) };
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        lines.push_str(&format!("kill-high {r} {e}\n"));
+        say(out, lines);
+        0
+    })
+    .ok();
+
+    let mut seen = 0;
+    for line in report.lines().filter(|l| !l.is_empty()) {
+        let mut f = line.split(' ');
+        let (what, r, e) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        if what == "kill-high" {
+            assert_eq!((r, e), ("-1", KILL_HIGH_SIGNAL_ERRNO.to_string().as_str()));
+            continue;
+        }
+        let nr: i64 = what.parse().unwrap();
+        let expect = want.get(&nr).copied().unwrap_or(DEFAULT_ERRNO);
+        assert_eq!(
+            (r, e.parse::<i32>().unwrap()),
+            ("-1", expect),
+            "syscall {nr:#x}: got {r} errno {e}, want errno {expect}"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, numbers.len(), "{report}");
+}
