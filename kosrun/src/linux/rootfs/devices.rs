@@ -2,7 +2,7 @@
 //! and the conventional symlinks.
 
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use kos_security::path as safe;
@@ -62,6 +62,7 @@ pub fn create_all(
     in_userns: bool,
     mounted: &[&Path],
 ) -> Result<()> {
+    let mut dirs = Dirs::new(root);
     for d in DEFAULTS.iter() {
         if devices.iter().any(|x| x.path() == Path::new(d.path))
             || mounted.contains(&Path::new(d.path))
@@ -69,7 +70,7 @@ pub fn create_all(
             continue;
         }
         make(
-            root,
+            &mut dirs,
             Path::new(d.path),
             libc::S_IFCHR,
             d.major,
@@ -111,7 +112,7 @@ pub fn create_all(
         }
         let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
         make(
-            root,
+            &mut dirs,
             d.path(),
             kind,
             d.major() as u64,
@@ -125,9 +126,36 @@ pub fn create_all(
     Ok(())
 }
 
+/// The directory the last device was made in, kept for the next one in the same place
+/// (all of them, usually: /dev): resolved inside the root once, not once per node.
+struct Dirs<'r, 'a> {
+    root: &'r RootDir<'a>,
+    last: Option<(std::path::PathBuf, OwnedFd)>,
+}
+
+impl<'r, 'a> Dirs<'r, 'a> {
+    fn new(root: &'r RootDir<'a>) -> Self {
+        Dirs { root, last: None }
+    }
+
+    fn get(&mut self, parent: &Path) -> Result<BorrowedFd<'_>> {
+        if self.last.as_ref().is_none_or(|(p, _)| p != parent) {
+            let fd = self.root.mkdir_all(parent, 0o755)?;
+            self.last = Some((parent.to_path_buf(), fd));
+        }
+        match &self.last {
+            Some((_, fd)) => Ok(fd.as_fd()),
+            None => Err(Error::failed(
+                Stage::Devices,
+                "device directory lost".into(),
+            )),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn make(
-    root: &RootDir,
+    dirs: &mut Dirs,
     path: &Path,
     kind: libc::mode_t,
     major: u64,
@@ -145,7 +173,8 @@ fn make(
             format!("device path {} has no name", path.display()),
         )
     })?;
-    let dir = root.mkdir_all(parent, 0o755)?;
+    let root = dirs.root;
+    let dir = dirs.get(parent)?;
     let cname = CString::new(name.as_encoded_bytes()).map_err(|_| {
         Error::invalid_in(
             Stage::Devices,

@@ -394,9 +394,33 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
         Some("mode=755"),
     )
     .map_err(|e| mount_err(m, "cgroup tmpfs", e))?;
+    // The tmpfs is ours and nothing of the container runs yet: its directories are made
+    // and opened from its root directly, with no resolution inside the rootfs each time.
+    let tmpfs = reopen(ctx, dest)?;
+    let sys = |what: &str, e: nix::errno::Errno| mount_err(m, what, std::io::Error::from(e));
     for s in ctx.cgroups {
-        let sub = dest.join(if s.v2 { "unified" } else { s.name.as_str() });
-        let t = ctx.root.mkdir_all(&sub, 0o755)?;
+        let name = if s.v2 { "unified" } else { s.name.as_str() };
+        match nix::sys::stat::mkdirat(
+            &tmpfs,
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(sys(&format!("mkdir {name}"), e)),
+        }
+        let open = |extra: nix::fcntl::OFlag| {
+            nix::fcntl::openat(
+                &tmpfs,
+                name,
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_NOFOLLOW
+                    | nix::fcntl::OFlag::O_CLOEXEC
+                    | extra,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| sys(&format!("open {name}"), e))
+        };
+        let t = open(nix::fcntl::OFlag::O_DIRECTORY)?;
         sys_mount(
             Some(&s.host_dir),
             &safe::proc_fd_path(&t),
@@ -405,23 +429,17 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
             None,
         )
         .map_err(|e| mount_err(m, &format!("bind {}", s.name), e))?;
-        let mounted = reopen(ctx, &sub)?;
+        // Opened again by name: the lookup now lands on the bind mount.
+        let mounted = open(nix::fcntl::OFlag::empty())?;
         remount_bind(&mounted, base | ro).map_err(|e| mount_err(m, "remount cgroup", e))?;
         // Co-mounted controllers ("cpu,cpuacct") are reachable by each name, as on the host.
         if s.name.contains(',') {
             for alias in s.name.split(',') {
-                let dir = ctx
-                    .root
-                    .open(dest, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
-                let _ = nix::unistd::symlinkat(
-                    s.name.as_str(),
-                    nix::fcntl::AT_FDCWD,
-                    &safe::proc_fd_path(&dir).join(alias),
-                );
+                let _ = nix::unistd::symlinkat(s.name.as_str(), &tmpfs, alias);
             }
         }
     }
-    let mounted = reopen(ctx, dest)?;
+    let mounted = tmpfs;
     if ro != 0 {
         remount_bind(&mounted, ro).map_err(|e| mount_err(m, "remount cgroup ro", e))?;
     }
