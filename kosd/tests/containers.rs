@@ -139,6 +139,26 @@ fn detached_lifecycle_inspect_ps_logs_exec() {
     // top lists the container's processes.
     let top = k.docker_ok(&["top", "web"]);
     assert!(top.contains("while true"), "{top}");
+    // The host's ps, as dockerd: its start time column is filled, and ps arguments pass on.
+    let first = top
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .count();
+    assert!(first >= 8, "{top}");
+    let custom = k.docker_ok(&["top", "web", "-o", "pid,comm"]);
+    let mut lines = custom.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["PID", "COMMAND"]),
+        "{custom}"
+    );
+    assert!(lines.all(|l| l.split_whitespace().count() == 2), "{custom}");
+    let o = k.docker(&["top", "web", "-o", "comm"]);
+    assert!(!o.status.success(), "a ps without a PID column is refused");
     // Pause / unpause.
     k.docker_ok(&["pause", "web"]);
     assert_eq!(

@@ -486,14 +486,49 @@ pub async fn resize(State(e): E, Path(id): Path<String>, p: Params) -> Result<Re
     Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
 }
 
-pub async fn top(State(e): E, Path(id): Path<String>) -> Result<Json<serde_json::Value>> {
+/// `ps` output kosd reads at most for `top` (the host's whole process table).
+const MAX_PS_OUTPUT: usize = 16 << 20;
+
+/// `GET /containers/{id}/top?ps_args=`: the host's `ps` (default `-ef`) with only the
+/// container's processes, as dockerd; from /proc when the host has no `ps`.
+pub async fn top(
+    State(e): E,
+    Path(id): Path<String>,
+    p: Params,
+) -> Result<Json<serde_json::Value>> {
     let c = runtime::find(&e, &id)?;
     let sh =
         e.rt.shim(&c.id)
             .filter(|_| c.state.status.is_live())
             .ok_or_else(|| ApiError::Conflict(format!("Container {} is not running", c.id)))?;
     let pids = sh.pids(&c.id).await?;
-    Ok(Json(view::top(&pids)))
+    let args = p.non_empty("ps_args").unwrap_or("-ef");
+    let out = tokio::process::Command::new("ps")
+        .args(args.split_whitespace())
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await;
+    let out = match out {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && args == "-ef" => {
+            return Ok(Json(view::top(&pids)));
+        }
+        Err(err) => return Err(ApiError::internal("running ps", err)),
+        Ok(o) => o,
+    };
+    if !out.status.success() {
+        return Err(ApiError::Internal(format!(
+            "ps: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    if out.stdout.len() > MAX_PS_OUTPUT {
+        return Err(ApiError::Internal("ps printed too much".into()));
+    }
+    let v =
+        view::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids).map_err(ApiError::Internal)?;
+    Ok(Json(v))
 }
 
 pub async fn prune(State(e): E, p: Params) -> Result<Json<serde_json::Value>> {

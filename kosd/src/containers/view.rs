@@ -507,7 +507,42 @@ pub fn list(
     Ok(out)
 }
 
-/// `GET /containers/{id}/top`: ps-style rows from /proc for the container's pids.
+/// `ps` output filtered to the container's `pids`, as dockerd's top: the header's fields
+/// are the titles, the last one (the command) takes the rest of each line, and rows whose
+/// PID column is not one of the container's are dropped.
+pub fn parse_ps(output: &str, pids: &[u32]) -> std::result::Result<Value, String> {
+    let mut lines = output.lines();
+    let titles: Vec<&str> = lines
+        .next()
+        .map(|h| h.split_whitespace().collect())
+        .unwrap_or_default();
+    let pid_col = titles
+        .iter()
+        .position(|t| *t == "PID")
+        .ok_or("Couldn't find PID field in ps output")?;
+    let mut rows = Vec::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < titles.len() {
+            continue;
+        }
+        let Ok(pid) = fields[pid_col].parse::<u32>() else {
+            return Err(format!("Unexpected pid '{}'", fields[pid_col]));
+        };
+        if !pids.contains(&pid) {
+            continue;
+        }
+        let mut row: Vec<String> = fields[..titles.len() - 1]
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        row.push(fields[titles.len() - 1..].join(" "));
+        rows.push(row);
+    }
+    Ok(json!({"Titles": titles, "Processes": rows}))
+}
+
+/// `GET /containers/{id}/top` without `ps` on the host: ps-style rows from /proc.
 pub fn top(pids: &[u32]) -> Value {
     let ticks = 100u64;
     let mut rows = Vec::new();
@@ -553,6 +588,35 @@ pub fn top(pids: &[u32]) -> Value {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_output_is_filtered_to_the_container() {
+        let out = "UID          PID    PPID  C STIME TTY          TIME CMD\n\
+                   root           1       0  0 10:00 ?        00:00:01 /sbin/init\n\
+                   root         812       1  0 10:01 ?        00:00:00 sleep 100 now\n";
+        let v = parse_ps(out, &[812]).unwrap();
+        assert_eq!(
+            v["Titles"],
+            json!(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"])
+        );
+        assert_eq!(
+            v["Processes"],
+            json!([[
+                "root",
+                "812",
+                "1",
+                "0",
+                "10:01",
+                "?",
+                "00:00:00",
+                "sleep 100 now"
+            ]])
+        );
+        let aux = "USER PID %CPU COMMAND\nroot 812 0.0 sleep 1\n";
+        assert_eq!(parse_ps(aux, &[812]).unwrap()["Processes"][0][3], "sleep 1");
+        assert!(parse_ps("USER COMMAND\nroot x\n", &[1]).is_err());
+        assert!(parse_ps("PID CMD\nabc x\n", &[1]).is_err());
+    }
 
     /// A record with every part the list reads set, and heavy parts it skips.
     fn rich() -> Container {
