@@ -5,7 +5,7 @@ set -euo pipefail
 # One line per purpose; tests fail (never skip) when a tool listed here is missing.
 pkgs=(busybox-static runc crun containerd podman conmon skopeo docker-registry criu uidmap
       netavark aardvark-dns containernetworking-plugins iptables docker.io docker-compose python3-docker
-      iproute2 nftables util-linux bsdutils tmux sqlite3 jq python3 hyperfine
+      iproute2 nftables util-linux bsdutils procps tmux sqlite3 jq python3 hyperfine
       protobuf-compiler libssl-dev pkg-config libcrypt-dev
       gcc libc6-dev)
 missing=()
