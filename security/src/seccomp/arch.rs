@@ -34,7 +34,7 @@ impl Abi {
     /// How many ABIs there are.
     pub const COUNT: usize = 6;
 
-    /// Every ABI, in [`column`](Self::column) order.
+    /// Every ABI, in the order of the syscall table's columns.
     pub const ALL: [Abi; Abi::COUNT] = [
         Abi::X86_64,
         Abi::X32,

@@ -5,6 +5,13 @@
 //! several, with x86-64/x32 split on one audit arch), and its installer does not return the
 //! listener fd that `SECCOMP_FILTER_FLAG_NEW_LISTENER` yields.
 //!
+//! The program dispatches on the audit arch, then finds the syscall number by a binary search
+//! over ranges of numbers that share an outcome, then runs the argument checks of the few
+//! syscalls that have them: the default profile is 338 instructions where a chain of one
+//! comparison per syscall took 1141, and the kernel's work at load (checking, JIT, running the
+//! filter for every syscall number to fill its action cache) shrinks with it (about 640 to
+//! 95 us here). Names resolve through one generated table of every ABI's numbers.
+//!
 //! # Call order in kosrun
 //!
 //! 1. **Parent, before fork**: [`compile()`] the spec's profile (all profile errors surface here,
