@@ -22,7 +22,7 @@ const MAX_COND_JUMP: usize = u8::MAX as usize;
 enum Leaf {
     /// This return value, whatever the arguments.
     Ret(u32),
-    /// An argument block: an index into [`Cover::args`].
+    /// An argument block: an index into [`ArgBlocks::blocks`].
     Args(usize),
 }
 
