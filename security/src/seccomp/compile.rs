@@ -64,7 +64,7 @@ fn action_name(a: LinuxSeccompAction) -> String {
 }
 
 /// The `SECCOMP_RET_*` value of an action with its errno (validated as the spec requires).
-fn action_ret(
+pub(crate) fn action_ret(
     action: LinuxSeccompAction,
     errno: Option<u32>,
     what: &str,
@@ -203,7 +203,7 @@ fn cmp_of(arg: &LinuxSeccompArg, what: &str) -> Result<(u32, Cmp), SeccompError>
     Ok((index as u32, cmp))
 }
 
-fn rules_of(sc: &LinuxSyscall, ret: u32, what: &str) -> Result<Vec<Rule>, SeccompError> {
+pub(crate) fn rules_of(sc: &LinuxSyscall, ret: u32, what: &str) -> Result<Vec<Rule>, SeccompError> {
     let args = sc.args().as_deref().unwrap_or(&[]);
     let conds = args
         .iter()

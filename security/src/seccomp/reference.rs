@@ -18,7 +18,9 @@ use super::bpf::{
     data, emit_cmp, run, run_counted, Asm, Cmp, SockFilter, Tgt, BPF_JEQ_K, BPF_JGE_K, BPF_JMP_JA,
     BPF_LD_W_ABS, BPF_RET_K, MAX_INSNS, OFF_ARCH, OFF_NR,
 };
-use super::compile::{compile, plan, Plan, Table, BAD_ARCH_ACTION, NOTIFY_FORBIDDEN};
+use super::compile::{
+    action_ret, compile, plan, rules_of, Entry, Plan, Table, BAD_ARCH_ACTION, NOTIFY_FORBIDDEN,
+};
 use super::names::tests::{all_names, reference_nr};
 use super::names::{Numbers, NONE};
 use super::profile::{default_profile, default_profile_for};
@@ -31,11 +33,46 @@ fn reference_numbers(name: &str) -> Option<Numbers> {
     row.iter().any(|&n| n != NONE).then_some(row)
 }
 
-/// The old compiler, whole: old name resolution, linear emission.
+/// The old compiler: old name resolution, old grouping of rules by number, linear emission.
+/// Validation, flags and ABIs come from [`plan`], whose tables must equal the old grouping.
 fn compile_linear(spec: &LinuxSeccomp) -> (Plan, Vec<SockFilter>) {
     let plan = plan(spec, reference_numbers).expect("profile plans");
-    let filter = emit_linear(&plan.tables, plan.default_ret).expect("linear emission");
+    let tables = tables_by_insertion(spec, &plan.abis);
+    assert_eq!(tables, plan.tables, "rules grouped differently");
+    let filter = emit_linear(&tables, plan.default_ret).expect("linear emission");
     (plan, filter)
+}
+
+/// Rules grouped by number the old way: one map entry per number, filled in profile order
+/// (conditional rules appended, the first unconditional action kept).
+fn tables_by_insertion(spec: &LinuxSeccomp, abis: &[Abi]) -> BTreeMap<Abi, Table> {
+    let mut tables: BTreeMap<Abi, BTreeMap<u32, Entry>> =
+        abis.iter().map(|a| (*a, BTreeMap::new())).collect();
+    for (i, sc) in spec.syscalls().as_deref().unwrap_or(&[]).iter().enumerate() {
+        let what = format!("syscalls[{i}]");
+        let ret = action_ret(sc.action(), sc.errno_ret(), &what).expect("action");
+        let rules = rules_of(sc, ret, &what).expect("rules");
+        let unconditional = sc.args().as_deref().unwrap_or(&[]).is_empty();
+        for name in sc.names() {
+            for (abi, table) in tables.iter_mut() {
+                let Some(nr) = reference_nr(*abi, name) else {
+                    continue;
+                };
+                let e = table.entry(nr).or_default();
+                if unconditional {
+                    if e.unconditional.is_none() {
+                        e.unconditional = Some(ret);
+                    }
+                } else {
+                    e.conditional.extend(rules.iter().cloned());
+                }
+            }
+        }
+    }
+    tables
+        .into_iter()
+        .map(|(abi, t)| (abi, t.into_iter().collect()))
+        .collect()
 }
 
 fn emit_linear(
