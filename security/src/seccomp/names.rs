@@ -27,6 +27,7 @@ pub(crate) fn numbers(name: &str) -> Option<&'static Numbers> {
     let mut s = hash(name) & mask;
     loop {
         let row = *slots.get(s)?;
+        // An EMPTY slot (never a row: the table is shorter) ends the probe: unknown name.
         let (n, numbers) = TABLE.get(usize::from(row))?;
         if *n == name {
             return Some(numbers);
