@@ -283,3 +283,59 @@ print("ok")
         String::from_utf8_lossy(&py.stderr)
     );
 }
+
+#[test]
+fn pull_push_and_search_on_a_tls_registry_on_loopback() {
+    // A loopback registry is insecure by default: tried over HTTPS first (its self-signed
+    // certificate not verified), over HTTP only when it does not speak TLS, as dockerd.
+    let dir = Scratch::new("tls-reg");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(st.success());
+    let reg = Registry::start_with(&format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    ));
+    let img = reg.image("tls/busybox:1");
+    push_busybox(&img, &ImageSpec::default());
+    let k = Kosd::start(&[]);
+    k.docker_ok(&["pull", "-q", &img]);
+    assert_eq!(
+        k.docker_ok(&["run", "--rm", "--network", "none", &img, "echo", "over tls"]),
+        "over tls\n"
+    );
+    let copy = reg.image("tls/copy:2");
+    k.docker_ok(&["tag", &img, &copy]);
+    k.docker_ok(&["push", &copy]);
+    let found = k.docker_ok(&[
+        "search",
+        "--format",
+        "{{.Name}}",
+        &format!("{}/copy", reg.addr),
+    ]);
+    assert_eq!(found.trim(), format!("{}/tls/copy", reg.addr));
+    // The registry really answers TLS only: plain HTTP gets its "HTTPS server" refusal.
+    let mut s = std::net::TcpStream::connect(&reg.addr).expect("connect");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").expect("write");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+}

@@ -29,7 +29,7 @@ impl Registry {
         credentials: &Credentials,
     ) -> Result<Distribution> {
         let r = ImageRef::parse(reference)?;
-        let client = self.client(&r);
+        let client = self.client(&r).await;
         let auth = credentials.to_oci();
         if !matches!(credentials, Credentials::Anonymous) {
             client

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod inspect;
 pub mod pull;
 pub mod push;
+pub mod tls;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 
@@ -25,6 +26,8 @@ pub struct RegistryConfig {
     /// Registries (`host[:port]`) whose TLS certificates are not verified (containerd's
     /// `skip_verify` for a mirror in `hosts.toml`).
     pub skip_verify_registries: Vec<String>,
+    /// `<dir>/<host[:port]>/*.crt` are CA certificates trusted for that registry.
+    pub certs_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -34,6 +37,7 @@ impl Default for RegistryConfig {
             max_concurrent_downloads: 4,
             platform: None,
             skip_verify_registries: Vec::new(),
+            certs_dir: None,
         }
     }
 }
@@ -42,20 +46,68 @@ impl Default for RegistryConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub config: RegistryConfig,
+    probes: tls::TlsProbes,
 }
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Self {
-        Registry { config }
+        Registry {
+            config,
+            probes: Default::default(),
+        }
     }
 
-    pub(crate) fn client(&self, r: &ImageRef) -> oci_client::Client {
+    /// A plain HTTP client for `host`'s own endpoints that oci-client does not cover
+    /// (`/v2/` login checks, search, catalog), reaching it as [`Registry::client`] would:
+    /// the client and the base URL (`https://host` or `http://host`).
+    pub async fn http_client_for(&self, host: &str) -> Result<(reqwest::Client, String), Error> {
         install_crypto_provider();
-        let protocol = if auth::plain_http_allowed(r, &self.config.insecure_registries) {
+        let r = ImageRef::parse(&format!("{host}/probe"))?;
+        let insecure = auth::plain_http_allowed(&r, &self.config.insecure_registries);
+        let plain = insecure && !self.probes.speaks_tls(r.registry()).await;
+        let mut b = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .danger_accept_invalid_certs(
+                insecure || self.config.skip_verify_registries.iter().any(|h| h == host),
+            );
+        if let Some(dir) = self.config.certs_dir.as_deref() {
+            for c in tls::certs_for(dir, host) {
+                match reqwest::Certificate::from_pem(&c.data) {
+                    Ok(cert) => b = b.add_root_certificate(cert),
+                    Err(e) => {
+                        tracing::warn!(%host, error = %e, "a registry CA file is not a PEM certificate")
+                    }
+                }
+            }
+        }
+        let client = b.build().map_err(|e| {
+            Error::io(
+                "building an HTTP client",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let scheme = if plain { "http" } else { "https" };
+        Ok((client, format!("{scheme}://{host}")))
+    }
+
+    /// A client for `r`'s registry: HTTPS, except for a registry that may be reached over
+    /// plain HTTP (loopback or insecure) and does not speak TLS; an insecure registry's
+    /// certificate is not verified, as dockerd.
+    pub(crate) async fn client(&self, r: &ImageRef) -> oci_client::Client {
+        install_crypto_provider();
+        let insecure = auth::plain_http_allowed(r, &self.config.insecure_registries);
+        let plain = insecure && !self.probes.speaks_tls(r.registry()).await;
+        let protocol = if plain {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         };
+        let extra_root_certificates = self
+            .config
+            .certs_dir
+            .as_deref()
+            .map(|d| tls::certs_for(d, r.registry()))
+            .unwrap_or_default();
         oci_client::Client::new(ClientConfig {
             protocol,
             use_monolithic_push: true,
@@ -64,11 +116,13 @@ impl Registry {
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
             read_timeout: Some(std::time::Duration::from_secs(120)),
-            accept_invalid_certificates: self
-                .config
-                .skip_verify_registries
-                .iter()
-                .any(|h| h == r.registry()),
+            accept_invalid_certificates: insecure
+                || self
+                    .config
+                    .skip_verify_registries
+                    .iter()
+                    .any(|h| h == r.registry()),
+            extra_root_certificates,
             ..Default::default()
         })
     }

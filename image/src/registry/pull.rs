@@ -41,7 +41,7 @@ impl Registry {
         opts: &PullOptions,
     ) -> Result<ImageRecord> {
         let r = ImageRef::parse(reference)?;
-        let client = self.client(&r);
+        let client = self.client(&r).await;
         let auth = opts.credentials.to_oci();
         let st = store.clone();
         let _lock = tokio::task::spawn_blocking(move || st.lock(false))

@@ -36,7 +36,7 @@ impl Registry {
         opts: &PushOptions,
     ) -> Result<Digest> {
         let r = ImageRef::parse(dest)?;
-        let client = self.client(&r);
+        let client = self.client(&r).await;
         let auth = opts.credentials.to_oci();
         client
             .auth(r.oci(), &auth, RegistryOperation::Push)

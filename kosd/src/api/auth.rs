@@ -24,15 +24,6 @@ pub struct AuthBody {
     serveraddress: String,
 }
 
-pub(super) fn plain_http(e: &Engine, host: &str) -> bool {
-    let h = host.rsplit_once(':').map(|x| x.0).unwrap_or(host);
-    h == "localhost"
-        || h.trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-        || e.config.insecure_registries.iter().any(|r| r == host)
-}
-
 fn challenge_param(h: &str, key: &str) -> Option<String> {
     let i = h.find(&format!("{key}=\""))? + key.len() + 2;
     let rest = &h[i..];
@@ -40,13 +31,8 @@ fn challenge_param(h: &str, key: &str) -> Option<String> {
 }
 
 async fn check(e: &Engine, host: &str, user: &str, pass: &str) -> Result<()> {
-    let scheme = if plain_http(e, host) { "http" } else { "https" };
-    kos_image::registry::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|err| ApiError::internal("HTTP client", err))?;
-    let url = format!("{scheme}://{host}/v2/");
+    let (client, base) = e.registry.http_client_for(host).await?;
+    let url = format!("{base}/v2/");
     let failed = |st: reqwest::StatusCode| {
         ApiError::Unauthorized(format!("login attempt to {url} failed with status: {st}"))
     };

@@ -149,20 +149,11 @@ pub async fn search(
             .map_err(|_| ApiError::bad(format!("invalid filter 'stars={v}'")))?,
     };
     let (host, q) = split_term(&term);
-    let scheme = if super::auth::plain_http(&e, &host) {
-        "http"
-    } else {
-        "https"
-    };
     let creds = super::images::credentials_for(&e, &headers, &format!("{host}/{q}"))
         .unwrap_or(Credentials::Anonymous);
-    kos_image::registry::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|err| ApiError::internal("HTTP client", err))?;
+    let (client, base) = e.registry.http_client_for(&host).await?;
     let mut out: Vec<Value> = Vec::new();
-    let v1 = format!("{scheme}://{host}/v1/search?q={}&n={limit}", urlencode(&q));
+    let v1 = format!("{base}/v1/search?q={}&n={limit}", urlencode(&q));
     if let Some((v, _)) = get_json(&client, &v1, &creds).await? {
         for r in v["results"].as_array().into_iter().flatten() {
             let name = r["name"].as_str().unwrap_or_default();
@@ -181,7 +172,6 @@ pub async fn search(
         }
     } else {
         // No search API: the catalog, filtered by the term, page by page.
-        let base = format!("{scheme}://{host}");
         let mut url = format!("{base}/v2/_catalog?n={CATALOG_PAGE}");
         let needle = q.to_ascii_lowercase();
         for page in 0..MAX_CATALOG_PAGES {
