@@ -20,8 +20,33 @@ pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
+/// Reads a small kernel-generated file. Their size reads as 0, so `fs::read_to_string`
+/// stats the file and then grows its buffer from 32 bytes read by read; a page-sized buffer
+/// takes the usual cgroupfs or /proc file in one read (and one more to see the end).
+pub(crate) fn read_small(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    // Plain reads: read_to_end would first stat the file and ask its position for a size
+    // hint that is 0 here anyway.
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 pub(crate) fn read_string(path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(|source| Error::Read {
+    read_small(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })
@@ -250,5 +275,27 @@ impl Writer {
                 tracing::warn!(path = %u.path.display(), value = %u.value, error = %e, "cgroup rollback write failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_small_reads_whole_files_of_any_size() {
+        let dir = std::env::temp_dir().join(format!("kos-cg-read-small-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        for len in [0usize, 1, 4095, 4096, 4097, 20000] {
+            let p = dir.join(format!("f{len}"));
+            let data: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            fs::write(&p, &data).expect("write");
+            assert_eq!(read_small(&p).expect("read"), data, "{len} bytes");
+        }
+        let _ = fs::remove_dir_all(&dir);
+        // A kernel file whose size reads as 0.
+        let own = read_small(Path::new("/proc/self/cgroup")).expect("read /proc/self/cgroup");
+        assert!(own.ends_with('\n') && own.contains(':'), "{own}");
+        assert!(read_small(Path::new("/nonexistent/kos")).is_err());
     }
 }

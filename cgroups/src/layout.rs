@@ -164,7 +164,7 @@ pub(crate) fn v1_mounts() -> Result<Vec<V1Mount>> {
         path: PathBuf::from(p),
         source,
     };
-    let wanted = match std::fs::read_to_string("/proc/self/cgroup") {
+    let wanted = match crate::fsutil::read_small(Path::new("/proc/self/cgroup")) {
         Ok(t) => v1_hierarchies(&t),
         // Without it, read the whole table.
         Err(_) => Vec::new(),

@@ -71,7 +71,7 @@ pub(crate) fn own_cgroup_from(proc_self_cgroup: &str) -> String {
 
 fn own_cgroup() -> Result<String> {
     let p = "/proc/self/cgroup";
-    let s = std::fs::read_to_string(p).map_err(|source| Error::Read {
+    let s = crate::fsutil::read_small(std::path::Path::new(p)).map_err(|source| Error::Read {
         path: p.into(),
         source,
     })?;
