@@ -124,47 +124,23 @@ pub fn commit(
             obj.insert("history".into(), json!([step]));
         }
     }
-    let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| ApiError::internal("encoding config", e))?;
-    let config_digest = store.put_blob(&config_bytes)?;
-
-    let mut layers = serde_json::to_value(&base.manifest.layers)
+    let mut layers: Vec<Value> = base
+        .manifest
+        .layers
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<_, _>>()
         .map_err(|e| ApiError::internal("encoding layers", e))?;
-    let new_layer = serde_json::to_value(&layer.descriptor)
-        .map_err(|e| ApiError::internal("encoding layer", e))?;
-    match layers.as_array_mut() {
-        Some(a) => a.push(new_layer),
-        None => layers = json!([new_layer]),
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest.to_string(),
-            "size": config_bytes.len(),
+    layers.push(
+        serde_json::to_value(&layer.descriptor)
+            .map_err(|e| ApiError::internal("encoding layer", e))?,
+    );
+    crate::image_import::store_image(store, &config, layers, req.name.clone()).map_err(
+        |e| match e {
+            crate::image_import::StoreImageError::Unpack(e) => {
+                ApiError::Internal(format!("the committed layer cannot be unpacked: {e}"))
+            }
+            crate::image_import::StoreImageError::Api(e) => e,
         },
-        "layers": layers,
-    });
-    let body =
-        serde_json::to_vec(&manifest).map_err(|e| ApiError::internal("encoding manifest", e))?;
-    let md = Digest::of(&body);
-    store.put_manifest(&md, "application/vnd.oci.image.manifest.v1+json", &body)?;
-    let name = req
-        .name
-        .clone()
-        .unwrap_or_else(|| kos_image::build::dangling::name(&config_digest));
-    let rec = store.tag_image(&name, &md, &md)?;
-    // The snapshot now, so a `run` of the new image does not pay for it (and a layer that
-    // cannot be unpacked fails the commit, not a later run).
-    let unpacked = store
-        .image(&name)
-        .and_then(|img| store.ensure_snapshots(&img));
-    if let Err(e) = unpacked {
-        let _ = store.remove_image(&name);
-        return Err(ApiError::Internal(format!(
-            "the committed layer cannot be unpacked: {e}"
-        )));
-    }
-    Ok((rec, config_digest))
+    )
 }

@@ -311,8 +311,49 @@ pub fn import(
     if let Some(v) = variant {
         config["variant"] = json!(v);
     }
+    let layer = json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": diff_id.to_string(),
+        "size": size,
+    });
+    store_image(store, &config, vec![layer], req.name.clone()).map_err(|e| match e {
+        // Unpacked at once: a layer that cannot be unpacked is refused here, not at `run`.
+        StoreImageError::Unpack(e) => ApiError::bad(format!("the archive cannot be unpacked: {e}")),
+        StoreImageError::Api(e) => e,
+    })
+}
+
+/// Why [`store_image`] failed: the image could not be written, or its layers not unpacked
+/// (the image is removed again then).
+pub enum StoreImageError {
+    Api(ApiError),
+    Unpack(kos_image::Error),
+}
+
+impl From<ApiError> for StoreImageError {
+    fn from(e: ApiError) -> Self {
+        StoreImageError::Api(e)
+    }
+}
+
+impl From<kos_image::Error> for StoreImageError {
+    fn from(e: kos_image::Error) -> Self {
+        StoreImageError::Api(e.into())
+    }
+}
+
+/// Writes an image made here (import, commit) into `store`: its `config` blob, an OCI
+/// manifest over `layers` (blobs already stored), the name (`None`: a dangling name), and
+/// the layers unpacked into snapshots, so `run` does not pay for them. Returns the record
+/// and the image id (the config digest).
+pub fn store_image(
+    store: &Store,
+    config: &Value,
+    layers: Vec<Value>,
+    name: Option<String>,
+) -> std::result::Result<(ImageRecord, Digest), StoreImageError> {
     let config_bytes =
-        serde_json::to_vec(&config).map_err(|e| ApiError::internal("encoding config", e))?;
+        serde_json::to_vec(config).map_err(|e| ApiError::internal("encoding config", e))?;
     let config_digest = store.put_blob(&config_bytes)?;
     let manifest = json!({
         "schemaVersion": 2,
@@ -322,30 +363,20 @@ pub fn import(
             "digest": config_digest.to_string(),
             "size": config_bytes.len(),
         },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": diff_id.to_string(),
-            "size": size,
-        }],
+        "layers": layers,
     });
     let body =
         serde_json::to_vec(&manifest).map_err(|e| ApiError::internal("encoding manifest", e))?;
     let md = Digest::of(&body);
     store.put_manifest(&md, "application/vnd.oci.image.manifest.v1+json", &body)?;
-    let name = req
-        .name
-        .clone()
-        .unwrap_or_else(|| kos_image::build::dangling::name(&config_digest));
+    let name = name.unwrap_or_else(|| kos_image::build::dangling::name(&config_digest));
     let rec = store.tag_image(&name, &md, &md)?;
-    // Unpacked now: a layer that cannot be unpacked is refused here, not at `run`.
-    let unpacked = store
+    if let Err(e) = store
         .image(&name)
-        .and_then(|img| store.ensure_snapshots(&img));
-    if let Err(e) = unpacked {
+        .and_then(|img| store.ensure_snapshots(&img))
+    {
         let _ = store.remove_image(&name);
-        return Err(ApiError::bad(format!(
-            "the archive cannot be unpacked: {e}"
-        )));
+        return Err(StoreImageError::Unpack(e));
     }
     Ok((rec, config_digest))
 }

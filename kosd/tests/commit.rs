@@ -7,13 +7,6 @@ mod common;
 
 use common::*;
 
-fn pulled(k: &Kosd, reg: &Registry, tag: &str) -> String {
-    let img = reg.image(&format!("{tag}:1"));
-    push_busybox(&img, &ImageSpec::default());
-    k.docker_ok(&["pull", "-q", &img]);
-    img
-}
-
 /// The entry names of the top layer of `image`, read from `docker save`.
 fn top_layer_entries(k: &Kosd, dir: &Scratch, image: &str) -> Vec<String> {
     let out = dir.join("saved.tar");
@@ -50,7 +43,7 @@ fn commit_running_container_with_changes() {
     let k = Kosd::start(&[]);
     let reg = Registry::start();
     let dir = Scratch::new("commit");
-    let img = pulled(&k, &reg, "commit-base");
+    let img = pulled_busybox(&k, &reg, "commit-base", &ImageSpec::default());
     let base_layers = k.docker_ok(&["inspect", "-f", "{{len .RootFS.Layers}}", &img]);
     k.docker_ok(&[
         "run",
@@ -190,7 +183,7 @@ fn commit_running_container_with_changes() {
 fn commit_errors_and_sdk() {
     let k = Kosd::start(&[]);
     let reg = Registry::start();
-    let img = pulled(&k, &reg, "commit-sdk");
+    let img = pulled_busybox(&k, &reg, "commit-sdk", &ImageSpec::default());
     let o = k.docker(&["commit", "no-such-container", "x:1"]);
     assert!(!o.status.success());
     assert!(

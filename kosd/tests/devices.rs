@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn image(k: &Kosd, reg: &Registry, tag: &str) -> String {
-    let img = reg.image(&format!("{tag}:1"));
-    push_busybox(&img, &ImageSpec::default());
-    k.docker_ok(&["pull", "-q", &img]);
-    img
+    pulled_busybox(k, reg, tag, &ImageSpec::default())
 }
 
 /// A host device node made with mknod, removed on drop.

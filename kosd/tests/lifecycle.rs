@@ -7,13 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn image(k: &Kosd, reg: &Registry, tag: &str, spec: &ImageSpec) -> String {
-    let img = reg.image(&format!("{tag}:1"));
-    push_busybox(&img, spec);
-    k.docker_ok(&["pull", "-q", &img]);
-    img
-}
-
 fn wait_for(k: &Kosd, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !f() {
@@ -30,7 +23,7 @@ fn wait_for(k: &Kosd, what: &str, mut f: impl FnMut() -> bool) {
 fn restart_policies_and_daemon_restart() {
     let mut k = Kosd::start(&[]);
     let reg = Registry::start();
-    let img = image(&k, &reg, "rp", &ImageSpec::default());
+    let img = pulled_busybox(&k, &reg, "rp", &ImageSpec::default());
     // on-failure:2 restarts twice, then stays exited.
     k.docker_ok(&[
         "run",
@@ -144,7 +137,7 @@ fn restart_policies_and_daemon_restart() {
 fn live_restore_survives_kill_9() {
     let mut k = Kosd::start(&["--live-restore"]);
     let reg = Registry::start();
-    let img = image(&k, &reg, "lr", &ImageSpec::default());
+    let img = pulled_busybox(&k, &reg, "lr", &ImageSpec::default());
     k.docker_ok(&[
         "run",
         "-d",
@@ -205,7 +198,7 @@ fn live_restore_survives_kill_9() {
 fn wait_health_and_container_events() {
     let k = Kosd::start(&[]);
     let reg = Registry::start();
-    let img = image(&k, &reg, "hw", &ImageSpec::default());
+    let img = pulled_busybox(&k, &reg, "hw", &ImageSpec::default());
     let since = format!(
         "{}",
         std::time::SystemTime::now()

@@ -154,6 +154,15 @@ fn sha256_hex(b: &[u8]) -> String {
         .collect()
 }
 
+/// A busybox image as `spec` says, pushed to `reg` as `<tag>:1` and pulled into `k`; its
+/// reference.
+pub fn pulled_busybox(k: &Kosd, reg: &Registry, tag: &str, spec: &ImageSpec) -> String {
+    let img = reg.image(&format!("{tag}:1"));
+    push_busybox(&img, spec);
+    k.docker_ok(&["pull", "-q", &img]);
+    img
+}
+
 /// Builds a busybox image as an OCI layout and pushes it to `reference` with skopeo.
 pub fn push_busybox(reference: &str, spec: &ImageSpec) {
     push_busybox_as(reference, spec, None)
