@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 use crate::id;
 
 pub const STATE_FILE: &str = "state.json";
+/// Where a save writes before it exchanges the file with [`STATE_FILE`]; after the
+/// exchange it holds the previous state.
+const TMP_STATE_FILE: &str = ".state.json.tmp";
 /// The socket the created init waits on for `start`. Containers created by kosrun before
 /// the name changed have `exec.sock`; `start` falls back to it.
 pub const START_SOCKET: &str = "start.sock";
@@ -173,7 +176,7 @@ impl ContainerDir {
 
     fn write_state(&self, saved: &Saved, atomic: bool) -> Result<()> {
         let tmp = if atomic {
-            self.path.join(".state.json.tmp")
+            self.path.join(TMP_STATE_FILE)
         } else {
             self.path.join(STATE_FILE)
         };
@@ -193,8 +196,26 @@ impl ContainerDir {
         if !atomic {
             return Ok(());
         }
+        // Exchanged, not renamed over: the previous state stays as the next save's
+        // temporary file, so a save rewrites an existing inode instead of allocating one
+        // (each new inode on a journal-less ext4 scans for recently deleted ones). A reader
+        // that opened the old file just before and reads it only after the next save may
+        // see it rewritten: `read_saved` reads again then.
         let dst = self.path.join(STATE_FILE);
-        fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
+        match nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AT_FDCWD,
+            &dst,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        ) {
+            Ok(()) => Ok(()),
+            // No state yet to exchange with, or a filesystem without exchange.
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EINVAL) => {
+                fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
+            }
+            Err(e) => Err(Error::io(&dst, std::io::Error::from(e))),
+        }
     }
 
     pub fn start_socket(&self) -> PathBuf {
@@ -210,6 +231,7 @@ impl ContainerDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&self.path, e)),
         }
+        let _ = fs::remove_file(self.path.join(TMP_STATE_FILE));
         if fs::remove_dir(&self.path).is_ok() {
             return Ok(());
         }
@@ -297,17 +319,28 @@ fn lock_dir(path: &Path) -> Result<OwnedFd> {
 
 pub fn read_saved(dir: &Path, id: &str) -> Result<Saved> {
     let p = dir.join(STATE_FILE);
-    let data = fs::read(&p).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NotFound(id.to_string())
-        } else {
-            Error::io(&p, e)
+    let mut tries = 0;
+    loop {
+        let data = fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound(id.to_string())
+            } else {
+                Error::io(&p, e)
+            }
+        })?;
+        match serde_json::from_slice(&data) {
+            Ok(saved) => return Ok(saved),
+            // Read without the lock while a save rewrote the file we had opened (see
+            // `write_state`): the name now holds a whole state.
+            Err(_) if tries < 3 => tries += 1,
+            Err(e) => {
+                return Err(Error::BadState {
+                    id: id.to_string(),
+                    reason: e.to_string(),
+                })
+            }
         }
-    })?;
-    serde_json::from_slice(&data).map_err(|e| Error::BadState {
-        id: id.to_string(),
-        reason: e.to_string(),
-    })
+    }
 }
 
 /// Every container id under root, sorted.
@@ -461,6 +494,24 @@ mod tests {
         d.destroy().expect("destroy");
         let left: Vec<_> = fs::read_dir(&root).expect("read").collect();
         assert!(left.is_empty(), "staging left {left:?}");
+        // Saves exchange the state with the previous one's file: the latest is read back,
+        // the directory holds the state and one spare file, and destroy takes both.
+        let d = ContainerDir::create(&root, "c3", &s).expect("create");
+        let mut next = s.clone();
+        for pid in [11, 12, 13] {
+            next.pid = pid;
+            d.save(&next).expect("save");
+            assert_eq!(d.load().expect("load").pid, pid);
+        }
+        let mut names: Vec<String> = fs::read_dir(root.join("c3"))
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [TMP_STATE_FILE, STATE_FILE]);
+        d.destroy().expect("destroy");
+        assert!(!root.join("c3").exists());
         fs::remove_dir_all(&root).expect("cleanup");
     }
 }
