@@ -278,6 +278,7 @@ pub fn inspect(store: &Store, r: &Resolved) -> Result<serde_json::Value> {
     if cfg.is_null() {
         cfg = json!({});
     }
+    crate::containers::inspect_shape::complete_image_config(&mut cfg);
     Ok(json!({
         "Id": r.id(),
         "RepoTags": tags,

@@ -355,6 +355,25 @@ fn host_config_reaches_the_container() {
     let mem = k.docker_ok(&["run", "--rm", "--network", "none", "-m", "64m", &img, "sh", "-c",
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]);
     assert_eq!(mem.trim(), "67108864");
+    // Masked and read-only /proc paths by default; none with systempaths=unconfined (the
+    // CLI sends empty MaskedPaths and ReadonlyPaths).
+    let probe = "wc -c < /proc/timer_list; mount | grep -c ' /proc/sys ' || true";
+    let confined = k.docker_ok(&["run", "--rm", "--network", "none", &img, "sh", "-c", probe]);
+    assert_eq!(confined, "0\n1\n");
+    let open = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        "systempaths=unconfined",
+        &img,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    let lines: Vec<&str> = open.lines().collect();
+    assert!(lines[0] != "0" && lines[1] == "0", "{open}");
     // Binds, read-only binds and a named volume shared between containers.
     let host = k.dir.join("hostdir");
     std::fs::create_dir_all(&host).expect("hostdir");

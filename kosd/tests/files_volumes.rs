@@ -310,6 +310,28 @@ try:
     raise SystemExit("expected NotFound")
 except docker.errors.NotFound:
     pass
+# stats: the interfaces' counters for a container on a network, none without one.
+b = c.containers.run("{img}", ["sleep", "30"], detach=True)
+st = b.stats(stream=False)
+assert "eth0" in st["networks"] and "lo" not in st["networks"], st.get("networks")
+assert st["networks"]["eth0"]["rx_packets"] >= 0, st["networks"]
+# inspect in dockerd's full shape although the SDK sent few fields.
+hc = c.api.inspect_container(b.id)["HostConfig"]
+for k in ("Privileged", "CapAdd", "Dns", "PidsLimit", "Ulimits", "SecurityOpt", "Memory"):
+    assert k in hc, k
+assert hc["ShmSize"] == 67108864 and hc["IpcMode"] == "private", hc
+assert "/proc/kcore" in hc["MaskedPaths"] and hc["Runtime"], hc
+cfg = c.api.inspect_container(b.id)["Config"]
+assert cfg["User"] == "" and cfg["Entrypoint"] is None and cfg["WorkingDir"] == "", cfg
+b.remove(force=True)
+import os
+old = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
+assert old.inspect_image("{img}")["VirtualSize"] > 0
+assert "ContainerConfig" in old.inspect_image("{img}")
+assert "VirtualSize" not in c.api.inspect_image("{img}")
+n = c.containers.run("{img}", ["sleep", "30"], detach=True, network_mode="none")
+assert "networks" not in n.stats(stream=False)
+n.remove(force=True)
 # attach(logs=True) right after start: the output already written, then the rest, none lost
 # to the client's buffered read of the 101 answer.
 for _ in range(3):

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use axum::Extension;
 use axum::Json;
 use base64::Engine as _;
 use futures_util::StreamExt;
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::params::Params;
 use super::stream::{self, error_message, JsonTx};
+use super::ApiVersion;
 use crate::engine::Engine;
 use crate::error::{ApiError, Result};
 use crate::filters::Filters;
@@ -432,7 +434,26 @@ async fn spool(e: &Engine, what: &str, req: Request, max: u64) -> Result<std::fs
     Ok(f)
 }
 
-pub async fn list(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde_json::Value>> {
+/// Before API 1.44 images also had `VirtualSize` (their size); before 1.45, inspect also had
+/// the `Container` and `ContainerConfig` of the build step that made them (empty for the
+/// images kosd has), as dockerd answered those versions.
+fn legacy_image_fields(v: &mut serde_json::Value, ver: ApiVersion, inspect: bool) {
+    if ver < ApiVersion(1, 44) {
+        v["VirtualSize"] = v["Size"].clone();
+    }
+    if inspect && ver < ApiVersion(1, 45) {
+        v["Container"] = json!("");
+        let mut cc = json!({});
+        crate::containers::inspect_shape::complete_image_config(&mut cc);
+        v["ContainerConfig"] = cc;
+    }
+}
+
+pub async fn list(
+    State(e): State<Arc<Engine>>,
+    Extension(ver): Extension<ApiVersion>,
+    p: Params,
+) -> Result<Json<serde_json::Value>> {
     let f = Filters::parse(p.str("filters"), images::IMAGE_LIST_FILTERS)?;
     let eng = e.clone();
     let list = tokio::task::spawn_blocking(move || {
@@ -440,9 +461,11 @@ pub async fn list(State(e): State<Arc<Engine>>, p: Params) -> Result<Json<serde_
         images::list(&eng.store, &f, &users)
     })
     .await??;
-    Ok(Json(
-        serde_json::to_value(list).map_err(|e| ApiError::internal("encoding", e))?,
-    ))
+    let mut v = serde_json::to_value(list).map_err(|e| ApiError::internal("encoding", e))?;
+    for img in v.as_array_mut().into_iter().flatten() {
+        legacy_image_fields(img, ver, false);
+    }
+    Ok(Json(v))
 }
 
 fn split_suffix<'a>(rest: &'a str, suffixes: &[&'static str]) -> Option<(&'a str, &'static str)> {
@@ -455,6 +478,7 @@ fn split_suffix<'a>(rest: &'a str, suffixes: &[&'static str]) -> Option<(&'a str
 
 pub async fn get_dispatch(
     State(e): State<Arc<Engine>>,
+    Extension(ver): Extension<ApiVersion>,
     Path(rest): Path<String>,
 ) -> Result<Response<Body>> {
     let Some((name, op)) = split_suffix(&rest, &["/json", "/history", "/get"]) else {
@@ -464,11 +488,12 @@ pub async fn get_dispatch(
     match op {
         "json" => {
             let eng = e.clone();
-            let v = tokio::task::spawn_blocking(move || {
+            let mut v = tokio::task::spawn_blocking(move || {
                 let r = images::resolve(&eng.store, &name)?;
                 images::inspect(&eng.store, &r)
             })
             .await??;
+            legacy_image_fields(&mut v, ver, true);
             Ok(Json(v).into_response_body())
         }
         "history" => {

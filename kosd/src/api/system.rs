@@ -141,7 +141,15 @@ pub async fn info(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value
         "CPUSet": true,
         "PidsLimit": true,
         "OomKillDisable": h.cgroup_version == "1",
-        "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
+        "IPv4Forwarding": sysctl_on("net/ipv4/ip_forward"),
+        "BridgeNfIptables": sysctl_on("net/bridge/bridge-nf-call-iptables"),
+        "BridgeNfIp6tables": sysctl_on("net/bridge/bridge-nf-call-ip6tables"),
+        "KernelMemory": false,
+        "KernelMemoryTCP": false,
+        "GenericResources": null,
+        "HttpProxy": proxy_env("HTTP_PROXY"),
+        "HttpsProxy": proxy_env("HTTPS_PROXY"),
+        "NoProxy": proxy_env("NO_PROXY"),
         "Debug": e.config.log_level == "debug",
         "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
         "NGoroutines": 0,
@@ -174,9 +182,9 @@ pub async fn info(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value
         "LiveRestoreEnabled": e.config.live_restore,
         "Isolation": "",
         "InitBinary": "",
-        "ContainerdCommit": {"ID": ""},
-        "RuncCommit": {"ID": ""},
-        "InitCommit": {"ID": ""},
+        "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": sec,
         // API 1.44: where CDI specs are read (`--cdi-spec-dir`; /etc/cdi, /var/run/cdi).
         "CDISpecDirs": e.config.cdi_spec_dirs,
@@ -276,7 +284,20 @@ pub async fn df(State(e): State<Arc<Engine>>) -> Result<Json<serde_json::Value>>
         "Containers": crate::containers::df(&e),
         "Volumes": volumes,
         "BuildCache": [],
+        "BuilderSize": 0,
     })))
+}
+
+/// A boolean sysctl under /proc/sys; false when it is absent (a module not loaded).
+fn sysctl_on(path: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/{path}")).is_ok_and(|s| s.trim() == "1")
+}
+
+/// kosd's proxy setting as dockerd reports it: the variable, upper or lower case.
+fn proxy_env(name: &str) -> String {
+    std::env::var(name)
+        .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+        .unwrap_or_default()
 }
 
 /// `GET /plugins`: kosd runs no managed plugins (an empty list, as dockerd with none).

@@ -6,6 +6,7 @@ pub mod fifo;
 pub mod files;
 pub mod health;
 pub mod image_use;
+pub mod inspect_shape;
 pub mod logs;
 pub mod mcs;
 pub mod mounts;

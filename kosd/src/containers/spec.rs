@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 use crate::config::Ulimit;
 use crate::error::{ApiError, Result};
 
+/// /dev/shm's size when the container does not set one (dockerd's default).
+pub const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_CHOWN",
@@ -598,7 +601,7 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
         process["oomScoreAdj"] = json!(o);
     }
 
-    let shm = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+    let shm = hc.shm_size.filter(|s| *s > 0).unwrap_or(DEFAULT_SHM_SIZE);
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -676,8 +679,16 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
         linux["devices"] = json!(linux_devices);
     }
     if !privileged {
-        linux["maskedPaths"] = json!(kos_security::spec_defaults::masked_paths());
-        linux["readonlyPaths"] = json!(kos_security::spec_defaults::readonly_paths());
+        // The container's own lists when it gave them (`--security-opt systempaths=unconfined`
+        // sends empty ones), else the defaults.
+        linux["maskedPaths"] = json!(hc
+            .masked_paths
+            .clone()
+            .unwrap_or_else(kos_security::spec_defaults::masked_paths));
+        linux["readonlyPaths"] = json!(hc
+            .readonly_paths
+            .clone()
+            .unwrap_or_else(kos_security::spec_defaults::readonly_paths));
     }
     let seccomp = if privileged {
         None

@@ -74,6 +74,55 @@ pub fn sample(c: &Container, cgroups_path: &str, ncpu: usize, mem_total: u64) ->
         "name": format!("/{}", c.name),
         "id": c.id,
     }))
+    .map(|mut v| {
+        if let Some(n) = networks(c) {
+            v["networks"] = n;
+        }
+        v
+    })
+}
+
+/// The container's interfaces' counters (Docker's `networks`), read from its netns through
+/// its init's /proc/PID/net/dev; none for a container without its own network (host, none).
+fn networks(c: &Container) -> Option<Value> {
+    if !matches!(
+        super::netmode::NetMode::parse(&c.host_config),
+        super::netmode::NetMode::Network(_)
+    ) || c.state.pid <= 0
+    {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/{}/net/dev", c.state.pid)).ok()?;
+    Some(parse_net_dev(&text))
+}
+
+/// `/proc/net/dev` as Docker's per-interface map, without loopback.
+fn parse_net_dev(text: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        if f.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "rx_bytes": f[0], "rx_packets": f[1], "rx_errors": f[2], "rx_dropped": f[3],
+                "tx_bytes": f[8], "tx_packets": f[9], "tx_errors": f[10], "tx_dropped": f[11],
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 /// What Docker sends for a container that is not running.
@@ -85,4 +134,24 @@ pub fn empty(c: &Container) -> Value {
         "precpu_stats": {"cpu_usage": {"total_usage": 0}, "throttling_data": {}},
         "memory_stats": {}, "name": format!("/{}", c.name), "id": c.id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_dev_counters_without_loopback() {
+        let t = "Inter-|   Receive                                                |  Transmit\n \
+                 face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+                 lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  \
+                 eth0:    5000      40    1    2    0     0          0         0     3000      30    3    4    0     0       0          0\n";
+        let v = parse_net_dev(t);
+        assert!(v.get("lo").is_none());
+        assert_eq!(
+            v["eth0"],
+            json!({"rx_bytes": 5000, "rx_packets": 40, "rx_errors": 1, "rx_dropped": 2,
+                   "tx_bytes": 3000, "tx_packets": 30, "tx_errors": 3, "tx_dropped": 4})
+        );
+    }
 }

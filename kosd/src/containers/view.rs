@@ -126,7 +126,18 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
             config[k] = json!(false);
         }
     }
-    let hc = serde_json::to_value(&c.host_config).unwrap_or_else(|_| json!({}));
+    let mut hc = serde_json::to_value(&c.host_config).unwrap_or_else(|_| json!({}));
+    super::inspect_shape::complete(
+        &mut config,
+        &mut hc,
+        &super::inspect_shape::Applied {
+            cgroup_v2: e.host.cgroup_version == "2",
+            runtime: &e.config.default_runtime,
+            shm_size: super::spec::DEFAULT_SHM_SIZE,
+            masked_paths: kos_security::spec_defaults::masked_paths(),
+            readonly_paths: kos_security::spec_defaults::readonly_paths(),
+        },
+    );
     let ports = if c.ports.is_null() {
         json!({})
     } else {
