@@ -47,8 +47,14 @@ impl Event {
     pub fn matches(&self, f: &Filters) -> bool {
         let attr = |k: &str| self.attributes.get(k).map(String::as_str);
         let base_action = self.action.split(':').next().unwrap_or(&self.action);
-        f.any_or_unset("type", |t| t == self.kind)
-            && f.any_or_unset("event", |e| e == self.action || e == base_action)
+        // Device uevents are KOS's own kind: only a stream that asks for them by type gets
+        // them, so a docker client's unfiltered stream has only dockerd's kinds.
+        let typed = |t: &str| t == self.kind;
+        (if self.kind == "device" {
+            f.get("type").iter().any(|t| typed(t))
+        } else {
+            f.any_or_unset("type", typed)
+        }) && f.any_or_unset("event", |e| e == self.action || e == base_action)
             && f.any_or_unset("container", |c| {
                 self.kind == "container" && (self.id.starts_with(c) || attr("name") == Some(c))
             })
@@ -165,5 +171,17 @@ mod tests {
         assert_eq!(j["Actor"]["Attributes"]["name"], "web");
         let (none, _rx) = bus.subscribe(None, None);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn device_events_only_when_asked_by_type() {
+        let bus = EventBus::default();
+        bus.publish("device", "add", "/devices/virtual/net/x", BTreeMap::new());
+        let (past, _rx) = bus.subscribe(Some(0), None);
+        assert!(!past[0].matches(&Filters::default()));
+        let f = Filters::parse(Some(r#"{"event":["add"]}"#), EVENT_FILTERS).unwrap();
+        assert!(!past[0].matches(&f));
+        let f = Filters::parse(Some(r#"{"type":["device"]}"#), EVENT_FILTERS).unwrap();
+        assert!(past[0].matches(&f));
     }
 }

@@ -291,4 +291,54 @@ fn wait_health_and_container_events() {
     ] {
         assert!(ev.lines().any(|l| l == want), "missing {want:?} in\n{ev}");
     }
+    // The whole unfiltered stream of one container on a user network, in dockerd's order:
+    // the network events around start and exit, and none of KOS's device events.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time");
+    let since = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
+    k.docker_ok(&["network", "create", "evnet"]);
+    k.docker_ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "evc",
+        "--network",
+        "evnet",
+        &img,
+        "true",
+    ]);
+    k.docker_ok(&["network", "rm", "evnet"]);
+    let until = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+            + 1
+    );
+    let all = k.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    let got: Vec<&str> = all.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "network create",
+            "container create",
+            "network connect",
+            "container start",
+            "container die",
+            "network disconnect",
+            "container destroy",
+            "network destroy",
+        ],
+        "{all}"
+    );
 }

@@ -320,14 +320,19 @@ impl Networks {
     }
 
     /// Detaches a container from every network and removes its namespace pin.
-    pub fn release_container(&self, container: &str) -> Result<()> {
+    /// Returns the networks it was detached from (none when nothing was attached, so a
+    /// second release says so).
+    pub fn release_container(&self, container: &str) -> Result<Vec<String>> {
         check_container_id(container)?;
+        let mut released = Vec::new();
         for rec in self.records.of_container(container)? {
             let _lock = FileLock::acquire(&self.records.lock_path(container))?;
             self.teardown(&rec)?;
+            released.push(rec.network.clone());
         }
         fsutil::remove(&self.records.lock_path(container))?;
-        self.pins.remove(container)
+        self.pins.remove(container)?;
+        Ok(released)
     }
 
     /// The attachment of a container to a network.

@@ -357,12 +357,7 @@ pub async fn connect(
         c.networks
             .insert(net.clone(), network::skeleton(json!(aliases)));
         runtime::save(&e, &c)?;
-        e.event(
-            "network",
-            "connect",
-            &net,
-            &[("container", &c.id), ("name", &net), ("type", "bridge")],
-        );
+        runtime::network_event(&e, "connect", &net, &c.id);
         return Ok(axum::response::IntoResponse::into_response(StatusCode::OK));
     }
     let mut req = kos_network::AttachRequest::new(&c.id, &net);
@@ -378,12 +373,7 @@ pub async fn connect(
     c.networks
         .insert(net.clone(), network::endpoint(&att, &aliases));
     runtime::save(&e, &c)?;
-    e.event(
-        "network",
-        "connect",
-        &net,
-        &[("container", &c.id), ("name", &net), ("type", "bridge")],
-    );
+    runtime::network_event(&e, "connect", &net, &c.id);
     Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
 }
 
@@ -411,11 +401,6 @@ pub async fn disconnect(
     let mut c = runtime::load(&e, &c.id)?;
     c.networks.remove(&net);
     runtime::save(&e, &c)?;
-    e.event(
-        "network",
-        "disconnect",
-        &net,
-        &[("container", &c.id), ("name", &net), ("type", "bridge")],
-    );
+    runtime::network_event(&e, "disconnect", &net, &c.id);
     Ok(axum::response::IntoResponse::into_response(StatusCode::OK))
 }

@@ -787,6 +787,7 @@ async fn start_prepared(
             }
             c.networks
                 .insert(name.clone(), crate::network::endpoint(&att, &aliases));
+            network_event(e, "connect", name, &c.id);
             atts.push(att);
         }
         c.ports = crate::network::ports_json(&atts, &exposed);
@@ -962,7 +963,7 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     let Ok(mut c) = load(e, id) else {
         return;
     };
-    release_network(e, id).await;
+    let left = release_network_quietly(e, id).await;
     c.ports = serde_json::Value::Null;
     for ep in c.networks.values_mut() {
         for k in [
@@ -1009,6 +1010,9 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             ("exitCode", &code_s),
         ],
     );
+    for net in left {
+        network_event(e, "disconnect", &net, id);
+    }
     let policy = c.host_config.restart_policy.clone().unwrap_or_default();
     let restart = !c.state.stopped_by_user
         && !e.stopping.load(std::sync::atomic::Ordering::SeqCst)
@@ -1059,15 +1063,39 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     }
 }
 
-/// Detaches the container from every network and unpins its namespace.
+/// Detaches the container from every network and unpins its namespace; a `disconnect`
+/// event for each network it left, as dockerd.
 pub async fn release_network(e: &Engine, id: &str) {
+    for net in release_network_quietly(e, id).await {
+        network_event(e, "disconnect", &net, id);
+    }
+}
+
+/// [`release_network`] without the events: the networks left, for the caller to report.
+async fn release_network_quietly(e: &Engine, id: &str) -> Vec<String> {
     let nets = e.nets.clone();
     let id2 = id.to_string();
     match tokio::task::spawn_blocking(move || nets.release_container(&id2)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(%id, error = %err, "releasing the container's networks"),
-        Err(err) => tracing::warn!(%id, error = %err, "releasing the container's networks"),
+        Ok(Ok(left)) => left,
+        Ok(Err(err)) => {
+            tracing::warn!(%id, error = %err, "releasing the container's networks");
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::warn!(%id, error = %err, "releasing the container's networks");
+            Vec::new()
+        }
     }
+}
+
+/// dockerd's `network connect|disconnect` event.
+pub fn network_event(e: &Engine, action: &str, net: &str, container: &str) {
+    e.event(
+        "network",
+        action,
+        net,
+        &[("container", container), ("name", net), ("type", "bridge")],
+    );
 }
 
 /// Sends a signal; `not running` is Docker's 409.
