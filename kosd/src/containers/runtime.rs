@@ -958,9 +958,9 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
         .map(|c| super::oom_killed(&super::cgroups_path(e, &c)))
         .unwrap_or(false);
     let _ = sh.delete(id, "").await;
-    let _ = sh.shutdown(id).await;
     e.rt.set_shim(id, None);
     let Ok(mut c) = load(e, id) else {
+        let _ = sh.shutdown(id).await;
         return;
     };
     let left = release_network_quietly(e, id).await;
@@ -1061,6 +1061,9 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             tracing::warn!(%id, error = %err, "auto-remove failed");
         }
     }
+    // Last: the shim only exits after this, and nothing above needs it gone (a waiter on
+    // `removed` has its answer already).
+    let _ = sh.shutdown(id).await;
 }
 
 /// Detaches the container from every network and unpins its namespace; a `disconnect`
