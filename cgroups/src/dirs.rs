@@ -81,7 +81,7 @@ impl Dirs {
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
     let p = dir.join("cgroup.procs");
-    let s = match fs::read_to_string(&p) {
+    let s = match crate::fsutil::read_small(&p) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(source) => return Err(Error::Read { path: p, source }),

@@ -192,7 +192,7 @@ impl<'a> StatsEvent<'a> {
 
 /// Reads a file, treating "absent" (controller not mounted or not enabled) as None.
 pub(crate) fn read_opt(p: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(p) {
+    match crate::fsutil::read_small(p) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read {
