@@ -3,7 +3,7 @@
 //! that is checked against the saved start time, signalled, saved and destroyed.
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result, Stage};
 use crate::store::{process_start_time, ContainerDir, Saved, Status};
@@ -54,10 +54,6 @@ impl Container {
 
     pub fn dir(&self) -> &Path {
         &self.dir.path
-    }
-
-    pub fn start_socket(&self) -> PathBuf {
-        self.dir.start_socket()
     }
 
     /// Remove the state directory; the lock goes with it.

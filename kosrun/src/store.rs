@@ -218,10 +218,6 @@ impl ContainerDir {
         }
     }
 
-    pub fn start_socket(&self) -> PathBuf {
-        self.path.join(START_SOCKET)
-    }
-
     /// Remove the directory and everything in it; the lock goes with it. The state goes
     /// first (as `remove_dir_all` would), so the id is free from that moment; a directory
     /// holding nothing else then needs one rmdir, not a listing.

@@ -242,19 +242,27 @@ pub fn start_listener(dir: &Path) -> Result<OwnedFd> {
     Ok(sock)
 }
 
-/// Connect to a created container's start socket (or the name older kosrun gave it).
-pub fn start_connect(dir: &Path) -> Result<OwnedFd> {
+/// Connect to a created container's start socket (or the name older kosrun gave it);
+/// returns the connection and the socket's name.
+pub fn start_connect(dir: &Path) -> Result<(OwnedFd, &'static str)> {
     let sock = seqpacket_socket()?;
-    let name = if dir.join(crate::store::START_SOCKET).exists() {
-        crate::store::START_SOCKET
-    } else {
-        crate::store::OLD_START_SOCKET
+    let connect = |name| {
+        with_socket_addr(dir, name, |addr| {
+            nix::sys::socket::connect(sock.as_raw_fd(), addr)
+        })
     };
-    with_socket_addr(dir, name, |addr| {
-        nix::sys::socket::connect(sock.as_raw_fd(), addr)
-    })
-    .ctx(|| "connect to the container's start socket".into())?;
-    Ok(sock)
+    let name = match connect(crate::store::START_SOCKET) {
+        Err(nix::errno::Errno::ENOENT) => {
+            connect(crate::store::OLD_START_SOCKET)
+                .ctx(|| "connect to the container's start socket".into())?;
+            crate::store::OLD_START_SOCKET
+        }
+        r => {
+            r.ctx(|| "connect to the container's start socket".into())?;
+            crate::store::START_SOCKET
+        }
+    };
+    Ok((sock, name))
 }
 
 /// sun_path holds 108 bytes; long --root paths and ids go through a short

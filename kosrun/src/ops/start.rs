@@ -22,10 +22,9 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             what: "cannot start a container that is not created",
         });
     }
-    let conn = spawn::start_connect(c.dir())?;
+    let (conn, name) = spawn::start_connect(c.dir())?;
     let released = release(conn.as_fd());
-    let _ = std::fs::remove_file(c.start_socket());
-    let _ = std::fs::remove_file(c.dir().join(crate::store::OLD_START_SOCKET));
+    let _ = std::fs::remove_file(c.dir().join(name));
     released?;
     c.saved.started = true;
     let warnings = record_started(c.save());
