@@ -12,7 +12,7 @@ use kos_security::path as safe;
 use libc::c_ulong;
 use oci_spec::runtime::Mount;
 
-use super::options::{self, Parsed};
+use super::options::{self, attr, Parsed};
 use crate::error::{Error, Result, Stage};
 
 /// Filesystems whose mount point must be a real directory at exactly the named
@@ -398,6 +398,7 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
     // and opened from its root directly, with no resolution inside the rootfs each time.
     let tmpfs = reopen(ctx, dest)?;
     let sys = |what: &str, e: nix::errno::Errno| mount_err(m, what, std::io::Error::from(e));
+    let mut bound: Vec<&str> = Vec::new();
     for s in ctx.cgroups {
         let name = if s.v2 { "unified" } else { s.name.as_str() };
         match nix::sys::stat::mkdirat(
@@ -429,9 +430,7 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
             None,
         )
         .map_err(|e| mount_err(m, &format!("bind {}", s.name), e))?;
-        // Opened again by name: the lookup now lands on the bind mount.
-        let mounted = open(nix::fcntl::OFlag::empty())?;
-        remount_bind(&mounted, base | ro).map_err(|e| mount_err(m, "remount cgroup", e))?;
+        bound.push(name);
         // Co-mounted controllers ("cpu,cpuacct") are reachable by each name, as on the host.
         if s.name.contains(',') {
             for alias in s.name.split(',') {
@@ -439,9 +438,42 @@ fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
             }
         }
     }
-    let mounted = tmpfs;
-    if ro != 0 {
-        remount_bind(&mounted, ro).map_err(|e| mount_err(m, "remount cgroup ro", e))?;
+    // The tmpfs and every hierarchy bound in it get the mount's flags in one recursive
+    // mount_setattr; a kernel without it (before 5.12) gets a remount per mount.
+    let set = ms_to_attr(base | ro);
+    match set_recursive_attrs(&tmpfs, set, 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            for name in &bound {
+                let mounted = nix::fcntl::openat(
+                    &tmpfs,
+                    *name,
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_NOFOLLOW
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| sys(&format!("open {name}"), e))?;
+                remount_bind(&mounted, base | ro).map_err(|e| mount_err(m, "remount cgroup", e))?;
+            }
+            if ro != 0 {
+                remount_bind(&tmpfs, ro).map_err(|e| mount_err(m, "remount cgroup ro", e))?;
+            }
+        }
+        Err(e) => return Err(mount_err(m, "cgroup mount attributes", e)),
     }
-    finish(m, opts, &mounted)
+    finish(m, opts, &tmpfs)
+}
+
+/// The MOUNT_ATTR_* bits of mount(2)'s per-mount MS_* flags.
+fn ms_to_attr(flags: c_ulong) -> u64 {
+    [
+        (libc::MS_RDONLY, attr::RDONLY),
+        (libc::MS_NOSUID, attr::NOSUID),
+        (libc::MS_NODEV, attr::NODEV),
+        (libc::MS_NOEXEC, attr::NOEXEC),
+    ]
+    .iter()
+    .filter(|(ms, _)| flags & ms != 0)
+    .fold(0, |acc, (_, a)| acc | a)
 }
