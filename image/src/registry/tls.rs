@@ -1,7 +1,8 @@
 //! How kos-image reaches a registry over TLS, as dockerd does:
 //! - a registry that may be reached over plain HTTP (loopback, `--insecure-registry`) is
-//!   tried over HTTPS first, without verifying its certificate, and over HTTP only when it
-//!   does not speak TLS; the answer is remembered for a while;
+//!   reached over HTTPS, without verifying its certificate, unless it answers plain HTTP
+//!   (what dockerd's HTTPS-then-HTTP attempts end with); the answer is remembered for a
+//!   while;
 //! - the CA certificates (`*.crt`) in `<certs dir>/<host[:port]>/` are trusted for that
 //!   registry, besides the system's roots (Docker's `certs.d` layout).
 
@@ -31,26 +32,73 @@ impl TlsProbes {
             .map(|(tls, _)| *tls)
     }
 
-    /// Whether `host` answers HTTPS (any HTTP status counts: the TLS session worked).
+    /// Whether `host` speaks TLS. Asked in plain HTTP (`GET /v2/`): a plain registry
+    /// answers 200 or 401, a TLS port refuses the request (Go's servers and nginx answer
+    /// 400 "HTTP request to an HTTPS server"; others close or send a TLS alert). That gives
+    /// what dockerd's HTTPS-then-HTTP attempts give, without building a TLS client for
+    /// every plain loopback registry.
     pub async fn speaks_tls(&self, host: &str) -> bool {
         if let Some(tls) = self.cached(host) {
             return tls;
         }
-        super::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(PROBE_TIMEOUT)
-            .build();
-        let tls = match client {
-            Ok(c) => c.get(format!("https://{host}/v2/")).send().await.is_ok(),
-            Err(_) => false,
-        };
+        let h = host.to_string();
+        let tls = tokio::task::spawn_blocking(move || probe(&h))
+            .await
+            .unwrap_or(true);
         tracing::debug!(%host, tls, "probed the registry for TLS");
         if let Ok(mut m) = self.0.lock() {
             m.insert(host.to_string(), (tls, Instant::now()));
         }
         tls
     }
+}
+
+/// See [`TlsProbes::speaks_tls`]. A host that cannot be reached counts as TLS: the pull
+/// then fails on it with the real error.
+fn probe(host: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    // Without a port, plain HTTP would be port 80 (and TLS 443).
+    let has_port = host.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (!h.contains(':') || h.ends_with(']'))
+    });
+    let target = if has_port {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let Some(addr) = target.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return true;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else {
+        return true;
+    };
+    let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+    let _ = s.set_write_timeout(Some(PROBE_TIMEOUT));
+    if s.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return true;
+    }
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    !answers_plain_http(&buf[..n])
+}
+
+/// A plain HTTP answer other than 400 to `GET /v2/`.
+fn answers_plain_http(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let mut parts = text.split_whitespace();
+    matches!(parts.next(), Some(v) if v.starts_with("HTTP/1."))
+        && parts.next().is_some_and(|code| code != "400")
 }
 
 /// The CA certificates in `<dir>/<host>/*.crt`; none when the directory is missing.
@@ -93,6 +141,17 @@ pub fn certs_for(dir: &Path, host: &str) -> Vec<Certificate> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_answers_are_told_from_tls_ports() {
+        assert!(answers_plain_http(b"HTTP/1.1 200 OK\r\n"));
+        assert!(answers_plain_http(b"HTTP/1.1 401 Unauthorized\r\n"));
+        assert!(!answers_plain_http(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent"
+        ));
+        assert!(!answers_plain_http(b"\x15\x03\x01\x00\x02\x02\x46"));
+        assert!(!answers_plain_http(b""));
+    }
 
     #[test]
     fn certs_are_read_per_host_and_bounded() {
