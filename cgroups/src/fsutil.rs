@@ -23,7 +23,7 @@ pub(crate) fn write_raw(path: &Path, value: &str) -> io::Result<()> {
 /// Reads a small kernel-generated file. Their size reads as 0, so `fs::read_to_string`
 /// stats the file and then grows its buffer from 32 bytes read by read; a page-sized buffer
 /// takes the usual cgroupfs or /proc file in one read (and one more to see the end).
-pub(crate) fn read_small(path: &Path) -> io::Result<String> {
+pub fn read_small(path: &Path) -> io::Result<String> {
     use std::io::Read;
     // Plain reads: read_to_end would first stat the file and ask its position for a size
     // hint that is 0 here anyway.

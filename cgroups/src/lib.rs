@@ -35,6 +35,7 @@ mod validate;
 
 pub use convert::{blkio_weight_to_io_weight, shares_to_weight, swap_to_v2, weight_to_shares};
 pub use error::{Error, Result};
+pub use fsutil::read_small;
 pub use join::SelfJoin;
 pub use layout::{detect_layout, Layout, CGROUP_ROOT};
 pub use manager::{CgroupMountSource, Hierarchy, Manager};

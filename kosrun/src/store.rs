@@ -355,36 +355,12 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// A small kernel-generated file (its size reads as 0, so `fs::read_to_string` grows its
-/// buffer read by read): one read into a page-sized buffer, another to see the end.
-pub fn read_small(p: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    // Plain reads: read_to_end would first stat the file and ask its position for a size
-    // hint that is 0 here anyway.
-    let mut f = fs::File::open(p)?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match f.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
 /// The start time (clock ticks since boot) of a live, non-zombie process.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
+    let stat = kos_cgroups::read_small(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
     // comm may contain spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');
@@ -424,23 +400,6 @@ pub fn file_id(p: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn read_small_reads_proc_files_whole() {
-        let me = std::process::id();
-        let stat = read_small(Path::new(&format!("/proc/{me}/stat"))).expect("stat");
-        assert!(
-            stat.starts_with(&format!("{me} (")) && stat.ends_with('\n'),
-            "{stat}"
-        );
-        // Longer than the first buffer, read whole.
-        let p = std::env::temp_dir().join(format!("kosrun-read-small-{me}"));
-        let data = "0123456789".repeat(1000);
-        fs::write(&p, &data).expect("write");
-        let back = read_small(&p);
-        let _ = fs::remove_file(&p);
-        assert_eq!(back.expect("read"), data);
-    }
 
     #[test]
     fn own_start_time_is_stable() {
