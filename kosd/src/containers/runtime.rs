@@ -1027,6 +1027,11 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             }
             _ => false,
         };
+    let auto_remove = !restart && c.host_config.auto_remove.unwrap_or(false);
+    if !auto_remove {
+        // Under the container's lock: a start that follows must not meet the old shim.
+        let _ = sh.shutdown(id).await;
+    }
     drop(g);
     if restart {
         // Docker's backoff: 100ms doubling, reset after 10s of running, at most a minute.
@@ -1056,14 +1061,14 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
                 _ => {}
             }
         });
-    } else if c.host_config.auto_remove.unwrap_or(false) {
+    } else if auto_remove {
         if let Err(err) = remove(e, id, true, true).await {
             tracing::warn!(%id, error = %err, "auto-remove failed");
         }
+        // After the removal (a waiter on `removed` has its answer already): the container is
+        // gone, so no new start can be racing its old shim.
+        let _ = sh.shutdown(id).await;
     }
-    // Last: the shim only exits after this, and nothing above needs it gone (a waiter on
-    // `removed` has its answer already).
-    let _ = sh.shutdown(id).await;
 }
 
 /// Detaches the container from every network and unpins its namespace; a `disconnect`
