@@ -94,7 +94,7 @@ pub fn commit(
 
     let mut config: Value = serde_json::from_slice(&base.config_bytes)
         .map_err(|e| ApiError::internal("reading the image config", e))?;
-    let now = crate::timefmt::rfc3339_nanos(crate::timefmt::now_nanos());
+    let now = crate::timefmt::rfc3339_go(crate::timefmt::now_nanos());
     let obj = config
         .as_object_mut()
         .ok_or_else(|| ApiError::Internal("the image config is not a JSON object".into()))?;

@@ -288,7 +288,7 @@ pub fn import(
             "the archive is not a tar file (plain, gzip or zstd)",
         ));
     }
-    let now = crate::timefmt::rfc3339_nanos(crate::timefmt::now_nanos());
+    let now = crate::timefmt::rfc3339_go(crate::timefmt::now_nanos());
     let p = req
         .platform
         .clone()

@@ -295,7 +295,7 @@ pub fn inspect(store: &Store, r: &Resolved) -> Result<serde_json::Value> {
         "Size": d.size,
         "GraphDriver": {"Name": "overlay2", "Data": null},
         "RootFS": {"Type": "layers", "Layers": d.diff_ids},
-        "Metadata": {"LastTagTime": crate::timefmt::rfc3339_nanos(r.any().created * 1_000_000_000)},
+        "Metadata": {"LastTagTime": crate::timefmt::rfc3339_go(r.any().created * 1_000_000_000)},
     }))
 }
 

@@ -14,6 +14,22 @@ pub fn rfc3339_nanos(nanos: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// A time as dockerd's JSON writes one (Go's RFC3339Nano): the fraction without trailing
+/// zeros, none at all for a whole second. Clients that parse and print a time again (the
+/// docker CLI's `{{json .Created}}`) give back this form.
+pub fn rfc3339_go(nanos: i64) -> String {
+    let fixed = rfc3339_nanos(nanos);
+    let Some((head, frac)) = fixed.strip_suffix('Z').and_then(|t| t.split_once('.')) else {
+        return fixed;
+    };
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{head}Z")
+    } else {
+        format!("{head}.{frac}Z")
+    }
+}
+
 /// The zero time Docker prints for "never".
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -100,5 +116,8 @@ mod tests {
             rfc3339_nanos(1_500_000_000),
             "1970-01-01T00:00:01.500000000Z"
         );
+        assert_eq!(rfc3339_go(1_500_000_000), "1970-01-01T00:00:01.5Z");
+        assert_eq!(rfc3339_go(1_004_733_010), "1970-01-01T00:00:01.00473301Z");
+        assert_eq!(rfc3339_go(2_000_000_000), "1970-01-01T00:00:02Z");
     }
 }

@@ -91,7 +91,7 @@ fn all_json(e: &Engine) -> Result<Vec<Value>> {
     let created = created_times(e, &names)?;
     for n in &mut out {
         if let Some(t) = n["Name"].as_str().and_then(|name| created.get(name)) {
-            n["Created"] = json!(crate::timefmt::rfc3339_nanos(*t));
+            n["Created"] = json!(crate::timefmt::rfc3339_go(*t));
         }
     }
     Ok(out)

@@ -15,13 +15,13 @@ use crate::engine::Engine;
 use crate::error::{ApiError, Result};
 use crate::filters::Filters;
 use crate::state::Table;
-use crate::timefmt::{rfc3339_nanos, ZERO_TIME};
+use crate::timefmt::{rfc3339_go, ZERO_TIME};
 
 fn time_or_zero(n: i64) -> String {
     if n == 0 {
         ZERO_TIME.to_string()
     } else {
-        rfc3339_nanos(n)
+        rfc3339_go(n)
     }
 }
 
@@ -94,7 +94,7 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
     let health = s.health.as_ref().map(|h| json!({
         "Status": h.status,
         "FailingStreak": h.failing_streak,
-        "Log": h.log.iter().map(|l| json!({"Start": rfc3339_nanos(l.start), "End": rfc3339_nanos(l.end), "ExitCode": l.exit_code, "Output": l.output})).collect::<Vec<_>>(),
+        "Log": h.log.iter().map(|l| json!({"Start": rfc3339_go(l.start), "End": rfc3339_go(l.end), "ExitCode": l.exit_code, "Output": l.output})).collect::<Vec<_>>(),
     }));
     let mut state = json!({
         "Status": s.status.as_str(),
@@ -151,7 +151,7 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
     };
     let mut v = json!({
         "Id": c.id,
-        "Created": rfc3339_nanos(c.created),
+        "Created": rfc3339_go(c.created),
         "Path": c.path,
         "Args": c.args,
         "State": state,
