@@ -42,6 +42,12 @@ cleanup() {
     if [ -n "${podman_root:-}" ]; then
         podman $podman_opts rm -f -a >/dev/null 2>&1
         podman $podman_opts system reset -f >/dev/null 2>&1
+        # podman's default cgroup parent (and its conmon group), when this run made it.
+        if [ -z "$libpod_before" ]; then
+            for d in /sys/fs/cgroup/*/libpod_parent; do
+                [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+            done
+        fi
     fi
     for p in $(pgrep -f -- "-address $sock " 2>/dev/null) $(pgrep -f -- "-namespace $ns-lc " 2>/dev/null) \
         $(pgrep -f -- "serve /run/containerd/s/noop-$ns-" 2>/dev/null); do
@@ -55,6 +61,7 @@ cleanup() {
     rm -rf "/run/containerd/kos/$ns" "/run/containerd/runc/$ns" "/run/containerd/kos/$ns-lc" \
         "/run/containerd/runc/$ns-lc" "$work"
 }
+libpod_before=$(ls -d /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 trap cleanup EXIT
 
 # The shim next to kosrun, so the shim's default runtime is this kosrun.
