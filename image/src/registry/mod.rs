@@ -57,26 +57,40 @@ impl Registry {
         }
     }
 
+    /// How `r`'s registry is reached: HTTPS, except for a registry that may be reached over
+    /// plain HTTP (loopback or insecure) and does not speak TLS; an insecure registry's
+    /// certificate is not verified, as dockerd; its `certs.d` CAs trusted.
+    async fn reach(&self, r: &ImageRef) -> Reach {
+        install_crypto_provider();
+        let host = r.registry();
+        let insecure = auth::plain_http_allowed(r, &self.config.insecure_registries);
+        Reach {
+            plain: insecure && !self.probes.speaks_tls(host).await,
+            skip_verify: insecure || self.config.skip_verify_registries.iter().any(|h| h == host),
+            cas: self
+                .config
+                .certs_dir
+                .as_deref()
+                .map(|d| tls::certs_for(d, host))
+                .unwrap_or_default(),
+        }
+    }
+
     /// A plain HTTP client for `host`'s own endpoints that oci-client does not cover
     /// (`/v2/` login checks, search, catalog), reaching it as [`Registry::client`] would:
     /// the client and the base URL (`https://host` or `http://host`).
     pub async fn http_client_for(&self, host: &str) -> Result<(reqwest::Client, String), Error> {
-        install_crypto_provider();
-        let r = ImageRef::parse(&format!("{host}/probe"))?;
-        let insecure = auth::plain_http_allowed(&r, &self.config.insecure_registries);
-        let plain = insecure && !self.probes.speaks_tls(r.registry()).await;
+        let reach = self
+            .reach(&ImageRef::parse(&format!("{host}/probe"))?)
+            .await;
         let mut b = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
-            .danger_accept_invalid_certs(
-                insecure || self.config.skip_verify_registries.iter().any(|h| h == host),
-            );
-        if let Some(dir) = self.config.certs_dir.as_deref() {
-            for c in tls::certs_for(dir, host) {
-                match reqwest::Certificate::from_pem(&c.data) {
-                    Ok(cert) => b = b.add_root_certificate(cert),
-                    Err(e) => {
-                        tracing::warn!(%host, error = %e, "a registry CA file is not a PEM certificate")
-                    }
+            .danger_accept_invalid_certs(reach.skip_verify);
+        for c in &reach.cas {
+            match reqwest::Certificate::from_pem(&c.data) {
+                Ok(cert) => b = b.add_root_certificate(cert),
+                Err(e) => {
+                    tracing::warn!(%host, error = %e, "a registry CA file is not a PEM certificate")
                 }
             }
         }
@@ -86,46 +100,37 @@ impl Registry {
                 std::io::Error::other(e.to_string()),
             )
         })?;
-        let scheme = if plain { "http" } else { "https" };
+        let scheme = if reach.plain { "http" } else { "https" };
         Ok((client, format!("{scheme}://{host}")))
     }
 
-    /// A client for `r`'s registry: HTTPS, except for a registry that may be reached over
-    /// plain HTTP (loopback or insecure) and does not speak TLS; an insecure registry's
-    /// certificate is not verified, as dockerd.
+    /// An oci-client for `r`'s registry, reaching it as [`Registry::reach`] says.
     pub(crate) async fn client(&self, r: &ImageRef) -> oci_client::Client {
-        install_crypto_provider();
-        let insecure = auth::plain_http_allowed(r, &self.config.insecure_registries);
-        let plain = insecure && !self.probes.speaks_tls(r.registry()).await;
-        let protocol = if plain {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-        let extra_root_certificates = self
-            .config
-            .certs_dir
-            .as_deref()
-            .map(|d| tls::certs_for(d, r.registry()))
-            .unwrap_or_default();
+        let reach = self.reach(r).await;
         oci_client::Client::new(ClientConfig {
-            protocol,
+            protocol: if reach.plain {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             use_monolithic_push: true,
             max_concurrent_download: self.config.max_concurrent_downloads.max(1),
             // Platform choice is ours (see manifest::select_platform).
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(30)),
             read_timeout: Some(std::time::Duration::from_secs(120)),
-            accept_invalid_certificates: insecure
-                || self
-                    .config
-                    .skip_verify_registries
-                    .iter()
-                    .any(|h| h == r.registry()),
-            extra_root_certificates,
+            accept_invalid_certificates: reach.skip_verify,
+            extra_root_certificates: reach.cas,
             ..Default::default()
         })
     }
+}
+
+/// How a registry is reached (see [`Registry::reach`]).
+struct Reach {
+    plain: bool,
+    skip_verify: bool,
+    cas: Vec<oci_client::client::Certificate>,
 }
 
 /// reqwest (under oci-client) builds its rustls configuration from the process's default

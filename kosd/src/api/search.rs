@@ -153,7 +153,12 @@ pub async fn search(
         .unwrap_or(Credentials::Anonymous);
     let (client, base) = e.registry.http_client_for(&host).await?;
     let mut out: Vec<Value> = Vec::new();
-    let v1 = format!("{base}/v1/search?q={}&n={limit}", urlencode(&q));
+    let v1 = reqwest::Url::parse_with_params(
+        &format!("{base}/v1/search"),
+        [("q", q.as_str()), ("n", &limit.to_string())],
+    )
+    .map_err(|e| ApiError::bad(format!("search term {term:?}: {e}")))?
+    .to_string();
     if let Some((v, _)) = get_json(&client, &v1, &creds).await? {
         for r in v["results"].as_array().into_iter().flatten() {
             let name = r["name"].as_str().unwrap_or_default();
@@ -204,19 +209,6 @@ pub async fn search(
     Ok(Json(Value::Array(out)))
 }
 
-/// Percent-encodes a query value.
-fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +231,6 @@ mod tests {
             split_term("busybox"),
             ("index.docker.io".into(), "busybox".into())
         );
-        assert_eq!(urlencode("a b&c"), "a%20b%26c");
         assert_eq!(
             next_link("</v2/_catalog?last=b&n=2>; rel=\"next\"", "http://h:1").as_deref(),
             Some("http://h:1/v2/_catalog?last=b&n=2")
