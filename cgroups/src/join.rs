@@ -34,9 +34,11 @@ pub struct SelfJoin {
 }
 
 impl SelfJoin {
-    pub(crate) fn open(dirs: &Dirs) -> Result<SelfJoin> {
+    /// `v1`/`v2`: which of the container's directories to open (see
+    /// [`crate::Manager::open_self_join_v2`] for why they may come apart).
+    pub(crate) fn open(dirs: &Dirs, v1: bool, v2: bool) -> Result<SelfJoin> {
         let mut tasks = Vec::with_capacity(dirs.v1.len());
-        for h in &dirs.v1 {
+        for h in dirs.v1.iter().filter(|_| v1) {
             let path = h.dir.join("tasks");
             let f = OpenOptions::new()
                 .write(true)
@@ -50,7 +52,7 @@ impl SelfJoin {
                 })?;
             tasks.push((path, f));
         }
-        let v2_dir = match dirs.v2() {
+        let v2_dir = match dirs.v2().filter(|_| v2) {
             Some(d) => Some(
                 File::open(d)
                     .map(OwnedFd::from)
@@ -83,6 +85,23 @@ impl SelfJoin {
             })?;
         }
         Ok(())
+    }
+
+    /// The v1 `tasks` files, to hand to a process cloned before they existed (over a
+    /// unix socket): each with its path, for the error that names it.
+    pub fn into_v1_tasks(self) -> Vec<(PathBuf, OwnedFd)> {
+        self.tasks
+            .into_iter()
+            .map(|(p, f)| (p, OwnedFd::from(f)))
+            .collect()
+    }
+
+    /// What [`SelfJoin::into_v1_tasks`] gave, received by the new process.
+    pub fn from_v1_tasks(tasks: Vec<(PathBuf, OwnedFd)>) -> SelfJoin {
+        SelfJoin {
+            tasks: tasks.into_iter().map(|(p, f)| (p, File::from(f))).collect(),
+            v2_dir: None,
+        }
     }
 
     /// Every descriptor held, for a process that must close them (the init, once joined).

@@ -41,3 +41,4 @@ pub use layout::{detect_layout, Layout, CGROUP_ROOT};
 pub use manager::{CgroupMountSource, Hierarchy, Manager};
 pub use oom::OomWatch;
 pub use stats::{Stats, StatsEvent};
+pub use validate::resources as validate_resources;

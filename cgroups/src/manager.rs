@@ -208,13 +208,28 @@ impl Manager {
     /// created is removed again, so no cgroup with half its limits is left behind; a cgroup
     /// that already existed gets its previous values written back (as `update` does).
     pub fn create_with_resources(&self, r: &LinuxResources) -> Result<()> {
+        self.create_rest_with_resources(&[], r)
+    }
+
+    /// [`Manager::create_with_resources`] after [`Manager::create_v2_dir`] made `premade`:
+    /// those count as made by this call (so the limits are written without reading the old
+    /// values first), but a failure leaves them to the caller, who has a process in them
+    /// to stop before they can go ([`Manager::remove`]).
+    pub fn create_rest_with_resources(
+        &self,
+        premade: &[PathBuf],
+        r: &LinuxResources,
+    ) -> Result<()> {
         crate::validate::resources(r)?;
         let sets_cpuset = r.cpu().as_ref().is_some_and(|c| {
             c.cpus().as_deref().is_some_and(|s| !s.is_empty())
                 && c.mems().as_deref().is_some_and(|s| !s.is_empty())
         });
         let made = self.create_dirs(!sets_cpuset)?;
-        let fresh = self.dirs.all().all(|a| made.iter().any(|d| d == a));
+        let fresh = self
+            .dirs
+            .all()
+            .all(|a| made.iter().chain(premade).any(|d| d == a));
         let mut w = Writer::new(!fresh);
         match self.apply_with(r, &mut w, false) {
             Ok(()) => Ok(()),
@@ -262,7 +277,35 @@ impl Manager {
     /// global migration lock `add_process` takes (see [`SelfJoin`]). Open them after
     /// `create`, before the process is cloned.
     pub fn open_self_join(&self) -> Result<SelfJoin> {
-        SelfJoin::open(&self.dirs)
+        SelfJoin::open(&self.dirs, true, true)
+    }
+
+    /// Whether the v1 hierarchies can be made after the init is cloned: on a v1 or hybrid
+    /// host the init may start in the v2 directory alone (made by [`Manager::create_v2_dir`])
+    /// and join the v1 ones later, so the runtime makes them while the init builds its
+    /// root. On a pure v2 host there is nothing to split.
+    pub fn splits_v1(&self) -> bool {
+        self.dirs.layout != Layout::V2 && !self.dirs.v1.is_empty()
+    }
+
+    /// Makes only the container's v2 directory (the unified mount's on a hybrid host), with
+    /// no limits yet: for a process cloned into it (`CLONE_INTO_CGROUP`) before the rest
+    /// is made by [`Manager::create_rest_with_resources`]. Returns the directories made.
+    pub fn create_v2_dir(&self) -> Result<Vec<PathBuf>> {
+        match &self.dirs.v2 {
+            Some(d) => fsutil::mkdir_all(d),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The v2 half of [`Manager::open_self_join`]: the directory clone3 puts the init in.
+    pub fn open_self_join_v2(&self) -> Result<SelfJoin> {
+        SelfJoin::open(&self.dirs, false, true)
+    }
+
+    /// The v1 half of [`Manager::open_self_join`]: the `tasks` files, once they exist.
+    pub fn open_self_join_v1(&self) -> Result<SelfJoin> {
+        SelfJoin::open(&self.dirs, true, false)
     }
 
     /// Moves `pid` into the container's v2 directory only (the unified mount of a hybrid

@@ -11,7 +11,7 @@ pub(crate) fn set(v: Option<i64>) -> Option<i64> {
     v.filter(|x| *x != 0)
 }
 
-pub(crate) fn resources(r: &LinuxResources) -> Result<()> {
+pub fn resources(r: &LinuxResources) -> Result<()> {
     if let Some(m) = r.memory() {
         if let Some(s) = m.swappiness() {
             if s > 100 {

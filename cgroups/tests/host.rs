@@ -788,6 +788,89 @@ fn self_join_moves_the_calling_process_into_every_v1_hierarchy() {
     assert!(missing.is_empty(), "pid {pid} not in {missing:?}");
 }
 
+/// The split create a runtime uses to overlap cgroup work with the init's: the v2 directory
+/// alone first (nothing in the v1 hierarchies yet), then the rest with limits, written as for
+/// a fresh cgroup; the v1 `tasks` files, passed as plain descriptors (as over a socket),
+/// put a forked process in every v1 hierarchy, and the limits hold there.
+#[test]
+fn split_create_makes_v2_first_then_v1_with_limits_joined_by_passed_tasks_files() {
+    if !v1_host() {
+        return;
+    }
+    let cg = new_cg("split");
+    let premade = cg.create_v2_dir().unwrap();
+    assert!(cg.splits_v1());
+    for s in cg.mount_sources() {
+        assert_eq!(s.host_dir.exists(), s.v2, "{}", s.host_dir.display());
+    }
+    let v2_only = cg.open_self_join_v2().unwrap();
+    assert_eq!(v2_only.raw_fds().len(), premade.len().min(1));
+    assert!(
+        cg.open_self_join_v1().is_err(),
+        "v1 tasks files cannot exist yet"
+    );
+
+    let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+        "pids": {"limit": 7}
+    }))
+    .unwrap();
+    cg.create_rest_with_resources(&premade, &r).unwrap();
+    let pids_dir = v1_dir(&cg, "pids").unwrap();
+    assert_eq!(read(pids_dir.join("pids.max")).trim(), "7");
+
+    let tasks = cg.open_self_join_v1().unwrap().into_v1_tasks();
+    assert_eq!(
+        tasks.len(),
+        cg.mount_sources().iter().filter(|s| !s.v2).count()
+    );
+    let join = kos_cgroups::SelfJoin::from_v1_tasks(tasks);
+    assert!(join.v2_dir().is_none());
+    // SAFETY: the child only makes system calls (the writes, pause) and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = if join.join_v1().is_ok() { 0 } else { 1 };
+        if code == 0 {
+            // SAFETY: waits for the parent's SIGKILL.
+            unsafe { libc::pause() };
+        }
+        // SAFETY: leave the forked copy of the test harness without unwinding.
+        unsafe { libc::_exit(code) };
+    }
+    let _reap = ForkGuard(pid);
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !read(pids_dir.join("cgroup.procs"))
+        .lines()
+        .any(|l| l == pid.to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never joined the pids cgroup"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A limit the kernel refuses in the split create: the v1 directories it made go, the
+/// premade v2 directory is left to the caller (it has a process in it by then).
+#[test]
+fn split_create_failure_removes_only_what_it_made() {
+    if !v1_host() {
+        return;
+    }
+    let cg = new_cg("splitfail");
+    let premade = cg.create_v2_dir().unwrap();
+    let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+        "cpu": {"cpus": "4095", "mems": "0"}
+    }))
+    .unwrap();
+    let e = cg.create_rest_with_resources(&premade, &r).unwrap_err();
+    assert!(e.to_string().contains("cpus"), "{e}");
+    for s in cg.mount_sources() {
+        assert_eq!(s.host_dir.exists(), s.v2, "{}", s.host_dir.display());
+    }
+}
+
 /// SIGKILLs and reaps a forked child, even after a failed assert.
 struct ForkGuard(i32);
 
