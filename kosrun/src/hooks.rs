@@ -73,6 +73,12 @@ pub fn of_kind(spec: &Spec, kind: Kind) -> &[Hook] {
     list.as_deref().unwrap_or(&[])
 }
 
+/// Whether the spec has any hook at all: without one, create skips the round trip
+/// between the init and kosrun that runs them.
+pub fn any(spec: &Spec) -> bool {
+    Kind::ALL.iter().any(|k| !of_kind(spec, *k).is_empty())
+}
+
 /// Run every hook of `kind` in order; the first failure stops the rest.
 pub fn run_all(spec: &Spec, kind: Kind, state_json: &str) -> Result<()> {
     for (i, hook) in of_kind(spec, kind).iter().enumerate() {

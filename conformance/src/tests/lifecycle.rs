@@ -96,6 +96,10 @@ pub fn tests() -> Vec<TestCase> {
         t("lifecycle::kill_all_reaches_every_process", kill_all),
         t("lifecycle::run_forwards_exit_code", run_forwards_exit_code),
         t("lifecycle::run_detach", run_detach),
+        t(
+            "lifecycle::run_missing_program_fails_and_leaves_nothing",
+            run_missing_program_fails,
+        ),
         t("lifecycle::run_stdout_stderr", run_stdout_stderr),
         t("lifecycle::list_table", list_table),
         t("lifecycle::list_json", list_json),
@@ -441,6 +445,42 @@ fn run_forwards_exit_code(ctx: &Ctx) -> Result<()> {
         out.code(),
         out.describe()
     );
+    Ok(())
+}
+
+/// `run` of a program the rootfs lacks: the start fails with a message naming it, and
+/// the container is destroyed (runc's and crun's `run` clean up a failed start too).
+fn run_missing_program_fails(ctx: &Ctx) -> Result<()> {
+    let b = ctx.bundle(&["kos-no-such-program"])?;
+    let (out, c) = ctx.run(&b)?;
+    out.expect_failure("run of a missing program")?;
+    ensure!(
+        out.stderr.contains("kos-no-such-program"),
+        "the error does not name the missing program: {:?}",
+        out.stderr
+    );
+    let state = ctx.rt(&["state", &c.id])?;
+    ensure!(
+        !state.success(),
+        "the failed container is still there: {}",
+        state.stdout
+    );
+    let cg = b.config["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches('/')
+        .to_string();
+    // In every v1 hierarchy (and the unified mount), or at the root of a pure v2 host.
+    let root = Path::new("/sys/fs/cgroup");
+    let left: Vec<String> = std::fs::read_dir(root)?
+        .flatten()
+        .map(|h| h.path())
+        .chain([root.to_path_buf()])
+        .map(|h| h.join(&cg))
+        .filter(|d| !cg.is_empty() && d.exists())
+        .map(|d| d.display().to_string())
+        .collect();
+    ensure!(left.is_empty(), "cgroups left behind: {left:?}");
     Ok(())
 }
 

@@ -41,6 +41,10 @@ pub struct InitCtx<'a> {
     /// The container's cgroup for the init to join itself (v1 `tasks` files and the v2
     /// directory clone3 used); None when the parent places it.
     pub cgroup_join: Option<&'a kos_cgroups::SelfJoin>,
+    /// The v1 hierarchies are made by the parent while the init builds its root:
+    /// `cgroup_join` then holds only the v2 directory, and the `tasks` files come in a
+    /// [`Msg::JoinCgroups`] that the init waits for when it first needs its cgroup.
+    pub v1_later: bool,
 }
 
 /// How the ready init waits for `start`.
@@ -52,16 +56,22 @@ pub enum StartBy<'a> {
     /// with no socket in the state directory. If that kosrun goes away first, nothing
     /// else could start the init, so it exits.
     Channel,
+    /// `run` with nothing to do between create and start: the init goes on to the start
+    /// as soon as it has said Ready, and reports on the init channel as for `Channel`.
+    AtOnce,
 }
 
-/// Runs in the cloned child; never returns.
-pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
+/// Runs in the cloned child; never returns. `wait_go`: the parent has work to finish
+/// (id maps, cgroup placement, oom_score_adj) before the init may go on, and says
+/// [`Msg::Go`] when done; otherwise nothing is waited for (each hand-over between two
+/// processes costs a wake-up, up to half a millisecond on an idle virtual CPU).
+pub fn run(ctx: &InitCtx, chan: &Channel, wait_go: bool) -> ! {
     // Nothing outside the container may open our /proc/<pid>/exe (the runtime
     // binary) while we are in its namespaces (CVE-2019-5736). execve resets it.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     crate::sys::close_fds(ctx.close_fds);
-    match setup(ctx, chan) {
+    match setup(ctx, chan, wait_go) {
         Ok(ready) => start(ctx, chan, ready),
         Err(e) => {
             let _ = chan.send(&Msg::Error(e.to_remote()));
@@ -72,12 +82,17 @@ pub fn run(ctx: &InitCtx, chan: &Channel) -> ! {
 }
 
 /// Everything `create` does inside the container; returns after `start` connects.
-fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
-    chan.expect("go-ahead from kosrun", |m| matches!(m, Msg::Go))?;
-    if let Some(j) = ctx.cgroup_join {
-        // Before the cgroup namespace is unshared: its root is the cgroup we are in.
-        j.join_v1()?;
-        crate::sys::close_fds(&j.raw_fds());
+fn setup(ctx: &InitCtx, chan: &Channel, wait_go: bool) -> Result<Ready> {
+    if wait_go {
+        chan.expect("go-ahead from kosrun", |m| matches!(m, Msg::Go))?;
+    }
+    let cgroups = CgroupEntry {
+        ctx,
+        chan,
+        done: std::cell::Cell::new(false),
+    };
+    if !ctx.v1_later {
+        cgroups.enter()?;
     }
     let spec = ctx.spec;
     let plan = ctx.plan;
@@ -89,10 +104,6 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
             .ctx(|| "setgid 0 in user namespace".into())?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .ctx(|| "setuid 0 in user namespace".into())?;
-    }
-    if plan.creates(LinuxNamespaceType::Cgroup) {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .ctx(|| "unshare cgroup namespace".into())?;
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     if plan.creates(LinuxNamespaceType::Network) {
@@ -127,12 +138,15 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
             .as_ref()
             .and_then(|l| l.mount_label().as_deref()),
         idmap_trees: ctx.idmap_trees,
+        enter_cgroup: &|| cgroups.enter(),
     };
     if plan.has(LinuxNamespaceType::Mount) {
         rootfs::prepare(&mctx, spec, in_userns)?;
     } else {
         rootfs::prepare_in_host_ns(&mctx, spec, in_userns)?;
     }
+    // A config without a cgroup mount: the mounts did not need it, hooks and sysctls may.
+    cgroups.enter()?;
     for (k, v) in spec
         .linux()
         .iter()
@@ -144,10 +158,16 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
     }
 
     // prestart and createRuntime hooks run in the runtime namespace: the parent's job.
-    chan.send(&Msg::RunHooks)?;
-    let state = match chan.expect("hooks done", |m| matches!(m, Msg::HooksDone(_)))? {
-        Msg::HooksDone(s) => s,
-        _ => unreachable_msg()?,
+    // It also sends the state document the init's own hooks get; with no hook at all,
+    // neither is needed.
+    let state = if hooks::any(spec) {
+        chan.send(&Msg::RunHooks)?;
+        match chan.expect("hooks done", |m| matches!(m, Msg::HooksDone(_)))? {
+            Msg::HooksDone(s) => s,
+            _ => unreachable_msg()?,
+        }
+    } else {
+        String::new()
     };
     hooks::run_all(spec, hooks::Kind::CreateContainer, &state)?;
 
@@ -193,6 +213,56 @@ fn setup(ctx: &InitCtx, chan: &Channel) -> Result<Ready> {
         program: prepared,
         start_state,
     })
+}
+
+/// The init's entry into its cgroup: the v1 hierarchies joined by itself, then the cgroup
+/// namespace made, whose root is the cgroup the init is in at that moment. Done once, at
+/// the start of setup or, when the parent makes the v1 hierarchies meanwhile, when the
+/// first cgroup mount (or the end of the mounts) needs it.
+struct CgroupEntry<'a> {
+    ctx: &'a InitCtx<'a>,
+    chan: &'a Channel,
+    done: std::cell::Cell<bool>,
+}
+
+impl CgroupEntry<'_> {
+    fn enter(&self) -> Result<()> {
+        if self.done.replace(true) {
+            return Ok(());
+        }
+        if self.ctx.v1_later {
+            let (msg, fds) = self.chan.recv_with_fds()?;
+            let tasks = match msg {
+                Some(Msg::JoinCgroups { tasks }) if tasks.len() == fds.len() => tasks,
+                Some(Msg::Error(e)) => return Err(Error::Remote(e)),
+                Some(m) => {
+                    return Err(Error::failed(
+                        Stage::Sync,
+                        format!("init channel: expected the cgroup's tasks files, got {m:?}"),
+                    ))
+                }
+                None => {
+                    return Err(Error::failed(
+                        Stage::Sync,
+                        "kosrun went away before the cgroup was made".into(),
+                    ))
+                }
+            };
+            if let Some(j) = self.ctx.cgroup_join {
+                crate::sys::close_fds(&j.raw_fds());
+            }
+            let join = kos_cgroups::SelfJoin::from_v1_tasks(tasks.into_iter().zip(fds).collect());
+            join.join_v1()?;
+        } else if let Some(j) = self.ctx.cgroup_join {
+            j.join_v1()?;
+            crate::sys::close_fds(&j.raw_fds());
+        }
+        if self.ctx.plan.creates(LinuxNamespaceType::Cgroup) {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .ctx(|| "unshare cgroup namespace".into())?;
+        }
+        Ok(())
+    }
 }
 
 /// What the init holds while it waits for `start`.
@@ -290,6 +360,10 @@ fn start(ctx: &InitCtx, chan: &Channel, ready: Ready) -> ! {
                 // SAFETY: leave without unwinding into the parent's copy of the stack.
                 unsafe { libc::_exit(1) }
             }
+            _conn = None;
+            chan.raw()
+        }
+        StartBy::AtOnce => {
             _conn = None;
             chan.raw()
         }

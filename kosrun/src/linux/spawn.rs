@@ -68,18 +68,19 @@ fn clone_flags(plan: &Plan) -> libc::c_ulong {
 
 fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -> Result<i32> {
     let v2_dir = ctx.cgroup_join.and_then(|j| j.v2_dir());
+    let has_v2 = v2_dir.is_some();
     let (pid, in_v2) = clone_joined(clone_flags(ctx.plan), v2_dir)?;
+    let write_maps = ctx.plan.creates(LinuxNamespaceType::User);
+    let joined = Joined::by(ctx, in_v2);
+    // Both sides know what the parent has left to do once clone returns.
+    let wait_go = write_maps || joined.parent_places(has_v2) || oom_score_adj(parent).is_some();
     if pid == 0 {
-        init::run(ctx, child_end);
+        init::run(ctx, child_end, wait_go);
     }
     let guard = KillOnDrop::new(pid);
-    finish_parent(
-        pid,
-        ctx.plan.creates(LinuxNamespaceType::User),
-        Joined::by(ctx, in_v2),
-        parent,
-        chan,
-    )?;
+    if wait_go {
+        finish_parent(pid, write_maps, joined, parent, chan)?;
+    }
     guard.disarm();
     Ok(pid)
 }
@@ -148,7 +149,7 @@ fn intermediate(ctx: &InitCtx, chan: &Channel) -> Result<()> {
     let v2_dir = ctx.cgroup_join.and_then(|j| j.v2_dir());
     let (pid, in_v2_cgroup) = clone_joined(libc::CLONE_PARENT as libc::c_ulong, v2_dir)?;
     if pid == 0 {
-        init::run(ctx, chan);
+        init::run(ctx, chan, true);
     }
     chan.send(&Msg::InitPid { pid, in_v2_cgroup })
 }
@@ -169,6 +170,23 @@ impl Joined {
             None => Joined::No,
         }
     }
+
+    /// Whether the parent still has to move the init into a cgroup directory (`has_v2`:
+    /// the container has a v2 one).
+    fn parent_places(self, has_v2: bool) -> bool {
+        match self {
+            Joined::No => true,
+            Joined::Itself { in_v2 } => has_v2 && !in_v2,
+        }
+    }
+}
+
+fn oom_score_adj(parent: &Parent) -> Option<i32> {
+    parent
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj())
 }
 
 fn finish_parent(
@@ -188,12 +206,7 @@ fn finish_parent(
             Joined::Itself { in_v2: true } => {}
         }
     }
-    if let Some(adj) = parent
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.oom_score_adj())
-    {
+    if let Some(adj) = oom_score_adj(parent) {
         write_oom_score_adj(pid, adj)?;
     }
     chan.send(&Msg::Go)

@@ -3,7 +3,7 @@
 //! so a config with 1 MiB of annotations (runc takes that much) or a long error from the
 //! init gets through whole. Received messages are bounded by [`MAX_MSG`].
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,9 @@ use crate::error::{Error, RemoteError, Result, Stage, SysContext};
 /// The largest message either side accepts: the state document with its annotations,
 /// and config.json itself is bounded well below this.
 pub const MAX_MSG: usize = 32 << 20;
+/// Descriptors one message may carry: a cgroup `tasks` file per v1 hierarchy is the most
+/// sent (a host has about a dozen hierarchies); more than this many are refused.
+pub const MAX_FDS: usize = 32;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
@@ -36,6 +39,9 @@ pub enum Msg {
     SeccompListener,
     /// Either way: setup failed; the typed parts of the error travel with its message.
     Error(RemoteError),
+    /// Parent -> init: the v1 cgroup, made while the init built its root: one `tasks`
+    /// file per hierarchy travels with this message (SCM_RIGHTS), named here in order.
+    JoinCgroups { tasks: Vec<std::path::PathBuf> },
 }
 
 pub struct Channel {
@@ -55,16 +61,30 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
-        self.send_framed(msg, None)
+        self.send_framed(msg, &[])
     }
 
     /// Send a message with a descriptor attached.
     pub fn send_fd(&self, msg: &Msg, fd: &OwnedFd) -> Result<()> {
-        self.send_framed(msg, Some(fd.as_raw_fd()))
+        self.send_framed(msg, &[fd.as_raw_fd()])
     }
 
-    /// A 4-byte length, then the JSON. The descriptor rides with the first bytes.
-    fn send_framed(&self, msg: &Msg, fd: Option<i32>) -> Result<()> {
+    /// Send a message with up to [`MAX_FDS`] descriptors attached, in order.
+    pub fn send_fds(&self, msg: &Msg, fds: &[RawFd]) -> Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(Error::failed(
+                Stage::Sync,
+                format!(
+                    "init channel: {} descriptors in one message, over the {MAX_FDS} limit",
+                    fds.len()
+                ),
+            ));
+        }
+        self.send_framed(msg, fds)
+    }
+
+    /// A 4-byte length, then the JSON. The descriptors ride with the first bytes.
+    fn send_framed(&self, msg: &Msg, fds: &[RawFd]) -> Result<()> {
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
         let body = serde_json::to_vec(msg)
             .map_err(|e| Error::failed_by(Stage::Sync, format!("init channel: {e}"), e))?;
@@ -80,13 +100,13 @@ impl Channel {
         let mut data = Vec::with_capacity(body.len() + 4);
         data.extend_from_slice(&(body.len() as u32).to_le_bytes());
         data.extend_from_slice(&body);
-        let fds = fd.map(|f| [f]);
         let mut off = 0;
         while off < data.len() {
             let iov = [std::io::IoSlice::new(&data[off..])];
-            let cmsg: Vec<ControlMessage> = match (&fds, off) {
-                (Some(f), 0) => vec![ControlMessage::ScmRights(f)],
-                _ => Vec::new(),
+            let cmsg: Vec<ControlMessage> = if off == 0 && !fds.is_empty() {
+                vec![ControlMessage::ScmRights(fds)]
+            } else {
+                Vec::new()
             };
             match sendmsg::<()>(
                 self.fd.as_raw_fd(),
@@ -110,8 +130,14 @@ impl Channel {
 
     /// The next message and the descriptor that came with it, if any.
     pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>)> {
+        let (msg, fds) = self.recv_with_fds()?;
+        Ok((msg, fds.into_iter().next()))
+    }
+
+    /// The next message and every descriptor that came with it, in the order sent.
+    pub fn recv_with_fds(&self) -> Result<(Option<Msg>, Vec<OwnedFd>)> {
         let mut head = [0u8; 4];
-        let mut fd = None;
+        let mut fd = Vec::new();
         if !self.read_full(&mut head, &mut fd, true)? {
             return Ok((None, fd));
         }
@@ -132,12 +158,12 @@ impl Channel {
     }
 
     /// Fill `buf`; false on a clean EOF before the first byte when `eof_ok`.
-    fn read_full(&self, buf: &mut [u8], fd: &mut Option<OwnedFd>, eof_ok: bool) -> Result<bool> {
+    fn read_full(&self, buf: &mut [u8], out: &mut Vec<OwnedFd>, eof_ok: bool) -> Result<bool> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::FromRawFd;
         let mut off = 0;
         while off < buf.len() {
-            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS]);
             let mut iov = [std::io::IoSliceMut::new(&mut buf[off..])];
             let r = recvmsg::<()>(
                 self.fd.as_raw_fd(),
@@ -154,10 +180,7 @@ impl Channel {
                 if let ControlMessageOwned::ScmRights(fds) = c {
                     for raw in fds {
                         // SAFETY: the kernel just gave us this descriptor.
-                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                        if fd.is_none() {
-                            *fd = Some(owned);
-                        }
+                        out.push(unsafe { OwnedFd::from_raw_fd(raw) });
                     }
                 }
             }
@@ -225,5 +248,48 @@ mod tests {
             b.recv().expect("eof").is_none(),
             "EOF once the sender is gone"
         );
+    }
+
+    /// Several descriptors in one message arrive in the order sent, each the file it was
+    /// (told apart by inode), close-on-exec; more than MAX_FDS are refused before sending.
+    #[test]
+    fn several_descriptors_cross_in_order() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = pair().expect("pair");
+        let paths = ["/dev/null", "/dev/zero", "/proc/self/stat", "/"];
+        let files: Vec<std::fs::File> = paths
+            .iter()
+            .map(|p| std::fs::File::open(p).expect("open"))
+            .collect();
+        let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        a.send_fds(
+            &Msg::JoinCgroups {
+                tasks: paths.iter().map(std::path::PathBuf::from).collect(),
+            },
+            &raw,
+        )
+        .expect("send");
+        let (m, fds) = b.recv_with_fds().expect("recv");
+        let Some(Msg::JoinCgroups { tasks }) = m else {
+            panic!("got {m:?}")
+        };
+        assert_eq!(tasks.len(), 4);
+        assert_eq!(fds.len(), 4);
+        for (f, got) in files.iter().zip(&fds) {
+            let want = f.metadata().expect("stat");
+            let got = std::fs::File::from(got.try_clone().expect("dup"))
+                .metadata()
+                .expect("stat");
+            assert_eq!((want.dev(), want.ino()), (got.dev(), got.ino()));
+        }
+        for fd in &fds {
+            // SAFETY: fcntl on a descriptor we own.
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+            assert!(flags & libc::FD_CLOEXEC != 0);
+        }
+        let many = vec![raw[0]; MAX_FDS + 1];
+        let e = a.send_fds(&Msg::Ready, &many).expect_err("too many");
+        assert!(e.to_string().contains("descriptors"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! `create`: build the container and leave its init waiting before the user's program.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -79,20 +79,36 @@ pub struct Created {
 pub struct Starter {
     pub dir: ContainerDir,
     pub chan: sync::Channel,
+    /// The init starts by itself ([`StartMode::AtOnce`]): nothing to send, only its
+    /// report to read.
+    pub at_once: bool,
 }
 
 /// `create`: the init waits on a socket in the state directory for a later `start`.
 pub fn create(opts: &CreateOpts) -> Result<Created> {
-    create_bundle(opts, &load_bundle(&opts.bundle)?, false)
+    create_bundle(opts, &load_bundle(&opts.bundle)?, StartMode::Later)
 }
 
-/// `run`'s create: the init waits on the channel this process holds (no start socket is
-/// made), and the state lock is kept for the start that follows at once.
-pub fn create_for_run(opts: &CreateOpts, bundle: &Bundle) -> Result<Created> {
-    create_bundle(opts, bundle, true)
+/// How the init of a new container waits for its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// `create`: on a socket in the state directory, for a later `kosrun start`.
+    Later,
+    /// `run`: on the channel this process holds (no start socket is made), for the start
+    /// that follows at once, with the state lock kept.
+    Channel,
+    /// `run` with nothing to do between create and start (no terminal of kosrun's own to
+    /// size, no pid file): the init starts the program right after its setup.
+    AtOnce,
 }
 
-fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Created> {
+/// `run`'s create (`mode` is [`StartMode::Channel`] or [`StartMode::AtOnce`]).
+pub fn create_for_run(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<Created> {
+    create_bundle(opts, bundle, mode)
+}
+
+fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<Created> {
+    let for_run = mode != StartMode::Later;
     let spec = &bundle.spec;
     let plan = Plan::from_spec(spec)?;
     let confinement = Confinement::prepare(spec, &bundle.rootfs)?;
@@ -170,7 +186,19 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
     let mut rules = resources.devices().clone().unwrap_or_default();
     rules.extend(crate::linux::rootfs::devices::default_cgroup_rules(devices));
     resources.set_devices(Some(rules));
-    cgroup.create_with_resources(&resources)?;
+    // On a v1 or hybrid host the v1 hierarchies (a directory, limits and device rules in
+    // each) are made after the clone, while the init builds its root on the other CPU;
+    // the init waits for them at its first cgroup mount. Only the v2 directory clone3
+    // places the init in is made first. A joined namespace needs the intermediate
+    // process, which keeps the simple order.
+    let v1_later = cgroup.splits_v1() && plan.join.is_empty();
+    let premade = if v1_later {
+        kos_cgroups::validate_resources(&resources)?;
+        cgroup.create_v2_dir()?
+    } else {
+        cgroup.create_with_resources(&resources)?;
+        Vec::new()
+    };
     cleanup.cgroup = Some(cgroup.clone());
     if !plan.has(LinuxNamespaceType::Mount) {
         cleanup.host_mounts = Some(bundle.rootfs.clone());
@@ -188,16 +216,21 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
         .copied()
         .filter(|fd| (*fd as i64) < last)
         .collect();
-    let self_join = cgroup.open_self_join()?;
+    let self_join = if v1_later {
+        cgroup.open_self_join_v2()?
+    } else {
+        cgroup.open_self_join()?
+    };
     let sources = cgroup.mount_sources();
     let ctx = InitCtx {
         spec,
         rootfs: &bundle.rootfs,
         bundle: &bundle.dir,
         plan: &plan,
-        start: match &listener {
-            Some(l) => StartBy::Socket(l),
-            None => StartBy::Channel,
+        start: match (&listener, mode) {
+            (Some(l), _) => StartBy::Socket(l),
+            (None, StartMode::AtOnce) => StartBy::AtOnce,
+            (None, _) => StartBy::Channel,
         },
         console_socket: console.as_ref(),
         cgroup_sources: &sources,
@@ -210,6 +243,7 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
         confinement: &confinement,
         idmap_trees: &idmap_trees,
         cgroup_join: Some(&self_join),
+        v1_later,
     };
     let parent = Parent {
         spec,
@@ -218,6 +252,10 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
     let pid = spawn::spawn(&ctx, child_end, &parent, &parent_end)?;
     cleanup.pid = Some(pid);
     drop(listener);
+    // First, as the init may soon wait for it; the pid is recorded right after.
+    if v1_later {
+        make_v1_cgroup(&cgroup, &premade, &resources, &parent_end)?;
+    }
 
     saved.pid = pid;
     saved.pid_start = process_start_time(pid).ok_or_else(|| init_gone(pid, spec))?;
@@ -265,8 +303,9 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
         }
     }
     // It told us it is ready; if it died since, it is a zombie of ours (the init is our
-    // child, or our sibling's child by CLONE_PARENT): ask wait, not /proc.
-    if crate::sys::child_exited(pid) {
+    // child, or our sibling's child by CLONE_PARENT): ask wait, not /proc. An init that
+    // starts at once may have run its program to the end by now: its start reports.
+    if mode != StartMode::AtOnce && crate::sys::child_exited(pid) {
         return Err(Error::failed(
             Stage::Create,
             "container init exited during setup".into(),
@@ -299,6 +338,7 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
     let starter = for_run.then_some(Starter {
         dir,
         chan: parent_end,
+        at_once: mode == StartMode::AtOnce,
     });
     Ok(Created {
         pid,
@@ -306,6 +346,31 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, for_run: bool) -> Result<Cr
         cgroup,
         starter,
     })
+}
+
+/// The v1 half of the container's cgroup, made while the init builds its root, and its
+/// `tasks` files sent to the init, which joins through them.
+fn make_v1_cgroup(
+    cgroup: &kos_cgroups::Manager,
+    premade: &[PathBuf],
+    resources: &oci_spec::runtime::LinuxResources,
+    chan: &sync::Channel,
+) -> Result<()> {
+    cgroup.create_rest_with_resources(premade, resources)?;
+    let (paths, files): (Vec<PathBuf>, Vec<OwnedFd>) = cgroup
+        .open_self_join_v1()?
+        .into_v1_tasks()
+        .into_iter()
+        .unzip();
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    match chan.send_fds(&Msg::JoinCgroups { tasks: paths }, &raw) {
+        Ok(()) => Ok(()),
+        // An init that failed before it needed its cgroup said why before it went.
+        Err(e) => match chan.recv() {
+            Ok(Some(Msg::Error(r))) => Err(Error::Remote(r)),
+            _ => Err(e),
+        },
+    }
 }
 
 /// The runtime spec's state as oci-spec types, for the seccomp agent.

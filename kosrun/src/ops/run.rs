@@ -9,7 +9,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::create::{create_for_run, CreateOpts};
+use super::create::{create_for_run, CreateOpts, StartMode};
 use super::{delete, start};
 use crate::error::{Error, Result, Stage};
 use crate::linux::tty;
@@ -146,7 +146,13 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
         set.thread_block()
             .map_err(|e| Error::sys("block signals", e))?;
     }
-    let mut created = create_for_run(opts, &bundle)?;
+    // Between create and start, run has only a terminal of its own to size.
+    let mode = if own_console.is_none() && opts.pid_file.is_none() {
+        StartMode::AtOnce
+    } else {
+        StartMode::Channel
+    };
+    let mut created = create_for_run(opts, &bundle, mode)?;
     let master = match own_console.as_ref().map(|c| c.master()).transpose() {
         Ok(m) => {
             // Sized before the program starts: it may ask at once.

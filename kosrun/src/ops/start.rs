@@ -43,7 +43,11 @@ pub fn start_created(created: &mut Created) -> Result<Vec<String>> {
     })?;
     // SAFETY: the channel's descriptor lives as long as `starter`, which outlives this use.
     let fd = unsafe { BorrowedFd::borrow_raw(starter.chan.raw()) };
-    release(fd)?;
+    if starter.at_once {
+        read_report(fd)?;
+    } else {
+        release(fd)?;
+    }
     created.saved.started = true;
     let warnings = record_started(starter.dir.save(&created.saved));
     drop(starter);
@@ -66,6 +70,11 @@ fn release(conn: BorrowedFd) -> Result<()> {
             }
         }
     }
+    read_report(conn)
+}
+
+/// The init's word on its start: nothing (the channel closed by its exec) or why not.
+fn read_report(conn: BorrowedFd) -> Result<()> {
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     while reply.len() < 64 * 1024 {

@@ -86,6 +86,10 @@ pub struct MountCtx<'a> {
     pub mount_label: Option<&'a str>,
     /// Per spec mount, its idmapped source tree, made by the runtime.
     pub idmap_trees: &'a [Option<std::os::fd::OwnedFd>],
+    /// Puts the init in its cgroup (and cgroup namespace) if it is not yet: before the
+    /// first cgroup mount, which binds the container's cgroup directories, and after the
+    /// last mount, before device nodes are made under the device controller.
+    pub enter_cgroup: &'a dyn Fn() -> Result<()>,
 }
 
 pub fn cstr(s: &str) -> Result<CString> {
@@ -120,7 +124,7 @@ pub fn mount_all(ctx: &MountCtx, mounts: &[Mount]) -> Result<()> {
             ctx.root.reopen();
         }
     }
-    Ok(())
+    (ctx.enter_cgroup)()
 }
 
 fn mount_one(ctx: &MountCtx, m: &Mount, idmap_tree: Option<&OwnedFd>) -> Result<()> {
@@ -356,6 +360,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// A "cgroup" mount: with a cgroup namespace on a v2 host, a fresh cgroup2 mount;
 /// otherwise a tmpfs holding bind mounts of the container's own cgroup directories.
 fn mount_cgroup(ctx: &MountCtx, m: &Mount, opts: &Parsed) -> Result<()> {
+    (ctx.enter_cgroup)()?;
     let dest = m.destination();
     let target = ctx.root.mkdir_all(dest, 0o755)?;
     let ro = opts.flags & libc::MS_RDONLY;
