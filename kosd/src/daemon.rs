@@ -228,6 +228,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         u.shutdown(!config.live_restore).await;
     }
     crate::containers::runtime::shutdown(&engine).await;
+    // The veths of the containers that left are deleted in the background: kosd stops after.
+    let nets = engine.nets.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        nets.wait_for_deferred_links(std::time::Duration::from_secs(10))
+    })
+    .await;
     if let Some(dns) = dns {
         dns.stop().await;
     }

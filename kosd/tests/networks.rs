@@ -113,10 +113,37 @@ fn default_bridge_published_ports_and_cleanup() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(pins, 0);
-    let brif = std::fs::read_dir(format!("/sys/class/net/{}/brif", k.bridge))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(brif, 0);
+    // The veths are set down at the removal and deleted right after it (a link deletion
+    // waits for an RCU barrier, which `rm` does not wait for).
+    let ports = std::fs::read_dir(format!("/sys/class/net/{}/brif", k.bridge))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for p in ports {
+        let p = p.to_string_lossy();
+        // Gone meanwhile is fine; still there, it is down (IFF_UP clear).
+        if let Ok(flags) = std::fs::read_to_string(format!("/sys/class/net/{p}/flags")) {
+            let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(1);
+            assert_eq!(
+                flags & 1,
+                0,
+                "{p} is still up after its container was removed"
+            );
+        }
+    }
+    let brif = || {
+        std::fs::read_dir(format!("/sys/class/net/{}/brif", k.bridge))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while brif() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(brif(), 0);
 }
 
 #[test]

@@ -283,15 +283,25 @@ impl Networks {
 
     /// Undoes an attachment from its record alone; every step is idempotent.
     fn teardown(&self, rec: &Attachment) -> Result<()> {
+        self.teardown_with(rec, false)
+    }
+
+    /// [`Self::teardown`]; with `defer_links` the host veth is set down and left to the link
+    /// reaper instead of deleted here.
+    fn teardown_with(&self, rec: &Attachment, defer_links: bool) -> Result<()> {
         let driver = driver_for(&rec.kind);
+        let base = Context {
+            defer_link_deletion: defer_links,
+            ..self.ctx()
+        };
         let made = if rec.table == self.opts.nft_table {
-            driver.detach(&self.ctx(), rec)
+            driver.detach(&base, rec)
         } else {
             // Made with another table name: tear down with a back end for that table.
             let fw = Nftables::new(rec.table.clone());
             let ctx = Context {
                 firewall: &fw,
-                ..self.ctx()
+                ..base
             };
             driver.detach(&ctx, rec)
         };
@@ -323,11 +333,25 @@ impl Networks {
     /// Returns the networks it was detached from (none when nothing was attached, so a
     /// second release says so).
     pub fn release_container(&self, container: &str) -> Result<Vec<String>> {
+        self.release_container_with(container, false)
+    }
+
+    /// [`Networks::release_container`] for a container whose processes are gone, without
+    /// waiting for its host veths to be deleted: names, published ports, addresses, records
+    /// and the pin go now, each veth is set down now (out of its bridge's forwarding) and
+    /// deleted by a background thread, since deleting a link waits for an RCU barrier (about
+    /// 20 ms) that the container's exit need not. A later attach of the same container waits
+    /// for its old veth; [`Networks::wait_for_deferred_links`] waits for all of them.
+    pub fn release_container_deferred(&self, container: &str) -> Result<Vec<String>> {
+        self.release_container_with(container, true)
+    }
+
+    fn release_container_with(&self, container: &str, defer_links: bool) -> Result<Vec<String>> {
         check_container_id(container)?;
         let mut released = Vec::new();
         for rec in self.records.of_container(container)? {
             let _lock = FileLock::acquire(&self.records.lock_path(container))?;
-            self.teardown(&rec)?;
+            self.teardown_with(&rec, defer_links)?;
             released.push(rec.network.clone());
         }
         fsutil::remove(&self.records.lock_path(container))?;

@@ -41,6 +41,7 @@ pub mod etc;
 pub mod firewall;
 mod fsutil;
 pub mod ipam;
+mod link_reaper;
 pub mod mac;
 mod manager;
 pub mod names;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::firewall::{FirewallDriver, Nftables};
 use crate::fsutil::{self, FileLock};
 use crate::ipam::Ipam;
+use crate::link_reaper::LinkReaper;
 use crate::netconf::{self, DriverKind, Existing, Network, NetworkSpec};
 use crate::netlink::Netlink;
 use crate::netns::NetnsDir;
@@ -97,6 +98,7 @@ pub struct Networks {
     pub(crate) ports: PortRegistry,
     pub(crate) records: Records,
     pub(crate) pins: NetnsDir,
+    pub(crate) links: LinkReaper,
 }
 
 impl Networks {
@@ -111,6 +113,7 @@ impl Networks {
             ports: PortRegistry::new(opts.run_dir.clone()),
             records: Records::new(opts.run_dir.join("attachments")),
             pins: NetnsDir::new(opts.netns_dir.clone()),
+            links: LinkReaper::default(),
             firewall,
             opts,
         }
@@ -137,7 +140,15 @@ impl Networks {
             up_dir: self.opts.run_dir.join("up"),
             manage_ip_forward: self.opts.manage_ip_forward,
             dns: self.opts.dns.as_ref(),
+            links: &self.links,
+            defer_link_deletion: false,
         }
+    }
+
+    /// Waits (at most `limit`) until the host veths left by
+    /// [`Networks::release_container_deferred`] are deleted; true if they are.
+    pub fn wait_for_deferred_links(&self, limit: std::time::Duration) -> bool {
+        self.links.wait_all(limit)
     }
 
     fn networks_dir(&self) -> PathBuf {

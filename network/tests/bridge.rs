@@ -461,3 +461,52 @@ fn custom_gateway_and_ip_range() {
         "gw"
     );
 }
+
+#[test]
+fn deferred_release_frees_everything_at_once_and_the_veth_right_after() {
+    let env = Env::new();
+    let net = env.bridge_network("r", |_| {});
+    let id = env.id("r1");
+    let mut req = AttachRequest::new(&id, &net.name);
+    let want: IpAddr = match net.subnets[0].subnet.addr() {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + 33).into()),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    req.ips = vec![want];
+    let first = env.nets.attach(&req).unwrap();
+    let veth = first.host_veth.clone();
+
+    let left = env.nets.release_container_deferred(&id).unwrap();
+    assert_eq!(left, vec![net.name.clone()]);
+    // At once: record, pin and address are gone; the veth, if still there, is down.
+    assert!(env.nets.attachment(&id, &net.name).unwrap().is_none());
+    assert!(!env.pin_path(&id).exists());
+    if let Ok(flags) = std::fs::read_to_string(format!("/sys/class/net/{veth}/flags")) {
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 0, "{veth} is up after its release");
+    }
+    // Another container can take the static address right away.
+    let mut other = AttachRequest::new(&env.id("r2"), &net.name);
+    other.ips = vec![want];
+    let second = env.nets.attach(&other).unwrap();
+    assert_eq!(second.addresses[0].addr(), want);
+    env.nets.release_container(&second.container_id).unwrap();
+
+    // The same container attached again (a restart) gets its veth name back, the old link
+    // having been deleted first; a second deferred release, then the wait, leaves nothing.
+    let again = env
+        .nets
+        .attach(&AttachRequest::new(&id, &net.name))
+        .unwrap();
+    assert_eq!(again.host_veth, veth);
+    assert!(host_links().contains(&veth));
+    env.nets.release_container_deferred(&id).unwrap();
+    assert!(env
+        .nets
+        .wait_for_deferred_links(std::time::Duration::from_secs(10)));
+    assert!(!host_links().contains(&veth));
+    let ports = std::fs::read_dir(format!("/sys/class/net/{}/brif", net.bridge))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(ports, 0);
+}

@@ -1080,10 +1080,12 @@ pub async fn release_network(e: &Engine, id: &str) {
 }
 
 /// [`release_network`] without the events: the networks left, for the caller to report.
+/// The container's processes are gone: its veths are set down now and deleted after the
+/// answer (a link deletion waits for an RCU barrier, about 20 ms).
 async fn release_network_quietly(e: &Engine, id: &str) -> Vec<String> {
     let nets = e.nets.clone();
     let id2 = id.to_string();
-    match tokio::task::spawn_blocking(move || nets.release_container(&id2)).await {
+    match tokio::task::spawn_blocking(move || nets.release_container_deferred(&id2)).await {
         Ok(Ok(left)) => left,
         Ok(Err(err)) => {
             tracing::warn!(%id, error = %err, "releasing the container's networks");

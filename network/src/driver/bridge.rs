@@ -203,7 +203,7 @@ impl NetworkDriver for BridgeDriver {
         let rules = rec.port_rules.clone();
         let (links, ports) = std::thread::scope(|scope| {
             let ports = (!rules.is_empty()).then(|| scope.spawn(|| ctx.firewall.add_ports(&rules)));
-            let links = connect(net, rec, mac, ns_fd.as_fd(), &netns_path);
+            let links = connect(ctx, net, rec, mac, ns_fd.as_fd(), &netns_path);
             (links, ports.map(join).unwrap_or(Ok(())))
         });
         links?;
@@ -245,16 +245,32 @@ impl NetworkDriver for BridgeDriver {
             let link = if rec.host_veth.is_empty() {
                 Ok(())
             } else {
-                Netlink::open()
-                    .and_then(|mut nl| nl.delete_link_by_name(&rec.host_veth))
-                    .map(drop)
-                    .map_err(|e| Error::netlink(format!("delete veth {}", rec.host_veth), e))
+                remove_host_veth(ctx, &rec.host_veth)
             };
             (rules.map(join).unwrap_or(Ok(())), link)
         });
         let addrs = ctx.ipam.release(&rec.network, &rec.owner()).map(drop);
         names.and(rules).and(link).and(addrs)
     }
+}
+
+/// Deletes the host end of a veth pair (and so the pair), or with deferred deletion sets it
+/// down (no longer forwarding in its bridge, its learned MACs flushed) and leaves the deletion
+/// to the link reaper.
+fn remove_host_veth(ctx: &Context<'_>, name: &str) -> Result<()> {
+    let mut nl = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
+    if ctx.defer_link_deletion {
+        let down = nl
+            .set_down_by_name(name)
+            .map_err(|e| Error::netlink(format!("set veth {name} down"), e))?;
+        if let Some(index) = down {
+            ctx.links.delete(index, name);
+        }
+        return Ok(());
+    }
+    nl.delete_link_by_name(name)
+        .map(drop)
+        .map_err(|e| Error::netlink(format!("delete veth {name}"), e))
 }
 
 /// Waits for a helper thread; a panic there is reported as an error of its step.
@@ -270,12 +286,15 @@ fn join(handle: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
 /// The links of one attachment: the veth pair (container end made inside the namespace under
 /// its final name), addresses, routes, loopback.
 fn connect(
+    ctx: &Context<'_>,
     net: &Network,
     rec: &Attachment,
     mac: [u8; 6],
     ns_fd: std::os::fd::BorrowedFd<'_>,
     netns_path: &std::path::Path,
 ) -> Result<()> {
+    // A restarted container's veth has its old name: the old one must be gone first.
+    ctx.links.wait_for(&rec.host_veth);
     let mut host = Netlink::open().map_err(|e| Error::netlink("open socket", e))?;
     let bridge = host
         .link_by_name(&net.bridge)

@@ -32,6 +32,10 @@ pub struct Context<'a> {
     pub manage_ip_forward: bool,
     /// Container-name registration (None: no DNS).
     pub dns: Option<&'a crate::dns::DnsOptions>,
+    /// Where host veth ends are deleted in the background, and whether a detach leaves them
+    /// there (set down) instead of deleting them itself.
+    pub(crate) links: &'a crate::link_reaper::LinkReaper,
+    pub(crate) defer_link_deletion: bool,
 }
 
 /// A validated request of one container on one network, as drivers see it.

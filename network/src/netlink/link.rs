@@ -163,6 +163,33 @@ impl Netlink {
         Ok(link.index)
     }
 
+    /// Sets a link administratively down by name; its index, or None when there is no such
+    /// link.
+    pub fn set_down_by_name(&mut self, name: &str) -> io::Result<Option<u32>> {
+        let Some(link) = self.link_by_name(name)? else {
+            return Ok(None);
+        };
+        let mut msg = LinkMessage::default();
+        msg.header.index = link.index;
+        msg.header.change_mask = LinkFlags::Up;
+        match self.request(RouteNetlinkMessage::SetLink(msg), 0) {
+            Ok(_) => Ok(Some(link.index)),
+            Err(e) if super::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the link with index `index`; true if it existed.
+    pub fn delete_link(&mut self, index: u32) -> io::Result<bool> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        match self.request(RouteNetlinkMessage::DelLink(msg), 0) {
+            Ok(_) => Ok(true),
+            Err(e) if super::is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a link by name; true if it existed. Deleting one end of a veth pair deletes the
     /// other end as well, wherever it is.
     pub fn delete_link_by_name(&mut self, name: &str) -> io::Result<bool> {
