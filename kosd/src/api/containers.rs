@@ -222,9 +222,17 @@ async fn pump_logs(
     // An attach (often made before start) lasts until the next exit; logs -f until not running.
     let finished_before = c.state.finished_at;
     let path = c.log_path.clone();
+    // Without history only the current file's end matters: no rotated files are looked
+    // for and nothing is parsed (an attach made before start finds no file at all).
     let (past, cur) = match tokio::task::spawn_blocking({
         let (p, o) = (path.clone(), o.clone());
-        move || logs::past(&p, &o)
+        move || {
+            if history {
+                logs::past(&p, &o)
+            } else {
+                logs::open_at_end(&p).map(|f| (Vec::new(), f))
+            }
+        }
     })
     .await
     {

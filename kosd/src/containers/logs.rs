@@ -49,17 +49,46 @@ pub fn parse_line(l: &[u8]) -> Option<Entry> {
     })
 }
 
-/// The log file and its rotated predecessors, oldest first.
+/// The most rotated files looked for (`<log>.1` newest .. `<log>.100` oldest).
+const MAX_ROTATED: u32 = 100;
+
+/// The log file and its rotated predecessors, oldest first: found in one listing of the
+/// container's directory, not a lookup per possible suffix.
 pub fn files(path: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for n in (1..=100).rev() {
-        let p = PathBuf::from(format!("{}.{n}", path.display()));
-        if p.exists() {
-            out.push(p);
+    let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
+    let base = path.file_name().and_then(|n| n.to_str());
+    if let (Some(dir), Some(base)) = (path.parent(), base) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for en in entries.flatten() {
+                let name = en.file_name();
+                let n = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(base))
+                    .and_then(|n| n.strip_prefix('.'))
+                    .and_then(|n| n.parse::<u32>().ok().filter(|v| v.to_string() == n));
+                if let Some(n) = n.filter(|n| (1..=MAX_ROTATED).contains(n)) {
+                    rotated.push((n, en.path()));
+                }
+            }
         }
     }
+    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     out.push(path.to_path_buf());
     out
+}
+
+/// The current log file opened at its end, for following what comes next; None while the
+/// shim has not made it yet.
+pub fn open_at_end(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            f.seek(SeekFrom::End(0))?;
+            Ok(Some(f))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads lines of `f` from its current position; returns complete entries and
@@ -214,5 +243,55 @@ mod tests {
         let more = read_new(&mut cur).unwrap();
         assert_eq!(more.len(), 1);
         assert_eq!(more[0].data, b"partial");
+    }
+
+    #[test]
+    fn rotated_files_oldest_first_and_following_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c-json.log");
+        assert_eq!(files(&p), vec![p.clone()]);
+        assert!(open_at_end(&p).unwrap().is_none());
+        let line = |t: &str| {
+            format!(r#"{{"log":"{t}\n","stream":"stdout","time":"2024-01-01T00:00:01Z"}}"#) + "\n"
+        };
+        for (suffix, text) in [(".2", "old"), (".1", "mid"), ("", "new")] {
+            std::fs::write(dir.path().join(format!("c-json.log{suffix}")), line(text)).unwrap();
+        }
+        // Not rotated files of this log: another log, a non-number, a leading zero, too far.
+        for other in [
+            "d-json.log.1",
+            "c-json.log.x",
+            "c-json.log.01",
+            "c-json.log.101",
+        ] {
+            std::fs::write(dir.path().join(other), line("no")).unwrap();
+        }
+        let want: Vec<_> = [".2", ".1", ""]
+            .iter()
+            .map(|s| dir.path().join(format!("c-json.log{s}")))
+            .collect();
+        assert_eq!(files(&p), want);
+        let o = LogOptions {
+            stdout: true,
+            ..Default::default()
+        };
+        let texts: Vec<_> = past(&p, &o)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|e| e.data)
+            .collect();
+        assert_eq!(
+            texts,
+            [b"old\n".to_vec(), b"mid\n".to_vec(), b"new\n".to_vec()]
+        );
+        // From the end: only what is written after.
+        let mut f = open_at_end(&p).unwrap().unwrap();
+        assert!(read_new(&mut f).unwrap().is_empty());
+        let mut w = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        w.write_all(line("later").as_bytes()).unwrap();
+        let new = read_new(&mut f).unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].data, b"later\n");
     }
 }
