@@ -21,6 +21,8 @@ pub struct Engine {
     pub creds: crate::credentials::CredStore,
     pub rt: crate::containers::runtime::Runtime,
     pub execs: crate::containers::exec::Execs,
+    /// Removed containers' files, deleted after the removal answered.
+    pub trash: crate::containers::trash::Trash,
     /// Set at shutdown: exits are then not restarted by policy.
     pub stopping: std::sync::atomic::AtomicBool,
     pub host: HostInfo,
@@ -56,6 +58,7 @@ impl Engine {
             creds,
             rt: Default::default(),
             execs: Default::default(),
+            trash: Default::default(),
             stopping: Default::default(),
             host: HostInfo::gather(),
             id,

@@ -15,6 +15,7 @@ pub mod record;
 pub mod runtime;
 pub mod spec;
 pub mod stats;
+pub mod trash;
 pub mod view;
 
 pub use record::{Container, Status};

@@ -1315,17 +1315,9 @@ fn empty_trash(e: &Engine) {
     let Ok(entries) = std::fs::read_dir(trash_dir(e)) else {
         return;
     };
-    let doomed: Vec<_> = entries.filter_map(|d| d.ok().map(|d| d.path())).collect();
-    if doomed.is_empty() {
-        return;
+    for p in entries.filter_map(|d| d.ok().map(|d| d.path())) {
+        e.trash.delete_later(p);
     }
-    tokio::task::spawn_blocking(move || {
-        for p in doomed {
-            if let Err(err) = remove_tree(&p) {
-                tracing::warn!(error = %err, "emptying the trash of removed containers");
-            }
-        }
-    });
 }
 
 /// `DELETE /containers/{id}`.
@@ -1399,11 +1391,7 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
     crate::volumes::release(e, &c, volumes);
     e.db().delete(Table::Containers, &c.id)?;
     if let Some(doomed) = doomed {
-        tokio::task::spawn_blocking(move || {
-            if let Err(err) = remove_tree(&doomed) {
-                tracing::warn!(error = %err, "deleting a removed container's files");
-            }
-        });
+        e.trash.delete_later(doomed);
     }
     drop(g);
     e.rt.forget(&c.id);
