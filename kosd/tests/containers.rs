@@ -574,3 +574,29 @@ fn auto_remove_rootfs_is_volatile_and_removed_files_go() {
     k.spawn();
     waits_until("trash emptied at start", || !trash.join("left").exists());
 }
+
+#[test]
+fn a_start_that_fails_leaves_no_shim() {
+    let (k, _reg, img) = setup("sfail");
+    // Accepted at create, refused at start (the /etc files are written then), after the
+    // shim was launched beside the start's other work.
+    let body = format!(
+        r#"{{"Image":"{img}","Cmd":["true"],"HostConfig":{{"NetworkMode":"none","Dns":["not-an-ip"]}}}}"#
+    );
+    let (code, out) = k.http(
+        "POST",
+        "/v1.47/containers/create?name=sfail",
+        body.as_bytes(),
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = k.http("POST", "/v1.47/containers/sfail/start", b"");
+    assert_eq!(code, 400, "{out}");
+    assert!(out.contains("invalid DNS server"), "{out}");
+    waits_until("the launched shim to go", || {
+        k.leftover_processes().is_empty()
+    });
+    let state = k.docker_ok(&["inspect", "-f", "{{.State.Status}}", "sfail"]);
+    assert_eq!(state.trim(), "created");
+    k.docker_ok(&["rm", "sfail"]);
+    assert!(k.leftover_processes().is_empty());
+}

@@ -689,6 +689,13 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     }
     let net = NetMode::parse(&c.host_config);
     let netns = netns_for(e, &c, &net)?;
+    // The shim starts while the rootfs, network and spec are made: it needs none of them
+    // (its `start` action only forks the daemon that will serve this container).
+    let mut shim = Some(tokio::spawn(launch_shim(
+        launch_options(e),
+        c.id.clone(),
+        c.dir.clone(),
+    )));
     let store = e.store.clone();
     let sname = super::image_use::store_name(&e.store, &c);
     let (cid, cdir) = (c.id.clone(), c.dir.clone());
@@ -700,13 +707,24 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     let rootfs = tokio::task::spawn_blocking(move || {
         store.prepare_rootfs_with(&sname, &cid, &cdir, RootfsStrategy::Auto, options)
     })
-    .await??;
+    .await
+    .map_err(ApiError::from)
+    .and_then(|r| r.map_err(ApiError::from));
+    let rootfs = match rootfs {
+        Ok(r) => r,
+        Err(err) => {
+            discard_shim(shim.take(), &c.id).await;
+            return Err(err);
+        }
+    };
     c.rootfs_kind = match rootfs.kind {
         kos_image::RootfsKind::Overlay => "overlay".into(),
         kos_image::RootfsKind::Copy => "copy".into(),
     };
-    let res = start_prepared(e, &mut c, &net, netns).await;
+    let res = start_prepared(e, &mut c, &net, netns, &mut shim).await;
     if let Err(err) = res {
+        // Failed before the shim was used: it has nothing to serve.
+        discard_shim(shim.take(), &c.id).await;
         release_network(e, &c.id).await;
         unmount_rootfs(&c);
         c.state.status = if c.state.finished_at > 0 || c.state.started_at > 0 {
@@ -722,11 +740,39 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A shim being launched for a start.
+type Launching = tokio::task::JoinHandle<Result<kos_shim_client::Launched>>;
+
+/// Launches the shim of container `id` (bundle `dir`).
+async fn launch_shim(
+    launch: LaunchOptions,
+    id: String,
+    dir: std::path::PathBuf,
+) -> Result<kos_shim_client::Launched> {
+    tokio::fs::create_dir_all(&launch.address)
+        .await
+        .map_err(|err| {
+            ApiError::internal(&format!("creating {}", launch.address.display()), err)
+        })?;
+    Ok(launch.launch(&id, &dir).await?)
+}
+
+/// Shuts down a shim launched for a start that failed before using it.
+async fn discard_shim(shim: Option<Launching>, id: &str) {
+    if let Some(Ok(Ok(l))) = match shim {
+        Some(h) => Some(h.await),
+        None => None,
+    } {
+        let _ = l.client.shutdown(id).await;
+    }
+}
+
 async fn start_prepared(
     e: &Arc<Engine>,
     c: &mut Container,
     net: &NetMode,
     netns: Option<Option<String>>,
+    shim: &mut Option<Launching>,
 ) -> Result<()> {
     let img = e.store.image(&super::image_use::store_name(&e.store, c))?;
     let ov = Overrides {
@@ -852,12 +898,6 @@ async fn start_prepared(
         stderr: if tty { String::new() } else { uri },
         terminal: tty,
     };
-    let launch = launch_options(e);
-    std::fs::create_dir_all(&launch.address).map_err(|err| {
-        ApiError::internal(&format!("creating {}", launch.address.display()), err)
-    })?;
-    let launched = launch.launch(&c.id, &c.dir).await?;
-    let (sh, addr) = (launched.client, launched.address);
     let opts = RuntimeOptions {
         binary_name: runtime_binary(&e.config.default_runtime),
         root: e
@@ -869,6 +909,13 @@ async fn start_prepared(
         systemd_cgroup: false,
     }
     .to_any()?;
+    let launched = match shim.take() {
+        Some(h) => h
+            .await
+            .map_err(|err| ApiError::internal("launching the shim", err))??,
+        None => launch_shim(launch_options(e), c.id.clone(), c.dir.clone()).await?,
+    };
+    let (sh, addr) = (launched.client, launched.address);
     let created = sh
         .create(&c.id, &c.dir.to_string_lossy(), &io, Some(opts))
         .await;
