@@ -755,6 +755,12 @@ fn self_join_moves_the_calling_process_into_every_v1_hierarchy() {
             "fd {fd} is not close-on-exec"
         );
     }
+    let _child = fork_joined(&cg, &join);
+}
+
+/// Forks a child that joins through `join` and pauses; returns once it is listed in the
+/// container's cgroup of every v1 hierarchy (its guard kills and reaps it).
+fn fork_joined(cg: &Manager, join: &kos_cgroups::SelfJoin) -> ForkGuard {
     // SAFETY: the child only makes system calls (the writes, pause) and exits.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
@@ -767,7 +773,7 @@ fn self_join_moves_the_calling_process_into_every_v1_hierarchy() {
         // SAFETY: leave the forked copy of the test harness without unwinding.
         unsafe { libc::_exit(code) };
     }
-    let _reap = ForkGuard(pid);
+    let reap = ForkGuard(pid);
     let want: Vec<String> = cg
         .mount_sources()
         .iter()
@@ -786,6 +792,7 @@ fn self_join_moves_the_calling_process_into_every_v1_hierarchy() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     assert!(missing.is_empty(), "pid {pid} not in {missing:?}");
+    reap
 }
 
 /// The split create a runtime uses to overlap cgroup work with the init's: the v2 directory
@@ -825,30 +832,7 @@ fn split_create_makes_v2_first_then_v1_with_limits_joined_by_passed_tasks_files(
     );
     let join = kos_cgroups::SelfJoin::from_v1_tasks(tasks);
     assert!(join.v2_dir().is_none());
-    // SAFETY: the child only makes system calls (the writes, pause) and exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = if join.join_v1().is_ok() { 0 } else { 1 };
-        if code == 0 {
-            // SAFETY: waits for the parent's SIGKILL.
-            unsafe { libc::pause() };
-        }
-        // SAFETY: leave the forked copy of the test harness without unwinding.
-        unsafe { libc::_exit(code) };
-    }
-    let _reap = ForkGuard(pid);
-    let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    while !read(pids_dir.join("cgroup.procs"))
-        .lines()
-        .any(|l| l == pid.to_string())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "pid {pid} never joined the pids cgroup"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let _child = fork_joined(&cg, &join);
 }
 
 /// A limit the kernel refuses in the split create: the v1 directories it made go, the
