@@ -55,12 +55,16 @@ fn from_spec_cap(c: &SpecCap) -> Result<Cap, CapsError> {
     parse_name(&c.to_string())
 }
 
-/// Highest capability number the running kernel knows.
+/// Highest capability number the running kernel knows. Read once per process: the
+/// runtime validates with it and its init (a copy of the runtime) drops by it.
 pub fn kernel_last_cap() -> u8 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    static LAST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40)
+    })
 }
 
 /// The validated sets.
