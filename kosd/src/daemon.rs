@@ -143,7 +143,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // removed), then containers, which may start again and attach.
     let live: std::collections::HashSet<String> = crate::containers::all(&engine)
         .into_iter()
-        .filter(|c| c.state.status.is_live() && c.dir.join("shim.address").exists())
+        .filter(|c| {
+            c.state.status.is_live() && crate::containers::runtime::shim_address(&c.dir).is_some()
+        })
         .map(|c| c.id)
         .collect();
     let nets = engine.nets.clone();

@@ -608,10 +608,27 @@ fn unmount_rootfs(c: &Container) {
     }
 }
 
+/// The address of the shim serving the container whose directory (bundle) is `dir`: the
+/// `address` file the shim writes at its start, else the `shim.address` earlier kosd
+/// versions wrote (containers kept running across an upgrade).
+pub(crate) fn shim_address(dir: &Path) -> Option<String> {
+    ["address", "shim.address"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+}
+
+/// kosd's own executable, read once (each start asked for it three times, a readlink of
+/// /proc/self/exe each).
+fn own_exe() -> Option<&'static Path> {
+    static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| std::env::current_exe().ok()).as_deref()
+}
+
 /// The shim binary: beside kosd's own executable, else from PATH.
 pub(crate) fn shim_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().ok();
-    LaunchOptions::find_shim(exe.as_deref().and_then(Path::parent))
+    LaunchOptions::find_shim(own_exe().and_then(Path::parent))
 }
 
 /// How kosd launches shims: as containerd does, in its own `kos` namespace, with the
@@ -623,8 +640,9 @@ fn launch_options(e: &Engine) -> LaunchOptions {
         namespace: "kos".into(),
         ttrpc_address: socket_dir.join("events.sock"),
         address: socket_dir,
-        publish_binary: std::env::current_exe()
-            .unwrap_or_else(|_| std::path::PathBuf::from("kosd")),
+        publish_binary: own_exe()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| std::path::PathBuf::from("kosd")),
         debug: false,
     }
 }
@@ -634,8 +652,7 @@ pub(crate) fn runtime_binary(name: &str) -> String {
     if name.contains('/') {
         return name.to_string();
     }
-    std::env::current_exe()
-        .ok()
+    own_exe()
         .and_then(|p| p.parent().map(|d| d.join(name)))
         .filter(|p| p.is_file())
         .map(|p| p.to_string_lossy().into_owned())
@@ -915,7 +932,8 @@ async fn start_prepared(
             .map_err(|err| ApiError::internal("launching the shim", err))??,
         None => launch_shim(launch_options(e), c.id.clone(), c.dir.clone()).await?,
     };
-    let (sh, addr) = (launched.client, launched.address);
+    // The shim wrote its address into the bundle (`address`): reconcile finds it there.
+    let sh = launched.client;
     let created = sh
         .create(&c.id, &c.dir.to_string_lossy(), &io, Some(opts))
         .await;
@@ -934,8 +952,6 @@ async fn start_prepared(
         let _ = sh.shutdown(&c.id).await;
         return Err(err.into());
     }
-    std::fs::write(c.dir.join("shim.address"), &addr)
-        .map_err(|err| ApiError::internal("writing shim address", err))?;
     c.state = State {
         status: Status::Running,
         pid: pid as i64,
@@ -1026,7 +1042,6 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
         ep["IPPrefixLen"] = serde_json::json!(0);
     }
     unmount_rootfs(&c);
-    let _ = std::fs::remove_file(c.dir.join("shim.address"));
     c.state.status = Status::Exited;
     c.state.pid = 0;
     c.state.exit_code = code;
@@ -1537,7 +1552,7 @@ pub async fn reconcile(e: &Arc<Engine>) {
             let _ = remove(e, &c.id, true, false).await;
             continue;
         }
-        let addr = std::fs::read_to_string(c.dir.join("shim.address")).unwrap_or_default();
+        let addr = shim_address(&c.dir).unwrap_or_default();
         let live = if addr.starts_with("unix://") {
             match Shim::connect(addr.trim()).await {
                 Ok(sh) => match sh.state(&c.id, "").await {
