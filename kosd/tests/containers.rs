@@ -47,11 +47,12 @@ fn run_rm_exit_codes_and_output() {
         "{:?}",
         k.leftover_processes()
     );
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    assert!(
-        !mounts.contains(&k.dir.0.to_string_lossy().to_string()),
-        "mount left"
-    );
+    // The last rootfs is unmounted with its directory's deletion, right after the answer.
+    waits_until("no mount left", || {
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .contains(&k.dir.0.to_string_lossy().to_string())
+    });
 }
 
 #[test]
@@ -567,12 +568,25 @@ fn auto_remove_rootfs_is_volatile_and_removed_files_go() {
             .count(),
         0
     );
-    // What a stopped kosd left in the trash is deleted at the next start.
+    // What a stopped kosd left in the trash is deleted at the next start, a rootfs still
+    // mounted there unmounted first (never deleted through).
     k.stop();
     std::fs::create_dir_all(trash.join("left/upper/d")).expect("trash entry");
     std::fs::write(trash.join("left/upper/d/f"), b"x").expect("trash file");
+    let lower = k.dir.0.join("lower-kept");
+    std::fs::create_dir_all(&lower).expect("lower dir");
+    std::fs::write(lower.join("keep"), b"x").expect("lower file");
+    std::fs::create_dir_all(trash.join("left/rootfs")).expect("rootfs dir");
+    let st = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(&lower)
+        .arg(trash.join("left/rootfs"))
+        .status()
+        .expect("mount");
+    assert!(st.success());
     k.spawn();
     waits_until("trash emptied at start", || !trash.join("left").exists());
+    assert!(lower.join("keep").exists(), "deleted through a mount");
 }
 
 #[test]

@@ -28,6 +28,9 @@ use crate::timefmt;
 pub struct Runtime {
     shims: Mutex<HashMap<String, Shim>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Containers a forced removal is stopping: their exit leaves the rootfs mounted for
+    /// the removal to hand over with the directory.
+    removing: Mutex<std::collections::HashSet<String>>,
     pub changed: broadcast::Sender<String>,
 }
 
@@ -36,8 +39,22 @@ impl Default for Runtime {
         Runtime {
             shims: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            removing: Mutex::new(std::collections::HashSet::new()),
             changed: broadcast::channel(1024).0,
         }
+    }
+}
+
+/// Marks a container as being removed while it lives; unmarked on drop.
+struct Removing<'a>(&'a Runtime, String);
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        self.0
+            .removing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
     }
 }
 
@@ -63,6 +80,19 @@ impl Runtime {
             Some(s) => m.insert(id.to_string(), s),
             None => m.remove(id),
         };
+    }
+    fn mark_removing(&self, id: &str) -> Removing<'_> {
+        self.removing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+        Removing(self, id.to_string())
+    }
+    fn is_removing(&self, id: &str) -> bool {
+        self.removing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
     }
     fn forget(&self, id: &str) {
         self.set_shim(id, None);
@@ -1041,7 +1071,12 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
         }
         ep["IPPrefixLen"] = serde_json::json!(0);
     }
-    unmount_rootfs(&c);
+    // A removal that follows (auto-remove, or the forced removal that killed it) hands the
+    // mounted rootfs over with the directory: its unmount happens after the answer.
+    let removal_follows = c.host_config.auto_remove.unwrap_or(false) || e.rt.is_removing(id);
+    if !removal_follows {
+        unmount_rootfs(&c);
+    }
     c.state.status = Status::Exited;
     c.state.pid = 0;
     c.state.exit_code = code;
@@ -1393,6 +1428,7 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
             )));
         }
         if let Some(sh) = e.rt.shim(&c.id) {
+            let _removing = e.rt.mark_removing(&c.id);
             let mut c2 = c.clone();
             c2.state.stopped_by_user = true;
             save(e, &c2)?;
@@ -1423,17 +1459,10 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
     c2.state.status = Status::Removing;
     save(e, &c2)?;
     release_network(e, &c.id).await;
-    unmount_rootfs(&c);
-    let rootfs = c.dir.join("rootfs");
-    if kos_image::snapshot::overlay::is_mounted(&rootfs) {
-        return Err(ApiError::Internal(format!(
-            "the rootfs of container {} is still mounted at {}",
-            c.id,
-            rootfs.display()
-        )));
-    }
-    // The directory leaves the containers' tree in one rename; its files (the rootfs's
-    // upper layer, or a whole copied rootfs) are deleted after the answer.
+    // The directory leaves the containers' tree in one rename, its rootfs still mounted if
+    // it is: the unmount (RCU grace periods, and a sync of the upper filesystem unless the
+    // overlay is volatile) and the deletion of its files (the rootfs's upper layer, or a
+    // whole copied rootfs) happen after the answer.
     let doomed = trash_dir(e).join(&c.id);
     if let Some(parent) = doomed.parent() {
         let _ = std::fs::create_dir_all(parent);
@@ -1443,6 +1472,16 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(err) => {
             tracing::debug!(id = %c.id, error = %err, "moving the container's directory aside");
+            // In place: unmounted first, never deleted through the mount.
+            unmount_rootfs(&c);
+            let rootfs = c.dir.join("rootfs");
+            if kos_image::snapshot::overlay::is_mounted(&rootfs) {
+                return Err(ApiError::Internal(format!(
+                    "the rootfs of container {} is still mounted at {}",
+                    c.id,
+                    rootfs.display()
+                )));
+            }
             remove_tree(&c.dir)?;
             None
         }

@@ -1,5 +1,6 @@
 //! Removed containers' files, deleted after the removal has answered. A removal moves the
-//! container's directory into the trash in one rename; the deletion of its files (a rootfs's
+//! container's directory into the trash in one rename; the unmount of its rootfs and the
+//! deletion of its files (a rootfs's
 //! upper layer, a copied rootfs, logs; on a filesystem mounted with `discard`, a discard for
 //! each freed directory block) happens here, one directory at a time on one thread of the
 //! lowest CPU priority, so it takes idle time instead of competing with the requests that
@@ -66,13 +67,40 @@ fn lowest_priority() {
     }
 }
 
+/// The container's rootfs mount, if still there (a removal hands over its directory
+/// without unmounting: the unmount waits for RCU grace periods, and for a sync of the
+/// upper filesystem unless the overlay is volatile), goes first; the deletion never walks
+/// into a mount.
 fn delete(dir: &Path) {
+    if let Err(e) = unmount_all(&dir.join("rootfs")) {
+        tracing::warn!(dir = %dir.display(), error = %e, "a removed container's rootfs cannot be unmounted; its files stay in the trash until kosd starts again");
+        return;
+    }
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             tracing::warn!(dir = %dir.display(), error = %e, "deleting a removed container's files");
         }
         _ => {}
     }
+}
+
+/// Unmounts everything stacked on `target`, bind mounts of its own filesystem included (a
+/// device comparison would not see those); nothing mounted is fine.
+fn unmount_all(target: &Path) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    for _ in 0..16 {
+        // SAFETY: a valid C string; umount2 takes no other pointer.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                // Not a mount point (any more), or no such path.
+                Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
+                _ => Err(e),
+            };
+        }
+    }
+    Err(std::io::Error::other("more than 16 mounts stacked"))
 }
 
 #[cfg(test)]
