@@ -39,7 +39,14 @@ pub fn raw_clone_into_cgroup(flags: libc::c_ulong, cgroup_dir: RawFd) -> io::Res
     // SAFETY: clone_args is plain old data; zero is "unset" for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | CLONE_INTO_CGROUP;
-    args.exit_signal = libc::SIGCHLD as u64;
+    // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the child of a sibling
+    // signals our parent with the signal our own exit would send, SIGCHLD for kosrun's
+    // intermediate process.
+    args.exit_signal = if flags & libc::CLONE_PARENT as libc::c_ulong != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     args.cgroup = cgroup_dir as u64;
     // SAFETY: fork-like clone3 (no stack, no CLONE_VM) in a single-threaded process; args
     // outlives the call.
@@ -235,5 +242,90 @@ impl Drop for KillOnDrop {
         if let Some(pid) = self.0.take() {
             kill_and_reap(pid);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cgroup2 hierarchy of this host: the unified mount of a hybrid host, or the root.
+    fn cgroup2_root() -> Option<&'static Path> {
+        ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| {
+                nix::sys::statfs::statfs(*p)
+                    .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            })
+    }
+
+    struct RmDir(std::path::PathBuf);
+    impl Drop for RmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    /// With CLONE_PARENT (kosrun's intermediate process cloning the init) clone3 places
+    /// the child in the cgroup too, and it is our sibling's child, ours to reap, which
+    /// gets SIGCHLD: the exit signal comes from the cloning process, never EINVAL.
+    #[test]
+    fn clone_into_cgroup_with_clone_parent() {
+        let Some(root) = cgroup2_root() else {
+            panic!("no cgroup2 hierarchy on this host");
+        };
+        let dir = RmDir(root.join(format!("kosrun-clone-parent-{}", std::process::id())));
+        std::fs::create_dir(&dir.0).expect("mkdir cgroup");
+        let fd = std::fs::File::open(&dir.0).expect("open cgroup dir");
+        let rel = format!(
+            "0::/{}",
+            dir.0.strip_prefix(root).expect("below root").display()
+        );
+        let (rd, wr) = nix::unistd::pipe().expect("pipe");
+        // SAFETY: fork in a test: the child only makes system calls and exits.
+        let mid = unsafe { libc::fork() };
+        assert!(mid >= 0);
+        if mid == 0 {
+            let flags = libc::CLONE_PARENT as libc::c_ulong;
+            let code = match raw_clone_into_cgroup(flags, fd.as_raw_fd()) {
+                Ok(0) => {
+                    let me = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                    // SAFETY: leave the forked test harness without unwinding.
+                    unsafe { libc::_exit(if me.lines().any(|l| l == rel) { 0 } else { 3 }) }
+                }
+                Ok(pid) => match nix::unistd::write(&wr, &pid.to_ne_bytes()) {
+                    Ok(4) => 0,
+                    _ => 4,
+                },
+                Err(_) => 2,
+            };
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) }
+        }
+        drop(wr);
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        assert_eq!(unsafe { libc::waitpid(mid, &mut status, 0) }, mid);
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "clone3 with CLONE_PARENT failed"
+        );
+        let mut pid = [0u8; 4];
+        assert_eq!(nix::unistd::read(&rd, &mut pid), Ok(4));
+        let pid = i32::from_ne_bytes(pid);
+        // The grandchild is ours (CLONE_PARENT): reap it and read its verdict.
+        // SAFETY: waiting for a child of ours.
+        assert_eq!(
+            unsafe { libc::waitpid(pid, &mut status, 0) },
+            pid,
+            "the init-like child is not ours to reap"
+        );
+        assert_eq!(
+            libc::WEXITSTATUS(status),
+            0,
+            "the child did not start in {rel}"
+        );
     }
 }
