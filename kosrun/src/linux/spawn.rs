@@ -73,7 +73,7 @@ fn direct(ctx: &InitCtx, child_end: &Channel, parent: &Parent, chan: &Channel) -
     let write_maps = ctx.plan.creates(LinuxNamespaceType::User);
     let joined = Joined::by(ctx, in_v2);
     // Both sides know what the parent has left to do once clone returns.
-    let wait_go = write_maps || joined.parent_places(has_v2) || oom_score_adj(parent).is_some();
+    let wait_go = write_maps || parent_has_work(ctx, joined, has_v2);
     if pid == 0 {
         init::run(ctx, child_end, wait_go);
     }
@@ -129,7 +129,14 @@ fn via_intermediate(
     reap.disarm();
     let _ = waitpid(Pid::from_raw(mid), None);
     let guard = KillOnDrop::new(pid);
-    finish_parent(pid, false, Joined::by(ctx, in_v2), parent, chan)?;
+    let joined = Joined::by(ctx, in_v2);
+    if parent_has_work(
+        ctx,
+        joined,
+        ctx.cgroup_join.and_then(|j| j.v2_dir()).is_some(),
+    ) {
+        finish_parent(pid, false, joined, parent, chan)?;
+    }
     guard.disarm();
     Ok(pid)
 }
@@ -147,9 +154,15 @@ fn intermediate(ctx: &InitCtx, chan: &Channel) -> Result<()> {
     nix::sched::unshare(CloneFlags::from_bits_retain(rest as libc::c_int))
         .ctx(|| "unshare namespaces".into())?;
     let v2_dir = ctx.cgroup_join.and_then(|j| j.v2_dir());
+    let has_v2 = v2_dir.is_some();
     let (pid, in_v2_cgroup) = clone_joined(libc::CLONE_PARENT as libc::c_ulong, v2_dir)?;
     if pid == 0 {
-        init::run(ctx, chan, true);
+        // The id maps, if any, were written for this process's user namespace already.
+        init::run(
+            ctx,
+            chan,
+            parent_has_work(ctx, Joined::by(ctx, in_v2_cgroup), has_v2),
+        );
     }
     chan.send(&Msg::InitPid { pid, in_v2_cgroup })
 }
@@ -181,12 +194,15 @@ impl Joined {
     }
 }
 
-fn oom_score_adj(parent: &Parent) -> Option<i32> {
-    parent
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.oom_score_adj())
+fn oom_score_adj(spec: &Spec) -> Option<i32> {
+    spec.process().as_ref().and_then(|p| p.oom_score_adj())
+}
+
+/// Whether, the id maps aside, the parent has work left once the init is cloned: a
+/// cgroup placement clone3 could not do, or its oom_score_adj. Both sides of the clone
+/// decide alike, so the init waits for "go" exactly when one will come.
+fn parent_has_work(ctx: &InitCtx, joined: Joined, has_v2: bool) -> bool {
+    joined.parent_places(has_v2) || oom_score_adj(ctx.spec).is_some()
 }
 
 fn finish_parent(
@@ -206,7 +222,7 @@ fn finish_parent(
             Joined::Itself { in_v2: true } => {}
         }
     }
-    if let Some(adj) = oom_score_adj(parent) {
+    if let Some(adj) = oom_score_adj(parent.spec) {
         write_oom_score_adj(pid, adj)?;
     }
     chan.send(&Msg::Go)
