@@ -23,6 +23,13 @@ impl Container {
         Ok(Container { dir, saved })
     }
 
+    /// Open and lock the container `id` with the state its creator holds in memory (the
+    /// `run` that made it), instead of reading it back.
+    pub fn open_with(root: &Path, id: &str, saved: Saved) -> Result<Container> {
+        let dir = ContainerDir::open(root, id)?;
+        Ok(Container { dir, saved })
+    }
+
     pub fn id(&self) -> &str {
         &self.saved.id
     }

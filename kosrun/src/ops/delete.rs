@@ -14,14 +14,20 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
 }
 
 /// [`delete`] by the process that created the container (`run`), with the cgroup manager
-/// it already has: the hierarchies are not discovered again when it is the saved cgroup.
+/// and the state it already has: the hierarchies are not discovered again, nor the state
+/// read back (the directory is still locked and checked to be there).
 pub fn delete_known(
     root: &Path,
     id: &str,
     force: bool,
-    cgroup: Option<&kos_cgroups::Manager>,
+    known: Option<(&kos_cgroups::Manager, &Saved)>,
 ) -> Result<Vec<String>> {
-    let c = match Container::load(root, id) {
+    let cgroup = known.map(|(cg, _)| cg);
+    let loaded = match known {
+        Some((_, saved)) => Container::open_with(root, id, saved.clone()),
+        None => Container::load(root, id),
+    };
+    let c = match loaded {
         Ok(c) => c,
         // runc treats a forced delete of a missing container as done; a create of this id
         // killed before it took the id may have left its staging directory.

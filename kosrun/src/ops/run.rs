@@ -163,14 +163,24 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
         }
         Err(e) => {
             created.starter = None;
-            let _ = delete::delete_known(&opts.root, &opts.id, true, Some(&created.cgroup));
+            let _ = delete::delete_known(
+                &opts.root,
+                &opts.id,
+                true,
+                Some((&created.cgroup, &created.saved)),
+            );
             return Err(e);
         }
     };
     let mut warnings = match start::start_created(&mut created) {
         Ok(w) => w,
         Err(e) => {
-            let _ = delete::delete_known(&opts.root, &opts.id, true, Some(&created.cgroup));
+            let _ = delete::delete_known(
+                &opts.root,
+                &opts.id,
+                true,
+                Some((&created.cgroup, &created.saved)),
+            );
             return Err(e);
         }
     };
@@ -188,7 +198,12 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
     let code = match waited {
         Ok(c) => c,
         Err(e) => {
-            let _ = delete::delete_known(&opts.root, &opts.id, true, Some(&created.cgroup));
+            let _ = delete::delete_known(
+                &opts.root,
+                &opts.id,
+                true,
+                Some((&created.cgroup, &created.saved)),
+            );
             return Err(e);
         }
     };
@@ -197,7 +212,7 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<RunOutcome> {
             &opts.root,
             &opts.id,
             true,
-            Some(&created.cgroup),
+            Some((&created.cgroup, &created.saved)),
         )?);
     }
     Ok(RunOutcome {
