@@ -357,6 +357,20 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
 
 /// The start time (clock ticks since boot) of a live, non-zombie process.
 pub fn process_start_time(pid: i32) -> Option<u64> {
+    match stat_state_and_start(pid)? {
+        ("Z" | "X", _) => None,
+        (_, start) => Some(start),
+    }
+}
+
+/// The start time of `pid` even once it has exited but is not yet reaped: what `create`
+/// records for its init, which (started at once by `run`) may be done already.
+pub fn process_start_time_unreaped(pid: i32) -> Option<u64> {
+    stat_state_and_start(pid).map(|(_, start)| start)
+}
+
+/// The state letter and the start time (in clock ticks since boot) of `pid`.
+fn stat_state_and_start(pid: i32) -> Option<(&'static str, u64)> {
     if pid <= 0 {
         return None;
     }
@@ -364,12 +378,13 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     // comm may contain spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
+    let state = match fields.next()? {
+        "Z" => "Z",
+        "X" => "X",
+        _ => "",
+    };
     // rest starts at field 3; starttime is field 22.
-    fields.nth(18)?.parse().ok()
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 impl Saved {

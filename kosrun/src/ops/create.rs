@@ -15,7 +15,7 @@ use crate::linux::init::{InitCtx, StartBy};
 use crate::linux::namespaces::Plan;
 use crate::linux::spawn::{self, Parent};
 use crate::linux::sync::{self, Msg};
-use crate::store::{process_start_time, ContainerDir, Saved, Status};
+use crate::store::{process_start_time_unreaped, ContainerDir, Saved, Status};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOpts {
@@ -258,7 +258,9 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<
     }
 
     saved.pid = pid;
-    saved.pid_start = process_start_time(pid).ok_or_else(|| init_gone(pid, spec))?;
+    // An init that `run` starts at once may have run its program to the end already:
+    // its start time is still there until it is reaped.
+    saved.pid_start = process_start_time_unreaped(pid).ok_or_else(|| init_gone(pid, spec))?;
     cleanup
         .dir
         .as_ref()
