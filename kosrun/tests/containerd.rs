@@ -205,7 +205,8 @@ fn scenario(runtime: &Path) {
         "exec did not see the task's pid 1: {s}"
     );
     let line = format!(
-        "ctr -a {} -n {} task exec -t --exec-id kos-t1 {id} sh -c 'tty; exit 2'",
+        // ctr resizes the pty after the start and fails on a process already gone.
+        "ctr -a {} -n {} task exec -t --exec-id kos-t1 {id} sh -c 'tty; sleep 0.3; exit 2'",
         cd.sock.display(),
         cd.ns
     );

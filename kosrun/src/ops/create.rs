@@ -98,7 +98,9 @@ pub enum StartMode {
     /// that follows at once, with the state lock kept.
     Channel,
     /// `run` with nothing to do between create and start (no terminal of kosrun's own to
-    /// size, no pid file): the init starts the program right after its setup.
+    /// size, no pid file): the init starts the program right after its setup. Taken on a
+    /// v1 or hybrid host, where the v1 cgroup is the init's last message from kosrun (sent
+    /// once its pid is recorded); elsewhere this is [`StartMode::Channel`].
     AtOnce,
 }
 
@@ -192,6 +194,13 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<
     // places the init in is made first. A joined namespace needs the intermediate
     // process, which keeps the simple order.
     let v1_later = cgroup.splits_v1() && plan.join.is_empty();
+    // Starting at once needs a message the init waits for after kosrun has recorded its
+    // pid (so that a kosrun killed meanwhile never leaves a program running unrecorded):
+    // the v1 cgroup's is one; without it the init waits for run's start byte as before.
+    let mode = match mode {
+        StartMode::AtOnce if !v1_later => StartMode::Channel,
+        m => m,
+    };
     let premade = if v1_later {
         kos_cgroups::validate_resources(&resources)?;
         cgroup.create_v2_dir()?
@@ -252,10 +261,6 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<
     let pid = spawn::spawn(&ctx, child_end, &parent, &parent_end)?;
     cleanup.pid = Some(pid);
     drop(listener);
-    // First, as the init may soon wait for it; the pid is recorded right after.
-    if v1_later {
-        make_v1_cgroup(&cgroup, &premade, &resources, &parent_end)?;
-    }
 
     saved.pid = pid;
     // An init that `run` starts at once may have run its program to the end already:
@@ -266,6 +271,11 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<
         .as_ref()
         .ok_or_else(|| Error::failed(Stage::Create, "state lost".into()))?
         .save(&saved)?;
+    // After the pid is recorded: the init goes no further than its cgroup until this
+    // comes, so a program it starts at once is never running unrecorded.
+    if v1_later {
+        make_v1_cgroup(&cgroup, &premade, &resources, &parent_end)?;
+    }
     loop {
         let (msg, fd) = match parent_end.recv_with_fd() {
             // A killed init with unread data resets the channel rather than closing it.
