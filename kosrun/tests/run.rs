@@ -280,9 +280,46 @@ fn run_killed_at_any_moment_is_recoverable() {
 /// the fix, 9 of 160 said "container init exited during setup" and exited 1).
 #[test]
 fn run_of_a_program_done_at_once_returns_its_exit_code() {
+    parallel_runs_of_exit_3(None);
+}
+
+/// The same with the network namespace joined by path, where an intermediate process
+/// clones the init: the init's messages must stay behind the intermediate's (once, 1 of
+/// ~20 build steps under load said "init channel: unexpected Ready").
+#[test]
+fn run_with_a_joined_namespace_returns_its_exit_code() {
+    let name = unique("netns");
+    let ok = Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .expect("ip netns add");
+    assert!(ok.success(), "ip netns add {name}");
+    struct NetnsGuard(String);
+    impl Drop for NetnsGuard {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _g = NetnsGuard(name.clone());
+    parallel_runs_of_exit_3(Some(&format!("/var/run/netns/{name}")));
+}
+
+/// Four `run`s side by side, 40 each, of `exit 3`; every one must return 3 and leave
+/// nothing. `netns`: a network namespace to join by path.
+fn parallel_runs_of_exit_3(netns: Option<&str>) {
     let bundle = TempDir::new("run-fast-bundle");
     let mut config = spec_config(&bundle.0, &["sh", "-c", "exit 3"]);
     config["linux"]["cgroupsPath"] = serde_json::Value::Null;
+    if let Some(path) = netns {
+        for ns in config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+        {
+            if ns["type"] == "network" {
+                ns["path"] = serde_json::Value::from(path);
+            }
+        }
+    }
     write_config(&bundle.0, &config);
     let workers: Vec<_> = (0..4)
         .map(|w| {

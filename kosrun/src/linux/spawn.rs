@@ -129,14 +129,9 @@ fn via_intermediate(
     reap.disarm();
     let _ = waitpid(Pid::from_raw(mid), None);
     let guard = KillOnDrop::new(pid);
-    let joined = Joined::by(ctx, in_v2);
-    if parent_has_work(
-        ctx,
-        joined,
-        ctx.cgroup_join.and_then(|j| j.v2_dir()).is_some(),
-    ) {
-        finish_parent(pid, false, joined, parent, chan)?;
-    }
+    // Always a go-ahead here: the init shares the intermediate's end of the channel, and
+    // only waiting for it keeps the init's messages behind the intermediate's InitPid.
+    finish_parent(pid, false, Joined::by(ctx, in_v2), parent, chan)?;
     guard.disarm();
     Ok(pid)
 }
@@ -154,15 +149,9 @@ fn intermediate(ctx: &InitCtx, chan: &Channel) -> Result<()> {
     nix::sched::unshare(CloneFlags::from_bits_retain(rest as libc::c_int))
         .ctx(|| "unshare namespaces".into())?;
     let v2_dir = ctx.cgroup_join.and_then(|j| j.v2_dir());
-    let has_v2 = v2_dir.is_some();
     let (pid, in_v2_cgroup) = clone_joined(libc::CLONE_PARENT as libc::c_ulong, v2_dir)?;
     if pid == 0 {
-        // The id maps, if any, were written for this process's user namespace already.
-        init::run(
-            ctx,
-            chan,
-            parent_has_work(ctx, Joined::by(ctx, in_v2_cgroup), has_v2),
-        );
+        init::run(ctx, chan, true);
     }
     chan.send(&Msg::InitPid { pid, in_v2_cgroup })
 }
