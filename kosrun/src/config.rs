@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result, Stage};
+use crate::store::SavedConfig;
 
 /// A parsed and checked bundle.
 pub struct Bundle {
     pub dir: PathBuf,
     pub rootfs: PathBuf,
     pub spec: Spec,
+    /// config.json as read, for the state (see [`SavedConfig`]).
+    pub config: SavedConfig,
 }
 
 /// The largest config.json read: far above any real one (1 MiB of annotations fits many
@@ -67,10 +70,17 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
             format!("root.path {} is not a directory", resolved.display()),
         ));
     }
+    let config = SavedConfig::from_json(&data).map_err(|e| Error::Invalid {
+        stage: Stage::LoadConfig,
+        field: String::new(),
+        message: format!("{e} (in {})", path.display()),
+        source: None,
+    })?;
     Ok(Bundle {
         dir,
         rootfs: resolved,
         spec,
+        config,
     })
 }
 
@@ -188,6 +198,11 @@ fn check_rlimits_present(spec: &Spec, data: &[u8]) -> Result<()> {
 /// Parse config.json naming the JSON path of a bad value ("linux.seccomp.syscalls[0].action:
 /// unknown variant ..."), with the list of accepted values cut short.
 pub fn parse_spec(data: &[u8]) -> std::result::Result<Spec, ParseError> {
+    // Tracking the path of every value costs a third of the parse: it is done only to
+    // name the field of a config that does not parse.
+    if let Ok(spec) = serde_json::from_slice(data) {
+        return Ok(spec);
+    }
     let de = &mut serde_json::Deserializer::from_slice(data);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -410,7 +425,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     for kind in crate::hooks::Kind::ALL {
-        for h in crate::hooks::of_kind(spec, kind) {
+        for h in crate::hooks::of_kind(crate::hooks::of(spec), kind) {
             if !h.path().is_absolute() {
                 return Err(Error::invalid(
                     format!("hooks.{}.path", kind.name()),

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{Hook, Spec};
+use oci_spec::runtime::{Hook, Hooks, Spec};
 
 use crate::error::{Error, Result};
 
@@ -57,8 +57,9 @@ impl Kind {
     }
 }
 
-pub fn of_kind(spec: &Spec, kind: Kind) -> &[Hook] {
-    let Some(h) = spec.hooks().as_ref() else {
+/// The hooks of `kind` among `hooks` (a spec's `hooks`, as [`of`] gives them).
+pub fn of_kind(hooks: Option<&Hooks>, kind: Kind) -> &[Hook] {
+    let Some(h) = hooks else {
         return &[];
     };
     #[allow(deprecated)]
@@ -76,12 +77,17 @@ pub fn of_kind(spec: &Spec, kind: Kind) -> &[Hook] {
 /// Whether the spec has any hook at all: without one, create skips the round trip
 /// between the init and kosrun that runs them.
 pub fn any(spec: &Spec) -> bool {
-    Kind::ALL.iter().any(|k| !of_kind(spec, *k).is_empty())
+    Kind::ALL.iter().any(|k| !of_kind(of(spec), *k).is_empty())
+}
+
+/// A spec's hooks.
+pub fn of(spec: &Spec) -> Option<&Hooks> {
+    spec.hooks().as_ref()
 }
 
 /// Run every hook of `kind` in order; the first failure stops the rest.
-pub fn run_all(spec: &Spec, kind: Kind, state_json: &str) -> Result<()> {
-    for (i, hook) in of_kind(spec, kind).iter().enumerate() {
+pub fn run_all(hooks: Option<&Hooks>, kind: Kind, state_json: &str) -> Result<()> {
+    for (i, hook) in of_kind(hooks, kind).iter().enumerate() {
         run_one(hook, state_json).map_err(|reason| Error::Hook {
             kind,
             index: i,
@@ -93,9 +99,9 @@ pub fn run_all(spec: &Spec, kind: Kind, state_json: &str) -> Result<()> {
 }
 
 /// Run hooks whose failure the spec says must only be logged (poststart, poststop).
-pub fn run_all_warn(spec: &Spec, kind: Kind, state_json: &str) -> Vec<String> {
+pub fn run_all_warn(hooks: Option<&Hooks>, kind: Kind, state_json: &str) -> Vec<String> {
     let mut warnings = Vec::new();
-    for (i, hook) in of_kind(spec, kind).iter().enumerate() {
+    for (i, hook) in of_kind(hooks, kind).iter().enumerate() {
         if let Err(e) = run_one(hook, state_json) {
             warnings.push(format!(
                 "{}[{i}] {}: {e}",

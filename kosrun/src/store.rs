@@ -9,8 +9,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Hooks, LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::id;
@@ -65,7 +66,7 @@ pub struct Saved {
     /// The cgroup as resolved at create time (absolute), so later commands find the same one.
     pub cgroup_path: String,
     pub annotations: HashMap<String, String>,
-    pub config: Spec,
+    pub config: SavedConfig,
     /// False from the moment the id is taken until `create` has finished: a container
     /// whose `create` died half-way shows as creating (or stopped) and `delete --force`
     /// removes what was made. States written before this field existed were complete.
@@ -77,6 +78,66 @@ pub struct Saved {
     /// been recorded.
     #[serde(default)]
     pub init_exe: Option<(u64, u64)>,
+}
+
+/// The config a container was created from, as `create` read it. Every save writes it
+/// back verbatim and a load only finds where it ends: re-encoding, cloning and decoding
+/// the whole spec at each step was a large part of `run`'s own CPU time. Commands parse
+/// what they need of it ([`Saved::spec`], [`Saved::view`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SavedConfig(Box<RawValue>);
+
+impl SavedConfig {
+    /// From config.json's bytes, already parsed as a spec (so well-formed JSON).
+    pub fn from_json(data: &[u8]) -> std::result::Result<SavedConfig, serde_json::Error> {
+        serde_json::from_slice(data).map(SavedConfig)
+    }
+
+    pub fn from_spec(spec: &Spec) -> std::result::Result<SavedConfig, serde_json::Error> {
+        serde_json::value::to_raw_value(spec).map(SavedConfig)
+    }
+}
+
+/// The parts of the saved config that commands other than exec and update need.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConfigView {
+    #[serde(rename = "ociVersion", default)]
+    pub oci_version: String,
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+    #[serde(default)]
+    linux: Option<LinuxView>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LinuxView {
+    #[serde(default)]
+    namespaces: Option<Vec<NamespaceView>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NamespaceView {
+    #[serde(rename = "type")]
+    typ: LinuxNamespaceType,
+}
+
+impl ConfigView {
+    /// Whether the container has a mount namespace of its own (else its mounts were made
+    /// in the host's, and delete undoes them).
+    pub fn has_mount_ns(&self) -> bool {
+        self.linux
+            .as_ref()
+            .and_then(|l| l.namespaces.as_ref())
+            .is_some_and(|n| n.iter().any(|n| n.typ == LinuxNamespaceType::Mount))
+    }
+}
+
+/// Only the version, for state documents (`list` makes one per container).
+#[derive(Deserialize)]
+struct VersionView {
+    #[serde(rename = "ociVersion", default)]
+    oci_version: String,
 }
 
 fn yes() -> bool {
@@ -388,6 +449,29 @@ fn stat_state_and_start(pid: i32) -> Option<(&'static str, u64)> {
 }
 
 impl Saved {
+    /// The whole config.
+    pub fn spec(&self) -> Result<Spec> {
+        crate::config::parse_spec(self.config.0.get().as_bytes()).map_err(|e| Error::BadState {
+            id: self.id.clone(),
+            reason: format!("saved config: {e}"),
+        })
+    }
+
+    /// The config's version, hooks and namespace types.
+    pub fn view(&self) -> Result<ConfigView> {
+        serde_json::from_str(self.config.0.get()).map_err(|e| Error::BadState {
+            id: self.id.clone(),
+            reason: format!("saved config: {e}"),
+        })
+    }
+
+    /// The config's `ociVersion` (empty if the saved config has none).
+    pub fn oci_version(&self) -> String {
+        serde_json::from_str::<VersionView>(self.config.0.get())
+            .map(|v| v.oci_version)
+            .unwrap_or_default()
+    }
+
     /// True while the process this state was made for is alive.
     pub fn init_alive(&self) -> bool {
         self.pid > 0 && process_start_time(self.pid) == Some(self.pid_start)
@@ -416,6 +500,43 @@ pub fn file_id(p: &Path) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
 
+    /// A state written before the config was kept verbatim (the spec re-encoded as an
+    /// object) still loads, and the views read the same facts from either form.
+    #[test]
+    fn saved_config_reads_old_and_verbatim_states() {
+        let config = r#"{"ociVersion":"1.3.0","x-future":{"a":[1,2]},
+            "hooks":{"poststop":[{"path":"/bin/true"}]},
+            "linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#;
+        let state = |c: &str| {
+            format!(
+                r#"{{"id":"c","bundle":"/b","rootfs":"/b/r","pid":1,"pid_start":2,
+                "created":"","owner":"","started":true,"cgroup_path":"/c",
+                "annotations":{{}},"config":{c}}}"#
+            )
+        };
+        let verbatim: Saved = serde_json::from_str(&state(config)).expect("verbatim state");
+        // Unknown fields of a newer spec stay in the state as given.
+        let again = serde_json::to_string(&verbatim).expect("encode");
+        assert!(again.contains(r#""x-future":{"a":[1,2]}"#), "{again}");
+        let spec: Spec = serde_json::from_str(config).expect("spec");
+        let old_json = serde_json::to_string(&spec).expect("encode spec");
+        let old: Saved = serde_json::from_str(&state(&old_json)).expect("old state");
+        for s in [&verbatim, &old] {
+            assert_eq!(s.oci_version(), "1.3.0");
+            let v = s.view().expect("view");
+            assert!(v.has_mount_ns());
+            let hooks = v.hooks.expect("hooks");
+            assert_eq!(hooks.poststop().as_ref().map(Vec::len), Some(1));
+            assert_eq!(s.spec().expect("spec").version(), "1.3.0");
+        }
+        let none: Saved = serde_json::from_str(&state(r#"{"ociVersion":"1.0.2"}"#)).expect("state");
+        let v = none.view().expect("view");
+        assert!(!v.has_mount_ns() && v.hooks.is_none());
+        // A saved config that is not a spec is this container's bad state, not a panic.
+        let bad: Saved = serde_json::from_str(&state(r#"{"process":7}"#)).expect("state");
+        assert!(matches!(bad.spec(), Err(Error::BadState { .. })));
+    }
+
     #[test]
     fn own_start_time_is_stable() {
         let me = std::process::id() as i32;
@@ -430,6 +551,7 @@ mod tests {
     fn create_twice_is_refused_and_destroy_cleans() {
         let root = std::env::temp_dir().join(format!("kosrun-state-test-{}", std::process::id()));
         let spec: Spec = serde_json::from_str(r#"{"ociVersion":"1.0.2"}"#).expect("spec");
+        let spec = SavedConfig::from_spec(&spec).expect("encode");
         let s = Saved {
             id: "c1".into(),
             bundle: "/b".into(),

@@ -169,7 +169,7 @@ fn setup(ctx: &InitCtx, chan: &Channel, wait_go: bool) -> Result<Ready> {
     } else {
         String::new()
     };
-    hooks::run_all(spec, hooks::Kind::CreateContainer, &state)?;
+    hooks::run_all(hooks::of(spec), hooks::Kind::CreateContainer, &state)?;
 
     if plan.has(LinuxNamespaceType::Mount) {
         rootfs::finish(ctx.rootfs, spec, ctx.no_pivot)?;
@@ -193,7 +193,12 @@ fn setup(ctx: &InitCtx, chan: &Channel, wait_go: bool) -> Result<Ready> {
     }
     // startContainer hooks see the state as `start` leaves it; made now, while nothing
     // can deny the allocations.
-    let start_state = started_state(&state);
+    let start_state = if state.is_empty() {
+        // No hooks: nothing to make (and parsing "" would fail, at some cost).
+        String::new()
+    } else {
+        started_state(&state)
+    };
     let (prepared, listener) = launch::confine(
         launch::Launch {
             process,
@@ -382,7 +387,11 @@ fn start(ctx: &InitCtx, chan: &Channel, ready: Ready) -> ! {
         unsafe { libc::write(reply_fd, msg.as_ptr().cast(), msg.len()) };
         unsafe { libc::_exit(127) }
     };
-    if let Err(e) = hooks::run_all(ctx.spec, hooks::Kind::StartContainer, &ready.start_state) {
+    if let Err(e) = hooks::run_all(
+        hooks::of(ctx.spec),
+        hooks::Kind::StartContainer,
+        &ready.start_state,
+    ) {
         fail(e);
     }
     if let Err(e) = ctx.confinement.last() {

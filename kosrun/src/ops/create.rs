@@ -39,7 +39,7 @@ struct Cleanup {
     dir: Option<ContainerDir>,
     cgroup: Option<kos_cgroups::Manager>,
     pid: Option<i32>,
-    poststop: Option<(Spec, String)>,
+    poststop: Option<(Option<oci_spec::runtime::Hooks>, String)>,
     /// The rootfs of a container without a mount namespace: its mounts are the host's.
     host_mounts: Option<PathBuf>,
 }
@@ -59,8 +59,8 @@ impl Drop for Cleanup {
             let _ = d.destroy();
         }
         // Last, as in delete: a poststop hook cannot strand what is already gone.
-        if let Some((spec, state)) = self.poststop.take() {
-            hooks::run_all_warn(&spec, hooks::Kind::Poststop, &state);
+        if let Some((hooks, state)) = self.poststop.take() {
+            hooks::run_all_warn(hooks.as_ref(), hooks::Kind::Poststop, &state);
         }
     }
 }
@@ -162,7 +162,7 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<
         started: false,
         cgroup_path: cgroup.resolved_path().to_string(),
         annotations: spec.annotations().clone().unwrap_or_default(),
-        config: spec.clone(),
+        config: bundle.config.clone(),
         create_done: false,
         init_exe: crate::store::file_id(Path::new("/proc/self/exe")),
     };
@@ -298,9 +298,9 @@ fn create_bundle(opts: &CreateOpts, bundle: &Bundle, mode: StartMode) -> Result<
             }
             Some(Msg::RunHooks) => {
                 let state = StateDoc::new(&saved, Status::Creating).json();
-                cleanup.poststop = Some((spec.clone(), state.clone()));
-                hooks::run_all(spec, hooks::Kind::Prestart, &state)?;
-                hooks::run_all(spec, hooks::Kind::CreateRuntime, &state)?;
+                cleanup.poststop = Some((spec.hooks().clone(), state.clone()));
+                hooks::run_all(hooks::of(spec), hooks::Kind::Prestart, &state)?;
+                hooks::run_all(hooks::of(spec), hooks::Kind::CreateRuntime, &state)?;
                 parent_end.send(&Msg::HooksDone(state))?;
             }
             Some(Msg::Ready) => break,

@@ -69,19 +69,19 @@ pub fn delete_known(
     if foreign.is_empty() {
         cg.remove()?;
     }
-    if !has_mount_ns(&saved.config) {
+    let view = saved.view()?;
+    if !view.has_mount_ns() {
         crate::linux::rootfs::unmount_host_mounts(&saved.rootfs)?;
     }
     // The state goes before the poststop hooks run (the spec calls them after the
     // container is deleted): a hook that hangs or kills us cannot strand the id.
-    let saved = saved.clone();
+    let poststop = hooks::of_kind(view.hooks.as_ref(), hooks::Kind::Poststop);
+    let state = (!poststop.is_empty()).then(|| StateDoc::new(saved, Status::Stopped).json());
     c.destroy()?;
-    let state = StateDoc::new(&saved, Status::Stopped).json();
-    Ok(hooks::run_all_warn(
-        &saved.config,
-        hooks::Kind::Poststop,
-        &state,
-    ))
+    Ok(match state {
+        Some(state) => hooks::run_all_warn(view.hooks.as_ref(), hooks::Kind::Poststop, &state),
+        None => Vec::new(),
+    })
 }
 
 /// The cgroups of other containers under the same --root that lie below ours. Looked for
@@ -157,14 +157,4 @@ fn stop(saved: &Saved, cg: &kos_cgroups::Manager, foreign: &[String]) -> Result<
         ));
     }
     Ok(())
-}
-
-fn has_mount_ns(spec: &oci_spec::runtime::Spec) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|n| {
-            n.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
-        })
 }

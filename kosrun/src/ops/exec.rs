@@ -70,9 +70,10 @@ pub struct ExecOutcome {
 
 pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
     let saved = load_running(opts)?;
+    let mut spec = saved.spec()?;
     let process = match &opts.process {
         ProcessSource::File(p) => read_process(p)?,
-        ProcessSource::Flags(f) => from_flags(&saved.config, f)?,
+        ProcessSource::Flags(f) => from_flags(&spec, f)?,
     };
     check_process(&process)?;
     let subs = parse_cgroup_flags(&opts.cgroup)?;
@@ -107,7 +108,6 @@ pub fn exec(opts: &ExecOpts) -> Result<ExecOutcome> {
             process.set_console_size(Some(b));
         }
     }
-    let mut spec = saved.config.clone();
     spec.set_process(Some(process));
     let process = spec
         .process()

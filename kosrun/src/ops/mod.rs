@@ -38,7 +38,7 @@ pub struct StateDoc {
 impl StateDoc {
     pub fn new(saved: &Saved, status: Status) -> StateDoc {
         StateDoc {
-            oci_version: saved.config.version().clone(),
+            oci_version: saved.oci_version(),
             id: saved.id.clone(),
             pid: if status == Status::Stopped {
                 0

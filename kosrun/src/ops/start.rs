@@ -105,9 +105,19 @@ fn record_started(saved: Result<()>) -> Vec<String> {
 
 /// Poststart hooks, after the program has started.
 fn finish(saved: &Saved, mut warnings: Vec<String>) -> Vec<String> {
+    let hooks = match saved.view() {
+        Ok(v) => v.hooks,
+        Err(e) => {
+            warnings.push(format!("poststart hooks not run: {e}"));
+            return warnings;
+        }
+    };
+    if hooks::of_kind(hooks.as_ref(), hooks::Kind::Poststart).is_empty() {
+        return warnings;
+    }
     let state = StateDoc::new(saved, Status::Running).json();
     warnings.extend(hooks::run_all_warn(
-        &saved.config,
+        hooks.as_ref(),
         hooks::Kind::Poststart,
         &state,
     ));

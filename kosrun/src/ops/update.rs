@@ -7,6 +7,7 @@ use oci_spec::runtime::{LinuxMemory, LinuxResources, LinuxThrottleDevice};
 
 use crate::container::Container;
 use crate::error::{Error, Result, Stage};
+use crate::store::SavedConfig;
 
 /// Applies `change` to the container's cgroup and merges it into the saved
 /// `linux.resources`. Fields left out, or set to 0 (runc's "unchanged"), keep their value.
@@ -23,13 +24,18 @@ pub fn update(root: &Path, id: &str, change: &LinuxResources) -> Result<Vec<Stri
     change.set_devices(None);
 
     let old = c.saved.config.clone();
-    let mut linux = c.saved.config.linux().clone().unwrap_or_default();
+    let mut spec = c.saved.spec()?;
+    let mut linux = spec.linux().clone().unwrap_or_default();
     let mut current = linux.resources().clone().unwrap_or_default();
     fix_unlimited_memory(&current, &mut change);
     check_memory(&current, &change)?;
     merge(&mut current, &change);
     linux.set_resources(Some(current));
-    c.saved.config.set_linux(Some(linux));
+    spec.set_linux(Some(linux));
+    c.saved.config = SavedConfig::from_spec(&spec).map_err(|e| Error::BadState {
+        id: id.to_string(),
+        reason: format!("encoding the updated config: {e}"),
+    })?;
 
     // Saved first: the kernel write is the step that can be refused, and then the old
     // state goes back; the directory lock keeps other kosrun commands out meanwhile.
