@@ -71,6 +71,9 @@ pub enum Error {
     UnknownGroup(String),
     #[error("image is in use: {0}")]
     InUse(String),
+    /// A mount target for [`crate::snapshot::mount_points`] that is not a clean path.
+    #[error("invalid mount point {path:?}: {reason}")]
+    InvalidMountPoint { path: PathBuf, reason: String },
     /// A registry mirror setting (hosts.toml, `registry-mirrors`) that cannot be used.
     #[error("{origin}: {reason}")]
     MirrorConfig { origin: String, reason: String },

@@ -35,7 +35,7 @@ pub use reference::ImageRef;
 pub use registry::{pull::PullOptions, Credentials, Registry, RegistryConfig};
 pub mod snapshot;
 
-pub use snapshot::{Rootfs, RootfsKind, RootfsOptions, RootfsStrategy};
+pub use snapshot::{MountKind, MountPoint, Rootfs, RootfsKind, RootfsOptions, RootfsStrategy};
 pub mod archive;
 pub mod build;
 pub mod config_to_spec;

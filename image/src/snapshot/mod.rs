@@ -1,7 +1,11 @@
 //! Container root filesystems built from layer snapshots.
 
 pub mod copy;
+pub mod merged_view;
+pub mod mount_points;
 pub mod overlay;
+
+pub use mount_points::{MountKind, MountPoint};
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +72,23 @@ impl Store {
         strategy: RootfsStrategy,
         options: RootfsOptions,
     ) -> Result<Rootfs> {
+        self.prepare_rootfs_with_mount_points(name, id, dir, strategy, options, &[])
+    }
+
+    /// [`Store::prepare_rootfs_with`] for a container whose runtime will mount on
+    /// `mount_points`: an overlay rootfs then gets the image's cached mount-point layer
+    /// (see [`mount_points`]) as its topmost lower layer, so the targets the image lacks
+    /// already exist and starting creates nothing in the container's upper directory. A
+    /// layer that cannot be built or mounted is logged and left out, never an error.
+    pub fn prepare_rootfs_with_mount_points(
+        &self,
+        name: &str,
+        id: &str,
+        dir: &Path,
+        strategy: RootfsStrategy,
+        options: RootfsOptions,
+        mount_points: &[MountPoint],
+    ) -> Result<Rootfs> {
         let image = self.image(name)?;
         let rootfs = dir.join("rootfs");
         if overlay::is_mounted(&rootfs) {
@@ -95,7 +116,7 @@ impl Store {
                 std::fs::create_dir_all(p)
                     .map_err(|e| Error::path("creating overlay directory", p, e))?;
             }
-            let lowers: Vec<PathBuf> = if chain.is_empty() {
+            let mut lowers: Vec<PathBuf> = if chain.is_empty() {
                 // overlayfs needs a lower layer; an image without layers gets an empty one.
                 let empty = dir.join("empty");
                 std::fs::create_dir_all(&empty)
@@ -104,7 +125,38 @@ impl Store {
             } else {
                 chain.iter().rev().map(|c| self.snapshot_dir(c)).collect()
             };
-            match overlay::mount_with(&lowers, &upper, &work, &rootfs, options.volatile) {
+            // An image without layers has nothing shared to cache a layer for.
+            let extra = match chain.last() {
+                Some(top) if !mount_points.is_empty() => {
+                    match self.mount_point_layer(top, &lowers, mount_points) {
+                        Ok(layer) => layer,
+                        Err(e) => {
+                            warn!(id, error = %e, "no mount-point layer; the runtime creates the targets");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let with_layer = extra.and_then(|layer| {
+                let with: Vec<PathBuf> = std::iter::once(layer).chain(lowers.iter().cloned()).collect();
+                match overlay::mount_with(&with, &upper, &work, &rootfs, options.volatile) {
+                    Ok(()) => Some(with),
+                    // E.g. one layer more than overlayfs stacks: the start goes on without.
+                    Err(e) => {
+                        warn!(id, error = %e, "overlay with the mount-point layer failed; mounting without");
+                        None
+                    }
+                }
+            });
+            let mounted = match with_layer {
+                Some(with) => {
+                    lowers = with;
+                    Ok(())
+                }
+                None => overlay::mount_with(&lowers, &upper, &work, &rootfs, options.volatile),
+            };
+            match mounted {
                 Ok(()) => {
                     info!(id, layers = lowers.len(), "overlay rootfs mounted");
                     return Ok(make(RootfsKind::Overlay));

@@ -103,6 +103,21 @@ impl Store {
                 remove_tree(&ent.path())?;
             }
         }
+        // Mount-point layers go with their chain; scratch of a crashed build goes too
+        // (builders hold the store shared, so none is running now).
+        let layers = self.mount_point_layers_dir();
+        if layers.is_dir() {
+            for ent in read_dir(&layers)? {
+                let keep = ent
+                    .file_name()
+                    .to_str()
+                    .and_then(super::mount_point_layer_chain)
+                    .is_some_and(|d| live_snaps.contains(&d));
+                if !keep {
+                    remove_tree(&ent.path())?;
+                }
+            }
+        }
         for ent in read_dir(&self.dirs.blobs)? {
             let keep = ent
                 .file_name()

@@ -23,6 +23,25 @@ use crate::error::{Error, Result};
 use crate::manifest::{self, Document, ImageConfig, Manifest};
 use crate::unpack::{self, Limits, Mode, UnpackOptions};
 
+/// The store's subdirectory of per-chain mount-point layers (snapshot/mount_points.rs);
+/// gc removes each with its chain.
+const MOUNT_POINT_LAYERS: &str = "mountpoints";
+
+/// The name of the mount-point layer of the chain ending at `top` for target list `key`
+/// (32 hex digits).
+pub(crate) fn mount_point_layer_name(top: &Digest, key: &str) -> String {
+    format!("{}-{key}", top.hex())
+}
+
+/// The top chain id a mount-point layer's name belongs to (None for scratch and strangers).
+pub(crate) fn mount_point_layer_chain(name: &str) -> Option<Digest> {
+    let (hex, key) = name.split_once('-')?;
+    if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    format!("sha256:{hex}").parse().ok()
+}
+
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A process-unique suffix for scratch names.
@@ -265,6 +284,11 @@ impl Store {
         &self.snapshots
     }
 
+    /// Where the mount-point layers of all images live.
+    pub(crate) fn mount_point_layers_dir(&self) -> PathBuf {
+        self.root.join(MOUNT_POINT_LAYERS)
+    }
+
     /// The directory holding the unpacked layer with this chain id.
     pub fn snapshot_dir(&self, chain_id: &Digest) -> PathBuf {
         self.snapshots.join(chain_id.hex()).join("fs")
@@ -380,5 +404,20 @@ impl Drop for RemoveOnDrop {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_point_layer_names_parse_back_to_their_chain() {
+        let top = Digest::of(b"chain");
+        let name = mount_point_layer_name(&top, "0123456789abcdef0123456789abcdef");
+        assert_eq!(mount_point_layer_chain(&name), Some(top));
+        assert_eq!(mount_point_layer_chain("tmp-1-2-3"), None);
+        assert_eq!(mount_point_layer_chain("junk"), None);
     }
 }
