@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kos_cgroups::OomWatch;
+use protobuf::well_known_types::any::Any;
 
 use crate::runtime::Runtime;
 use crate::stdio::ProcessIo;
@@ -60,6 +61,22 @@ impl Process {
     }
 }
 
+/// The runtime's `delete` of a container whose processes are all gone, started before the
+/// caller's Delete asks for it (see `service::early_delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EarlyDelete {
+    /// Not (yet) started: something still runs, or nothing exited.
+    #[default]
+    NotYet,
+    /// Not wanted: the runtime's state stays for Delete (an OOM kill's count in the cgroup,
+    /// which kosd and the CRI server read after the exit).
+    Declined,
+    /// Running as this child of the shim.
+    Running(u32),
+    /// Finished; whether it succeeded.
+    Done(bool),
+}
+
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
@@ -73,6 +90,13 @@ pub struct Container {
     pub kill_all_on_exit: bool,
     /// Owner of the stdio pipes (runtime options io_uid/io_gid), for execs too.
     pub io_owner: Option<(u32, u32)>,
+    /// The program has run since Create (start at create) and Start has not come yet: its
+    /// exit is held back in `held_exit` until then.
+    pub awaiting_start: bool,
+    pub held_exit: Option<(u32, Time)>,
+    pub early_delete: EarlyDelete,
+    /// The cgroup's figures at the exit (Stats, once the early delete has removed it).
+    pub exit_stats: Option<Any>,
 }
 
 impl Container {

@@ -1,5 +1,6 @@
-//! Runtime options: containerd's runc `Options` message from CreateTaskRequest.options,
-//! kept in the bundle (options.json) so the `delete` action can clean up without the shim.
+//! Runtime options: containerd's runc `Options` message from CreateTaskRequest.options, or
+//! KOS's own `io.kos.shim.v1.Options` (runc's fields plus what only kosd asks for), kept in
+//! the bundle (options.json) so the `delete` action can clean up without the shim.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,11 @@ use protobuf::CodedInputStream;
 use serde::{Deserialize, Serialize};
 
 const OPTIONS_FILE: &str = "options.json";
+
+/// KOS's options message: runc's field numbers, plus [`START_AT_CREATE_FIELD`].
+pub const KOS_OPTIONS_TYPE: &str = "io.kos.shim.v1.Options";
+/// Far above runc's numbers, so that runc adding fields never collides with it.
+const START_AT_CREATE_TAG: u32 = 100 << 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -23,16 +29,20 @@ pub struct RuntimeOptions {
     pub io_gid: u32,
     /// The cgroup the shim itself goes into (`shim_cgroup`).
     pub shim_cgroup: String,
+    /// Create runs the program at once (`run --detach`); Start only reports it. Only in
+    /// KOS's own options message: containerd never asks for it.
+    pub start_at_create: bool,
 }
 
 impl RuntimeOptions {
-    /// From the request's options (any message whose type is runc's Options; other types,
-    /// such as the CRI plugin's runtimeoptions, carry nothing the shim uses).
+    /// From the request's options (runc's Options or KOS's; other types, such as the CRI
+    /// plugin's runtimeoptions, carry nothing the shim uses).
     pub fn from_any(any: Option<&Any>) -> Result<RuntimeOptions, String> {
         let mut o = RuntimeOptions::default();
         if let Some(a) = any {
-            if a.type_url.ends_with("runc.v1.Options") {
-                decode_runc(&a.value, &mut o)
+            let kos = a.type_url.ends_with(KOS_OPTIONS_TYPE);
+            if kos || a.type_url.ends_with("runc.v1.Options") {
+                decode(&a.value, &mut o, kos)
                     .map_err(|e| format!("runtime options ({}): {e}", a.type_url))?;
             }
         }
@@ -76,10 +86,12 @@ fn default_binary() -> String {
         .unwrap_or_else(|| "kosrun".to_string())
 }
 
-fn decode_runc(bytes: &[u8], o: &mut RuntimeOptions) -> protobuf::Result<()> {
+/// runc's fields, and with `kos` KOS's own too (a runc message's unknown fields are skipped).
+fn decode(bytes: &[u8], o: &mut RuntimeOptions, kos: bool) -> protobuf::Result<()> {
     let mut is = CodedInputStream::from_bytes(bytes);
     while let Some(tag) = is.read_raw_tag_or_eof()? {
         match tag {
+            START_AT_CREATE_TAG if kos => o.start_at_create = is.read_bool()?,
             8 => o.no_pivot_root = is.read_bool()?,
             16 => o.no_new_keyring = is.read_bool()?,
             26 => o.shim_cgroup = is.read_string()?,
@@ -121,6 +133,7 @@ mod tests {
         any.value = buf;
         let o = RuntimeOptions::from_any(Some(&any)).expect("decode");
         assert!(o.no_pivot_root && o.systemd_cgroup && !o.no_new_keyring);
+        assert!(!o.start_at_create);
         assert_eq!((o.io_uid, o.io_gid), (1000, 0));
         assert_eq!(o.binary_name, "/usr/sbin/runc");
         assert_eq!(o.root, "/run/x");
@@ -128,5 +141,38 @@ mod tests {
         let d = RuntimeOptions::default().with_defaults("k8s.io");
         assert_eq!(d.root, "/run/containerd/kos/k8s.io");
         assert!(d.binary_name.ends_with("kosrun"));
+    }
+
+    fn message(start_at_create: bool) -> Vec<u8> {
+        let mut buf = Vec::new();
+        {
+            let mut os = CodedOutputStream::vec(&mut buf);
+            os.write_string(7, "/run/y").expect("w");
+            os.write_bool(100, start_at_create).expect("w");
+            os.flush().expect("flush");
+        }
+        buf
+    }
+
+    #[test]
+    fn start_at_create_only_from_the_kos_message() {
+        let mut any = Any::new();
+        any.type_url = KOS_OPTIONS_TYPE.into();
+        any.value = message(true);
+        let o = RuntimeOptions::from_any(Some(&any)).expect("decode");
+        assert!(o.start_at_create);
+        assert_eq!(o.root, "/run/y");
+        any.value = message(false);
+        assert!(
+            !RuntimeOptions::from_any(Some(&any))
+                .expect("decode")
+                .start_at_create
+        );
+        // Field 100 in runc's message is not ours: skipped.
+        any.type_url = "containerd.runc.v1.Options".into();
+        any.value = message(true);
+        let o = RuntimeOptions::from_any(Some(&any)).expect("decode");
+        assert!(!o.start_at_create);
+        assert_eq!(o.root, "/run/y");
     }
 }

@@ -69,7 +69,33 @@ impl Runtime {
         console: Option<&Path>,
         stdio: ChildStdio,
     ) -> Result<()> {
-        let mut args = vec!["create", "--bundle"];
+        self.create_as(&["create"], id, bundle, pid_file, console, stdio)
+    }
+
+    /// Create and start in one exec (`run --detach`): returns once the program runs (or
+    /// failed to, with the error `start` would have given).
+    pub fn run_detached(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console: Option<&Path>,
+        stdio: ChildStdio,
+    ) -> Result<()> {
+        self.create_as(&["run", "--detach"], id, bundle, pid_file, console, stdio)
+    }
+
+    fn create_as(
+        &self,
+        command: &[&str],
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        console: Option<&Path>,
+        stdio: ChildStdio,
+    ) -> Result<()> {
+        let mut args = command.to_vec();
+        args.push("--bundle");
         let b = bundle.to_string_lossy();
         let p = pid_file.to_string_lossy();
         args.extend([b.as_ref(), "--pid-file", p.as_ref()]);
@@ -84,7 +110,7 @@ impl Runtime {
             args.push("--no-new-keyring");
         }
         args.push(id);
-        self.run_with_stdio("create", &args, stdio)
+        self.run_with_stdio(command[0], &args, stdio)
     }
 
     pub fn exec(
@@ -134,6 +160,19 @@ impl Runtime {
         }
         args.push(id);
         self.run("delete", &args, None)
+    }
+
+    /// `delete` started in the background, its output discarded: the caller collects its
+    /// exit through the shim's reaper and runs a `delete --force` of its own when it failed.
+    pub fn spawn_delete(&self, id: &str) -> Result<u32> {
+        let child = self
+            .command(&["delete", id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| self.spawn_error("delete", e))?;
+        Ok(child.id())
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {

@@ -171,6 +171,9 @@ impl Server {
             // Events go out after the answers, so a caller never sees an event for a
             // request it has no reply to yet.
             self.service.events.flush();
+            // The runtime's delete of containers whose processes are all gone: started
+            // after their TaskExit went out, it runs while the caller handles that event.
+            self.service.run_early_deletes();
             if n > 0 {
                 // Something happened: give back what it used once things are quiet again.
                 release_at = Some(Instant::now() + IDLE_AFTER);

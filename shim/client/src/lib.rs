@@ -5,7 +5,8 @@
 //!   and its `delete` action to clean up after a shim that died.
 //! - [`client`]: the task API v2 (`containerd.task.v2.Task`) over ttrpc with typed calls.
 //! - [`error`]: one error type; ttrpc status codes become [`ErrorKind`]s.
-//! - [`options`]: containerd's runc `Options` message (runtime binary and root).
+//! - [`options`]: containerd's runc `Options` message (runtime binary and root), or KOS's
+//!   own with `start_at_create` ([`RuntimeOptions::to_kos_any`]).
 //!
 //! The CRI server and kosd drive their shims through it.
 
@@ -17,4 +18,4 @@ pub mod options;
 pub use client::{Metrics, ProcessState, ShimClient, Stdio, TaskState};
 pub use error::{Error, ErrorKind, Result};
 pub use launch::{LaunchOptions, Launched};
-pub use options::RuntimeOptions;
+pub use options::{RuntimeOptions, KOS_OPTIONS_TYPE};

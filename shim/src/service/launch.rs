@@ -1,5 +1,5 @@
-//! Launching processes: Create (rootfs, stdio, the runtime's create, terminal, OOM watch)
-//! and the start of an exec.
+//! Launching processes: Create (rootfs, stdio, the runtime's create, or its run when the
+//! caller asked to start at create, terminal, OOM watch) and the start of an exec.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,15 @@ impl Service {
         };
         let pid_file = bundle.join("init.pid");
         let _ = std::fs::remove_file(&pid_file);
-        if let Err(e) = runtime.create(
+        // Started at create, the program runs before Start: its exit is held for Start (see
+        // Service::release_held_exit), so the caller sees the task API as it always is.
+        let launch = if opts.start_at_create {
+            Runtime::run_detached
+        } else {
+            Runtime::create
+        };
+        if let Err(e) = launch(
+            &runtime,
             &r.id,
             &bundle,
             &pid_file,
@@ -182,6 +190,10 @@ impl Service {
                 rootfs_mounted: !mounts.is_empty(),
                 kill_all_on_exit: !spec.own_pid_namespace(),
                 io_owner: opts.io_owner(),
+                awaiting_start: opts.start_at_create,
+                held_exit: None,
+                early_delete: Default::default(),
+                exit_stats: None,
             },
         );
 

@@ -18,6 +18,7 @@ use crate::stdio::uri::Target;
 use crate::timefmt::Time;
 use crate::ttrpc::{response_frame, RpcError};
 
+mod early_delete;
 mod launch;
 mod logs;
 
@@ -48,6 +49,8 @@ pub struct Service {
     replies: Vec<(u64, Vec<u8>)>,
     pub shutdown: bool,
     seq: u64,
+    /// Containers whose early delete may start once this round's events are out.
+    delete_soon: Vec<String>,
 }
 
 type R<T> = Result<T, RpcError>;
@@ -89,6 +92,7 @@ impl Service {
             replies: Vec::new(),
             shutdown: false,
             seq: 0,
+            delete_soon: Vec::new(),
         }
     }
 
@@ -178,7 +182,10 @@ impl Service {
                     r.id
                 )));
             }
-            c.runtime.start(&r.id).map_err(rt_err)?;
+            // Started at create: the program runs already, Start only says so.
+            if !c.awaiting_start {
+                c.runtime.start(&r.id).map_err(rt_err)?;
+            }
             if c.init.status == Status::Created {
                 c.init.status = Status::Running;
             }
@@ -187,6 +194,8 @@ impl Service {
             e.container_id = r.id.clone();
             e.pid = pid;
             self.events.push(Event::Start(e));
+            // An exit held back for Start goes out after it (the reply comes first too).
+            self.release_held_exit(&r.id);
             let mut resp = api::StartResponse::new();
             resp.pid = pid;
             return encode(&resp);
@@ -203,6 +212,7 @@ impl Service {
         let bundle = c.bundle.clone();
         let runtime = c.runtime.clone();
         let owner = c.io_owner;
+        let awaiting_start = c.awaiting_start;
         let p = c.execs.get_mut(&r.exec_id).ok_or_else(|| {
             RpcError::not_found(format!("exec {} of {} not found", r.exec_id, r.id))
         })?;
@@ -220,7 +230,15 @@ impl Service {
             owner,
             seq,
         };
-        let res = start_exec(p, &env, &spec);
+        // A created container takes no exec; one started at create is no different.
+        let res = if awaiting_start {
+            Err(RpcError::precondition(format!(
+                "exec {}: container {} is not started",
+                r.exec_id, r.id
+            )))
+        } else {
+            start_exec(p, &env, &spec)
+        };
         if let Err(e) = res {
             // Failed before running: it counts as exited so that Wait and Delete still work.
             p.set_exited(255);
@@ -298,18 +316,38 @@ impl Service {
                 )))
             }
             Status::Created => {
-                // Never started: the runtime kills the waiting init; collect its status here.
+                // Never started: the runtime kills the waiting init (or the program started
+                // at create); collect its status here, or take the one held back for Start.
+                c.awaiting_start = false;
                 c.runtime.delete(&r.id, true).map_err(rt_err)?;
-                let code = reap_now(c.init.pid);
-                c.init.set_exited(code);
-            }
-            Status::Stopped => {
-                if let Err(e) = c.runtime.delete(&r.id, false) {
-                    if let Err(e2) = c.runtime.delete(&r.id, true) {
-                        crate::log::warn(&format!("{}: delete: {e}; forced: {e2}", r.id));
+                match c.held_exit.take() {
+                    Some((code, at)) => {
+                        c.init.status = Status::Stopped;
+                        c.init.exit = Some((code, at));
+                        c.init.io.drain();
+                    }
+                    None => {
+                        let code = reap_now(c.init.pid);
+                        c.init.set_exited(code);
                     }
                 }
             }
+            Status::Stopped => match early_delete::finish(c) {
+                Some(true) => {}
+                // The early delete failed: forced, as a failed plain delete is below.
+                Some(false) => {
+                    if let Err(e) = c.runtime.delete(&r.id, true) {
+                        crate::log::warn(&format!("{}: early delete failed; forced: {e}", r.id));
+                    }
+                }
+                None => {
+                    if let Err(e) = c.runtime.delete(&r.id, false) {
+                        if let Err(e2) = c.runtime.delete(&r.id, true) {
+                            crate::log::warn(&format!("{}: delete: {e}; forced: {e2}", r.id));
+                        }
+                    }
+                }
+            },
         }
         let Some(mut c) = self.containers.remove(&r.id) else {
             return Err(RpcError::not_found(format!("container {} not found", r.id)));
@@ -344,6 +382,10 @@ impl Service {
 
     fn pids(&mut self, r: api::PidsRequest) -> R<Vec<u8>> {
         let c = self.container(&r.id)?;
+        if early_delete::started(c) {
+            // Everything in it is dead, and its cgroup removed (or going).
+            return encode(&api::PidsResponse::new());
+        }
         let m = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &r.id)
             .map_err(|e| RpcError::internal(format!("pids: cgroup of {}: {e}", r.id)))?;
         let pids = m
@@ -395,6 +437,12 @@ impl Service {
         if r.path.is_empty() {
             return Err(RpcError::invalid("checkpoint: no image path"));
         }
+        if early_delete::started(c) {
+            return Err(RpcError::precondition(format!(
+                "checkpoint of {}: the container has exited",
+                r.id
+            )));
+        }
         if c.runtime.is_kosrun() {
             // kosrun implements no checkpoint/restore at all: say so rather than pass on its
             // "unrecognized subcommand".
@@ -414,6 +462,10 @@ impl Service {
     }
 
     fn kill(&mut self, r: api::KillRequest) -> R<Vec<u8>> {
+        if r.exec_id.is_empty() && r.signal != 0 {
+            // As for a created task: the exit this brings (or brought) is reported at once.
+            self.release_held_exit(&r.id);
+        }
         let c = self.container(&r.id)?;
         if r.exec_id.is_empty() {
             if c.init.exited() && !r.all {
@@ -509,12 +561,27 @@ impl Service {
         };
         serde_json::from_slice::<serde_json::Value>(&res.value)
             .map_err(|e| RpcError::invalid(format!("update: resources: {e}")))?;
+        if early_delete::started(c) {
+            return Err(RpcError::precondition(format!(
+                "cannot update container {}: it has exited",
+                r.id
+            )));
+        }
         c.runtime.update(&r.id, &res.value).map_err(rt_err)?;
         empty()
     }
 
     fn stats(&mut self, r: api::StatsRequest) -> R<Vec<u8>> {
         let c = self.container(&r.id)?;
+        if early_delete::started(c) {
+            // Taken at the exit, before the early delete removed the cgroup.
+            let any = c.exit_stats.clone().ok_or_else(|| {
+                RpcError::precondition(format!("stats of {}: it has exited", r.id))
+            })?;
+            let mut resp = api::StatsResponse::new();
+            resp.stats = MessageField::some(any);
+            return encode(&resp);
+        }
         let m = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &r.id)
             .map_err(|e| RpcError::internal(format!("stats: cgroup of {}: {e}", r.id)))?;
         let s = m
@@ -594,8 +661,20 @@ impl Service {
     /// A child exited (from the reaper). Unknown pids (the runtime's helpers, a logging
     /// program) are ignored.
     pub fn process_exited(&mut self, pid: i32, code: u32) {
+        if self.early_delete_exited(pid, code) {
+            return;
+        }
         let mut found = None;
+        let mut held = None;
         for (id, c) in self.containers.iter_mut() {
+            if c.awaiting_start && c.held_exit.is_none() && c.init.pid as i32 == pid {
+                // Started at create, not yet by Start: the exit waits for it (its output
+                // is read to the end now, as for any exit).
+                c.held_exit = Some((code, Time::now()));
+                c.init.io.drain();
+                held = Some(id.clone());
+                break;
+            }
             for p in c.processes_mut() {
                 if p.pid as i32 == pid && !p.exited() && p.spec.is_none() {
                     p.set_exited(code);
@@ -603,21 +682,45 @@ impl Service {
                 }
             }
         }
+        if let Some(id) = held {
+            self.kill_what_the_init_left(&id);
+            return;
+        }
         if let Some((id, exec_id)) = found {
             if exec_id.is_empty() {
-                if let Some(c) = self.containers.get(&id) {
-                    if c.kill_all_on_exit {
-                        // Through the cgroup rather than `runtime kill --all`, which a
-                        // runtime may refuse for a stopped container.
-                        let res = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &id)
-                            .and_then(|m| m.kill_all(libc::SIGKILL));
-                        if let Err(e) = res {
-                            crate::log::warn(&format!("{id}: killing what the init left: {e}"));
-                        }
-                    }
-                }
+                self.kill_what_the_init_left(&id);
             }
             self.finish_process(&id, &exec_id, true);
+            self.consider_early_delete(&id);
+        }
+    }
+
+    fn kill_what_the_init_left(&self, id: &str) {
+        if let Some(c) = self.containers.get(id) {
+            if c.kill_all_on_exit {
+                // Through the cgroup rather than `runtime kill --all`, which a runtime may
+                // refuse for a stopped container.
+                let res = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), id)
+                    .and_then(|m| m.kill_all(libc::SIGKILL));
+                if let Err(e) = res {
+                    crate::log::warn(&format!("{id}: killing what the init left: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Ends the wait for Start of a task started at create: an exit held back meanwhile is
+    /// recorded, published and answered now.
+    fn release_held_exit(&mut self, id: &str) {
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        c.awaiting_start = false;
+        if let Some((code, at)) = c.held_exit.take() {
+            c.init.status = Status::Stopped;
+            c.init.exit = Some((code, at));
+            self.finish_process(id, "", true);
+            self.consider_early_delete(id);
         }
     }
 
