@@ -1046,70 +1046,14 @@ fn spawn_monitor(e: Arc<Engine>, id: String, sh: Shim) {
 async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     let lock = e.rt.lock(id);
     let g = lock.lock().await;
-    // The kernel's OOM count lives in the cgroup, which the runtime's delete removes.
-    let oom = load(e, id)
-        .map(|c| super::oom_killed(&super::cgroups_path(e, &c)))
-        .unwrap_or(false);
-    let _ = sh.delete(id, "").await;
-    e.rt.set_shim(id, None);
     let Ok(mut c) = load(e, id) else {
+        let _ = sh.delete(id, "").await;
+        e.rt.set_shim(id, None);
         let _ = sh.shutdown(id).await;
         return;
     };
-    let left = release_network_quietly(e, id).await;
-    c.ports = serde_json::Value::Null;
-    for ep in c.networks.values_mut() {
-        for k in [
-            "IPAddress",
-            "Gateway",
-            "MacAddress",
-            "EndpointID",
-            "GlobalIPv6Address",
-            "IPv6Gateway",
-        ] {
-            ep[k] = serde_json::json!("");
-        }
-        ep["IPPrefixLen"] = serde_json::json!(0);
-    }
-    // A removal that follows (auto-remove, or the forced removal that killed it) hands the
-    // mounted rootfs over with the directory: its unmount happens after the answer.
-    let removal_follows = c.host_config.auto_remove.unwrap_or(false) || e.rt.is_removing(id);
-    if !removal_follows {
-        unmount_rootfs(&c);
-    }
-    c.state.status = Status::Exited;
-    c.state.pid = 0;
-    c.state.exit_code = code;
-    c.state.finished_at = at;
-    c.state.oom_killed = oom;
-    if let Some(h) = c.state.health.as_mut() {
-        h.status = "unhealthy".into();
-    }
-    c.state.health = None;
-    let ran = at - c.state.started_at;
-    let _ = save(e, &c);
-    let code_s = code.to_string();
-    if oom {
-        e.event(
-            "container",
-            "oom",
-            &c.id,
-            &[("name", &c.name), ("image", &c.image)],
-        );
-    }
-    e.event(
-        "container",
-        "die",
-        &c.id,
-        &[
-            ("name", &c.name),
-            ("image", &c.image),
-            ("exitCode", &code_s),
-        ],
-    );
-    for net in left {
-        network_event(e, "disconnect", &net, id);
-    }
+    // The kernel's OOM count lives in the cgroup, which the runtime's delete removes.
+    let oom = super::oom_killed(&super::cgroups_path(e, &c));
     let policy = c.host_config.restart_policy.clone().unwrap_or_default();
     let restart = !c.state.stopped_by_user
         && !e.stopping.load(std::sync::atomic::Ordering::SeqCst)
@@ -1125,11 +1069,88 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             _ => false,
         };
     let auto_remove = !restart && c.host_config.auto_remove.unwrap_or(false);
+    // The runtime's delete (in the shim) and kosd's own bookkeeping need nothing of each
+    // other once the task has exited: they run side by side, and only the record's removal
+    // (what a waiter on `removed` is answered by) waits for both.
+    let bookkeeping = async {
+        let left = release_network_quietly(e, id).await;
+        c.ports = serde_json::Value::Null;
+        for ep in c.networks.values_mut() {
+            for k in [
+                "IPAddress",
+                "Gateway",
+                "MacAddress",
+                "EndpointID",
+                "GlobalIPv6Address",
+                "IPv6Gateway",
+            ] {
+                ep[k] = serde_json::json!("");
+            }
+            ep["IPPrefixLen"] = serde_json::json!(0);
+        }
+        // An auto-remove container goes straight to "removing", in the one save of its exit.
+        c.state.status = if auto_remove {
+            Status::Removing
+        } else {
+            Status::Exited
+        };
+        c.state.pid = 0;
+        c.state.exit_code = code;
+        c.state.finished_at = at;
+        c.state.oom_killed = oom;
+        c.state.health = None;
+        let _ = save(e, &c);
+        let code_s = code.to_string();
+        if oom {
+            e.event(
+                "container",
+                "oom",
+                &c.id,
+                &[("name", &c.name), ("image", &c.image)],
+            );
+        }
+        e.event(
+            "container",
+            "die",
+            &c.id,
+            &[
+                ("name", &c.name),
+                ("image", &c.image),
+                ("exitCode", &code_s),
+            ],
+        );
+        for net in left {
+            network_event(e, "disconnect", &net, id);
+        }
+        if auto_remove {
+            Some(prepare_removal(e, &c, true).await)
+        } else {
+            None
+        }
+    };
+    let (_, removal) = tokio::join!(sh.delete(id, ""), bookkeeping);
+    e.rt.set_shim(id, None);
+    // After the runtime's delete, which kills what the init left (in a shared pid
+    // namespace). A removal that follows (auto-remove, or the forced removal that killed
+    // it) hands the mounted rootfs over with the directory: its unmount happens after the
+    // answer.
+    if !(auto_remove || e.rt.is_removing(id)) {
+        unmount_rootfs(&c);
+    }
+    let ran = at - c.state.started_at;
+    let removal = match removal {
+        Some(Ok(doomed)) => Some(finish_removal(e, &c, doomed)),
+        Some(Err(err)) => Some(Err(err)),
+        None => None,
+    };
     if !auto_remove {
         // Under the container's lock: a start that follows must not meet the old shim.
         let _ = sh.shutdown(id).await;
     }
     drop(g);
+    if let Some(Ok(())) = removal {
+        announce_removal(e, &c);
+    }
     if restart {
         // Docker's backoff: 100ms doubling, reset after 10s of running, at most a minute.
         let delay = if ran > 10_000_000_000 {
@@ -1158,8 +1179,8 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
                 _ => {}
             }
         });
-    } else if auto_remove {
-        if let Err(err) = remove(e, id, true, true).await {
+    } else if let Some(removal) = removal {
+        if let Err(err) = removal {
             tracing::warn!(%id, error = %err, "auto-remove failed");
         }
         // After the removal (a waiter on `removed` has its answer already): the container is
@@ -1455,14 +1476,29 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
             c.id
         )));
     }
-    let mut c2 = c.clone();
-    c2.state.status = Status::Removing;
-    save(e, &c2)?;
+    let doomed = prepare_removal(e, &c, volumes).await?;
+    finish_removal(e, &c, doomed)?;
+    drop(g);
+    announce_removal(e, &c);
+    Ok(())
+}
+
+/// The first part of removing a container that has stopped, under its lock: "removing"
+/// recorded, networks left, its directory moved out of the containers' tree (the rootfs
+/// still mounted if it is: the unmount, with its RCU grace periods and the sync of a
+/// non-volatile upper filesystem, and the deletion of its files come after the answer), its
+/// image lease and volumes released. Returns the directory to delete.
+async fn prepare_removal(
+    e: &Arc<Engine>,
+    c: &Container,
+    volumes: bool,
+) -> Result<Option<std::path::PathBuf>> {
+    if c.state.status != Status::Removing {
+        let mut c2 = c.clone();
+        c2.state.status = Status::Removing;
+        save(e, &c2)?;
+    }
     release_network(e, &c.id).await;
-    // The directory leaves the containers' tree in one rename, its rootfs still mounted if
-    // it is: the unmount (RCU grace periods, and a sync of the upper filesystem unless the
-    // overlay is volatile) and the deletion of its files (the rootfs's upper layer, or a
-    // whole copied rootfs) happen after the answer.
     let doomed = trash_dir(e).join(&c.id);
     if let Some(parent) = doomed.parent() {
         let _ = std::fs::create_dir_all(parent);
@@ -1473,7 +1509,7 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
         Err(err) => {
             tracing::debug!(id = %c.id, error = %err, "moving the container's directory aside");
             // In place: unmounted first, never deleted through the mount.
-            unmount_rootfs(&c);
+            unmount_rootfs(c);
             let rootfs = c.dir.join("rootfs");
             if kos_image::snapshot::overlay::is_mounted(&rootfs) {
                 return Err(ApiError::Internal(format!(
@@ -1489,12 +1525,22 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
     let store = e.store.clone();
     let id = c.id.clone();
     tokio::task::spawn_blocking(move || store.remove_lease(&id)).await??;
-    crate::volumes::release(e, &c, volumes);
+    crate::volumes::release(e, c, volumes);
+    Ok(doomed)
+}
+
+/// The record goes (a waiter on `removed` is answered by that) and the directory to the
+/// trash. Under the container's lock.
+fn finish_removal(e: &Engine, c: &Container, doomed: Option<std::path::PathBuf>) -> Result<()> {
     e.db().delete(Table::Containers, &c.id)?;
     if let Some(doomed) = doomed {
         e.trash.delete_later(doomed);
     }
-    drop(g);
+    Ok(())
+}
+
+/// After the lock: the container is forgotten and its `destroy` event sent.
+fn announce_removal(e: &Engine, c: &Container) {
     e.rt.forget(&c.id);
     let _ = e.rt.changed.send(c.id.clone());
     e.event(
@@ -1503,7 +1549,6 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
         &c.id,
         &[("name", &c.name), ("image", &c.image)],
     );
-    Ok(())
 }
 
 pub async fn rename(e: &Arc<Engine>, key: &str, new: &str) -> Result<()> {
