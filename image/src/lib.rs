@@ -10,6 +10,8 @@
 //! 3. [`Store::prepare_rootfs`] mounts an overlay of those snapshots with the
 //!    container's own upper and work dirs (or copies the layers when overlayfs
 //!    is unavailable); [`Store::release_rootfs`] undoes it.
+//!    [`Store::prepare_rootfs_with_mount_points`] also stacks the image's cached
+//!    mount-point layer on top, so the runtime's mount targets exist without a write.
 //! 4. [`config_to_spec::runtime_config`] turns the image config into process
 //!    args, env, cwd and user for the bundle's config.json.
 //!

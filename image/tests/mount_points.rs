@@ -373,6 +373,12 @@ fn the_layer_is_built_once_and_reused() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(names.len(), 1, "one layer and no scratch: {names:?}");
+    drop(second);
+    // A layer gone missing (removed by hand) is rebuilt by the next start.
+    std::fs::remove_dir_all(layer.parent().expect("published dir")).expect("remove layer");
+    let third = prepare(&store, "local/bb:1", &work.join("c"), &defaults());
+    assert!(third.root().join("proc").is_dir());
+    assert!(layer.join("proc").is_dir(), "rebuilt");
 }
 
 #[test]

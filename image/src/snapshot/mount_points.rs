@@ -479,6 +479,43 @@ mod tests {
     }
 
     #[test]
+    fn nested_targets_share_directories_and_nothing_goes_below_a_file() {
+        let tmp = std::env::temp_dir().join(unique_name("kos-mp-plan"));
+        let lower = tmp.join("lower");
+        std::fs::create_dir_all(lower.join("etc")).unwrap();
+        struct Cleanup(PathBuf);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let _cleanup = Cleanup(tmp.clone());
+        let targets = normalize(&[
+            MountPoint::dir("/dev/shm").unwrap(),
+            MountPoint::dir("/dev").unwrap(),
+            MountPoint::file("/etc/hosts").unwrap(),
+            MountPoint::dir("/etc/hosts/x").unwrap(),
+            MountPoint::file("/run/secrets/a").unwrap(),
+        ]);
+        let plan = plan(std::slice::from_ref(&lower), &targets).unwrap();
+        let dirs: Vec<_> = plan.dirs.keys().map(|p| p.display().to_string()).collect();
+        assert_eq!(dirs, ["dev", "etc", "run", "run/secrets"]);
+        let leaves: Vec<_> = plan
+            .leaves
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert_eq!(leaves, ["dev", "dev/shm", "etc/hosts", "run/secrets/a"]);
+        let fs = tmp.join("fs");
+        build(&fs, &plan).unwrap();
+        assert!(fs.join("dev/shm").is_dir());
+        assert!(fs.join("etc/hosts").is_file());
+        assert!(fs.join("run/secrets/a").is_file());
+        let m = std::fs::metadata(fs.join("run/secrets")).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0));
+    }
+
+    #[test]
     fn key_ignores_order_and_duplicates_but_not_kinds() {
         let a = normalize(&MountPoint::container_defaults());
         let mut rev = MountPoint::container_defaults();
