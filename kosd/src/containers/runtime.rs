@@ -751,8 +751,19 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     let options = RootfsOptions {
         volatile: c.host_config.auto_remove.unwrap_or(false),
     };
+    // The targets of the mounts every container gets: the image store premakes those the
+    // image lacks in a layer its containers share, so a start creates no inode in the
+    // container's own upper directory.
+    let mount_points = kos_image::MountPoint::container_defaults();
     let rootfs = tokio::task::spawn_blocking(move || {
-        store.prepare_rootfs_with(&sname, &cid, &cdir, RootfsStrategy::Auto, options)
+        store.prepare_rootfs_with_mount_points(
+            &sname,
+            &cid,
+            &cdir,
+            RootfsStrategy::Auto,
+            options,
+            &mount_points,
+        )
     })
     .await
     .map_err(ApiError::from)
@@ -955,7 +966,9 @@ async fn start_prepared(
             .into_owned(),
         systemd_cgroup: false,
     }
-    .to_any()?;
+    // kosd starts every task right after creating it: the shim runs the program at
+    // create (one runtime exec instead of two), the task API unchanged.
+    .to_kos_any(true)?;
     let launched = match shim.take() {
         Some(h) => h
             .await
