@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kos_cgroups::OomWatch;
-use protobuf::well_known_types::any::Any;
 
 use crate::runtime::Runtime;
 use crate::stdio::ProcessIo;
@@ -95,8 +94,9 @@ pub struct Container {
     pub awaiting_start: bool,
     pub held_exit: Option<(u32, Time)>,
     pub early_delete: EarlyDelete,
-    /// The cgroup's figures at the exit (Stats, once the early delete has removed it).
-    pub exit_stats: Option<Any>,
+    /// The memory cgroup's file with the OOM kill count (v1 memory.oom_control, v2
+    /// memory.events), read at the exit in one go before an early delete.
+    pub oom_count_file: Option<PathBuf>,
 }
 
 impl Container {

@@ -164,15 +164,50 @@ impl Runtime {
 
     /// `delete` started in the background, its output discarded: the caller collects its
     /// exit through the shim's reaper and runs a `delete --force` of its own when it failed.
+    /// A plain fork, not `Command::spawn`, whose vfork would hold the shim's loop until the
+    /// runtime's exec is done.
     pub fn spawn_delete(&self, id: &str) -> Result<u32> {
-        let child = self
-            .command(&["delete", id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let cmd = self.command(&["delete", id]);
+        let cstr = |s: &std::ffi::OsStr| {
+            std::ffi::CString::new(s.as_bytes()).map_err(|e| RuntimeError {
+                step: format!("{} delete", self.binary),
+                message: format!("argument with a NUL byte: {e}"),
+                not_found: false,
+            })
+        };
+        let prog = cstr(cmd.get_program())?;
+        let argv = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(cstr)
+            .collect::<Result<Vec<_>>>()?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
             .map_err(|e| self.spawn_error("delete", e))?;
-        Ok(child.id())
+        let nfd = null.as_raw_fd();
+        // SAFETY: the shim is single-threaded (one poll loop), so no lock is held by another
+        // thread at the fork; the child only duplicates descriptors, resets its signal mask
+        // (SIGCHLD is blocked in the shim) and execs, or exits.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                // SAFETY: dup2 of an open descriptor onto the standard ones; _exit ends the
+                // child without running the parent's destructors.
+                unsafe {
+                    libc::dup2(nfd, 0);
+                    libc::dup2(nfd, 1);
+                    libc::dup2(nfd, 2);
+                }
+                let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+                let _ = nix::unistd::execvp(&prog, &argv);
+                // SAFETY: the exec failed: the child ends here (127, as a shell says).
+                unsafe { libc::_exit(127) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw() as u32),
+            Err(e) => Err(self.spawn_error("delete", e.into())),
+        }
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {

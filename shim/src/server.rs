@@ -164,6 +164,9 @@ impl Server {
             }
             self.deliver_replies();
             self.flush_conns();
+            // The runtime's delete of containers whose processes are all gone: started once
+            // the Wait answers are out, it runs while the caller handles them.
+            self.service.run_early_deletes();
             for c in self.conns.iter().filter(|c| c.closed) {
                 self.service.connection_closed(c.id);
             }
@@ -171,9 +174,6 @@ impl Server {
             // Events go out after the answers, so a caller never sees an event for a
             // request it has no reply to yet.
             self.service.events.flush();
-            // The runtime's delete of containers whose processes are all gone: started
-            // after their TaskExit went out, it runs while the caller handles that event.
-            self.service.run_early_deletes();
             if n > 0 {
                 // Something happened: give back what it used once things are quiet again.
                 release_at = Some(Instant::now() + IDLE_AFTER);

@@ -5,8 +5,11 @@
 //! Only once nothing may still need the runtime's state: the init and every exec reaped
 //! (an exec of a container sharing the host's pid namespace can outlive the init), and no
 //! OOM kill counted in the cgroup (kosd and the CRI server read that count after the exit,
-//! before Delete; a removed cgroup reads as "no OOM kill", which is then the truth). Stats,
-//! Pids, Update and Checkpoint after the exit are answered without the runtime's state.
+//! before Delete; a removed cgroup reads as "no OOM kill", which is then the truth). Pids,
+//! Stats, Update and Checkpoint after the exit are answered without the runtime's state:
+//! no processes, NotFound (containerd's metrics skip a task so answering), refused.
+
+use std::path::Path;
 
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
@@ -26,7 +29,7 @@ fn everything_dead(c: &Container) -> bool {
 
 impl Service {
     /// After an exit: queues container `id`'s early delete when it may run. It starts in
-    /// `run_early_deletes`, after the events of this round went out.
+    /// `run_early_deletes`, once this round's answers (Wait) are written.
     pub(super) fn consider_early_delete(&mut self, id: &str) {
         let Some(c) = self.containers.get(id) else {
             return;
@@ -39,7 +42,7 @@ impl Service {
         }
     }
 
-    /// Starts the queued early deletes (the loop calls this once the events are flushed).
+    /// Starts the queued early deletes (the loop calls this once the answers are written).
     pub fn run_early_deletes(&mut self) {
         for id in std::mem::take(&mut self.delete_soon) {
             let Some(c) = self.containers.get_mut(&id) else {
@@ -48,8 +51,13 @@ impl Service {
             if c.early_delete != EarlyDelete::NotYet || !everything_dead(c) {
                 continue;
             }
+            let t = std::time::Instant::now();
             c.early_delete = begin(c);
-            crate::log::debug(&format!("{id}: early delete: {:?}", c.early_delete));
+            crate::log::debug(&format!(
+                "{id}: early delete: {:?} after {} us",
+                c.early_delete,
+                t.elapsed().as_micros()
+            ));
         }
     }
 
@@ -65,21 +73,15 @@ impl Service {
     }
 }
 
-/// Snapshot of the cgroup's figures (kept for Stats), then the runtime's delete, spawned.
+/// The OOM check (one file read), then the runtime's delete, spawned: nothing more here,
+/// the loop answers nothing meanwhile.
 fn begin(c: &mut Container) -> EarlyDelete {
-    let m = match kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &c.id) {
-        Ok(m) => m,
-        Err(e) => {
-            crate::log::debug(&format!("{}: no early delete: cgroup: {e}", c.id));
-            return EarlyDelete::Declined;
-        }
-    };
-    match m.stats() {
-        Ok(s) if s.memory.oom_kill > 0 => return EarlyDelete::Declined,
-        Ok(s) => c.exit_stats = crate::metrics::to_any(m.layout(), &s).ok(),
+    match c.oom_count_file.as_deref().map(oom_kills) {
+        Some(Ok(0)) | None => {}
+        Some(Ok(_)) => return EarlyDelete::Declined,
         // What could not be read now is kept for whoever reads it before Delete.
-        Err(e) => {
-            crate::log::debug(&format!("{}: no early delete: stats: {e}", c.id));
+        Some(Err(e)) => {
+            crate::log::debug(&format!("{}: no early delete: {e}", c.id));
             return EarlyDelete::Declined;
         }
     }
@@ -92,6 +94,24 @@ fn begin(c: &mut Container) -> EarlyDelete {
     }
 }
 
+/// The `oom_kill` count of a memory.oom_control (v1) or memory.events (v2) file; 0 when the
+/// file is not there (no memory controller: nobody can read a count either).
+fn oom_kills(path: &Path) -> std::io::Result<u64> {
+    let text = match crate::spec::read_bounded(path, 4096) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    Ok(parse_oom_kills(&String::from_utf8_lossy(&text)))
+}
+
+fn parse_oom_kills(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Delete's part: waits for the early delete when it still runs. Some(succeeded) when one
 /// was started, None when Delete has to run the runtime's delete itself.
 pub(super) fn finish(c: &mut Container) -> Option<bool> {
@@ -99,6 +119,7 @@ pub(super) fn finish(c: &mut Container) -> Option<bool> {
         EarlyDelete::NotYet | EarlyDelete::Declined => None,
         EarlyDelete::Done(ok) => Some(ok),
         EarlyDelete::Running(pid) => {
+            let t = std::time::Instant::now();
             // The loop is single-threaded: nothing else collects this child meanwhile.
             let ok = loop {
                 match waitpid(Pid::from_raw(pid as i32), None) {
@@ -109,6 +130,11 @@ pub(super) fn finish(c: &mut Container) -> Option<bool> {
                     Err(_) => break false,
                 }
             };
+            crate::log::debug(&format!(
+                "{}: waited {} us for the early delete",
+                c.id,
+                t.elapsed().as_micros()
+            ));
             c.early_delete = EarlyDelete::Done(ok);
             Some(ok)
         }
@@ -121,4 +147,18 @@ pub(super) fn started(c: &Container) -> bool {
         c.early_delete,
         EarlyDelete::Running(_) | EarlyDelete::Done(_)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_oom_kills;
+
+    #[test]
+    fn reads_the_oom_kill_count_of_v1_and_v2_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(parse_oom_kills(v1), 2);
+        let v2 = "low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(v2), 0);
+        assert_eq!(parse_oom_kills(""), 0);
+    }
 }

@@ -171,12 +171,16 @@ impl Service {
         init.pid = pid;
 
         let cgroups_path = spec.cgroups_path().map(str::to_string);
-        let oom = kos_cgroups::Manager::new(cgroups_path.as_deref(), &r.id)
-            .and_then(|m| kos_cgroups::OomWatch::open(&m))
+        let cgroup = kos_cgroups::Manager::new(cgroups_path.as_deref(), &r.id);
+        let oom = cgroup
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(|m| kos_cgroups::OomWatch::open(m).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| {
                 crate::log::warn(&format!("{}: no OOM notifications: {e}", r.id));
                 None
             });
+        let oom_count_file = cgroup.ok().and_then(|m| oom_count_file(&m));
         self.containers.insert(
             r.id.clone(),
             Container {
@@ -193,7 +197,7 @@ impl Service {
                 awaiting_start: opts.start_at_create,
                 held_exit: None,
                 early_delete: Default::default(),
-                exit_stats: None,
+                oom_count_file,
             },
         );
 
@@ -214,6 +218,21 @@ impl Service {
         resp.pid = pid;
         encode(&resp)
     }
+}
+
+/// Where the container's OOM kill count is: the v1 memory hierarchy, else cgroup2.
+fn oom_count_file(m: &kos_cgroups::Manager) -> Option<PathBuf> {
+    let sources = m.mount_sources();
+    sources
+        .iter()
+        .find(|s| !s.v2 && s.controllers.iter().any(|c| c == "memory"))
+        .map(|s| s.host_dir.join("memory.oom_control"))
+        .or_else(|| {
+            sources
+                .iter()
+                .find(|s| s.v2)
+                .map(|s| s.host_dir.join("memory.events"))
+        })
 }
 
 /// Collects the exit status of a child the runtime has just killed.

@@ -574,13 +574,10 @@ impl Service {
     fn stats(&mut self, r: api::StatsRequest) -> R<Vec<u8>> {
         let c = self.container(&r.id)?;
         if early_delete::started(c) {
-            // Taken at the exit, before the early delete removed the cgroup.
-            let any = c.exit_stats.clone().ok_or_else(|| {
-                RpcError::precondition(format!("stats of {}: it has exited", r.id))
-            })?;
-            let mut resp = api::StatsResponse::new();
-            resp.stats = MessageField::some(any);
-            return encode(&resp);
+            return Err(RpcError::not_found(format!(
+                "stats of {}: it has exited and its cgroup is removed",
+                r.id
+            )));
         }
         let m = kos_cgroups::Manager::new(c.cgroups_path.as_deref(), &r.id)
             .map_err(|e| RpcError::internal(format!("stats: cgroup of {}: {e}", r.id)))?;
