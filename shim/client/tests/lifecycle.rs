@@ -193,3 +193,63 @@ async fn launch_and_drive_a_task() {
     // The delete action on an id with nothing left succeeds (nothing to clean).
     opts.cleanup(&id, &bundle_dir).await.expect("delete action");
 }
+
+/// kosd's way with `to_kos_any(true)`: the program runs from Create, the task still reads
+/// CREATED until Start, and the rest of the lifecycle is the usual one.
+#[tokio::test(flavor = "current_thread")]
+async fn start_at_create_through_kos_options() {
+    let rel = release_dir();
+    let id = unique("kshimsac");
+    let s = Scratch {
+        dir: std::env::temp_dir().join(&id),
+        cgroup: unique("kos-shimsac"),
+    };
+    let bundle_dir = s.dir.join("bundle");
+    std::fs::create_dir_all(&bundle_dir).expect("mkdir");
+    bundle(&bundle_dir, &rel.join("kosrun"), &id, &s.cgroup);
+    let opts = LaunchOptions {
+        shim_binary: rel.join("containerd-shim-kos-v2"),
+        namespace: "kos-shim-client-test".into(),
+        address: s.dir.clone(),
+        publish_binary: PathBuf::from("/bin/true"),
+        ttrpc_address: s.dir.join("events.sock"),
+        debug: false,
+    };
+    let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
+    let c = shim.client.clone();
+    let root = s.dir.join("root");
+    let ro = RuntimeOptions {
+        root: root.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let pid = c
+        .create(
+            &id,
+            &bundle_dir.to_string_lossy(),
+            &Stdio::default(),
+            Some(ro.to_kos_any(true).expect("options")),
+        )
+        .await
+        .expect("create");
+    // Already running (`sleep 60` in the container) before any Start.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the program");
+    assert!(stat.contains("(sleep)"), "{stat}");
+    assert_eq!(
+        c.state(&id, "").await.expect("state").status,
+        ProcessState::Created
+    );
+    assert_eq!(c.start(&id, "").await.expect("start"), pid);
+    assert_eq!(
+        c.state(&id, "").await.expect("state").status,
+        ProcessState::Running
+    );
+    c.kill(&id, "", 9, false).await.expect("kill");
+    let (code, _) = tokio::time::timeout(Duration::from_secs(20), c.wait(&id, ""))
+        .await
+        .expect("wait in time")
+        .expect("wait");
+    assert_eq!(code, 137);
+    c.delete(&id, "").await.expect("delete");
+    assert!(!root.join(&id).exists(), "the runtime's state is left");
+    c.shutdown(&id).await.expect("shutdown");
+}
