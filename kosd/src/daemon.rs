@@ -144,7 +144,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let live: std::collections::HashSet<String> = crate::containers::all(&engine)
         .into_iter()
         .filter(|c| {
-            c.state.status.is_live() && crate::containers::runtime::shim_address(&c.dir).is_some()
+            c.state.status.is_live()
+                && crate::containers::runtime::shim_address(&engine, c).is_some()
         })
         .map(|c| c.id)
         .collect();

@@ -560,6 +560,8 @@ fn auto_remove_rootfs_is_volatile_and_removed_files_go() {
     k.docker_ok(&["rm", "kept"]);
     let containers = k.data_root().join("containers");
     assert!(!containers.join(id).exists());
+    // Its bundle on the exec root goes with it.
+    assert!(!k.exec_root().join("bundles").join(id).exists());
     let trash = k.data_root().join("trash");
     waits_until("removed files deleted", || !trash.join(id).exists());
     assert_eq!(

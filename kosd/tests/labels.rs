@@ -47,13 +47,10 @@ fn inspect_shows_the_container_labels() {
             assert_eq!((mount, process), ("", ""), "no SELinux, no labels");
         }
         k.docker_ok(&["start", "-a", &id]);
-        let config = std::fs::read_to_string(
-            k.data_root()
-                .join("containers")
-                .join(&id)
-                .join("config.json"),
-        )
-        .unwrap_or_default();
+        // The bundle lives on the exec root while the container exists.
+        let config =
+            std::fs::read_to_string(k.exec_root().join("bundles").join(&id).join("config.json"))
+                .unwrap_or_default();
         assert!(!config.is_empty(), "no config.json for {id}");
         if !selinux_enabled() {
             assert!(

@@ -391,7 +391,7 @@ pub async fn attach(
     let (on, resp) = hijack::upgrade(&mut req, tty);
     let stdin_once = c.config.stdin_once.unwrap_or(false);
     let open_stdin = c.config.open_stdin.unwrap_or(false);
-    let fifo = c.dir.join("init-stdin");
+    let fifo = crate::containers::runtime::bundle_file(&e, &c, "init-stdin");
     tokio::spawn(async move {
         let Some(io) = hijack::finish(on).await else {
             return;

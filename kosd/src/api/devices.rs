@@ -70,9 +70,11 @@ async fn attach(
     let c = crate::containers::runtime::find(&e, &id)?;
     let cid = c.id.clone();
     let engine = e.clone();
-    let done = tokio::task::spawn_blocking(move || engine.devices.hotplug.attach(&c, &body))
-        .await
-        .map_err(|err| ApiError::internal("attaching a device", err))?;
+    let config = crate::containers::runtime::bundle_file(&e, &c, "config.json");
+    let done =
+        tokio::task::spawn_blocking(move || engine.devices.hotplug.attach(&c, &config, &body))
+            .await
+            .map_err(|err| ApiError::internal("attaching a device", err))?;
     match done {
         Ok(a) => {
             e.event(
@@ -105,9 +107,11 @@ async fn detach(
     let c = crate::containers::runtime::find(&e, &id)?;
     let cid = c.id.clone();
     let engine = e.clone();
-    let done = tokio::task::spawn_blocking(move || engine.devices.hotplug.detach(&c, &path))
-        .await
-        .map_err(|err| ApiError::internal("detaching a device", err))?;
+    let config = crate::containers::runtime::bundle_file(&e, &c, "config.json");
+    let done =
+        tokio::task::spawn_blocking(move || engine.devices.hotplug.detach(&c, &config, &path))
+            .await
+            .map_err(|err| ApiError::internal("detaching a device", err))?;
     match done {
         Ok(a) => {
             e.event(

@@ -156,7 +156,7 @@ impl Drop for Running {
 
 fn process_json(e: &Engine, cid: &str, cfg: &ExecConfig) -> Result<serde_json::Value> {
     let c = find(e, cid)?;
-    let spec_path = c.dir.join("config.json");
+    let spec_path = super::runtime::bundle_file(e, &c, "config.json");
     let spec: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&spec_path).map_err(|err| ApiError::internal("reading config.json", err))?,
     )

@@ -23,6 +23,16 @@ pub use record::{Container, Status};
 use crate::engine::Engine;
 use crate::state::Table;
 
+/// Where a container's bundle lives while kosd runs it: config.json, the shim's files
+/// (address, options, pid) and hostname/hosts/resolv.conf, rewritten at every start. On the
+/// exec root (a tmpfs on a standard host), as containerd keeps its bundles under /run: a new
+/// inode on the data root's filesystem can cost a tenth of a millisecond or more, and a
+/// start made about a dozen. The rootfs, its upper directory and the log stay in the
+/// container's directory under the data root.
+pub fn bundle_dir(e: &Engine, id: &str) -> std::path::PathBuf {
+    e.config.exec_root.join("bundles").join(id)
+}
+
 /// Every container record.
 pub fn all(e: &Engine) -> Vec<Container> {
     match e.db().all::<Container>(Table::Containers) {

@@ -544,7 +544,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
     Ok(c)
 }
 
-/// hostname, hosts and resolv.conf in the container's directory: with the host's network
+/// hostname, hosts and resolv.conf in the container's bundle: with the host's network
 /// copies of the host's own (as dockerd), otherwise kos-network's writers. Nameservers:
 /// the container's --dns, else the daemon's, else kos-dns on a user network's gateway,
 /// else the host's resolvers.
@@ -555,8 +555,9 @@ fn write_etc_files(
     dns_gateways: &[std::net::IpAddr],
 ) -> Result<()> {
     if *net == NetMode::Host {
+        let bundle = super::bundle_dir(e, &c.id);
         let w = |name: &str, data: String| {
-            let p = c.dir.join(name);
+            let p = bundle.join(name);
             std::fs::write(&p, data)
                 .map_err(|err| ApiError::internal(&format!("writing {}", p.display()), err))
         };
@@ -618,7 +619,8 @@ fn write_etc_files(
         // The default bridge has no kos-dns, as dockerd's has no embedded DNS.
         host_resolvers: true,
     };
-    e.nets.write_etc_files(&c.id, &c.dir, &spec)?;
+    e.nets
+        .write_etc_files(&c.id, &super::bundle_dir(e, &c.id), &spec)?;
     Ok(())
 }
 
@@ -638,15 +640,36 @@ fn unmount_rootfs(c: &Container) {
     }
 }
 
-/// The address of the shim serving the container whose directory (bundle) is `dir`: the
-/// `address` file the shim writes at its start, else the `shim.address` earlier kosd
-/// versions wrote (containers kept running across an upgrade).
-pub(crate) fn shim_address(dir: &Path) -> Option<String> {
-    ["address", "shim.address"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
+/// The address of the shim serving container `c`: the `address` file the shim writes into
+/// its bundle at its start (on the exec root; in the container's directory for shims an
+/// earlier kosd launched there), else the `shim.address` still older kosd versions wrote.
+pub(crate) fn shim_address(e: &Engine, c: &Container) -> Option<String> {
+    let bundle = super::bundle_dir(e, &c.id);
+    [
+        bundle.join("address"),
+        c.dir.join("address"),
+        c.dir.join("shim.address"),
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(f).ok())
+    .map(|a| a.trim().to_string())
+    .filter(|a| !a.is_empty())
+}
+
+/// A file of the container's bundle (config.json...): on the exec root, or in the
+/// container's directory for a container an earlier kosd started (kept running across an
+/// upgrade).
+pub(crate) fn bundle_file(e: &Engine, c: &Container, name: &str) -> std::path::PathBuf {
+    let p = super::bundle_dir(e, &c.id).join(name);
+    if p.exists() {
+        return p;
+    }
+    let old = c.dir.join(name);
+    if old.exists() {
+        old
+    } else {
+        p
+    }
 }
 
 /// kosd's own executable, read once (each start asked for it three times, a readlink of
@@ -736,12 +759,15 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     }
     let net = NetMode::parse(&c.host_config);
     let netns = netns_for(e, &c, &net)?;
+    let bundle = super::bundle_dir(e, &c.id);
+    std::fs::create_dir_all(&bundle)
+        .map_err(|err| ApiError::internal(&format!("creating {}", bundle.display()), err))?;
     // The shim starts while the rootfs, network and spec are made: it needs none of them
     // (its `start` action only forks the daemon that will serve this container).
     let mut shim = Some(tokio::spawn(launch_shim(
         launch_options(e),
         c.id.clone(),
-        c.dir.clone(),
+        bundle,
     )));
     let store = e.store.clone();
     let sname = super::image_use::store_name(&e.store, &c);
@@ -841,6 +867,7 @@ async fn start_prepared(
         working_dir: c.config.working_dir.clone().filter(|w| !w.is_empty()),
     };
     let rootfs = c.dir.join("rootfs");
+    let bundle = super::bundle_dir(e, &c.id);
     let rc = config_to_spec::runtime_config(&img.config, &rootfs, &ov)?;
     let mut dns_gateways = Vec::new();
     if let NetMode::Network(mode_net) = net {
@@ -926,7 +953,8 @@ async fn start_prepared(
             tty,
             hostname: c.config.hostname.as_deref().unwrap_or(""),
             domainname: c.config.domainname.as_deref().unwrap_or(""),
-            dir: &c.dir,
+            dir: &bundle,
+            rootfs: &rootfs,
             mounts,
             netns,
             default_ulimits: &e.config.default_ulimits,
@@ -940,10 +968,10 @@ async fn start_prepared(
     )?;
     let data = serde_json::to_vec_pretty(&spec_json)
         .map_err(|err| ApiError::internal("encoding config.json", err))?;
-    write_atomic(&c.dir.join("config.json"), &data)?;
+    write_atomic(&bundle.join("config.json"), &data)?;
 
     let stdin = if c.config.open_stdin.unwrap_or(false) {
-        let p = c.dir.join("init-stdin");
+        let p = bundle.join("init-stdin");
         super::fifo::make(&p)?;
         p.to_string_lossy().into_owned()
     } else {
@@ -973,12 +1001,12 @@ async fn start_prepared(
         Some(h) => h
             .await
             .map_err(|err| ApiError::internal("launching the shim", err))??,
-        None => launch_shim(launch_options(e), c.id.clone(), c.dir.clone()).await?,
+        None => launch_shim(launch_options(e), c.id.clone(), bundle.clone()).await?,
     };
     // The shim wrote its address into the bundle (`address`): reconcile finds it there.
     let sh = launched.client;
     let created = sh
-        .create(&c.id, &c.dir.to_string_lossy(), &io, Some(opts))
+        .create(&c.id, &bundle.to_string_lossy(), &io, Some(opts))
         .await;
     let pid = match created {
         Ok(p) => p,
@@ -1549,6 +1577,8 @@ fn finish_removal(e: &Engine, c: &Container, doomed: Option<std::path::PathBuf>)
     if let Some(doomed) = doomed {
         e.trash.delete_later(doomed);
     }
+    // A few small files on the exec root: gone at once.
+    let _ = std::fs::remove_dir_all(super::bundle_dir(e, &c.id));
     Ok(())
 }
 
@@ -1637,10 +1667,26 @@ pub async fn wait(e: &Arc<Engine>, id: &str, cond: WaitCondition) -> Result<i64>
     }
 }
 
+/// Bundles on the exec root whose container has no record (a crash between the record's
+/// removal and the bundle's).
+fn remove_orphan_bundles(e: &Engine) {
+    let dir = e.config.exec_root.join("bundles");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(e.db().get::<Container>(Table::Containers, &name), Ok(None)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// At start: reconnect to shims of containers that kept running (live-restore),
 /// and mark the rest as exited, cleaning what they left.
 pub async fn reconcile(e: &Arc<Engine>) {
     empty_trash(e);
+    remove_orphan_bundles(e);
     for mut c in super::all(e) {
         if !c.state.status.is_live() && c.state.status != Status::Removing {
             continue;
@@ -1649,7 +1695,7 @@ pub async fn reconcile(e: &Arc<Engine>) {
             let _ = remove(e, &c.id, true, false).await;
             continue;
         }
-        let addr = shim_address(&c.dir).unwrap_or_default();
+        let addr = shim_address(e, &c).unwrap_or_default();
         let live = if addr.starts_with("unix://") {
             match Shim::connect(addr.trim()).await {
                 Ok(sh) => match sh.state(&c.id, "").await {

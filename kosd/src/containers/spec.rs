@@ -496,8 +496,10 @@ pub struct SpecInput<'a> {
     pub tty: bool,
     pub hostname: &'a str,
     pub domainname: &'a str,
-    /// Container dir holding hostname, hosts, resolv.conf.
+    /// The bundle directory holding hostname, hosts, resolv.conf.
     pub dir: &'a Path,
+    /// The container's root filesystem (absolute: the bundle lives elsewhere).
+    pub rootfs: &'a Path,
     pub mounts: Vec<Value>,
     /// Network namespace: None = host's, Some(None) = new, Some(Some(path)) = join.
     pub netns: Option<Option<String>>,
@@ -732,7 +734,7 @@ pub fn build(hc: &HostConfig, inp: &SpecInput<'_>) -> Result<Value> {
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process,
-        "root": {"path": "rootfs", "readonly": hc.readonly_rootfs.unwrap_or(false)},
+        "root": {"path": inp.rootfs, "readonly": hc.readonly_rootfs.unwrap_or(false)},
         "hostname": inp.hostname,
         "domainname": inp.domainname,
         "mounts": deduped,
@@ -822,6 +824,7 @@ mod tests {
             hostname: "abc",
             domainname: "",
             dir,
+            rootfs: dir,
             mounts: vec![],
             netns: Some(None),
             default_ulimits: &[],

@@ -93,9 +93,9 @@ fn running(c: &Record) -> Result<i32> {
 fn kadcm_container(
     c: &Record,
     pid: i32,
+    config: &Path,
 ) -> std::result::Result<kadcm::container::Container, Refused> {
-    kadcm::container::Container::from_bundle(&c.id, pid, &c.dir.join("config.json"))
-        .map_err(map_err)
+    kadcm::container::Container::from_bundle(&c.id, pid, config).map_err(map_err)
 }
 
 impl Hotplug {
@@ -143,9 +143,11 @@ impl Hotplug {
         v.clone()
     }
 
+    /// `config`: the container's config.json.
     pub fn attach(
         &self,
         c: &Record,
+        config: &Path,
         req: &AttachRequest,
     ) -> std::result::Result<Attached, Refused> {
         let pid = running(c)?;
@@ -179,7 +181,7 @@ impl Hotplug {
             ))
             .into());
         }
-        let kc = kadcm_container(c, pid)?;
+        let kc = kadcm_container(c, pid, config)?;
         let device =
             kadcm::sysfs::device_for_node(Path::new(super::SYS_ROOT), host).map_err(map_err)?;
         let access = req
@@ -214,9 +216,11 @@ impl Hotplug {
     }
 
     /// Takes the device attached at `path_in_container` out again.
+    /// `config`: the container's config.json.
     pub fn detach(
         &self,
         c: &Record,
+        config: &Path,
         path_in_container: &str,
     ) -> std::result::Result<Attached, Refused> {
         let pid = running(c)?;
@@ -230,7 +234,7 @@ impl Hotplug {
                     c.id
                 ))
             })?;
-        let kc = kadcm_container(c, pid)?;
+        let kc = kadcm_container(c, pid, config)?;
         self.passthrough()?.detach(&kc, &a.node).map_err(map_err)?;
         if let Some(v) = self.records().get_mut(&c.id) {
             v.retain(|x| x.path_in_container != path_in_container);
