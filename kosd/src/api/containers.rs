@@ -45,6 +45,7 @@ pub async fn create(
     let eng = e.clone();
     let c =
         tokio::task::spawn_blocking(move || runtime::create(&eng, name.as_deref(), body)).await??;
+    runtime::prepare_ahead(&e, &c.id);
     let mut r =
         axum::response::IntoResponse::into_response(Json(json!({"Id": c.id, "Warnings": []})));
     *r.status_mut() = StatusCode::CREATED;
