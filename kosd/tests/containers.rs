@@ -616,3 +616,52 @@ fn a_start_that_fails_leaves_no_shim() {
     k.docker_ok(&["rm", "sfail"]);
     assert!(k.leftover_processes().is_empty());
 }
+
+/// A created container's rootfs is mounted ahead of its start (in the background, after
+/// the create answer); one never started is removed with its mount, bundle and directory,
+/// and `docker cp` works on it meanwhile.
+#[test]
+fn rootfs_prepared_at_create_goes_with_an_unstarted_container() {
+    let (k, _reg, img) = setup("ahead");
+    let id = k.docker_ok(&[
+        "create",
+        "--name",
+        "ahead",
+        "--network",
+        "none",
+        &img,
+        "true",
+    ]);
+    let id = id.trim().to_string();
+    let rootfs = k.data_root().join("containers").join(&id).join("rootfs");
+    let mounted = |p: &std::path::Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*p.to_string_lossy()))
+    };
+    waits_until("the rootfs mounted ahead of the start", || mounted(&rootfs));
+    // The image's own files through the ahead mount, and a file copied in lands in it.
+    let src = k.dir.join("ahead-file");
+    std::fs::write(&src, b"ahead\n").expect("write");
+    k.docker_ok(&["cp", &src.to_string_lossy(), "ahead:/ahead-file"]);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("ahead-file")).unwrap_or_default(),
+        "ahead\n"
+    );
+    k.docker_ok(&["rm", "ahead"]);
+    waits_until("the rootfs unmounted", || !mounted(&rootfs));
+    assert!(!k.data_root().join("containers").join(&id).exists());
+    assert!(!k.exec_root().join("bundles").join(&id).exists());
+    // A container created and started at once still runs as usual.
+    let out = k.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &img,
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert!(!out.trim().is_empty());
+}
