@@ -32,27 +32,43 @@ PY
 
 floor="unshare --mount --uts --ipc --net --pid --cgroup --fork true"
 
-echo "== hybrid cgroups (this host): kosrun vs runc vs the floor"
-hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/hybrid.json" \
-    -n kosrun "$kosrun --root $work/run/state-k run -b $work/bundle kb-kosrun" \
-    -n runc "runc --root $work/run/state-r run -b $work/bundle kb-runc" \
-    -n floor "$floor" >/dev/null
+# hyperfine times one command's runs, then the next's: a machine whose speed drifts
+# within a minute (other work, the kernel's teardown of earlier namespaces) would tilt the
+# ratios. So the runs go in rounds (each round every command, in turn), and each command's
+# median is over all its runs of every round.
+rounds=${ROUNDS:-4}
+per=$(( (runs + rounds - 1) / rounds ))
+
+echo "== hybrid cgroups (this host): kosrun vs runc vs the floor ($rounds rounds of $per runs)"
+for r in $(seq "$rounds"); do
+    hyperfine -N --warmup 2 --runs "$per" --export-json "$work/hybrid.$r.json" \
+        -n kosrun "$kosrun --root $work/run/state-k run -b $work/bundle kb-kosrun" \
+        -n runc "runc --root $work/run/state-r run -b $work/bundle kb-runc" \
+        -n floor "$floor" >/dev/null
+done
 
 echo "== pure cgroup v2 view (private mount namespace): kosrun vs crun vs runc vs the floor"
 unshare -m -- sh -c "
     mount --make-rprivate / &&
     mount -t cgroup2 none /sys/fs/cgroup &&
-    hyperfine -N --warmup 3 --runs $runs --export-json $work/v2.json \
-        -n kosrun '$kosrun --root $work/run/state-k2 run -b $work/bundle kb-kosrun' \
-        -n crun 'crun --root $work/run/state-c2 run -b $work/bundle kb-crun' \
-        -n runc 'runc --root $work/run/state-r2 run -b $work/bundle kb-runc' \
-        -n floor '$floor' >/dev/null"
+    for r in \$(seq $rounds); do
+        hyperfine -N --warmup 2 --runs $per --export-json $work/v2.\$r.json \
+            -n kosrun '$kosrun --root $work/run/state-k2 run -b $work/bundle kb-kosrun' \
+            -n crun 'crun --root $work/run/state-c2 run -b $work/bundle kb-crun' \
+            -n runc 'runc --root $work/run/state-r2 run -b $work/bundle kb-runc' \
+            -n floor '$floor' >/dev/null || exit 1
+    done"
 
-python3 - "$work/hybrid.json" "$work/v2.json" <<'PY'
-import json, sys
+python3 - "$work" "$rounds" <<'PY'
+import json, statistics, sys
+work, nrounds = sys.argv[1], int(sys.argv[2])
 rounds = {}
-for path, label in zip(sys.argv[1:], ["hybrid", "pure v2"]):
-    res = {r["command"]: r["median"] * 1000 for r in json.load(open(path))["results"]}
+for tag, label in [("hybrid", "hybrid"), ("v2", "pure v2")]:
+    times = {}
+    for r in range(1, nrounds + 1):
+        for res in json.load(open(f"{work}/{tag}.{r}.json"))["results"]:
+            times.setdefault(res["command"], []).extend(res["times"])
+    res = {n: statistics.median(t) * 1000 for n, t in times.items()}
     rounds[label] = res
     k = res["kosrun"]
     line = ", ".join(f"{n} {m:.2f} ms" for n, m in res.items())
