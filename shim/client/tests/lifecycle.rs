@@ -81,13 +81,22 @@ fn bundle(dir: &Path, kosrun: &Path, id: &str, cgroup: &str) {
     std::fs::write(&p, serde_json::to_vec(&v).expect("json")).expect("write");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn launch_and_drive_a_task() {
+/// A scratch dir with a bundle of `kosrun`'s busybox `true` and the shim launched for it.
+async fn launch_for_test(
+    tag: &str,
+    cgroup_tag: &str,
+) -> (
+    String,
+    Scratch,
+    PathBuf,
+    LaunchOptions,
+    kos_shim_client::Launched,
+) {
     let rel = release_dir();
-    let id = unique("kshimc");
+    let id = unique(tag);
     let s = Scratch {
         dir: std::env::temp_dir().join(&id),
-        cgroup: unique("kos-shimc"),
+        cgroup: unique(cgroup_tag),
     };
     let bundle_dir = s.dir.join("bundle");
     std::fs::create_dir_all(&bundle_dir).expect("mkdir");
@@ -103,6 +112,12 @@ async fn launch_and_drive_a_task() {
         debug: false,
     };
     let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
+    (id, s, bundle_dir, opts, shim)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn launch_and_drive_a_task() {
+    let (id, s, bundle_dir, opts, shim) = launch_for_test("kshimc", "kos-shimc").await;
     assert!(
         shim.address
             .starts_with(&format!("unix://{}/", s.dir.display())),
@@ -198,24 +213,7 @@ async fn launch_and_drive_a_task() {
 /// CREATED until Start, and the rest of the lifecycle is the usual one.
 #[tokio::test(flavor = "current_thread")]
 async fn start_at_create_through_kos_options() {
-    let rel = release_dir();
-    let id = unique("kshimsac");
-    let s = Scratch {
-        dir: std::env::temp_dir().join(&id),
-        cgroup: unique("kos-shimsac"),
-    };
-    let bundle_dir = s.dir.join("bundle");
-    std::fs::create_dir_all(&bundle_dir).expect("mkdir");
-    bundle(&bundle_dir, &rel.join("kosrun"), &id, &s.cgroup);
-    let opts = LaunchOptions {
-        shim_binary: rel.join("containerd-shim-kos-v2"),
-        namespace: "kos-shim-client-test".into(),
-        address: s.dir.clone(),
-        publish_binary: PathBuf::from("/bin/true"),
-        ttrpc_address: s.dir.join("events.sock"),
-        debug: false,
-    };
-    let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
+    let (id, s, bundle_dir, _opts, shim) = launch_for_test("kshimsac", "kos-shimsac").await;
     let c = shim.client.clone();
     let root = s.dir.join("root");
     let ro = RuntimeOptions {
