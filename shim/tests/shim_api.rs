@@ -652,14 +652,7 @@ fn without_a_pid_namespace_the_init_exit_kills_the_rest() {
         &["sh", "-c", "sleep 1000 & echo $!; exec sleep 1000"],
         false,
     );
-    let cfg = b.join("config.json");
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg).expect("read")).expect("json");
-    v["linux"]["namespaces"]
-        .as_array_mut()
-        .expect("namespaces")
-        .retain(|n| n["type"] != "pid");
-    std::fs::write(&cfg, v.to_string()).expect("write");
+    support::share_host_pid_namespace(&b);
     let uri = format!("file://{}", out.display());
     let init = create(&mut shim, "h1", &b, &uri, &uri, None).expect("create");
     start(&mut shim.client, "h1", "");

@@ -112,6 +112,13 @@ fn state_dir(shim: &Shim, id: &str) -> PathBuf {
     shim.runtime_root().join(id)
 }
 
+/// Nothing of the runtime's is left for `id`: no state directory, no cgroup.
+fn assert_gone(shim: &Shim, id: &str) {
+    assert!(!state_dir(shim, id).exists(), "state of {id} left");
+    let left = cgroup_dirs(shim, id);
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// The container's directories in every v1 hierarchy and the unified one.
 fn cgroup_dirs(shim: &Shim, id: &str) -> Vec<PathBuf> {
     let rel = format!("{}/{id}", shim.cgroup_parent);
@@ -228,24 +235,14 @@ fn start_at_create_kill_and_delete_before_start_leave_nothing() {
     let d = delete(&mut shim.client, "k1");
     assert_eq!(d.exit_status, 137);
     assert!(!alive(pid as i32));
-    assert!(!state_dir(&shim, "k1").exists());
-    assert!(
-        cgroup_dirs(&shim, "k1").is_empty(),
-        "{:?}",
-        cgroup_dirs(&shim, "k1")
-    );
+    assert_gone(&shim, "k1");
     // Deleted with no Kill: Delete kills it, as it kills a created task's waiting init.
     let pid = create(&mut shim, "k2", &["sleep", "1000"], true).expect("create");
     assert!(alive(pid as i32));
     let d = delete(&mut shim.client, "k2");
     assert_eq!(d.exit_status, 137);
     assert!(!alive(pid as i32));
-    assert!(!state_dir(&shim, "k2").exists());
-    assert!(
-        cgroup_dirs(&shim, "k2").is_empty(),
-        "{:?}",
-        cgroup_dirs(&shim, "k2")
-    );
+    assert_gone(&shim, "k2");
     // An exec before Start is refused, as for a created task.
     let pid = create(&mut shim, "k3", &["sleep", "1000"], true).expect("create");
     let mut x = api::ExecProcessRequest::new();
@@ -406,14 +403,7 @@ fn delete_ahead_waits_for_an_exec_that_outlives_the_init() {
     let id = "h1";
     let b = shim.bundle(id, &["sleep", "1000"], false);
     // The host's pid namespace: an exec does not die with the init.
-    let cfg = b.join("config.json");
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg).expect("read")).expect("json");
-    v["linux"]["namespaces"]
-        .as_array_mut()
-        .expect("namespaces")
-        .retain(|n| n["type"] != "pid");
-    std::fs::write(&cfg, v.to_string()).expect("write");
+    support::share_host_pid_namespace(&b);
     let mut r = api::CreateTaskRequest::new();
     r.id = id.into();
     r.bundle = b.to_string_lossy().into_owned();

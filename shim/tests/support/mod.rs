@@ -480,3 +480,16 @@ pub fn hybrid_cgroups() -> bool {
     Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
         && Path::new("/sys/fs/cgroup/memory").is_dir()
 }
+
+/// The bundle's container shares the host's pid namespace (its execs do not die with the
+/// init).
+pub fn share_host_pid_namespace(bundle: &Path) {
+    let cfg = bundle.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg).expect("read")).expect("json");
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .retain(|n| n["type"] != "pid");
+    std::fs::write(&cfg, v.to_string()).expect("write");
+}
