@@ -1134,7 +1134,9 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     // The kernel's OOM count lives in the cgroup, which the runtime's delete removes.
     let oom = super::oom_killed(&super::cgroups_path(e, &c));
     let policy = c.host_config.restart_policy.clone().unwrap_or_default();
+    let removing = e.rt.is_removing(id);
     let restart = !c.state.stopped_by_user
+        && !removing
         && !e.stopping.load(std::sync::atomic::Ordering::SeqCst)
         && match policy.name {
             Some(RestartPolicyNameEnum::ALWAYS) | Some(RestartPolicyNameEnum::UNLESS_STOPPED) => {
@@ -1167,8 +1169,9 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             }
             ep["IPPrefixLen"] = serde_json::json!(0);
         }
-        // An auto-remove container goes straight to "removing", in the one save of its exit.
-        c.state.status = if auto_remove {
+        // A container removed after its exit (auto-remove, or the forced removal that
+        // killed it) goes straight to "removing", in the one save of its exit.
+        c.state.status = if auto_remove || removing {
             Status::Removing
         } else {
             Status::Exited
@@ -1529,9 +1532,22 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
         }
         if let Some(sh) = e.rt.shim(&c.id) {
             let _removing = e.rt.mark_removing(&c.id);
-            let mut c2 = c.clone();
-            c2.state.stopped_by_user = true;
-            save(e, &c2)?;
+            // The exit monitor sees the mark and neither restarts the container nor saves it
+            // as exited; the record says so too where a restart policy could otherwise act
+            // on it (a kosd restarted meanwhile).
+            let restarts = matches!(
+                c.host_config.restart_policy.as_ref().and_then(|p| p.name),
+                Some(
+                    RestartPolicyNameEnum::ALWAYS
+                        | RestartPolicyNameEnum::UNLESS_STOPPED
+                        | RestartPolicyNameEnum::ON_FAILURE
+                )
+            );
+            if restarts {
+                let mut c2 = c.clone();
+                c2.state.stopped_by_user = true;
+                save(e, &c2)?;
+            }
             if c.state.status == Status::Paused {
                 let _ = sh.resume(&c.id).await;
             }
