@@ -99,18 +99,17 @@ impl SavedConfig {
     }
 }
 
-/// The parts of the saved config that commands other than exec and update need.
-#[derive(Debug, Default, Deserialize)]
+/// The parts of the saved config that start and delete need (the version has its own,
+/// smaller view: [`Saved::oci_version`]).
+#[derive(Debug, Deserialize)]
 pub struct ConfigView {
-    #[serde(rename = "ociVersion", default)]
-    pub oci_version: String,
     #[serde(default)]
     pub hooks: Option<Hooks>,
     #[serde(default)]
     linux: Option<LinuxView>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct LinuxView {
     #[serde(default)]
     namespaces: Option<Vec<NamespaceView>>,
@@ -457,7 +456,7 @@ impl Saved {
         })
     }
 
-    /// The config's version, hooks and namespace types.
+    /// The config's hooks and namespace types.
     pub fn view(&self) -> Result<ConfigView> {
         serde_json::from_str(self.config.0.get()).map_err(|e| Error::BadState {
             id: self.id.clone(),
