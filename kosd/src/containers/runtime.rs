@@ -641,19 +641,14 @@ fn unmount_rootfs(c: &Container) {
 }
 
 /// The address of the shim serving container `c`: the `address` file the shim writes into
-/// its bundle at its start (on the exec root; in the container's directory for shims an
-/// earlier kosd launched there), else the `shim.address` still older kosd versions wrote.
+/// its bundle at its start (see [`bundle_file`]), else the `shim.address` still older kosd
+/// versions wrote.
 pub(crate) fn shim_address(e: &Engine, c: &Container) -> Option<String> {
-    let bundle = super::bundle_dir(e, &c.id);
-    [
-        bundle.join("address"),
-        c.dir.join("address"),
-        c.dir.join("shim.address"),
-    ]
-    .iter()
-    .find_map(|f| std::fs::read_to_string(f).ok())
-    .map(|a| a.trim().to_string())
-    .filter(|a| !a.is_empty())
+    [bundle_file(e, c, "address"), c.dir.join("shim.address")]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
 }
 
 /// A file of the container's bundle (config.json...): on the exec root, or in the
