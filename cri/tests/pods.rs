@@ -186,10 +186,7 @@ async fn cni_pods_reach_each_other_and_host_port() {
         ipc: NamespaceMode::Pod as i32,
         ..support::namespaces(NamespaceMode::Pod, NamespaceMode::Container)
     };
-    let host_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let host_port = kos_testsupport::free_port();
     let a = rt
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(pod(

@@ -142,10 +142,7 @@ fn tls_hosts_like_docker() {
     let certs = TempDir::new("certs");
     make_certs(&certs.0);
     let p = |f: &str| certs.path(f).to_string_lossy().into_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = kos_testsupport::free_port();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let d = Daemon::start_with(&[
         "-H".into(),

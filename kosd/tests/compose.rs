@@ -21,11 +21,7 @@ fn compose_up_ps_logs_exec_down() {
             ..Default::default()
         },
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = kos_testsupport::free_port();
     let proj = k.dir.join(&format!("kc{}", std::process::id()));
     std::fs::create_dir_all(&proj).expect("project");
     std::fs::write(

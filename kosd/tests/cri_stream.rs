@@ -98,10 +98,7 @@ async fn exec_streams_through_kosds_address_with_a_cdi_device() {
         ),
     )
     .expect("CDI spec");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = kos_testsupport::free_port();
     let addr = format!("127.0.0.1:{port}");
 
     let reg = Registry::start();

@@ -40,14 +40,6 @@ fn http_get(addr: &str) -> String {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[test]
 fn default_bridge_published_ports_and_cleanup() {
     let (k, _reg, img) = setup("br");
@@ -64,7 +56,7 @@ fn default_bridge_published_ports_and_cleanup() {
         out.contains("inet ") && out.contains("default via"),
         "{out}"
     );
-    let port = free_port();
+    let port = kos_testsupport::free_port();
     let publish = format!("{port}:80");
     k.docker_ok(&[
         "run", "-d", "--name", "web", "-p", &publish, &img, "httpd", "-f", "-p", "80", "-h", "/www",

@@ -246,11 +246,7 @@ fn tcp_needs_mutual_tls() {
             d,
         );
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = kos_testsupport::free_port();
     let p = |f: &str| d.join(f).to_string_lossy().into_owned();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let k = Kosd::start(&[

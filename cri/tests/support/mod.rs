@@ -3,7 +3,6 @@
 //! clients over the unix socket, and Drop guards that remove what a test made.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,16 +67,9 @@ impl Drop for Scratch {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A docker-registry on a free loopback port, killed on drop.
 pub struct Registry {
-    child: Child,
+    _process: kos_testsupport::RegistryProcess,
     pub addr: String,
     _dir: Scratch,
 }
@@ -85,40 +77,17 @@ pub struct Registry {
 impl Registry {
     pub fn start() -> Registry {
         let dir = Scratch::new("kcri-reg");
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .expect("registry config");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry");
-        let r = Registry {
-            child,
-            addr: format!("127.0.0.1:{port}"),
+        let process = kos_testsupport::RegistryProcess::spawn(
+            &dir.path().join("config.yml"),
+            &dir.path().join("storage"),
+            None,
+            "",
+        );
+        Registry {
+            addr: process.addr(),
+            _process: process,
             _dir: dir,
-        };
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(mut s) = std::net::TcpStream::connect(&r.addr) {
-                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-                let mut buf = [0u8; 8];
-                if s.read_exact(&mut buf).is_ok() {
-                    return r;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not come up on {}", r.addr);
     }
 
     /// Pushes a busybox image as `repo_tag` running `cmd`; returns the reference.
@@ -139,13 +108,6 @@ impl Registry {
             String::from_utf8_lossy(&out.stderr)
         );
         reference
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

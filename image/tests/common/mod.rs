@@ -7,12 +7,9 @@ pub mod tarw;
 pub mod token;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use kos_image::digest::Digest;
 use kos_image::manifest::{self, Platform};
@@ -67,15 +64,9 @@ impl Drop for Scratch {
 
 /// A docker-registry on a free loopback port, killed on drop.
 pub struct TestRegistry {
-    child: Child,
+    process: kos_testsupport::RegistryProcess,
     pub addr: String,
     pub dir: Scratch,
-    pub config: PathBuf,
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 impl TestRegistry {
@@ -90,56 +81,19 @@ impl TestRegistry {
 
     /// Starts with extra top-level YAML (e.g. an `auth:` section).
     pub fn start_with(dir: Scratch, port: Option<u16>, extra: &str) -> Self {
-        let port = port.unwrap_or_else(free_port);
         let storage = dir.join("storage");
         std::fs::create_dir_all(&storage).expect("storage");
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
-                storage.display()
-            ),
-        )
-        .expect("config");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = TestRegistry {
-            child,
-            addr: format!("127.0.0.1:{port}"),
+        let process =
+            kos_testsupport::RegistryProcess::spawn(&dir.join("config.yml"), &storage, port, extra);
+        TestRegistry {
+            addr: process.addr(),
+            process,
             dir,
-            config,
-        };
-        reg.wait_ready();
-        reg
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(&self.addr) {
-                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-                let mut buf = [0u8; 12];
-                if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not come up on {}", self.addr);
     }
 
     pub fn port(&self) -> u16 {
-        self.addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port")
+        self.process.port()
     }
 
     pub fn reference(&self, repo_tag: &str) -> String {
@@ -147,20 +101,10 @@ impl TestRegistry {
     }
 
     /// Kills the registry, keeping its storage; returns the storage dir.
-    pub fn kill(mut self) -> (Scratch, u16) {
+    pub fn kill(self) -> (Scratch, u16) {
         let port = self.port();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let dir = std::mem::replace(&mut self.dir, Scratch(PathBuf::new()));
-        std::mem::forget(self);
-        (dir, port)
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        drop(self.process);
+        (self.dir, port)
     }
 }
 

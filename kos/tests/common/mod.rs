@@ -100,9 +100,9 @@ impl Drop for TempDir {
     }
 }
 
-/// docker-registry on a free loopback port.
+/// docker-registry on a free loopback port, killed on drop.
 pub struct Registry {
-    proc: Child,
+    _process: kos_testsupport::RegistryProcess,
     pub addr: String,
     _dir: TempDir,
 }
@@ -110,45 +110,21 @@ pub struct Registry {
 impl Registry {
     pub fn start() -> Registry {
         let dir = TempDir::new("reg");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let cfg = dir.path("config.yml");
-        let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path("data").display()
+        let process = kos_testsupport::RegistryProcess::spawn(
+            &dir.path("config.yml"),
+            &dir.path("data"),
+            None,
+            "",
         );
-        std::fs::write(&cfg, yaml).expect("registry config");
-        let proc = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry");
-        let reg = Registry {
-            proc,
-            addr: format!("127.0.0.1:{port}"),
+        Registry {
+            addr: process.addr(),
+            _process: process,
             _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(Instant::now() < until, "docker-registry did not listen");
-            std::thread::sleep(Duration::from_millis(30));
         }
-        reg
     }
 
     pub fn name(&self, repo_tag: &str) -> String {
         format!("{}/{repo_tag}", self.addr)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.proc.kill();
-        let _ = self.proc.wait();
     }
 }
 

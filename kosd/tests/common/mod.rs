@@ -63,14 +63,9 @@ impl Drop for Scratch {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// docker-registry on a loopback port, killed on drop.
 pub struct Registry {
-    child: Child,
+    _process: kos_testsupport::RegistryProcess,
     pub addr: String,
     _dir: Scratch,
 }
@@ -83,52 +78,21 @@ impl Registry {
     /// With extra top-level YAML (e.g. an htpasswd `auth:` section).
     pub fn start_with(extra: &str) -> Registry {
         let dir = Scratch::new("registry");
-        let port = free_port();
-        let config = dir.join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
-                dir.join("storage").display()
-            ),
-        )
-        .expect("registry config");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let r = Registry {
-            child,
-            addr: format!("127.0.0.1:{port}"),
+        let process = kos_testsupport::RegistryProcess::spawn(
+            &dir.join("config.yml"),
+            &dir.join("storage"),
+            None,
+            extra,
+        );
+        Registry {
+            addr: process.addr(),
+            _process: process,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(&r.addr) {
-                let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-                let mut b = [0u8; 8];
-                if s.read_exact(&mut b).is_ok() {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        r
     }
 
     pub fn image(&self, repo_tag: &str) -> String {
         format!("{}/{}", self.addr, repo_tag)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,7 @@
+//! Fixtures shared by the integration tests of several KOS crates.
+
+pub mod port;
+pub mod registry;
+
+pub use port::free_port;
+pub use registry::RegistryProcess;
