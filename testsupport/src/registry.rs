@@ -25,6 +25,8 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 pub struct RegistryProcess {
     child: Child,
     port: u16,
+    /// Serves HTTPS (a `tls:` section in the extra YAML).
+    tls: bool,
 }
 
 /// What the probe found on the port.
@@ -53,7 +55,11 @@ impl RegistryProcess {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("start {BINARY}: {e}"));
-            let mut reg = RegistryProcess { child, port: p };
+            let mut reg = RegistryProcess {
+                child,
+                port: p,
+                tls: extra.lines().any(|l| l.trim() == "tls:"),
+            };
             match reg.wait_ready(&token) {
                 Ok(()) => return reg,
                 Err(why) => last = why,
@@ -77,7 +83,7 @@ impl RegistryProcess {
     fn wait_ready(&mut self, token: &str) -> Result<(), String> {
         let deadline = Instant::now() + READY_WITHIN;
         loop {
-            match probe(self.port, token) {
+            match probe(self.port, token, self.tls) {
                 Probe::Ours => return Ok(()),
                 Probe::Foreign => {
                     return Err(format!("another server answers on port {}", self.port))
@@ -135,16 +141,25 @@ fn write_config(config: &Path, storage: &Path, port: u16, token: &str, extra: &s
 }
 
 /// One `GET /v2/`: whose answer is it? The header is set on every answer, 401s included.
-fn probe(port: u16, token: &str) -> Probe {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return Probe::Silent;
+fn probe(port: u16, token: &str, tls: bool) -> Probe {
+    let head = if tls {
+        https_head(port)
+    } else {
+        http_head(port)
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n")
-        .is_err()
-    {
-        return Probe::Silent;
+    match head {
+        None => Probe::Silent,
+        Some(text) if carries_token(&text, token) => Probe::Ours,
+        Some(_) => Probe::Foreign,
     }
+}
+
+/// The answer's head over plain HTTP; None when nothing answers.
+fn http_head(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n")
+        .ok()?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -153,20 +168,30 @@ fn probe(port: u16, token: &str) -> Probe {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    if head.is_empty() {
-        return Probe::Silent;
+    (!head.is_empty()).then(|| String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The answer's head over TLS (the test's own certificate, so unverified), through curl;
+/// None when nothing listens. A server that is not TLS gives an empty head: not ours.
+fn https_head(port: u16) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-D", "-", "--max-time", "2"])
+        .arg(format!("https://127.0.0.1:{port}/v2/"))
+        .output()
+        .unwrap_or_else(|e| panic!("run curl: {e}"));
+    // 7: could not connect; 28: timed out.
+    match out.status.code() {
+        Some(7) | Some(28) => None,
+        _ => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
     }
-    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let ours = text.lines().any(|line| {
+}
+
+fn carries_token(head: &str, token: &str) -> bool {
+    head.lines().any(|line| {
         line.split_once(':').is_some_and(|(name, value)| {
-            name.trim() == TOKEN_HEADER && value.trim() == token.to_ascii_lowercase()
+            name.trim().eq_ignore_ascii_case(TOKEN_HEADER) && value.trim() == token
         })
-    });
-    if ours {
-        Probe::Ours
-    } else {
-        Probe::Foreign
-    }
+    })
 }
 
 #[cfg(test)]
@@ -196,9 +221,9 @@ mod tests {
     #[test]
     fn the_probe_tells_its_registry_from_another_server() {
         let port = foreign_server();
-        assert!(matches!(probe(port, "t"), Probe::Foreign));
+        assert!(matches!(probe(port, "t", false), Probe::Foreign));
         let unused = free_port();
-        assert!(matches!(probe(unused, "t"), Probe::Silent));
+        assert!(matches!(probe(unused, "t", false), Probe::Silent));
 
         let dir = std::env::temp_dir().join(format!("kos-testsupport-{}", unique_token()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -210,8 +235,49 @@ mod tests {
             .and_then(|rest| rest.strip_suffix("\"]"))
             .expect("token in the config")
             .to_string();
-        assert!(matches!(probe(reg.port(), &token), Probe::Ours));
-        assert!(matches!(probe(reg.port(), "another"), Probe::Foreign));
+        assert!(matches!(probe(reg.port(), &token, false), Probe::Ours));
+        assert!(matches!(
+            probe(reg.port(), "another", false),
+            Probe::Foreign
+        ));
+        drop(reg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tls_registry_is_known_by_its_token_over_https() {
+        let dir = std::env::temp_dir().join(format!("kos-testsupport-{}", unique_token()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(made.success());
+        let extra = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        let reg =
+            RegistryProcess::spawn(&dir.join("config.yml"), &dir.join("storage"), None, &extra);
+        assert!(reg.tls);
+        assert!(matches!(probe(reg.port(), "another", true), Probe::Foreign));
+        // A plain HTTP server probed as TLS is not ours either.
+        assert!(matches!(probe(foreign_server(), "t", true), Probe::Foreign));
         drop(reg);
         let _ = std::fs::remove_dir_all(&dir);
     }
