@@ -289,30 +289,7 @@ fn pull_push_and_search_on_a_tls_registry_on_loopback() {
     // A loopback registry is insecure by default: tried over HTTPS first (its self-signed
     // certificate not verified), over HTTP only when it does not speak TLS, as dockerd.
     let dir = Scratch::new("tls-reg");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(st.success());
-    let reg = Registry::start_with(&format!(
-        "  tls:\n    certificate: {}\n    key: {}\n",
-        cert.display(),
-        key.display()
-    ));
+    let reg = Registry::start_with(&kos_testsupport::self_signed_tls(&dir.join("")));
     let img = reg.image("tls/busybox:1");
     push_busybox(&img, &ImageSpec::default());
     let k = Kosd::start(&[]);

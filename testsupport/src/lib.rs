@@ -4,4 +4,4 @@ pub mod port;
 pub mod registry;
 
 pub use port::free_port;
-pub use registry::RegistryProcess;
+pub use registry::{self_signed_tls, RegistryProcess};

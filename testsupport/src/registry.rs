@@ -114,6 +114,35 @@ impl Drop for RegistryProcess {
     }
 }
 
+/// The extra YAML that makes a registry serve HTTPS with a fresh self-signed certificate
+/// for 127.0.0.1, written (with its key) into `dir`.
+pub fn self_signed_tls(dir: &Path) -> String {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run openssl: {e}"));
+    assert!(made.success(), "openssl could not make a certificate");
+    format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
 fn unique_token() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
@@ -248,30 +277,7 @@ mod tests {
     fn a_tls_registry_is_known_by_its_token_over_https() {
         let dir = std::env::temp_dir().join(format!("kos-testsupport-{}", unique_token()));
         std::fs::create_dir_all(&dir).expect("scratch dir");
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let made = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(made.success());
-        let extra = format!(
-            "  tls:\n    certificate: {}\n    key: {}\n",
-            cert.display(),
-            key.display()
-        );
+        let extra = self_signed_tls(&dir);
         let reg =
             RegistryProcess::spawn(&dir.join("config.yml"), &dir.join("storage"), None, &extra);
         assert!(reg.tls);
