@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard_stubs::models::{ContainerConfig, HostConfig, RestartPolicyNameEnum};
+use bollard_stubs::models::{ContainerConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use kos_image::config_to_spec::{self, Overrides};
 use kos_image::{RootfsOptions, RootfsStrategy};
 use kos_network::AttachRequest;
@@ -336,16 +336,7 @@ pub fn create(e: &Arc<Engine>, name: Option<&str>, body: CreateBody) -> Result<C
         {
             return Err(ApiError::bad("maximum retry count cannot be negative"));
         }
-        if hc.auto_remove == Some(true)
-            && matches!(
-                p.name,
-                Some(
-                    RestartPolicyNameEnum::ALWAYS
-                        | RestartPolicyNameEnum::UNLESS_STOPPED
-                        | RestartPolicyNameEnum::ON_FAILURE
-                )
-            )
-        {
+        if hc.auto_remove == Some(true) && restarts_by_policy(Some(p)) {
             return Err(ApiError::bad(
                 "Conflicting options: AutoRemove and restart policy cannot both be set",
             ));
@@ -794,6 +785,18 @@ pub fn prepare_ahead(e: &Arc<Engine>, id: &str) {
             _ => {}
         }
     });
+}
+
+/// Whether the policy can restart a container after an exit (any but "no" and none).
+fn restarts_by_policy(p: Option<&RestartPolicy>) -> bool {
+    matches!(
+        p.and_then(|p| p.name),
+        Some(
+            RestartPolicyNameEnum::ALWAYS
+                | RestartPolicyNameEnum::UNLESS_STOPPED
+                | RestartPolicyNameEnum::ON_FAILURE
+        )
+    )
 }
 
 /// Starts a created or stopped container. Callers hold the container lock.
@@ -1530,15 +1533,7 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
             // The exit monitor sees the mark and neither restarts the container nor saves it
             // as exited; the record says so too where a restart policy could otherwise act
             // on it (a kosd restarted meanwhile).
-            let restarts = matches!(
-                c.host_config.restart_policy.as_ref().and_then(|p| p.name),
-                Some(
-                    RestartPolicyNameEnum::ALWAYS
-                        | RestartPolicyNameEnum::UNLESS_STOPPED
-                        | RestartPolicyNameEnum::ON_FAILURE
-                )
-            );
-            if restarts {
+            if restarts_by_policy(c.host_config.restart_policy.as_ref()) {
                 let mut c2 = c.clone();
                 c2.state.stopped_by_user = true;
                 save(e, &c2)?;
@@ -1879,18 +1874,7 @@ pub async fn update(e: &Arc<Engine>, key: &str, body: serde_json::Value) -> Resu
     }
     let new: HostConfig = serde_json::from_value(hc)
         .map_err(|err| ApiError::bad(format!("invalid update: {err}")))?;
-    if new.auto_remove == Some(true)
-        && new.restart_policy.as_ref().is_some_and(|p| {
-            matches!(
-                p.name,
-                Some(
-                    RestartPolicyNameEnum::ALWAYS
-                        | RestartPolicyNameEnum::UNLESS_STOPPED
-                        | RestartPolicyNameEnum::ON_FAILURE
-                )
-            )
-        })
-    {
+    if new.auto_remove == Some(true) && restarts_by_policy(new.restart_policy.as_ref()) {
         return Err(ApiError::bad(
             "Restart policy cannot be updated because AutoRemove is enabled for the container",
         ));
@@ -1915,6 +1899,29 @@ pub async fn update(e: &Arc<Engine>, key: &str, body: serde_json::Value) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_always_unless_stopped_and_on_failure_restart() {
+        let policy = |name| RestartPolicy {
+            name,
+            maximum_retry_count: None,
+        };
+        for name in [
+            RestartPolicyNameEnum::ALWAYS,
+            RestartPolicyNameEnum::UNLESS_STOPPED,
+            RestartPolicyNameEnum::ON_FAILURE,
+        ] {
+            assert!(restarts_by_policy(Some(&policy(Some(name)))), "{name:?}");
+        }
+        assert!(!restarts_by_policy(Some(&policy(Some(
+            RestartPolicyNameEnum::NO
+        )))));
+        assert!(!restarts_by_policy(Some(&policy(Some(
+            RestartPolicyNameEnum::EMPTY
+        )))));
+        assert!(!restarts_by_policy(Some(&policy(None))));
+        assert!(!restarts_by_policy(None));
+    }
 
     #[test]
     fn names_and_sizes() {
