@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_shim_protos::api;
-use protobuf::well_known_types::any::Any;
-use protobuf::{CodedOutputStream, MessageField};
+use protobuf::MessageField;
 
 use support::ttrpc::Shim;
 use support::{alive, pids_with_cmdline, wait_for};
@@ -37,22 +36,6 @@ fn logging_runtime(dir: &Path) -> (PathBuf, PathBuf) {
     (bin, log)
 }
 
-/// containerd's runc options naming the runtime binary and its root.
-fn options(binary: &Path, root: &Path) -> Any {
-    let mut buf = Vec::new();
-    {
-        let mut os = CodedOutputStream::vec(&mut buf);
-        os.write_string(6, &binary.to_string_lossy())
-            .expect("encode");
-        os.write_string(7, &root.to_string_lossy()).expect("encode");
-        os.flush().expect("flush");
-    }
-    let mut a = Any::new();
-    a.type_url = "containerd.runc.v1.Options".into();
-    a.value = buf;
-    a
-}
-
 /// Creates and starts `id` running `args`; `host_pid` puts it in the host's pid namespace.
 fn run(shim: &mut Shim, runtime: &Path, id: &str, args: &[&str], host_pid: bool) -> u32 {
     let b = shim.bundle(id, args, false);
@@ -62,7 +45,11 @@ fn run(shim: &mut Shim, runtime: &Path, id: &str, args: &[&str], host_pid: bool)
     let mut r = api::CreateTaskRequest::new();
     r.id = id.to_string();
     r.bundle = b.to_string_lossy().into_owned();
-    r.options = MessageField::some(options(runtime, &shim.runtime_root()));
+    r.options = MessageField::some(support::runtime_options(
+        &runtime.to_string_lossy(),
+        &shim.runtime_root(),
+        false,
+    ));
     let _: api::CreateTaskResponse = shim.client.call("Create", &r).expect("create");
     let mut s = api::StartRequest::new();
     s.id = id.into();
@@ -143,11 +130,14 @@ fn a_signal_to_the_init_alone_comes_from_the_shim() {
         &[
             "sh",
             "-c",
-            "trap 'exit 7' TERM; while :; do sleep 0.1; done",
+            "trap 'exit 7' TERM; touch /trapped; while :; do sleep 0.1; done",
         ],
         false,
     );
     assert!(alive(pid as i32));
+    // An init without a handler ignores SIGTERM: signal only once the trap is set.
+    let trapped = shim.dir.path().join("one/rootfs/trapped");
+    wait_for("the trap set", Duration::from_secs(10), || trapped.exists());
     kill(&mut shim, "one", SIGTERM, false);
     assert_eq!(wait(&mut shim, "one"), 7);
     assert_eq!(runtime_kills(&log, "one"), 0);

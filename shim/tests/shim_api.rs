@@ -76,20 +76,6 @@ fn delete(c: &mut Client, id: &str, exec_id: &str) -> api::DeleteResponse {
     c.call("Delete", &r).expect("delete")
 }
 
-fn runc_options(binary: &str, root: &Path) -> Any {
-    let mut buf = Vec::new();
-    {
-        let mut os = CodedOutputStream::vec(&mut buf);
-        os.write_string(6, binary).expect("encode");
-        os.write_string(7, &root.to_string_lossy()).expect("encode");
-        os.flush().expect("flush");
-    }
-    let mut a = Any::new();
-    a.type_url = "containerd.runc.v1.Options".into();
-    a.value = buf;
-    a
-}
-
 fn exec_spec(args: &[&str]) -> Any {
     let mut a = Any::new();
     a.type_url = "types.containerd.io/opencontainers/runtime-spec/1/Process".into();
@@ -285,7 +271,7 @@ fn runc_and_crun_through_runtime_options() {
             &b,
             &uri,
             &uri,
-            Some(runc_options(bin, &root)),
+            Some(support::runtime_options(bin, &root, false)),
         );
         if let Err(e) = &created {
             if bin.ends_with("crun") && support::hybrid_cgroups() {
@@ -345,7 +331,7 @@ fn bad_input_gets_clear_errors_and_the_shim_keeps_serving() {
     assert!(e.message.contains("config.json"), "{}", e.message);
 
     let b = shim.bundle("badrt", &["true"], false);
-    let opts = runc_options("/nonexistent/runtime", &shim.runtime_root());
+    let opts = support::runtime_options("/nonexistent/runtime", &shim.runtime_root(), false);
     let e = create(&mut shim, "badrt", &b, "", "", Some(opts)).expect_err("bad runtime");
     assert_eq!(e.code, FAILED_PRECONDITION, "{e:?}");
     assert!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api;
 use protobuf::well_known_types::any::Any;
-use protobuf::{CodedOutputStream, MessageField};
+use protobuf::MessageField;
 
 use support::ttrpc::{Client, Shim, FAILED_PRECONDITION, NOT_FOUND};
 use support::{alive, kill9, wait_for};
@@ -20,28 +20,9 @@ const CREATED: i32 = 1;
 const RUNNING: i32 = 2;
 const STOPPED: i32 = 3;
 
-/// The options kosd sends: runc's fields (runtime binary and root) and `start_at_create`.
+/// The options kosd sends: runc's fields (kosrun and its root) and `start_at_create`.
 fn options(root: &Path, start_at_create: bool) -> Any {
-    let mut buf = Vec::new();
-    {
-        let mut os = CodedOutputStream::vec(&mut buf);
-        os.write_string(6, &support::kosrun().to_string_lossy())
-            .expect("encode");
-        os.write_string(7, &root.to_string_lossy()).expect("encode");
-        if start_at_create {
-            os.write_bool(100, true).expect("encode");
-        }
-        os.flush().expect("flush");
-    }
-    let mut a = Any::new();
-    a.type_url = if start_at_create {
-        "io.kos.shim.v1.Options"
-    } else {
-        "containerd.runc.v1.Options"
-    }
-    .into();
-    a.value = buf;
-    a
+    support::runtime_options(&support::kosrun().to_string_lossy(), root, start_at_create)
 }
 
 fn create(

@@ -493,3 +493,32 @@ pub fn share_host_pid_namespace(bundle: &Path) {
         .retain(|n| n["type"] != "pid");
     std::fs::write(&cfg, v.to_string()).expect("write");
 }
+
+/// The task options containerd's runc shim takes (`containerd.runc.v1.Options`: the
+/// runtime binary and its root), or with `start_at_create` KOS's own message that adds it
+/// (`io.kos.shim.v1.Options`, field 100), as kosd sends.
+pub fn runtime_options(
+    binary: &str,
+    root: &Path,
+    start_at_create: bool,
+) -> protobuf::well_known_types::any::Any {
+    let mut buf = Vec::new();
+    {
+        let mut os = protobuf::CodedOutputStream::vec(&mut buf);
+        os.write_string(6, binary).expect("encode");
+        os.write_string(7, &root.to_string_lossy()).expect("encode");
+        if start_at_create {
+            os.write_bool(100, true).expect("encode");
+        }
+        os.flush().expect("flush");
+    }
+    let mut a = protobuf::well_known_types::any::Any::new();
+    a.type_url = if start_at_create {
+        "io.kos.shim.v1.Options"
+    } else {
+        "containerd.runc.v1.Options"
+    }
+    .into();
+    a.value = buf;
+    a
+}
