@@ -823,12 +823,14 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
     std::fs::create_dir_all(&bundle)
         .map_err(|err| ApiError::internal(&format!("creating {}", bundle.display()), err))?;
     // The shim starts while the rootfs, network and spec are made: it needs none of them
-    // (its `start` action only forks the daemon that will serve this container).
+    // (its `start` action only forks the daemon that will serve this container). Its
+    // process is started here, not in the task: this handler runs on without yielding
+    // until the spec is written, and a task it spawned would wait for it on this worker.
     let mut shim = Some(tokio::spawn(launch_shim(
         launch_options(e),
-        c.id.clone(),
-        bundle,
-    )));
+        &c.id,
+        &bundle,
+    )?));
     let rootfs = prepare_rootfs(e, &c, RootfsStrategy::Auto).await;
     let rootfs = match rootfs {
         Ok(r) => r,
@@ -863,18 +865,17 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
 /// A shim being launched for a start.
 type Launching = tokio::task::JoinHandle<Result<kos_shim_client::Launched>>;
 
-/// Launches the shim of container `id` (bundle `dir`).
-async fn launch_shim(
+/// Starts the shim of container `id` (bundle `dir`) now; the future is its launch's end.
+fn launch_shim(
     launch: LaunchOptions,
-    id: String,
-    dir: std::path::PathBuf,
-) -> Result<kos_shim_client::Launched> {
-    tokio::fs::create_dir_all(&launch.address)
-        .await
-        .map_err(|err| {
-            ApiError::internal(&format!("creating {}", launch.address.display()), err)
-        })?;
-    Ok(launch.launch(&id, &dir).await?)
+    id: &str,
+    dir: &Path,
+) -> Result<impl std::future::Future<Output = Result<kos_shim_client::Launched>> + Send + 'static> {
+    std::fs::create_dir_all(&launch.address).map_err(|err| {
+        ApiError::internal(&format!("creating {}", launch.address.display()), err)
+    })?;
+    let pending = launch.begin_launch(id, dir)?;
+    Ok(async move { Ok(pending.await?) })
 }
 
 /// Shuts down a shim launched for a start that failed before using it.
@@ -1037,7 +1038,7 @@ async fn start_prepared(
         Some(h) => h
             .await
             .map_err(|err| ApiError::internal("launching the shim", err))??,
-        None => launch_shim(launch_options(e), c.id.clone(), bundle.clone()).await?,
+        None => launch_shim(launch_options(e), &c.id, &bundle)?.await?,
     };
     // The shim wrote its address into the bundle (`address`): reconcile finds it there.
     let sh = launched.client;

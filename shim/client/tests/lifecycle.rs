@@ -92,6 +92,13 @@ async fn launch_for_test(
     LaunchOptions,
     kos_shim_client::Launched,
 ) {
+    let (id, s, bundle_dir, opts) = prepare_for_test(tag, cgroup_tag);
+    let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
+    (id, s, bundle_dir, opts, shim)
+}
+
+/// The scratch dir, bundle and launch options of [`launch_for_test`], nothing launched.
+fn prepare_for_test(tag: &str, cgroup_tag: &str) -> (String, Scratch, PathBuf, LaunchOptions) {
     let rel = release_dir();
     let id = unique(tag);
     let s = Scratch {
@@ -111,8 +118,33 @@ async fn launch_for_test(
         ttrpc_address: s.dir.join("events.sock"),
         debug: false,
     };
-    let shim = opts.launch(&id, &bundle_dir).await.expect("launch");
-    (id, s, bundle_dir, opts, shim)
+    (id, s, bundle_dir, opts)
+}
+
+/// `begin_launch` starts the shim before its future is polled: on a one-thread runtime
+/// kept busy (blocked here), the shim still comes up and writes its address into the
+/// bundle; the future then ends with a connected client.
+#[tokio::test(flavor = "current_thread")]
+async fn begin_launch_starts_the_shim_before_it_is_polled() {
+    let (id, _s, bundle_dir, opts) = prepare_for_test("kshimbl", "kos-shimbl");
+    let pending = opts.begin_launch(&id, &bundle_dir).expect("begin launch");
+    let address = bundle_dir.join("address");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !address.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        address.exists(),
+        "no shim came up before the launch was polled"
+    );
+    let shim = pending.await.expect("launch");
+    assert_eq!(
+        std::fs::read_to_string(&address).expect("address").trim(),
+        shim.address
+    );
+    let e = shim.client.state(&id, "").await.expect_err("no task yet");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    shim.client.shutdown(&id).await.expect("shutdown");
 }
 
 #[tokio::test(flavor = "current_thread")]
