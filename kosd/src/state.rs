@@ -31,6 +31,9 @@ impl Table {
 /// SQLite's page cache per connection, in KiB (as `cache_size` takes it: negative).
 const SQLITE_CACHE_KIB: i64 = -256;
 
+/// Statements kept prepared: each of the handful of queries for each table.
+const STATEMENT_CACHE: usize = 32;
+
 pub struct StateDb {
     conn: Connection,
 }
@@ -45,6 +48,8 @@ impl StateDb {
         // are read again from the page cache when the small cache has no room for them.
         conn.pragma_update(None, "cache_size", SQLITE_CACHE_KIB)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement is prepared once and kept (parsing one cost more than running it).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         for t in [Table::Containers, Table::Volumes, Table::Networks] {
             conn.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL)",
@@ -58,14 +63,14 @@ impl StateDb {
     pub fn put<T: Serialize>(&self, t: Table, id: &str, name: &str, rec: &T) -> Result<()> {
         let json =
             serde_json::to_string(rec).map_err(|e| ApiError::internal("encoding record", e))?;
-        let r = self.conn.execute(
-            &format!(
+        let r = self
+            .conn
+            .prepare_cached(&format!(
                 "INSERT INTO {} (id, name, record) VALUES (?1, ?2, ?3)
                  ON CONFLICT(id) DO UPDATE SET name = excluded.name, record = excluded.record",
                 t.name()
-            ),
-            params![id, name, json],
-        );
+            ))?
+            .execute(params![id, name, json]);
         match r {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -92,11 +97,11 @@ impl StateDb {
     ) -> Result<Option<T>> {
         let s: Option<String> = self
             .conn
-            .query_row(
-                &format!("SELECT record FROM {} WHERE {column} = ?1", t.name()),
-                params![key],
-                |r| r.get(0),
-            )
+            .prepare_cached(&format!(
+                "SELECT record FROM {} WHERE {column} = ?1",
+                t.name()
+            ))?
+            .query_row(params![key], |r| r.get(0))
             .optional()?;
         s.map(|s| serde_json::from_str(&s).map_err(|e| ApiError::internal("decoding record", e)))
             .transpose()
@@ -111,11 +116,8 @@ impl StateDb {
     pub fn id_of_name(&self, t: Table, name: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row(
-                &format!("SELECT id FROM {} WHERE name = ?1", t.name()),
-                params![name],
-                |r| r.get(0),
-            )
+            .prepare_cached(&format!("SELECT id FROM {} WHERE name = ?1", t.name()))?
+            .query_row(params![name], |r| r.get(0))
             .optional()?)
     }
 
@@ -130,10 +132,11 @@ impl StateDb {
     }
 
     pub fn delete(&self, t: Table, id: &str) -> Result<bool> {
-        Ok(self.conn.execute(
-            &format!("DELETE FROM {} WHERE id = ?1", t.name()),
-            params![id],
-        )? > 0)
+        Ok(self
+            .conn
+            .prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", t.name()))?
+            .execute(params![id])?
+            > 0)
     }
 
     /// Each record's id and JSON text in rowid order, borrowed from SQLite's row (no copy),
@@ -157,7 +160,7 @@ impl StateDb {
 
     /// Every record; undecodable rows (from a newer kosd, or damage) are skipped with a warning.
     pub fn all<T: DeserializeOwned>(&self, t: Table) -> Result<Vec<T>> {
-        let mut st = self.conn.prepare(&format!(
+        let mut st = self.conn.prepare_cached(&format!(
             "SELECT id, record FROM {} ORDER BY rowid",
             t.name()
         ))?;

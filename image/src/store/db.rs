@@ -57,6 +57,9 @@ impl Db {
         // SQLite's own page cache (2 MiB by default) only doubles the kernel's for this
         // small database; a daemon holding the store keeps that cache for its whole life.
         conn.pragma_update(None, "cache_size", -256)?;
+        // Every statement is prepared once and kept: a container's create and removal run
+        // several, and parsing one cost more than running it.
+        conn.set_prepared_statement_cache_capacity(32);
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS manifests (
                 digest TEXT PRIMARY KEY,
@@ -85,37 +88,34 @@ impl Db {
     }
 
     pub fn put_manifest(&self, digest: &Digest, media_type: &str, body: &[u8]) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO manifests (digest, media_type, body) VALUES (?1, ?2, ?3)",
-            params![digest.to_string(), media_type, body],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO manifests (digest, media_type, body) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![digest.to_string(), media_type, body])?;
         Ok(())
     }
 
     pub fn manifest(&self, digest: &Digest) -> Result<Option<(String, Vec<u8>)>> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT media_type, body FROM manifests WHERE digest = ?1",
-                params![digest.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT media_type, body FROM manifests WHERE digest = ?1")?
+            .query_row(params![digest.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
 
     pub fn all_manifests(&self) -> Result<Vec<(Digest, String, Vec<u8>)>> {
         let mut st = self
             .conn
-            .prepare("SELECT digest, media_type, body FROM manifests")?;
+            .prepare_cached("SELECT digest, media_type, body FROM manifests")?;
         let rows = st.query_map([], |r| Ok((digest_col(r.get(0)?)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn delete_manifest(&self, digest: &Digest) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM manifests WHERE digest = ?1",
-            params![digest.to_string()],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM manifests WHERE digest = ?1")?
+            .execute(params![digest.to_string()])?;
         Ok(())
     }
 
@@ -126,11 +126,9 @@ impl Db {
         manifest: &Digest,
         config: &Digest,
     ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO images (name, target, manifest, config, created) VALUES (?1, ?2, ?3, ?4, ?5)
+        self.conn.prepare_cached("INSERT INTO images (name, target, manifest, config, created) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(name) DO UPDATE SET target = excluded.target, manifest = excluded.manifest,
-               config = excluded.config, created = excluded.created",
-            params![name, target.to_string(), manifest.to_string(), config.to_string(), now()],
+               config = excluded.config, created = excluded.created")?.execute(params![name, target.to_string(), manifest.to_string(), config.to_string(), now()],
         )?;
         Ok(())
     }
@@ -148,18 +146,17 @@ impl Db {
     pub fn image(&self, name: &str) -> Result<Option<ImageRecord>> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT name, target, manifest, config, created FROM images WHERE name = ?1",
-                params![name],
-                Self::image_row,
-            )
+            )?
+            .query_row(params![name], Self::image_row)
             .optional()?)
     }
 
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, target, manifest, config, created FROM images ORDER BY name")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT name, target, manifest, config, created FROM images ORDER BY name",
+        )?;
         let rows = st.query_map([], Self::image_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -167,14 +164,13 @@ impl Db {
     pub fn delete_image(&self, name: &str) -> Result<bool> {
         Ok(self
             .conn
-            .execute("DELETE FROM images WHERE name = ?1", params![name])?
+            .prepare_cached("DELETE FROM images WHERE name = ?1")?
+            .execute(params![name])?
             > 0)
     }
 
     pub fn put_snapshot(&self, s: &SnapshotRecord) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO snapshots (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)",
-            params![
+        self.conn.prepare_cached("INSERT OR REPLACE INTO snapshots (chain_id, diff_id, parent, size) VALUES (?1, ?2, ?3, ?4)")?.execute(params![
                 s.chain_id.to_string(),
                 s.diff_id.to_string(),
                 s.parent.as_ref().map(|p| p.to_string()),
@@ -187,11 +183,10 @@ impl Db {
     pub fn snapshot(&self, chain_id: &Digest) -> Result<Option<SnapshotRecord>> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT chain_id, diff_id, parent, size FROM snapshots WHERE chain_id = ?1",
-                params![chain_id.to_string()],
-                Self::snapshot_row,
-            )
+            )?
+            .query_row(params![chain_id.to_string()], Self::snapshot_row)
             .optional()?)
     }
 
@@ -208,35 +203,34 @@ impl Db {
     pub fn snapshots(&self) -> Result<Vec<SnapshotRecord>> {
         let mut st = self
             .conn
-            .prepare("SELECT chain_id, diff_id, parent, size FROM snapshots")?;
+            .prepare_cached("SELECT chain_id, diff_id, parent, size FROM snapshots")?;
         let rows = st.query_map([], Self::snapshot_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn delete_snapshot(&self, chain_id: &Digest) -> Result<()> {
-        self.conn.execute(
-            "DELETE FROM snapshots WHERE chain_id = ?1",
-            params![chain_id.to_string()],
-        )?;
+        self.conn
+            .prepare_cached("DELETE FROM snapshots WHERE chain_id = ?1")?
+            .execute(params![chain_id.to_string()])?;
         Ok(())
     }
 
     pub fn put_lease(&self, id: &str, chain_id: &Digest) -> Result<()> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO leases (id, chain_id) VALUES (?1, ?2)",
-            params![id, chain_id.to_string()],
-        )?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO leases (id, chain_id) VALUES (?1, ?2)")?
+            .execute(params![id, chain_id.to_string()])?;
         Ok(())
     }
 
     pub fn delete_lease(&self, id: &str) -> Result<()> {
         self.conn
-            .execute("DELETE FROM leases WHERE id = ?1", params![id])?;
+            .prepare_cached("DELETE FROM leases WHERE id = ?1")?
+            .execute(params![id])?;
         Ok(())
     }
 
     pub fn leased_chain_ids(&self) -> Result<Vec<Digest>> {
-        let mut st = self.conn.prepare("SELECT chain_id FROM leases")?;
+        let mut st = self.conn.prepare_cached("SELECT chain_id FROM leases")?;
         let rows = st.query_map([], |r| digest_col(r.get(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
