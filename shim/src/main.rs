@@ -70,7 +70,7 @@ fn require(v: &str, flag: &str) -> Result<()> {
 fn start(args: &Args) -> Result<()> {
     require(&args.namespace, "namespace")?;
     require(&args.id, "id")?;
-    let bundle = std::env::current_dir().context("the bundle (working directory)")?;
+    let bundle = bundle_of(args)?;
     // A bundle without a usable config.json still gets a shim: Create then says what is
     // wrong as a ttrpc error.
     let group = spec::Spec::load(&bundle)
@@ -142,6 +142,15 @@ fn join_shim_cgroup() -> Result<()> {
     }
 }
 
+/// The bundle: `-bundle`, else the working directory (containerd starts the shim in it).
+fn bundle_of(args: &Args) -> Result<PathBuf> {
+    if args.bundle.is_empty() {
+        std::env::current_dir().context("the bundle (working directory)")
+    } else {
+        Ok(PathBuf::from(&args.bundle))
+    }
+}
+
 fn write_address(bundle: &Path, uri: &str) -> Result<()> {
     let p = bundle.join("address");
     std::fs::write(&p, uri).with_context(|| format!("writing {}", p.display()))
@@ -150,6 +159,10 @@ fn write_address(bundle: &Path, uri: &str) -> Result<()> {
 /// The daemon: detached from containerd's session and output, serving until Shutdown.
 fn daemon(args: &Args, listener: UnixListener, socket: &Path, bundle: &Path) -> Result<()> {
     let _ = nix::unistd::setsid();
+    // In the bundle, as when containerd starts it there: not holding on to the caller's
+    // working directory when it was given `-bundle`.
+    std::env::set_current_dir(bundle)
+        .with_context(|| format!("the bundle {}", bundle.display()))?;
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -214,11 +227,7 @@ fn close_inherited(keep: i32) {
 /// `delete`: clean up a bundle whose shim is gone, and say how the task ended.
 fn delete(args: &Args) -> Result<()> {
     require(&args.id, "id")?;
-    let bundle = if args.bundle.is_empty() {
-        std::env::current_dir().context("the bundle (working directory)")?
-    } else {
-        PathBuf::from(&args.bundle)
-    };
+    let bundle = bundle_of(args)?;
     let opts = options::RuntimeOptions::load(&bundle)
         .unwrap_or_default()
         .with_defaults(&args.namespace);

@@ -53,8 +53,12 @@ impl LaunchOptions {
         if self.debug {
             c.arg("-debug");
         }
-        c.arg(action)
-            .current_dir(bundle)
+        // The bundle as `-bundle`, not as the working directory containerd gives: a
+        // command with no directory to change to is spawned with posix_spawn (a vfork-like
+        // clone) instead of a fork copying the caller's page tables.
+        c.arg("-bundle")
+            .arg(bundle)
+            .arg(action)
             .env("TTRPC_ADDRESS", &self.ttrpc_address)
             .stdin(ProcStdio::null())
             .stdout(ProcStdio::piped())

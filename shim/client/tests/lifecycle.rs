@@ -144,6 +144,19 @@ async fn begin_launch_starts_the_shim_before_it_is_polled() {
     );
     let e = shim.client.state(&id, "").await.expect_err("no task yet");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    // The bundle went as `-bundle` (the client sets no working directory); the serving
+    // shim still works in it, as one containerd starts there does.
+    let daemon = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .find(|p| {
+            std::fs::read(p.path().join("cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == id.as_bytes()))
+                .unwrap_or(false)
+        })
+        .expect("the serving shim");
+    let cwd = std::fs::read_link(daemon.path().join("cwd")).expect("shim's cwd");
+    assert_eq!(cwd, bundle_dir.canonicalize().expect("bundle"));
     shim.client.shutdown(&id).await.expect("shutdown");
 }
 
