@@ -13,7 +13,8 @@
 # Each engine gets its own data root, exec root and socket under one temp dir; everything is
 # stopped and removed at exit (bridges, netavark chains, ip_forward as it was).
 #
-#   bench/kosd.sh   (as root; RUNS=n, PROFILE=debug to use debug builds)
+#   bench/kosd.sh   (as root; RUNS=n runs per engine, in ROUNDS=4 interleaved rounds;
+#                    PROFILE=debug to use debug builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -149,13 +150,45 @@ CPID=$(pgrep -f "containerd --config $T/run/docker" | head -1 || true)
 [ -n "$CPID" ] || CPID=$(pgrep -P "$DPID" containerd | head -1 || true)
 DRSS=$(( $(rss_kb "$DPID") + ${CPID:+$(rss_kb "$CPID")}+0 ))
 
-echo "== docker run --rm IMAGE true, --network none (RUNS=$RUNS)"
-hyperfine -N -w 2 -r "$RUNS" --export-json "$T/none.json" \
+# The three engines' runs go in rounds (each round every engine, in turn), each engine's
+# median over all its runs: this VM's speed drifts within a minute (the host's load, the
+# kernel's teardown of earlier containers), and hyperfine timing one engine's runs and then
+# the next's would tilt the ratios by that drift.
+ROUNDS=${ROUNDS:-4}
+PER=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+rounds() { # name, then -n NAME CMD pairs: $T/name.json with every command's runs of all rounds
+    local name=$1 r; shift
+    for r in $(seq 1 "$ROUNDS"); do
+        hyperfine -N -w 1 -r "$PER" --style none --export-json "$T/$name.$r.json" "$@" >/dev/null
+    done
+    python3 - "$T" "$name" "$ROUNDS" <<'PY'
+import json, statistics, sys
+t, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+times, by_round = {}, {}
+for r in range(1, n + 1):
+    for res in json.load(open(f"{t}/{name}.{r}.json"))["results"]:
+        times.setdefault(res["command"], []).extend(res["times"])
+        by_round.setdefault(res["command"], []).append(res["median"])
+out = []
+for cmd, ts in times.items():
+    med = statistics.median(ts)
+    out.append({"command": cmd, "median": med, "times": ts})
+    rounds = " ".join(f"{m * 1000:.1f}" for m in by_round[cmd])
+    print(f"  {cmd:8} median {med * 1000:7.1f} ms  min {min(ts) * 1000:7.1f}  "
+          f"max {max(ts) * 1000:7.1f}  ({len(ts)} runs; round medians {rounds})")
+json.dump({"results": out}, open(f"{t}/{name}.json", "w"))
+PY
+}
+# The setup (image pushes and pulls, three daemons started) and earlier benchmarks leave
+# writeback and discards running for a while.
+python3 "$ROOT/scripts/wait-idle.py"
+echo "== docker run --rm IMAGE true, --network none ($ROUNDS rounds of $PER runs)"
+rounds none \
     -n kosd "$K run --rm --network none $IMG true" \
     -n dockerd "$D run --rm --network none $IMG true" \
     -n podman "$P run $PR --rm --network none $IMG true"
-echo "== docker run --rm IMAGE true, default bridge"
-hyperfine -N -w 2 -r "$RUNS" --export-json "$T/bridge.json" \
+echo "== docker run --rm IMAGE true, default bridge ($ROUNDS rounds of $PER runs)"
+rounds bridge \
     -n kosd "$K run --rm $IMG true" \
     -n dockerd "$D run --rm $IMG true" \
     -n podman "$P run $PR --rm --network $PODNET $IMG true"

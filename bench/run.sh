@@ -33,22 +33,8 @@ PY
 floor="unshare --mount --uts --ipc --net --pid --cgroup --fork true"
 
 # `make bench` runs this after benchmarks that leave the kernel tearing down hundreds of
-# containers (namespaces, cgroups, overlays) for a while: wait (at most 60 s) until the
-# machine is idle for a second, so the first commands timed do not carry that load.
-python3 - <<'PY'
-import time
-def busy():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v) - v[3] - v[4], sum(v)
-deadline = time.time() + 60
-while time.time() < deadline:
-    b0, t0 = busy()
-    time.sleep(1)
-    b1, t1 = busy()
-    if t1 > t0 and (b1 - b0) / (t1 - t0) < 0.05:
-        break
-PY
+# containers (namespaces, cgroups, overlays) for a while.
+python3 "$here/../scripts/wait-idle.py"
 
 # hyperfine times one command's runs, then the next's: a machine whose speed drifts
 # within a minute (other work, the kernel's teardown of earlier namespaces) would tilt the
