@@ -118,8 +118,14 @@ pub fn remove_cgroups(name: &str) {
         all.push(d);
     }
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for d in all {
-        let _ = std::fs::remove_dir(&d);
+    // A cgroup whose last task is still exiting refuses rmdir (EBUSY) for a moment: the
+    // runtime's delete may have ended just before.
+    for _ in 0..50 {
+        all.retain(|d| std::fs::remove_dir(d).is_err() && d.exists());
+        if all.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
