@@ -143,11 +143,12 @@ fn join_shim_cgroup() -> Result<()> {
 }
 
 /// The bundle: `-bundle`, else the working directory (containerd starts the shim in it).
+/// Absolute either way: the daemon changes into it and goes on joining names to it.
 fn bundle_of(args: &Args) -> Result<PathBuf> {
     if args.bundle.is_empty() {
         std::env::current_dir().context("the bundle (working directory)")
     } else {
-        Ok(PathBuf::from(&args.bundle))
+        std::path::absolute(&args.bundle).with_context(|| format!("the bundle {}", args.bundle))
     }
 }
 
