@@ -6,6 +6,7 @@ mod args;
 mod container;
 mod events;
 mod idle;
+mod kosrun_delete;
 mod log;
 mod metrics;
 mod mount;

@@ -165,8 +165,13 @@ impl Runtime {
     /// `delete` started in the background, its output discarded: the caller collects its
     /// exit through the shim's reaper and runs a `delete --force` of its own when it failed.
     /// A plain fork, not `Command::spawn`, whose vfork would hold the shim's loop until the
-    /// runtime's exec is done.
+    /// runtime's exec is done. Under kosrun, the child runs kosrun's library delete and
+    /// execs nothing (`kosrun_delete.rs`).
     pub fn spawn_delete(&self, id: &str) -> Result<u32> {
+        if self.is_kosrun() && !self.systemd {
+            return crate::kosrun_delete::spawn(Path::new(&self.root), id)
+                .map_err(|e| self.spawn_error("delete", e));
+        }
         use std::os::fd::AsRawFd;
         use std::os::unix::ffi::OsStrExt;
         let cmd = self.command(&["delete", id]);

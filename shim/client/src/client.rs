@@ -7,6 +7,7 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim_async::{Client, TaskClient};
 use containerd_shim_protos::ttrpc::context::{self, Context};
+use containerd_shim_protos::ttrpc::r#async::transport::Socket;
 
 use crate::error::{Error, Result};
 
@@ -82,17 +83,33 @@ fn json_any(type_url: &str, v: &serde_json::Value, step: &'static str) -> Result
     Ok(any)
 }
 
+/// A connected stream to `unix://PATH`, `unix://@NAME` (abstract), or a plain path.
+fn connect_unix(address: &str) -> Result<tokio::net::UnixStream> {
+    let at = address.strip_prefix("unix://").unwrap_or(address);
+    let err = |e: std::io::Error| Error::Connect {
+        address: address.to_string(),
+        source: e,
+    };
+    let addr = match at.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        }
+        None => std::os::unix::net::SocketAddr::from_pathname(at),
+    }
+    .map_err(err)?;
+    // A unix socket's connect does not wait on the peer's accept.
+    let s = std::os::unix::net::UnixStream::connect_addr(&addr).map_err(err)?;
+    s.set_nonblocking(true).map_err(err)?;
+    tokio::net::UnixStream::from_std(s).map_err(err)
+}
+
 impl ShimClient {
     /// Connects to a shim's `unix://` address (or a plain socket path).
     pub async fn connect(address: &str) -> Result<ShimClient> {
-        let addr = if address.starts_with("unix://") {
-            address.to_string()
-        } else {
-            format!("unix://{address}")
-        };
-        let c = Client::connect(&addr)
-            .await
-            .map_err(|e| Error::rpc("connect", e))?;
+        let c = Client::new(Socket::new(tokio::io::BufReader::new(
+            crate::frame_io::WholeFrames::new(connect_unix(address)?),
+        )));
         Ok(ShimClient {
             task: TaskClient::new(c.clone()),
             raw: c,
@@ -406,5 +423,36 @@ impl ShimClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_socket_is_unavailable_and_names_the_address() {
+        let dir = std::env::temp_dir().join(format!("kos-shim-client-{}", std::process::id()));
+        let addr = format!("unix://{}/none.sock", dir.display());
+        let e = match ShimClient::connect(&addr).await {
+            Ok(_) => panic!("connected to nothing"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), crate::ErrorKind::Unavailable, "{e}");
+        assert!(e.to_string().contains("none.sock"), "{e}");
+    }
+
+    /// `unix://@name` is an abstract socket, as containerd's shims may listen on.
+    #[tokio::test]
+    async fn connects_to_an_abstract_socket() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("kos-shim-client-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .expect("abstract name");
+        let listener = std::os::unix::net::UnixListener::bind_addr(&addr).expect("bind");
+        ShimClient::connect(&format!("unix://@{name}"))
+            .await
+            .expect("connect");
+        let (_conn, _) = listener.accept().expect("accepted");
     }
 }

@@ -32,6 +32,13 @@ pub enum Error {
         #[source]
         source: ttrpc::Error,
     },
+    /// No connection to the shim's socket (it is gone, or was never there).
+    #[error("shim connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Running the shim binary's `start` or `delete` action failed.
     #[error("{step}: {message}")]
     Launch { step: &'static str, message: String },
@@ -55,6 +62,12 @@ impl Error {
                 ttrpc::Error::Socket(_)
                 | ttrpc::Error::LocalClosed
                 | ttrpc::Error::RemoteClosed => ErrorKind::Unavailable,
+                _ => ErrorKind::Other,
+            },
+            Error::Connect { source, .. } => match source.kind() {
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
+                    ErrorKind::Unavailable
+                }
                 _ => ErrorKind::Other,
             },
             Error::Launch { .. } | Error::Io { .. } | Error::Encode { .. } => ErrorKind::Other,

@@ -4,6 +4,7 @@
 //!   working directory, `-namespace`, `-address`, `-publish-binary`, `-id`, `TTRPC_ADDRESS`)
 //!   and its `delete` action to clean up after a shim that died.
 //! - [`client`]: the task API v2 (`containerd.task.v2.Task`) over ttrpc with typed calls.
+//! - `frame_io`: the connection's byte stream, one write and one read per ttrpc message.
 //! - [`error`]: one error type; ttrpc status codes become [`ErrorKind`]s.
 //! - [`options`]: containerd's runc `Options` message (runtime binary and root), or KOS's
 //!   own with `start_at_create` ([`RuntimeOptions::to_kos_any`]).
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod error;
+mod frame_io;
 pub mod launch;
 pub mod options;
 
