@@ -1204,7 +1204,8 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             network_event(e, "disconnect", &net, id);
         }
         if auto_remove {
-            Some(prepare_removal(e, &c, true).await)
+            // The networks were left above.
+            Some(prepare_removal(e, &c, true, false).await)
         } else {
             None
         }
@@ -1562,7 +1563,7 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
             c.id
         )));
     }
-    let doomed = prepare_removal(e, &c, volumes).await?;
+    let doomed = prepare_removal(e, &c, volumes, true).await?;
     finish_removal(e, &c, doomed)?;
     drop(g);
     announce_removal(e, &c);
@@ -1573,18 +1574,22 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
 /// recorded, networks left, its directory moved out of the containers' tree (the rootfs
 /// still mounted if it is: the unmount, with its RCU grace periods and the sync of a
 /// non-volatile upper filesystem, and the deletion of its files come after the answer), its
-/// image lease and volumes released. Returns the directory to delete.
+/// image lease and volumes released. Returns the directory to delete. `leave_networks`:
+/// false when the caller has just left them (the exit's own bookkeeping).
 async fn prepare_removal(
     e: &Arc<Engine>,
     c: &Container,
     volumes: bool,
+    leave_networks: bool,
 ) -> Result<Option<std::path::PathBuf>> {
     if c.state.status != Status::Removing {
         let mut c2 = c.clone();
         c2.state.status = Status::Removing;
         save(e, &c2)?;
     }
-    release_network(e, &c.id).await;
+    if leave_networks {
+        release_network(e, &c.id).await;
+    }
     let doomed = trash_dir(e).join(&c.id);
     if let Some(parent) = doomed.parent() {
         let _ = std::fs::create_dir_all(parent);
