@@ -101,18 +101,32 @@ impl LaunchOptions {
         id: &str,
         bundle: &Path,
     ) -> Result<impl std::future::Future<Output = Result<Launched>> + Send + 'static> {
-        let child = self.spawn(id, bundle, "start")?;
+        let mut child = self.spawn(id, bundle, "start")?;
+        let stdout = child.stdout.take();
         Ok(async move {
-            let out = finish(child, "start").await?;
+            // The start action prints the address last and exits: its output ends there,
+            // which the pipe tells sooner than the exit's reaping does.
+            let out = tokio::time::timeout(ACTION_TIMEOUT, read_bounded(stdout, MAX_ADDRESS))
+                .await
+                .unwrap_or_default();
             let address = String::from_utf8_lossy(&out).trim().to_string();
             if !address.starts_with("unix://") || address.len() > MAX_ADDRESS {
+                // A failed start says why on stderr, with its status.
+                finish(child, "start").await?;
                 return Err(Error::Launch {
                     step: "start",
                     message: format!("{SHIM_BINARY} start printed no socket address: {address:?}"),
                 });
             }
-            let client = ShimClient::connect(&address).await?;
-            Ok(Launched { address, client })
+            // The socket listens before the address is printed: connect while the start
+            // process is reaped, and keep the connection only if it succeeded.
+            let (status, client) =
+                tokio::join!(finish(child, "start"), ShimClient::connect(&address));
+            status?;
+            Ok(Launched {
+                address,
+                client: client?,
+            })
         })
     }
 
@@ -144,6 +158,17 @@ async fn finish(child: tokio::process::Child, action: &'static str) -> Result<Ve
         });
     }
     Ok(out.stdout)
+}
+
+/// A child's output up to its end, or up to `limit` bytes and one more (then refused as
+/// too long by the caller); what a read error leaves is returned as it is.
+async fn read_bounded(out: Option<tokio::process::ChildStdout>, limit: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    if let Some(out) = out {
+        let _ = out.take(limit as u64 + 1).read_to_end(&mut buf).await;
+    }
+    buf
 }
 
 /// A running shim: the address it serves and a connected client.
