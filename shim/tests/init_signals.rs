@@ -6,12 +6,10 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use containerd_shim_protos::api;
-use protobuf::MessageField;
 
 use support::ttrpc::Shim;
 use support::{alive, pids_with_cmdline, wait_for};
@@ -19,42 +17,13 @@ use support::{alive, pids_with_cmdline, wait_for};
 const SIGKILL: u32 = 9;
 const SIGTERM: u32 = 15;
 
-/// A runtime that appends its arguments, one line per call, to `log` and runs kosrun.
-fn logging_runtime(dir: &Path) -> (PathBuf, PathBuf) {
-    let log = dir.join("runtime-calls");
-    let bin = dir.join("logged-runtime");
-    std::fs::write(
-        &bin,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            support::kosrun().display()
-        ),
-    )
-    .expect("write runtime wrapper");
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    (bin, log)
-}
-
 /// Creates and starts `id` running `args`; `host_pid` puts it in the host's pid namespace.
 fn run(shim: &mut Shim, runtime: &Path, id: &str, args: &[&str], host_pid: bool) -> u32 {
     let b = shim.bundle(id, args, false);
     if host_pid {
         support::share_host_pid_namespace(&b);
     }
-    let mut r = api::CreateTaskRequest::new();
-    r.id = id.to_string();
-    r.bundle = b.to_string_lossy().into_owned();
-    r.options = MessageField::some(support::runtime_options(
-        &runtime.to_string_lossy(),
-        &shim.runtime_root(),
-        false,
-    ));
-    let _: api::CreateTaskResponse = shim.client.call("Create", &r).expect("create");
-    let mut s = api::StartRequest::new();
-    s.id = id.into();
-    let resp: api::StartResponse = shim.client.call("Start", &s).expect("start");
-    resp.pid
+    shim.create_and_start(runtime, id, &b, false)
 }
 
 fn kill(shim: &mut Shim, id: &str, signal: u32, all: bool) {
@@ -90,7 +59,7 @@ fn runtime_kills(log: &Path, id: &str) -> usize {
 #[test]
 fn sigkill_to_a_pid_namespace_init_comes_from_the_shim() {
     let mut shim = Shim::start("isig-own");
-    let (runtime, log) = logging_runtime(shim.dir.path());
+    let (runtime, log) = support::logging_runtime(shim.dir.path(), "logged-runtime");
     // An init with a child: the child dies with the namespace.
     let marker = format!("isigown{}", std::process::id());
     let script = format!("sh -c 'sleep 1000; : {marker}' & exec sleep 1001");
@@ -122,7 +91,7 @@ fn sigkill_to_a_pid_namespace_init_comes_from_the_shim() {
 #[test]
 fn a_signal_to_the_init_alone_comes_from_the_shim() {
     let mut shim = Shim::start("isig-one");
-    let (runtime, log) = logging_runtime(shim.dir.path());
+    let (runtime, log) = support::logging_runtime(shim.dir.path(), "logged-runtime");
     let pid = run(
         &mut shim,
         &runtime,
@@ -146,7 +115,7 @@ fn a_signal_to_the_init_alone_comes_from_the_shim() {
 #[test]
 fn kill_all_in_the_host_pid_namespace_goes_through_the_runtime() {
     let mut shim = Shim::start("isig-host");
-    let (runtime, log) = logging_runtime(shim.dir.path());
+    let (runtime, log) = support::logging_runtime(shim.dir.path(), "logged-runtime");
     let marker = format!("isighost{}", std::process::id());
     // The child stays in the container's cgroup but would outlive the init without the
     // runtime's kill of every process.
@@ -166,7 +135,7 @@ fn kill_all_in_the_host_pid_namespace_goes_through_the_runtime() {
 #[test]
 fn kill_of_a_paused_container_goes_through_the_runtime() {
     let mut shim = Shim::start("isig-paused");
-    let (runtime, log) = logging_runtime(shim.dir.path());
+    let (runtime, log) = support::logging_runtime(shim.dir.path(), "logged-runtime");
     run(&mut shim, &runtime, "paused", &["sleep", "1003"], false);
     let mut p = api::PauseRequest::new();
     p.id = "paused".into();

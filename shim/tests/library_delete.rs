@@ -4,35 +4,13 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use containerd_shim_protos::api;
-use protobuf::MessageField;
 
 use support::ttrpc::Shim;
 use support::wait_for;
-
-/// A runtime named `name` in `dir` that appends its arguments, one line per call, to a log
-/// and runs kosrun. Returns the runtime and its log.
-fn logging_runtime(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let sub = dir.join(format!("rt-{name}"));
-    std::fs::create_dir_all(&sub).expect("mkdir");
-    let log = sub.join("calls");
-    let bin = sub.join(name);
-    std::fs::write(
-        &bin,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            support::kosrun().display()
-        ),
-    )
-    .expect("write runtime wrapper");
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    (bin, log)
-}
 
 fn calls(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
@@ -42,20 +20,10 @@ fn calls(log: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Creates and starts `id` (with its bundle already made) under `runtime`; its exit code.
+/// Creates (with start at create) and starts `id` from `bundle` under `runtime`; its exit
+/// code.
 fn run_to_exit(shim: &mut Shim, runtime: &Path, id: &str, bundle: &Path) -> u32 {
-    let mut r = api::CreateTaskRequest::new();
-    r.id = id.to_string();
-    r.bundle = bundle.to_string_lossy().into_owned();
-    r.options = MessageField::some(support::runtime_options(
-        &runtime.to_string_lossy(),
-        &shim.runtime_root(),
-        true,
-    ));
-    let _: api::CreateTaskResponse = shim.client.call("Create", &r).expect("create");
-    let mut s = api::StartRequest::new();
-    s.id = id.into();
-    let _: api::StartResponse = shim.client.call("Start", &s).expect("start");
+    shim.create_and_start(runtime, id, bundle, true);
     let mut w = api::WaitRequest::new();
     w.id = id.into();
     let resp: api::WaitResponse = shim.client.call("Wait", &w).expect("wait");
@@ -69,23 +37,11 @@ fn delete(shim: &mut Shim, id: &str) -> u32 {
     resp.exit_status
 }
 
-/// The container's directories left in any cgroup hierarchy.
-fn cgroup_dirs(shim: &Shim, id: &str) -> Vec<PathBuf> {
-    let rel = format!("{}/{id}", shim.cgroup_parent);
-    std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join(&rel))
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
 /// Runs `sh -c "exit 4"` under a logging runtime called `name`: whether the runtime was
 /// asked to `delete` (before the Delete request, and in all).
 fn delete_calls_under(name: &str) -> (bool, bool) {
     let mut shim = Shim::start(&format!("libdel-{name}"));
-    let (runtime, log) = logging_runtime(shim.dir.path(), name);
+    let (runtime, log) = support::logging_runtime(shim.dir.path(), name);
     let id = "x1";
     let b = shim.bundle(id, &["sh", "-c", "exit 4"], false);
     assert_eq!(run_to_exit(&mut shim, &runtime, id, &b), 4);
@@ -95,7 +51,7 @@ fn delete_calls_under(name: &str) -> (bool, bool) {
         Duration::from_secs(10),
         || !state.exists(),
     );
-    let left = cgroup_dirs(&shim, id);
+    let left = shim.cgroup_dirs(id);
     assert!(left.is_empty(), "cgroups left: {left:?}");
     let is_delete = |l: &String| l.split_whitespace().any(|w| w == "delete");
     let before = calls(&log).iter().any(is_delete);
@@ -134,7 +90,7 @@ fn add_poststop_hook(bundle: &Path, out: &Path) {
 #[test]
 fn poststop_hooks_of_the_library_delete_get_no_shim_descriptor() {
     let mut shim = Shim::start("libdel-hook");
-    let (runtime, _log) = logging_runtime(shim.dir.path(), "kosrun");
+    let (runtime, _log) = support::logging_runtime(shim.dir.path(), "kosrun");
     let id = "h1";
     let b = shim.bundle(id, &["true"], false);
     let out = shim.dir.path().join("hook-out");

@@ -96,20 +96,8 @@ fn state_dir(shim: &Shim, id: &str) -> PathBuf {
 /// Nothing of the runtime's is left for `id`: no state directory, no cgroup.
 fn assert_gone(shim: &Shim, id: &str) {
     assert!(!state_dir(shim, id).exists(), "state of {id} left");
-    let left = cgroup_dirs(shim, id);
+    let left = shim.cgroup_dirs(id);
     assert!(left.is_empty(), "{left:?}");
-}
-
-/// The container's directories in every v1 hierarchy and the unified one.
-fn cgroup_dirs(shim: &Shim, id: &str) -> Vec<PathBuf> {
-    let rel = format!("{}/{id}", shim.cgroup_parent);
-    std::fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join(&rel))
-        .filter(|p| p.is_dir())
-        .collect()
 }
 
 /// The task's events from the fake event service (after waiting for `n` of them).
@@ -296,7 +284,7 @@ fn start_at_create_reports_the_program_error_from_create() {
     assert!(at_create.message.contains("/bad"), "{}", at_create.message);
     // Nothing of e2 is left, and the shim knows no e2.
     assert!(!state_dir(&shim, "e2").exists());
-    assert!(cgroup_dirs(&shim, "e2").is_empty());
+    assert!(shim.cgroup_dirs("e2").is_empty());
     let mut r = api::StateRequest::new();
     r.id = "e2".into();
     assert!(shim
@@ -319,9 +307,9 @@ fn delete_ahead_removes_the_runtime_state_before_delete() {
             || !dir.exists(),
         );
         assert!(
-            cgroup_dirs(&shim, id).is_empty(),
+            shim.cgroup_dirs(id).is_empty(),
             "{:?}",
-            cgroup_dirs(&shim, id)
+            shim.cgroup_dirs(id)
         );
         // What needed the runtime's state is answered without it.
         let s = state(&mut shim.client, id);
@@ -461,7 +449,8 @@ fn no_delete_ahead_after_an_oom_kill() {
         state_dir(&shim, id).is_dir(),
         "deleted ahead after an OOM kill"
     );
-    let oom = cgroup_dirs(&shim, id)
+    let oom = shim
+        .cgroup_dirs(id)
         .into_iter()
         .map(|d| d.join("memory.oom_control"))
         .find(|f| f.exists())
@@ -476,8 +465,8 @@ fn no_delete_ahead_after_an_oom_kill() {
     assert_eq!(d.exit_status, 137);
     assert!(!state_dir(&shim, id).exists());
     assert!(
-        cgroup_dirs(&shim, id).is_empty(),
+        shim.cgroup_dirs(id).is_empty(),
         "{:?}",
-        cgroup_dirs(&shim, id)
+        shim.cgroup_dirs(id)
     );
 }

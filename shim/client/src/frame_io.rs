@@ -197,72 +197,46 @@ mod tests {
         v
     }
 
-    /// Counts the writes that reach the socket.
-    struct Counting {
-        out: Vec<u8>,
-        writes: usize,
+    /// A writer over one end of a socket pair, counting the writes that reach it; the
+    /// other end, to read what arrived.
+    fn counted_pair() -> (
+        WholeFrames<CountingStream>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        tokio::net::UnixStream,
+    ) {
+        let (a, peer) = tokio::net::UnixStream::pair().expect("socketpair");
+        let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let w = WholeFrames::new(CountingStream {
+            inner: a,
+            writes: writes.clone(),
+        });
+        (w, writes, peer)
     }
 
-    impl AsyncWrite for Counting {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            data: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.writes += 1;
-            self.out.extend_from_slice(data);
-            Poll::Ready(Ok(data.len()))
-        }
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            self.writes += 1;
-            let mut n = 0;
-            for b in bufs {
-                self.out.extend_from_slice(b);
-                n += b.len();
-            }
-            Poll::Ready(Ok(n))
-        }
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
+    async fn read_n(peer: &mut tokio::net::UnixStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        peer.read_exact(&mut got).await.expect("read");
+        got
     }
 
     #[tokio::test]
     async fn one_write_per_message_and_the_bytes_unchanged() {
-        let mut w = WholeFrames::new(Counting {
-            out: Vec::new(),
-            writes: 0,
-        });
+        let (mut w, writes, mut peer) = counted_pair();
         write_like_ttrpc(&mut w, 1, b"first").await;
         write_like_ttrpc(&mut w, 3, &[7u8; 3000]).await;
-        assert_eq!(w.inner.writes, 2);
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 2);
         let mut want = frame(1, b"first");
         want.extend(frame(3, &[7u8; 3000]));
-        assert_eq!(w.inner.out, want);
+        assert_eq!(read_n(&mut peer, want.len()).await, want);
     }
 
     #[tokio::test]
     async fn an_empty_message_goes_out_at_its_flush() {
-        let mut w = WholeFrames::new(Counting {
-            out: Vec::new(),
-            writes: 0,
-        });
+        let (mut w, _, mut peer) = counted_pair();
         write_like_ttrpc(&mut w, 5, b"").await;
-        assert_eq!(w.inner.out, frame(5, b""));
+        assert_eq!(read_n(&mut peer, HEADER).await, frame(5, b""));
         write_like_ttrpc(&mut w, 7, b"next").await;
-        let mut want = frame(5, b"");
-        want.extend(frame(7, b"next"));
-        assert_eq!(w.inner.out, want);
+        assert_eq!(read_n(&mut peer, HEADER + 4).await, frame(7, b"next"));
     }
 
     /// Through a real socket pair whose buffer is smaller than a message: partial and
@@ -350,15 +324,8 @@ mod tests {
     async fn a_ttrpc_request_is_one_write() {
         use containerd_shim_protos::ttrpc::r#async::transport::Socket;
         use containerd_shim_protos::ttrpc::r#async::Client;
-        let (a, mut peer) = tokio::net::UnixStream::pair().expect("socketpair");
-        let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let stream = CountingStream {
-            inner: a,
-            writes: writes.clone(),
-        };
-        let client = Client::new(Socket::new(tokio::io::BufReader::new(WholeFrames::new(
-            stream,
-        ))));
+        let (w, writes, mut peer) = counted_pair();
+        let client = Client::new(Socket::new(tokio::io::BufReader::new(w)));
         let req = containerd_shim_protos::ttrpc::Request {
             service: "containerd.task.v2.Task".into(),
             method: "State".into(),

@@ -46,6 +46,21 @@ fn fake_shim(dir: &Path, script: &str) -> LaunchOptions {
     }
 }
 
+/// A socket listening in `dir`, and a stand-in shim whose `start` prints its address,
+/// closes its output and then runs `then`.
+fn listening_fake_shim(
+    dir: &Path,
+    then: &str,
+) -> (LaunchOptions, std::os::unix::net::UnixListener, PathBuf) {
+    let sock = dir.join("shim.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let opts = fake_shim(
+        dir,
+        &format!("echo unix://{}; exec >&-; {then}", sock.display()),
+    );
+    (opts, listener, sock)
+}
+
 fn launch_error(opts: &LaunchOptions, dir: &Path) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,15 +96,8 @@ fn a_start_that_prints_no_address_gives_no_client() {
 #[test]
 fn a_start_that_fails_after_printing_its_address_gives_no_client() {
     let s = Scratch::new();
-    let sock = s.0.join("shim.sock");
-    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let opts = fake_shim(
-        &s.0,
-        &format!(
-            "echo unix://{}; exec >&-; sleep 0.3; echo 'lost its bundle' >&2; exit 1",
-            sock.display()
-        ),
-    );
+    let (opts, _listener, _) =
+        listening_fake_shim(&s.0, "sleep 0.3; echo 'lost its bundle' >&2; exit 1");
     let e = launch_error(&opts, &s.0);
     assert!(e.contains("lost its bundle"), "{e}");
 }
@@ -99,12 +107,7 @@ fn a_start_that_fails_after_printing_its_address_gives_no_client() {
 #[test]
 fn the_address_is_used_once_the_output_ends_and_the_start_succeeds() {
     let s = Scratch::new();
-    let sock = s.0.join("shim.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
-    let opts = fake_shim(
-        &s.0,
-        &format!("echo unix://{}; exec >&-; sleep 0.3", sock.display()),
-    );
+    let (opts, listener, sock) = listening_fake_shim(&s.0, "sleep 0.3");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

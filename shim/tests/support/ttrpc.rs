@@ -244,6 +244,43 @@ impl Shim {
     pub fn runtime_root(&self) -> PathBuf {
         self.dir.path().join("runtime-root")
     }
+
+    /// Creates (`Create`, with runc's options naming `runtime`, or KOS's own with
+    /// `start_at_create`) and starts container `id` from `bundle`; the init's pid.
+    pub fn create_and_start(
+        &mut self,
+        runtime: &Path,
+        id: &str,
+        bundle: &Path,
+        start_at_create: bool,
+    ) -> u32 {
+        use containerd_shim_protos::api;
+        let mut r = api::CreateTaskRequest::new();
+        r.id = id.to_string();
+        r.bundle = bundle.to_string_lossy().into_owned();
+        r.options = protobuf::MessageField::some(super::runtime_options(
+            &runtime.to_string_lossy(),
+            &self.runtime_root(),
+            start_at_create,
+        ));
+        let _: api::CreateTaskResponse = self.client.call("Create", &r).expect("create");
+        let mut s = api::StartRequest::new();
+        s.id = id.into();
+        let resp: api::StartResponse = self.client.call("Start", &s).expect("start");
+        resp.pid
+    }
+
+    /// Container `id`'s directories in every v1 hierarchy and the unified one.
+    pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        let rel = format!("{}/{id}", self.cgroup_parent);
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(&rel))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
 }
 
 impl Drop for Shim {
