@@ -1003,7 +1003,9 @@ async fn start_prepared(
             devices: Some(&e.devices),
         },
     )?;
-    let data = serde_json::to_vec_pretty(&spec_json)
+    // Compact, as containerd writes it: half the bytes of the pretty form for the runtime to
+    // read, parse and keep in its state.
+    let data = serde_json::to_vec(&spec_json)
         .map_err(|err| ApiError::internal("encoding config.json", err))?;
     write_atomic(&bundle.join("config.json"), &data)?;
 
