@@ -18,17 +18,7 @@ trap 'for r in kosrun runc crun; do for s in "$work"/run/state-*; do "$r" --root
 mkdir "$work/run"
 mount -t tmpfs -o mode=0700 kos-bench-run "$work/run"
 
-make_bundle "$work/bundle"
-(cd "$work/bundle" && "$kosrun" spec)
-set_args "$work/bundle/config.json" /bin/true
-# crun raises RLIMIT_MEMLOCK to load its device eBPF program whenever device rules are
-# given, which needs CAP_SYS_RESOURCE (absent here): all three run without a resources block.
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["linux"].pop("resources", None)
-json.dump(c, open(sys.argv[1], "w"), indent=1)
-PY
+make_true_bundle "$work/bundle" "$kosrun"
 
 floor="unshare --mount --uts --ipc --net --pid --cgroup --fork true"
 

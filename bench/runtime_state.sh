@@ -37,15 +37,7 @@ mkdir "$work/run"
 mount -t tmpfs -o mode=0700 kos-bench-state "$work/run"
 mkdir "$work/run/kosrun" "$work/run/runc"
 
-make_bundle "$work/bundle"
-(cd "$work/bundle" && "$kosrun" spec)
-set_args "$work/bundle/config.json" /bin/true
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["linux"].pop("resources", None)
-json.dump(c, open(sys.argv[1], "w"), indent=1)
-PY
+make_true_bundle "$work/bundle" "$kosrun"
 
 echo "== $n containers under each runtime (run --detach of true: stopped, no process left)"
 prefix="kbs$$-"

@@ -28,3 +28,19 @@ set_args() {
     json=${json//&/\\&}
     sed -i -e "s|^\(\s*\)\"sh\"$|\1$json|" -e 's|"terminal": true|"terminal": false|' "$cfg"
 }
+
+# make_true_bundle DIR KOSRUN: a busybox bundle from `kosrun spec` running /bin/true, without
+# a resources block (crun raises RLIMIT_MEMLOCK to load its device eBPF program whenever
+# device rules are given, which needs CAP_SYS_RESOURCE): the same input for every runtime.
+make_true_bundle() {
+    local dir=$1 kosrun=$2
+    make_bundle "$dir"
+    (cd "$dir" && "$kosrun" spec)
+    set_args "$dir/config.json" /bin/true
+    python3 - "$dir/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["linux"].pop("resources", None)
+json.dump(c, open(sys.argv[1], "w"), indent=1)
+PY
+}

@@ -29,14 +29,9 @@ pub fn spawn(root: &Path, id: &str) -> std::io::Result<u32> {
 fn in_child(root: &Path, id: &str) -> bool {
     // Poststop hooks are started from here: none of the shim's descriptors (its ttrpc
     // socket, the containers' stdio) may reach them, nor its blocked SIGCHLD.
-    // SAFETY: close_range only sets flags on descriptors; nothing here relies on inheriting.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
+    if let Err(e) = kosrun::linux::process::fds::cloexec_from(3) {
+        crate::log::debug(&format!("{id}: early delete: descriptors: {e}"));
+        return false;
     }
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     match kosrun::ops::delete::delete(root, id, false) {
