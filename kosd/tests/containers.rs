@@ -55,6 +55,35 @@ fn run_rm_exit_codes_and_output() {
     });
 }
 
+/// `run --rm` answers with the exit code the record held when it went, even when the exit
+/// and the removal land together between two looks of the waiter (runs side by side make
+/// that likely).
+#[test]
+fn run_rm_exit_codes_survive_the_removal() {
+    let (k, _reg, img) = setup("rmcodes");
+    let codes: Vec<i32> = (1..=12).collect();
+    let got: Vec<Option<i32>> = std::thread::scope(|s| {
+        let runs: Vec<_> = codes
+            .iter()
+            .map(|code| {
+                let (k, img) = (&k, &img);
+                s.spawn(move || {
+                    let script = format!("exit {code}");
+                    k.docker(&["run", "--rm", "--network", "none", img, "sh", "-c", &script])
+                        .status
+                        .code()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("run thread"))
+            .collect()
+    });
+    let want: Vec<Option<i32>> = codes.iter().map(|c| Some(*c)).collect();
+    assert_eq!(got, want);
+    assert!(k.docker_ok(&["ps", "-aq"]).trim().is_empty());
+}
+
 #[test]
 fn detached_lifecycle_inspect_ps_logs_exec() {
     let (k, _reg, img) = setup("life");

@@ -31,7 +31,25 @@ pub struct Runtime {
     /// Containers a forced removal is stopping: their exit leaves the rootfs mounted for
     /// the removal to hand over with the directory.
     removing: Mutex<std::collections::HashSet<String>>,
-    pub changed: broadcast::Sender<String>,
+    pub changed: broadcast::Sender<Change>,
+}
+
+/// A container's record was saved or removed: what waiters and log followers wake on.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: String,
+    /// Set when the record went: the exit code it held, which a waiter woken by an earlier
+    /// change can no longer load (an exit saved and removed at once, as `--rm` does).
+    pub removed_with: Option<i64>,
+}
+
+impl Change {
+    fn saved(id: &str) -> Change {
+        Change {
+            id: id.to_string(),
+            removed_with: None,
+        }
+    }
 }
 
 impl Default for Runtime {
@@ -116,7 +134,7 @@ pub struct CreateBody {
 
 pub fn save(e: &Engine, c: &Container) -> Result<()> {
     e.db().put(Table::Containers, &c.id, &c.name, c)?;
-    let _ = e.rt.changed.send(c.id.clone());
+    let _ = e.rt.changed.send(Change::saved(&c.id));
     Ok(())
 }
 
@@ -1355,7 +1373,7 @@ pub async fn wait_not_live(e: &Engine, id: &str, timeout: Option<Duration>) -> b
         let wait = async {
             loop {
                 match rx.recv().await {
-                    Ok(x) if x == id => return,
+                    Ok(x) if x.id == id => return,
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(_)) => return,
                     Err(_) => {
@@ -1637,7 +1655,10 @@ fn finish_removal(e: &Engine, c: &Container, doomed: Option<std::path::PathBuf>)
 /// After the lock: the container is forgotten and its `destroy` event sent.
 fn announce_removal(e: &Engine, c: &Container) {
     e.rt.forget(&c.id);
-    let _ = e.rt.changed.send(c.id.clone());
+    let _ = e.rt.changed.send(Change {
+        id: c.id.clone(),
+        removed_with: Some(c.state.exit_code),
+    });
     e.event(
         "container",
         "destroy",
@@ -1693,9 +1714,20 @@ pub async fn wait(e: &Arc<Engine>, id: &str, cond: WaitCondition) -> Result<i64>
     let start_finished = first.state.finished_at;
     let mut last_code = first.state.exit_code;
     loop {
-        match load(e, id) {
-            Err(_) => return Ok(last_code),
-            Ok(c) => {
+        let record = e.db().get::<Container>(Table::Containers, id)?;
+        match record {
+            // Gone: the removal's own change carries the code it went with (subscribed
+            // before the first load, so that change is still ahead in `rx`, sent as the
+            // removal lets go of the lock; bounded in case a lag dropped it).
+            None => {
+                let removal = tokio::time::timeout(REMOVAL_NEWS, next_change(&mut rx, id));
+                return Ok(match removal.await {
+                    Ok(Ok(Some(ch))) => ch.removed_with.unwrap_or(last_code),
+                    Ok(Err(err)) => return Err(err),
+                    _ => last_code,
+                });
+            }
+            Some(c) => {
                 last_code = c.state.exit_code;
                 let exited_since = c.state.finished_at != start_finished;
                 let done = match cond {
@@ -1708,13 +1740,28 @@ pub async fn wait(e: &Arc<Engine>, id: &str, cond: WaitCondition) -> Result<i64>
                 }
             }
         }
-        loop {
-            match rx.recv().await {
-                Ok(x) if x == id => break,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(_) => return Err(ApiError::Internal("daemon shutting down".into())),
-            }
+        // A save (reloaded above), or changes missed: reload.
+        if let Some(Change {
+            removed_with: Some(code),
+            ..
+        }) = next_change(&mut rx, id).await?
+        {
+            return Ok(code);
+        }
+    }
+}
+
+/// How long a waiter that found the record gone waits for the removal's change.
+const REMOVAL_NEWS: Duration = Duration::from_secs(5);
+
+/// The next change of container `id`; `None` when changes were missed (the reader lagged).
+async fn next_change(rx: &mut broadcast::Receiver<Change>, id: &str) -> Result<Option<Change>> {
+    loop {
+        match rx.recv().await {
+            Ok(x) if x.id == id => return Ok(Some(x)),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return Ok(None),
+            Err(_) => return Err(ApiError::Internal("daemon shutting down".into())),
         }
     }
 }
