@@ -229,14 +229,11 @@ fn file_and_binary_stdio() {
 
     // binary://: the logging program gets stdout on fd 3, stderr on fd 4, closes fd 5.
     let logger = d.join("logger.sh");
-    std::fs::write(
+    kos_testsupport::write_executable(
         &logger,
-        "#!/bin/sh\nexec 5>&-\ncat <&3 > \"$1/bin-stdout\" &\ncat <&4 > \"$1/bin-stderr\"\nwait\n\
+        b"#!/bin/sh\nexec 5>&-\ncat <&3 > \"$1/bin-stdout\" &\ncat <&4 > \"$1/bin-stderr\"\nwait\n\
          echo \"$CONTAINER_ID $CONTAINER_NAMESPACE\" > \"$1/bin-env.tmp\"\nmv \"$1/bin-env.tmp\" \"$1/bin-env\"\n",
-    )
-    .expect("logger");
-    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    );
     let uri = format!("binary://{}?{}", logger.display(), d.display());
     run_script_to(&mut shim, "b1", &uri, &uri);
     wait_for("logger finished", Duration::from_secs(10), || {

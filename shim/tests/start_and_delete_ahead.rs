@@ -244,10 +244,8 @@ fn start_at_create_kill_and_delete_before_start_leave_nothing() {
 
 /// A program kosrun's create accepts and the exec refuses: executable, in no known format.
 fn bad_program(shim: &Shim, id: &str) {
-    use std::os::unix::fs::PermissionsExt;
     let p = shim.dir.path().join(id).join("rootfs/bad");
-    std::fs::write(&p, b"\x01\x02 not a program\n").expect("write");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    kos_testsupport::write_executable(&p, b"\x01\x02 not a program\n");
 }
 
 fn create_bad(

@@ -1,7 +1,9 @@
 //! Fixtures shared by the integration tests of several KOS crates.
 
+pub mod executable;
 pub mod port;
 pub mod registry;
 
+pub use executable::write_executable;
 pub use port::free_port;
 pub use registry::{self_signed_tls, RegistryProcess};

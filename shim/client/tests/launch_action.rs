@@ -2,7 +2,6 @@
 //! scripts): the address taken from the output before the process is reaped, kept only when
 //! the action succeeds; a failed action's last stderr line; no address, no client.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -34,8 +33,7 @@ impl Drop for Scratch {
 /// A stand-in for the shim binary whose `start` runs `script`.
 fn fake_shim(dir: &Path, script: &str) -> LaunchOptions {
     let bin = dir.join("fake-shim");
-    std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).expect("write");
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    kos_testsupport::write_executable(&bin, format!("#!/bin/sh\n{script}\n").as_bytes());
     LaunchOptions {
         shim_binary: bin,
         namespace: "kos-launch-action-test".into(),

@@ -503,21 +503,16 @@ pub fn share_host_pid_namespace(bundle: &Path) {
 /// A runtime named `name` (in its own directory under `dir`) that appends its arguments,
 /// one line per call, to a log and runs kosrun. Returns the runtime and its log.
 pub fn logging_runtime(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
     let sub = dir.join(format!("rt-{name}"));
     std::fs::create_dir_all(&sub).expect("mkdir");
     let log = sub.join("calls");
     let bin = sub.join(name);
-    std::fs::write(
-        &bin,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            kosrun().display()
-        ),
-    )
-    .expect("write runtime wrapper");
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let text = format!(
+        "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+        log.display(),
+        kosrun().display()
+    );
+    kos_testsupport::write_executable(&bin, text.as_bytes());
     (bin, log)
 }
 

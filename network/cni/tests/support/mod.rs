@@ -312,10 +312,8 @@ fn shell_words(s: &str) -> Vec<String> {
 
 /// Writes an executable `/bin/sh` plugin called `name` into `dir`.
 pub fn fake_plugin(dir: &Path, name: &str, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write plugin");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    kos_testsupport::write_executable(&path, format!("#!/bin/sh\n{body}\n").as_bytes());
 }
 
 /// Interfaces enslaved to `bridge` on the host.
