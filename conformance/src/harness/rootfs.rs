@@ -9,6 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::executable::copy_executable;
+
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
 pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -85,8 +87,7 @@ impl BaseRootfs {
         fs::set_permissions(dest.join("tmp"), fs::Permissions::from_mode(0o1777))?;
         let bb = dest.join("bin/busybox");
         if fs::hard_link(&self.busybox, &bb).is_err() {
-            fs::copy(&self.busybox, &bb)
-                .with_context(|| format!("copying busybox to {}", bb.display()))?;
+            copy_executable(&self.busybox, &bb)?;
         }
         for a in &self.applets {
             symlink("busybox", dest.join("bin").join(a))

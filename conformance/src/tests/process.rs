@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{t, TestCase};
 use crate::harness::ctx::{Call, Ctx};
+use crate::harness::executable::write_executable;
 use crate::harness::parse::{get, section, sections, status_field};
 
 pub fn tests() -> Vec<TestCase> {
@@ -57,9 +58,7 @@ fn args_path_lookup(ctx: &Ctx) -> Result<()> {
     let mut b = ctx.bundle(&["kos-hello", "arg"])?;
     fs::create_dir(b.in_rootfs("/kosbin"))?;
     let script = b.in_rootfs("/kosbin/kos-hello");
-    fs::write(&script, "#!/bin/sh\necho hello-from-path \"$1\"\n")?;
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    write_executable(&script, b"#!/bin/sh\necho hello-from-path \"$1\"\n")?;
     b.config["process"]["env"] = json!(["PATH=/kosbin:/bin"]);
     let out = ctx.run_ok(&b)?;
     ensure!(

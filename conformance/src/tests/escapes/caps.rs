@@ -16,7 +16,6 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Result};
@@ -25,6 +24,7 @@ use serde_json::json;
 
 use crate::harness::bundle::Bundle;
 use crate::harness::ctx::Ctx;
+use crate::harness::executable::copy_executable;
 use crate::harness::parse::{get, sections, status_field};
 
 const CAP_DAC_OVERRIDE: u32 = 1;
@@ -85,8 +85,7 @@ fn capable_copy(b: &Bundle, name: &str, permitted: u64, inheritable: u64) -> Res
     let dir = b.in_rootfs(&format!("/{name}"));
     fs::create_dir(&dir)?;
     let bin = dir.join("busybox");
-    fs::copy(b.in_rootfs("/bin/busybox"), &bin)?;
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
+    copy_executable(&b.in_rootfs("/bin/busybox"), &bin)?;
     set_file_caps(&bin, permitted, inheritable)
 }
 

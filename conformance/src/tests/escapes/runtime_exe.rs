@@ -26,10 +26,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Result};
 
 use super::common::snapshot;
 use crate::harness::ctx::Ctx;
+use crate::harness::executable::copy_executable;
 use crate::harness::parse::{get, sections};
 use crate::harness::runtime::{default_timeout, run_command, Output, RunOpts};
 
@@ -93,8 +94,7 @@ fn exe_of(pid: i64) -> Option<PathBuf> {
 pub fn cve_2019_5736(ctx: &Ctx) -> Result<()> {
     let real = ctx.suite.runtime.clone();
     let copy = ctx.dir.join("kos-runtime-copy");
-    fs::copy(&real, &copy).with_context(|| format!("copying {}", real.display()))?;
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))?;
+    copy_executable(&real, &copy)?;
     let real_before = snapshot(&real)?;
     let copy_before = snapshot(&copy)?;
 
