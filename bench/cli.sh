@@ -24,7 +24,7 @@ if [ -n "${DAEMON_DIR:-}" ]; then
     cargo build --release -q -p kos
     KOSD=$DAEMON_DIR/kosd
 else
-    cargo build --release -q -p kosd -p kos -p kos-shim -p kosrun
+    cargo build --release -q -p kosd -p kos -p kos-shim -p kosrun -p kos-dns
     KOSD=$BIN/kosd
 fi
 

@@ -28,9 +28,9 @@ DOCKER=/usr/local/bin/docker
 [ -x "$DOCKER" ] || DOCKER=$(command -v docker)
 
 if [ "$PROFILE" = release ]; then
-    cargo build --release -q -p kosd -p kos-shim -p kosrun
+    cargo build --release -q -p kosd -p kos-shim -p kosrun -p kos-dns
 else
-    cargo build -q -p kosd -p kos-shim -p kosrun
+    cargo build -q -p kosd -p kos-shim -p kosrun -p kos-dns
 fi
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 

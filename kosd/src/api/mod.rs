@@ -217,10 +217,19 @@ pub async fn handle(
                     *req.uri_mut() = uri;
                     req.extensions_mut().insert(ver);
                     tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
-                    match router.oneshot(req.map(Body::new)).await {
+                    let t0 = std::time::Instant::now();
+                    let r = match router.oneshot(req.map(Body::new)).await {
                         Ok(r) => r,
                         Err(e) => match e {},
-                    }
+                    };
+                    // When the head is answered; a streamed body (logs, attach, wait) goes on.
+                    tracing::debug!(
+                        path = %path,
+                        status = r.status().as_u16(),
+                        micros = t0.elapsed().as_micros() as u64,
+                        "answer"
+                    );
+                    r
                 }
                 Err(_) => {
                     let mut r = Response::new(Body::from(r#"{"message":"invalid request path"}"#));
