@@ -3,7 +3,6 @@
 pub mod bundle;
 pub mod console;
 pub mod ctx;
-pub mod executable;
 pub mod host;
 pub mod parse;
 pub mod report;

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-
-use super::executable::copy_executable;
+use kos_testsupport::executable::copy_executable;
 
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
@@ -87,7 +86,8 @@ impl BaseRootfs {
         fs::set_permissions(dest.join("tmp"), fs::Permissions::from_mode(0o1777))?;
         let bb = dest.join("bin/busybox");
         if fs::hard_link(&self.busybox, &bb).is_err() {
-            copy_executable(&self.busybox, &bb)?;
+            copy_executable(&self.busybox, &bb)
+                .with_context(|| format!("copying busybox to {}", bb.display()))?;
         }
         for a in &self.applets {
             symlink("busybox", dest.join("bin").join(a))

@@ -3,12 +3,12 @@
 use std::fs::{self, File};
 use std::os::unix::io::AsRawFd;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
+use kos_testsupport::executable::try_write_executable;
 use serde_json::json;
 
 use super::{t, TestCase};
 use crate::harness::ctx::{Call, Ctx};
-use crate::harness::executable::write_executable;
 use crate::harness::parse::{get, section, sections, status_field};
 
 pub fn tests() -> Vec<TestCase> {
@@ -58,7 +58,8 @@ fn args_path_lookup(ctx: &Ctx) -> Result<()> {
     let mut b = ctx.bundle(&["kos-hello", "arg"])?;
     fs::create_dir(b.in_rootfs("/kosbin"))?;
     let script = b.in_rootfs("/kosbin/kos-hello");
-    write_executable(&script, b"#!/bin/sh\necho hello-from-path \"$1\"\n")?;
+    try_write_executable(&script, b"#!/bin/sh\necho hello-from-path \"$1\"\n")
+        .with_context(|| format!("writing {}", script.display()))?;
     b.config["process"]["env"] = json!(["PATH=/kosbin:/bin"]);
     let out = ctx.run_ok(&b)?;
     ensure!(

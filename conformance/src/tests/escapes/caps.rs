@@ -18,13 +18,13 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, ensure, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use kos_testsupport::executable::copy_executable;
 
 use serde_json::json;
 
 use crate::harness::bundle::Bundle;
 use crate::harness::ctx::Ctx;
-use crate::harness::executable::copy_executable;
 use crate::harness::parse::{get, sections, status_field};
 
 const CAP_DAC_OVERRIDE: u32 = 1;
@@ -85,7 +85,7 @@ fn capable_copy(b: &Bundle, name: &str, permitted: u64, inheritable: u64) -> Res
     let dir = b.in_rootfs(&format!("/{name}"));
     fs::create_dir(&dir)?;
     let bin = dir.join("busybox");
-    copy_executable(&b.in_rootfs("/bin/busybox"), &bin)?;
+    copy_executable(&b.in_rootfs("/bin/busybox"), &bin).context("copying busybox")?;
     set_file_caps(&bin, permitted, inheritable)
 }
 

@@ -26,11 +26,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{anyhow, ensure, Context, Result};
+use kos_testsupport::executable::copy_executable;
 
 use super::common::snapshot;
 use crate::harness::ctx::Ctx;
-use crate::harness::executable::copy_executable;
 use crate::harness::parse::{get, sections};
 use crate::harness::runtime::{default_timeout, run_command, Output, RunOpts};
 
@@ -94,7 +94,7 @@ fn exe_of(pid: i64) -> Option<PathBuf> {
 pub fn cve_2019_5736(ctx: &Ctx) -> Result<()> {
     let real = ctx.suite.runtime.clone();
     let copy = ctx.dir.join("kos-runtime-copy");
-    copy_executable(&real, &copy)?;
+    copy_executable(&real, &copy).with_context(|| format!("copying {}", real.display()))?;
     let real_before = snapshot(&real)?;
     let copy_before = snapshot(&copy)?;
 
