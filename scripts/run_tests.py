@@ -18,6 +18,9 @@ test then passes in libtest's eyes, so each recorded skip moves one test from pa
 skipped here. Every suite gets its own KOS_TEST_SKIPS directory. A missing tool is a failure
 (scripts/deps.sh installs the tools), never a skip.
 
+Host-wide forwarding sysctls (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding), which the
+suites' kosd turn on for their bridges, are put back as the run found them at its end.
+
 Environment: KOS_TEST_JOBS (parallel suites), KOS_TEST_ONLY (regex on suite names, for a
 partial run), KOS_TEST_TIMEOUT (seconds per suite, default 1500), KOS_TEST_NO_CONFORMANCE=1,
 CARGO, KOSRUN (runtime for the conformance suite; default the release kosrun, built here).
@@ -255,6 +258,33 @@ def pin_toolchain():
         os.environ["RUSTUP_TOOLCHAIN"] = r.stdout.split()[0]
 
 
+# Host-wide sysctls the suites' daemons turn on (kosd, like dockerd, enables forwarding for its
+# bridges and leaves it on); a daemon cannot tell whether another test's still needs it, so
+# the run puts them back as it found them once every suite has ended.
+HOST_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding")
+
+
+def read_host_sysctls():
+    saved = {}
+    for key in HOST_SYSCTLS:
+        try:
+            saved[key] = (Path("/proc/sys") / key).read_text().strip()
+        except OSError:
+            pass
+    return saved
+
+
+def restore_host_sysctls(saved):
+    for key, value in saved.items():
+        path = Path("/proc/sys") / key
+        try:
+            if path.read_text().strip() != value:
+                path.write_text(value)
+                say(f"== restored {key.replace('/', '.')} to {value}")
+        except OSError as e:
+            say(f"== could not restore {key.replace('/', '.')} to {value}: {e}")
+
+
 def main():
     os.chdir(ROOT)
     pin_toolchain()
@@ -294,7 +324,11 @@ def main():
     suites.sort(key=lambda s: -times.get(s.name, 60.0))
 
     say(f"== running {len(suites)} suites, {JOBS} at a time (logs in {logdir})")
-    done = schedule(suites, logdir, skipdir)
+    sysctls = read_host_sysctls()
+    try:
+        done = schedule(suites, logdir, skipdir)
+    finally:
+        restore_host_sysctls(sysctls)
 
     times.update({s.name: round(s.seconds, 1) for s in done})
     times_file.write_text(json.dumps(times, indent=1, sort_keys=True))
