@@ -44,8 +44,11 @@ cleanup() {
     if [ "$kos_cg_before" = 0 ]; then
         for d in /sys/fs/cgroup/*/kos; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     fi
+    # kosd turns forwarding on for its bridge; put back as this run found it.
+    echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
     rm -rf "$T"
 }
+ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 kos_cg_before=$( (ls -d /sys/fs/cgroup/*/kos 2>/dev/null || true) | wc -l)
 trap cleanup EXIT INT TERM
 

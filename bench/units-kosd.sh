@@ -56,9 +56,13 @@ cleanup() {
     stop_kosd
     ip link del "$BR" 2>/dev/null
     nft delete table inet "$BR" 2>/dev/null
+    for d in /sys/fs/cgroup/*/"$BR"; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
     grep " $T/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+    # kosd turns forwarding on for its bridge; put back as this run found it.
+    echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
     rm -rf "$T"
 }
+ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 trap cleanup EXIT INT TERM
 
 # The image archive: busybox, kos-notify and the libraries it links (as build-images.sh).
@@ -113,7 +117,7 @@ done
 now_ns() { date +%s%N; }
 start_kosd() {
     "$BIN/kosd" -H "unix://$SOCK" --data-root "$T/data" --exec-root "$T/exec" \
-        --config-file /dev/null --bridge "$BR" --nft-table "$BR" --cri-socket= \
+        --config-file /dev/null --bridge "$BR" --nft-table "$BR" --cgroup-parent "$BR" --cri-socket= \
         --unit-dir "$T/lib" --unit-dir "$T/etc" --unit-image-dir "$T/images" \
         2>>"$T/kosd.log" &
     KPID=$!

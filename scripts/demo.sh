@@ -30,8 +30,13 @@ cleanup() {
     ip link del "$bridge" 2>/dev/null
     nft delete table inet "$table" 2>/dev/null
     umount -R "$work/exec" "$work/data" 2>/dev/null
+    # The containers' cgroup parent, named for this demo.
+    for d in /sys/fs/cgroup/*/"$bridge"; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
+    # kosd turns forwarding on for its bridge; put back as the demo found it.
+    echo "$ip_forward_before" > /proc/sys/net/ipv4/ip_forward
     rm -rf "$work"
 }
+ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 trap cleanup EXIT
 
 echo "== 1. kosrun, the runtime underneath (runc's command line)"
@@ -40,7 +45,7 @@ KOSRUN="$bin/kosrun" bash "$here/demo-kosrun.sh"
 echo
 echo "== 2. kosd, the engine: Docker Engine API on $sock"
 "$bin/kosd" -H "unix://$sock" --data-root "$work/data" --exec-root "$work/exec" \
-    -b "$bridge" --nft-table "$table" --log-level warn >"$work/kosd.log" 2>&1 &
+    -b "$bridge" --nft-table "$table" --cgroup-parent "$bridge" --log-level warn >"$work/kosd.log" 2>&1 &
 kosd_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && k version >/dev/null 2>&1 && break; sleep 0.1; done
 k version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' | sed 's/^/kosd /'
