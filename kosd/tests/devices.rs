@@ -51,6 +51,8 @@ fn kos_bin() -> PathBuf {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let st = Command::new(env!("CARGO"))
+            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
+            .env_remove("CARGO_MANIFEST_DIR")
             .args(["build", "-q", "-p", "kos"])
             .status()
             .expect("cargo build");
@@ -578,6 +580,8 @@ impl KaimProcess {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             let st = Command::new(env!("CARGO"))
+                // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
+                .env_remove("CARGO_MANIFEST_DIR")
                 .args(["build", "-q", "-p", "kaim"])
                 .status()
                 .expect("cargo build");

@@ -36,6 +36,8 @@ fn release_dir() -> PathBuf {
 
 fn cargo_release(pkgs: &[&str]) {
     let mut c = Command::new(env!("CARGO"));
+    // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
+    c.env_remove("CARGO_MANIFEST_DIR");
     c.args(["build", "--release", "-q"]);
     for p in pkgs {
         c.args(["-p", p]);

@@ -25,6 +25,8 @@ fn kosd_binary() -> PathBuf {
     let bin = target_dir().join("debug/kosd");
     ONCE.call_once(|| {
         let st = Command::new(env!("CARGO"))
+            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
+            .env_remove("CARGO_MANIFEST_DIR")
             .args([
                 "build", "-q", "-p", "kosd", "-p", "kos-shim", "-p", "kosrun",
             ])
