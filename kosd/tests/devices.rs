@@ -50,9 +50,7 @@ impl Drop for Node {
 fn kos_bin() -> PathBuf {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-            .env_remove("CARGO_MANIFEST_DIR")
+        let st = kos_testsupport::cargo()
             .args(["build", "-q", "-p", "kos"])
             .status()
             .expect("cargo build");
@@ -579,9 +577,7 @@ impl KaimProcess {
     fn start(k: &Kosd, work: &Path, policies: &Path) -> KaimProcess {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            let st = Command::new(env!("CARGO"))
-                // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-                .env_remove("CARGO_MANIFEST_DIR")
+            let st = kos_testsupport::cargo()
                 .args(["build", "-q", "-p", "kaim"])
                 .status()
                 .expect("cargo build");

@@ -35,9 +35,7 @@ fn target_dir() -> PathBuf {
 /// The release binaries the images are made of, brought up to date (a no-op for cargo when
 /// they are: a stale binary would test old code).
 fn ensure_release_bins() {
-    let mut c = Command::new(env!("CARGO"));
-    // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-    c.env_remove("CARGO_MANIFEST_DIR");
+    let mut c = kos_testsupport::cargo();
     c.args(["build", "--release", "-q"]);
     for b in COMPONENTS {
         c.args(["-p", b, "--bin", b]);

@@ -19,9 +19,7 @@ const IMAGE: &str = "kos.local/unit-test:latest";
 fn kos_notify() -> PathBuf {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-            .env_remove("CARGO_MANIFEST_DIR")
+        let st = kos_testsupport::cargo()
             .args(["build", "-q", "-p", "kos-units", "--bin", "kos-notify"])
             .status()
             .expect("cargo build");

@@ -21,9 +21,7 @@ fn kosnet() -> PathBuf {
     // once per test process (a no-op when it is up to date).
     static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        Command::new(env!("CARGO"))
-            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-            .env_remove("CARGO_MANIFEST_DIR")
+        kos_testsupport::cargo()
             .args(["build", "--quiet", "--example", "kosnet", "--manifest-path"])
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
             .status()

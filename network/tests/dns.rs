@@ -17,9 +17,7 @@ fn kos_dns() -> PathBuf {
     let path = exe.parent().unwrap().parent().unwrap().join("kos-dns");
     // Built here so that a stale or missing binary is never what is tested (a no-op when it
     // is up to date).
-    let status = Command::new(env!("CARGO"))
-        // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-        .env_remove("CARGO_MANIFEST_DIR")
+    let status = kos_testsupport::cargo()
         .args(["build", "--quiet", "--bin", "kos-dns", "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/dns/Cargo.toml"))
         .status()

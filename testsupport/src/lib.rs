@@ -1,9 +1,11 @@
 //! Fixtures shared by the integration tests of several KOS crates.
 
+pub mod cargo;
 pub mod executable;
 pub mod port;
 pub mod registry;
 
+pub use cargo::cargo;
 pub use executable::write_executable;
 pub use port::free_port;
 pub use registry::{self_signed_tls, RegistryProcess};

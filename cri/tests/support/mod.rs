@@ -213,9 +213,7 @@ pub fn server_binary() -> PathBuf {
 pub fn release_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
     if !dir.join("containerd-shim-kos-v2").is_file() || !dir.join("kosrun").is_file() {
-        let st = Command::new(env!("CARGO"))
-            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-            .env_remove("CARGO_MANIFEST_DIR")
+        let st = kos_testsupport::cargo()
             .args(["build", "--release", "-p", "kos-shim", "-p", "kosrun"])
             .status()
             .expect("cargo build");

@@ -35,9 +35,7 @@ fn release_dir() -> PathBuf {
 }
 
 fn cargo_release(pkgs: &[&str]) {
-    let mut c = Command::new(env!("CARGO"));
-    // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-    c.env_remove("CARGO_MANIFEST_DIR");
+    let mut c = kos_testsupport::cargo();
     c.args(["build", "--release", "-q"]);
     for p in pkgs {
         c.args(["-p", p]);

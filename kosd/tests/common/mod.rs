@@ -284,9 +284,7 @@ pub struct Kosd {
 pub fn ensure_helpers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-            .env_remove("CARGO_MANIFEST_DIR")
+        let st = kos_testsupport::cargo()
             .args([
                 "build", "-q", "-p", "kos-shim", "-p", "kosrun", "-p", "kos-dns",
             ])

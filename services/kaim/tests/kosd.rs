@@ -24,9 +24,7 @@ fn kosd_binary() -> PathBuf {
     static ONCE: std::sync::Once = std::sync::Once::new();
     let bin = target_dir().join("debug/kosd");
     ONCE.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-            .env_remove("CARGO_MANIFEST_DIR")
+        let st = kos_testsupport::cargo()
             .args([
                 "build", "-q", "-p", "kosd", "-p", "kos-shim", "-p", "kosrun",
             ])

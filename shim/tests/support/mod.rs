@@ -41,9 +41,7 @@ pub fn kosrun() -> PathBuf {
             .to_path_buf();
         let k = target.join("release/kosrun");
         if !k.is_file() {
-            let st = Command::new(env!("CARGO"))
-                // Set by cargo test; inherited, it re-runs ring's build script: the whole tree rebuilds.
-                .env_remove("CARGO_MANIFEST_DIR")
+            let st = kos_testsupport::cargo()
                 .args(["build", "--release", "-p", "kosrun"])
                 .status()
                 .expect("cargo build kosrun");
