@@ -3,7 +3,9 @@
 
 CARGO ?= cargo
 RELEASE := target/release
-KOSRUN ?= $(CURDIR)/$(RELEASE)/kosrun
+# The kosrun KOS ships: a static musl build where the target is available (see
+# scripts/build-kosrun.sh), else the workspace's glibc one. Looked up when used, after `build`.
+KOSRUN ?= $(shell bash $(CURDIR)/scripts/build-kosrun.sh --path)
 RUNTIME ?= $(KOSRUN)
 PREFIX ?= /usr/local
 SYSTEMD_UNIT_DIR ?= /lib/systemd/system
@@ -19,6 +21,7 @@ deps:
 
 build: deps
 	$(CARGO) build --release --workspace --bins
+	@CARGO=$(CARGO) bash scripts/build-kosrun.sh >/dev/null
 
 # Every binary the workspace defines that the build produced (kosrun, kosd, kos,
 # containerd-shim-kos-v2, kos-dns, ... as their crates land).
@@ -27,8 +30,9 @@ install: build
 		print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] \
 		for t in p["targets"] if "bin" in t["kind"]))'); \
 	for b in $$bins; do \
-		if [ -x $(RELEASE)/$$b ]; then \
-			install -D -m 0755 $(RELEASE)/$$b $(DESTDIR)$(PREFIX)/bin/$$b && echo "installed $(DESTDIR)$(PREFIX)/bin/$$b"; \
+		src=$(RELEASE)/$$b; [ $$b = kosrun ] && src=$(KOSRUN); \
+		if [ -x $$src ]; then \
+			install -D -m 0755 $$src $(DESTDIR)$(PREFIX)/bin/$$b && echo "installed $(DESTDIR)$(PREFIX)/bin/$$b"; \
 		fi; \
 	done
 	@sed 's#/usr/local/bin/#$(PREFIX)/bin/#' kosd/packaging/kosd.service > kosd.service.tmp && \

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../scripts/bundle.sh"
-kosrun=${KOSRUN:-$here/../target/release/kosrun}
+kosrun=${KOSRUN:-$(bash "$here/../scripts/build-kosrun.sh" --path)}
 runs=${RUNS:-100}
 work=$(mktemp -d /tmp/kos-bench-exec.XXXXXX)
 cleanup() {

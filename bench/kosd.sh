@@ -78,6 +78,15 @@ cleanup() {
 cg_before=$(ls -d /sys/fs/cgroup/*/docker /sys/fs/cgroup/*/libpod_parent 2>/dev/null || true)
 netavark_before=$(iptables-save 2>/dev/null | grep -c NETAVARK || true)
 trap cleanup EXIT INT TERM
+if [ "$PROFILE" = release ]; then
+    # The engine as `make install` lays it out: its programs side by side (kosd finds the
+    # shim and kos-dns beside itself, the shim finds kosrun), with the kosrun KOS ships.
+    KOSRUN=${KOSRUN:-$(bash scripts/build-kosrun.sh)}
+    mkdir "$T/bin"
+    for b in kosd containerd-shim-kos-v2 kos-dns; do cp "$BIN/$b" "$T/bin/$b"; done
+    cp "$KOSRUN" "$T/bin/kosrun"
+    BIN=$T/bin
+fi
 
 # The image: busybox-static with its applets, as an OCI layout pushed to a loopback registry.
 mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/tmp" "$T/oci/blobs/sha256"

@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../scripts/bundle.sh"
-kosrun=${KOSRUN:-$here/../target/release/kosrun}
+kosrun=${KOSRUN:-$(bash "$here/../scripts/build-kosrun.sh" --path)}
 runs=${RUNS:-40}
 work=$(mktemp -d /tmp/kos-bench.XXXXXX)
 trap 'for r in kosrun runc crun; do for s in "$work"/run/state-*; do "$r" --root "$s" delete --force kb-$r >/dev/null 2>&1 || true; done; done; umount "$work/run" 2>/dev/null; rm -rf "$work"' EXIT

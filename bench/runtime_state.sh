@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../scripts/bundle.sh"
-kosrun=${KOSRUN:-$here/../target/release/kosrun}
+kosrun=${KOSRUN:-$(bash "$here/../scripts/build-kosrun.sh" --path)}
 n=${N:-1000}
 for tool in runc hyperfine /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "bench/runtime_state.sh: $tool is not installed (make deps)" >&2; exit 1; }

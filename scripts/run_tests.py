@@ -23,7 +23,8 @@ suites' kosd turn on for their bridges, are put back as the run found them at it
 
 Environment: KOS_TEST_JOBS (parallel suites), KOS_TEST_ONLY (regex on suite names, for a
 partial run), KOS_TEST_TIMEOUT (seconds per suite, default 1500), KOS_TEST_NO_CONFORMANCE=1,
-CARGO, KOSRUN (runtime for the conformance suite; default the release kosrun, built here).
+CARGO, KOSRUN (the kosrun every suite drives; default the shipped one, scripts/build-kosrun.sh,
+built here).
 Logs: target/kos-test/logs/<suite>.log.
 """
 
@@ -126,15 +127,22 @@ def build(meta):
     return suites, broken_names
 
 
-def release_kosrun(tdir):
-    """The runtime the conformance suite drives: $KOSRUN, or the release kosrun."""
+def shipped_kosrun(tdir):
+    """The kosrun every suite drives (exported to them as KOSRUN): $KOSRUN, else the one KOS
+    ships (scripts/build-kosrun.sh: a static musl build), built here together with the
+    workspace's release kosrun and kos-conformance."""
     if os.environ.get("KOSRUN"):
         return Path(os.environ["KOSRUN"]), None
-    say("== building the release kosrun and kos-conformance")
+    say("== building the release kosrun and kos-conformance, and the shipped kosrun")
     r = subprocess.run([CARGO, "build", "--release", "-p", "kosrun", "-p", "kos-conformance"], cwd=ROOT)
     if r.returncode != 0:
         return None, "the release build of kosrun/kos-conformance failed"
-    return tdir / "release" / "kosrun", None
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "build-kosrun.sh")], cwd=ROOT,
+                       env=dict(os.environ, CARGO=CARGO), stdout=subprocess.PIPE, text=True)
+    lines = r.stdout.split()
+    if r.returncode != 0 or not lines:
+        return None, "scripts/build-kosrun.sh (the shipped kosrun) failed"
+    return Path(lines[-1]), None
 
 
 def run_suite(s, logdir, skipdir):
@@ -309,15 +317,17 @@ def main():
                                      "--no-fail-fast", "--color", "never"],
                         str(ROOT), kind="doctest"))
     setup_failures = [f"{b}: does not compile" for b in broken]
-    if os.environ.get("KOS_TEST_NO_CONFORMANCE") != "1":
-        runtime, err = release_kosrun(tdir)
+    runtime, err = shipped_kosrun(tdir)
+    if err:
+        setup_failures.append(err)
+    else:
+        os.environ["KOSRUN"] = str(runtime)
+        say(f"== the suites drive {runtime}")
+    if os.environ.get("KOS_TEST_NO_CONFORMANCE") != "1" and not err:
         conformance = tdir / "release" / "kos-conformance"
-        if err:
-            setup_failures.append(err)
-        else:
-            suites.append(Suite("conformance", [str(conformance), "--runtime", str(runtime),
-                                                "--keep-going", "--skip-known-departures"],
-                                str(ROOT), kind="closing"))
+        suites.append(Suite("conformance", [str(conformance), "--runtime", str(runtime),
+                                            "--keep-going", "--skip-known-departures"],
+                            str(ROOT), kind="closing"))
     if ONLY:
         suites = [s for s in suites if ONLY.search(s.name)]
     # The slowest first, so the long ones overlap instead of trailing alone at the end.

@@ -44,13 +44,20 @@ pub fn write_scripts(dir: &Path) -> io::Result<()> {
 
 /// Links the package's binary `bin` as a static PIE with packed relative relocations
 /// (DT_RELR: a few KB for the start-up code to walk instead of hundreds of KB of RELA
-/// entries). Only on glibc Linux targets; elsewhere the binary is linked as usual. Call from
-/// the package's build script.
+/// entries). On glibc Linux targets; a musl target's binary is a static PIE already and gets
+/// the packed relocations only; elsewhere the binary is linked as usual. Call from the
+/// package's build script.
 pub fn static_pie(bin: &str) {
     println!("cargo:rerun-if-changed=build.rs");
-    let linux_gnu = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
-        && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu");
-    if !linux_gnu {
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    if linux && env == "musl" {
+        // Rust's musl targets link a static PIE already; musl's start-up code applies
+        // packed relative relocations too (since musl 1.2.4).
+        println!("cargo:rustc-link-arg-bin={bin}=-Wl,-z,pack-relative-relocs");
+        return;
+    }
+    if !(linux && env == "gnu") {
         return;
     }
     let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {

@@ -262,19 +262,13 @@ impl ContainerDir {
         // that opened the old file just before and reads it only after the next save may
         // see it rewritten: `read_saved` reads again then.
         let dst = self.path.join(STATE_FILE);
-        match nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &tmp,
-            nix::fcntl::AT_FDCWD,
-            &dst,
-            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-        ) {
+        match crate::sys::renameat2(&tmp, &dst, libc::RENAME_EXCHANGE) {
             Ok(()) => Ok(()),
             // No state yet to exchange with, or a filesystem without exchange.
-            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EINVAL) => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => {
                 fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))
             }
-            Err(e) => Err(Error::io(&dst, std::io::Error::from(e))),
+            Err(e) => Err(Error::io(&dst, e)),
         }
     }
 
@@ -307,14 +301,7 @@ impl ContainerDir {
 pub const TMP_PREFIX: &str = "~";
 
 fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    nix::fcntl::renameat2(
-        nix::fcntl::AT_FDCWD,
-        from,
-        nix::fcntl::AT_FDCWD,
-        to,
-        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-    )
-    .map_err(std::io::Error::from)
+    crate::sys::renameat2(from, to, libc::RENAME_NOREPLACE)
 }
 
 fn exists_or(id: &str, path: &Path, e: std::io::Error) -> Error {

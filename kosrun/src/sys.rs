@@ -30,6 +30,34 @@ pub fn raw_clone(flags: libc::c_ulong) -> io::Result<i32> {
     Ok(rc as i32)
 }
 
+/// renameat2(2) with `flags` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`), through the system
+/// call itself: nix wraps it only for glibc, and kosrun is also built against musl.
+pub fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
+    let from = path_cstring(from)?;
+    let to = path_cstring(to)?;
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn path_cstring(p: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+}
+
 /// Linux 5.7's clone3 flag (include/uapi/linux/sched.h), above the 32 bits of clone's flags.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 
-use security_support::{cap_mask, caps_all_sets, status_field, Sandbox, KOSRUN};
+use security_support::{cap_mask, caps_all_sets, kosrun, status_field, Sandbox};
 
 /// A profile allowing everything but `rules`.
 fn allow_but(rules: Value) -> Value {
@@ -328,8 +328,13 @@ fn agent(listener: UnixListener, error: i32, deadline: Instant) -> Result<AgentR
         if pfd.revents & libc::POLLIN != 0 {
             let mut req = Notif::default();
             // SAFETY: req is a zeroed seccomp_notif the kernel fills in.
-            let r =
-                unsafe { libc::ioctl(listener_fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut req) };
+            let r = unsafe {
+                libc::ioctl(
+                    listener_fd.as_raw_fd(),
+                    SECCOMP_IOCTL_NOTIF_RECV as _,
+                    &mut req,
+                )
+            };
             if r != 0 {
                 // ENOENT: the caller went away between poll and recv.
                 continue;
@@ -341,8 +346,13 @@ fn agent(listener: UnixListener, error: i32, deadline: Instant) -> Result<AgentR
                 flags: 0,
             };
             // SAFETY: resp is a valid seccomp_notif_resp.
-            let r =
-                unsafe { libc::ioctl(listener_fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+            let r = unsafe {
+                libc::ioctl(
+                    listener_fd.as_raw_fd(),
+                    SECCOMP_IOCTL_NOTIF_SEND as _,
+                    &resp,
+                )
+            };
             if r == 0 {
                 answered.push(req.data.nr);
             }
@@ -417,7 +427,7 @@ fn seccomp_notify_agent_answers_for_the_container() {
 
 /// The Landlock ABI kosrun reports (0: no Landlock).
 fn landlock_abi() -> u32 {
-    let out = std::process::Command::new(KOSRUN)
+    let out = std::process::Command::new(kosrun())
         .arg("features")
         .output()
         .unwrap();

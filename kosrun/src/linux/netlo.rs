@@ -23,14 +23,14 @@ pub fn loopback_up() -> Result<()> {
     }
     // SAFETY: ioctls on our socket with a valid ifreq.
     unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) != 0 {
             return Err(Error::failed(
                 Stage::Namespaces,
                 format!("read loopback flags: {}", std::io::Error::last_os_error()),
             ));
         }
         req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) != 0 {
             return Err(Error::failed(
                 Stage::Namespaces,
                 format!("bring loopback up: {}", std::io::Error::last_os_error()),

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub const KOSRUN: &str = env!("CARGO_BIN_EXE_kosrun");
+/// The kosrun under test: see `kos_testsupport::kosrun_or`.
+pub fn kosrun() -> &'static str {
+    kos_testsupport::kosrun_or(env!("CARGO_BIN_EXE_kosrun"))
+}
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
@@ -88,7 +91,7 @@ impl Fixture {
     /// kosrun with this fixture's --root, output captured: only for commands that start no
     /// container process (one would keep the pipes open; see `run_detached`).
     pub fn kosrun(&self, args: &[&str]) -> Output {
-        Command::new(KOSRUN)
+        Command::new(kosrun())
             .arg("--root")
             .arg(&self.root)
             .args(args)
@@ -99,7 +102,7 @@ impl Fixture {
 
     /// kosrun with `input` on stdin.
     pub fn kosrun_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut c = Command::new(KOSRUN)
+        let mut c = Command::new(kosrun())
             .arg("--root")
             .arg(&self.root)
             .args(args)
@@ -151,7 +154,7 @@ impl Fixture {
             serde_json::to_vec_pretty(&self.config).unwrap(),
         )
         .unwrap();
-        let out = Command::new(KOSRUN)
+        let out = Command::new(kosrun())
             .arg("--root")
             .arg(&self.root)
             .args(cmd)
@@ -227,7 +230,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let _ = Command::new(KOSRUN)
+        let _ = Command::new(kosrun())
             .arg("--root")
             .arg(&self.root)
             .args(["delete", "--force", &self.id])
@@ -269,7 +272,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn start(fx: &Fixture, args: &[&str]) -> Stream {
-        let mut child = Command::new(KOSRUN)
+        let mut child = Command::new(kosrun())
             .arg("--root")
             .arg(&fx.root)
             .args(args)

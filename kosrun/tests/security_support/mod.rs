@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub const KOSRUN: &str = env!("CARGO_BIN_EXE_kosrun");
+/// The kosrun under test: see `kos_testsupport::kosrun_or`.
+pub fn kosrun() -> &'static str {
+    kos_testsupport::kosrun_or(env!("CARGO_BIN_EXE_kosrun"))
+}
 
 /// How long any container run may take before the test kills it and fails.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -98,7 +101,7 @@ impl Sandbox {
             .base
             .join(format!("out-{}", SEQ.fetch_add(1, Ordering::SeqCst)));
         let err = out.with_extension("err");
-        let mut child = Command::new(KOSRUN)
+        let mut child = Command::new(kosrun())
             .arg("--root")
             .arg(&self.root)
             .args(args)
@@ -178,7 +181,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let _ = Command::new(KOSRUN)
+        let _ = Command::new(kosrun())
             .arg("--root")
             .arg(&self.root)
             .args(["delete", "--force", &self.id])

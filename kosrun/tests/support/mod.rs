@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn kosrun() -> &'static str {
-    env!("CARGO_BIN_EXE_kosrun")
+    kos_testsupport::kosrun_or(env!("CARGO_BIN_EXE_kosrun"))
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -30,10 +30,14 @@ pub fn shim_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-kos-v2"))
 }
 
-/// target/release/kosrun, built once if it is not there yet.
+/// `$KOSRUN` (make test's shipped kosrun) when set, else target/release/kosrun, built
+/// once if it is not there yet.
 pub fn kosrun() -> PathBuf {
     static K: OnceLock<PathBuf> = OnceLock::new();
     K.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KOSRUN").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
         let target = shim_binary()
             .parent()
             .and_then(Path::parent)
