@@ -26,7 +26,8 @@ fi
 have_target() {
     rustup target list --installed 2>/dev/null | grep -qx "$target"
 }
-if command -v rustup >/dev/null && { have_target || rustup target add "$target" >&2; }; then
+# Bounded: where rustup's server is out of reach, its retries would hold the build for minutes.
+if command -v rustup >/dev/null && { have_target || timeout 180 rustup target add "$target" >&2; }; then
     # The musl build goes to its own target directory level (target/<triple>/release), so
     # the workspace's glibc build of kosrun (tests' CARGO_BIN_EXE_kosrun) is left alone.
     (cd "$root" && "$cargo" build --release -q -p kosrun --target "$target" >&2)
