@@ -79,12 +79,8 @@ cg_before=$(ls -d /sys/fs/cgroup/*/docker /sys/fs/cgroup/*/libpod_parent 2>/dev/
 netavark_before=$(iptables-save 2>/dev/null | grep -c NETAVARK || true)
 trap cleanup EXIT INT TERM
 if [ "$PROFILE" = release ]; then
-    # The engine as `make install` lays it out: its programs side by side (kosd finds the
-    # shim and kos-dns beside itself, the shim finds kosrun), with the kosrun KOS ships.
-    KOSRUN=${KOSRUN:-$(bash scripts/build-kosrun.sh)}
-    mkdir "$T/bin"
-    for b in kosd containerd-shim-kos-v2 kos-dns; do cp "$BIN/$b" "$T/bin/$b"; done
-    cp "$KOSRUN" "$T/bin/kosrun"
+    # The engine as installed, with the kosrun KOS ships.
+    KOSRUN=${KOSRUN:-$(bash scripts/build-kosrun.sh)} bash scripts/engine-layout.sh "$BIN" "$T/bin"
     BIN=$T/bin
 fi
 

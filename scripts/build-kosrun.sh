@@ -6,7 +6,8 @@
 # Why musl: a static glibc process runs ~45 CPUID instructions at start-up (init_cpu_features
 # and the cache-size probe), and under a hypervisor each one is a VM exit: on this VM that is
 # 0.3 ms of every exec (an empty Rust program: glibc 0.53 ms, musl 0.24 ms), and kosrun is
-# exec'd once per `run` and three times per engine container. musl probes nothing at start.
+# exec'd once per `run` and per engine container (the shim's `run --detach`). musl probes
+# nothing at start.
 # kosrun has no C dependency, so the musl build needs nothing but the target's std.
 #
 #   scripts/build-kosrun.sh           build (quietly unless it fails) and print the path

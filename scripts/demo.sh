@@ -39,13 +39,10 @@ cleanup() {
 ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 trap cleanup EXIT
 
-# The engine as `make install` lays it out: its programs side by side (kosd finds the shim
-# and kos-dns beside itself, the shim finds kosrun) with the kosrun KOS ships ($KOSRUN, from
-# `make demo`: scripts/build-kosrun.sh), when that is not the one in $bin already.
+# The engine as installed, with the kosrun KOS ships ($KOSRUN, from `make demo`), when that
+# is not the one in $bin already.
 if [ -n "${KOSRUN:-}" ] && [ "$KOSRUN" != "$bin/kosrun" ]; then
-    mkdir "$work/bin"
-    for b in kos kosd containerd-shim-kos-v2 kos-dns; do cp "$bin/$b" "$work/bin/$b"; done
-    cp "$KOSRUN" "$work/bin/kosrun"
+    bash "$here/engine-layout.sh" "$bin" "$work/bin"
     bin=$work/bin
     kos="$bin/kos"
 fi

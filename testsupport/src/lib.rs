@@ -10,4 +10,4 @@ pub use cargo::cargo;
 pub use executable::write_executable;
 pub use port::free_port;
 pub use registry::{self_signed_tls, RegistryProcess};
-pub use runtime::kosrun_or;
+pub use runtime::{kosrun_from_env, kosrun_or};

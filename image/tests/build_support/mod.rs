@@ -19,8 +19,8 @@ pub const BASE: &str = "kbt/busybox:1";
 
 /// The release kosrun (`cargo build --release -p kosrun`; `make test` builds it first).
 pub fn kosrun() -> PathBuf {
-    if let Some(p) = std::env::var_os("KOSRUN") {
-        return PathBuf::from(p);
+    if let Some(p) = kos_testsupport::kosrun_from_env() {
+        return p;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

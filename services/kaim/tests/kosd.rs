@@ -264,8 +264,8 @@ fn docker_cli_through_kaim_to_kosd() {
 
 /// The release (or debug) kosrun, or $KOSRUN.
 fn kosrun() -> PathBuf {
-    if let Some(p) = std::env::var_os("KOSRUN") {
-        return PathBuf::from(p);
+    if let Some(p) = kos_testsupport::kosrun_from_env() {
+        return p;
     }
     let release = target_dir().join("release/kosrun");
     if release.exists() {

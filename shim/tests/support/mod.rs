@@ -35,8 +35,8 @@ pub fn shim_binary() -> PathBuf {
 pub fn kosrun() -> PathBuf {
     static K: OnceLock<PathBuf> = OnceLock::new();
     K.get_or_init(|| {
-        if let Some(p) = std::env::var_os("KOSRUN").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
+        if let Some(p) = kos_testsupport::kosrun_from_env() {
+            return p;
         }
         let target = shim_binary()
             .parent()

@@ -129,8 +129,8 @@ impl Drop for LoopDev {
 
 /// The release kosrun (`cargo build --release -p kosrun`), else the debug one, or $KOSRUN.
 pub fn kosrun() -> PathBuf {
-    if let Some(p) = std::env::var_os("KOSRUN") {
-        return PathBuf::from(p);
+    if let Some(p) = kos_testsupport::kosrun_from_env() {
+        return p;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
