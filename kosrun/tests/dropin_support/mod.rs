@@ -58,7 +58,11 @@ pub fn busybox_archive(dir: &Path, tag: &str) -> PathBuf {
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
         std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
     }
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+    kos_testsupport::executable::copy_executable(
+        Path::new("/bin/busybox"),
+        &rootfs.join("bin/busybox"),
+    )
+    .expect("copy busybox");
     let list = Command::new("/bin/busybox")
         .arg("--list")
         .output()

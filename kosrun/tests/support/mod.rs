@@ -66,7 +66,11 @@ pub fn busybox_rootfs(dir: &Path) {
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
         std::fs::create_dir_all(dir.join(d)).expect("rootfs dir");
     }
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("copy busybox");
+    kos_testsupport::executable::copy_executable(
+        Path::new("/bin/busybox"),
+        &dir.join("bin/busybox"),
+    )
+    .expect("copy busybox");
     let list = Command::new("/bin/busybox")
         .arg("--list")
         .output()

@@ -294,7 +294,11 @@ impl ClientContainer {
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "run/kaim"] {
             std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
         }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
+        kos_testsupport::executable::copy_executable(
+            Path::new("/bin/busybox"),
+            &rootfs.join("bin/busybox"),
+        )
+        .expect("busybox");
         for a in ["sh", "sleep"] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).expect("applet");
         }

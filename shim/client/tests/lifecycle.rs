@@ -61,7 +61,8 @@ impl Drop for Scratch {
 fn bundle(dir: &Path, kosrun: &Path, id: &str, cgroup: &str) {
     let root = dir.join("rootfs/bin");
     std::fs::create_dir_all(&root).expect("mkdir");
-    std::fs::copy("/bin/busybox", root.join("busybox")).expect("busybox-static");
+    kos_testsupport::executable::copy_executable(Path::new("/bin/busybox"), &root.join("busybox"))
+        .expect("busybox-static");
     for a in ["sh", "sleep", "echo", "cat"] {
         std::os::unix::fs::symlink("busybox", root.join(a)).expect("applet");
     }

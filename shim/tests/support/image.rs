@@ -79,7 +79,11 @@ pub fn docker_archive(dest: &Path, name: &str, cmd: &[&str]) {
 pub fn bundle(dir: &Path, id: &str, cgroup_parent: &str, args: &[&str], terminal: bool) {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+    kos_testsupport::executable::copy_executable(
+        Path::new("/bin/busybox"),
+        &root.join("bin/busybox"),
+    )
+    .expect("busybox-static");
     for a in APPLETS {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(a)).expect("applet");
     }

@@ -173,7 +173,11 @@ impl Container {
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
             std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
         }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox");
+        kos_testsupport::executable::copy_executable(
+            Path::new("/bin/busybox"),
+            &rootfs.join("bin/busybox"),
+        )
+        .expect("busybox");
         for a in [
             "sh", "sleep", "test", "ls", "dd", "cat", "echo", "head", "wc",
         ] {
