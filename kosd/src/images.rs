@@ -293,10 +293,25 @@ pub fn inspect(store: &Store, r: &Resolved) -> Result<serde_json::Value> {
         "Variant": c["variant"],
         "Os": c["os"].as_str().unwrap_or(""),
         "Size": d.size,
-        "GraphDriver": {"Name": "overlay2", "Data": null},
+        "GraphDriver": graph_driver(store, r),
         "RootFS": {"Type": "layers", "Layers": d.diff_ids},
         "Metadata": {"LastTagTime": crate::timefmt::rfc3339_go(r.any().created * 1_000_000_000)},
     }))
+}
+
+/// Docker's overlay2 `GraphDriver` of an image: its top layer's directory as `UpperDir`,
+/// the layers below it (top-most first) as `LowerDir`. kosd keeps no merged or work
+/// directory per image, so those two are not claimed.
+fn graph_driver(store: &Store, r: &Resolved) -> serde_json::Value {
+    let dirs = store.layer_dirs(&r.config).unwrap_or_default();
+    let Some((upper, lower)) = dirs.split_first() else {
+        return json!({"Name": "overlay2", "Data": null});
+    };
+    let mut data = json!({ "UpperDir": upper });
+    if !lower.is_empty() {
+        data["LowerDir"] = json!(crate::containers::view::join_dirs(lower));
+    }
+    json!({"Name": "overlay2", "Data": data})
 }
 
 /// `GET /images/{name}/history`: newest first, as Docker lists it.

@@ -122,6 +122,20 @@ fn detached_lifecycle_inspect_ps_logs_exec() {
     assert_eq!(c["Config"]["Hostname"], "box");
     assert_eq!(c["Config"]["Labels"]["tier"], "front");
     assert_eq!(c["HostConfig"]["NetworkMode"], "none");
+    // The rootfs's overlay directories: the image's layers below the container's own.
+    let gd = &c["GraphDriver"]["Data"];
+    let lowers: Vec<&str> = gd["LowerDir"]
+        .as_str()
+        .expect("LowerDir")
+        .split(':')
+        .collect();
+    assert!(
+        lowers
+            .iter()
+            .any(|l| std::path::Path::new(l).join("bin/busybox").is_file()),
+        "{gd}"
+    );
+    assert!(std::path::Path::new(gd["UpperDir"].as_str().expect("UpperDir")).is_dir());
     assert!(c["Config"]["Env"]
         .as_array()
         .expect("env")

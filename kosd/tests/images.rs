@@ -40,6 +40,23 @@ fn pull_list_inspect_tag_history_rmi() {
     assert_eq!(v[0]["Config"]["Labels"]["org.kos.test"], "yes");
     assert_eq!(v[0]["Os"], "linux");
     assert_eq!(v[0]["RootFS"]["Type"], "layers");
+    // overlay2's layer directories, as Docker reports them: the top layer as UpperDir, the
+    // others top-most first as LowerDir, one directory per layer, each unpacked.
+    let gd = &v[0]["GraphDriver"];
+    assert_eq!(gd["Name"], "overlay2");
+    let mut dirs = vec![gd["Data"]["UpperDir"]
+        .as_str()
+        .expect("UpperDir")
+        .to_string()];
+    if let Some(lower) = gd["Data"]["LowerDir"].as_str() {
+        dirs.extend(lower.split(':').map(str::to_string));
+    }
+    let layers = v[0]["RootFS"]["Layers"].as_array().expect("layers");
+    assert_eq!(dirs.len(), layers.len(), "{gd}");
+    assert!(
+        dirs.iter().all(|d| std::path::Path::new(d).is_dir()),
+        "{gd}"
+    );
     assert!(v[0]["RepoDigests"][0]
         .as_str()
         .expect("digest")

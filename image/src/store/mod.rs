@@ -294,6 +294,15 @@ impl Store {
         self.snapshots.join(chain_id.hex()).join("fs")
     }
 
+    /// The layer directories of the image whose config blob is `config`, top-most first
+    /// (overlayfs's lowerdir order): what Docker's inspect reports as an image's and its
+    /// containers' `GraphDriver.Data`. A layer not unpacked yet is listed where it will be.
+    pub fn layer_dirs(&self, config: &Digest) -> Result<Vec<PathBuf>> {
+        let cfg = ImageConfig::parse(&self.read_blob(config)?)?;
+        let chain = crate::digest::chain_ids(&cfg.rootfs.diff_ids);
+        Ok(chain.iter().rev().map(|c| self.snapshot_dir(c)).collect())
+    }
+
     pub fn has_snapshot(&self, chain_id: &Digest) -> Result<bool> {
         Ok(self.db().snapshot(chain_id)?.is_some() && self.snapshot_dir(chain_id).is_dir())
     }

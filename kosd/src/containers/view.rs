@@ -89,6 +89,32 @@ fn networks(c: &Container) -> Value {
         .unwrap_or_else(|_| json!({}))
 }
 
+/// Docker's overlay2 `GraphDriver`: the container's own directories and, as `LowerDir`,
+/// its image's layers top-most first (left out when the image is gone from the store).
+fn graph_driver(e: &Engine, c: &Container) -> Value {
+    let mut data = json!({
+        "MergedDir": c.dir.join("rootfs"), "UpperDir": c.dir.join("upper"), "WorkDir": c.dir.join("work"),
+    });
+    let lowers = c
+        .image_id
+        .parse::<kos_image::Digest>()
+        .ok()
+        .and_then(|d| e.store.layer_dirs(&d).ok())
+        .filter(|l| !l.is_empty());
+    if let Some(lowers) = lowers {
+        data["LowerDir"] = json!(join_dirs(&lowers));
+    }
+    json!({"Name": "overlay2", "Data": data})
+}
+
+/// Directories joined with ':' as overlayfs's lowerdir lists them.
+pub fn join_dirs(dirs: &[std::path::PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
     let s = &c.state;
     let health = s.health.as_ref().map(|h| json!({
@@ -169,8 +195,7 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
         "AppArmorProfile": "",
         "ExecIDs": exec_ids,
         "HostConfig": hc,
-        "GraphDriver": {"Name": "overlay2", "Data": {
-            "MergedDir": c.dir.join("rootfs"), "UpperDir": c.dir.join("upper"), "WorkDir": c.dir.join("work")}},
+        "GraphDriver": graph_driver(e, c),
         "Mounts": super::mounts::describe(e, c),
         "Config": config,
         "NetworkSettings": {
