@@ -74,6 +74,7 @@ fn cp_export_diff_stats() {
         "/etc/hosts",
         "/etc/hostname",
         "/etc/resolv.conf",
+        "/.dockerenv",
     ] {
         assert!(
             !diff.lines().any(|l| l.ends_with(&format!(" {stub}"))),
@@ -95,6 +96,13 @@ fn cp_export_diff_stats() {
         &names[..names.len().min(500)]
     );
     assert!(names.lines().any(|l| l == "./tmp/in"));
+    // Docker's marker file, empty, as every Docker container has it.
+    assert!(names.lines().any(|l| l == "./.dockerenv"), "no /.dockerenv");
+    assert_eq!(
+        k.docker_ok(&["exec", "files", "stat", "-c", "%s %F", "/.dockerenv"])
+            .trim(),
+        "0 regular empty file"
+    );
     // stats: one shot with memory and pids.
     let s = k.docker_ok(&[
         "stats",

@@ -658,7 +658,14 @@ async fn with_rootfs<T: Send + 'static>(
         let n = crate::containers::image_use::store_name(&store, &c);
         let (i, d) = (c.id.clone(), c.dir.clone());
         tokio::task::spawn_blocking(move || {
-            store.prepare_rootfs(&n, &i, &d, kos_image::RootfsStrategy::Overlay)
+            store.prepare_rootfs_with_mount_points(
+                &n,
+                &i,
+                &d,
+                kos_image::RootfsStrategy::Overlay,
+                kos_image::RootfsOptions::default(),
+                &runtime::shared_layer_entries(),
+            )
         })
         .await??;
     }
@@ -709,7 +716,14 @@ async fn tar_response(
         let n = crate::containers::image_use::store_name(&store, &c);
         let (i, d) = (c.id.clone(), c.dir.clone());
         tokio::task::spawn_blocking(move || {
-            store.prepare_rootfs(&n, &i, &d, kos_image::RootfsStrategy::Overlay)
+            store.prepare_rootfs_with_mount_points(
+                &n,
+                &i,
+                &d,
+                kos_image::RootfsStrategy::Overlay,
+                kos_image::RootfsOptions::default(),
+                &runtime::shared_layer_entries(),
+            )
         })
         .await??;
     }

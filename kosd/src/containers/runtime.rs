@@ -761,24 +761,54 @@ async fn prepare_rootfs(
     let options = RootfsOptions {
         volatile: c.host_config.auto_remove.unwrap_or(false),
     };
-    // The targets of the mounts every container gets: the image store premakes those the
-    // image lacks in a layer its containers share, so a start creates no inode in the
-    // container's own upper directory.
-    let mount_points = kos_image::MountPoint::container_defaults();
+    let mount_points = shared_layer_entries();
     tokio::task::spawn_blocking(move || {
-        store.prepare_rootfs_with_mount_points(
+        let r = store.prepare_rootfs_with_mount_points(
             &sname,
             &cid,
             &cdir,
             strategy,
             options,
             &mount_points,
-        )
+        )?;
+        // Without the layer (a copied rootfs, or a layer that could not be built) the
+        // marker goes into the container's own filesystem.
+        ensure_dockerenv(&r.path);
+        Ok::<_, kos_image::Error>(r)
     })
     .await
     .map_err(ApiError::from)
     .and_then(|r| r.map_err(ApiError::from))
     .map(|r| r.kind)
+}
+
+const DOCKERENV: &str = "/.dockerenv";
+
+/// What the image store premakes, where the image lacks it, in a layer shared by the
+/// image's containers: the targets of the mounts every container gets, so a start creates
+/// no inode in the container's own upper directory, and Docker's marker file /.dockerenv
+/// (empty; in Docker's init layer, so never in a container's diff), which programs test to
+/// tell that they run in a container.
+pub fn shared_layer_entries() -> Vec<kos_image::MountPoint> {
+    let mut v = kos_image::MountPoint::container_defaults();
+    v.extend(kos_image::MountPoint::file(DOCKERENV).ok());
+    v
+}
+
+/// Creates an empty /.dockerenv in `rootfs` unless the image has that name in any form.
+/// O_CREAT|O_EXCL: a symlink an image put there is never followed.
+fn ensure_dockerenv(rootfs: &std::path::Path) {
+    let p = rootfs.join(DOCKERENV.trim_start_matches('/'));
+    if std::fs::symlink_metadata(&p).is_ok() {
+        return;
+    }
+    if let Err(err) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&p)
+    {
+        tracing::debug!(path = %p.display(), error = %err, "creating the container marker");
+    }
 }
 
 /// Prepares a just-created container's root filesystem in the background, as dockerd
