@@ -30,6 +30,17 @@ fn run_rm_exit_codes_and_output() {
     ]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // A program that cannot be run: the docker CLI's exit codes, which it derives from
+    // the runtime's words as runc says them (127 not found, 126 not executable).
+    for (prog, code) in [("/no/such/prog", 127), ("no-such-prog", 127), ("/etc", 126)] {
+        let o = k.docker(&["run", "--rm", "--network", "none", &img, prog]);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{prog}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let cg = k.docker_ok(&[
         "run",
         "--rm",

@@ -76,6 +76,11 @@ pub struct Applied<'a> {
 /// Fills `config` and `host_config` (the stored JSON) to dockerd's shape.
 pub fn complete(config: &mut Value, host_config: &mut Value, applied: &Applied) {
     fill(config, config_defaults());
+    // The docker CLI sends `"Volumes": {}` with every create; dockerd answers null when
+    // neither the request nor the image names a volume.
+    if config["Volumes"].as_object().is_some_and(Map::is_empty) {
+        config["Volumes"] = Value::Null;
+    }
     fill(host_config, host_config_defaults());
     let Some(hc) = host_config.as_object_mut() else {
         return;
@@ -132,12 +137,13 @@ mod tests {
 
     #[test]
     fn a_sparse_record_gets_every_key_and_the_applied_defaults() {
-        let mut c = json!({"Cmd": ["true"], "Image": "x"});
+        let mut c = json!({"Cmd": ["true"], "Image": "x", "Volumes": {}});
         let mut hc = json!({"Memory": 1024, "PidsLimit": 0, "MemorySwappiness": -1});
         complete(&mut c, &mut hc, &applied());
         assert_eq!(c["User"], "");
         assert_eq!(c["Entrypoint"], Value::Null);
         assert_eq!(c["Cmd"], json!(["true"]));
+        assert_eq!(c["Volumes"], Value::Null);
         for k in host_config_defaults().as_object().unwrap().keys() {
             assert!(hc.get(k).is_some(), "{k}");
         }

@@ -32,22 +32,47 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<PathBuf> {
 fn check_exec(p: &Path) -> Result<()> {
     let c = CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::failed(Stage::Exec, format!("exec: {} contains a NUL", p.display())))?;
-    let md = std::fs::metadata(p)
-        .map_err(|e| Error::failed_by(Stage::Exec, format!("exec: {}: {e}", p.display()), e))?;
+    let md = std::fs::metadata(p).map_err(|e| {
+        Error::failed_by(
+            Stage::Exec,
+            format!("exec: {:?}: stat {}: {}", p, p.display(), errno_text(&e)),
+            e,
+        )
+    })?;
     if md.is_dir() {
         return Err(Error::failed(
             Stage::Exec,
-            format!("exec: {}: is a directory", p.display()),
+            format!("exec: {p:?}: is a directory"),
         ));
     }
     // SAFETY: valid path.
     if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
         return Err(Error::failed(
             Stage::Exec,
-            format!("exec: {}: {}", p.display(), std::io::Error::last_os_error()),
+            format!(
+                "exec: {:?}: {}",
+                p,
+                errno_text(&std::io::Error::last_os_error())
+            ),
         ));
     }
     Ok(())
+}
+
+/// An errno as runc words it ("no such file or directory"): engines above match these
+/// texts (the docker CLI exits 127 for "no such file or directory" and "executable file
+/// not found", 126 for "permission denied" and "is a directory").
+fn errno_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 pub struct Prepared {
@@ -93,8 +118,37 @@ impl Prepared {
             format!(
                 "exec {}: {}",
                 self.path.to_string_lossy(),
-                std::io::Error::last_os_error()
+                errno_text(&std::io::Error::last_os_error())
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_texts_are_worded_as_runc_words_them() {
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(errno_text(&enoent), "no such file or directory");
+        let eacces = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(errno_text(&eacces), "permission denied");
+    }
+
+    #[test]
+    fn a_missing_program_is_reported_as_runc_reports_it() {
+        let e = find_program("/no/such/prog", &[]).expect_err("missing");
+        assert!(
+            e.to_string().contains(
+                r#"exec: "/no/such/prog": stat /no/such/prog: no such file or directory"#
+            ),
+            "{e}"
+        );
+        let e = find_program("/", &[]).expect_err("a directory");
+        assert!(
+            e.to_string().contains(r#"exec: "/": is a directory"#),
+            "{e}"
+        );
     }
 }
