@@ -261,6 +261,9 @@ fn wait_health_and_container_events() {
             .trim()
             == "unhealthy"
     });
+    k.docker_ok(&["top", "hh"]);
+    k.docker_ok(&["stop", "-t", "0", "hh"]);
+    k.docker_ok(&["start", "hh"]);
     k.docker_ok(&["rm", "-f", "hh", "ww"]);
     let until = format!(
         "{}",
@@ -279,8 +282,14 @@ fn wait_health_and_container_events() {
         "--filter",
         "type=container",
         "--format",
-        "{{.Action}} {{.Actor.Attributes.name}}",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.image}} {{.Actor.Attributes.signal}}",
     ]);
+    let ev: Vec<&str> = ev
+        .lines()
+        .map(|l| l.trim_end_matches(" <no value>"))
+        .collect();
+    let ev = ev.join("\n");
+    let exec = format!("exec_create: rm /tmp/ok hh {img}");
     for want in [
         "create ww",
         "start ww",
@@ -288,8 +297,19 @@ fn wait_health_and_container_events() {
         "destroy ww",
         "health_status: healthy hh",
         "health_status: unhealthy hh",
+        // As dockerd: every exec, top and delivered signal (stop's, then rm -f's) has
+        // its event, with the container's name and image.
+        &exec,
+        &format!("exec_die hh {img}"),
+        &format!("top hh {img}"),
+        &format!("kill hh {img} 15"),
+        &format!("stop hh {img}"),
+        &format!("kill hh {img} 9"),
     ] {
-        assert!(ev.lines().any(|l| l == want), "missing {want:?} in\n{ev}");
+        assert!(
+            ev.lines().any(|l| l.starts_with(want)),
+            "missing {want:?} in\n{ev}"
+        );
     }
     // The whole unfiltered stream of one container on a user network, in dockerd's order:
     // the network events around start and exit, and none of KOS's device events.
@@ -332,6 +352,7 @@ fn wait_health_and_container_events() {
         [
             "network create",
             "container create",
+            "container attach",
             "network connect",
             "container start",
             "container die",

@@ -355,6 +355,12 @@ pub async fn attach(
     let c = runtime::find(&e, &id)?;
     let tty = c.config.tty.unwrap_or(false);
     let stdin = p.bool("stdin")?;
+    e.event(
+        "container",
+        "attach",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
     let o = LogOptions {
         stdout: p.bool("stdout")?,
         stderr: p.bool("stderr")?,
@@ -521,6 +527,7 @@ pub async fn top(
         .await;
     let out = match out {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && args == "-ef" => {
+            top_event(&e, &c);
             return Ok(Json(view::top(&pids)));
         }
         Err(err) => return Err(ApiError::internal("running ps", err)),
@@ -537,7 +544,17 @@ pub async fn top(
     }
     let v =
         view::parse_ps(&String::from_utf8_lossy(&out.stdout), &pids).map_err(ApiError::Internal)?;
+    top_event(&e, &c);
     Ok(Json(v))
+}
+
+fn top_event(e: &Engine, c: &crate::containers::Container) {
+    e.event(
+        "container",
+        "top",
+        &c.id,
+        &[("name", &c.name), ("image", &c.image)],
+    );
 }
 
 pub async fn prune(State(e): E, p: Params) -> Result<Json<serde_json::Value>> {

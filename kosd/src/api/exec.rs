@@ -139,18 +139,18 @@ pub async fn start(
                     tokio::spawn(async move { while rx.recv().await.is_some() {} });
                 }
                 if ended_early == Some(true) {
-                    let name = e
+                    let (name, image) = e
                         .db()
                         .get::<crate::containers::Container>(crate::state::Table::Containers, &cid)
                         .ok()
                         .flatten()
-                        .map(|c| c.name)
+                        .map(|c| (c.name, c.image))
                         .unwrap_or_default();
                     e.event(
                         "container",
                         "exec_detach",
                         &cid,
-                        &[("name", &name), ("execID", &id)],
+                        &[("name", &name), ("image", &image), ("execID", &id)],
                     );
                 }
             }

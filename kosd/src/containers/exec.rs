@@ -131,7 +131,7 @@ pub fn create(e: &Engine, key: &str, cfg: ExecConfig) -> Result<String> {
         "container",
         &format!("exec_create: {}", e.execs.get(&id)?.config.cmd.join(" ")),
         &c.id,
-        &[("name", &c.name), ("execID", &id)],
+        &[("name", &c.name), ("image", &c.image), ("execID", &id)],
     );
     Ok(id)
 }
@@ -326,7 +326,7 @@ pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
     running.exit = rx;
     let e2 = e.clone();
     let (cid, xid) = (c.id.clone(), exec_id.to_string());
-    let name = c.name.clone();
+    let (name, image) = (c.name.clone(), c.image.clone());
     tokio::spawn(async move {
         let code = sh.wait(&cid, &xid).await.map(|r| r.0 as i64).unwrap_or(255);
         let _ = sh.delete(&cid, &xid).await;
@@ -339,7 +339,12 @@ pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
             "container",
             "exec_die",
             &cid,
-            &[("name", &name), ("execID", &xid), ("exitCode", &cs)],
+            &[
+                ("name", &name),
+                ("image", &image),
+                ("execID", &xid),
+                ("exitCode", &cs),
+            ],
         );
         let _ = tx.send(Some(code));
     });
@@ -347,7 +352,7 @@ pub async fn start(e: &Arc<Engine>, exec_id: &str) -> Result<Running> {
         "container",
         &format!("exec_start: {}", cfg.cmd.join(" ")),
         &c.id,
-        &[("name", &c.name), ("execID", exec_id)],
+        &[("name", &c.name), ("image", &c.image), ("execID", exec_id)],
     );
     Ok(running)
 }

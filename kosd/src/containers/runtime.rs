@@ -1381,6 +1381,12 @@ pub async fn kill(e: &Arc<Engine>, key: &str, signal: Option<&str>) -> Result<()
         save(e, &c2)?;
     }
     sh.kill(&c.id, "", sig as u32, false).await?;
+    kill_event(e, &c, sig);
+    Ok(())
+}
+
+/// The `kill` event dockerd sends for every signal it delivers (kill, stop, rm -f).
+fn kill_event(e: &Engine, c: &Container, sig: i32) {
     let s = sig.to_string();
     e.event(
         "container",
@@ -1388,7 +1394,6 @@ pub async fn kill(e: &Arc<Engine>, key: &str, signal: Option<&str>) -> Result<()
         &c.id,
         &[("name", &c.name), ("image", &c.image), ("signal", &s)],
     );
-    Ok(())
 }
 
 /// Waits until the container is no longer live, up to `timeout`.
@@ -1457,14 +1462,18 @@ pub async fn stop(
     if c.state.status == Status::Paused {
         let _ = sh.resume(&c.id).await;
     }
-    let _ = sh.kill(&c.id, "", sig as u32, false).await;
+    if sh.kill(&c.id, "", sig as u32, false).await.is_ok() {
+        kill_event(e, &c, sig);
+    }
     let done = if t < 0 {
         wait_not_live(e, &c.id, None).await
     } else {
         wait_not_live(e, &c.id, Some(Duration::from_secs(t as u64))).await
     };
     if !done {
-        let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+        if sh.kill(&c.id, "", libc::SIGKILL as u32, true).await.is_ok() {
+            kill_event(e, &c, libc::SIGKILL);
+        }
         wait_not_live(e, &c.id, Some(Duration::from_secs(30))).await;
     }
     e.event(
@@ -1593,7 +1602,9 @@ pub async fn remove(e: &Arc<Engine>, key: &str, force: bool, volumes: bool) -> R
             if c.state.status == Status::Paused {
                 let _ = sh.resume(&c.id).await;
             }
-            let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+            if sh.kill(&c.id, "", libc::SIGKILL as u32, true).await.is_ok() {
+                kill_event(e, &c, libc::SIGKILL);
+            }
             wait_not_live(e, &c.id, Some(Duration::from_secs(30))).await;
         } else {
             let mut c2 = c.clone();
