@@ -21,6 +21,7 @@ mod init_binary;
 mod listen;
 mod memory;
 mod network;
+mod network_ids;
 mod state;
 mod timefmt;
 mod units;

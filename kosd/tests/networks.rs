@@ -142,11 +142,45 @@ fn default_bridge_published_ports_and_cleanup() {
 fn user_networks_and_endpoints() {
     let (k, _reg, img) = setup("un");
     let net = format!("kn{}", std::process::id());
-    k.docker_ok(&["network", "create", "--label", "t=1", &net]);
+    let net_id = k
+        .docker_ok(&["network", "create", "--label", "t=1", &net])
+        .trim()
+        .to_string();
+    // A network has a 64-hex ID, as dockerd's, which finds it whole or by a prefix.
+    assert!(
+        net_id.len() == 64 && net_id.chars().all(|c| c.is_ascii_hexdigit()),
+        "{net_id}"
+    );
+    assert_eq!(
+        k.docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Id}} {{.Name}}",
+            &net_id[..10]
+        ])
+        .trim(),
+        format!("{net_id} {net}")
+    );
     let ls = k.docker_ok(&["network", "ls", "--format", "{{.Name}}"]);
     for n in ["bridge", "host", "none", net.as_str()] {
         assert!(ls.lines().any(|l| l == n), "{ls}");
     }
+    let ids = k.docker_ok(&["network", "ls", "-q", "--no-trunc"]);
+    assert_eq!(ids.lines().count(), ls.lines().count(), "{ids}");
+    assert!(ids.lines().all(|l| l.len() == 64), "{ids}");
+    assert_eq!(
+        k.docker_ok(&[
+            "network",
+            "ls",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("id={}", &net_id[..12])
+        ])
+        .trim(),
+        net_id
+    );
     let o = k.docker(&["network", "create", &net]);
     assert!(!o.status.success());
     k.docker_ok(&[
@@ -202,7 +236,26 @@ fn user_networks_and_endpoints() {
     assert!(!o.status.success());
     // connect / disconnect a running container.
     k.docker_ok(&["run", "-d", "--name", "cli", &img, "sleep", "1000"]);
-    k.docker_ok(&["network", "connect", &net, "cli"]);
+    k.docker_ok(&["network", "connect", &net_id[..12], "cli"]);
+    // The endpoint names its network by ID; ps filters by it.
+    assert_eq!(
+        k.docker_ok(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").NetworkID}}}}"),
+            "cli",
+        ])
+        .trim(),
+        net_id
+    );
+    let on_net = k.docker_ok(&[
+        "ps",
+        "--filter",
+        &format!("network={}", &net_id[..12]),
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(on_net.lines().any(|l| l == "cli"), "{on_net}");
     let out = k.docker_ok(&[
         "exec",
         "cli",
@@ -213,9 +266,11 @@ fn user_networks_and_endpoints() {
         &format!("http://{ip}/index.html"),
     ]);
     assert_eq!(out, "hello from kos\n");
-    k.docker_ok(&["network", "disconnect", &net, "cli"]);
+    k.docker_ok(&["network", "disconnect", &net_id, "cli"]);
     k.docker_ok(&["rm", "-f", "srv", "cli"]);
-    k.docker_ok(&["network", "rm", &net]);
+    k.docker_ok(&["network", "rm", &net_id[..12]]);
+    let o = k.docker(&["network", "inspect", &net]);
+    assert!(!o.status.success(), "the network is gone");
     let o = k.docker(&["run", "--rm", "--network", "nosuchnet", &img, "true"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));

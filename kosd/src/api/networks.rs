@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{Response, StatusCode};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::params::{JsonBody, Params};
@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::error::{ApiError, Result};
 use crate::filters::Filters;
 use crate::network::{self, canonical};
-use crate::state::Table;
+use crate::network_ids;
 
 type E = State<Arc<Engine>>;
 
@@ -40,40 +40,6 @@ fn members(e: &Engine, net: &str) -> Value {
     Value::Object(m)
 }
 
-/// What kosd keeps of a network beside kos-network's definition (in its state
-/// database, keyed by the network's name): when it was created.
-#[derive(Debug, Serialize, Deserialize)]
-struct NetworkMeta {
-    /// Unix nanoseconds.
-    created: i64,
-}
-
-fn record_created(e: &Engine, name: &str, at: i64) -> Result<()> {
-    e.db()
-        .put(Table::Networks, name, name, &NetworkMeta { created: at })
-}
-
-/// The creation time of each of `names` (unix nanoseconds). A network without a record
-/// (the default bridge kos-network makes on first use, host and none, a network of an
-/// older kosd) is recorded now, so it keeps the time it was first seen from then on.
-fn created_times(e: &Engine, names: &[String]) -> Result<HashMap<String, i64>> {
-    let mut out = HashMap::new();
-    for n in names {
-        // Bound first: the database guard must not live into record_created's lock.
-        let known = e.db().get::<NetworkMeta>(Table::Networks, n)?;
-        let t = match known {
-            Some(m) => m.created,
-            None => {
-                let now = crate::timefmt::now_nanos();
-                record_created(e, n, now)?;
-                now
-            }
-        };
-        out.insert(n.clone(), t);
-    }
-    Ok(out)
-}
-
 fn all_json(e: &Engine) -> Result<Vec<Value>> {
     e.nets.ensure_default()?;
     let mut out: Vec<Value> = e
@@ -84,25 +50,34 @@ fn all_json(e: &Engine) -> Result<Vec<Value>> {
         .collect();
     out.push(builtin("host", "host"));
     out.push(builtin("none", "null"));
-    let names: Vec<String> = out
-        .iter()
-        .filter_map(|n| n["Name"].as_str().map(str::to_string))
-        .collect();
-    let created = created_times(e, &names)?;
     for n in &mut out {
-        if let Some(t) = n["Name"].as_str().and_then(|name| created.get(name)) {
-            n["Created"] = json!(crate::timefmt::rfc3339_go(*t));
-        }
+        let name = n["Name"].as_str().unwrap_or("").to_string();
+        let m = network_ids::meta(e, &name)?;
+        n["Id"] = json!(m.id);
+        n["Created"] = json!(crate::timefmt::rfc3339_go(m.created));
     }
     Ok(out)
 }
 
 fn find(e: &Engine, key: &str) -> Result<Value> {
     let key = canonical(key);
-    all_json(e)?
-        .into_iter()
-        .find(|n| n["Name"] == key || n["Id"] == key)
+    let mut all = all_json(e)?;
+    let pairs: Vec<(String, String)> = all
+        .iter()
+        .map(|n| {
+            let s = |k: &str| n[k].as_str().unwrap_or("").to_string();
+            (s("Name"), s("Id"))
+        })
+        .collect();
+    let name = network_ids::resolve(key, &pairs)?.to_string();
+    all.retain(|n| n["Name"] == name.as_str());
+    all.pop()
         .ok_or_else(|| ApiError::NotFound(format!("network {key} not found")))
+}
+
+/// The name of the network `key` (a name, an ID or an ID prefix) refers to.
+pub fn resolve_name(e: &Engine, key: &str) -> Result<String> {
+    Ok(find(e, key)?["Name"].as_str().unwrap_or(key).to_string())
 }
 
 pub async fn list(State(e): E, p: Params) -> Result<Json<Value>> {
@@ -119,8 +94,9 @@ pub async fn list(State(e): E, p: Params) -> Result<Json<Value>> {
             let labels: BTreeMap<String, String> =
                 serde_json::from_value(n["Labels"].clone()).unwrap_or_default();
             let builtin = ["bridge", "host", "none"].contains(&name);
+            let id = n["Id"].as_str().unwrap_or("");
             f.any_or_unset("name", |x| name.contains(x))
-                && f.any_or_unset("id", |x| name.starts_with(x))
+                && f.any_or_unset("id", |x| id.starts_with(x))
                 && f.any_or_unset("driver", |d| n["Driver"] == d)
                 && f.any_or_unset("type", |t| (t == "builtin") == builtin)
                 && f.labels_match("label", |k| labels.get(k).map(String::as_str))
@@ -205,26 +181,30 @@ pub async fn create(State(e): E, JsonBody(b): JsonBody<CreateBody>) -> Result<Re
         spec.subnets.push(s);
     }
     let eng = e.clone();
-    let n = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (n, meta) = tokio::task::spawn_blocking(move || -> Result<_> {
         let n = eng.nets.create(&spec)?;
         // Replaces the record a network of the same name may have left.
-        record_created(&eng, &n.name, crate::timefmt::now_nanos())?;
-        Ok(n)
+        let meta = network_ids::record_new(&eng, &n.name)?;
+        Ok((n, meta))
     })
     .await??;
     e.event(
         "network",
         "create",
-        &n.name,
+        &meta.id,
         &[("name", &n.name), ("type", "bridge")],
     );
     let mut r =
-        axum::response::IntoResponse::into_response(Json(json!({"Id": n.name, "Warning": ""})));
+        axum::response::IntoResponse::into_response(Json(json!({"Id": meta.id, "Warning": ""})));
     *r.status_mut() = StatusCode::CREATED;
     Ok(r)
 }
 
-pub async fn remove(State(e): E, Path(id): Path<String>) -> Result<Response<Body>> {
+pub async fn remove(State(e): E, Path(key): Path<String>) -> Result<Response<Body>> {
+    let eng = e.clone();
+    let found = tokio::task::spawn_blocking(move || find(&eng, &key)).await??;
+    let id = found["Name"].as_str().unwrap_or("").to_string();
+    let net_id = found["Id"].as_str().unwrap_or("").to_string();
     if ["bridge", "host", "none", "default"].contains(&id.as_str()) {
         return Err(ApiError::Conflict(format!(
             "{id} is a pre-defined network and cannot be removed"
@@ -244,14 +224,14 @@ pub async fn remove(State(e): E, Path(id): Path<String>) -> Result<Response<Body
     let id2 = id.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
         eng.nets.remove(&id2)?;
-        eng.db().delete(Table::Networks, &id2)?;
+        network_ids::forget(&eng, &id2)?;
         Ok(())
     })
     .await??;
     e.event(
         "network",
         "destroy",
-        &id,
+        &net_id,
         &[("name", &id), ("type", "bridge")],
     );
     let mut r = Response::new(Body::empty());
@@ -268,8 +248,10 @@ pub async fn prune(State(e): E, p: Params) -> Result<Json<Value>> {
         .transpose()?;
     let mut deleted = Vec::new();
     let nets = e.nets.list()?;
-    let names: Vec<String> = nets.iter().map(|n| n.name.clone()).collect();
-    let created = created_times(&e, &names)?;
+    let mut metas = HashMap::new();
+    for n in &nets {
+        metas.insert(n.name.clone(), network_ids::meta(&e, &n.name)?);
+    }
     for n in nets {
         if n.name == network::DEFAULT
             || crate::containers::all(&e)
@@ -278,7 +260,7 @@ pub async fn prune(State(e): E, p: Params) -> Result<Json<Value>> {
         {
             continue;
         }
-        if until.is_some_and(|u| created.get(&n.name).is_some_and(|t| *t > u)) {
+        if until.is_some_and(|u| metas.get(&n.name).is_some_and(|m| m.created > u)) {
             continue;
         }
         if !f.labels_match("label", |k| n.labels.get(k).map(String::as_str)) {
@@ -293,11 +275,12 @@ pub async fn prune(State(e): E, p: Params) -> Result<Json<Value>> {
             continue;
         }
         if e.nets.remove(&n.name).is_ok() {
-            let _ = e.db().delete(Table::Networks, &n.name);
+            let _ = network_ids::forget(&e, &n.name);
+            let net_id = metas.get(&n.name).map(|m| m.id.as_str()).unwrap_or("");
             e.event(
                 "network",
                 "destroy",
-                &n.name,
+                net_id,
                 &[("name", &n.name), ("type", "bridge")],
             );
             deleted.push(n.name);
@@ -323,7 +306,8 @@ pub async fn connect(
 ) -> Result<Response<Body>> {
     let b = b.ok_or_else(|| ApiError::bad("container is required"))?;
     let _ = b.force;
-    let net = canonical(&id).to_string();
+    let eng = e.clone();
+    let net = tokio::task::spawn_blocking(move || resolve_name(&eng, &id)).await??;
     let c = runtime::find(&e, &b.container)?;
     let aliases: Vec<String> = b
         .endpoint_config
@@ -383,7 +367,8 @@ pub async fn disconnect(
     JsonBody(b): JsonBody<ConnectBody>,
 ) -> Result<Response<Body>> {
     let b = b.ok_or_else(|| ApiError::bad("container is required"))?;
-    let net = canonical(&id).to_string();
+    let eng = e.clone();
+    let net = tokio::task::spawn_blocking(move || resolve_name(&eng, &id)).await??;
     let c = runtime::find(&e, &b.container)?;
     if !c.networks.contains_key(&net) {
         return Err(ApiError::NotFound(format!(

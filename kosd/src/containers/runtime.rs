@@ -1353,7 +1353,7 @@ pub fn network_event(e: &Engine, action: &str, net: &str, container: &str) {
     e.event(
         "network",
         action,
-        net,
+        &crate::network_ids::id_of(e, net),
         &[("container", container), ("name", net), ("type", "bridge")],
     );
 }

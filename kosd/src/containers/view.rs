@@ -34,9 +34,23 @@ enum Networks {
     Shared,
 }
 
+/// The ID of a network by its name.
+type NetIds<'a> = dyn FnMut(&str) -> String + 'a;
+
 impl Networks {
-    fn new(recorded: serde_json::Map<String, Value>, hc: &HostConfig) -> Networks {
+    /// `ids` gives the ID each recorded endpoint's `NetworkID` shows (the record holds
+    /// the network's name).
+    fn new(
+        mut recorded: serde_json::Map<String, Value>,
+        hc: &HostConfig,
+        ids: &mut NetIds,
+    ) -> Networks {
         if !recorded.is_empty() {
+            for (name, ep) in recorded.iter_mut() {
+                if ep["NetworkID"].as_str().is_some_and(|s| !s.is_empty()) {
+                    ep["NetworkID"] = json!(ids(name));
+                }
+            }
             return Networks::Recorded(recorded);
         }
         match NetMode::parse(hc) {
@@ -84,8 +98,8 @@ impl Serialize for EmptyEndpoint {
     }
 }
 
-fn networks(c: &Container) -> Value {
-    serde_json::to_value(Networks::new(c.networks.clone(), &c.host_config))
+fn networks(c: &Container, ids: &mut NetIds) -> Value {
+    serde_json::to_value(Networks::new(c.networks.clone(), &c.host_config, ids))
         .unwrap_or_else(|_| json!({}))
 }
 
@@ -204,7 +218,7 @@ pub fn inspect(e: &Engine, c: &Container, size: bool) -> Value {
             "Ports": ports, "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
             "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
             "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": networks(c),
+            "Networks": networks(c, &mut |n| crate::network_ids::id_of(e, n)),
         },
     });
     if size {
@@ -363,7 +377,7 @@ struct EntryNetworkSettings {
     networks: Networks,
 }
 
-fn entry(e: &Engine, c: &Container, size: bool) -> Entry {
+fn entry(e: &Engine, c: &Container, size: bool, ids: &mut NetIds) -> Entry {
     Entry {
         id: c.id.clone(),
         names: [format!("/{}", c.name)],
@@ -385,7 +399,7 @@ fn entry(e: &Engine, c: &Container, size: bool) -> Entry {
             network_mode: c.host_config.network_mode.clone().unwrap_or_default(),
         },
         network_settings: EntryNetworkSettings {
-            networks: Networks::new(c.networks.clone(), &c.host_config),
+            networks: Networks::new(c.networks.clone(), &c.host_config, ids),
         },
         mounts: super::mounts::describe(e, c),
         size_rw: size.then(|| c.size_rw()),
@@ -482,6 +496,23 @@ pub fn list(
         }
     }
     let mut cs = current(e)?;
+    // A network filter names a network by name, ID or ID prefix.
+    let net_names: Vec<String> = f
+        .get("network")
+        .iter()
+        .flat_map(|v| {
+            let by_id = crate::api::networks::resolve_name(e, v).ok();
+            std::iter::once(v.to_string()).chain(by_id)
+        })
+        .collect();
+    // Looked up once per network for the whole list.
+    let mut known: std::collections::HashMap<String, String> = Default::default();
+    let mut ids = |n: &str| {
+        known
+            .entry(n.to_string())
+            .or_insert_with(|| crate::network_ids::id_of(e, n))
+            .clone()
+    };
     let bound = |k: &str| -> Result<Option<i64>> {
         match f.get(k).first() {
             None => Ok(None),
@@ -528,14 +559,15 @@ pub fn list(
             && f.any_or_unset("volume", |v| {
                 c.volumes.iter().any(|(n, d)| n == v || d == v)
             })
-            && f.any_or_unset("network", |n| {
-                NetMode::parse(&c.host_config).name() == n || c.networks.contains_key(n)
-            })
+            && (!f.has("network")
+                || net_names.iter().any(|n| {
+                    NetMode::parse(&c.host_config).name() == *n || c.networks.contains_key(n)
+                }))
             && f.any_or_unset("health", |h| h == health_status(c));
         if !ok {
             continue;
         }
-        out.push(entry(e, c, size));
+        out.push(entry(e, c, size, &mut ids));
         if limit.is_some_and(|l| l > 0 && out.len() as i64 >= l) {
             break;
         }
@@ -673,7 +705,7 @@ mod tests {
                                  "log": [{"start": 1, "end": 2, "exit_code": 0, "output": "ok"}]}},
             "dir": "/var/lib/kos/containers/x", "log_path": "/var/lib/kos/containers/x/x-json.log",
             "rootfs_kind": "overlay", "volumes": [["vol1", "/v"], ["anon", "/data"]],
-            "networks": {"mynet": {"IPAddress": "10.1.0.2", "Aliases": ["web"]}},
+            "networks": {"mynet": {"IPAddress": "10.1.0.2", "Aliases": ["web"], "NetworkID": "mynet"}},
             "ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}], "53/udp": null},
             "mount_label": "s0:c1,c2", "process_label": "s0:c1,c2"
         }))
@@ -714,7 +746,8 @@ mod tests {
         assert_eq!(lean.status_text(), full.status_text());
         assert_eq!(lean.command_line(), "sleep 9");
         assert_eq!(health_status(&lean), "healthy");
-        assert_eq!(networks(&lean), networks(&full));
+        let mut ids = |n: &str| n.to_string();
+        assert_eq!(networks(&lean, &mut ids), networks(&full, &mut ids));
     }
 
     #[test]
@@ -771,9 +804,12 @@ mod tests {
     #[test]
     fn networks_of_unattached_shared_and_recorded_containers() {
         let mut c = rich();
-        assert_eq!(networks(&c)["mynet"]["IPAddress"], "10.1.0.2");
+        let mut ids = |n: &str| format!("id-of-{n}");
+        let v = networks(&c, &mut ids);
+        assert_eq!(v["mynet"]["IPAddress"], "10.1.0.2");
+        assert_eq!(v["mynet"]["NetworkID"], "id-of-mynet");
         c.networks.clear();
-        let v = networks(&c);
+        let v = networks(&c, &mut ids);
         let ep = v["mynet"].as_object().unwrap();
         assert_eq!(v.as_object().unwrap().len(), 1);
         assert_eq!(ep.len(), 14);
@@ -781,9 +817,9 @@ mod tests {
         assert_eq!(ep["IPPrefixLen"], 0);
         assert_eq!(ep["NetworkID"], "");
         c.host_config.network_mode = Some("container:abc".into());
-        assert_eq!(networks(&c), json!({}));
+        assert_eq!(networks(&c, &mut ids), json!({}));
         c.host_config.network_mode = None;
-        assert!(networks(&c).get("bridge").is_some());
+        assert!(networks(&c, &mut ids).get("bridge").is_some());
     }
 
     #[test]
