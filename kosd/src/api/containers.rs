@@ -658,6 +658,32 @@ pub async fn stats(State(e): E, Path(id): Path<String>, p: Params) -> Result<Res
     Ok(r)
 }
 
+/// Mounts the rootfs of a container that has none mounted (a stopped one), as a start
+/// would (the same shared layer); whether it did, so the caller unmounts after.
+async fn mount_rootfs_if_stopped(
+    e: &Arc<Engine>,
+    c: &crate::containers::Container,
+) -> Result<bool> {
+    if kos_image::snapshot::overlay::is_mounted(&c.dir.join("rootfs")) {
+        return Ok(false);
+    }
+    let store = e.store.clone();
+    let n = crate::containers::image_use::store_name(&store, c);
+    let (i, d) = (c.id.clone(), c.dir.clone());
+    tokio::task::spawn_blocking(move || {
+        store.prepare_rootfs_with_mount_points(
+            &n,
+            &i,
+            &d,
+            kos_image::RootfsStrategy::Overlay,
+            kos_image::RootfsOptions::default(),
+            &runtime::shared_layer_entries(),
+        )
+    })
+    .await??;
+    Ok(true)
+}
+
 /// Runs `f` with the container's rootfs mounted (mounting it for a stopped
 /// container and unmounting after), under the container lock.
 async fn with_rootfs<T: Send + 'static>(
@@ -669,23 +695,7 @@ async fn with_rootfs<T: Send + 'static>(
     let _g = lock.lock().await;
     let c = runtime::load(e, id)?;
     let rootfs = c.dir.join("rootfs");
-    let mounted_here = !kos_image::snapshot::overlay::is_mounted(&rootfs);
-    if mounted_here {
-        let store = e.store.clone();
-        let n = crate::containers::image_use::store_name(&store, &c);
-        let (i, d) = (c.id.clone(), c.dir.clone());
-        tokio::task::spawn_blocking(move || {
-            store.prepare_rootfs_with_mount_points(
-                &n,
-                &i,
-                &d,
-                kos_image::RootfsStrategy::Overlay,
-                kos_image::RootfsOptions::default(),
-                &runtime::shared_layer_entries(),
-            )
-        })
-        .await??;
-    }
+    let mounted_here = mount_rootfs_if_stopped(e, &c).await?;
     let r2 = rootfs.clone();
     let r = tokio::task::spawn_blocking(move || f(r2)).await;
     if mounted_here {
@@ -727,23 +737,7 @@ async fn tar_response(
     let guard = lock.clone().lock_owned().await;
     let c = runtime::load(e, id)?;
     let rootfs = c.dir.join("rootfs");
-    let mounted_here = !kos_image::snapshot::overlay::is_mounted(&rootfs);
-    if mounted_here {
-        let store = e.store.clone();
-        let n = crate::containers::image_use::store_name(&store, &c);
-        let (i, d) = (c.id.clone(), c.dir.clone());
-        tokio::task::spawn_blocking(move || {
-            store.prepare_rootfs_with_mount_points(
-                &n,
-                &i,
-                &d,
-                kos_image::RootfsStrategy::Overlay,
-                kos_image::RootfsOptions::default(),
-                &runtime::shared_layer_entries(),
-            )
-        })
-        .await??;
-    }
+    let mounted_here = mount_rootfs_if_stopped(e, &c).await?;
     let unmount = move || {
         if mounted_here {
             let _ = kos_image::snapshot::overlay::unmount(&rootfs);
