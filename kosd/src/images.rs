@@ -130,7 +130,7 @@ fn names_of(records: &[ImageRecord]) -> (Vec<String>, Vec<String>) {
 pub struct Details {
     pub config_json: serde_json::Value,
     pub size: i64,
-    pub diff_ids: Vec<String>,
+    pub diff_ids: Vec<Digest>,
 }
 
 pub fn details(store: &Store, rec: &ImageRecord) -> Result<Details> {
@@ -141,13 +141,7 @@ pub fn details(store: &Store, rec: &ImageRecord) -> Result<Details> {
     Ok(Details {
         config_json,
         size,
-        diff_ids: img
-            .config
-            .rootfs
-            .diff_ids
-            .iter()
-            .map(|d| d.to_string())
-            .collect(),
+        diff_ids: img.config.rootfs.diff_ids.clone(),
     })
 }
 
@@ -293,8 +287,8 @@ pub fn inspect(store: &Store, r: &Resolved) -> Result<serde_json::Value> {
         "Variant": c["variant"],
         "Os": c["os"].as_str().unwrap_or(""),
         "Size": d.size,
-        "GraphDriver": graph_driver(store, r),
-        "RootFS": {"Type": "layers", "Layers": d.diff_ids},
+        "GraphDriver": graph_driver(&store.layer_dirs_of(&d.diff_ids)),
+        "RootFS": {"Type": "layers", "Layers": d.diff_ids.iter().map(Digest::to_string).collect::<Vec<_>>()},
         "Metadata": {"LastTagTime": crate::timefmt::rfc3339_go(r.any().created * 1_000_000_000)},
     }))
 }
@@ -302,8 +296,7 @@ pub fn inspect(store: &Store, r: &Resolved) -> Result<serde_json::Value> {
 /// Docker's overlay2 `GraphDriver` of an image: its top layer's directory as `UpperDir`,
 /// the layers below it (top-most first) as `LowerDir`. kosd keeps no merged or work
 /// directory per image, so those two are not claimed.
-fn graph_driver(store: &Store, r: &Resolved) -> serde_json::Value {
-    let dirs = store.layer_dirs(&r.config).unwrap_or_default();
+fn graph_driver(dirs: &[std::path::PathBuf]) -> serde_json::Value {
     let Some((upper, lower)) = dirs.split_first() else {
         return json!({"Name": "overlay2", "Data": null});
     };

@@ -299,8 +299,13 @@ impl Store {
     /// containers' `GraphDriver.Data`. A layer not unpacked yet is listed where it will be.
     pub fn layer_dirs(&self, config: &Digest) -> Result<Vec<PathBuf>> {
         let cfg = ImageConfig::parse(&self.read_blob(config)?)?;
-        let chain = crate::digest::chain_ids(&cfg.rootfs.diff_ids);
-        Ok(chain.iter().rev().map(|c| self.snapshot_dir(c)).collect())
+        Ok(self.layer_dirs_of(&cfg.rootfs.diff_ids))
+    }
+
+    /// [`Store::layer_dirs`] of an image whose config is already read: its diff ids.
+    pub fn layer_dirs_of(&self, diff_ids: &[Digest]) -> Vec<PathBuf> {
+        let chain = crate::digest::chain_ids(diff_ids);
+        chain.iter().rev().map(|c| self.snapshot_dir(c)).collect()
     }
 
     pub fn has_snapshot(&self, chain_id: &Digest) -> Result<bool> {

@@ -60,24 +60,23 @@ fn all_json(e: &Engine) -> Result<Vec<Value>> {
 }
 
 fn find(e: &Engine, key: &str) -> Result<Value> {
-    let key = canonical(key);
-    let mut all = all_json(e)?;
-    let pairs: Vec<(String, String)> = all
-        .iter()
-        .map(|n| {
-            let s = |k: &str| n[k].as_str().unwrap_or("").to_string();
-            (s("Name"), s("Id"))
-        })
-        .collect();
-    let name = network_ids::resolve(key, &pairs)?.to_string();
-    all.retain(|n| n["Name"] == name.as_str());
-    all.pop()
+    let name = resolve_name(e, key)?;
+    all_json(e)?
+        .into_iter()
+        .find(|n| n["Name"] == name.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("network {key} not found")))
 }
 
-/// The name of the network `key` (a name, an ID or an ID prefix) refers to.
+/// The name of the network `key` (a name, an ID or an ID prefix) refers to, from the
+/// networks' names and IDs alone (no endpoint views).
 pub fn resolve_name(e: &Engine, key: &str) -> Result<String> {
-    Ok(find(e, key)?["Name"].as_str().unwrap_or(key).to_string())
+    e.nets.ensure_default()?;
+    let names = e.nets.list()?.into_iter().map(|n| n.name);
+    let pairs = names
+        .chain(["host".to_string(), "none".to_string()])
+        .map(|n| Ok((n.clone(), network_ids::meta(e, &n)?.id)))
+        .collect::<Result<Vec<(String, String)>>>()?;
+    Ok(network_ids::resolve(canonical(key), &pairs)?.to_string())
 }
 
 pub async fn list(State(e): E, p: Params) -> Result<Json<Value>> {
