@@ -118,14 +118,15 @@ fn start(args: &Args) -> Result<()> {
             Ok(())
         }
         nix::unistd::ForkResult::Child => {
+            // A server that ran has unlinked its socket itself, before its last answer.
             let code = match daemon(args, listener, &path, &bundle) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::warn(&format!("{e:#}"));
+                    let _ = std::fs::remove_file(&path);
                     1
                 }
             };
-            let _ = std::fs::remove_file(&path);
             std::process::exit(code);
         }
     }
@@ -192,7 +193,8 @@ fn daemon(args: &Args, listener: UnixListener, socket: &Path, bundle: &Path) -> 
     let reaper = reaper::Reaper::new().context("SIGCHLD signalfd and subreaper")?;
     let publisher = events::Publisher::new(std::env::var("TTRPC_ADDRESS").ok(), &args.namespace);
     let service = service::Service::new(&args.namespace, publisher);
-    let mut server = server::Server::new(listener, reaper, service).context("listener")?;
+    let mut server =
+        server::Server::new(listener, socket.to_path_buf(), reaper, service).context("listener")?;
     log::info(&format!("serving {} for {}", socket.display(), args.id));
     server.run();
     Ok(())

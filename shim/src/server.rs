@@ -4,6 +4,7 @@
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::ttrpc::Request;
@@ -35,7 +36,8 @@ enum Token {
 const IDLE_AFTER: Duration = Duration::from_millis(100);
 
 pub struct Server {
-    listener: UnixListener,
+    /// The listener and the path it is bound to; None once withdrawn at shutdown.
+    listener: Option<(UnixListener, PathBuf)>,
     conns: Vec<Conn>,
     next_conn: u64,
     reaper: Reaper,
@@ -44,10 +46,15 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(listener: UnixListener, reaper: Reaper, service: Service) -> io::Result<Server> {
+    pub fn new(
+        listener: UnixListener,
+        socket: PathBuf,
+        reaper: Reaper,
+        service: Service,
+    ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         Ok(Server {
-            listener,
+            listener: Some((listener, socket)),
             conns: Vec::new(),
             next_conn: 1,
             reaper,
@@ -56,8 +63,23 @@ impl Server {
         })
     }
 
-    /// Serves until Shutdown with no containers left.
+    /// Serves until Shutdown with no containers left; the socket is gone when this returns.
     pub fn run(&mut self) {
+        self.serve();
+        self.withdraw();
+    }
+
+    /// Unlinks the socket and closes the listener. At Shutdown this happens before the reply
+    /// is written: a caller that starts this container again once answered must not find
+    /// (and join) a shim that is about to leave, nor have its new socket unlinked by it.
+    fn withdraw(&mut self) {
+        if let Some((listener, path)) = self.listener.take() {
+            let _ = std::fs::remove_file(&path);
+            drop(listener);
+        }
+    }
+
+    fn serve(&mut self) {
         let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut tokens: Vec<Token> = Vec::new();
         // When to give memory back: set by any activity, cleared once done.
@@ -73,7 +95,9 @@ impl Server {
                 });
                 tokens.push(t);
             };
-            add(self.listener.as_raw_fd(), libc::POLLIN, Token::Listener);
+            if let Some((l, _)) = &self.listener {
+                add(l.as_raw_fd(), libc::POLLIN, Token::Listener);
+            }
             add(self.reaper.raw_fd(), libc::POLLIN, Token::Signal);
             for (i, c) in self.conns.iter().enumerate() {
                 let ev = if c.wbuf.is_empty() {
@@ -163,6 +187,9 @@ impl Server {
                 }
             }
             self.deliver_replies();
+            if self.service.shutdown {
+                self.withdraw();
+            }
             self.flush_conns();
             // The runtime's delete of containers whose processes are all gone: started once
             // the Wait answers are out, it runs while the caller handles them.
@@ -187,8 +214,11 @@ impl Server {
     }
 
     fn accept(&mut self) {
+        let Some((listener, _)) = &self.listener else {
+            return;
+        };
         loop {
-            match self.listener.accept() {
+            match listener.accept() {
                 Ok((s, _)) => {
                     if s.set_nonblocking(true).is_err() {
                         continue;

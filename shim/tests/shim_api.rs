@@ -503,8 +503,8 @@ fn containers_of_one_pod_share_a_shim() {
     let b1 = start_in("pod2-sandbox", "pod2");
     assert_eq!(a1, a2);
     assert_ne!(a1, b1);
-    for a in [a1, b1] {
-        let mut c = Client::connect(&a);
+    let shut_down = |a: &str| -> i32 {
+        let mut c = Client::connect(a);
         let info: api::ConnectResponse = c
             .call("Connect", &api::ConnectRequest::new())
             .expect("connect");
@@ -512,11 +512,28 @@ fn containers_of_one_pod_share_a_shim() {
         let _: api::Empty = c
             .call("Shutdown", &api::ShutdownRequest::new())
             .expect("shutdown");
+        // Gone by the time the answer arrives, not only once the process has left: a start
+        // right after must get a shim of its own, not join the one leaving.
+        let sock = a.trim_start_matches("unix://");
+        assert!(
+            !Path::new(sock).exists(),
+            "socket {sock} outlives the Shutdown answer"
+        );
+        pid
+    };
+    let old = shut_down(&a1);
+    let again = start_in("pod1-app", "pod1");
+    assert_eq!(again, a1);
+    let new = shut_down(&again);
+    assert_ne!(
+        new, old,
+        "the new start joined the shim that was shutting down"
+    );
+    let last = shut_down(&b1);
+    for pid in [old, new, last] {
         wait_for("shim exit after Shutdown", Duration::from_secs(5), || {
             !alive(pid)
         });
-        let sock = a.trim_start_matches("unix://");
-        assert!(!Path::new(sock).exists(), "socket {sock} left behind");
     }
 }
 
