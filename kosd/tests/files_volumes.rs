@@ -323,6 +323,8 @@ b = c.containers.run("{img}", ["sleep", "30"], detach=True)
 st = b.stats(stream=False)
 assert "eth0" in st["networks"] and "lo" not in st["networks"], st.get("networks")
 assert st["networks"]["eth0"]["rx_packets"] >= 0, st["networks"]
+# pids_stats.limit is omitempty in dockerd: absent when unlimited, the limit when set.
+assert st["pids_stats"]["current"] >= 1 and "limit" not in st["pids_stats"], st["pids_stats"]
 # inspect in dockerd's full shape although the SDK sent few fields.
 hc = c.api.inspect_container(b.id)["HostConfig"]
 for k in ("Privileged", "CapAdd", "Dns", "PidsLimit", "Ulimits", "SecurityOpt", "Memory"):
@@ -337,8 +339,10 @@ old = docker.APIClient(base_url=os.environ["DOCKER_HOST"], version="1.41")
 assert old.inspect_image("{img}")["VirtualSize"] > 0
 assert "ContainerConfig" in old.inspect_image("{img}")
 assert "VirtualSize" not in c.api.inspect_image("{img}")
-n = c.containers.run("{img}", ["sleep", "30"], detach=True, network_mode="none")
-assert "networks" not in n.stats(stream=False)
+n = c.containers.run("{img}", ["sleep", "30"], detach=True, network_mode="none", pids_limit=40)
+st = n.stats(stream=False)
+assert "networks" not in st
+assert st["pids_stats"]["limit"] == 40, st["pids_stats"]
 n.remove(force=True)
 # attach(logs=True) right after start: the output already written, then the rest, none lost
 # to the client's buffered read of the 101 answer.

@@ -40,9 +40,15 @@ pub fn sample(c: &Container, cgroups_path: &str, ncpu: usize, mem_total: u64) ->
         .or(s.memory.raw.get("inactive_file"))
         .copied()
         .unwrap_or(0);
+    // Docker's `limit` is omitempty: an unlimited cgroup has none.
+    let pids = if s.pids.limit == 0 {
+        json!({"current": s.pids.current})
+    } else {
+        json!({"current": s.pids.current, "limit": s.pids.limit})
+    };
     Some(json!({
         "read": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-        "pids_stats": {"current": s.pids.current, "limit": if s.pids.limit == 0 { Value::Null } else { json!(s.pids.limit) }},
+        "pids_stats": pids,
         "blkio_stats": {
             "io_service_bytes_recursive": blk(&s.blkio.io_service_bytes_recursive),
             "io_serviced_recursive": blk(&s.blkio.io_serviced_recursive),
