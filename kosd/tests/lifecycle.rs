@@ -362,4 +362,76 @@ fn wait_health_and_container_events() {
         ],
         "{all}"
     );
+    // With --network none, as dockerd: the container is on the `none` network while it
+    // runs (inspect, network inspect) and the events say so, with the null driver.
+    let none_id = k.docker_ok(&["network", "inspect", "-f", "{{.Id}}", "none"]);
+    let none_id = none_id.trim();
+    let since = now_arg();
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "nonec",
+        "--network",
+        "none",
+        &img,
+        "sleep",
+        "30",
+    ]);
+    let ep = k.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.none.NetworkID}} {{.NetworkSettings.Networks.none.EndpointID}}",
+        "nonec",
+    ]);
+    let (net_id, ep_id) = ep.trim().split_once(' ').expect("two fields");
+    assert_eq!(net_id, none_id, "{ep}");
+    assert_eq!(ep_id.len(), 64, "{ep}");
+    let members = k.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range $id, $c := .Containers}}{{$c.Name}} {{$c.EndpointID}} [{{$c.IPv4Address}}]{{end}}",
+        "none",
+    ]);
+    assert_eq!(members.trim(), format!("nonec {ep_id} []"));
+    k.docker_ok(&["stop", "-t", "0", "nonec"]);
+    assert_eq!(
+        k.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.none.EndpointID}}|",
+            "nonec"
+        ]),
+        "|\n"
+    );
+    k.docker_ok(&["rm", "nonec"]);
+    let stream = k.docker_ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &now_arg(),
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.type}} {{.Actor.Attributes.name}}",
+    ]);
+    let got: Vec<&str> = stream.lines().collect();
+    assert_eq!(
+        got,
+        [
+            format!("connect {none_id} null none"),
+            format!("disconnect {none_id} null none"),
+        ],
+        "{stream}"
+    );
+}
+
+/// Now, as `docker events --since/--until` take it (seconds.nanoseconds).
+fn now_arg() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time");
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }

@@ -20,11 +20,11 @@ use crate::network_ids;
 
 type E = State<Arc<Engine>>;
 
-fn builtin(name: &str, driver: &str) -> Value {
+fn builtin(name: &str, driver: &str, containers: Value) -> Value {
     json!({"Name": name, "Id": name, "Created": crate::timefmt::ZERO_TIME, "Scope": "local", "Driver": driver,
         "EnableIPv6": false, "IPAM": {"Driver": "default", "Options": null, "Config": []}, "Internal": false,
         "Attachable": false, "Ingress": false, "ConfigFrom": {"Network": ""}, "ConfigOnly": false,
-        "Containers": {}, "Options": {}, "Labels": {}})
+        "Containers": containers, "Options": {}, "Labels": {}})
 }
 
 fn members(e: &Engine, net: &str) -> Value {
@@ -32,8 +32,13 @@ fn members(e: &Engine, net: &str) -> Value {
     for c in crate::containers::all(e) {
         if let Some(ep) = c.networks.get(net) {
             if c.state.status.is_live() {
+                // An endpoint without an address (on `none` or `host`) shows none, as dockerd.
+                let v4 = match ep["IPAddress"].as_str().unwrap_or("") {
+                    "" => String::new(),
+                    ip => format!("{ip}/{}", ep["IPPrefixLen"]),
+                };
                 m.insert(c.id.clone(), json!({"Name": c.name, "EndpointID": ep["EndpointID"], "MacAddress": ep["MacAddress"],
-                    "IPv4Address": format!("{}/{}", ep["IPAddress"].as_str().unwrap_or(""), ep["IPPrefixLen"]), "IPv6Address": ""}));
+                    "IPv4Address": v4, "IPv6Address": ""}));
             }
         }
     }
@@ -48,8 +53,8 @@ fn all_json(e: &Engine) -> Result<Vec<Value>> {
         .iter()
         .map(|n| network::network_json(n, members(e, &n.name)))
         .collect();
-    out.push(builtin("host", "host"));
-    out.push(builtin("none", "null"));
+    out.push(builtin("host", "host", members(e, "host")));
+    out.push(builtin("none", "null", members(e, "none")));
     for n in &mut out {
         let name = n["Name"].as_str().unwrap_or("").to_string();
         let m = network_ids::meta(e, &name)?;

@@ -31,7 +31,26 @@ pub struct Runtime {
     /// Containers a forced removal is stopping: their exit leaves the rootfs mounted for
     /// the removal to hand over with the directory.
     removing: Mutex<std::collections::HashSet<String>>,
+    /// How many exit monitors run (from a start until the exit is handled and the shim
+    /// shut down): a daemon shutdown waits for them, so no shim outlives it.
+    monitors: tokio::sync::watch::Sender<usize>,
     pub changed: broadcast::Sender<Change>,
+}
+
+/// One running exit monitor, counted in `Runtime::monitors` while it lives.
+struct Monitoring(tokio::sync::watch::Sender<usize>);
+
+impl Monitoring {
+    fn new(rt: &Runtime) -> Monitoring {
+        rt.monitors.send_modify(|n| *n += 1);
+        Monitoring(rt.monitors.clone())
+    }
+}
+
+impl Drop for Monitoring {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// A container's record was saved or removed: what waiters and log followers wake on.
@@ -58,6 +77,7 @@ impl Default for Runtime {
             shims: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             removing: Mutex::new(std::collections::HashSet::new()),
+            monitors: tokio::sync::watch::channel(0).0,
             changed: broadcast::channel(1024).0,
         }
     }
@@ -896,6 +916,9 @@ async fn start_locked(e: &Arc<Engine>, id: &str) -> Result<()> {
         // Failed before the shim was used: it has nothing to serve.
         discard_shim(shim.take(), &c.id).await;
         release_network(e, &c.id).await;
+        if let Some(name) = leave_builtin_network(&mut c) {
+            network_event(e, "disconnect", &name, &c.id);
+        }
         unmount_rootfs(&c);
         c.state.status = if c.state.finished_at > 0 || c.state.started_at > 0 {
             Status::Exited
@@ -1007,6 +1030,14 @@ async fn start_prepared(
             atts.push(att);
         }
         c.ports = crate::network::ports_json(&atts, &exposed);
+    } else if let Some(name) = builtin_network(net) {
+        // As dockerd, which joins such a container to its `none` or `host` network: an
+        // endpoint there while it runs, with the connect event (and the disconnect at exit).
+        let mut ep = crate::network::skeleton(serde_json::Value::Null);
+        ep["NetworkID"] = serde_json::json!(name);
+        ep["EndpointID"] = serde_json::json!(crate::engine::random_id()?);
+        c.networks.insert(name.to_string(), ep);
+        network_event(e, "connect", name, &c.id);
     }
     write_etc_files(e, c, net, &dns_gateways)?;
     let mut mounts = super::mounts::collect(e, c)?;
@@ -1157,7 +1188,9 @@ pub async fn start(e: &Arc<Engine>, key: &str) -> Result<()> {
 }
 
 fn spawn_monitor(e: Arc<Engine>, id: String, sh: Shim) {
+    let counted = Monitoring::new(&e.rt);
     tokio::spawn(async move {
+        let _counted = counted;
         let (code, at) = match sh.wait(&id, "").await {
             // A shim that gives no exit time: now is as close as kosd can tell.
             Ok((code, 0)) => (code, timefmt::now_nanos()),
@@ -1203,7 +1236,8 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
     // other once the task has exited: they run side by side, and only the record's removal
     // (what a waiter on `removed` is answered by) waits for both.
     let bookkeeping = async {
-        let left = release_network_quietly(e, id).await;
+        let mut left = release_network_quietly(e, id).await;
+        left.extend(leave_builtin_network(&mut c));
         c.ports = serde_json::Value::Null;
         for ep in c.networks.values_mut() {
             for k in [
@@ -1300,6 +1334,14 @@ async fn on_exit(e: &Arc<Engine>, id: &str, sh: &Shim, code: i64, at: i64) {
             let lock = e2.rt.lock(&id2);
             let _g = lock.lock().await;
             match load(&e2, &id2) {
+                // The daemon is stopping: the next one restarts it, by its policy.
+                Ok(mut c)
+                    if c.state.status == Status::Restarting
+                        && e2.stopping.load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    c.state.status = Status::Exited;
+                    let _ = save(&e2, &c);
+                }
                 Ok(c) if c.state.status == Status::Restarting && !c.state.stopped_by_user => {
                     let mut c2 = c.clone();
                     c2.state.status = Status::Exited;
@@ -1348,13 +1390,40 @@ async fn release_network_quietly(e: &Engine, id: &str) -> Vec<String> {
     }
 }
 
-/// dockerd's `network connect|disconnect` event.
+/// The built-in network (`none` or `host`) a container of mode `net` is joined to while
+/// it runs; kos-network has no part in it.
+fn builtin_network(net: &NetMode) -> Option<&'static str> {
+    match net {
+        NetMode::None => Some("none"),
+        NetMode::Host => Some("host"),
+        _ => None,
+    }
+}
+
+/// Ends the container's endpoint on its built-in network, if it has one; the network's
+/// name, for the disconnect event.
+fn leave_builtin_network(c: &mut Container) -> Option<String> {
+    let name = builtin_network(&NetMode::parse(&c.host_config))?;
+    let ep = c.networks.get_mut(name)?;
+    if ep["EndpointID"].as_str().is_none_or(str::is_empty) {
+        return None;
+    }
+    ep["EndpointID"] = serde_json::json!("");
+    Some(name.to_string())
+}
+
+/// dockerd's `network connect|disconnect` event; `type` is the network's driver.
 pub fn network_event(e: &Engine, action: &str, net: &str, container: &str) {
+    let driver = match net {
+        "none" => "null",
+        "host" => "host",
+        _ => "bridge",
+    };
     e.event(
         "network",
         action,
         &crate::network_ids::id_of(e, net),
-        &[("container", container), ("name", net), ("type", "bridge")],
+        &[("container", container), ("name", net), ("type", driver)],
     );
 }
 
@@ -1916,33 +1985,48 @@ pub async fn shutdown(e: &Arc<Engine>) {
     if e.config.live_restore {
         return;
     }
-    let live: Vec<Container> = super::all(e)
-        .into_iter()
-        .filter(|c| c.state.status.is_live())
-        .collect();
-    let mut tasks = Vec::new();
-    for c in live {
-        let e = e.clone();
-        tasks.push(tokio::spawn(async move {
-            // Keep the restart policy for the next start: this is not a user stop.
-            let t = c.config.stop_timeout.unwrap_or(10);
-            if let Some(sh) = e.rt.shim(&c.id) {
-                let sig = c
-                    .config
-                    .stop_signal
-                    .as_deref()
-                    .and_then(|s| config_to_spec::parse_signal(s).ok())
-                    .unwrap_or(libc::SIGTERM);
-                let _ = sh.kill(&c.id, "", sig as u32, false).await;
-                if !wait_not_live(&e, &c.id, Some(Duration::from_secs(t.max(0) as u64))).await {
-                    let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
-                    wait_not_live(&e, &c.id, Some(Duration::from_secs(10))).await;
-                }
-            }
-        }));
+    // A restart that was under way when the stop began can bring one more container up:
+    // a second round stops it.
+    for _ in 0..3 {
+        let live: Vec<Container> = super::all(e)
+            .into_iter()
+            .filter(|c| c.state.status.is_live())
+            .collect();
+        let mut tasks = Vec::new();
+        for c in live {
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move { stop_for_shutdown(&e, &c).await }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Each exit is handled to its end (the runtime's delete, the shim's shutdown)
+        // before the daemon leaves: a shim left serving would outlive it.
+        let mut monitors = e.rt.monitors.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(15), monitors.wait_for(|n| *n == 0)).await;
+        if !super::all(e).iter().any(|c| c.state.status.is_live()) {
+            break;
+        }
     }
-    for t in tasks {
-        let _ = t.await;
+}
+
+/// Stops a container as the daemon's shutdown does: its stop signal, SIGKILL after its
+/// stop timeout. The restart policy stays for the next start: this is not a user stop.
+async fn stop_for_shutdown(e: &Arc<Engine>, c: &Container) {
+    let Some(sh) = e.rt.shim(&c.id) else {
+        return;
+    };
+    let t = c.config.stop_timeout.unwrap_or(10);
+    let sig = c
+        .config
+        .stop_signal
+        .as_deref()
+        .and_then(|s| config_to_spec::parse_signal(s).ok())
+        .unwrap_or(libc::SIGTERM);
+    let _ = sh.kill(&c.id, "", sig as u32, false).await;
+    if !wait_not_live(e, &c.id, Some(Duration::from_secs(t.max(0) as u64))).await {
+        let _ = sh.kill(&c.id, "", libc::SIGKILL as u32, true).await;
+        wait_not_live(e, &c.id, Some(Duration::from_secs(10))).await;
     }
 }
 
