@@ -19,6 +19,12 @@ pub enum Table {
 }
 
 impl Table {
+    const ALL: [Table; 3] = [Table::Containers, Table::Volumes, Table::Networks];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn name(self) -> &'static str {
         match self {
             Table::Containers => "containers",
@@ -41,6 +47,17 @@ const STATEMENT_CACHE: usize = 32;
 
 pub struct StateDb {
     conn: Connection,
+    /// Per table, a value that changes at every write (drawn from [`GENERATIONS`], so no two
+    /// databases or writes share one): a reader that decoded a table at one generation
+    /// knows it unchanged while the value is the same.
+    generations: [std::sync::atomic::AtomicU64; 3],
+}
+
+/// Where generations come from, process-wide.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl StateDb {
@@ -53,19 +70,33 @@ impl StateDb {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Every statement is prepared once and kept (parsing one cost more than running it).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        for t in [Table::Containers, Table::Volumes, Table::Networks] {
+        for t in Table::ALL {
             conn.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, record TEXT NOT NULL)",
                 t.name()
             ))?;
         }
-        Ok(StateDb { conn })
+        Ok(StateDb {
+            conn,
+            generations: Table::ALL.map(|_| next_generation().into()),
+        })
+    }
+
+    /// The table's current generation (see [`StateDb::generations`]).
+    pub fn generation(&self, t: Table) -> u64 {
+        self.generations[t.index()].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Called before each write, whether or not it then succeeds.
+    fn written(&self, t: Table) {
+        self.generations[t.index()].store(next_generation(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Inserts or replaces a record; a name held by another id is a conflict.
     pub fn put<T: Serialize>(&self, t: Table, id: &str, name: &str, rec: &T) -> Result<()> {
         let json =
             serde_json::to_string(rec).map_err(|e| ApiError::internal("encoding record", e))?;
+        self.written(t);
         let r = self
             .conn
             .prepare_cached(&format!(
@@ -135,6 +166,7 @@ impl StateDb {
     }
 
     pub fn delete(&self, t: Table, id: &str) -> Result<bool> {
+        self.written(t);
         Ok(self
             .conn
             .prepare_cached(&format!("DELETE FROM {} WHERE id = ?1", t.name()))?
@@ -184,6 +216,33 @@ impl StateDb {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generations_change_with_every_write_and_differ_between_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("a.db")).unwrap();
+        let other = StateDb::open(&dir.path().join("b.db")).unwrap();
+        let g0 = db.generation(Table::Containers);
+        assert_ne!(g0, other.generation(Table::Containers));
+        db.put(Table::Volumes, "v", "v", &1).unwrap();
+        assert_eq!(
+            db.generation(Table::Containers),
+            g0,
+            "another table's write"
+        );
+        db.put(Table::Containers, "c", "c", &1).unwrap();
+        let g1 = db.generation(Table::Containers);
+        assert_ne!(g1, g0);
+        let _: Option<i32> = db.get(Table::Containers, "c").unwrap();
+        db.each_record(Table::Containers, |_, _| {}).unwrap();
+        assert_eq!(db.generation(Table::Containers), g1, "reads");
+        // A failed write may still have changed nothing or something: it counts.
+        db.put(Table::Containers, "d", "c", &2).unwrap_err();
+        let g2 = db.generation(Table::Containers);
+        assert_ne!(g2, g1);
+        db.delete(Table::Containers, "c").unwrap();
+        assert_ne!(db.generation(Table::Containers), g2);
+    }
 
     #[test]
     fn records_and_name_conflicts() {

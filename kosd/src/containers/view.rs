@@ -28,8 +28,10 @@ fn time_or_zero(n: i64) -> String {
 /// `NetworkSettings.Networks` of inspect and ps: the endpoints kosd recorded, or for a
 /// container without any (none, host, not yet started) one empty endpoint under its mode's name.
 /// Typed rather than built as a `Value`, as the ps list writes it once per container.
-enum Networks {
-    Recorded(serde_json::Map<String, Value>),
+enum Networks<'a> {
+    /// The recorded endpoints, each with the ID its `NetworkID` shows (the record holds
+    /// the network's name there; None: shown as recorded).
+    Recorded(&'a serde_json::Map<String, Value>, Vec<Option<String>>),
     Unattached(String),
     Shared,
 }
@@ -37,21 +39,25 @@ enum Networks {
 /// The ID of a network by its name.
 type NetIds<'a> = dyn FnMut(&str) -> String + 'a;
 
-impl Networks {
+impl<'a> Networks<'a> {
     /// `ids` gives the ID each recorded endpoint's `NetworkID` shows (the record holds
     /// the network's name).
     fn new(
-        mut recorded: serde_json::Map<String, Value>,
+        recorded: &'a serde_json::Map<String, Value>,
         hc: &HostConfig,
         ids: &mut NetIds,
-    ) -> Networks {
+    ) -> Networks<'a> {
         if !recorded.is_empty() {
-            for (name, ep) in recorded.iter_mut() {
-                if ep["NetworkID"].as_str().is_some_and(|s| !s.is_empty()) {
-                    ep["NetworkID"] = json!(ids(name));
-                }
-            }
-            return Networks::Recorded(recorded);
+            let shown = recorded
+                .iter()
+                .map(|(name, ep)| {
+                    ep["NetworkID"]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty())
+                        .then(|| ids(name))
+                })
+                .collect();
+            return Networks::Recorded(recorded, shown);
         }
         match NetMode::parse(hc) {
             NetMode::Container(_) => Networks::Shared,
@@ -60,16 +66,44 @@ impl Networks {
     }
 }
 
-impl Serialize for Networks {
+impl Serialize for Networks<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            Networks::Recorded(m) => m.serialize(s),
+            Networks::Recorded(m, ids) => {
+                let mut out = s.serialize_map(Some(m.len()))?;
+                for ((name, ep), id) in m.iter().zip(ids) {
+                    out.serialize_entry(name, &RecordedEndpoint(ep, id.as_deref()))?;
+                }
+                out.end()
+            }
             Networks::Shared => s.serialize_map(Some(0))?.end(),
             Networks::Unattached(name) => {
                 let mut m = s.serialize_map(Some(1))?;
                 m.serialize_entry(name, &EmptyEndpoint)?;
                 m.end()
             }
+        }
+    }
+}
+
+/// A recorded endpoint, its `NetworkID` shown as the network's ID when one is given.
+struct RecordedEndpoint<'a>(&'a Value, Option<&'a str>);
+
+impl Serialize for RecordedEndpoint<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match (self.0.as_object(), self.1) {
+            (Some(fields), Some(id)) => {
+                let mut m = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    if k == "NetworkID" {
+                        m.serialize_entry(k, id)?;
+                    } else {
+                        m.serialize_entry(k, v)?;
+                    }
+                }
+                m.end()
+            }
+            _ => self.0.serialize(s),
         }
     }
 }
@@ -99,7 +133,7 @@ impl Serialize for EmptyEndpoint {
 }
 
 fn networks(c: &Container, ids: &mut NetIds) -> Value {
-    serde_json::to_value(Networks::new(c.networks.clone(), &c.host_config, ids))
+    serde_json::to_value(Networks::new(&c.networks, &c.host_config, ids))
         .unwrap_or_else(|_| json!({}))
 }
 
@@ -344,20 +378,20 @@ impl Listed {
 /// One row of `GET /containers/json`, in Docker's field order.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Entry {
-    id: String,
+struct Entry<'a> {
+    id: &'a str,
     names: [String; 1],
-    image: String,
+    image: &'a str,
     #[serde(rename = "ImageID")]
-    image_id: String,
+    image_id: &'a str,
     command: String,
     created: i64,
     ports: Value,
-    labels: BTreeMap<String, String>,
+    labels: BTreeMap<&'a str, &'a str>,
     state: &'static str,
     status: String,
-    host_config: EntryHostConfig,
-    network_settings: EntryNetworkSettings,
+    host_config: EntryHostConfig<'a>,
+    network_settings: EntryNetworkSettings<'a>,
     mounts: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     size_rw: Option<i64>,
@@ -367,22 +401,22 @@ pub struct Entry {
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct EntryHostConfig {
-    network_mode: String,
+struct EntryHostConfig<'a> {
+    network_mode: &'a str,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct EntryNetworkSettings {
-    networks: Networks,
+struct EntryNetworkSettings<'a> {
+    networks: Networks<'a>,
 }
 
-fn entry(e: &Engine, c: &Container, size: bool, ids: &mut NetIds) -> Entry {
+fn entry<'a>(e: &Engine, c: &'a Container, size: bool, ids: &mut NetIds) -> Entry<'a> {
     Entry {
-        id: c.id.clone(),
+        id: &c.id,
         names: [format!("/{}", c.name)],
-        image: c.image.clone(),
-        image_id: c.image_id.clone(),
+        image: &c.image,
+        image_id: &c.image_id,
         command: c.command_line(),
         created: c.created / 1_000_000_000,
         ports: ps_ports(&c.ports),
@@ -391,15 +425,15 @@ fn entry(e: &Engine, c: &Container, size: bool, ids: &mut NetIds) -> Entry {
             .labels
             .iter()
             .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect(),
         state: c.state.status.as_str(),
         status: c.status_text(),
         host_config: EntryHostConfig {
-            network_mode: c.host_config.network_mode.clone().unwrap_or_default(),
+            network_mode: c.host_config.network_mode.as_deref().unwrap_or_default(),
         },
         network_settings: EntryNetworkSettings {
-            networks: Networks::new(c.networks.clone(), &c.host_config, ids),
+            networks: Networks::new(&c.networks, &c.host_config, ids),
         },
         mounts: super::mounts::describe(e, c),
         size_rw: size.then(|| c.size_rw()),
@@ -414,7 +448,20 @@ fn entry(e: &Engine, c: &Container, size: bool, ids: &mut NetIds) -> Entry {
 /// every list was most of what `docker ps` cost with many containers.
 struct Rows(BTreeMap<String, (Box<str>, Arc<Container>)>);
 
-static ROWS: Mutex<Rows> = Mutex::new(Rows(BTreeMap::new()));
+/// The last list's rows, and the store generation (`StateDb::generation`) they were read
+/// at, in the store's order: while no container record has been written since, a list
+/// reads none of them again.
+struct Listing {
+    rows: Rows,
+    generation: u64,
+    order: Vec<Arc<Container>>,
+}
+
+static LISTING: Mutex<Listing> = Mutex::new(Listing {
+    rows: Rows(BTreeMap::new()),
+    generation: 0,
+    order: Vec::new(),
+});
 
 impl Rows {
     /// The row of a record as stored now, moved (or decoded) into `next`; None for a record
@@ -438,13 +485,21 @@ impl Rows {
 
 /// Every container as its record is stored now, for the list.
 fn current(e: &Engine) -> Result<Vec<Arc<Container>>> {
-    let mut rows = ROWS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut listing = LISTING.lock().unwrap_or_else(|p| p.into_inner());
+    let db = e.db();
+    let generation = db.generation(Table::Containers);
+    if generation == listing.generation {
+        return Ok(listing.order.clone());
+    }
     let mut next = Rows(BTreeMap::new());
     let mut out = Vec::new();
-    e.db().each_record(Table::Containers, |id, text| {
-        out.extend(rows.keep(&mut next, id, text));
+    db.each_record(Table::Containers, |id, text| {
+        out.extend(listing.rows.keep(&mut next, id, text));
     })?;
-    *rows = next;
+    drop(db);
+    listing.rows = next;
+    listing.generation = generation;
+    listing.order = out.clone();
     Ok(out)
 }
 
@@ -472,14 +527,8 @@ fn named<'a>(cs: &'a [Arc<Container>], key: &str) -> Result<&'a Container> {
     }
 }
 
-/// `GET /containers/json`.
-pub fn list(
-    e: &Engine,
-    all: bool,
-    limit: Option<i64>,
-    size: bool,
-    f: &Filters,
-) -> Result<Vec<Entry>> {
+/// `GET /containers/json`: the answer's JSON.
+pub fn list(e: &Engine, all: bool, limit: Option<i64>, size: bool, f: &Filters) -> Result<Vec<u8>> {
     for s in f.get("status") {
         if ![
             "created",
@@ -572,7 +621,11 @@ pub fn list(
             break;
         }
     }
-    Ok(out)
+    // One buffer about the size of the answer (an entry is near 700 bytes).
+    let mut buf = Vec::with_capacity(out.len() * 768 + 2);
+    serde_json::to_writer(&mut buf, &out)
+        .map_err(|err| ApiError::internal("encoding the container list", err))?;
+    Ok(buf)
 }
 
 /// `ps` output filtered to the container's `pids`, as dockerd's top: the header's fields
@@ -805,9 +858,14 @@ mod tests {
     fn networks_of_unattached_shared_and_recorded_containers() {
         let mut c = rich();
         let mut ids = |n: &str| format!("id-of-{n}");
+        // An endpoint not joined yet keeps its empty NetworkID.
+        c.networks
+            .insert("later".into(), json!({"NetworkID": "", "IPAddress": ""}));
         let v = networks(&c, &mut ids);
         assert_eq!(v["mynet"]["IPAddress"], "10.1.0.2");
+        assert_eq!(v["mynet"]["Aliases"], json!(["web"]));
         assert_eq!(v["mynet"]["NetworkID"], "id-of-mynet");
+        assert_eq!(v["later"], json!({"NetworkID": "", "IPAddress": ""}));
         c.networks.clear();
         let v = networks(&c, &mut ids);
         let ep = v["mynet"].as_object().unwrap();
