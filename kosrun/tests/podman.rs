@@ -236,7 +236,13 @@ fn scenario(runtime: &Path) {
         &pm.shell(&format!("exec -it {name} sh -c 'tty; exit 2'")),
         "/dev/null",
     ]));
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stdout).contains("/dev/pts/"),
         "{}",

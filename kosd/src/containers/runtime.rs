@@ -1986,12 +1986,17 @@ pub async fn shutdown(e: &Arc<Engine>) {
         return;
     }
     // A restart that was under way when the stop began can bring one more container up:
-    // a second round stops it.
-    for _ in 0..3 {
+    // another round stops what the earlier ones had not tried.
+    let mut tried = std::collections::HashSet::new();
+    for round in 0..3 {
         let live: Vec<Container> = super::all(e)
             .into_iter()
-            .filter(|c| c.state.status.is_live())
+            .filter(|c| c.state.status.is_live() && tried.insert(c.id.clone()))
             .collect();
+        let none_left = live.is_empty();
+        if none_left && round > 0 {
+            break;
+        }
         let mut tasks = Vec::new();
         for c in live {
             let e = e.clone();
@@ -2004,7 +2009,7 @@ pub async fn shutdown(e: &Arc<Engine>) {
         // before the daemon leaves: a shim left serving would outlive it.
         let mut monitors = e.rt.monitors.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(15), monitors.wait_for(|n| *n == 0)).await;
-        if !super::all(e).iter().any(|c| c.state.status.is_live()) {
+        if none_left {
             break;
         }
     }
