@@ -165,8 +165,8 @@ fn targets_exist_and_mounting_on_them_leaves_the_upper_dir_empty() {
         assert!(m.is_file() && m.len() == 0, "/etc/{f} is an empty file");
         assert_eq!(
             (m.mode() & 0o7777, m.uid(), m.gid()),
-            (0o644, 0, 0),
-            "/etc/{f}"
+            (0o755, 0, 0),
+            "/etc/{f} as dockerd's init layer makes it"
         );
     }
     // The image's files are all still there.

@@ -96,12 +96,13 @@ fn cp_export_diff_stats() {
         &names[..names.len().min(500)]
     );
     assert!(names.lines().any(|l| l == "./tmp/in"));
-    // Docker's marker file, empty, as every Docker container has it.
+    // Docker's marker file, empty and mode 0755 (as dockerd's init layer makes it), as
+    // every Docker container has it.
     assert!(names.lines().any(|l| l == "./.dockerenv"), "no /.dockerenv");
     assert_eq!(
-        k.docker_ok(&["exec", "files", "stat", "-c", "%s %F", "/.dockerenv"])
+        k.docker_ok(&["exec", "files", "stat", "-c", "%s %F %a", "/.dockerenv"])
             .trim(),
-        "0 regular empty file"
+        "0 regular empty file 755"
     );
     // stats: one shot with memory and pids.
     let s = k.docker_ok(&[

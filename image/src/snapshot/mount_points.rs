@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::store::{unique_name, RemoveOnDrop, Store};
 
 /// Bumped when the rules for what a layer holds change, so older layers are not reused.
-const FORMAT: &str = "kos-mountpoints-v1";
+const FORMAT: &str = "kos-mountpoints-v2";
 
 /// What the runtime mounts on a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -345,9 +345,11 @@ fn build(fs: &Path, plan: &Plan) -> io::Result<()> {
                 std::fs::create_dir(&p)?;
                 0o755
             }
+            // 0755 as dockerd's init layer makes its files: what shows where nothing is
+            // mounted on one (Docker's /.dockerenv).
             MountKind::File => {
                 std::fs::File::create_new(&p)?.sync_all()?;
-                0o644
+                0o755
             }
         };
         std::os::unix::fs::lchown(&p, Some(0), Some(0))?;
@@ -510,6 +512,8 @@ mod tests {
         build(&fs, &plan).unwrap();
         assert!(fs.join("dev/shm").is_dir());
         assert!(fs.join("etc/hosts").is_file());
+        let m = std::fs::metadata(fs.join("etc/hosts")).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0));
         assert!(fs.join("run/secrets/a").is_file());
         let m = std::fs::metadata(fs.join("run/secrets")).unwrap();
         assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o755, 0, 0));

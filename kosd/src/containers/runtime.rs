@@ -818,6 +818,7 @@ pub fn shared_layer_entries() -> Vec<kos_image::MountPoint> {
 /// Creates an empty /.dockerenv in `rootfs` unless the image has that name in any form.
 /// O_CREAT|O_EXCL: a symlink an image put there is never followed.
 fn ensure_dockerenv(rootfs: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
     let p = rootfs.join(DOCKERENV.trim_start_matches('/'));
     if std::fs::symlink_metadata(&p).is_ok() {
         return;
@@ -825,6 +826,7 @@ fn ensure_dockerenv(rootfs: &std::path::Path) {
     if let Err(err) = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o755)
         .open(&p)
     {
         tracing::debug!(path = %p.display(), error = %err, "creating the container marker");
