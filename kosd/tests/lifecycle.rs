@@ -426,6 +426,40 @@ fn wait_health_and_container_events() {
         ],
         "{stream}"
     );
+    // Likewise --network host, on the `host` network.
+    let host_id = k.docker_ok(&["network", "inspect", "-f", "{{.Id}}", "host"]);
+    k.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hostc",
+        "--network",
+        "host",
+        &img,
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(
+        k.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.host.NetworkID}}",
+            "hostc"
+        ]),
+        host_id
+    );
+    assert_eq!(
+        k.docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}}{{end}}",
+            "host"
+        ])
+        .trim(),
+        "hostc"
+    );
+    k.docker_ok(&["rm", "-f", "hostc"]);
 }
 
 /// Now, as `docker events --since/--until` take it (seconds.nanoseconds).
