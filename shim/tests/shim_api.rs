@@ -478,6 +478,16 @@ fn containers_of_one_pod_share_a_shim() {
     let sockdir = dir.path().join("s");
     std::fs::create_dir_all(&sockdir).expect("mkdir");
     let ns = support::unique("kg");
+    // Shims this test started and did not shut down (it failed midway) are killed.
+    struct KillShims(String);
+    impl Drop for KillShims {
+        fn drop(&mut self) {
+            for pid in support::pids_with_cmdline(&self.0) {
+                support::kill9(pid);
+            }
+        }
+    }
+    let _cleanup = KillShims(format!("-namespace {ns} "));
     let start_in = |id: &str, sandbox: &str| -> String {
         let b = dir.path().join(id);
         std::fs::create_dir_all(&b).expect("mkdir");
