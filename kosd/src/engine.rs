@@ -82,12 +82,24 @@ impl Engine {
 }
 
 /// A random 64-hex identifier (containers, execs, networks).
+/// One getrandom(2) call (the kernel's urandom pool, without opening /dev/urandom: ids are
+/// made on the create and start paths).
 pub fn random_id() -> Result<String> {
-    use std::io::Read;
     let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| crate::error::ApiError::internal("reading /dev/urandom", e))?;
+    let mut got = 0;
+    while got < b.len() {
+        let rest = &mut b[got..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(crate::error::ApiError::internal("getrandom", err));
+        }
+        got += n as usize;
+    }
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
@@ -103,4 +115,17 @@ fn daemon_id(data: &std::path::Path) -> Result<String> {
     std::fs::write(&p, &id)
         .map_err(|e| crate::error::ApiError::internal("writing engine id", e))?;
     Ok(id)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn random_ids_are_64_hex_and_differ() {
+        let a = super::random_id().unwrap();
+        let b = super::random_id().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
 }
