@@ -64,6 +64,17 @@ impl From<kos_network::Error> for ApiError {
 }
 
 /// The store name of a network the user named (`default` is the default network).
+/// The networks every engine has beside kos-network's: (name, driver), as dockerd.
+pub const BUILTIN: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
+
+/// The driver of network `name`: a built-in one's, else bridge (kos-network's only one).
+pub fn driver_of(name: &str) -> &'static str {
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("bridge", |(_, d)| d)
+}
+
 pub fn canonical(name: &str) -> &str {
     if name == "default" {
         DEFAULT

@@ -27,9 +27,10 @@ fn builtin(name: &str, driver: &str, containers: Value) -> Value {
         "Containers": containers, "Options": {}, "Labels": {}})
 }
 
-fn members(e: &Engine, net: &str) -> Value {
+/// The live containers among `cs` with an endpoint on `net`.
+fn members(cs: &[crate::containers::Container], net: &str) -> Value {
     let mut m = serde_json::Map::new();
-    for c in crate::containers::all(e) {
+    for c in cs {
         if let Some(ep) = c.networks.get(net) {
             if c.state.status.is_live() {
                 // An endpoint without an address (on `none` or `host`) shows none, as dockerd.
@@ -47,14 +48,16 @@ fn members(e: &Engine, net: &str) -> Value {
 
 fn all_json(e: &Engine) -> Result<Vec<Value>> {
     e.nets.ensure_default()?;
+    let cs = crate::containers::all(e);
     let mut out: Vec<Value> = e
         .nets
         .list()?
         .iter()
-        .map(|n| network::network_json(n, members(e, &n.name)))
+        .map(|n| network::network_json(n, members(&cs, &n.name)))
         .collect();
-    out.push(builtin("host", "host", members(e, "host")));
-    out.push(builtin("none", "null", members(e, "none")));
+    for (name, driver) in network::BUILTIN {
+        out.push(builtin(name, driver, members(&cs, name)));
+    }
     for n in &mut out {
         let name = n["Name"].as_str().unwrap_or("").to_string();
         let m = network_ids::meta(e, &name)?;
@@ -78,7 +81,7 @@ pub fn resolve_name(e: &Engine, key: &str) -> Result<String> {
     e.nets.ensure_default()?;
     let names = e.nets.list()?.into_iter().map(|n| n.name);
     let pairs = names
-        .chain(["host".to_string(), "none".to_string()])
+        .chain(network::BUILTIN.map(|(n, _)| n.to_string()))
         .map(|n| Ok((n.clone(), network_ids::meta(e, &n)?.id)))
         .collect::<Result<Vec<(String, String)>>>()?;
     Ok(network_ids::resolve(canonical(key), &pairs)?.to_string())

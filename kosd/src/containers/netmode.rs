@@ -58,6 +58,16 @@ impl NetMode {
         }
     }
 
+    /// The built-in network (`none` or `host`) a container of this mode is joined to while
+    /// it runs; kos-network has no part in it.
+    pub fn builtin_network(&self) -> Option<&'static str> {
+        match self {
+            NetMode::None => Some("none"),
+            NetMode::Host => Some("host"),
+            _ => None,
+        }
+    }
+
     pub fn shares_host_uts(&self) -> bool {
         matches!(self, NetMode::Host)
     }

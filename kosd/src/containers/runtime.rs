@@ -1032,7 +1032,7 @@ async fn start_prepared(
             atts.push(att);
         }
         c.ports = crate::network::ports_json(&atts, &exposed);
-    } else if let Some(name) = builtin_network(net) {
+    } else if let Some(name) = net.builtin_network() {
         // As dockerd, which joins such a container to its `none` or `host` network: an
         // endpoint there while it runs, with the connect event (and the disconnect at exit).
         let mut ep = crate::network::skeleton(serde_json::Value::Null);
@@ -1392,20 +1392,10 @@ async fn release_network_quietly(e: &Engine, id: &str) -> Vec<String> {
     }
 }
 
-/// The built-in network (`none` or `host`) a container of mode `net` is joined to while
-/// it runs; kos-network has no part in it.
-fn builtin_network(net: &NetMode) -> Option<&'static str> {
-    match net {
-        NetMode::None => Some("none"),
-        NetMode::Host => Some("host"),
-        _ => None,
-    }
-}
-
 /// Ends the container's endpoint on its built-in network, if it has one; the network's
 /// name, for the disconnect event.
 fn leave_builtin_network(c: &mut Container) -> Option<String> {
-    let name = builtin_network(&NetMode::parse(&c.host_config))?;
+    let name = NetMode::parse(&c.host_config).builtin_network()?;
     let ep = c.networks.get_mut(name)?;
     if ep["EndpointID"].as_str().is_none_or(str::is_empty) {
         return None;
@@ -1416,16 +1406,15 @@ fn leave_builtin_network(c: &mut Container) -> Option<String> {
 
 /// dockerd's `network connect|disconnect` event; `type` is the network's driver.
 pub fn network_event(e: &Engine, action: &str, net: &str, container: &str) {
-    let driver = match net {
-        "none" => "null",
-        "host" => "host",
-        _ => "bridge",
-    };
     e.event(
         "network",
         action,
         &crate::network_ids::id_of(e, net),
-        &[("container", container), ("name", net), ("type", driver)],
+        &[
+            ("container", container),
+            ("name", net),
+            ("type", crate::network::driver_of(net)),
+        ],
     );
 }
 
